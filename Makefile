@@ -1,0 +1,59 @@
+# Makefile — build/test entry points for routecache.
+#
+#   make test         start throw-away Redis / Redis Cluster / memcached servers
+#                     (scripts/testenv.sh), run go vet + go test -race against
+#                     them, and always stop them again.  This is what CI runs.
+#   make test-short   go vet + go test -race without any servers (integration
+#                     tests skip themselves outside CI when not configured).
+#   make servers-up   start the servers in .testenv/ and leave them running;
+#                     then `. .testenv/env` and run go test by hand.
+#   make servers-down stop the servers in .testenv/.
+#   make bench        run the benchmarks (no servers).
+#
+# Variables:
+#   PKG=./core/...        packages to vet/test (default ./...)
+#   GOTESTFLAGS='-run X'  extra flags for go test (e.g. -run, -v, -timeout)
+
+# Every recipe runs as ONE bash script with strict error handling, so the
+# trap in `test` covers all of its steps.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := test
+
+GO          ?= go
+PKG         ?= ./...
+GOTESTFLAGS ?=
+TESTENV     := scripts/testenv.sh
+STATE_DIR   := .testenv
+
+.PHONY: test test-short servers-up servers-down bench
+
+test:
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
+	# Whatever happens below (failure, Ctrl-C, kill), stop the servers and
+	# remove the state dir; the recipe still exits with the failing status.
+	trap '$(TESTENV) down "$$state"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	$(TESTENV) up "$$state"
+	. "$$state/env"
+	echo "+ $(GO) vet $(PKG)"
+	$(GO) vet $(PKG)
+	echo "+ $(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)"
+	$(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)
+
+test-short:
+	$(GO) vet $(PKG)
+	$(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)
+
+servers-up:
+	@$(TESTENV) up $(STATE_DIR)
+	echo "servers are up; use them with:  . $(STATE_DIR)/env"
+
+servers-down:
+	@$(TESTENV) down $(STATE_DIR)
+
+# Placeholder: refined later (benchstat, -count, etc.).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKG)

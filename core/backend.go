@@ -1,0 +1,305 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/eko/gocache/lib/v4/store"
+	ristrettostore "github.com/eko/gocache/store/ristretto/v4"
+)
+
+// backend is what a region needs from storage. Counter values are never 0
+// once they exist; 0 in a load result means "missing", which the region
+// treats as a miss. Implementations must be safe for concurrent use.
+type backend interface {
+	// load fetches the entry under key (nil if absent) and fills vals with
+	// the current value of each named counter, in one round trip where the
+	// store allows. A value that cannot be decoded is reported as errCorrupt
+	// together with the counters.
+	load(ctx context.Context, key string, counters []string, vals []uint64) (*entry, error)
+	// counters fills vals with the named counters' values (0 = missing).
+	counters(ctx context.Context, names []string, vals []uint64) error
+	// ensure creates each missing counter (vals[i]==0) with a fresh value
+	// and stores in vals the value now current.
+	ensure(ctx context.Context, names []string, vals []uint64) error
+	// store writes an entry that expires after ttl.
+	store(ctx context.Context, key string, e *entry, ttl time.Duration) error
+	// bump changes a counter to a value it never had (an invalidation).
+	bump(ctx context.Context, counter string) error
+	// remote reports whether keys leave the process (and must be hashed).
+	remote() bool
+	close() error
+}
+
+// openBackend builds a backend from a region's Backend URL.
+func openBackend(raw string) (backend, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "memory":
+		return openMemory(u)
+	case "":
+		return nil, fmt.Errorf("backend %q: missing scheme (want memory://)", raw)
+	default:
+		return nil, fmt.Errorf("backend %q: unknown scheme %q (want memory://)", raw, u.Scheme)
+	}
+}
+
+// parseBytes reads sizes like "64MiB", "512KiB", "1GiB", "1000" (bytes).
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			mult, num = u.mult, strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q (want a positive number with an optional unit B, KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	return n * mult, nil
+}
+
+// memoryBackend keeps entries in ristretto (through gocache's ristretto
+// store), bounded by a byte budget, and counters in a map of atomics that
+// is never evicted: a missing counter therefore reads as the constant
+// baseCounter, which bump never produces.
+type memoryBackend struct {
+	client   *ristretto.Cache[string, *entry]
+	st       *ristrettostore.RistrettoStore[string, *entry]
+	counterM sync.Map // string -> *atomic.Uint64
+	maxBytes int64
+}
+
+// baseCounter is the value of a memory counter that was never bumped.
+const baseCounter = 1
+
+func openMemory(u *url.URL) (*memoryBackend, error) {
+	if u.Host != "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("backend %q: memory:// takes no host or path", u.String())
+	}
+	maxBytes := int64(DefaultMemoryBytes)
+	for k, vs := range u.Query() {
+		switch k {
+		case "max_bytes":
+			n, err := parseBytes(vs[len(vs)-1])
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: max_bytes: %w", u.String(), err)
+			}
+			maxBytes = n
+		default:
+			return nil, fmt.Errorf("backend %q: unknown option %q (memory:// takes max_bytes)", u.String(), k)
+		}
+	}
+	return newMemoryBackend(maxBytes)
+}
+
+func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
+	// Ristretto wants about ten counters per item it will hold when full;
+	// assume items of at least 256 bytes.
+	counters := maxBytes / 256 * 10
+	if counters < 1000 {
+		counters = 1000
+	}
+	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		NumCounters: counters,
+		MaxCost:     maxBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory backend: %w", err)
+	}
+	return &memoryBackend{
+		client:   client,
+		st:       ristrettostore.NewRistretto[string, *entry](client),
+		maxBytes: maxBytes,
+	}, nil
+}
+
+func (m *memoryBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	_ = m.counters(ctx, names, vals)
+	v, err := m.st.Get(ctx, key)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	e, _ := v.(*entry)
+	return e, nil
+}
+
+func (m *memoryBackend) counters(_ context.Context, names []string, vals []uint64) error {
+	for i, n := range names {
+		if c, ok := m.counterM.Load(n); ok {
+			vals[i] = c.(*atomic.Uint64).Load()
+		} else {
+			vals[i] = baseCounter
+		}
+	}
+	return nil
+}
+
+func (m *memoryBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+	return m.counters(ctx, names, vals)
+}
+
+func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	cost := int64(e.size() + len(key))
+	if cost > m.maxBytes {
+		return errTooLarge
+	}
+	// SynchronousSet waits for ristretto's buffers so the next read sees it.
+	return m.st.Set(ctx, key, e, store.WithCost(cost), store.WithExpiration(ttl), store.WithSynchronousSet())
+}
+
+func (m *memoryBackend) bump(_ context.Context, name string) error {
+	if c, ok := m.counterM.Load(name); ok {
+		c.(*atomic.Uint64).Add(1)
+		return nil
+	}
+	nc := new(atomic.Uint64)
+	nc.Store(freshCounter())
+	if c, loaded := m.counterM.LoadOrStore(name, nc); loaded {
+		c.(*atomic.Uint64).Add(1)
+	}
+	return nil
+}
+
+func (m *memoryBackend) remote() bool { return false }
+
+func (m *memoryBackend) close() error {
+	m.client.Close()
+	return nil
+}
+
+// errTooLarge reports an entry the backend cannot hold.
+var errTooLarge = errors.New("routecache: entry larger than the backend accepts")
+
+// freshCounter returns a new counter value: random, never 0 or baseCounter,
+// so a counter re-created after it was lost cannot repeat an old value.
+func freshCounter() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			// crypto/rand does not fail on supported platforms; fall back to the clock.
+			return uint64(time.Now().UnixNano()) | 1<<63
+		}
+		if v := binary.BigEndian.Uint64(b[:]) >> 1; v > baseCounter {
+			return v
+		}
+	}
+}
+
+// storeBackend runs on any gocache store.StoreInterface the user built. The
+// interface has no multi-get and no atomic counters, so a lookup costs one
+// Get per counter plus one for the entry, and an invalidation writes a new
+// random value (safe under races: a value is never reused).
+type storeBackend struct {
+	st store.StoreInterface
+}
+
+func newStoreBackend(st store.StoreInterface) *storeBackend { return &storeBackend{st: st} }
+
+func (s *storeBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	if err := s.counters(ctx, names, vals); err != nil {
+		return nil, err
+	}
+	v, err := s.st.Get(ctx, key)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	b, ok := asBytes(v)
+	if !ok {
+		return nil, errCorrupt
+	}
+	return decodeEntry(b)
+}
+
+func (s *storeBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+	for i, n := range names {
+		v, err := s.st.Get(ctx, n)
+		if err != nil {
+			if isNotFound(err) {
+				vals[i] = 0
+				continue
+			}
+			return err
+		}
+		vals[i] = parseCounter(v)
+	}
+	return nil
+}
+
+func (s *storeBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+	for i, n := range names {
+		if vals[i] != 0 {
+			continue
+		}
+		v := freshCounter()
+		if err := s.st.Set(ctx, n, []byte(strconv.FormatUint(v, 10))); err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	return nil
+}
+
+func (s *storeBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	return s.st.Set(ctx, key, e.encode(), store.WithExpiration(ttl))
+}
+
+func (s *storeBackend) bump(ctx context.Context, name string) error {
+	return s.st.Set(ctx, name, []byte(strconv.FormatUint(freshCounter(), 10)))
+}
+
+func (s *storeBackend) remote() bool { return true }
+func (s *storeBackend) close() error { return nil }
+
+func isNotFound(err error) bool {
+	return errors.Is(err, store.NotFound{})
+}
+
+// asBytes accepts []byte and string: gocache's Redis store returns string.
+func asBytes(v any) ([]byte, bool) {
+	switch t := v.(type) {
+	case []byte:
+		return t, true
+	case string:
+		return []byte(t), true
+	}
+	return nil, false
+}
+
+func parseCounter(v any) uint64 {
+	b, ok := asBytes(v)
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -1,0 +1,351 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+)
+
+// Defaults applied to a zero RegionConfig field.
+const (
+	// DefaultTTL is how long an entry stays fresh when RegionConfig.TTL is 0.
+	DefaultTTL = 5 * time.Minute
+	// DefaultMaxEntryBytes caps a cached body when RegionConfig.MaxEntryBytes is 0.
+	DefaultMaxEntryBytes = 1 << 20
+	// DefaultFillTimeout bounds a coalesced fill when RegionConfig.FillTimeout is 0.
+	DefaultFillTimeout = 30 * time.Second
+	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
+	DefaultPrefix = "rc"
+	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
+	DefaultMemoryBytes = 64 << 20
+)
+
+// Config describes a Cache: its named regions and where it logs.
+type Config struct {
+	// Regions maps a region name (letters, digits, '_', '-', '.') to its
+	// policy. At least one region is required.
+	Regions map[string]RegionConfig
+	// Logger receives backend errors. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// RegionConfig is the policy shared by every route cached in one region.
+// The zero value of each field is a documented default.
+type RegionConfig struct {
+	// Backend is the store URL. "" means "memory://": the embedded
+	// ristretto store with a 64 MiB budget ("memory://?max_bytes=16MiB"
+	// sets another). Regions with the same URL share one store.
+	Backend string
+	// Store, when non-nil, is a gocache store used instead of Backend. It
+	// must accept and return []byte (string is accepted back too).
+	Store store.StoreInterface
+	// TTL is how long an entry is fresh. 0 means DefaultTTL (5 minutes).
+	TTL time.Duration
+	// Stale is kept for stale serving after TTL. 0 means none. Reserved:
+	// entries are kept for TTL+Stale, but are only served while fresh.
+	Stale time.Duration
+	// Prefix namespaces every key the region writes, so a shared Redis or
+	// Memcached can hold other data. "" means DefaultPrefix ("rc").
+	Prefix string
+	// MaxEntryBytes caps a cached body; a larger response streams through
+	// uncached. 0 means DefaultMaxEntryBytes (1 MiB). Negative is an error.
+	MaxEntryBytes int64
+	// Statuses lists the response statuses that may be stored.
+	// Nil means only 200.
+	Statuses []int
+	// VaryHeaders are request headers whose values are part of the key.
+	// A response with "Vary" naming a header not listed here is not stored.
+	VaryHeaders []string
+	// VaryCookies are cookies whose values are part of the key. A request
+	// carrying any other cookie (not in IgnoreCookies) bypasses the cache.
+	VaryCookies []string
+	// IgnoreCookies are cookies that neither bypass nor key (for example
+	// analytics cookies the handler never reads).
+	IgnoreCookies []string
+	// VaryAuthorization keys on a hash of the Authorization header instead
+	// of bypassing requests that carry one. Each principal gets its own
+	// entries; the raw credential is never stored.
+	VaryAuthorization bool
+	// FillTimeout bounds the handler run that fills a key for coalesced
+	// waiters; the fill runs on a context detached from the first caller's.
+	// 0 means DefaultFillTimeout (30 s).
+	FillTimeout time.Duration
+}
+
+// Cache is the registry of regions. It is safe for concurrent use; create
+// one per process with New and Close it on shutdown.
+type Cache struct {
+	regions  map[string]*Region
+	backends []backend
+	log      *slog.Logger
+	closed   atomic.Bool
+}
+
+var regionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// New validates cfg and opens the regions' backends.
+func New(cfg Config) (*Cache, error) {
+	if len(cfg.Regions) == 0 {
+		return nil, errors.New("routecache: config has no regions")
+	}
+	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	byURL := map[string]backend{}
+	byStore := map[store.StoreInterface]backend{}
+	names := make([]string, 0, len(cfg.Regions))
+	for name := range cfg.Regions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		rc := cfg.Regions[name]
+		if !regionName.MatchString(name) {
+			c.closeBackends()
+			return nil, fmt.Errorf("routecache: region %q: name must match %s", name, regionName)
+		}
+		if err := normalize(&rc); err != nil {
+			c.closeBackends()
+			return nil, fmt.Errorf("routecache: region %q: %w", name, err)
+		}
+		var be backend
+		switch {
+		case rc.Store != nil:
+			if be = byStore[rc.Store]; be == nil {
+				be = newStoreBackend(rc.Store)
+				byStore[rc.Store] = be
+				c.backends = append(c.backends, be)
+			}
+		default:
+			if be = byURL[rc.Backend]; be == nil {
+				b, err := openBackend(rc.Backend)
+				if err != nil {
+					c.closeBackends()
+					return nil, fmt.Errorf("routecache: region %q: %w", name, err)
+				}
+				be = b
+				byURL[rc.Backend] = be
+				c.backends = append(c.backends, be)
+			}
+		}
+		c.regions[name] = newRegion(c, name, rc, be)
+	}
+	return c, nil
+}
+
+// normalize applies defaults and validates a region's config in place.
+func normalize(rc *RegionConfig) error {
+	switch {
+	case rc.TTL < 0:
+		return fmt.Errorf("TTL %v is negative", rc.TTL)
+	case rc.Stale < 0:
+		return fmt.Errorf("Stale %v is negative", rc.Stale)
+	case rc.MaxEntryBytes < 0:
+		return fmt.Errorf("MaxEntryBytes %d is negative", rc.MaxEntryBytes)
+	case rc.FillTimeout < 0:
+		return fmt.Errorf("FillTimeout %v is negative", rc.FillTimeout)
+	}
+	if rc.TTL == 0 {
+		rc.TTL = DefaultTTL
+	}
+	if rc.MaxEntryBytes == 0 {
+		rc.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if rc.FillTimeout == 0 {
+		rc.FillTimeout = DefaultFillTimeout
+	}
+	if rc.Prefix == "" {
+		rc.Prefix = DefaultPrefix
+	}
+	if !regionName.MatchString(rc.Prefix) {
+		return fmt.Errorf("Prefix %q must match %s", rc.Prefix, regionName)
+	}
+	if rc.Backend == "" && rc.Store == nil {
+		rc.Backend = "memory://"
+	}
+	if len(rc.Statuses) == 0 {
+		rc.Statuses = []int{http.StatusOK}
+	}
+	for _, s := range rc.Statuses {
+		if s < 200 || s > 599 {
+			return fmt.Errorf("status %d cannot be cached", s)
+		}
+		if s == http.StatusPartialContent {
+			return errors.New("status 206 cannot be cached")
+		}
+	}
+	for _, h := range rc.VaryHeaders {
+		if h == "" || !validToken(h) {
+			return fmt.Errorf("VaryHeaders: %q is not a header name", h)
+		}
+	}
+	for _, list := range [][]string{rc.VaryCookies, rc.IgnoreCookies} {
+		for _, ck := range list {
+			if ck == "" || !validToken(ck) {
+				return fmt.Errorf("cookie name %q is not valid", ck)
+			}
+		}
+	}
+	return nil
+}
+
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == ';' || c == '=' || c == ',' {
+			return false
+		}
+	}
+	return true
+}
+
+// Region returns the named region, or an error naming it when it does not exist.
+func (c *Cache) Region(name string) (*Region, error) {
+	r, ok := c.regions[name]
+	if !ok {
+		return nil, fmt.Errorf("routecache: unknown region %q", name)
+	}
+	return r, nil
+}
+
+// Regions returns the region names, sorted.
+func (c *Cache) Regions() []string {
+	out := make([]string, 0, len(c.regions))
+	for n := range c.regions {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Stats returns a snapshot of every region's counters, by region name.
+func (c *Cache) Stats() map[string]Stats {
+	out := make(map[string]Stats, len(c.regions))
+	for n, r := range c.regions {
+		out[n] = r.Stats()
+	}
+	return out
+}
+
+// Close releases the backends. Requests after Close run their handlers
+// uncached.
+func (c *Cache) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.closeBackends()
+}
+
+func (c *Cache) closeBackends() error {
+	var errs []error
+	for _, b := range c.backends {
+		if err := b.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.backends = nil
+	if len(errs) > 0 {
+		return fmt.Errorf("routecache: close: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// InvalidateTags makes every entry that was stored with any of the tags
+// unusable, in every region. It costs one counter update per tag and
+// backend, whatever the number of entries.
+func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
+	var errs []error
+	for _, t := range tags {
+		if t == "" {
+			return errors.New("routecache: empty tag")
+		}
+	}
+	for _, g := range c.counterSpaces() {
+		for _, t := range tags {
+			if err := g.be.bump(ctx, g.prefix+":v:t:"+t); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, r := range g.regions {
+			r.stats.invalidations.Add(uint64(len(tags)))
+		}
+	}
+	if len(errs) > 0 {
+		c.log.Error("routecache: invalidate tags", "tags", tags, "err", errors.Join(errs...))
+		return fmt.Errorf("routecache: invalidate tags: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// InvalidateRegion makes every entry of the named region unusable.
+func (c *Cache) InvalidateRegion(ctx context.Context, name string) error {
+	r, err := c.Region(name)
+	if err != nil {
+		return err
+	}
+	r.stats.invalidations.Add(1)
+	if err := r.be.bump(ctx, r.regionCounter); err != nil {
+		r.backendError("invalidate-region", err)
+		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
+	}
+	return nil
+}
+
+// InvalidateKey makes the entries stored under one key of a region
+// unusable. The key is the expanded Key template of the route (for
+// example "article:42" for Key("article:{id}")), or the request path
+// ("/articles/42") for routes using the default key; every query string
+// and vary variant of it goes.
+func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
+	r, err := c.Region(region)
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return errors.New("routecache: empty key")
+	}
+	r.stats.invalidations.Add(1)
+	if err := r.be.bump(ctx, r.keyCounter(key)); err != nil {
+		r.backendError("invalidate-key", err)
+		return fmt.Errorf("routecache: invalidate key %q in region %q: %w", key, region, err)
+	}
+	return nil
+}
+
+type counterSpace struct {
+	be      backend
+	prefix  string
+	regions []*Region
+}
+
+// counterSpaces lists each distinct (backend, prefix) pair once, since tag
+// counters live there and are shared by the regions in it.
+func (c *Cache) counterSpaces() []counterSpace {
+	type k struct {
+		be     backend
+		prefix string
+	}
+	idx := map[k]int{}
+	var out []counterSpace
+	for _, name := range c.Regions() {
+		r := c.regions[name]
+		kk := k{r.be, r.cfg.Prefix}
+		i, ok := idx[kk]
+		if !ok {
+			i = len(out)
+			idx[kk] = i
+			out = append(out, counterSpace{be: r.be, prefix: r.cfg.Prefix})
+		}
+		out[i].regions = append(out[i].regions, r)
+	}
+	return out
+}

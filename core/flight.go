@@ -1,0 +1,44 @@
+package core
+
+import "sync"
+
+// flight is one in-process fill of a key. Requests for the key that arrive
+// while it runs wait for it instead of calling the handler.
+type flight struct {
+	done chan struct{}
+	// e is the stored entry, or nil when the response was not storable:
+	// then each waiter runs the handler itself, since the leader's response
+	// (a 500, a Set-Cookie, a personalised body) was not meant for them.
+	e *entry
+}
+
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+// join returns the flight for key and whether the caller leads it.
+func (g *flightGroup) join(key string) (*flight, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.m[key]; ok {
+		return f, false
+	}
+	if g.m == nil {
+		g.m = make(map[string]*flight)
+	}
+	f := &flight{done: make(chan struct{})}
+	g.m[key] = f
+	return f, true
+}
+
+// land ends a flight with its result and releases the waiters.
+func (g *flightGroup) land(key string, f *flight, e *entry) {
+	g.mu.Lock()
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+	f.e = e
+	close(f.done)
+}

@@ -1,0 +1,249 @@
+package core
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// keyFormat is written at the start of every canonical key. Bump it when the
+// layout of canonical keys changes so old entries can never match new keys.
+const keyFormat = "rk1"
+
+// Params gives the cache the values of a request's route parameters
+// (":id" in Gin and Echo, "{id}" in net/http patterns). Adapters provide it.
+type Params interface {
+	// Get returns the value of the named parameter and whether it exists.
+	Get(name string) (string, bool)
+}
+
+// NoParams is the Params of a route without parameters.
+var NoParams Params = noParams{}
+
+type noParams struct{}
+
+func (noParams) Get(string) (string, bool) { return "", false }
+
+// PathValues adapts a net/http request (Go 1.22 patterns) to Params.
+type PathValues struct{ R *http.Request }
+
+// Get returns r.PathValue(name); a missing or empty value reports false.
+func (p PathValues) Get(name string) (string, bool) {
+	v := p.R.PathValue(name)
+	return v, v != ""
+}
+
+// keyBuilder appends length-prefixed fields so that no two different field
+// sequences produce the same text: "3:abc" cannot be confused with a field
+// boundary inside a value, whatever bytes the value holds.
+type keyBuilder struct{ b []byte }
+
+func (k *keyBuilder) field(s string) {
+	k.b = strconv.AppendInt(k.b, int64(len(s)), 10)
+	k.b = append(k.b, ':')
+	k.b = append(k.b, s...)
+}
+
+// template is a compiled key or tag template such as "article:{id}".
+type template struct {
+	raw   string
+	parts []tplPart
+	// static is set when the template has no placeholders.
+	static bool
+}
+
+type tplKind uint8
+
+const (
+	tplLiteral tplKind = iota
+	tplParam
+	tplQuery
+	tplHeader
+	tplMethod
+	tplPath
+)
+
+type tplPart struct {
+	kind tplKind
+	text string // literal text, or the parameter/query/header name
+}
+
+// parseTemplate compiles a template. Placeholders: {name} (route parameter),
+// {query:name}, {header:Name}, {method}, {path}. "{{" and "}}" are literal braces.
+func parseTemplate(s string) (*template, error) {
+	if s == "" {
+		return nil, fmt.Errorf("routecache: empty template")
+	}
+	t := &template{raw: s, static: true}
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			t.parts = append(t.parts, tplPart{kind: tplLiteral, text: lit.String()})
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '{' && i+1 < len(s) && s[i+1] == '{':
+			lit.WriteByte('{')
+			i++
+		case c == '}' && i+1 < len(s) && s[i+1] == '}':
+			lit.WriteByte('}')
+			i++
+		case c == '}':
+			return nil, fmt.Errorf("routecache: template %q: unmatched '}' at %d", s, i)
+		case c == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return nil, fmt.Errorf("routecache: template %q: unclosed '{' at %d", s, i)
+			}
+			name := s[i+1 : i+end]
+			p, err := placeholder(name)
+			if err != nil {
+				return nil, fmt.Errorf("routecache: template %q: %w", s, err)
+			}
+			flush()
+			t.parts = append(t.parts, p)
+			t.static = false
+			i += end
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	flush()
+	return t, nil
+}
+
+func placeholder(name string) (tplPart, error) {
+	if name == "" {
+		return tplPart{}, fmt.Errorf("empty placeholder {}")
+	}
+	if strings.ContainsAny(name, "{ \t") {
+		return tplPart{}, fmt.Errorf("bad placeholder {%s}", name)
+	}
+	switch {
+	case name == "method":
+		return tplPart{kind: tplMethod}, nil
+	case name == "path":
+		return tplPart{kind: tplPath}, nil
+	case strings.HasPrefix(name, "query:"):
+		n := name[len("query:"):]
+		if n == "" {
+			return tplPart{}, fmt.Errorf("empty query name in {%s}", name)
+		}
+		return tplPart{kind: tplQuery, text: n}, nil
+	case strings.HasPrefix(name, "header:"):
+		n := name[len("header:"):]
+		if n == "" {
+			return tplPart{}, fmt.Errorf("empty header name in {%s}", name)
+		}
+		return tplPart{kind: tplHeader, text: http.CanonicalHeaderKey(n)}, nil
+	case strings.Contains(name, ":"):
+		return tplPart{}, fmt.Errorf("unknown placeholder kind {%s}", name)
+	}
+	return tplPart{kind: tplParam, text: name}, nil
+}
+
+// params lists the route parameter names the template needs.
+func (t *template) params() []string {
+	var out []string
+	for _, p := range t.parts {
+		if p.kind == tplParam {
+			out = append(out, p.text)
+		}
+	}
+	return out
+}
+
+// expand renders the template for a request. Substituted values are
+// query-escaped, so a value can never forge the template's own delimiters:
+// with "a:{x}:{y}", x="1:2",y="3" and x="1",y="2:3" give different text.
+// ok is false when a route parameter the template names is missing.
+func (t *template) expand(r *http.Request, p Params) (string, bool) {
+	if t.static {
+		return t.raw, true
+	}
+	var b strings.Builder
+	for _, part := range t.parts {
+		switch part.kind {
+		case tplLiteral:
+			b.WriteString(part.text)
+		case tplParam:
+			v, ok := p.Get(part.text)
+			if !ok {
+				return "", false
+			}
+			b.WriteString(url.QueryEscape(v))
+		case tplQuery:
+			b.WriteString(url.QueryEscape(r.URL.Query().Get(part.text)))
+		case tplHeader:
+			b.WriteString(url.QueryEscape(strings.Join(r.Header.Values(part.text), ",")))
+		case tplMethod:
+			b.WriteString(cacheMethod(r.Method))
+		case tplPath:
+			b.WriteString(r.URL.EscapedPath())
+		}
+	}
+	return b.String(), true
+}
+
+// cacheMethod maps HEAD onto GET: both share one entry.
+func cacheMethod(m string) string {
+	if m == http.MethodHead {
+		return http.MethodGet
+	}
+	return m
+}
+
+// canonicalQuery sorts a query string by parameter name (keeping the order
+// of repeated values, which handlers can observe) and re-encodes it, so that
+// "?b=2&a=1" and "?a=1&b=2" share an entry. A query that does not parse
+// cleanly (for example one using ';' as a separator, which Go rejects but
+// some proxies accept) is kept verbatim behind a marker, so it can never
+// share a key with a query that does parse.
+func canonicalQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return "!raw:" + raw
+	}
+	names := make([]string, 0, len(vals))
+	for k := range vals {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		ek := url.QueryEscape(k)
+		for _, v := range vals[k] {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(ek)
+			b.WriteByte('=')
+			b.WriteString(url.QueryEscape(v))
+		}
+	}
+	return b.String()
+}
+
+// hashKey is the lookup key used where a key leaves the process (Redis,
+// Memcached): SHA-256 hex, 64 bytes, no spaces or control bytes.
+func hashKey(canonical string) string {
+	sum := sha256.Sum256([]byte(canonical))
+	return hex.EncodeToString(sum[:])
+}
+
+// hashSecret keys on a secret (an Authorization value) without storing it.
+func hashSecret(v string) string {
+	sum := sha256.Sum256([]byte("routecache-principal\x00" + v))
+	return hex.EncodeToString(sum[:16])
+}

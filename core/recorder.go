@@ -1,0 +1,141 @@
+package core
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+)
+
+// ResponseWriter is the writer the cache hands to the downstream handler on
+// a miss (and the invalidating writer on mutating routes). It streams to the
+// client while keeping a bounded copy of the response. Adapters wrap it in
+// their framework's writer type; Status, Size and Written let them answer
+// their framework's questions.
+//
+// Headers are committed lazily, at the first Write, Flush or when the
+// handler returns, as Gin does: the last WriteHeader before then wins.
+type ResponseWriter struct {
+	w         http.ResponseWriter
+	before    http.Header // copy of the headers before the handler ran
+	status    int
+	size      int
+	commit    bool
+	record    bool
+	max       int64
+	body      []byte
+	over      bool
+	flushed   bool
+	hijacked  bool
+	clientErr error
+	snapshot  http.Header
+	// onCommit runs once, just before the status line goes to the client.
+	onCommit func(rw *ResponseWriter)
+}
+
+var (
+	_ http.Flusher  = (*ResponseWriter)(nil)
+	_ http.Hijacker = (*ResponseWriter)(nil)
+)
+
+// Header returns the client writer's header map.
+func (rw *ResponseWriter) Header() http.Header { return rw.w.Header() }
+
+// WriteHeader records the status; it reaches the client on commit.
+// Informational statuses (1xx, except 101) pass straight through.
+func (rw *ResponseWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		rw.w.WriteHeader(code)
+		return
+	}
+	if !rw.commit {
+		rw.status = code
+	}
+}
+
+// Write streams b to the client and records it while within the cap. A
+// failed client write is remembered, not returned: the recorded copy is
+// what coalesced waiters receive, so the fill does not stop when the first
+// caller goes away.
+func (rw *ResponseWriter) Write(b []byte) (int, error) {
+	if !rw.commit {
+		rw.doCommit()
+	}
+	rw.size += len(b)
+	if rw.record && !rw.over {
+		if int64(len(rw.body)+len(b)) > rw.max {
+			rw.over, rw.body = true, nil
+		} else {
+			rw.body = append(rw.body, b...)
+		}
+	}
+	if rw.clientErr == nil {
+		if _, err := rw.w.Write(b); err != nil {
+			rw.clientErr = err
+		}
+	}
+	if !rw.record && rw.clientErr != nil {
+		return 0, rw.clientErr
+	}
+	return len(b), nil
+}
+
+// WriteString is Write for strings.
+func (rw *ResponseWriter) WriteString(s string) (int, error) { return rw.Write([]byte(s)) }
+
+// Flush commits and flushes; a flushed response is a stream and is not stored.
+func (rw *ResponseWriter) Flush() {
+	if !rw.commit {
+		rw.doCommit()
+	}
+	rw.flushed = true
+	_ = http.NewResponseController(rw.w).Flush()
+}
+
+// Hijack hands over the connection; the response is not stored.
+func (rw *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	rw.hijacked = true
+	rw.commit = true
+	return http.NewResponseController(rw.w).Hijack()
+}
+
+// Unwrap returns the client writer, for http.ResponseController.
+func (rw *ResponseWriter) Unwrap() http.ResponseWriter { return rw.w }
+
+// Status returns the status written or pending, 0 if none yet.
+func (rw *ResponseWriter) Status() int { return rw.status }
+
+// Size returns the body bytes written so far.
+func (rw *ResponseWriter) Size() int { return rw.size }
+
+// Written reports whether the status line has been committed.
+func (rw *ResponseWriter) Written() bool { return rw.commit }
+
+func (rw *ResponseWriter) doCommit() {
+	rw.commit = true
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	if rw.onCommit != nil {
+		rw.onCommit(rw)
+	}
+	if rw.record {
+		rw.snapshot = rw.w.Header().Clone()
+	}
+	rw.w.WriteHeader(rw.status)
+}
+
+// finish commits a response the handler left uncommitted (an implicit 200,
+// which net/http and Gin would send anyway).
+func (rw *ResponseWriter) finish() {
+	if !rw.commit {
+		rw.doCommit()
+	}
+}
+
+// WriteHeaderNow commits the status and headers without writing a body
+// (Gin's ResponseWriter has the same method).
+func (rw *ResponseWriter) WriteHeaderNow() {
+	if !rw.commit {
+		rw.doCommit()
+	}
+}

@@ -1,0 +1,713 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Region is a named cache policy with its backend. Get one from
+// Cache.Region; routes reach it through Cache.Route.
+type Region struct {
+	c             *Cache
+	name          string
+	cfg           RegionConfig
+	be            backend
+	ns            string // Prefix + ":"
+	regionCounter string
+	status        map[int]bool
+	varyHeaders   []string // canonical, sorted
+	varyHeader    map[string]bool
+	varyCookies   []string // sorted
+	varyCookie    map[string]bool
+	ignoreCookie  map[string]bool
+	stats         regionStats
+	flights       flightGroup
+	// errLogged rate-limits error logs: one per second per region.
+	errLogged atomicTime
+}
+
+func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
+	r := &Region{
+		c: c, name: name, cfg: cfg, be: be, ns: cfg.Prefix + ":",
+		status:       map[int]bool{},
+		varyHeader:   map[string]bool{},
+		varyCookie:   map[string]bool{},
+		ignoreCookie: map[string]bool{},
+	}
+	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
+	for _, s := range cfg.Statuses {
+		r.status[s] = true
+	}
+	for _, h := range cfg.VaryHeaders {
+		h = http.CanonicalHeaderKey(h)
+		if !r.varyHeader[h] {
+			r.varyHeader[h] = true
+			r.varyHeaders = append(r.varyHeaders, h)
+		}
+	}
+	sort.Strings(r.varyHeaders)
+	for _, ck := range cfg.VaryCookies {
+		if !r.varyCookie[ck] {
+			r.varyCookie[ck] = true
+			r.varyCookies = append(r.varyCookies, ck)
+		}
+	}
+	sort.Strings(r.varyCookies)
+	for _, ck := range cfg.IgnoreCookies {
+		r.ignoreCookie[ck] = true
+	}
+	return r
+}
+
+// Name returns the region's name.
+func (r *Region) Name() string { return r.name }
+
+// Config returns the region's configuration with defaults applied.
+func (r *Region) Config() RegionConfig { return r.cfg }
+
+// Stats returns a snapshot of the region's counters.
+func (r *Region) Stats() Stats { return r.stats.snapshot() }
+
+// counterName turns a counter's logical name into the key it is stored
+// under: itself in process, and for remote stores also itself when it is
+// short and printable (readable in redis-cli), else a SHA-256 under the
+// prefix, so Memcached's 250-byte, no-space rule always holds.
+func (r *Region) counterName(s string) string {
+	if !r.be.remote() {
+		return s
+	}
+	if len(s) <= 200 {
+		ok := true
+		for i := 0; i < len(s); i++ {
+			if s[i] <= ' ' || s[i] >= 0x7f {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return s
+		}
+	}
+	return r.ns + "v:h:" + hashKey(s)
+}
+
+func (r *Region) keyCounter(key string) string {
+	return r.counterName(r.ns + "v:k:" + r.name + ":" + key)
+}
+
+func (r *Region) tagCounter(tag string) string {
+	return r.counterName(r.ns + "v:t:" + tag)
+}
+
+// storageKey is where an entry lives: the canonical key itself in process,
+// its SHA-256 where it leaves the process.
+func (r *Region) storageKey(canonical string) string {
+	if r.be.remote() {
+		return r.ns + "e:" + hashKey(canonical)
+	}
+	return canonical
+}
+
+// backendError counts and logs (at most once a second per region) a
+// backend failure. The request it happened in runs uncached.
+func (r *Region) backendError(op string, err error) {
+	r.stats.errors.Add(1)
+	if r.errLogged.every(time.Second) {
+		r.c.log.Error("routecache: backend error", "region", r.name, "op", op, "err", err)
+	}
+}
+
+// Option configures a cached route or an invalidating route.
+type Option func(*options) error
+
+type options struct {
+	key     string
+	tags    []string
+	regions []string
+	keys    map[string][]string
+}
+
+// Tags declares the tags of a cached route's entries, or the tags a
+// mutating route invalidates. Templates may use {param}, {query:name},
+// {header:Name}, {method} and {path}.
+func Tags(templates ...string) Option {
+	return func(o *options) error {
+		o.tags = append(o.tags, templates...)
+		return nil
+	}
+}
+
+// Key replaces the default key of a cached route by a template, for
+// example "article:{id}"; routes with the same template in one region
+// share entries. Region vary headers, cookies and the principal still
+// apply, and the method is always part of the key.
+func Key(template string) Option {
+	return func(o *options) error {
+		if o.key != "" {
+			return errors.New("routecache: Key given twice")
+		}
+		o.key = template
+		return nil
+	}
+}
+
+// Regions names whole regions a mutating route invalidates.
+func Regions(names ...string) Option {
+	return func(o *options) error {
+		o.regions = append(o.regions, names...)
+		return nil
+	}
+}
+
+// Keys names keys of a region that a mutating route invalidates: Key
+// templates ("article:{id}") or, for routes on the default key, "{path}".
+func Keys(region string, templates ...string) Option {
+	return func(o *options) error {
+		if o.keys == nil {
+			o.keys = map[string][]string{}
+		}
+		o.keys[region] = append(o.keys[region], templates...)
+		return nil
+	}
+}
+
+func applyOptions(opts []Option) (*options, error) {
+	o := &options{}
+	for _, f := range opts {
+		if f == nil {
+			continue
+		}
+		if err := f(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func compileAll(list []string) ([]*template, error) {
+	out := make([]*template, 0, len(list))
+	for _, s := range list {
+		t, err := parseTemplate(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Next runs the rest of the handler chain, writing to w. Adapters build it
+// from their framework's "next"; it returns the handler's error (Echo) or
+// a non-nil error when the framework reports the request as failed or
+// aborted (Gin), which keeps the response out of the cache.
+type Next func(w http.ResponseWriter, r *http.Request) error
+
+// ErrSkipStore, returned by a Next, keeps a response out of the cache
+// without reporting an error: Serve returns nil. Adapters use it for
+// requests their framework marks as failed without an error value (Gin's
+// c.Errors or an abort, an Echo handler that returned nil uncommitted).
+var ErrSkipStore = errors.New("routecache: response not storable")
+
+// Route is a compiled cache decorator: one region, a key and tags. It is
+// safe for concurrent use and meant to be built once per route.
+type Route struct {
+	r    *Region
+	key  *template // nil: the default key
+	tags []*template
+}
+
+// Route builds the decorator for a route cached in the named region. An
+// unknown region or a bad template is an error here, at construction.
+func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
+	r, err := c.Region(region)
+	if err != nil {
+		return nil, err
+	}
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.regions) > 0 || len(o.keys) > 0 {
+		return nil, errors.New("routecache: Regions and Keys are options of invalidating routes, not cached ones")
+	}
+	rt := &Route{r: r}
+	if o.key != "" {
+		if rt.key, err = parseTemplate(o.key); err != nil {
+			return nil, err
+		}
+	}
+	if rt.tags, err = compileAll(o.tags); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Region returns the route's region.
+func (rt *Route) Region() *Region { return rt.r }
+
+// canonicalKey builds the key text of a request and the name its key
+// counter uses (the request path, or the expanded Key template). Every
+// part is length-prefixed, so no two different requests share a key.
+func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (canonical, keyName string, ok bool) {
+	r := rt.r
+	kb := keyBuilder{b: make([]byte, 0, 128)}
+	kb.b = append(kb.b, r.ns...)
+	kb.field(keyFormat)
+	kb.field(r.name)
+	kb.field(cacheMethod(req.Method))
+	if rt.key != nil {
+		keyName, ok = rt.key.expand(req, p)
+		if !ok {
+			return "", "", false
+		}
+		kb.field("t")
+		kb.field(keyName)
+	} else {
+		keyName = req.URL.EscapedPath()
+		kb.field("d")
+		kb.field(req.Host)
+		kb.field(pattern)
+		kb.field(keyName)
+		kb.field(canonicalQuery(req.URL.RawQuery))
+	}
+	for _, h := range keyedForwardHeaders {
+		kb.field(strings.Join(req.Header.Values(h), "\x00"))
+	}
+	for _, h := range r.varyHeaders {
+		kb.field(strings.Join(req.Header.Values(h), "\x00"))
+	}
+	if len(r.varyCookies) > 0 {
+		for _, name := range r.varyCookies {
+			v := ""
+			if ck, err := req.Cookie(name); err == nil {
+				v = "=" + ck.Value // "=" distinguishes an empty cookie from none
+			}
+			kb.field(v)
+		}
+	}
+	if r.cfg.VaryAuthorization {
+		a := req.Header.Get("Authorization")
+		if a != "" {
+			a = hashSecret(a)
+		}
+		kb.field(a)
+	}
+	return string(kb.b), keyName, true
+}
+
+// counterNames lists the counters an entry of this request depends on:
+// its region, its key, and each declared tag.
+func (rt *Route) counterNames(dst []string, req *http.Request, p Params, keyName string) ([]string, bool) {
+	r := rt.r
+	dst = append(dst, r.regionCounter, r.keyCounter(keyName))
+	for _, t := range rt.tags {
+		tag, ok := t.expand(req, p)
+		if !ok {
+			return nil, false
+		}
+		dst = append(dst, r.tagCounter(tag))
+	}
+	return dst, true
+}
+
+func setBypass(w http.ResponseWriter, reason string) {
+	h := w.Header()
+	h["X-Cache"] = []string{"BYPASS"}
+	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + reason}
+}
+
+func setMiss(rw *ResponseWriter) {
+	h := rw.Header()
+	h["X-Cache"] = []string{"MISS"}
+	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+}
+
+// Serve runs the cache lifecycle for one request: look up, replay a hit,
+// or run next (once per key in this process) and store its response when
+// it is storable. pattern is the route pattern ("/articles/:id"); p gives
+// the route's parameters. It returns next's error, if next ran.
+func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
+	err := rt.serve(w, req, p, pattern, next)
+	if errors.Is(err, ErrSkipStore) {
+		return nil
+	}
+	return err
+}
+
+func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
+	r := rt.r
+	if r.c.closed.Load() {
+		r.stats.addBypass(BypassClosed)
+		setBypass(w, BypassClosed)
+		return next(w, req)
+	}
+	if reason := r.requestBypass(req); reason != "" {
+		r.stats.addBypass(reason)
+		setBypass(w, reason)
+		return next(w, req)
+	}
+	canonical, keyName, ok := rt.canonicalKey(req, p, pattern)
+	var nbuf [8]string
+	var names []string
+	if ok {
+		names, ok = rt.counterNames(nbuf[:0], req, p, keyName)
+	}
+	if !ok {
+		r.stats.addBypass(BypassKey)
+		setBypass(w, BypassKey)
+		return next(w, req)
+	}
+	var vbuf [8]uint64
+	vals := vbuf[:0]
+	if len(names) <= len(vbuf) {
+		vals = vbuf[:len(names)]
+	} else {
+		vals = make([]uint64, len(names))
+	}
+	skey := r.storageKey(canonical)
+	ctx := req.Context()
+	e, err := r.lookup(ctx, skey, names, vals)
+	if err != nil {
+		r.backendError("get", err)
+		r.stats.addBypass(BypassBackend)
+		setBypass(w, BypassBackend)
+		return next(w, req)
+	}
+	now := time.Now().UnixNano()
+	if r.usable(ctx, e, canonical, names, vals, now) {
+		r.stats.hits.Add(1)
+		r.replay(w, req, e, now, "HIT")
+		return nil
+	}
+	if req.Method == http.MethodHead {
+		// A HEAD response has no body to store for GET; run it uncached.
+		r.stats.addBypass(BypassHead)
+		setBypass(w, BypassHead)
+		return next(w, req)
+	}
+	f, leader := r.flights.join(skey)
+	if !leader {
+		return rt.wait(w, req, f, next)
+	}
+	return rt.fill(w, req, f, skey, canonical, names, vals, next)
+}
+
+// lookup loads an entry and the counters; a corrupt entry is a miss.
+func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	e, err := r.be.load(ctx, skey, names, vals)
+	if errors.Is(err, errCorrupt) {
+		r.stats.corrupt.Add(1)
+		return nil, nil
+	}
+	return e, err
+}
+
+// usable reports whether an entry may be served: it is for this exact
+// request, still fresh, and no counter it depends on changed since its
+// handler started.
+func (r *Region) usable(ctx context.Context, e *entry, canonical string, names []string, vals []uint64, now int64) bool {
+	if e == nil || e.key != canonical || now >= e.freshUntil {
+		return false
+	}
+	for _, v := range vals {
+		if v == 0 {
+			return false
+		}
+	}
+	// Fast path: the entry was stored by this route, same counters in order.
+	if len(e.counters) == len(names) {
+		same := true
+		for i, c := range e.counters {
+			if c.name != names[i] {
+				same = false
+				break
+			}
+			if c.value != vals[i] {
+				return false
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	// The entry depends on counters this route did not fetch (another route
+	// sharing the key declared other tags): fetch them too.
+	var extra []string
+	for _, c := range e.counters {
+		found := false
+		for i, n := range names {
+			if n == c.name {
+				if vals[i] != c.value {
+					return false
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			extra = append(extra, c.name)
+		}
+	}
+	if len(extra) == 0 {
+		return true
+	}
+	ev := make([]uint64, len(extra))
+	if err := r.be.counters(ctx, extra, ev); err != nil {
+		r.backendError("get-counters", err)
+		return false
+	}
+	for i, name := range extra {
+		for _, c := range e.counters {
+			if c.name == name && c.value != ev[i] {
+				return false
+			}
+		}
+		if ev[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// wait follows another request's fill of the same key.
+func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, next Next) error {
+	r := rt.r
+	select {
+	case <-f.done:
+	case <-req.Context().Done():
+		// The caller gave up; let its handler see the cancelled context as
+		// it would without a cache.
+		return next(w, req)
+	}
+	if f.e == nil {
+		// The leader's response was not storable (an error, a cookie, a
+		// stream...): it was not meant to be shared, so run the handler.
+		setMiss(&ResponseWriter{w: w})
+		return next(w, req)
+	}
+	r.stats.coalesced.Add(1)
+	r.stats.hits.Add(1)
+	r.replay(w, req, f.e, time.Now().UnixNano(), "HIT")
+	return nil
+}
+
+// fill runs the handler for a key this request leads, streaming to the
+// client while recording, and stores the response when it is storable.
+func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, next Next) (err error) {
+	r := rt.r
+	var stored *entry
+	panicked := true
+	defer func() {
+		if panicked {
+			r.stats.addNotStored(NotStoredPanic)
+		}
+		r.flights.land(skey, f, stored)
+	}()
+
+	// Re-check inside the flight: a fill that just landed may have stored it.
+	if e, lerr := r.lookup(req.Context(), skey, names, vals); lerr == nil {
+		now := time.Now().UnixNano()
+		if r.usable(req.Context(), e, canonical, names, vals, now) {
+			panicked = false
+			stored = e
+			r.stats.hits.Add(1)
+			r.replay(w, req, e, now, "HIT")
+			return nil
+		}
+	}
+	// The counters this entry will carry are the ones read before the
+	// handler runs: an invalidation during the handler makes it unusable.
+	if err := r.be.ensure(req.Context(), names, vals); err != nil {
+		panicked = false
+		r.backendError("ensure-counters", err)
+		r.stats.addBypass(BypassBackend)
+		setBypass(w, BypassBackend)
+		return next(w, req)
+	}
+	snap := make([]counterSnap, len(names))
+	for i, n := range names {
+		snap[i] = counterSnap{name: n, value: vals[i]}
+	}
+	r.stats.misses.Add(1)
+
+	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
+	fillCtx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
+	defer cancel()
+	start := time.Now()
+	err = next(rw, req.WithContext(fillCtx))
+	panicked = false
+	skip := errors.Is(err, ErrSkipStore)
+	if skip {
+		err = nil
+	}
+	if err == nil {
+		rw.finish()
+	}
+	reason := ""
+	switch {
+	case err != nil, skip:
+		reason = NotStoredError
+	case rw.hijacked:
+		reason = NotStoredHijacked
+	case rw.flushed:
+		reason = NotStoredFlushed
+	case rw.over:
+		reason = NotStoredTooLarge
+	default:
+		reason = r.responseReason(rw.status, rw.snapshot)
+	}
+	if reason != "" {
+		r.stats.addNotStored(reason)
+		return err
+	}
+	e := &entry{
+		status:   rw.status,
+		header:   storedHeader(rw.before, rw.snapshot),
+		body:     rw.body,
+		created:  start.UnixNano(),
+		key:      canonical,
+		counters: snap,
+	}
+	e.freshUntil = e.created + int64(r.cfg.TTL)
+	e.staleUntil = e.freshUntil + int64(r.cfg.Stale)
+	if e.etag = e.header.Get("Etag"); e.etag == "" {
+		e.etag = strongETag(e.body)
+		e.header["Etag"] = []string{e.etag}
+	}
+	if e.header.Get("Last-Modified") == "" {
+		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	}
+	e.prepare()
+	if serr := r.be.store(fillCtx, skey, e, r.cfg.TTL+r.cfg.Stale); serr != nil {
+		if errors.Is(serr, errTooLarge) {
+			r.stats.addNotStored(NotStoredTooLarge)
+		} else {
+			r.backendError("set", serr)
+			r.stats.addNotStored(NotStoredBackend)
+		}
+		return nil
+	}
+	r.stats.stores.Add(1)
+	// Hand the entry to waiters only if no invalidation landed meanwhile.
+	now := make([]uint64, len(names))
+	if cerr := r.be.counters(fillCtx, names, now); cerr == nil {
+		same := true
+		for i := range now {
+			if now[i] != vals[i] {
+				same = false
+			}
+		}
+		if same {
+			stored = e
+		}
+	}
+	return nil
+}
+
+// Invalidator is a compiled invalidating decorator for mutating routes.
+type Invalidator struct {
+	c       *Cache
+	tags    []*template
+	regions []*Region
+	keys    map[*Region][]*template
+}
+
+// Invalidator builds the decorator of a mutating route: after its handler
+// answers 2xx, and before that answer reaches the client, it invalidates
+// the given Tags, Regions and Keys. Unknown regions and bad templates are
+// errors here.
+func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if o.key != "" {
+		return nil, errors.New("routecache: Key is an option of cached routes; use Keys to invalidate keys")
+	}
+	iv := &Invalidator{c: c, keys: map[*Region][]*template{}}
+	if iv.tags, err = compileAll(o.tags); err != nil {
+		return nil, err
+	}
+	for _, name := range o.regions {
+		r, err := c.Region(name)
+		if err != nil {
+			return nil, err
+		}
+		iv.regions = append(iv.regions, r)
+	}
+	for name, tpls := range o.keys {
+		r, err := c.Region(name)
+		if err != nil {
+			return nil, err
+		}
+		if iv.keys[r], err = compileAll(tpls); err != nil {
+			return nil, err
+		}
+	}
+	if len(iv.tags) == 0 && len(iv.regions) == 0 && len(iv.keys) == 0 {
+		return nil, errors.New("routecache: Invalidator needs Tags, Regions or Keys")
+	}
+	return iv, nil
+}
+
+// Serve runs next and, when it answers 2xx, invalidates before the status
+// line is sent. A failed invalidation is logged and counted; the response
+// still goes out.
+func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params, next Next) error {
+	rw := &ResponseWriter{w: w, onCommit: func(rw *ResponseWriter) {
+		if rw.status >= 200 && rw.status < 300 {
+			iv.fire(req, p)
+		}
+	}}
+	err := next(rw, req)
+	if errors.Is(err, ErrSkipStore) {
+		err = nil
+	}
+	if err == nil {
+		rw.finish()
+	}
+	return err
+}
+
+func (iv *Invalidator) fire(req *http.Request, p Params) {
+	ctx := context.WithoutCancel(req.Context())
+	var errs []error
+	if len(iv.tags) > 0 {
+		tags := make([]string, 0, len(iv.tags))
+		for _, t := range iv.tags {
+			if tag, ok := t.expand(req, p); ok {
+				tags = append(tags, tag)
+			} else {
+				errs = append(errs, fmt.Errorf("tag template %q: missing route parameter", t.raw))
+			}
+		}
+		if err := iv.c.InvalidateTags(ctx, tags...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, r := range iv.regions {
+		if err := iv.c.InvalidateRegion(ctx, r.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for r, tpls := range iv.keys {
+		for _, t := range tpls {
+			k, ok := t.expand(req, p)
+			if !ok {
+				errs = append(errs, fmt.Errorf("key template %q: missing route parameter", t.raw))
+				continue
+			}
+			if err := iv.c.InvalidateKey(ctx, r.name, k); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		iv.c.log.Error("routecache: invalidation after "+req.Method+" "+req.URL.Path+" failed", "err", errors.Join(errs...))
+	}
+}

@@ -1,0 +1,96 @@
+package core
+
+import "sync/atomic"
+
+// Reasons a request skips the cache entirely (counted in Stats.Bypasses and
+// sent in Cache-Status as "fwd=bypass; detail=...").
+const (
+	BypassMethod        = "method"        // not GET or HEAD
+	BypassAuthorization = "authorization" // Authorization header, region does not vary on it
+	BypassCookie        = "cookie"        // a cookie the region neither varies on nor ignores
+	BypassBody          = "body"          // a GET/HEAD carrying a body
+	BypassOverride      = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
+	BypassKey           = "key"           // a key or tag template names a missing route parameter
+	BypassBackend       = "backend-error" // the backend failed: the handler ran uncached
+	BypassClosed        = "closed"        // the Cache was closed
+	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
+)
+
+// Reasons a response was not stored (counted in Stats.NotStored).
+const (
+	NotStoredStatus       = "status"        // status not in the region's Statuses
+	NotStoredSetCookie    = "set-cookie"    // the response sets a cookie
+	NotStoredCacheControl = "cache-control" // private, no-store or no-cache
+	NotStoredVary         = "vary"          // Vary: * or a header the region does not key on
+	NotStoredFlushed      = "flushed"       // the handler flushed (a stream)
+	NotStoredHijacked     = "hijacked"      // the connection was hijacked
+	NotStoredError        = "error"         // the handler returned an error or aborted
+	NotStoredPanic        = "panic"         // the handler panicked
+	NotStoredTooLarge     = "too-large"     // body over MaxEntryBytes or the backend's limit
+	NotStoredBackend      = "backend-error" // the store call failed
+)
+
+var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead}
+var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend}
+
+// Stats is a snapshot of one region's counters since the Cache was created.
+type Stats struct {
+	Hits          uint64            `json:"hits"`          // responses replayed from the cache
+	Misses        uint64            `json:"misses"`        // lookups that ran the handler to fill
+	Coalesced     uint64            `json:"coalesced"`     // hits served to requests that waited for another's fill
+	Stores        uint64            `json:"stores"`        // entries written
+	Stale         uint64            `json:"stale"`         // stale entries served
+	Invalidations uint64            `json:"invalidations"` // key, tag and region invalidations applied
+	Errors        uint64            `json:"errors"`        // backend errors (the request ran uncached)
+	Corrupt       uint64            `json:"corrupt"`       // stored values that failed to decode (served as misses)
+	Bypasses      map[string]uint64 `json:"bypasses"`      // requests that skipped the cache, by reason
+	NotStored     map[string]uint64 `json:"not_stored"`    // responses not stored, by reason
+}
+
+type regionStats struct {
+	hits, misses, coalesced, stores, stale, invalidations, errors, corrupt atomic.Uint64
+	bypass                                                                 [16]atomic.Uint64
+	notStored                                                              [16]atomic.Uint64
+}
+
+func reasonIndex(list []string, reason string) int {
+	for i, r := range list {
+		if r == reason {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *regionStats) addBypass(reason string) {
+	if i := reasonIndex(bypassReasons, reason); i >= 0 {
+		s.bypass[i].Add(1)
+	}
+}
+
+func (s *regionStats) addNotStored(reason string) {
+	if i := reasonIndex(notStoredReasons, reason); i >= 0 {
+		s.notStored[i].Add(1)
+	}
+}
+
+func (s *regionStats) snapshot() Stats {
+	st := Stats{
+		Hits: s.hits.Load(), Misses: s.misses.Load(), Coalesced: s.coalesced.Load(),
+		Stores: s.stores.Load(), Stale: s.stale.Load(), Invalidations: s.invalidations.Load(),
+		Errors: s.errors.Load(), Corrupt: s.corrupt.Load(),
+		Bypasses:  make(map[string]uint64),
+		NotStored: make(map[string]uint64),
+	}
+	for i, r := range bypassReasons {
+		if v := s.bypass[i].Load(); v > 0 {
+			st.Bypasses[r] = v
+		}
+	}
+	for i, r := range notStoredReasons {
+		if v := s.notStored[i].Load(); v > 0 {
+			st.NotStored[r] = v
+		}
+	}
+	return st
+}

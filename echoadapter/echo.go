@@ -1,0 +1,108 @@
+// Package echoadapter puts routecache in front of Echo routes. It only
+// translates between echo.Context and the net/http types the core works
+// on: every caching rule lives in package core.
+//
+//	e.GET("/articles/:id", show, echoadapter.Cache(rc, "articles", core.Tags("article:{id}")))
+//	e.PUT("/articles/:id", update, echoadapter.Invalidate(rc, core.Tags("article:{id}")))
+package echoadapter
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/routecache/routecache/core"
+)
+
+// Cache returns route middleware caching the handler's responses in the
+// named region. It panics on an unknown region or a bad option, at route
+// registration; use NewCache to get the error instead.
+func Cache(rc *core.Cache, region string, opts ...core.Option) echo.MiddlewareFunc {
+	m, err := NewCache(rc, region, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// NewCache is Cache returning construction errors.
+func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.MiddlewareFunc, error) {
+	rt, err := rc.Route(region, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			return rt.Serve(c.Response(), c.Request(), params{c}, c.Path(), func(w http.ResponseWriter, r *http.Request) error {
+				return runNext(c, next, w, r)
+			})
+		}
+	}, nil
+}
+
+// Invalidate returns route middleware for mutating routes: after the
+// handler answers 2xx (and returned nil), before the answer is sent, it
+// invalidates the given core.Tags, core.Regions and core.Keys. It panics
+// on a bad option; use NewInvalidate to get the error instead.
+func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
+	m, err := NewInvalidate(rc, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// NewInvalidate is Invalidate returning construction errors.
+func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, error) {
+	iv, err := rc.Invalidator(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			return iv.Serve(c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
+				return runNext(c, next, w, r)
+			})
+		}
+	}, nil
+}
+
+// runNext runs the handler writing to w with r as its request. When w is
+// the core's writer, the handler gets a fresh echo.Response over it, so
+// Echo's own bookkeeping (Committed, Status, Size) and the original
+// response's hooks stay right: the core writer forwards to the original.
+func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *http.Request) error {
+	origRes, origReq := c.Response(), c.Request()
+	cw, wrapped := w.(*core.ResponseWriter)
+	var res *echo.Response
+	if wrapped {
+		res = echo.NewResponse(cw, c.Echo())
+		c.SetResponse(res)
+	}
+	c.SetRequest(r)
+	defer func() {
+		c.SetResponse(origRes)
+		c.SetRequest(origReq)
+	}()
+	err := next(c)
+	if err == nil && wrapped && !res.Committed {
+		// Echo reports 200 before anything is written; a handler that
+		// returned nil without writing has no response worth keeping.
+		return core.ErrSkipStore
+	}
+	return err
+}
+
+// params gives the core an Echo route's parameters.
+type params struct{ c echo.Context }
+
+func (p params) Get(name string) (string, bool) {
+	for i, n := range p.c.ParamNames() {
+		if n == name {
+			vals := p.c.ParamValues()
+			if i < len(vals) {
+				return vals[i], true
+			}
+		}
+	}
+	return "", false
+}

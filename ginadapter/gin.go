@@ -1,0 +1,117 @@
+// Package ginadapter puts routecache in front of Gin routes. It only
+// translates between gin.Context and the net/http types the core works on:
+// every caching rule lives in package core.
+//
+//	r.GET("/articles/:id", ginadapter.Cache(rc, "articles", core.Tags("article:{id}")), show)
+//	r.PUT("/articles/:id", ginadapter.Invalidate(rc, core.Tags("article:{id}")), update)
+package ginadapter
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/routecache/routecache/core"
+)
+
+// Cache returns a handler caching the rest of the route's chain in the
+// named region. Place it before the route's handler. It panics on an
+// unknown region or a bad option, at route registration (like
+// regexp.MustCompile); use NewCache to get the error instead.
+func Cache(rc *core.Cache, region string, opts ...core.Option) gin.HandlerFunc {
+	h, err := NewCache(rc, region, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// NewCache is Cache returning construction errors.
+func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFunc, error) {
+	rt, err := rc.Route(region, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(c *gin.Context) {
+		ran := false
+		_ = rt.Serve(c.Writer, c.Request, &c.Params, c.FullPath(), func(w http.ResponseWriter, r *http.Request) error {
+			ran = true
+			return runNext(c, w, r)
+		})
+		if !ran {
+			c.Abort() // served from the cache: the handler must not run
+		}
+	}, nil
+}
+
+// Invalidate returns a handler for mutating routes: after the rest of the
+// chain answers 2xx, and before the answer is sent, it invalidates the
+// given core.Tags, core.Regions and core.Keys. It panics on a bad option;
+// use NewInvalidate to get the error instead.
+func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
+	h, err := NewInvalidate(rc, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// NewInvalidate is Invalidate returning construction errors.
+func NewInvalidate(rc *core.Cache, opts ...core.Option) (gin.HandlerFunc, error) {
+	iv, err := rc.Invalidator(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(c *gin.Context) {
+		_ = iv.Serve(c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
+			return runNext(c, w, r)
+		})
+	}, nil
+}
+
+// runNext runs the rest of the chain with w as c.Writer and r as
+// c.Request, restoring both afterwards (also when a handler panics).
+// Gin reports failures without an error value; they keep the response
+// out of the cache.
+func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
+	origW, origR := c.Writer, c.Request
+	if cw, ok := w.(*core.ResponseWriter); ok {
+		c.Writer = &writer{ResponseWriter: origW, cw: cw}
+	}
+	c.Request = r
+	defer func() { c.Writer, c.Request = origW, origR }()
+	c.Next()
+	if c.IsAborted() || len(c.Errors) > 0 {
+		return core.ErrSkipStore
+	}
+	return nil
+}
+
+// writer is a gin.ResponseWriter whose writes go through the core's
+// writer (which streams to Gin's own writer and records).
+type writer struct {
+	gin.ResponseWriter
+	cw *core.ResponseWriter
+}
+
+func (w *writer) WriteHeader(code int)                         { w.cw.WriteHeader(code) }
+func (w *writer) WriteHeaderNow()                              { w.cw.WriteHeaderNow() }
+func (w *writer) Write(b []byte) (int, error)                  { return w.cw.Write(b) }
+func (w *writer) WriteString(s string) (int, error)            { return w.cw.WriteString(s) }
+func (w *writer) Flush()                                       { w.cw.Flush() }
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.cw.Hijack() }
+func (w *writer) Written() bool                                { return w.cw.Written() }
+func (w *writer) Size() int {
+	if !w.cw.Written() {
+		return -1 // Gin's value for "nothing written"
+	}
+	return w.cw.Size()
+}
+func (w *writer) Status() int {
+	if s := w.cw.Status(); s != 0 {
+		return s
+	}
+	return w.ResponseWriter.Status()
+}
+func (w *writer) Unwrap() http.ResponseWriter { return w.cw }
