@@ -215,8 +215,15 @@ func decodeEntry(b []byte) (*entry, error) {
 	}
 	nh := d.count(2)
 	e.header = make(http.Header, nh)
+	prev := ""
 	for i := 0; i < nh && !d.err; i++ {
 		k := d.str()
+		// Names are written sorted and unique: anything else is not ours.
+		if i > 0 && k <= prev {
+			d.err = true
+			break
+		}
+		prev = k
 		nv := d.count(1)
 		vs := make([]string, nv)
 		for j := range vs {

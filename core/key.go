@@ -49,6 +49,15 @@ func (k *keyBuilder) field(s string) {
 	k.b = append(k.b, s...)
 }
 
+// values appends a list of values: its count, then each value as a field.
+func (k *keyBuilder) values(vs []string) {
+	k.b = strconv.AppendInt(k.b, int64(len(vs)), 10)
+	k.b = append(k.b, '#')
+	for _, v := range vs {
+		k.field(v)
+	}
+}
+
 // template is a compiled key or tag template such as "article:{id}".
 type template struct {
 	raw   string

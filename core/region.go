@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -276,10 +275,10 @@ func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (cano
 		kb.field(canonicalQuery(req.URL.RawQuery))
 	}
 	for _, h := range keyedForwardHeaders {
-		kb.field(strings.Join(req.Header.Values(h), "\x00"))
+		kb.values(req.Header[h])
 	}
 	for _, h := range r.varyHeaders {
-		kb.field(strings.Join(req.Header.Values(h), "\x00"))
+		kb.values(req.Header[h])
 	}
 	if len(r.varyCookies) > 0 {
 		for _, name := range r.varyCookies {

@@ -1,0 +1,223 @@
+package core
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+type mapParams map[string]string
+
+func (m mapParams) Get(n string) (string, bool) { v, ok := m[n]; return v, ok }
+
+func testRoute(t testing.TB, rc RegionConfig, opts ...Option) *Route {
+	t.Helper()
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rt, err := c.Route("r", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func keyOf(t testing.TB, rt *Route, method, target string, p Params, hdr ...string) string {
+	t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	if p == nil {
+		p = NoParams
+	}
+	k, _, ok := rt.canonicalKey(req, p, "/p")
+	if !ok {
+		t.Fatalf("no key for %s %s", method, target)
+	}
+	return k
+}
+
+func TestDefaultKeyDistinguishesRequests(t *testing.T) {
+	rt := testRoute(t, RegionConfig{VaryHeaders: []string{"Accept-Language"}})
+	pairs := [][2]string{
+		{"/a?a=1&b=2", "/a?a=1%26b%3D2"},
+		{"/a/b", "/a%2Fb"},
+		{"/a?x=1", "/a?x=1&x=2"},
+		{"/a?x=1&x=2", "/a?x=2&x=1"},
+		{"/a?a=1;b=2", "/a?a=1&b=2"},
+		{"/a?a=1;b=2", "/a?a=1%3Bb%3D2"},
+		{"/a?", "/a?="},
+		{"/a", "/a?x"},
+		{"/ab", "/a?b"},
+		{"/a%20", "/a+"},
+	}
+	for _, p := range pairs {
+		if k1, k2 := keyOf(t, rt, "GET", p[0], nil), keyOf(t, rt, "GET", p[1], nil); k1 == k2 {
+			t.Errorf("%q and %q share key %q", p[0], p[1], k1)
+		}
+	}
+	// Vary header values and forwarded host are keyed; separators in them cannot collide.
+	a := keyOf(t, rt, "GET", "/a", nil, "Accept-Language", "en", "Accept-Language", "fr")
+	b := keyOf(t, rt, "GET", "/a", nil, "Accept-Language", "en\x00fr")
+	c := keyOf(t, rt, "GET", "/a", nil, "Accept-Language", "en")
+	if a == b || a == c || b == c {
+		t.Errorf("vary values collide: %q %q %q", a, b, c)
+	}
+	if keyOf(t, rt, "GET", "/a", nil, "X-Forwarded-Host", "evil.example") == keyOf(t, rt, "GET", "/a", nil) {
+		t.Error("X-Forwarded-Host is not keyed")
+	}
+	if keyOf(t, rt, "POST", "/a", nil) == keyOf(t, rt, "GET", "/a", nil) {
+		t.Error("method not keyed")
+	}
+}
+
+func TestDefaultKeyCanonical(t *testing.T) {
+	rt := testRoute(t, RegionConfig{})
+	same := [][2]string{
+		{"/a?b=2&a=1", "/a?a=1&b=2"},
+		{"/a?a=%41", "/a?a=A"},
+		{"/a?a=x+y", "/a?a=x%20y"},
+	}
+	for _, p := range same {
+		if k1, k2 := keyOf(t, rt, "GET", p[0], nil), keyOf(t, rt, "GET", p[1], nil); k1 != k2 {
+			t.Errorf("%q and %q should share a key: %q vs %q", p[0], p[1], k1, k2)
+		}
+	}
+	if keyOf(t, rt, "HEAD", "/a", nil) != keyOf(t, rt, "GET", "/a", nil) {
+		t.Error("HEAD does not share GET's key")
+	}
+}
+
+func TestTemplateKeyEscapesValues(t *testing.T) {
+	rt := testRoute(t, RegionConfig{}, Key("a:{x}:{y}"))
+	k1 := keyOf(t, rt, "GET", "/", mapParams{"x": "1:2", "y": "3"})
+	k2 := keyOf(t, rt, "GET", "/", mapParams{"x": "1", "y": "2:3"})
+	if k1 == k2 {
+		t.Fatalf("param values with separators collide: %q", k1)
+	}
+	rtq := testRoute(t, RegionConfig{}, Key("p:{query:page}:{header:X-T}"))
+	if keyOf(t, rtq, "GET", "/?page=1", nil, "X-T", "a") == keyOf(t, rtq, "GET", "/?page=1", nil, "X-T", "b") {
+		t.Error("header placeholder not keyed")
+	}
+	if keyOf(t, rtq, "GET", "/?page=1", nil) == keyOf(t, rtq, "GET", "/?page=2", nil) {
+		t.Error("query placeholder not keyed")
+	}
+	// A missing route parameter is a bypass, not an empty value.
+	req := httptest.NewRequest("GET", "/", nil)
+	if _, _, ok := rt.canonicalKey(req, mapParams{"x": "1"}, "/"); ok {
+		t.Error("missing param produced a key")
+	}
+}
+
+func TestAuthorizationKeyedByHashOnly(t *testing.T) {
+	rt := testRoute(t, RegionConfig{VaryAuthorization: true})
+	a := keyOf(t, rt, "GET", "/me", nil, "Authorization", "Bearer alice-secret")
+	b := keyOf(t, rt, "GET", "/me", nil, "Authorization", "Bearer bob-secret")
+	if a == b {
+		t.Fatal("principals share a key")
+	}
+	if strings.Contains(a, "alice-secret") {
+		t.Fatal("raw credential stored in the key")
+	}
+}
+
+func TestParseTemplateErrors(t *testing.T) {
+	for _, bad := range []string{"", "a{", "a}", "{}", "{query:}", "{header:}", "{foo:bar}", "{a b}"} {
+		if _, err := parseTemplate(bad); err == nil {
+			t.Errorf("parseTemplate(%q): no error", bad)
+		} else if bad != "" && !strings.HasPrefix(err.Error(), "routecache: ") {
+			t.Errorf("error %q lacks prefix", err)
+		}
+	}
+	tp, err := parseTemplate("{{lit}}:{id}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := tp.expand(httptest.NewRequest("GET", "/", nil), mapParams{"id": "7"})
+	if got != "{lit}:7" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// FuzzKey checks that two different requests never share a key: a key
+// must determine the request's method class, path, canonical query and
+// keyed header values.
+func FuzzKey(f *testing.F) {
+	f.Add("/a", "a=1&b=2", "/a", "a=1%26b%3D2", "en", "en")
+	f.Add("/a/b", "", "/a%2Fb", "", "", "")
+	f.Add("/a", "a=1;b=2", "/a", "a=1&b=2", "x", "y")
+	f.Add("/x", "p=%zz", "/x", "p=%25zz", "", "")
+	f.Add("/1:2", "", "/1", ":2", "a\x00b", "a")
+	rt := testRoute(f, RegionConfig{VaryHeaders: []string{"X-V"}})
+	f.Fuzz(func(t *testing.T, p1, q1, p2, q2, h1, h2 string) {
+		r1, ok1 := fuzzReq(p1, q1, h1)
+		r2, ok2 := fuzzReq(p2, q2, h2)
+		if !ok1 || !ok2 {
+			return
+		}
+		k1, _, _ := rt.canonicalKey(r1, NoParams, "/p")
+		k2, _, _ := rt.canonicalKey(r2, NoParams, "/p")
+		same := r1.URL.EscapedPath() == r2.URL.EscapedPath() &&
+			canonicalQuery(r1.URL.RawQuery) == canonicalQuery(r2.URL.RawQuery) &&
+			reflect.DeepEqual(r1.Header.Values("X-V"), r2.Header.Values("X-V"))
+		if (k1 == k2) != same {
+			t.Fatalf("key equality %v but requests equal %v:\n%q\n%q", k1 == k2, same, k1, k2)
+		}
+		// A canonical query that parses must describe the same values.
+		if v1, err := parseQ(q1); err == nil {
+			if v2, err := parseQ(canonicalQuery(q1)); err != nil || v1 != v2 {
+				t.Fatalf("canonical query changed values: %q -> %q", q1, canonicalQuery(q1))
+			}
+		}
+	})
+}
+
+func fuzzReq(path, query, hv string) (*http.Request, bool) {
+	if path == "" || path[0] != '/' || strings.ContainsAny(path, "?# \t\r\n") || strings.ContainsAny(query, "# \t\r\n") {
+		return nil, false
+	}
+	target := path
+	if query != "" {
+		target += "?" + query
+	}
+	req, err := http.NewRequest("GET", "http://h"+target, nil)
+	if err != nil {
+		return nil, false
+	}
+	if hv != "" {
+		for _, v := range strings.Split(hv, "\x00") {
+			req.Header.Add("X-V", v)
+		}
+	}
+	return req, true
+}
+
+// parseQ renders parsed values sorted by name with per-name order kept.
+func parseQ(q string) (string, error) {
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, 0, len(vals))
+	for k := range vals {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(strconv.Quote(k))
+		for _, v := range vals[k] {
+			b.WriteString("," + strconv.Quote(v))
+		}
+		b.WriteString(";")
+	}
+	return b.String(), nil
+}
