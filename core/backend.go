@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,20 +42,35 @@ type backend interface {
 	close() error
 }
 
+// openers maps a URL scheme to the function opening that kind of backend.
+// Each backend file registers its schemes in an init function.
+var openers = map[string]func(u *url.URL) (backend, error){
+	"memory": func(u *url.URL) (backend, error) { return openMemory(u) },
+}
+
 // openBackend builds a backend from a region's Backend URL.
 func openBackend(raw string) (backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", raw, err)
 	}
-	switch u.Scheme {
-	case "memory":
-		return openMemory(u)
-	case "":
-		return nil, fmt.Errorf("backend %q: missing scheme (want memory://)", raw)
-	default:
-		return nil, fmt.Errorf("backend %q: unknown scheme %q (want memory://)", raw, u.Scheme)
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("backend %q: missing scheme (want one of %s)", raw, schemeList())
 	}
+	open, ok := openers[u.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", raw, u.Scheme, schemeList())
+	}
+	return open(u)
+}
+
+func schemeList() string {
+	names := make([]string, 0, len(openers))
+	for k := range openers {
+		names = append(names, k+"://")
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // parseBytes reads sizes like "64MiB", "512KiB", "1GiB", "1000" (bytes).
