@@ -1,0 +1,235 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eko/gocache/lib/v4/store"
+	redisstore "github.com/eko/gocache/store/redis/v4"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisTimeout bounds each Redis operation (dial, read, write) when
+// the URL sets no timeout option.
+const DefaultRedisTimeout = 250 * time.Millisecond
+
+func init() {
+	openers["redis"] = func(u *url.URL) (backend, error) { return openRedis(u, false) }
+	openers["rediss"] = func(u *url.URL) (backend, error) { return openRedis(u, false) }
+	openers["redis+cluster"] = func(u *url.URL) (backend, error) { return openRedis(u, true) }
+	openers["rediss+cluster"] = func(u *url.URL) (backend, error) { return openRedis(u, true) }
+}
+
+// redisBackend reads with the native go-redis client, so that a lookup is
+// one MGET of the entry and its counters (one round trip), and writes
+// entries through gocache's redis store, the project's storage boundary.
+// On a cluster the keys of one lookup live in several slots; the lookup is
+// then one pipeline, sent to the nodes concerned in parallel.
+type redisBackend struct {
+	client  redis.UniversalClient
+	st      *redisstore.RedisStore
+	cluster bool
+}
+
+// openRedis parses redis://[user:pass@]host:port/db?timeout=..&pool_size=..
+// (rediss:// for TLS) and redis+cluster://h1:7000,h2:7001?... . The
+// timeout option sets dial, read and write timeouts (default 250ms); the
+// other query options are go-redis's own (pool_size, max_retries, ...).
+func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
+	raw := u.Redacted()
+	q := u.Query()
+	timeout := DefaultRedisTimeout
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("backend %q: timeout: bad duration %q (want e.g. 250ms)", raw, v)
+		}
+		timeout = d
+	}
+	q.Del("timeout")
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range hosts {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("backend %q: bad host %q (want host:port)", raw, h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("backend %q: bad port in %q", raw, h)
+		}
+	}
+	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
+	b := &redisBackend{cluster: cluster}
+	if cluster {
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("backend %q: a cluster has no database number", raw)
+		}
+		nu := url.URL{Scheme: scheme, User: u.User, Host: hosts[0], RawQuery: q.Encode()}
+		opt, err := redis.ParseClusterURL(nu.String())
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", raw, err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		b.client = redis.NewClusterClient(opt)
+	} else {
+		if len(hosts) != 1 {
+			return nil, fmt.Errorf("backend %q: one host expected (use redis+cluster:// for several)", raw)
+		}
+		nu := url.URL{Scheme: scheme, User: u.User, Host: u.Host, Path: u.Path, RawQuery: q.Encode()}
+		opt, err := redis.ParseURL(nu.String())
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", raw, err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		b.client = redis.NewClient(opt)
+	}
+	b.st = redisstore.NewRedis(b.client)
+	return b, nil
+}
+
+func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	if b.cluster {
+		return b.loadPipelined(ctx, key, names, vals)
+	}
+	keys := make([]string, 0, 1+len(names))
+	keys = append(keys, key)
+	keys = append(keys, names...)
+	res, err := b.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(keys) {
+		return nil, fmt.Errorf("redis MGET: %d values for %d keys", len(res), len(keys))
+	}
+	for i := range names {
+		vals[i] = parseCounter(res[i+1])
+	}
+	return decodeRedisValue(res[0])
+}
+
+func (b *redisBackend) loadPipelined(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	pipe := b.client.Pipeline()
+	ecmd := pipe.Get(ctx, key)
+	cmds := make([]*redis.StringCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Get(ctx, n)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i, c := range cmds {
+		v, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			vals[i] = 0
+		case err != nil:
+			return nil, err
+		default:
+			vals[i] = parseCounter(v)
+		}
+	}
+	v, err := ecmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeRedisValue(v)
+}
+
+// decodeRedisValue decodes an MGET/GET reply: nil is absent, and the
+// client returns strings (as gocache's redis store does), never []byte.
+func decodeRedisValue(v any) (*entry, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, ok := asBytes(v)
+	if !ok {
+		return nil, errCorrupt
+	}
+	return decodeEntry(b)
+}
+
+func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+	if len(names) == 0 {
+		return nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Get(ctx, n)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	for i, c := range cmds {
+		v, err := c.Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		vals[i] = 0
+		if err == nil {
+			vals[i] = parseCounter(v)
+		}
+	}
+	return nil
+}
+
+// ensure creates missing counters with SET NX of a fresh random value and
+// reads back the value now current, all in one pipeline.
+func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+	pipe := b.client.Pipeline()
+	var idx []int
+	var cmds []*redis.StringCmd
+	for i, n := range names {
+		if vals[i] != 0 {
+			continue
+		}
+		pipe.SetNX(ctx, n, strconv.FormatUint(freshCounter(), 10), 0)
+		cmds = append(cmds, pipe.Get(ctx, n))
+		idx = append(idx, i)
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	for j, c := range cmds {
+		v, err := c.Result()
+		if err != nil {
+			return err
+		}
+		if vals[idx[j]] = parseCounter(v); vals[idx[j]] == 0 {
+			return fmt.Errorf("redis: counter %q holds %q, not a number", names[idx[j]], v)
+		}
+	}
+	return nil
+}
+
+// bump is SET NX fresh + INCR in one pipeline: an existing counter moves
+// on by one, a missing one starts from a fresh random value (never from
+// 1, which a lost-and-recreated counter could then repeat).
+func (b *redisBackend) bump(ctx context.Context, name string) error {
+	pipe := b.client.Pipeline()
+	pipe.SetNX(ctx, name, strconv.FormatUint(freshCounter(), 10), 0)
+	pipe.Incr(ctx, name)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+func (b *redisBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	return b.st.Set(ctx, key, e.encode(), store.WithExpiration(ttl))
+}
+
+func (b *redisBackend) remote() bool { return true }
+func (b *redisBackend) close() error { return b.client.Close() }

@@ -1,0 +1,267 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// uniquePrefix keeps tests apart on shared servers without ever flushing.
+func uniquePrefix(t testing.TB) string {
+	return fmt.Sprintf("t%d", freshCounter()%1e12)
+}
+
+func redisURLs(t testing.TB) map[string]string {
+	return map[string]string{
+		"redis":   "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0",
+		"cluster": "redis+cluster://" + testServer(t, "ROUTECACHE_TEST_REDIS_CLUSTER"),
+	}
+}
+
+func TestRedisURLErrors(t *testing.T) {
+	cases := map[string]string{
+		"redis://127.0.0.1:6379/0?timeout=fast":       `timeout: bad duration "fast"`,
+		"redis://127.0.0.1:6379/0?timeout=-1s":        `timeout: bad duration "-1s"`,
+		"redis://127.0.0.1/0":                         `bad host "127.0.0.1"`,
+		"redis://127.0.0.1:99999/0":                   "bad port",
+		"redis://:6379/0":                             `bad host ":6379"`,
+		"redis://127.0.0.1:1,127.0.0.1:2/0":           "one host expected",
+		"redis://127.0.0.1:6379/0?pool_size=x":        "invalid pool_size number",
+		"redis://127.0.0.1:6379/0?bogus=1":            "unexpected option: bogus",
+		"redis://127.0.0.1:6379/db":                   "invalid database number",
+		"redis+cluster://127.0.0.1:1,127.0.0.1:2/3":   "a cluster has no database number",
+		"redis+cluster://127.0.0.1:1,127.0.0.1?x=1":   "invalid port",
+		"redis+cluster://127.0.0.1:1,:2":              `bad host ":2"`,
+		"redis+cluster://127.0.0.1:1?read_only=maybe": "read_only",
+	}
+	for raw, want := range cases {
+		_, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: raw}}})
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "routecache: ") {
+			t.Errorf("%s: error %v, want it to contain %q", raw, err, want)
+		}
+	}
+	// A password never shows in an error.
+	_, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: "redis://u:hunter2@127.0.0.1/0"}}})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("password leaked or no error: %v", err)
+	}
+}
+
+// countingHook counts commands sent and round trips (a pipeline is one).
+type countingHook struct{ cmds, trips atomic.Int64 }
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.cmds.Add(1)
+		h.trips.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.cmds.Add(int64(len(cmds)))
+		h.trips.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+func newBackendCache(t testing.TB, url string, rc RegionConfig) *Cache {
+	t.Helper()
+	rc.Backend = url
+	if rc.Prefix == "" {
+		rc.Prefix = uniquePrefix(t)
+	}
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A hit on a Redis region is one round trip: one MGET of the entry and the
+// region, key and tag counters (counted by a client hook and, on the
+// standalone server, by INFO commandstats).
+func TestRedisHitIsOneRoundTrip(t *testing.T) {
+	for name, u := range redisURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			c := newBackendCache(t, u, RegionConfig{})
+			rt, err := c.Route("r", Tags("item:{id}", "items"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hook := &countingHook{}
+			rb := c.regions["r"].be.(*redisBackend)
+			rb.client.AddHook(hook)
+			p := mapParams{"id": "1"}
+			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "body") }
+			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
+				t.Fatalf("first: %q", w.Header().Get("X-Cache"))
+			}
+			var before map[string]int64
+			if name == "redis" {
+				before = commandStats(t, rb.client)
+			}
+			hook.cmds.Store(0)
+			hook.trips.Store(0)
+			const hits = 10
+			for i := 0; i < hits; i++ {
+				if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || w.Body.String() != "body" {
+					t.Fatalf("hit %d: %q %q", i, w.Header().Get("X-Cache"), w.Body.String())
+				}
+			}
+			t.Logf("%s: %d hits: %d round trips, %d commands", name, hits, hook.trips.Load(), hook.cmds.Load())
+			if hook.trips.Load() != hits {
+				t.Fatalf("%d round trips for %d hits, want one each", hook.trips.Load(), hits)
+			}
+			if name == "redis" {
+				if hook.cmds.Load() != hits {
+					t.Fatalf("%d commands for %d hits, want one MGET each", hook.cmds.Load(), hits)
+				}
+				after := commandStats(t, rb.client)
+				if d := after["mget"] - before["mget"]; d != hits {
+					t.Fatalf("server saw %d MGET for %d hits", d, hits)
+				}
+				for _, cmd := range []string{"get", "set", "incr"} {
+					if d := after[cmd] - before[cmd]; d != 0 {
+						t.Fatalf("server saw %d %s during hits", d, cmd)
+					}
+				}
+			}
+		})
+	}
+}
+
+// commandStats reads calls per command from INFO commandstats.
+func commandStats(t testing.TB, c redis.UniversalClient) map[string]int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		name, rest, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				out[name], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out
+}
+
+func TestRedisInvalidationDuringFill(t *testing.T) {
+	for name, u := range redisURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			c := newBackendCache(t, u, RegionConfig{})
+			rt, err := c.Route("r", Tags("item:{id}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := mapParams{"id": "1"}
+			var version, calls atomic.Int64
+			entered, release := make(chan struct{}), make(chan struct{})
+			h := func(w http.ResponseWriter, r *http.Request) {
+				v := version.Load()
+				if calls.Add(1) == 1 {
+					close(entered)
+					<-release
+				}
+				fmt.Fprint(w, v)
+			}
+			done := make(chan string)
+			go func() { done <- serveOnce(rt, "/items/1", p, h).Body.String() }()
+			<-entered
+			version.Add(1)
+			if err := c.InvalidateTags(context.Background(), "item:1"); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			if b := <-done; b != "0" {
+				t.Fatalf("first body %q", b)
+			}
+			if w := serveOnce(rt, "/items/1", p, h); w.Body.String() != "1" || w.Header().Get("X-Cache") != "MISS" {
+				t.Fatalf("after invalidation: %q %q", w.Header().Get("X-Cache"), w.Body.String())
+			}
+			if w := serveOnce(rt, "/items/1", p, h); w.Body.String() != "1" || w.Header().Get("X-Cache") != "HIT" {
+				t.Fatalf("refill: %q %q", w.Header().Get("X-Cache"), w.Body.String())
+			}
+			// Region and key invalidation, and a counter lost from the server.
+			ctx := context.Background()
+			if err := c.InvalidateRegion(ctx, "r"); err != nil {
+				t.Fatal(err)
+			}
+			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
+				t.Fatal("region invalidation not seen")
+			}
+			if err := c.InvalidateKey(ctx, "r", "/items/1"); err != nil {
+				t.Fatal(err)
+			}
+			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
+				t.Fatal("key invalidation not seen")
+			}
+			rb := c.regions["r"].be.(*redisBackend)
+			if err := rb.client.Del(ctx, c.regions["r"].tagCounter("item:1")).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
+				t.Fatal("entry served although its counter is gone")
+			}
+		})
+	}
+}
+
+// Corrupt and truncated values under a live key are misses, then overwritten.
+func TestRedisCorruptEntryIsAMiss(t *testing.T) {
+	c := newBackendCache(t, redisURLs(t)["redis"], RegionConfig{})
+	rt, _ := c.Route("r")
+	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "fresh") }
+	serveOnce(rt, "/x", NoParams, h)
+	rb := c.regions["r"].be.(*redisBackend)
+	ctx := context.Background()
+	keys, err := rb.client.Keys(ctx, c.regions["r"].ns+"e:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("entry keys %v %v", keys, err)
+	}
+	good, _ := rb.client.Get(ctx, keys[0]).Bytes()
+	for i, bad := range [][]byte{[]byte("garbage"), good[:len(good)/2], {}, append(append([]byte{}, good[:10]...), 0xff)} {
+		if err := rb.client.Set(ctx, keys[0], bad, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		w := serveOnce(rt, "/x", NoParams, h)
+		if w.Header().Get("X-Cache") != "MISS" || w.Body.String() != "fresh" {
+			t.Fatalf("case %d: %q %q", i, w.Header().Get("X-Cache"), w.Body.String())
+		}
+		if w := serveOnce(rt, "/x", NoParams, h); w.Header().Get("X-Cache") != "HIT" {
+			t.Fatalf("case %d: not overwritten", i)
+		}
+	}
+	if st := c.Stats()["r"]; st.Corrupt < 3 {
+		t.Fatalf("corrupt count %d", st.Corrupt)
+	}
+}
+
+// Regions naming the same URL share one client.
+func TestRedisSharedClient(t *testing.T) {
+	u := redisURLs(t)["redis"]
+	c, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: u}, "b": {Backend: u}, "c": {Backend: u + "?timeout=1s"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.regions["a"].be != c.regions["b"].be || c.regions["a"].be == c.regions["c"].be {
+		t.Fatal("same URL should share a backend, different URLs not")
+	}
+}
