@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"sort"
 	"strconv"
@@ -52,14 +53,20 @@ var openers = map[string]func(u *url.URL) (backend, error){
 func openBackend(raw string) (backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("backend %q: %w", raw, err)
+		// url.Error repeats the URL: report only the reason, since the URL
+		// may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("backend URL does not parse: %w", err)
 	}
 	if u.Scheme == "" {
-		return nil, fmt.Errorf("backend %q: missing scheme (want one of %s)", raw, schemeList())
+		return nil, fmt.Errorf("backend %q: missing scheme (want one of %s)", u.Redacted(), schemeList())
 	}
 	open, ok := openers[u.Scheme]
 	if !ok {
-		return nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", raw, u.Scheme, schemeList())
+		return nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", u.Redacted(), u.Scheme, schemeList())
 	}
 	return open(u)
 }
@@ -101,8 +108,53 @@ func parseBytes(s string) (int64, error) {
 type memoryBackend struct {
 	client   *ristretto.Cache[string, *entry]
 	st       *ristrettostore.RistrettoStore[string, *entry]
-	counterM sync.Map // string -> *atomic.Uint64
+	counterM counterMap
 	maxBytes int64
+}
+
+// counterMap is a sharded map of counters: reads take one shard's read
+// lock, so hits on different keys do not contend.
+type counterMap struct {
+	seed   maphash.Seed
+	shards [64]counterShard
+}
+
+type counterShard struct {
+	mu sync.RWMutex
+	m  map[string]*atomic.Uint64
+	_  [40]byte // keep shards on separate cache lines
+}
+
+func (c *counterMap) shard(name string) *counterShard {
+	return &c.shards[maphash.String(c.seed, name)&63]
+}
+
+func (c *counterMap) get(name string) *atomic.Uint64 {
+	s := c.shard(name)
+	s.mu.RLock()
+	v := s.m[name]
+	s.mu.RUnlock()
+	return v
+}
+
+// getOrCreate returns the counter, creating it with init() when missing.
+func (c *counterMap) getOrCreate(name string, init func() uint64) (v *atomic.Uint64, created bool) {
+	if v = c.get(name); v != nil {
+		return v, false
+	}
+	s := c.shard(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v = s.m[name]; v != nil {
+		return v, false
+	}
+	if s.m == nil {
+		s.m = make(map[string]*atomic.Uint64)
+	}
+	v = new(atomic.Uint64)
+	v.Store(init())
+	s.m[strings.Clone(name)] = v
+	return v, true
 }
 
 // baseCounter is the value of a memory counter that was never bumped.
@@ -110,7 +162,7 @@ const baseCounter = 1
 
 func openMemory(u *url.URL) (*memoryBackend, error) {
 	if u.Host != "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("backend %q: memory:// takes no host or path", u.String())
+		return nil, fmt.Errorf("backend %q: memory:// takes no host or path", u.Redacted())
 	}
 	maxBytes := int64(DefaultMemoryBytes)
 	for k, vs := range u.Query() {
@@ -118,11 +170,11 @@ func openMemory(u *url.URL) (*memoryBackend, error) {
 		case "max_bytes":
 			n, err := parseBytes(vs[len(vs)-1])
 			if err != nil {
-				return nil, fmt.Errorf("backend %q: max_bytes: %w", u.String(), err)
+				return nil, fmt.Errorf("backend %q: max_bytes: %w", u.Redacted(), err)
 			}
 			maxBytes = n
 		default:
-			return nil, fmt.Errorf("backend %q: unknown option %q (memory:// takes max_bytes)", u.String(), k)
+			return nil, fmt.Errorf("backend %q: unknown option %q (memory:// takes max_bytes)", u.Redacted(), k)
 		}
 	}
 	return newMemoryBackend(maxBytes)
@@ -146,27 +198,24 @@ func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
 	return &memoryBackend{
 		client:   client,
 		st:       ristrettostore.NewRistretto[string, *entry](client),
+		counterM: counterMap{seed: maphash.MakeSeed()},
 		maxBytes: maxBytes,
 	}, nil
 }
 
+// load reads the entry with ristretto's own Get rather than through the
+// gocache store: the store's Get takes the key as an interface value,
+// which costs an allocation on every hit. Writes go through the store.
 func (m *memoryBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	_ = m.counters(ctx, names, vals)
-	v, err := m.st.Get(ctx, key)
-	if err != nil {
-		if isNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	e, _ := v.(*entry)
+	e, _ := m.client.Get(key)
 	return e, nil
 }
 
 func (m *memoryBackend) counters(_ context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
-		if c, ok := m.counterM.Load(n); ok {
-			vals[i] = c.(*atomic.Uint64).Load()
+		if c := m.counterM.get(n); c != nil {
+			vals[i] = c.Load()
 		} else {
 			vals[i] = baseCounter
 		}
@@ -188,14 +237,8 @@ func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl tim
 }
 
 func (m *memoryBackend) bump(_ context.Context, name string) error {
-	if c, ok := m.counterM.Load(name); ok {
-		c.(*atomic.Uint64).Add(1)
-		return nil
-	}
-	nc := new(atomic.Uint64)
-	nc.Store(freshCounter())
-	if c, loaded := m.counterM.LoadOrStore(name, nc); loaded {
-		c.(*atomic.Uint64).Add(1)
+	if c, created := m.counterM.getOrCreate(name, freshCounter); !created {
+		c.Add(1)
 	}
 	return nil
 }

@@ -2,8 +2,7 @@ package core
 
 import (
 	"net/http"
-	"strconv"
-	"strings"
+		"strings"
 	"time"
 )
 
@@ -39,30 +38,40 @@ func etagMatches(list, etag string) bool {
 	return false
 }
 
+// Header values shared by every response of a kind. Handed out with
+// len == cap, so an Add by later code copies instead of writing into them.
+var (
+	xCacheHit   = []string{"HIT"}
+	xCacheStale = []string{"STALE"}
+)
+
 // replay writes an entry to w as the answer to req. state is "HIT" or
-// "STALE".
+// "STALE". Header values are the entry's own slices, shared read-only.
 func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now int64, state string) {
 	h := w.Header()
 	for k, vs := range e.header {
-		// Share the stored slice, capped so an Add by later code copies it.
 		h[k] = vs[:len(vs):len(vs)]
 	}
 	age := (now - e.created) / int64(time.Second)
 	if age < 0 {
 		age = 0
 	}
-	ttl := (e.freshUntil - now) / int64(time.Second)
-	h["Age"] = []string{strconv.FormatInt(age, 10)}
-	h["X-Cache"] = []string{state}
-	h["Cache-Status"] = []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)}
-	if e.status == http.StatusOK && notModified(req, e) {
+	hh := e.hitHeaders(age, (e.freshUntil-now)/int64(time.Second))
+	h["Age"] = hh.ageV
+	h["Cache-Status"] = hh.cacheStatus
+	if state == "STALE" {
+		h["X-Cache"] = xCacheStale
+	} else {
+		h["X-Cache"] = xCacheHit
+	}
+	if e.status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		delete(h, "Content-Encoding")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h["Content-Length"] = []string{e.contentLength}
+	h["Content-Length"] = e.contentLength
 	w.WriteHeader(e.status)
 	if req.Method != http.MethodHead && len(e.body) > 0 {
 		_, _ = w.Write(e.body)

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,13 +55,37 @@ type entry struct {
 	counters   []counterSnap
 
 	// derived on creation or decode, never stored
-	contentLength string
+	contentLength []string // the Content-Length header value, shared by hits
 	lastModified  time.Time
+	// hit caches the Age and Cache-Status values of the current second.
+	hit atomic.Pointer[hitHeaders]
+}
+
+// hitHeaders are the per-second header values of an entry's hits.
+type hitHeaders struct {
+	age, ttl          int64
+	ageV, cacheStatus []string
+}
+
+// hitHeaders returns the Age and Cache-Status values for a hit age
+// seconds after creation with ttl seconds of freshness left, building
+// them at most once per second per entry.
+func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
+	if h := e.hit.Load(); h != nil && h.age == age && h.ttl == ttl {
+		return h
+	}
+	h := &hitHeaders{
+		age: age, ttl: ttl,
+		ageV:        []string{strconv.FormatInt(age, 10)},
+		cacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
+	}
+	e.hit.Store(h)
+	return h
 }
 
 // prepare computes the derived fields used on every hit.
 func (e *entry) prepare() {
-	e.contentLength = strconv.Itoa(len(e.body))
+	e.contentLength = []string{strconv.Itoa(len(e.body))}
 	if lm := e.header.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			e.lastModified = t

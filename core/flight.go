@@ -1,6 +1,9 @@
 package core
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // flight is one in-process fill of a key. Requests for the key that arrive
 // while it runs wait for it instead of calling the handler.
@@ -28,7 +31,7 @@ func (g *flightGroup) join(key string) (*flight, bool) {
 		g.m = make(map[string]*flight)
 	}
 	f := &flight{done: make(chan struct{})}
-	g.m[key] = f
+	g.m[strings.Clone(key)] = f // key may view a pooled buffer
 	return f, true
 }
 

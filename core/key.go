@@ -178,28 +178,37 @@ func (t *template) expand(r *http.Request, p Params) (string, bool) {
 	if t.static {
 		return t.raw, true
 	}
-	var b strings.Builder
+	b, ok := t.appendTo(nil, r, p)
+	return string(b), ok
+}
+
+// appendTo is expand appending to dst, without allocating when no value
+// needs escaping.
+func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool) {
+	if t.static {
+		return append(dst, t.raw...), true
+	}
 	for _, part := range t.parts {
 		switch part.kind {
 		case tplLiteral:
-			b.WriteString(part.text)
+			dst = append(dst, part.text...)
 		case tplParam:
 			v, ok := p.Get(part.text)
 			if !ok {
-				return "", false
+				return dst, false
 			}
-			b.WriteString(url.QueryEscape(v))
+			dst = append(dst, url.QueryEscape(v)...)
 		case tplQuery:
-			b.WriteString(url.QueryEscape(r.URL.Query().Get(part.text)))
+			dst = append(dst, url.QueryEscape(r.URL.Query().Get(part.text))...)
 		case tplHeader:
-			b.WriteString(url.QueryEscape(strings.Join(r.Header.Values(part.text), ",")))
+			dst = append(dst, url.QueryEscape(strings.Join(r.Header.Values(part.text), ","))...)
 		case tplMethod:
-			b.WriteString(cacheMethod(r.Method))
+			dst = append(dst, cacheMethod(r.Method)...)
 		case tplPath:
-			b.WriteString(r.URL.EscapedPath())
+			dst = append(dst, r.URL.EscapedPath()...)
 		}
 	}
-	return b.String(), true
+	return dst, true
 }
 
 // cacheMethod maps HEAD onto GET: both share one entry.
@@ -217,9 +226,13 @@ func cacheMethod(m string) string {
 // some proxies accept) is kept verbatim behind a marker, so it can never
 // share a key with a query that does parse.
 func canonicalQuery(raw string) string {
-	if raw == "" {
-		return ""
+	if raw == "" || isCanonicalQuery(raw) {
+		return raw
 	}
+	return canonicalQuerySlow(raw)
+}
+
+func canonicalQuerySlow(raw string) string {
 	vals, err := url.ParseQuery(raw)
 	if err != nil {
 		return "!raw:" + raw
@@ -242,6 +255,45 @@ func canonicalQuery(raw string) string {
 		}
 	}
 	return b.String()
+}
+
+// isCanonicalQuery reports, without allocating, whether raw is already in
+// the form canonicalQuery produces: name=value pairs of unreserved
+// characters (and '+'), every pair with one '=', names in sorted order.
+func isCanonicalQuery(raw string) bool {
+	prevName := ""
+	for len(raw) > 0 {
+		pair := raw
+		if i := strings.IndexByte(raw, '&'); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+			if raw == "" {
+				return false // trailing '&'
+			}
+		} else {
+			raw = ""
+		}
+		eq := strings.IndexByte(pair, '=')
+		if eq <= 0 {
+			return false
+		}
+		name, value := pair[:eq], pair[eq+1:]
+		if !unreservedPlus(name) || !unreservedPlus(value) || name < prevName {
+			return false
+		}
+		prevName = name
+	}
+	return true
+}
+
+func unreservedPlus(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == '~' || c == '+') {
+			return false
+		}
+	}
+	return true
 }
 
 // hashKey is the lookup key used where a key leaves the process (Redis,

@@ -156,6 +156,7 @@ func FuzzKey(f *testing.F) {
 	f.Add("/a", "a=1;b=2", "/a", "a=1&b=2", "x", "y")
 	f.Add("/x", "p=%zz", "/x", "p=%25zz", "", "")
 	f.Add("/1:2", "", "/1", ":2", "a\x00b", "a")
+	f.Add("/a", "a=1&a=2&b=x+y~", "/a", "b=x+y~&a=1&a=2", "", "")
 	rt := testRoute(f, RegionConfig{VaryHeaders: []string{"X-V"}})
 	f.Fuzz(func(t *testing.T, p1, q1, p2, q2, h1, h2 string) {
 		r1, ok1 := fuzzReq(p1, q1, h1)
@@ -170,6 +171,10 @@ func FuzzKey(f *testing.F) {
 			reflect.DeepEqual(r1.Header.Values("X-V"), r2.Header.Values("X-V"))
 		if (k1 == k2) != same {
 			t.Fatalf("key equality %v but requests equal %v:\n%q\n%q", k1 == k2, same, k1, k2)
+		}
+		// The allocation-free fast path agrees with the full canonicaliser.
+		if isCanonicalQuery(q1) && canonicalQuerySlow(q1) != q1 {
+			t.Fatalf("fast path kept %q, slow path gives %q", q1, canonicalQuerySlow(q1))
 		}
 		// A canonical query that parses must describe the same values.
 		if v1, err := parseQ(q1); err == nil {

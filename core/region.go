@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"time"
+	"unsafe"
 )
 
 // Region is a named cache policy with its backend. Get one from
@@ -18,14 +22,17 @@ type Region struct {
 	be            backend
 	ns            string // Prefix + ":"
 	regionCounter string
-	status        map[int]bool
-	varyHeaders   []string // canonical, sorted
-	varyHeader    map[string]bool
-	varyCookies   []string // sorted
-	varyCookie    map[string]bool
-	ignoreCookie  map[string]bool
-	stats         regionStats
-	flights       flightGroup
+	// keyCounterPrefix and tagCounterPrefix start the logical names of key
+	// and tag counters.
+	keyCounterPrefix, tagCounterPrefix string
+	status                             map[int]bool
+	varyHeaders                        []string // canonical, sorted
+	varyHeader                         map[string]bool
+	varyCookies                        []string // sorted
+	varyCookie                         map[string]bool
+	ignoreCookie                       map[string]bool
+	stats                              regionStats
+	flights                            flightGroup
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
 }
@@ -39,6 +46,8 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 		ignoreCookie: map[string]bool{},
 	}
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
+	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
+	r.tagCounterPrefix = r.ns + "v:t:"
 	for _, s := range cfg.Statuses {
 		r.status[s] = true
 	}
@@ -96,11 +105,11 @@ func (r *Region) counterName(s string) string {
 }
 
 func (r *Region) keyCounter(key string) string {
-	return r.counterName(r.ns + "v:k:" + r.name + ":" + key)
+	return r.counterName(r.keyCounterPrefix + key)
 }
 
 func (r *Region) tagCounter(tag string) string {
-	return r.counterName(r.ns + "v:t:" + tag)
+	return r.counterName(r.tagCounterPrefix + tag)
 }
 
 // storageKey is where an entry lives: the canonical key itself in process,
@@ -218,6 +227,8 @@ type Route struct {
 	r    *Region
 	key  *template // nil: the default key
 	tags []*template
+	// staticTags holds the counter names of tags without placeholders.
+	staticTags []string
 }
 
 // Route builds the decorator for a route cached in the named region. An
@@ -243,51 +254,111 @@ func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
 	if rt.tags, err = compileAll(o.tags); err != nil {
 		return nil, err
 	}
+	rt.staticTags = make([]string, len(rt.tags))
+	for i, t := range rt.tags {
+		if t.static {
+			rt.staticTags[i] = r.tagCounter(t.raw)
+		}
+	}
 	return rt, nil
 }
 
 // Region returns the route's region.
 func (rt *Route) Region() *Region { return rt.r }
 
-// canonicalKey builds the key text of a request and the name its key
-// counter uses (the request path, or the expanded Key template). Every
-// part is length-prefixed, so no two different requests share a key.
-func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (canonical, keyName string, ok bool) {
+// reqState is the per-request scratch of a lookup, pooled so that a hit
+// allocates nothing for its key and counter names. Strings viewing its
+// buffers (unsafeString) are valid only until the state goes back to the
+// pool: whatever outlives the request (an entry, a flight key, a counter
+// snapshot) is cloned first.
+type reqState struct {
+	key   []byte
+	nbuf  []byte
+	refs  []nameRef
+	names []string
+	vals  []uint64
+}
+
+// nameRef is a counter name: a static string, or nbuf[s:e].
+type nameRef struct {
+	static string
+	s, e   int
+}
+
+var statePool = sync.Pool{New: func() any {
+	return &reqState{key: make([]byte, 0, 256), nbuf: make([]byte, 0, 256)}
+}}
+
+func getState() *reqState {
+	st := statePool.Get().(*reqState)
+	st.key, st.nbuf, st.refs, st.names, st.vals = st.key[:0], st.nbuf[:0], st.refs[:0], st.names[:0], st.vals[:0]
+	return st
+}
+
+func putState(st *reqState) {
+	clear(st.names) // drop views and strings before pooling
+	if cap(st.key) > 64<<10 || cap(st.nbuf) > 64<<10 {
+		return // do not pool huge buffers
+	}
+	statePool.Put(st)
+}
+
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// build computes a request's canonical key (into st.key) and the names
+// of the counters its entry depends on (st.names, st.vals sized to match):
+// the region's, the key's, and each declared tag's. Every key part is
+// length-prefixed, so no two different requests share a key. ok is false
+// when a template names a missing route parameter.
+func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string) bool {
 	r := rt.r
-	kb := keyBuilder{b: make([]byte, 0, 128)}
+	kb := keyBuilder{b: st.key}
 	kb.b = append(kb.b, r.ns...)
 	kb.field(keyFormat)
 	kb.field(r.name)
 	kb.field(cacheMethod(req.Method))
+	st.refs = append(st.refs, nameRef{static: r.regionCounter})
+	ks := len(st.nbuf)
+	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
 	if rt.key != nil {
-		keyName, ok = rt.key.expand(req, p)
-		if !ok {
-			return "", "", false
+		vs := len(st.nbuf)
+		var ok bool
+		if st.nbuf, ok = rt.key.appendTo(st.nbuf, req, p); !ok {
+			return false
 		}
 		kb.field("t")
-		kb.field(keyName)
+		kb.field(unsafeString(st.nbuf[vs:]))
 	} else {
-		keyName = req.URL.EscapedPath()
+		path := req.URL.EscapedPath()
+		st.nbuf = append(st.nbuf, path...)
 		kb.field("d")
 		kb.field(req.Host)
 		kb.field(pattern)
-		kb.field(keyName)
+		kb.field(path)
 		kb.field(canonicalQuery(req.URL.RawQuery))
 	}
-	for _, h := range keyedForwardHeaders {
-		kb.values(req.Header[h])
-	}
-	for _, h := range r.varyHeaders {
-		kb.values(req.Header[h])
-	}
-	if len(r.varyCookies) > 0 {
-		for _, name := range r.varyCookies {
-			v := ""
-			if ck, err := req.Cookie(name); err == nil {
-				v = "=" + ck.Value // "=" distinguishes an empty cookie from none
-			}
-			kb.field(v)
+	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf)})
+	if len(req.Header) == 0 {
+		for range keyedForwardHeaders {
+			kb.values(nil)
 		}
+		for range r.varyHeaders {
+			kb.values(nil)
+		}
+	} else {
+		for _, h := range keyedForwardHeaders {
+			kb.values(req.Header[h])
+		}
+		for _, h := range r.varyHeaders {
+			kb.values(req.Header[h])
+		}
+	}
+	for _, name := range r.varyCookies {
+		v := ""
+		if ck, err := req.Cookie(name); err == nil {
+			v = "=" + ck.Value // "=" tells an empty cookie from none
+		}
+		kb.field(v)
 	}
 	if r.cfg.VaryAuthorization {
 		a := req.Header.Get("Authorization")
@@ -296,22 +367,46 @@ func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (cano
 		}
 		kb.field(a)
 	}
-	return string(kb.b), keyName, true
+	st.key = kb.b
+	for i, t := range rt.tags {
+		if t.static {
+			st.refs = append(st.refs, nameRef{static: rt.staticTags[i]})
+			continue
+		}
+		ts := len(st.nbuf)
+		st.nbuf = append(st.nbuf, r.tagCounterPrefix...)
+		var ok bool
+		if st.nbuf, ok = t.appendTo(st.nbuf, req, p); !ok {
+			return false
+		}
+		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf)})
+	}
+	// Views are taken only now that nbuf has stopped growing.
+	remote := r.be.remote()
+	for _, ref := range st.refs {
+		n := ref.static
+		if n == "" {
+			n = unsafeString(st.nbuf[ref.s:ref.e])
+			if remote {
+				n = r.counterName(n)
+			}
+		}
+		st.names = append(st.names, n)
+	}
+	st.vals = slices.Grow(st.vals, len(st.names))[:len(st.names)]
+	return true
 }
 
-// counterNames lists the counters an entry of this request depends on:
-// its region, its key, and each declared tag.
-func (rt *Route) counterNames(dst []string, req *http.Request, p Params, keyName string) ([]string, bool) {
-	r := rt.r
-	dst = append(dst, r.regionCounter, r.keyCounter(keyName))
-	for _, t := range rt.tags {
-		tag, ok := t.expand(req, p)
-		if !ok {
-			return nil, false
-		}
-		dst = append(dst, r.tagCounter(tag))
+// canonicalKey returns the canonical key text of a request and its key
+// counter's logical name, as copies (for tests and tools).
+func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (canonical, keyName string, ok bool) {
+	st := getState()
+	defer putState(st)
+	if !rt.build(st, req, p, pattern) {
+		return "", "", false
 	}
-	return dst, true
+	kn := string(st.nbuf[st.refs[1].s:st.refs[1].e])
+	return string(st.key), strings.TrimPrefix(kn, rt.r.keyCounterPrefix), true
 }
 
 func setBypass(w http.ResponseWriter, reason string) {
@@ -350,24 +445,15 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		setBypass(w, reason)
 		return next(w, req)
 	}
-	canonical, keyName, ok := rt.canonicalKey(req, p, pattern)
-	var nbuf [8]string
-	var names []string
-	if ok {
-		names, ok = rt.counterNames(nbuf[:0], req, p, keyName)
-	}
-	if !ok {
+	st := getState()
+	defer putState(st)
+	if !rt.build(st, req, p, pattern) {
 		r.stats.addBypass(BypassKey)
 		setBypass(w, BypassKey)
 		return next(w, req)
 	}
-	var vbuf [8]uint64
-	vals := vbuf[:0]
-	if len(names) <= len(vbuf) {
-		vals = vbuf[:len(names)]
-	} else {
-		vals = make([]uint64, len(names))
-	}
+	canonical := unsafeString(st.key)
+	names, vals := st.names, st.vals
 	skey := r.storageKey(canonical)
 	ctx := req.Context()
 	e, err := r.lookup(ctx, skey, names, vals)
@@ -393,7 +479,8 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	if !leader {
 		return rt.wait(w, req, f, next)
 	}
-	return rt.fill(w, req, f, skey, canonical, names, vals, next)
+	// The fill outlives nothing of st, but its results do: copy them.
+	return rt.fill(w, req, f, strings.Clone(skey), strings.Clone(canonical), names, vals, next)
 }
 
 // lookup loads an entry and the counters; a corrupt entry is a miss.
@@ -530,7 +617,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	}
 	snap := make([]counterSnap, len(names))
 	for i, n := range names {
-		snap[i] = counterSnap{name: n, value: vals[i]}
+		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
 	}
 	r.stats.misses.Add(1)
 
