@@ -35,6 +35,10 @@ type Config struct {
 	Regions map[string]RegionConfig
 	// Logger receives backend errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// Breaker tunes the circuit breaker kept for each Redis or Memcached
+	// backend (the embedded memory store has none). The zero value opens
+	// after 5 consecutive failures for 1 s.
+	Breaker BreakerConfig
 }
 
 // RegionConfig is the policy shared by every route cached in one region.
@@ -49,9 +53,23 @@ type RegionConfig struct {
 	Store store.StoreInterface
 	// TTL is how long an entry is fresh. 0 means DefaultTTL (5 minutes).
 	TTL time.Duration
-	// Stale is kept for stale serving after TTL. 0 means none. Reserved:
-	// entries are kept for TTL+Stale, but are only served while fresh.
+	// Stale is the stale-while-revalidate window after TTL: within it a
+	// request is answered at once from the stale entry (X-Cache: STALE) and
+	// the entry is refreshed in the background. 0 means none.
 	Stale time.Duration
+	// StaleIfError is the stale-if-error window after TTL (RFC 5861):
+	// within it, when the handler fails (5xx, error, panic, FillTimeout),
+	// the stale entry is served instead and the failure is not stored.
+	// 0 means none. Entries are kept for TTL + max(Stale, StaleIfError).
+	StaleIfError time.Duration
+	// EarlyRefresh is XFetch's beta: with it > 0, a fresh hit may trigger
+	// a refresh shortly before expiry, with a probability growing as expiry
+	// nears and with how long the handler takes (1 is the usual value;
+	// larger refreshes earlier). 0 means off.
+	EarlyRefresh float64
+	// MaxRefreshes bounds the background refreshes (stale-while-revalidate
+	// and early refresh) running at once in the region. 0 means 4.
+	MaxRefreshes int
 	// Prefix namespaces every key the region writes, so a shared Redis or
 	// Memcached can hold other data. "" means DefaultPrefix ("rc").
 	Prefix string
@@ -85,6 +103,7 @@ type RegionConfig struct {
 type Cache struct {
 	regions  map[string]*Region
 	backends []backend
+	breakers map[backend]*breaker
 	log      *slog.Logger
 	closed   atomic.Bool
 }
@@ -137,7 +156,17 @@ func New(cfg Config) (*Cache, error) {
 				c.backends = append(c.backends, be)
 			}
 		}
-		c.regions[name] = newRegion(c, name, rc, be)
+		r := newRegion(c, name, rc, be)
+		if be.remote() {
+			if c.breakers == nil {
+				c.breakers = map[backend]*breaker{}
+			}
+			if c.breakers[be] == nil {
+				c.breakers[be] = newBreaker(cfg.Breaker)
+			}
+			r.brk = c.breakers[be]
+		}
+		c.regions[name] = r
 	}
 	return c, nil
 }
@@ -153,6 +182,15 @@ func normalize(rc *RegionConfig) error {
 		return fmt.Errorf("MaxEntryBytes %d is negative", rc.MaxEntryBytes)
 	case rc.FillTimeout < 0:
 		return fmt.Errorf("FillTimeout %v is negative", rc.FillTimeout)
+	case rc.StaleIfError < 0:
+		return fmt.Errorf("StaleIfError %v is negative", rc.StaleIfError)
+	case rc.EarlyRefresh < 0 || rc.EarlyRefresh != rc.EarlyRefresh:
+		return fmt.Errorf("EarlyRefresh %v must be a number >= 0", rc.EarlyRefresh)
+	case rc.MaxRefreshes < 0:
+		return fmt.Errorf("MaxRefreshes %d is negative", rc.MaxRefreshes)
+	}
+	if rc.MaxRefreshes == 0 {
+		rc.MaxRefreshes = 4
 	}
 	if rc.TTL == 0 {
 		rc.TTL = DefaultTTL

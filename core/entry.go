@@ -16,7 +16,7 @@ import (
 // unsigned varints, strings and byte slices length-prefixed by a uvarint):
 //
 //	magic "RCE" | version 1 | status u16 | created i64 | fresh-until i64 |
-//	stale-until i64 | etag str | canonical key str | n-counters uv |
+//	stale-until i64 | fill-nanos i64 | etag str | canonical key str | n-counters uv |
 //	{name str, value u64}* | n-headers uv | {name str, n-values uv, {value str}*}* |
 //	body bytes | crc32c u32 (of everything before it)
 //
@@ -27,7 +27,7 @@ const (
 	entryMagic   = "RCE"
 	entryVersion = 1
 	// entryFixed is the size of magic, version, status and three timestamps.
-	entryFixed = 3 + 1 + 2 + 8*3
+	entryFixed = 3 + 1 + 2 + 8*4
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -50,6 +50,7 @@ type entry struct {
 	created    int64 // unix nanoseconds
 	freshUntil int64
 	staleUntil int64
+	fillNanos  int64 // how long the handler took: XFetch's delta
 	etag       string
 	key        string // canonical key text, compared on every hit
 	counters   []counterSnap
@@ -134,6 +135,7 @@ func (e *entry) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(e.created))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.freshUntil))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.staleUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.fillNanos))
 	b = appendStr(b, e.etag)
 	b = appendStr(b, e.key)
 	b = binary.AppendUvarint(b, uint64(len(e.counters)))
@@ -230,6 +232,7 @@ func decodeEntry(b []byte) (*entry, error) {
 	e.created = int64(d.u64())
 	e.freshUntil = int64(d.u64())
 	e.staleUntil = int64(d.u64())
+	e.fillNanos = int64(d.u64())
 	e.etag = d.str()
 	e.key = d.str()
 	if n := d.count(9); n > 0 {

@@ -19,6 +19,7 @@ func sampleEntry() *entry {
 		created:    1_700_000_000_000_000_000,
 		freshUntil: 1_700_000_300_000_000_000,
 		staleUntil: 1_700_000_360_000_000_000,
+		fillNanos:  12_345_678,
 		etag:       `"abc"`,
 		key:        "rc:3:rk1...",
 		counters:   []counterSnap{{"rc:v:r:a", 7}, {"rc:v:t:x", 1 << 62}},

@@ -13,6 +13,9 @@ type flight struct {
 	// then each waiter runs the handler itself, since the leader's response
 	// (a 500, a Set-Cookie, a personalised body) was not meant for them.
 	e *entry
+	// failed reports a failed handler (5xx, error, panic): waiters holding
+	// a stale-if-error entry serve it instead of running the handler.
+	failed bool
 }
 
 type flightGroup struct {
@@ -36,12 +39,15 @@ func (g *flightGroup) join(key string) (*flight, bool) {
 }
 
 // land ends a flight with its result and releases the waiters.
-func (g *flightGroup) land(key string, f *flight, e *entry) {
+func (g *flightGroup) land(key string, f *flight, e *entry) { g.landResult(key, f, e, false) }
+
+// landResult is land with the handler's failure.
+func (g *flightGroup) landResult(key string, f *flight, e *entry, failed bool) {
 	g.mu.Lock()
 	if g.m[key] == f {
 		delete(g.m, key)
 	}
 	g.mu.Unlock()
-	f.e = e
+	f.e, f.failed = e, failed
 	close(f.done)
 }

@@ -15,7 +15,12 @@ import (
 // Headers are committed lazily, at the first Write, Flush or when the
 // handler returns, as Gin does: the last WriteHeader before then wins.
 type ResponseWriter struct {
-	w         http.ResponseWriter
+	w http.ResponseWriter
+	// hold keeps the response from the client (headers in hdr, body in
+	// body) until release: used when a stale entry can stand in for a
+	// failing handler, and for background refreshes.
+	hold      bool
+	hdr       http.Header
 	before    http.Header // copy of the headers before the handler ran
 	status    int
 	size      int
@@ -37,8 +42,14 @@ var (
 	_ http.Hijacker = (*ResponseWriter)(nil)
 )
 
-// Header returns the client writer's header map.
-func (rw *ResponseWriter) Header() http.Header { return rw.w.Header() }
+// Header returns the response's header map (the client writer's, unless
+// the response is held back).
+func (rw *ResponseWriter) Header() http.Header {
+	if rw.hdr != nil {
+		return rw.hdr
+	}
+	return rw.w.Header()
+}
 
 // WriteHeader records the status; it reaches the client on commit.
 // Informational statuses (1xx, except 101) pass straight through.
@@ -63,9 +74,15 @@ func (rw *ResponseWriter) Write(b []byte) (int, error) {
 	rw.size += len(b)
 	if rw.record && !rw.over {
 		if int64(len(rw.body)+len(b)) > rw.max {
+			if rw.hold {
+				rw.release() // too big to hold back: stream from here on
+			}
 			rw.over, rw.body = true, nil
 		} else {
 			rw.body = append(rw.body, b...)
+			if rw.hold {
+				return len(b), nil
+			}
 		}
 	}
 	if rw.clientErr == nil {
@@ -88,11 +105,17 @@ func (rw *ResponseWriter) Flush() {
 		rw.doCommit()
 	}
 	rw.flushed = true
+	if rw.hold {
+		rw.release()
+	}
 	_ = http.NewResponseController(rw.w).Flush()
 }
 
 // Hijack hands over the connection; the response is not stored.
 func (rw *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if rw.hold {
+		rw.release()
+	}
 	rw.hijacked = true
 	rw.commit = true
 	return http.NewResponseController(rw.w).Hijack()
@@ -119,9 +142,35 @@ func (rw *ResponseWriter) doCommit() {
 		rw.onCommit(rw)
 	}
 	if rw.record {
-		rw.snapshot = rw.w.Header().Clone()
+		rw.snapshot = rw.Header().Clone()
 	}
+	if !rw.hold {
+		rw.w.WriteHeader(rw.status)
+	}
+}
+
+// release sends a held response: its headers replace the client's, then
+// the status and the body recorded so far; writes stream from then on.
+func (rw *ResponseWriter) release() {
+	if !rw.hold {
+		return
+	}
+	rw.hold = false
+	if !rw.commit {
+		rw.doCommit()
+	}
+	h := rw.w.Header()
+	clear(h)
+	for k, vs := range rw.hdr {
+		h[k] = vs
+	}
+	rw.hdr = nil
 	rw.w.WriteHeader(rw.status)
+	if len(rw.body) > 0 && rw.clientErr == nil {
+		if _, err := rw.w.Write(rw.body); err != nil {
+			rw.clientErr = err
+		}
+	}
 }
 
 // finish commits a response the handler left uncommitted (an implicit 200,

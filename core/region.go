@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sort"
@@ -33,6 +35,8 @@ type Region struct {
 	ignoreCookie                       map[string]bool
 	stats                              regionStats
 	flights                            flightGroup
+	brk                                *breaker      // nil for the memory backend
+	refreshSem                         chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
 }
@@ -45,6 +49,7 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 		varyCookie:   map[string]bool{},
 		ignoreCookie: map[string]bool{},
 	}
+	r.refreshSem = make(chan struct{}, cfg.MaxRefreshes)
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
 	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
 	r.tagCounterPrefix = r.ns + "v:t:"
@@ -79,7 +84,14 @@ func (r *Region) Name() string { return r.name }
 func (r *Region) Config() RegionConfig { return r.cfg }
 
 // Stats returns a snapshot of the region's counters.
-func (r *Region) Stats() Stats { return r.stats.snapshot() }
+func (r *Region) Stats() Stats {
+	s := r.stats.snapshot()
+	s.Breaker = r.brk.String()
+	if r.brk != nil {
+		s.BreakerOpens = r.brk.opened.Load()
+	}
+	return s
+}
 
 // counterName turns a counter's logical name into the key it is stored
 // under: itself in process, and for remote stores also itself when it is
@@ -445,6 +457,11 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		setBypass(w, reason)
 		return next(w, req)
 	}
+	if !r.brk.allow() {
+		r.stats.addBypass(BypassBreaker)
+		setBypass(w, BypassBreaker)
+		return next(w, req)
+	}
 	st := getState()
 	defer putState(st)
 	if !rt.build(st, req, p, pattern) {
@@ -458,16 +475,33 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	ctx := req.Context()
 	e, err := r.lookup(ctx, skey, names, vals)
 	if err != nil {
-		r.backendError("get", err)
 		r.stats.addBypass(BypassBackend)
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
 	now := time.Now().UnixNano()
-	if r.usable(ctx, e, canonical, names, vals, now) {
+	switch r.classify(ctx, e, canonical, names, vals, now) {
+	case fresh:
 		r.stats.hits.Add(1)
 		r.replay(w, req, e, now, "HIT")
+		if r.cfg.EarlyRefresh > 0 && req.Method == http.MethodGet && xfetch(e, now, r.cfg.EarlyRefresh) {
+			r.stats.earlyRefreshes.Add(1)
+			rt.refresh(w, req, skey, canonical, names, vals, next)
+		}
 		return nil
+	case staleOK:
+		// Stale-while-revalidate: answer now, then refresh once.
+		r.stats.stale.Add(1)
+		r.replay(w, req, e, now, "STALE")
+		if req.Method == http.MethodGet {
+			rt.refresh(w, req, skey, canonical, names, vals, next)
+		}
+		return nil
+	case errorOnly:
+		// Past the stale window but within stale-if-error: the entry may
+		// stand in for a failing handler, nothing more.
+	default:
+		e = nil
 	}
 	if req.Method == http.MethodHead {
 		// A HEAD response has no body to store for GET; run it uncached.
@@ -477,29 +511,84 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	f, leader := r.flights.join(skey)
 	if !leader {
-		return rt.wait(w, req, f, next)
+		return rt.wait(w, req, f, e, next)
 	}
 	// The fill outlives nothing of st, but its results do: copy them.
-	return rt.fill(w, req, f, strings.Clone(skey), strings.Clone(canonical), names, vals, next)
+	return rt.fill(w, req, f, strings.Clone(skey), strings.Clone(canonical), names, vals, e, next)
 }
 
-// lookup loads an entry and the counters; a corrupt entry is a miss.
+// lookup loads an entry and the counters; a corrupt entry is a miss. A
+// failure is counted, logged and reported to the breaker, unless the
+// request itself was cancelled.
 func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
 	e, err := r.be.load(ctx, skey, names, vals)
 	if errors.Is(err, errCorrupt) {
 		r.stats.corrupt.Add(1)
+		r.brk.done(nil)
 		return nil, nil
 	}
+	r.opDone(ctx, "get", err)
 	return e, err
 }
 
-// usable reports whether an entry may be served: it is for this exact
-// request, still fresh, and no counter it depends on changed since its
-// handler started.
-func (r *Region) usable(ctx context.Context, e *entry, canonical string, names []string, vals []uint64, now int64) bool {
-	if e == nil || e.key != canonical || now >= e.freshUntil {
+// opDone accounts for a backend operation's outcome.
+func (r *Region) opDone(ctx context.Context, op string, err error) {
+	if err != nil && ctx.Err() != nil {
+		return // the caller went away: not the backend's fault
+	}
+	r.brk.done(err)
+	if err != nil {
+		r.backendError(op, err)
+	}
+}
+
+// freshness is what an entry may be used for at a given time.
+type freshness int
+
+const (
+	unusable  freshness = iota
+	fresh               // serve it
+	staleOK             // serve it and refresh (stale-while-revalidate)
+	errorOnly           // serve it only if the handler fails (stale-if-error)
+)
+
+func (r *Region) classify(ctx context.Context, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
+	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil {
+		return unusable
+	}
+	var f freshness
+	switch {
+	case now < e.freshUntil:
+		f = fresh
+	case now < e.freshUntil+int64(r.cfg.Stale):
+		f = staleOK
+	case now < e.freshUntil+int64(r.cfg.StaleIfError):
+		f = errorOnly
+	default:
+		return unusable
+	}
+	if !r.valid(ctx, e, names, vals) {
+		return unusable
+	}
+	return f
+}
+
+// xfetch decides a probabilistic early refresh (Vattani, Chierichetti and
+// Lowenstein, "Optimal Probabilistic Cache Stampede Prevention", VLDB
+// 2015): refresh when now - delta*beta*ln(rand) >= expiry, where delta is
+// how long the last fill took. Hot keys refresh shortly before expiry,
+// one request at a time, instead of all missing together.
+func xfetch(e *entry, now int64, beta float64) bool {
+	if e.fillNanos <= 0 {
 		return false
 	}
+	gap := -float64(e.fillNanos) * beta * math.Log(1-rand.Float64())
+	return float64(now)+gap >= float64(e.freshUntil)
+}
+
+// valid reports whether no counter an entry depends on changed since its
+// handler started.
+func (r *Region) valid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
 	for _, v := range vals {
 		if v == 0 {
 			return false
@@ -560,8 +649,9 @@ func (r *Region) usable(ctx context.Context, e *entry, canonical string, names [
 	return true
 }
 
-// wait follows another request's fill of the same key.
-func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, next Next) error {
+// wait follows another request's fill of the same key. fallback, if
+// set, is a stale-if-error entry this request may serve if the fill fails.
+func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *entry, next Next) error {
 	r := rt.r
 	select {
 	case <-f.done:
@@ -571,6 +661,12 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, next 
 		return next(w, req)
 	}
 	if f.e == nil {
+		if f.failed && fallback != nil {
+			r.stats.stale.Add(1)
+			r.stats.staleIfError.Add(1)
+			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
+			return nil
+		}
 		// The leader's response was not storable (an error, a cookie, a
 		// stream...): it was not meant to be shared, so run the handler.
 		setMiss(&ResponseWriter{w: w})
@@ -584,22 +680,21 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, next 
 
 // fill runs the handler for a key this request leads, streaming to the
 // client while recording, and stores the response when it is storable.
-func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, next Next) (err error) {
+// With a stale-if-error fallback the response is held back instead of
+// streamed, so that a failure (5xx, error, panic) can be replaced by the
+// stale entry; a response too large to hold starts streaming and loses
+// that protection.
+func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *entry, next Next) (err error) {
 	r := rt.r
 	var stored *entry
-	panicked := true
-	defer func() {
-		if panicked {
-			r.stats.addNotStored(NotStoredPanic)
-		}
-		r.flights.land(skey, f, stored)
-	}()
+	failed := true
+	defer func() { r.flights.landResult(skey, f, stored, failed) }()
 
 	// Re-check inside the flight: a fill that just landed may have stored it.
 	if e, lerr := r.lookup(req.Context(), skey, names, vals); lerr == nil {
 		now := time.Now().UnixNano()
-		if r.usable(req.Context(), e, canonical, names, vals, now) {
-			panicked = false
+		if r.classify(req.Context(), e, canonical, names, vals, now) == fresh {
+			failed = false
 			stored = e
 			r.stats.hits.Add(1)
 			r.replay(w, req, e, now, "HIT")
@@ -609,34 +704,81 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	// The counters this entry will carry are the ones read before the
 	// handler runs: an invalidation during the handler makes it unusable.
 	if err := r.be.ensure(req.Context(), names, vals); err != nil {
-		panicked = false
-		r.backendError("ensure-counters", err)
+		r.opDone(req.Context(), "ensure-counters", err)
+		failed = false
 		r.stats.addBypass(BypassBackend)
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
-	snap := make([]counterSnap, len(names))
-	for i, n := range names {
-		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
-	}
 	r.stats.misses.Add(1)
-
 	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
+	if fallback != nil {
+		rw.hold, rw.hdr = true, w.Header().Clone()
+	}
+	res := rt.produce(rw, req, skey, canonical, names, vals, next, fallback != nil)
+	stored, failed = res.handed, res.failed
+	if fallback != nil && rw.hold {
+		if res.failed {
+			r.stats.stale.Add(1)
+			r.stats.staleIfError.Add(1)
+			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
+			return nil
+		}
+		rw.release()
+	}
+	if res.panicked != nil {
+		panic(res.panicked)
+	}
+	return res.err
+}
+
+// produced is the outcome of one handler run.
+type produced struct {
+	handed   *entry // stored and safe to hand to waiters
+	failed   bool   // 5xx, error, panic or timeout
+	err      error  // the handler's error, for the framework
+	panicked any    // a recovered panic value, to re-raise
+}
+
+// produce runs next into rw on a context detached from the request's
+// (with the region's FillTimeout), then stores the response if storable.
+// A panic is recovered and returned when recoverPanic is set (a stale
+// entry or a background refresh absorbs it), and re-raised otherwise.
+func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next, recoverPanic bool) (res produced) {
+	r := rt.r
 	fillCtx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancel()
 	start := time.Now()
-	err = next(rw, req.WithContext(fillCtx))
-	panicked = false
-	skip := errors.Is(err, ErrSkipStore)
-	if skip {
-		err = nil
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				r.stats.addNotStored(NotStoredPanic)
+				res.failed, res.panicked = true, v
+				if !recoverPanic {
+					panic(v)
+				}
+				r.c.log.Error("routecache: handler panicked; stale entry served", "region", r.name, "panic", v)
+			}
+		}()
+		res.err = next(rw, req.WithContext(fillCtx))
+	}()
+	if res.panicked != nil {
+		if recoverPanic {
+			res.panicked = nil
+		}
+		return res
 	}
-	if err == nil {
+	skip := errors.Is(res.err, ErrSkipStore)
+	if skip {
+		res.err = nil
+	}
+	if res.err == nil {
 		rw.finish()
 	}
+	res.failed = res.err != nil || rw.status >= 500 || fillCtx.Err() != nil
 	reason := ""
 	switch {
-	case err != nil, skip:
+	case res.err != nil, skip:
 		reason = NotStoredError
 	case rw.hijacked:
 		reason = NotStoredHijacked
@@ -644,23 +786,30 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		reason = NotStoredFlushed
 	case rw.over:
 		reason = NotStoredTooLarge
+	case fillCtx.Err() != nil:
+		reason = NotStoredError
 	default:
 		reason = r.responseReason(rw.status, rw.snapshot)
 	}
 	if reason != "" {
 		r.stats.addNotStored(reason)
-		return err
+		return res
+	}
+	snap := make([]counterSnap, len(names))
+	for i, n := range names {
+		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
 	}
 	e := &entry{
-		status:   rw.status,
-		header:   storedHeader(rw.before, rw.snapshot),
-		body:     rw.body,
-		created:  start.UnixNano(),
-		key:      canonical,
-		counters: snap,
+		status:    rw.status,
+		header:    storedHeader(rw.before, rw.snapshot),
+		body:      rw.body,
+		created:   start.UnixNano(),
+		fillNanos: int64(time.Since(start)),
+		key:       canonical,
+		counters:  snap,
 	}
 	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(r.cfg.Stale)
+	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
 	if e.etag = e.header.Get("Etag"); e.etag == "" {
 		e.etag = strongETag(e.body)
 		e.header["Etag"] = []string{e.etag}
@@ -669,31 +818,72 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
 	e.prepare()
-	if serr := r.be.store(fillCtx, skey, e, r.cfg.TTL+r.cfg.Stale); serr != nil {
+	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
+	defer cancelStore()
+	if serr := r.be.store(storeCtx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError)); serr != nil {
 		if errors.Is(serr, errTooLarge) {
 			r.stats.addNotStored(NotStoredTooLarge)
 		} else {
-			r.backendError("set", serr)
+			r.opDone(storeCtx, "set", serr)
 			r.stats.addNotStored(NotStoredBackend)
 		}
-		return nil
+		return res
 	}
 	r.stats.stores.Add(1)
 	// Hand the entry to waiters only if no invalidation landed meanwhile.
 	now := make([]uint64, len(names))
-	if cerr := r.be.counters(fillCtx, names, now); cerr == nil {
-		same := true
+	if cerr := r.be.counters(storeCtx, names, now); cerr == nil {
 		for i := range now {
 			if now[i] != vals[i] {
-				same = false
+				return res
 			}
 		}
-		if same {
-			stored = e
-		}
+		res.handed = e
 	}
-	return nil
+	return res
 }
+
+// refresh recomputes an entry after its (stale or early-expiring) copy
+// was sent: the response is flushed first so the client is not kept
+// waiting, then the handler runs, on this request's goroutine (Gin and
+// Echo recycle their contexts once a request returns, so it cannot move
+// to another) with a held-back writer and a detached context. At most one
+// refresh per key runs in this process, and at most MaxRefreshes per
+// region; a refresh that cannot start is skipped.
+func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next) {
+	r := rt.r
+	select {
+	case r.refreshSem <- struct{}{}:
+		defer func() { <-r.refreshSem }()
+	default:
+		r.stats.refreshSkipped.Add(1)
+		return
+	}
+	f, leader := r.flights.join(skey)
+	if !leader {
+		return
+	}
+	skey, canonical = strings.Clone(skey), strings.Clone(canonical)
+	var stored *entry
+	failed := true
+	defer func() { r.flights.landResult(skey, f, stored, failed) }()
+	_ = http.NewResponseController(w).Flush()
+	sink := &sinkWriter{h: http.Header{}}
+	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+	r.stats.refreshes.Add(1)
+	res := rt.produce(rw, req, skey, canonical, names, vals, next, true)
+	stored, failed = res.handed, res.failed
+	if res.err != nil {
+		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "err", res.err)
+	}
+}
+
+// sinkWriter absorbs a background refresh's response.
+type sinkWriter struct{ h http.Header }
+
+func (s *sinkWriter) Header() http.Header         { return s.h }
+func (s *sinkWriter) WriteHeader(int)             {}
+func (s *sinkWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // Invalidator is a compiled invalidating decorator for mutating routes.
 type Invalidator struct {

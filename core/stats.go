@@ -14,6 +14,7 @@ const (
 	BypassBackend       = "backend-error" // the backend failed: the handler ran uncached
 	BypassClosed        = "closed"        // the Cache was closed
 	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
+	BypassBreaker       = "backend-open"  // the backend's circuit breaker is open
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
@@ -30,25 +31,32 @@ const (
 	NotStoredBackend      = "backend-error" // the store call failed
 )
 
-var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead}
+var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker}
 var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend}
 
 // Stats is a snapshot of one region's counters since the Cache was created.
 type Stats struct {
-	Hits          uint64            `json:"hits"`          // responses replayed from the cache
-	Misses        uint64            `json:"misses"`        // lookups that ran the handler to fill
-	Coalesced     uint64            `json:"coalesced"`     // hits served to requests that waited for another's fill
-	Stores        uint64            `json:"stores"`        // entries written
-	Stale         uint64            `json:"stale"`         // stale entries served
-	Invalidations uint64            `json:"invalidations"` // key, tag and region invalidations applied
-	Errors        uint64            `json:"errors"`        // backend errors (the request ran uncached)
-	Corrupt       uint64            `json:"corrupt"`       // stored values that failed to decode (served as misses)
-	Bypasses      map[string]uint64 `json:"bypasses"`      // requests that skipped the cache, by reason
-	NotStored     map[string]uint64 `json:"not_stored"`    // responses not stored, by reason
+	Hits           uint64            `json:"hits"`            // responses replayed from the cache
+	Misses         uint64            `json:"misses"`          // lookups that ran the handler to fill
+	Coalesced      uint64            `json:"coalesced"`       // hits served to requests that waited for another's fill
+	Stores         uint64            `json:"stores"`          // entries written
+	Stale          uint64            `json:"stale"`           // stale entries served (both kinds)
+	StaleIfError   uint64            `json:"stale_if_error"`  // stale entries served because the handler failed
+	Refreshes      uint64            `json:"refreshes"`       // background refreshes run
+	RefreshSkipped uint64            `json:"refresh_skipped"` // refreshes not started: MaxRefreshes reached
+	EarlyRefreshes uint64            `json:"early_refreshes"` // refreshes started early by XFetch
+	Invalidations  uint64            `json:"invalidations"`   // key, tag and region invalidations applied
+	Errors         uint64            `json:"errors"`          // backend errors (the request ran uncached)
+	Corrupt        uint64            `json:"corrupt"`         // stored values that failed to decode (served as misses)
+	Bypasses       map[string]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
+	NotStored      map[string]uint64 `json:"not_stored"`      // responses not stored, by reason
+	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
+	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
 }
 
 type regionStats struct {
 	hits, misses, coalesced, stores, stale, invalidations, errors, corrupt atomic.Uint64
+	staleIfError, refreshes, refreshSkipped, earlyRefreshes                atomic.Uint64
 	bypass                                                                 [16]atomic.Uint64
 	notStored                                                              [16]atomic.Uint64
 }
@@ -79,6 +87,8 @@ func (s *regionStats) snapshot() Stats {
 		Hits: s.hits.Load(), Misses: s.misses.Load(), Coalesced: s.coalesced.Load(),
 		Stores: s.stores.Load(), Stale: s.stale.Load(), Invalidations: s.invalidations.Load(),
 		Errors: s.errors.Load(), Corrupt: s.corrupt.Load(),
+		StaleIfError: s.staleIfError.Load(), Refreshes: s.refreshes.Load(),
+		RefreshSkipped: s.refreshSkipped.Load(), EarlyRefreshes: s.earlyRefreshes.Load(),
 		Bypasses:  make(map[string]uint64),
 		NotStored: make(map[string]uint64),
 	}

@@ -95,6 +95,7 @@ type writer struct {
 	cw *core.ResponseWriter
 }
 
+func (w *writer) Header() http.Header                          { return w.cw.Header() }
 func (w *writer) WriteHeader(code int)                         { w.cw.WriteHeader(code) }
 func (w *writer) WriteHeaderNow()                              { w.cw.WriteHeaderNow() }
 func (w *writer) Write(b []byte) (int, error)                  { return w.cw.Write(b) }

@@ -1,0 +1,335 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/eko/gocache/lib/v4/store"
+	memcachestore "github.com/eko/gocache/store/memcache/v4"
+)
+
+// Defaults of the memcache:// options.
+const (
+	// DefaultMemcacheTimeout bounds each Memcached operation (dial, read,
+	// write) when the URL sets no timeout option.
+	DefaultMemcacheTimeout = 100 * time.Millisecond
+	// DefaultMemcacheMaxIdle is the number of idle connections kept per
+	// server when the URL sets no max_idle option. gomemcache's own default
+	// (2) makes a loaded process dial and close hundreds of sockets.
+	DefaultMemcacheMaxIdle = 64
+	// DefaultMemcacheMaxItem is memcached's default item size limit (-I 1m).
+	DefaultMemcacheMaxItem = 1 << 20
+)
+
+const (
+	// memcacheItemOverhead is what memcached adds to key and value when it
+	// checks an item against its size limit (item header, CAS, CRLF,
+	// terminators). Measured on memcached 1.6: with a 76-byte key the
+	// largest value accepted under -I 1m is 1048576-76-59 bytes.
+	memcacheItemOverhead = 64
+	// memcacheMaxRelative is the largest expiration memcached reads as
+	// seconds from now; larger values are absolute unix times.
+	memcacheMaxRelative = 30 * 24 * 60 * 60
+)
+
+func init() {
+	openers["memcache"] = func(u *url.URL) (backend, error) { return openMemcache(u) }
+}
+
+// memcacheBackend writes entries through gocache's memcache store (the
+// project's storage boundary) and uses the native gomemcache client for
+// what that store lacks: one GetMulti per lookup (the entry and its
+// counters; gomemcache sends one "gets" per server, to all servers in
+// parallel) and atomic counters with Add and Increment.
+//
+// The store's Set has two TTL bugs on v4.2.4, fixed by memcacheExpiry: it
+// sends int32(ttl.Seconds()), so a TTL under one second becomes 0 (never
+// expires), and a TTL over 30 days is read by memcached as an absolute
+// unix time in 1970 (expired at once). Its Clear (flush_all) and tag
+// Invalidate are never called.
+type memcacheBackend struct {
+	client  *memcache.Client
+	st      *memcachestore.MemcacheStore
+	maxItem int
+}
+
+// openMemcache parses memcache://h1:11211,h2:11211?timeout=100ms&max_idle=64&max_item=1MiB.
+func openMemcache(u *url.URL) (*memcacheBackend, error) {
+	raw := u.Redacted()
+	if u.User != nil {
+		return nil, fmt.Errorf("backend %q: memcache:// takes no user or password", raw)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("backend %q: memcache:// takes no path (got %q)", raw, u.Path)
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return nil, fmt.Errorf("backend %q: no server (want memcache://host:port[,host:port...])", raw)
+	}
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range hosts {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("backend %q: bad host %q (want host:port)", raw, h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("backend %q: bad port in %q (want 1-65535)", raw, h)
+		}
+	}
+	timeout := DefaultMemcacheTimeout
+	maxIdle := DefaultMemcacheMaxIdle
+	maxItem := int64(DefaultMemcacheMaxItem)
+	for k, vs := range u.Query() {
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("backend %q: option %q given %d times", raw, k, len(vs))
+		}
+		v := vs[0]
+		switch k {
+		case "timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("backend %q: timeout: bad duration %q (want e.g. 100ms)", raw, v)
+			}
+			timeout = d
+		case "max_idle":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("backend %q: max_idle: bad value %q (want a positive integer)", raw, v)
+			}
+			maxIdle = n
+		case "max_item":
+			n, err := parseBytes(v)
+			if err != nil || n > math.MaxInt32 {
+				return nil, fmt.Errorf("backend %q: max_item: bad size %q (want memcached's -I value, e.g. 1MiB)", raw, v)
+			}
+			maxItem = n
+		default:
+			return nil, fmt.Errorf("backend %q: unknown option %q (memcache:// takes timeout, max_idle, max_item)", raw, k)
+		}
+	}
+	// memcache.New ignores address errors and leaves the client without
+	// servers (every call then fails with ErrNoServers): resolve here so a
+	// bad host is a configuration error.
+	ss := new(memcache.ServerList)
+	if err := ss.SetServers(hosts...); err != nil {
+		return nil, fmt.Errorf("backend %q: %w", raw, err)
+	}
+	client := memcache.NewFromSelector(ss)
+	client.Timeout = timeout
+	client.MaxIdleConns = maxIdle
+	return &memcacheBackend{
+		client:  client,
+		st:      memcachestore.NewMemcache(client),
+		maxItem: int(maxItem),
+	}, nil
+}
+
+func (b *memcacheBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, 1+len(names))
+	keys = append(keys, key)
+	keys = append(keys, names...)
+	items, err := b.client.GetMulti(keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		vals[i] = memcacheCounter(items[n])
+	}
+	it := items[key]
+	if it == nil {
+		return nil, nil
+	}
+	return decodeEntry(it.Value)
+}
+
+func (b *memcacheBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+	if len(names) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	items, err := b.client.GetMulti(names)
+	if err != nil {
+		return err
+	}
+	for i, n := range names {
+		vals[i] = memcacheCounter(items[n])
+	}
+	return nil
+}
+
+// memcacheCounter reads a counter item: decimal ASCII, 0 when missing or
+// not a number. (memcached pads a number shortened in place with spaces.)
+func memcacheCounter(it *memcache.Item) uint64 {
+	if it == nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimRight(string(it.Value), " "), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+func counterItem(name string, v uint64) *memcache.Item {
+	// Expiration 0: counters never expire (memcached may still evict them;
+	// a lost counter reads as missing and is re-created with a fresh value).
+	return &memcache.Item{Key: name, Value: strconv.AppendUint(nil, v, 10)}
+}
+
+// memcacheAttempts bounds the retries of a counter operation racing with
+// deletions or evictions of the same counter.
+const memcacheAttempts = 5
+
+func (b *memcacheBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+	for i, n := range names {
+		if vals[i] != 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v, err := b.create(n)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	return nil
+}
+
+// create adds a counter with a fresh value unless one exists, and returns
+// the value now current.
+func (b *memcacheBackend) create(name string) (uint64, error) {
+	for range memcacheAttempts {
+		fresh := freshCounter()
+		err := b.client.Add(counterItem(name, fresh))
+		if err == nil {
+			return fresh, nil
+		}
+		if !errors.Is(err, memcache.ErrNotStored) {
+			return 0, err
+		}
+		it, err := b.client.Get(name)
+		if errors.Is(err, memcache.ErrCacheMiss) {
+			continue // deleted or evicted since the Add: add again
+		}
+		if err != nil {
+			return 0, err
+		}
+		if v := memcacheCounter(it); v != 0 {
+			return v, nil
+		}
+		// Something that is not a counter sits under the name: replace it,
+		// unless it changed meanwhile.
+		it.Value = strconv.AppendUint(nil, fresh, 10)
+		it.Expiration = 0
+		err = b.client.CompareAndSwap(it)
+		if err == nil {
+			return fresh, nil
+		}
+		if !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrNotStored) {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("memcache: counter %q kept changing while being created", name)
+}
+
+// bump increments a counter; a missing one is created from a fresh random
+// value (never 0 or 1), so a counter lost to eviction never repeats a value
+// an entry may have recorded.
+func (b *memcacheBackend) bump(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for range memcacheAttempts {
+		_, err := b.client.Increment(name, 1)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, memcache.ErrCacheMiss):
+			err = b.client.Add(counterItem(name, freshCounter()))
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, memcache.ErrNotStored) {
+				return err
+			}
+			// Created by someone else meanwhile: increment that one.
+		case strings.Contains(err.Error(), "non-numeric value"):
+			// Not a counter: overwriting it with a value never used is an
+			// invalidation too.
+			return b.client.Set(counterItem(name, freshCounter()))
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
+}
+
+func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v := e.encode()
+	if len(v)+len(key)+memcacheItemOverhead > b.maxItem {
+		return errTooLarge
+	}
+	err := b.st.Set(ctx, key, v, store.WithExpiration(memcacheExpiry(ttl, time.Now())))
+	if err != nil && strings.Contains(err.Error(), "object too large") {
+		// The server's -I is below max_item ("SERVER_ERROR object too
+		// large for cache").
+		return errTooLarge
+	}
+	return err
+}
+
+// memcacheExpiry turns a TTL into the duration to hand gocache's memcache
+// store, which sends int32(d.Seconds()) as the item's expiration.
+//
+//   - Whole seconds, rounded up, plus one: memcached's clock ticks once a
+//     second and an item set with expiration n is gone at the n-th tick, so
+//     anywhere between n-1 and n seconds later (a 1 s item was measured
+//     gone after 64 ms). The extra second keeps every entry stored at least
+//     its TTL; freshness is decided by the envelope, never by the server.
+//     This also fixes the store's sub-second bug (int32(0.5) = 0 = "never
+//     expires").
+//   - Past memcached's 30-day limit for relative times, the absolute unix
+//     time (the store would send the relative seconds, which memcached
+//     reads as a date in 1970: expired at once), capped at the largest
+//     int32 (2038).
+//
+// ttl <= 0 means no expiry, as in the memory backend.
+func memcacheExpiry(ttl time.Duration, now time.Time) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	secs := int64(ttl/time.Second) + 1
+	if ttl%time.Second != 0 {
+		secs++
+	}
+	if secs <= memcacheMaxRelative {
+		return time.Duration(secs) * time.Second
+	}
+	abs := now.Unix() + secs
+	if abs > math.MaxInt32 || abs < 0 {
+		abs = math.MaxInt32
+	}
+	return time.Duration(abs) * time.Second
+}
+
+func (b *memcacheBackend) remote() bool { return true }
+
+// close drops the idle connections; it never flushes anything.
+func (b *memcacheBackend) close() error { return b.client.Close() }

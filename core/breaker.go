@@ -1,0 +1,122 @@
+package core
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of BreakerConfig's zero fields.
+const (
+	// DefaultBreakerFailures opens a breaker after this many consecutive failures.
+	DefaultBreakerFailures = 5
+	// DefaultBreakerCooldown is how long an open breaker skips its backend
+	// before letting one probe through.
+	DefaultBreakerCooldown = time.Second
+)
+
+// BreakerConfig tunes the circuit breaker kept per backend: after Failures
+// consecutive failed operations it opens, and requests skip the backend
+// (their handlers run uncached) for Cooldown; then one request probes it,
+// closing the breaker on success and re-opening it on failure.
+type BreakerConfig struct {
+	// Failures is the number of consecutive failures that opens the
+	// breaker. 0 means DefaultBreakerFailures (5); negative disables it.
+	Failures int
+	// Cooldown is how long the breaker stays open. 0 means
+	// DefaultBreakerCooldown (1 s).
+	Cooldown time.Duration
+}
+
+// Breaker states, as reported in Stats.Breaker.
+const (
+	BreakerClosed   = "closed"
+	BreakerOpen     = "open"
+	BreakerHalfOpen = "half-open"
+)
+
+const (
+	stClosed int32 = iota
+	stOpen
+	stHalfOpen
+)
+
+// breaker is lock-free: the hit path pays one atomic load.
+type breaker struct {
+	failures  int32
+	cooldown  int64
+	state     atomic.Int32
+	fails     atomic.Int32
+	openUntil atomic.Int64
+	opened    atomic.Uint64 // times it opened
+}
+
+func newBreaker(cfg BreakerConfig) *breaker {
+	if cfg.Failures < 0 {
+		return nil
+	}
+	b := &breaker{failures: int32(cfg.Failures), cooldown: int64(cfg.Cooldown)}
+	if b.failures == 0 {
+		b.failures = DefaultBreakerFailures
+	}
+	if b.cooldown == 0 {
+		b.cooldown = int64(DefaultBreakerCooldown)
+	}
+	return b
+}
+
+// allow reports whether an operation may use the backend now. When the
+// cooldown is over, exactly one caller gets through as the probe.
+func (b *breaker) allow() bool {
+	if b == nil {
+		return true
+	}
+	switch b.state.Load() {
+	case stClosed:
+		return true
+	case stOpen:
+		if time.Now().UnixNano() < b.openUntil.Load() {
+			return false
+		}
+		return b.state.CompareAndSwap(stOpen, stHalfOpen)
+	default: // a probe is out
+		return false
+	}
+}
+
+// done records an operation's outcome. Only backend failures count;
+// callers pass nil for "not found", corrupt values and the like.
+func (b *breaker) done(err error) {
+	if b == nil {
+		return
+	}
+	if err == nil {
+		if b.fails.Load() != 0 {
+			b.fails.Store(0)
+		}
+		if b.state.Load() != stClosed {
+			b.state.Store(stClosed)
+		}
+		return
+	}
+	n := b.fails.Add(1)
+	st := b.state.Load()
+	if st == stHalfOpen || (st == stClosed && n >= b.failures) {
+		b.openUntil.Store(time.Now().UnixNano() + b.cooldown)
+		if b.state.Swap(stOpen) != stOpen {
+			b.opened.Add(1)
+		}
+	}
+}
+
+func (b *breaker) String() string {
+	if b == nil {
+		return BreakerClosed
+	}
+	switch b.state.Load() {
+	case stOpen:
+		return BreakerOpen
+	case stHalfOpen:
+		return BreakerHalfOpen
+	}
+	return BreakerClosed
+}
