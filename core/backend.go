@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strconv"
@@ -49,8 +50,10 @@ var openers = map[string]func(u *url.URL) (backend, error){
 	"memory": func(u *url.URL) (backend, error) { return openMemory(u) },
 }
 
-// openBackend builds a backend from a region's Backend URL.
-func openBackend(raw string) (backend, error) {
+// openBackend builds a backend from a region's Backend URL. The options
+// near_max_bytes and near_staleness, valid on every remote scheme, put a
+// near cache in front of it (see nearBackend).
+func openBackend(raw string, log *slog.Logger) (backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error repeats the URL: report only the reason, since the URL
@@ -68,7 +71,28 @@ func openBackend(raw string) (backend, error) {
 	if !ok {
 		return nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", u.Redacted(), u.Scheme, schemeList())
 	}
-	return open(u)
+	q := u.Query()
+	if !q.Has("near_max_bytes") && !q.Has("near_staleness") {
+		return open(u)
+	}
+	if u.Scheme == "memory" {
+		return nil, fmt.Errorf("backend %q: a memory backend needs no near cache", u.Redacted())
+	}
+	inner := *u
+	iq := u.Query()
+	iq.Del("near_max_bytes")
+	iq.Del("near_staleness")
+	inner.RawQuery = iq.Encode()
+	b, err := open(&inner)
+	if err != nil {
+		return nil, err
+	}
+	nb, err := wrapNear(b, u, q, log)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return nb, nil
 }
 
 func schemeList() string {
@@ -317,7 +341,8 @@ func (s *storeBackend) ensure(ctx context.Context, names []string, vals []uint64
 			continue
 		}
 		v := freshCounter()
-		if err := s.st.Set(ctx, n, []byte(strconv.FormatUint(v, 10))); err != nil {
+		// n may view a pooled buffer (reqState): a store may keep its key.
+		if err := s.st.Set(ctx, strings.Clone(n), []byte(strconv.FormatUint(v, 10))); err != nil {
 			return err
 		}
 		vals[i] = v

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,7 +45,7 @@ func mcPrefix() string { return fmt.Sprintf("mc%d", freshCounter()%1e12) }
 
 func mcOpen(t testing.TB, raw string) *memcacheBackend {
 	t.Helper()
-	be, err := openBackend(raw)
+	be, err := openBackend(raw, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestMemcacheURL(t *testing.T) {
 		{"memcache://127.0.0.1:11211?max_item=8MiB", 100 * time.Millisecond, 64, 8 << 20},
 	}
 	for _, g := range good {
-		be, err := openBackend(g.raw)
+		be, err := openBackend(g.raw, slog.Default())
 		if err != nil {
 			t.Errorf("%s: %v", g.raw, err)
 			continue
@@ -118,7 +119,7 @@ func TestMemcacheURL(t *testing.T) {
 		"memcache://127.0.0.1:1?timeout=1s&timeout=2": `backend "memcache://127.0.0.1:1?timeout=1s&timeout=2": option "timeout" given 2 times`,
 	}
 	for raw, want := range bad {
-		_, err := openBackend(raw)
+		_, err := openBackend(raw, slog.Default())
 		if err == nil || err.Error() != want {
 			t.Errorf("%s:\n got  %v\n want %s", raw, err, want)
 		}
@@ -130,7 +131,7 @@ func TestMemcacheURL(t *testing.T) {
 	}
 	// An unresolvable host is an error at open (memcache.New would drop it
 	// silently and fail every call with "no servers").
-	_, err := openBackend("memcache://no-such-host.invalid:11211")
+	_, err := openBackend("memcache://no-such-host.invalid:11211", slog.Default())
 	if err == nil || !strings.HasPrefix(err.Error(), `backend "memcache://no-such-host.invalid:11211": `) || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Errorf("unresolvable host: %v", err)
 	}

@@ -22,6 +22,10 @@ const (
 	DefaultMaxEntryBytes = 1 << 20
 	// DefaultFillTimeout bounds a coalesced fill when RegionConfig.FillTimeout is 0.
 	DefaultFillTimeout = 30 * time.Second
+	// DefaultLeaseTTL is RegionConfig.LeaseTTL's default.
+	DefaultLeaseTTL = 5 * time.Second
+	// DefaultLeaseWait is RegionConfig.LeaseWait's default.
+	DefaultLeaseWait = 2 * time.Second
 	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
 	DefaultPrefix = "rc"
 	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
@@ -92,6 +96,14 @@ type RegionConfig struct {
 	// of bypassing requests that carry one. Each principal gets its own
 	// entries; the raw credential is never stored.
 	VaryAuthorization bool
+	// LeaseTTL is how long one instance may hold the right to fill a key on
+	// a shared (Redis or Memcached) backend while the others wait for its
+	// entry; a holder that dies frees the key when the lease expires.
+	// 0 means DefaultLeaseTTL (5 s); negative disables leases.
+	LeaseTTL time.Duration
+	// LeaseWait bounds how long an instance waits for another's fill
+	// before running the handler itself. 0 means DefaultLeaseWait (2 s).
+	LeaseWait time.Duration
 	// FillTimeout bounds the handler run that fills a key for coalesced
 	// waiters; the fill runs on a context detached from the first caller's.
 	// 0 means DefaultFillTimeout (30 s).
@@ -104,6 +116,7 @@ type Cache struct {
 	regions  map[string]*Region
 	backends []backend
 	breakers map[backend]*breaker
+	hooks    hooks
 	log      *slog.Logger
 	closed   atomic.Bool
 }
@@ -146,7 +159,7 @@ func New(cfg Config) (*Cache, error) {
 			}
 		default:
 			if be = byURL[rc.Backend]; be == nil {
-				b, err := openBackend(rc.Backend)
+				b, err := openBackend(rc.Backend, c.log)
 				if err != nil {
 					c.closeBackends()
 					return nil, fmt.Errorf("routecache: region %q: %w", name, err)
@@ -168,6 +181,12 @@ func New(cfg Config) (*Cache, error) {
 		}
 		c.regions[name] = r
 	}
+	for _, be := range c.backends {
+		if nb, ok := be.(*nearBackend); ok {
+			f := c.remoteCounter
+			nb.onRemote.Store(&f)
+		}
+	}
 	return c, nil
 }
 
@@ -188,6 +207,15 @@ func normalize(rc *RegionConfig) error {
 		return fmt.Errorf("EarlyRefresh %v must be a number >= 0", rc.EarlyRefresh)
 	case rc.MaxRefreshes < 0:
 		return fmt.Errorf("MaxRefreshes %d is negative", rc.MaxRefreshes)
+	}
+	if rc.LeaseWait < 0 {
+		return fmt.Errorf("LeaseWait %v is negative", rc.LeaseWait)
+	}
+	if rc.LeaseTTL == 0 {
+		rc.LeaseTTL = DefaultLeaseTTL
+	}
+	if rc.LeaseWait == 0 {
+		rc.LeaseWait = DefaultLeaseWait
 	}
 	if rc.MaxRefreshes == 0 {
 		rc.MaxRefreshes = 4
@@ -309,13 +337,16 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	for _, g := range c.counterSpaces() {
 		for _, t := range tags {
-			if err := g.be.bump(ctx, g.prefix+":v:t:"+t); err != nil {
+			if err := g.be.bump(ctx, g.regions[0].tagCounter(t)); err != nil { // the name routes read (hashed where needed)
 				errs = append(errs, err)
 			}
 		}
 		for _, r := range g.regions {
 			r.stats.invalidations.Add(uint64(len(tags)))
 		}
+	}
+	if len(tags) > 0 {
+		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...)})
 	}
 	if len(errs) > 0 {
 		c.log.Error("routecache: invalidate tags", "tags", tags, "err", errors.Join(errs...))
@@ -335,6 +366,7 @@ func (c *Cache) InvalidateRegion(ctx context.Context, name string) error {
 		r.backendError("invalidate-region", err)
 		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
 	}
+	c.emit(InvalidationEvent{Kind: "region", Region: name})
 	return nil
 }
 
@@ -356,6 +388,7 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 		r.backendError("invalidate-key", err)
 		return fmt.Errorf("routecache: invalidate key %q in region %q: %w", key, region, err)
 	}
+	c.emit(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}})
 	return nil
 }
 

@@ -2,7 +2,7 @@ package core
 
 import (
 	"net/http"
-		"strings"
+	"strings"
 	"time"
 )
 

@@ -710,6 +710,37 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
+	// Across instances: one fills, the others wait for its entry.
+	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+		lkey := r.ns + "l:" + hashKey(canonical)
+		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
+		switch {
+		case lerr != nil:
+			r.opDone(req.Context(), "lease", lerr)
+		case got:
+			defer func() {
+				if rerr := l.release(context.WithoutCancel(req.Context()), lkey, token); rerr != nil {
+					r.opDone(req.Context(), "lease-release", rerr)
+				}
+			}()
+		default:
+			if e := rt.awaitRemote(req.Context(), skey, canonical, names, vals); e != nil {
+				failed, stored = false, e
+				r.stats.coalesced.Add(1)
+				r.stats.hits.Add(1)
+				r.replay(w, req, e, time.Now().UnixNano(), "HIT")
+				return nil
+			}
+			r.stats.leaseTimeouts.Add(1)
+			if err := r.be.ensure(req.Context(), names, vals); err != nil {
+				r.opDone(req.Context(), "ensure-counters", err)
+				failed = false
+				r.stats.addBypass(BypassBackend)
+				setBypass(w, BypassBackend)
+				return next(w, req)
+			}
+		}
+	}
 	r.stats.misses.Add(1)
 	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
 	if fallback != nil {
@@ -730,6 +761,34 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		panic(res.panicked)
 	}
 	return res.err
+}
+
+// awaitRemote polls for the entry another instance is filling, with a
+// growing pause, for at most LeaseWait. It returns nil if none came.
+func (rt *Route) awaitRemote(ctx context.Context, skey, canonical string, names []string, vals []uint64) *entry {
+	r := rt.r
+	deadline := time.Now().Add(r.cfg.LeaseWait)
+	pause := 2 * time.Millisecond
+	for {
+		t := time.NewTimer(min(pause, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		e, err := r.lookup(ctx, skey, names, vals)
+		if err != nil {
+			return nil
+		}
+		if r.classify(ctx, e, canonical, names, vals, time.Now().UnixNano()) == fresh {
+			return e
+		}
+		if !time.Now().Before(deadline) {
+			return nil
+		}
+		pause = min(pause*2, 50*time.Millisecond)
+	}
 }
 
 // produced is the outcome of one handler run.
@@ -772,7 +831,10 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	if skip {
 		res.err = nil
 	}
-	if res.err == nil {
+	if res.err == nil && !skip {
+		// A skipped response left uncommitted is the framework's to finish
+		// (Gin renders c.Errors in an outer middleware): committing a 200
+		// here would preempt it.
 		rw.finish()
 	}
 	res.failed = res.err != nil || rw.status >= 500 || fillCtx.Err() != nil
@@ -867,6 +929,16 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	var stored *entry
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed) }()
+	// One refresh across instances too: whoever holds the lease does it.
+	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+		lkey := r.ns + "l:" + hashKey(canonical)
+		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
+		if lerr != nil || !got {
+			failed = false
+			return
+		}
+		defer func() { _ = l.release(context.WithoutCancel(req.Context()), lkey, token) }()
+	}
 	_ = http.NewResponseController(w).Flush()
 	sink := &sinkWriter{h: http.Header{}}
 	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
@@ -942,7 +1014,10 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 	}}
 	err := next(rw, req)
 	if errors.Is(err, ErrSkipStore) {
-		err = nil
+		// The framework reports a failure (Gin's c.Errors, an abort): no
+		// invalidation unless the handler already committed a 2xx, and an
+		// uncommitted response is left for the framework to finish.
+		return nil
 	}
 	if err == nil {
 		rw.finish()

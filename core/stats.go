@@ -50,13 +50,14 @@ type Stats struct {
 	Corrupt        uint64            `json:"corrupt"`         // stored values that failed to decode (served as misses)
 	Bypasses       map[string]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
 	NotStored      map[string]uint64 `json:"not_stored"`      // responses not stored, by reason
+	LeaseTimeouts  uint64            `json:"lease_timeouts"`  // waits for another instance's fill that gave up
 	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
 	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
 }
 
 type regionStats struct {
 	hits, misses, coalesced, stores, stale, invalidations, errors, corrupt atomic.Uint64
-	staleIfError, refreshes, refreshSkipped, earlyRefreshes                atomic.Uint64
+	staleIfError, refreshes, refreshSkipped, earlyRefreshes, leaseTimeouts atomic.Uint64
 	bypass                                                                 [16]atomic.Uint64
 	notStored                                                              [16]atomic.Uint64
 }
@@ -89,8 +90,9 @@ func (s *regionStats) snapshot() Stats {
 		Errors: s.errors.Load(), Corrupt: s.corrupt.Load(),
 		StaleIfError: s.staleIfError.Load(), Refreshes: s.refreshes.Load(),
 		RefreshSkipped: s.refreshSkipped.Load(), EarlyRefreshes: s.earlyRefreshes.Load(),
-		Bypasses:  make(map[string]uint64),
-		NotStored: make(map[string]uint64),
+		LeaseTimeouts: s.leaseTimeouts.Load(),
+		Bypasses:      make(map[string]uint64),
+		NotStored:     make(map[string]uint64),
 	}
 	for i, r := range bypassReasons {
 		if v := s.bypass[i].Load(); v > 0 {

@@ -106,3 +106,16 @@ func (p params) Get(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// PurgeHandler returns the core's authenticated purge endpoint as an Echo
+// handler (see core.Cache.PurgeHandler); mount it on POST and PURGE:
+//
+//	purge, err := echoadapter.PurgeHandler(rc, core.PurgeConfig{Token: token})
+//	e.Match([]string{http.MethodPost, "PURGE"}, "/_cache/purge", purge)
+func PurgeHandler(rc *core.Cache, cfg core.PurgeConfig) (echo.HandlerFunc, error) {
+	h, err := rc.PurgeHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return echo.WrapHandler(h), nil
+}

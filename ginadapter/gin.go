@@ -116,3 +116,17 @@ func (w *writer) Status() int {
 	return w.ResponseWriter.Status()
 }
 func (w *writer) Unwrap() http.ResponseWriter { return w.cw }
+
+// PurgeHandler returns the core's authenticated purge endpoint as a Gin
+// handler (see core.Cache.PurgeHandler); mount it on POST and PURGE:
+//
+//	purge, err := ginadapter.PurgeHandler(rc, core.PurgeConfig{Token: token})
+//	r.POST("/_cache/purge", purge)
+//	r.Handle("PURGE", "/_cache/purge", purge)
+func PurgeHandler(rc *core.Cache, cfg core.PurgeConfig) (gin.HandlerFunc, error) {
+	h, err := rc.PurgeHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return gin.WrapH(h), nil
+}

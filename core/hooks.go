@@ -1,0 +1,67 @@
+package core
+
+import (
+	"strings"
+	"sync"
+)
+
+// InvalidationEvent describes an invalidation, made by this instance or,
+// through a Redis near cache's pub/sub, by another one.
+type InvalidationEvent struct {
+	// Kind is "tag", "region" or "key".
+	Kind string
+	// Region is the region of a "region" or "key" event.
+	Region string
+	// Names holds the tags of a "tag" event, the key of a "key" event.
+	Names []string
+	// Remote is set when another instance made the invalidation.
+	Remote bool
+}
+
+type hooks struct {
+	mu  sync.RWMutex
+	fns []func(InvalidationEvent)
+}
+
+// OnInvalidate registers f to be called after every invalidation this
+// Cache makes and, on Redis backends with a near cache (whose instances
+// talk over pub/sub), every invalidation another instance makes. f runs
+// synchronously (on the invalidating goroutine, or on the pub/sub
+// receiver for remote events): keep it short, hand long work to a
+// goroutine.
+func (c *Cache) OnInvalidate(f func(InvalidationEvent)) {
+	if f == nil {
+		return
+	}
+	c.hooks.mu.Lock()
+	c.hooks.fns = append(c.hooks.fns, f)
+	c.hooks.mu.Unlock()
+}
+
+func (c *Cache) emit(ev InvalidationEvent) {
+	c.hooks.mu.RLock()
+	fns := c.hooks.fns
+	c.hooks.mu.RUnlock()
+	for _, f := range fns {
+		f(ev)
+	}
+}
+
+// remoteCounter turns a counter name received over pub/sub back into an
+// event, for the regions of this Cache that share its prefix.
+func (c *Cache) remoteCounter(counter string) {
+	for _, name := range c.Regions() {
+		r := c.regions[name]
+		switch {
+		case strings.HasPrefix(counter, r.tagCounterPrefix):
+			c.emit(InvalidationEvent{Kind: "tag", Names: []string{counter[len(r.tagCounterPrefix):]}, Remote: true})
+			return
+		case counter == r.regionCounter:
+			c.emit(InvalidationEvent{Kind: "region", Region: r.name, Remote: true})
+			return
+		case strings.HasPrefix(counter, r.keyCounterPrefix):
+			c.emit(InvalidationEvent{Kind: "key", Region: r.name, Names: []string{counter[len(r.keyCounterPrefix):]}, Remote: true})
+			return
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// instances opens n Caches on one Redis URL, as n replicas would.
+func instances(t *testing.T, n int, url string, rc RegionConfig) []*Cache {
+	t.Helper()
+	rc.Backend = url
+	if rc.Prefix == "" {
+		rc.Prefix = uniquePrefix(t)
+	}
+	out := make([]*Cache, n)
+	for i := range out {
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		out[i] = c
+	}
+	return out
+}
+
+func nearOf(c *Cache) *nearBackend { return c.regions["r"].be.(*nearBackend) }
+
+// waitFor polls cond for up to 5 s (a bound, not an assertion on time).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// An invalidation on instance A is seen by B's next read once the pub/sub
+// message has arrived, and an L1 hit on B costs no round trip.
+func TestNearCacheCoherence(t *testing.T) {
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=4MiB"
+	cs := instances(t, 2, url, RegionConfig{})
+	a, b := cs[0], cs[1]
+	var version atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
+	rta, _ := a.Route("r", Tags("item:{id}"))
+	rtb, _ := b.Route("r", Tags("item:{id}"))
+	p := mapParams{"id": "1"}
+	hook := &countingHook{}
+	nearOf(b).client.AddHook(hook)
+	stale := 0
+	const trials = 50
+	for i := 0; i < trials; i++ {
+		serveOnce(rta, "/items/1", p, h)
+		serveOnce(rtb, "/items/1", p, h) // B learns entry and counters
+		before := hook.trips.Load()
+		if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" {
+			t.Fatalf("trial %d: B not a hit: %s", i, w.Header().Get("X-Cache"))
+		}
+		if d := hook.trips.Load() - before; d != 0 {
+			t.Fatalf("trial %d: near hit cost %d round trips", i, d)
+		}
+		msgs := nearOf(b).messages.Load()
+		version.Add(1)
+		if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the invalidation message on B", func() bool { return nearOf(b).messages.Load() > msgs })
+		w := serveOnce(rtb, "/items/1", p, h)
+		if w.Body.String() != fmt.Sprint(version.Load()) {
+			stale++
+		}
+	}
+	if stale != 0 {
+		t.Fatalf("%d stale reads in %d trials after the message arrived", stale, trials)
+	}
+}
+
+// With the subscription cut, B must not serve from L1; after the client
+// resubscribes, L1 hits resume.
+func TestNearCachePubSubCut(t *testing.T) {
+	addr := testServer(t, "ROUTECACHE_TEST_REDIS")
+	url := "redis://" + addr + "/0?near_max_bytes=4MiB"
+	cs := instances(t, 2, url, RegionConfig{})
+	a, b := cs[0], cs[1]
+	var version atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
+	rta, _ := a.Route("r", Tags("item:{id}"))
+	rtb, _ := b.Route("r", Tags("item:{id}"))
+	p := mapParams{"id": "1"}
+	serveOnce(rtb, "/items/1", p, h)
+	serveOnce(rtb, "/items/1", p, h)
+	nb := nearOf(b)
+	resubs := nb.resubscribes.Load()
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	// Cut every pub/sub connection; while B is incoherent, a change made
+	// through A (whose message B cannot receive) must not be hidden by L1.
+	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to notice the cut", func() bool { return !nb.coherent.Load() || nb.resubscribes.Load() > resubs })
+	version.Add(1)
+	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
+		t.Fatal(err)
+	}
+	if w := serveOnce(rtb, "/items/1", p, h); w.Body.String() != "1" {
+		t.Fatalf("stale L1 read after the cut: %q", w.Body.String())
+	}
+	waitFor(t, "B to resubscribe", func() bool { return nb.coherent.Load() && nb.resubscribes.Load() > resubs })
+	serveOnce(rtb, "/items/1", p, h)
+	local := nb.localHits.Load()
+	if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || nb.localHits.Load() != local+1 {
+		t.Fatalf("L1 hits did not resume: %s, local hits %d -> %d", w.Header().Get("X-Cache"), local, nb.localHits.Load())
+	}
+	_ = rta
+}
+
+// 200 concurrent cold requests spread over 3 instances call the origin once.
+func TestLeaseOneOriginCallAcrossInstances(t *testing.T) {
+	for name, url := range map[string]string{
+		"redis":    "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s",
+		"memcache": "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := instances(t, 3, url, RegionConfig{LeaseWait: 10 * time.Second})
+			var calls atomic.Int64
+			release := make(chan struct{})
+			h := func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				<-release
+				fmt.Fprint(w, "filled")
+			}
+			servers := make([]*httptest.Server, len(cs))
+			for i, c := range cs {
+				mw, err := c.Middleware("r")
+				if err != nil {
+					t.Fatal(err)
+				}
+				servers[i] = httptest.NewServer(mw(http.HandlerFunc(h)))
+				defer servers[i].Close()
+			}
+			const n = 200
+			var wg sync.WaitGroup
+			var started sync.WaitGroup
+			bodies := make([]string, n)
+			started.Add(n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					started.Done()
+					// Replicas behind a load balancer see the same Host.
+					req, _ := http.NewRequest("GET", servers[i%len(servers)].URL+"/cold", nil)
+					req.Host = "api.example"
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer resp.Body.Close()
+					var sb strings.Builder
+					_, _ = fmt.Fprint(&sb, resp.StatusCode, " ")
+					buf := make([]byte, 64)
+					k, _ := resp.Body.Read(buf)
+					sb.Write(buf[:k])
+					bodies[i] = sb.String()
+				}(i)
+			}
+			started.Wait()
+			// Give every request time to reach its instance before the fill ends.
+			waitFor(t, "the first origin call", func() bool { return calls.Load() >= 1 })
+			time.Sleep(200 * time.Millisecond)
+			close(release)
+			wg.Wait()
+			if c := calls.Load(); c != 1 {
+				t.Fatalf("%d origin calls for %d requests over %d instances", c, n, len(cs))
+			}
+			for i, b := range bodies {
+				if b != "200 filled" {
+					t.Fatalf("request %d got %q", i, b)
+				}
+			}
+		})
+	}
+}
+
+// A lease whose holder died blocks nobody past LeaseWait, and frees the
+// key when it expires.
+func TestLeaseHolderDies(t *testing.T) {
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
+	cs := instances(t, 1, url, RegionConfig{LeaseTTL: 400 * time.Millisecond, LeaseWait: 50 * time.Millisecond})
+	c := cs[0]
+	rt, _ := c.Route("r")
+	r := c.regions["r"]
+	req := httptest.NewRequest("GET", "/dead", nil)
+	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
+	// A "crashed instance" takes the lease and never gives it back.
+	lkey := r.ns + "l:" + hashKey(canonical)
+	if _, got, err := r.be.(leaser).acquire(context.Background(), lkey, 400*time.Millisecond); err != nil || !got {
+		t.Fatalf("acquire: %v %v", got, err)
+	}
+	var calls atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) { calls.Add(1); fmt.Fprint(w, "ok") }
+	w := httptest.NewRecorder()
+	_ = rt.Serve(w, req, NoParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+	if w.Body.String() != "ok" || calls.Load() != 1 || c.Stats()["r"].LeaseTimeouts != 1 {
+		t.Fatalf("body %q calls %d lease timeouts %d", w.Body.String(), calls.Load(), c.Stats()["r"].LeaseTimeouts)
+	}
+	// After the lease TTL the key is free: a new lease is granted.
+	waitFor(t, "the dead lease to expire", func() bool {
+		tok, got, err := r.be.(leaser).acquire(context.Background(), lkey, time.Second)
+		if got {
+			_ = r.be.(leaser).release(context.Background(), lkey, tok)
+		}
+		return err == nil && got
+	})
+}
+
+// Memcached has no pub/sub: a near cache trusts counters for
+// near_staleness, then re-reads them.
+func TestNearCacheMemcacheStaleness(t *testing.T) {
+	url := "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s&near_max_bytes=4MiB&near_staleness=200ms"
+	cs := instances(t, 2, url, RegionConfig{})
+	a, b := cs[0], cs[1]
+	var version atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
+	rtb, _ := b.Route("r", Tags("t"))
+	serveOnce(rtb, "/x", NoParams, h)
+	serveOnce(rtb, "/x", NoParams, h)
+	nb := nearOf(b)
+	local := nb.localHits.Load()
+	serveOnce(rtb, "/x", NoParams, h)
+	if nb.localHits.Load() == local {
+		t.Fatal("no L1 hit within near_staleness")
+	}
+	version.Add(1)
+	if err := a.InvalidateTags(context.Background(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to re-read counters after near_staleness", func() bool {
+		return serveOnce(rtb, "/x", NoParams, h).Body.String() == "1"
+	})
+}
+
+func TestOnInvalidateHooks(t *testing.T) {
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=1MiB"
+	cs := instances(t, 2, url, RegionConfig{})
+	a, b := cs[0], cs[1]
+	var mu sync.Mutex
+	var got []InvalidationEvent
+	b.OnInvalidate(func(ev InvalidationEvent) { mu.Lock(); got = append(got, ev); mu.Unlock() })
+	var local []InvalidationEvent
+	a.OnInvalidate(func(ev InvalidationEvent) { local = append(local, ev) })
+	ctx := context.Background()
+	if err := a.InvalidateTags(ctx, "article:7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.InvalidateRegion(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.InvalidateKey(ctx, "r", "/articles/7"); err != nil {
+		t.Fatal(err)
+	}
+	if len(local) != 3 || local[0].Kind != "tag" || local[0].Names[0] != "article:7" || local[0].Remote || local[1].Kind != "region" || local[2].Names[0] != "/articles/7" {
+		t.Fatalf("local events %+v", local)
+	}
+	waitFor(t, "3 remote events on B", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	want := []InvalidationEvent{
+		{Kind: "tag", Names: []string{"article:7"}, Remote: true},
+		{Kind: "region", Region: "r", Remote: true},
+		{Kind: "key", Region: "r", Names: []string{"/articles/7"}, Remote: true},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("remote events\n got %+v\nwant %+v", got, want)
+	}
+}
