@@ -54,6 +54,23 @@ servers-up:
 servers-down:
 	@$(TESTENV) down $(STATE_DIR)
 
-# Placeholder: refined later (benchstat, -count, etc.).
+# Benchmarks, each cached path beside its uncached baseline in the same
+# run, with the servers the Redis and Memcached benchmarks need; prints the
+# ratios (fastest of BENCHCOUNT runs) and keeps the raw output in bench.out.
+BENCHCOUNT ?= 5
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKG)
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
+	trap '$(TESTENV) down "$$state"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	$(TESTENV) up "$$state"
+	. "$$state/env"
+	{ $(GO) test -run '^$$' -bench 'Gin|Echo|NetHTTP$$|Miss|Redis|Memcache' -benchmem -count $(BENCHCOUNT) -cpu 1 ./core ./ginadapter ./echoadapter
+	  $(GO) test -run '^$$' -bench 'NetHTTPParallel' -benchmem -count $(BENCHCOUNT) -cpu 1,2 ./core
+	} > bench.out
+	grep '^Benchmark' bench.out
+	echo
+	$(GO) run ./internal/benchratio < bench.out
+	echo
+	echo "+ go test -run TestMemoryBudget -v ./core"
+	$(GO) test -run 'TestMemoryBudget' -v -count=1 ./core | grep -E 'filled|^ok|FAIL'

@@ -136,17 +136,19 @@ type memoryBackend struct {
 	maxBytes int64
 }
 
-// counterMap is a sharded map of counters: reads take one shard's read
-// lock, so hits on different keys do not contend.
+// counterMap is a sharded copy-on-write map of counters: a read is one
+// atomic pointer load and a map lookup, with no lock and no shared write,
+// so hits on any number of cores do not contend. Creating a counter (the
+// first invalidation of a tag or key) copies one shard of 64.
 type counterMap struct {
 	seed   maphash.Seed
 	shards [64]counterShard
 }
 
 type counterShard struct {
-	mu sync.RWMutex
-	m  map[string]*atomic.Uint64
-	_  [40]byte // keep shards on separate cache lines
+	m  atomic.Pointer[map[string]*atomic.Uint64]
+	mu sync.Mutex // serialises writers
+	_  [48]byte   // keep shards on separate cache lines
 }
 
 func (c *counterMap) shard(name string) *counterShard {
@@ -154,31 +156,46 @@ func (c *counterMap) shard(name string) *counterShard {
 }
 
 func (c *counterMap) get(name string) *atomic.Uint64 {
-	s := c.shard(name)
-	s.mu.RLock()
-	v := s.m[name]
-	s.mu.RUnlock()
-	return v
+	if m := c.shard(name).m.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
 }
 
 // getOrCreate returns the counter, creating it with init() when missing.
 func (c *counterMap) getOrCreate(name string, init func() uint64) (v *atomic.Uint64, created bool) {
-	if v = c.get(name); v != nil {
-		return v, false
-	}
 	s := c.shard(name)
+	if m := s.m.Load(); m != nil {
+		if v = (*m)[name]; v != nil {
+			return v, false
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v = s.m[name]; v != nil {
-		return v, false
+	old := s.m.Load()
+	if old != nil {
+		if v = (*old)[name]; v != nil {
+			return v, false
+		}
 	}
-	if s.m == nil {
-		s.m = make(map[string]*atomic.Uint64)
+	next := make(map[string]*atomic.Uint64, 1+lenOf(old))
+	if old != nil {
+		for k, x := range *old {
+			next[k] = x
+		}
 	}
 	v = new(atomic.Uint64)
 	v.Store(init())
-	s.m[strings.Clone(name)] = v
+	next[strings.Clone(name)] = v
+	s.m.Store(&next)
 	return v, true
+}
+
+func lenOf(m *map[string]*atomic.Uint64) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // baseCounter is the value of a memory counter that was never bumped.
@@ -206,8 +223,9 @@ func openMemory(u *url.URL) (*memoryBackend, error) {
 
 func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
 	// Ristretto wants about ten counters per item it will hold when full;
-	// assume items of at least 256 bytes.
-	counters := maxBytes / 256 * 10
+	// an item costs its body plus about 1 KiB of bookkeeping (memSize), so
+	// assume items of at least 1 KiB.
+	counters := maxBytes / 1024 * 10
 	if counters < 1000 {
 		counters = 1000
 	}
@@ -252,12 +270,23 @@ func (m *memoryBackend) ensure(ctx context.Context, names []string, vals []uint6
 }
 
 func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	cost := int64(e.size() + len(key))
+	cost := e.memSize() + int64(len(key))
 	if cost > m.maxBytes {
 		return errTooLarge
 	}
-	// SynchronousSet waits for ristretto's buffers so the next read sees it.
-	return m.st.Set(ctx, key, e, store.WithCost(cost), store.WithExpiration(ttl), store.WithSynchronousSet())
+	// No ristretto TTL: with one, every Get reads the clock (68 ns here).
+	// Expired entries are never served (the region checks their times);
+	// they are replaced by the next fill of their key or evicted by budget
+	// pressure like any other entry. SynchronousSet waits for ristretto's
+	// buffers so the next read sees the entry.
+	_ = ttl
+	if err := m.st.Set(ctx, key, e, store.WithCost(cost), store.WithSynchronousSet()); err != nil {
+		// Ristretto drops a set when its buffers are busy or its policy
+		// rejects the item; gocache's error prints the whole value (the
+		// response body), which must not reach logs.
+		return errDropped
+	}
+	return nil
 }
 
 func (m *memoryBackend) bump(_ context.Context, name string) error {
@@ -273,6 +302,9 @@ func (m *memoryBackend) close() error {
 	m.client.Close()
 	return nil
 }
+
+// errDropped reports an entry the memory store declined to keep.
+var errDropped = errors.New("routecache: memory store dropped the entry")
 
 // errTooLarge reports an entry the backend cannot hold.
 var errTooLarge = errors.New("routecache: entry larger than the backend accepts")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -140,7 +141,7 @@ func (b *memcacheBackend) load(ctx context.Context, key string, names []string, 
 	keys = append(keys, names...)
 	items, err := b.client.GetMulti(keys)
 	if err != nil {
-		return nil, err
+		return nil, b.failed(err)
 	}
 	for i, n := range names {
 		vals[i] = memcacheCounter(items[n])
@@ -161,7 +162,7 @@ func (b *memcacheBackend) counters(ctx context.Context, names []string, vals []u
 	}
 	items, err := b.client.GetMulti(names)
 	if err != nil {
-		return err
+		return b.failed(err)
 	}
 	for i, n := range names {
 		vals[i] = memcacheCounter(items[n])
@@ -286,7 +287,7 @@ func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl t
 	if len(v)+len(key)+memcacheItemOverhead > b.maxItem {
 		return errTooLarge
 	}
-	err := b.st.Set(ctx, key, v, store.WithExpiration(memcacheExpiry(ttl, time.Now())))
+	err := b.failed(b.st.Set(ctx, key, v, store.WithExpiration(memcacheExpiry(ttl, time.Now()))))
 	if err != nil && strings.Contains(err.Error(), "object too large") {
 		// The server's -I is below max_item ("SERVER_ERROR object too
 		// large for cache").
@@ -327,6 +328,20 @@ func memcacheExpiry(ttl time.Duration, now time.Time) time.Duration {
 		abs = math.MaxInt32
 	}
 	return time.Duration(abs) * time.Second
+}
+
+// failed drops the client's idle connections after a network failure
+// (refused, reset, EOF, timeout) and returns err. gomemcache reuses idle
+// connections without checking them: after a server restart every
+// connection pooled before the crash is dead, and each would fail one
+// request in turn — one breaker probe per cooldown, so a busy process
+// took up to max_idle cooldowns to cache again.
+func (b *memcacheBackend) failed(err error) error {
+	var ne net.Error
+	if err != nil && (errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		_ = b.client.Close() // closes idle connections only; the client stays usable
+	}
+	return err
 }
 
 func (b *memcacheBackend) remote() bool { return true }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,12 +36,22 @@ type redisBackend struct {
 	client  redis.UniversalClient
 	st      *redisstore.RedisStore
 	cluster bool
+	timeout time.Duration
+}
+
+// op bounds one operation by the URL's timeout, go-redis's retries
+// included: without it a pipeline that times out is retried up to
+// max_retries (3) times, so a stalled server held a request for about
+// five times the timeout.
+func (b *redisBackend) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.timeout)
 }
 
 // openRedis parses redis://[user:pass@]host:port/db?timeout=..&pool_size=..
 // (rediss:// for TLS) and redis+cluster://h1:7000,h2:7001?... . The
-// timeout option sets dial, read and write timeouts (default 250ms); the
-// other query options are go-redis's own (pool_size, max_retries, ...).
+// timeout option sets dial, read and write timeouts (default 250ms) and
+// bounds each operation, retries included; the other query options are
+// go-redis's own (pool_size, max_retries, ...).
 func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 	raw := u.Redacted()
 	q := u.Query()
@@ -64,7 +75,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 		}
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
-	b := &redisBackend{cluster: cluster}
+	b := &redisBackend{cluster: cluster, timeout: timeout}
 	if cluster {
 		for _, h := range hosts[1:] {
 			q.Add("addr", h)
@@ -96,6 +107,8 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 }
 
 func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	if b.cluster {
 		return b.loadPipelined(ctx, key, names, vals)
 	}
@@ -163,6 +176,8 @@ func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint
 	if len(names) == 0 {
 		return nil
 	}
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	pipe := b.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(names))
 	for i, n := range names {
@@ -187,6 +202,11 @@ func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint
 // ensure creates missing counters with SET NX of a fresh random value and
 // reads back the value now current, all in one pipeline.
 func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+	if !slices.Contains(vals, 0) {
+		return nil
+	}
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	pipe := b.client.Pipeline()
 	var idx []int
 	var cmds []*redis.StringCmd
@@ -201,33 +221,64 @@ func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64
 	if len(idx) == 0 {
 		return nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !isRedisReply(err) {
 		return err
 	}
+	var junk []int
 	for j, c := range cmds {
 		v, err := c.Result()
-		if err != nil {
+		if err != nil && !isRedisReply(err) {
 			return err
 		}
 		if vals[idx[j]] = parseCounter(v); vals[idx[j]] == 0 {
-			return fmt.Errorf("redis: counter %q holds %q, not a number", names[idx[j]], v)
+			junk = append(junk, idx[j])
+		}
+	}
+	// Something that is not a counter (a foreign value, another type) sits
+	// under a counter's name: overwrite it with a fresh value, as memcached's
+	// create does. Overwriting is an invalidation, so a race with another
+	// instance doing the same costs at most a miss.
+	if len(junk) > 0 {
+		pipe := b.client.Pipeline()
+		for _, i := range junk {
+			vals[i] = freshCounter()
+			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), 0)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// isRedisReply reports an error reply from the server (WRONGTYPE, "not
+// an integer"...), as opposed to a network or timeout failure.
+func isRedisReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
+}
+
 // bump is SET NX fresh + INCR in one pipeline: an existing counter moves
 // on by one, a missing one starts from a fresh random value (never from
-// 1, which a lost-and-recreated counter could then repeat).
+// 1, which a lost-and-recreated counter could then repeat). A value INCR
+// refuses (not a number, another type, overflow) is replaced by a fresh
+// one, which invalidates just as well.
 func (b *redisBackend) bump(ctx context.Context, name string) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	pipe := b.client.Pipeline()
 	pipe.SetNX(ctx, name, strconv.FormatUint(freshCounter(), 10), 0)
 	pipe.Incr(ctx, name)
 	_, err := pipe.Exec(ctx)
+	if err != nil && isRedisReply(err) {
+		return b.client.Set(ctx, name, strconv.FormatUint(freshCounter(), 10), 0).Err()
+	}
 	return err
 }
 
 func (b *redisBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	return b.st.Set(ctx, key, e.encode(), store.WithExpiration(ttl))
 }
 

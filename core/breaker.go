@@ -65,7 +65,10 @@ func newBreaker(cfg BreakerConfig) *breaker {
 }
 
 // allow reports whether an operation may use the backend now. When the
-// cooldown is over, exactly one caller gets through as the probe.
+// cooldown is over, one caller gets through as the probe. A probe that
+// never reports back (its request was cancelled, or skipped the backend)
+// is replaced by another after a further cooldown, so the breaker cannot
+// stay half-open for ever.
 func (b *breaker) allow() bool {
 	if b == nil {
 		return true
@@ -74,12 +77,16 @@ func (b *breaker) allow() bool {
 	case stClosed:
 		return true
 	case stOpen:
-		if time.Now().UnixNano() < b.openUntil.Load() {
+		now := time.Now().UnixNano()
+		if now < b.openUntil.Load() || !b.state.CompareAndSwap(stOpen, stHalfOpen) {
 			return false
 		}
-		return b.state.CompareAndSwap(stOpen, stHalfOpen)
+		b.openUntil.Store(now + b.cooldown) // the probe's deadline
+		return true
 	default: // a probe is out
-		return false
+		until := b.openUntil.Load()
+		now := time.Now().UnixNano()
+		return now >= until && b.openUntil.CompareAndSwap(until, now+b.cooldown)
 	}
 }
 

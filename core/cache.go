@@ -43,6 +43,11 @@ type Config struct {
 	// backend (the embedded memory store has none). The zero value opens
 	// after 5 consecutive failures for 1 s.
 	Breaker BreakerConfig
+	// Observer, when non-nil, receives every cache event (hits, misses,
+	// bypasses, stores, backend errors and latencies) as it happens; see
+	// Observer. Cache.AddObserver adds more. Nil costs one nil check per
+	// event.
+	Observer Observer
 }
 
 // RegionConfig is the policy shared by every route cached in one region.
@@ -119,6 +124,8 @@ type Cache struct {
 	hooks    hooks
 	log      *slog.Logger
 	closed   atomic.Bool
+	obs      observerSlot // see observer.go
+	memo     memoGroup    // in-process coalescing of memoized values (memoize.go)
 }
 
 var regionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -131,6 +138,9 @@ func New(cfg Config) (*Cache, error) {
 	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if cfg.Observer != nil {
+		c.obs.add(cfg.Observer)
 	}
 	byURL := map[string]backend{}
 	byStore := map[store.StoreInterface]backend{}
@@ -170,6 +180,7 @@ func New(cfg Config) (*Cache, error) {
 			}
 		}
 		r := newRegion(c, name, rc, be)
+		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
 		if be.remote() {
 			if c.breakers == nil {
 				c.breakers = map[backend]*breaker{}
@@ -181,6 +192,7 @@ func New(cfg Config) (*Cache, error) {
 		}
 		c.regions[name] = r
 	}
+	startClock()
 	for _, be := range c.backends {
 		if nb, ok := be.(*nearBackend); ok {
 			f := c.remoteCounter
@@ -303,11 +315,14 @@ func (c *Cache) Stats() map[string]Stats {
 }
 
 // Close releases the backends. Requests after Close run their handlers
-// uncached.
+// uncached. Memoized values being computed in the background (see Load)
+// are waited for first, each for at most its region's FillTimeout.
 func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.memo.closeAndWait() // background memoized fills end first (memoize.go)
+	stopClock()
 	return c.closeBackends()
 }
 

@@ -121,6 +121,25 @@ func (e *entry) size() int {
 	return n
 }
 
+// memSize estimates the heap an entry holds once decoded: its bytes plus
+// the Go structures around them (struct, header map and slices, string
+// headers, counter snapshot). The memory backend charges this against its
+// budget so that the budget bounds real memory, not just payload.
+func (e *entry) memSize() int64 {
+	n := int64(len(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
+	n += 64 + int64(len(e.header))*80                    // map buckets per key
+	for k, vs := range e.header {
+		n += int64(len(k)) + 24
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	for _, c := range e.counters {
+		n += int64(len(c.name)) + 40
+	}
+	return n
+}
+
 func uvlen(n int) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], uint64(n))
@@ -173,7 +192,9 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	// A multi-byte uvarint ending in 0x00 is a non-minimal encoding, which
+	// encode never writes: refusing it keeps one encoding per entry.
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.err = true
 		return 0
 	}

@@ -2,12 +2,12 @@ package core
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -38,21 +38,19 @@ func (p PathValues) Get(name string) (string, bool) {
 	return v, v != ""
 }
 
-// keyBuilder appends length-prefixed fields so that no two different field
-// sequences produce the same text: "3:abc" cannot be confused with a field
-// boundary inside a value, whatever bytes the value holds.
+// keyBuilder appends fields prefixed by their length (a uvarint), so
+// that no two different field sequences produce the same bytes: a field
+// boundary can never be forged by what a value holds.
 type keyBuilder struct{ b []byte }
 
 func (k *keyBuilder) field(s string) {
-	k.b = strconv.AppendInt(k.b, int64(len(s)), 10)
-	k.b = append(k.b, ':')
+	k.b = binary.AppendUvarint(k.b, uint64(len(s)))
 	k.b = append(k.b, s...)
 }
 
 // values appends a list of values: its count, then each value as a field.
 func (k *keyBuilder) values(vs []string) {
-	k.b = strconv.AppendInt(k.b, int64(len(vs)), 10)
-	k.b = append(k.b, '#')
+	k.b = binary.AppendUvarint(k.b, uint64(len(vs)))
 	for _, v := range vs {
 		k.field(v)
 	}
@@ -60,7 +58,9 @@ func (k *keyBuilder) values(vs []string) {
 
 // template is a compiled key or tag template such as "article:{id}".
 type template struct {
-	raw   string
+	raw string
+	// text is the expansion of a static template (braces unescaped).
+	text  string
 	parts []tplPart
 	// static is set when the template has no placeholders.
 	static bool
@@ -126,6 +126,11 @@ func parseTemplate(s string) (*template, error) {
 		}
 	}
 	flush()
+	if t.static {
+		for _, p := range t.parts {
+			t.text += p.text
+		}
+	}
 	return t, nil
 }
 
@@ -176,7 +181,7 @@ func (t *template) params() []string {
 // ok is false when a route parameter the template names is missing.
 func (t *template) expand(r *http.Request, p Params) (string, bool) {
 	if t.static {
-		return t.raw, true
+		return t.text, true
 	}
 	b, ok := t.appendTo(nil, r, p)
 	return string(b), ok
@@ -186,7 +191,7 @@ func (t *template) expand(r *http.Request, p Params) (string, bool) {
 // needs escaping.
 func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool) {
 	if t.static {
-		return append(dst, t.raw...), true
+		return append(dst, t.text...), true
 	}
 	for _, part := range t.parts {
 		switch part.kind {

@@ -29,6 +29,9 @@ func (r *Region) requestBypass(req *http.Request) string {
 	if req.ContentLength > 0 || len(req.TransferEncoding) > 0 {
 		return BypassBody
 	}
+	if len(req.Header) == 0 {
+		return ""
+	}
 	if !r.cfg.VaryAuthorization && req.Header.Get("Authorization") != "" {
 		return BypassAuthorization
 	}

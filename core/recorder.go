@@ -13,7 +13,8 @@ import (
 // their framework's questions.
 //
 // Headers are committed lazily, at the first Write, Flush or when the
-// handler returns, as Gin does: the last WriteHeader before then wins.
+// handler returns; as in net/http, the first WriteHeader wins (the Gin
+// adapter applies Gin's "last before the first write wins" itself).
 type ResponseWriter struct {
 	w http.ResponseWriter
 	// hold keeps the response from the client (headers in hdr, body in
@@ -58,8 +59,8 @@ func (rw *ResponseWriter) WriteHeader(code int) {
 		rw.w.WriteHeader(code)
 		return
 	}
-	if !rw.commit {
-		rw.status = code
+	if !rw.commit && rw.status == 0 {
+		rw.status = code // the first status wins, as in net/http
 	}
 }
 

@@ -137,6 +137,9 @@ func (r *Region) storageKey(canonical string) string {
 // backend failure. The request it happened in runs uncached.
 func (r *Region) backendError(op string, err error) {
 	r.stats.errors.Add(1)
+	if o := r.observer(); o != nil {
+		o.BackendError(r.name, op, err)
+	}
 	if r.errLogged.every(time.Second) {
 		r.c.log.Error("routecache: backend error", "region", r.name, "op", op, "err", err)
 	}
@@ -269,7 +272,7 @@ func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
 	rt.staticTags = make([]string, len(rt.tags))
 	for i, t := range rt.tags {
 		if t.static {
-			rt.staticTags[i] = r.tagCounter(t.raw)
+			rt.staticTags[i] = r.tagCounter(t.text)
 		}
 	}
 	return rt, nil
@@ -479,7 +482,11 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
-	now := time.Now().UnixNano()
+	now := nowNano()
+	if e != nil && e.freshUntil-now < int64(clockGuard) {
+		// Near or past expiry: decide on the real clock, not the coarse one.
+		now = time.Now().UnixNano()
+	}
 	switch r.classify(ctx, e, canonical, names, vals, now) {
 	case fresh:
 		r.stats.hits.Add(1)
@@ -511,7 +518,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	f, leader := r.flights.join(skey)
 	if !leader {
-		return rt.wait(w, req, f, e, next)
+		return rt.wait(w, req, f, e, names, vals, next)
 	}
 	// The fill outlives nothing of st, but its results do: copy them.
 	return rt.fill(w, req, f, strings.Clone(skey), strings.Clone(canonical), names, vals, e, next)
@@ -521,7 +528,9 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 // failure is counted, logged and reported to the breaker, unless the
 // request itself was cancelled.
 func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	o, t0 := r.obsStart()
 	e, err := r.be.load(ctx, skey, names, vals)
+	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
 		r.stats.corrupt.Add(1)
 		r.brk.done(nil)
@@ -651,17 +660,24 @@ func (r *Region) valid(ctx context.Context, e *entry, names []string, vals []uin
 
 // wait follows another request's fill of the same key. fallback, if
 // set, is a stale-if-error entry this request may serve if the fill fails.
-func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *entry, next Next) error {
+func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *entry, names []string, vals []uint64, next Next) error {
 	r := rt.r
+	timer := time.NewTimer(r.cfg.FillTimeout)
+	defer timer.Stop()
+	timedOut := false
 	select {
 	case <-f.done:
 	case <-req.Context().Done():
 		// The caller gave up; let its handler see the cancelled context as
 		// it would without a cache.
 		return next(w, req)
+	case <-timer.C:
+		// The fill outlived FillTimeout (a handler ignoring its context):
+		// stop waiting for it, as for a failed fill.
+		timedOut = true
 	}
-	if f.e == nil {
-		if f.failed && fallback != nil {
+	if timedOut || f.e == nil {
+		if (timedOut || f.failed) && fallback != nil {
 			r.stats.stale.Add(1)
 			r.stats.staleIfError.Add(1)
 			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
@@ -672,10 +688,36 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 		setMiss(&ResponseWriter{w: w})
 		return next(w, req)
 	}
+	// The leader checked its entry against the counters after storing it,
+	// but an invalidation may have completed between that check and this
+	// request's own lookup: the entry must also match what this request
+	// read, or it predates an invalidation this request already saw.
+	if !snapshotAgrees(f.e, names, vals) {
+		setMiss(&ResponseWriter{w: w})
+		return next(w, req)
+	}
 	r.stats.coalesced.Add(1)
 	r.stats.hits.Add(1)
 	r.replay(w, req, f.e, time.Now().UnixNano(), "HIT")
 	return nil
+}
+
+// snapshotAgrees reports whether an entry's counter snapshot agrees with
+// the values a waiting request read. A counter that request found missing
+// (0) agrees with anything: had an invalidation completed before the
+// request looked, it would have created the counter.
+func snapshotAgrees(e *entry, names []string, vals []uint64) bool {
+	for i, n := range names {
+		if vals[i] == 0 {
+			continue
+		}
+		for _, c := range e.counters {
+			if c.name == n && c.value != vals[i] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // fill runs the handler for a key this request leads, streaming to the
@@ -742,6 +784,9 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		}
 	}
 	r.stats.misses.Add(1)
+	if o := r.observer(); o != nil {
+		o.Miss(r.name)
+	}
 	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
 	if fallback != nil {
 		rw.hold, rw.hdr = true, w.Header().Clone()
@@ -816,15 +861,15 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 				if !recoverPanic {
 					panic(v)
 				}
-				r.c.log.Error("routecache: handler panicked; stale entry served", "region", r.name, "panic", v)
+				r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
 			}
 		}()
 		res.err = next(rw, req.WithContext(fillCtx))
 	}()
 	if res.panicked != nil {
-		if recoverPanic {
-			res.panicked = nil
-		}
+		// Kept even when recovered: a fill whose response already started
+		// streaming (too large to hold back) must re-raise it, or the
+		// client would take a truncated body for a complete one.
 		return res
 	}
 	skip := errors.Is(res.err, ErrSkipStore)
@@ -882,9 +927,14 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	e.prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancelStore()
-	if serr := r.be.store(storeCtx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError)); serr != nil {
+	o, t0 := r.obsStart()
+	serr := r.be.store(storeCtx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	r.obsLatency(o, "set", t0)
+	if serr != nil {
 		if errors.Is(serr, errTooLarge) {
 			r.stats.addNotStored(NotStoredTooLarge)
+		} else if errors.Is(serr, errDropped) {
+			r.stats.addNotStored(NotStoredDropped)
 		} else {
 			r.opDone(storeCtx, "set", serr)
 			r.stats.addNotStored(NotStoredBackend)
@@ -892,6 +942,9 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		return res
 	}
 	r.stats.stores.Add(1)
+	if o != nil {
+		o.Store(r.name, len(e.body))
+	}
 	// Hand the entry to waiters only if no invalidation landed meanwhile.
 	now := make([]uint64, len(names))
 	if cerr := r.be.counters(storeCtx, names, now); cerr == nil {
@@ -914,13 +967,9 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 // region; a refresh that cannot start is skipped.
 func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next) {
 	r := rt.r
-	select {
-	case r.refreshSem <- struct{}{}:
-		defer func() { <-r.refreshSem }()
-	default:
-		r.stats.refreshSkipped.Add(1)
-		return
-	}
+	// Join first: a request finding the key already being filled or
+	// refreshed has nothing to do, and must not count as skipped for
+	// MaxRefreshes, which bounds refreshes of distinct keys.
 	f, leader := r.flights.join(skey)
 	if !leader {
 		return
@@ -929,6 +978,14 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	var stored *entry
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed) }()
+	select {
+	case r.refreshSem <- struct{}{}:
+		defer func() { <-r.refreshSem }()
+	default:
+		r.stats.refreshSkipped.Add(1)
+		failed = false
+		return
+	}
 	// One refresh across instances too: whoever holds the lease does it.
 	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
 		lkey := r.ns + "l:" + hashKey(canonical)

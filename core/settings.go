@@ -27,7 +27,8 @@ const settingsPrefix = "cache."
 
 // settingsOptions lists the per-region option names, in documentation order.
 var settingsOptions = []string{
-	"backend", "ttl", "stale", "fill_timeout", "prefix", "max_entry_bytes",
+	"backend", "ttl", "stale", "stale_if_error", "early_refresh", "max_refreshes",
+	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 }
 
@@ -52,7 +53,12 @@ func settingsErr(key, format string, args ...any) error {
 //	backend             Backend: store URL, e.g. redis://127.0.0.1:6379/0
 //	ttl                 TTL: Go duration (30s, 10m, 1h30m), ≥ 0
 //	stale               Stale: Go duration, ≥ 0
+//	stale_if_error      StaleIfError: Go duration, ≥ 0
+//	early_refresh       EarlyRefresh: XFetch beta, a number ≥ 0 (1 is usual)
+//	max_refreshes       MaxRefreshes: integer ≥ 0
 //	fill_timeout        FillTimeout: Go duration, ≥ 0
+//	lease_ttl           LeaseTTL: Go duration ≥ 0, or "off" (no leases)
+//	lease_wait          LeaseWait: Go duration, ≥ 0
 //	prefix              Prefix: key namespace
 //	max_entry_bytes     MaxEntryBytes: size, e.g. 512KiB, 1MiB, 2MB or plain bytes
 //	statuses            Statuses: comma-separated status codes, e.g. 200, 404
@@ -236,6 +242,43 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		default:
 			set = func(rc *RegionConfig) { rc.FillTimeout = d }
 		}
+	case "stale_if_error", "lease_wait":
+		d, err := parseSettingsDuration(v)
+		if err != nil {
+			return nil, err
+		}
+		if opt == "stale_if_error" {
+			set = func(rc *RegionConfig) { rc.StaleIfError = d }
+		} else {
+			set = func(rc *RegionConfig) { rc.LeaseWait = d }
+		}
+	case "lease_ttl":
+		var d time.Duration = -1
+		if v != "off" {
+			var err error
+			if d, err = parseSettingsDuration(v); err != nil {
+				return nil, err
+			}
+		}
+		set = func(rc *RegionConfig) { rc.LeaseTTL = d }
+	case "early_refresh":
+		var beta float64
+		if v != "" {
+			var err error
+			if beta, err = strconv.ParseFloat(v, 64); err != nil {
+				return nil, fmt.Errorf("bad number %q", v)
+			}
+		}
+		set = func(rc *RegionConfig) { rc.EarlyRefresh = beta }
+	case "max_refreshes":
+		var n int
+		if v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("bad integer %q", v)
+			}
+		}
+		set = func(rc *RegionConfig) { rc.MaxRefreshes = n }
 	case "prefix":
 		set = func(rc *RegionConfig) { rc.Prefix = v }
 	case "max_entry_bytes":

@@ -46,7 +46,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, fill_timeout, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -520,5 +520,31 @@ func checkFuzzSettings(t *testing.T, m map[string]string) {
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSettingsStaleAndLeaseOptions(t *testing.T) {
+	cfg, err := ConfigFromSettings(map[string]string{
+		"cache.regions":          "a",
+		"cache.a.stale_if_error": "2m",
+		"cache.a.early_refresh":  "1.5",
+		"cache.a.max_refreshes":  "8",
+		"cache.a.lease_ttl":      "off",
+		"cache.a.lease_wait":     "300ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Regions["a"]
+	if a.StaleIfError != 2*time.Minute || a.EarlyRefresh != 1.5 || a.MaxRefreshes != 8 || a.LeaseTTL != -1 || a.LeaseWait != 300*time.Millisecond {
+		t.Fatalf("got %+v", a)
+	}
+	for key, val := range map[string]string{
+		"cache.a.early_refresh": "-1", "cache.a.max_refreshes": "x", "cache.a.lease_wait": "-1s", "cache.a.stale_if_error": "soon",
+	} {
+		_, err := ConfigFromSettings(map[string]string{"cache.regions": "a", key: val})
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s = %s: error %v should name the key", key, val, err)
+		}
 	}
 }

@@ -29,10 +29,12 @@ const (
 	NotStoredPanic        = "panic"         // the handler panicked
 	NotStoredTooLarge     = "too-large"     // body over MaxEntryBytes or the backend's limit
 	NotStoredBackend      = "backend-error" // the store call failed
+	NotStoredDropped      = "dropped"       // the memory store's admission policy declined it
+	NotStoredEncode       = "encode"        // a memoized value the codec could not encode
 )
 
 var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker}
-var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend}
+var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode}
 
 // Stats is a snapshot of one region's counters since the Cache was created.
 type Stats struct {
@@ -60,6 +62,9 @@ type regionStats struct {
 	staleIfError, refreshes, refreshSkipped, earlyRefreshes, leaseTimeouts atomic.Uint64
 	bypass                                                                 [16]atomic.Uint64
 	notStored                                                              [16]atomic.Uint64
+	// region and obs route events to the Cache's observers (observer.go).
+	region string
+	obs    *observerSlot
 }
 
 func reasonIndex(list []string, reason string) int {
@@ -75,11 +80,17 @@ func (s *regionStats) addBypass(reason string) {
 	if i := reasonIndex(bypassReasons, reason); i >= 0 {
 		s.bypass[i].Add(1)
 	}
+	if o := s.observer(); o != nil {
+		o.Bypass(s.region, reason)
+	}
 }
 
 func (s *regionStats) addNotStored(reason string) {
 	if i := reasonIndex(notStoredReasons, reason); i >= 0 {
 		s.notStored[i].Add(1)
+	}
+	if o := s.observer(); o != nil {
+		o.NotStored(s.region, reason)
 	}
 }
 

@@ -7,6 +7,7 @@
 package echoadapter
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -60,7 +61,12 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, er
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			return iv.Serve(c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
-				return runNext(c, next, w, r)
+				// A handler returning nil succeeded, written or not (Echo
+				// answers 200): not a failure that skips invalidation.
+				if err := runNext(c, next, w, r); !errors.Is(err, core.ErrSkipStore) {
+					return err
+				}
+				return nil
 			})
 		}
 	}, nil

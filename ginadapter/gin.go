@@ -76,12 +76,17 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (gin.HandlerFunc, error)
 // out of the cache.
 func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 	origW, origR := c.Writer, c.Request
+	var gw *writer
 	if cw, ok := w.(*core.ResponseWriter); ok {
-		c.Writer = &writer{ResponseWriter: origW, cw: cw}
+		gw = &writer{ResponseWriter: origW, cw: cw}
+		c.Writer = gw
 	}
 	c.Request = r
 	defer func() { c.Writer, c.Request = origW, origR }()
 	c.Next()
+	if gw != nil {
+		gw.sendPending() // a status set without a body (c.Status(204))
+	}
 	if c.IsAborted() || len(c.Errors) > 0 {
 		return core.ErrSkipStore
 	}
@@ -93,14 +98,28 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 type writer struct {
 	gin.ResponseWriter
 	cw *core.ResponseWriter
+	// pending is the status Gin would send: with Gin the last WriteHeader
+	// before the first write wins, so it is handed on only then.
+	pending int
 }
 
-func (w *writer) Header() http.Header                          { return w.cw.Header() }
-func (w *writer) WriteHeader(code int)                         { w.cw.WriteHeader(code) }
-func (w *writer) WriteHeaderNow()                              { w.cw.WriteHeaderNow() }
-func (w *writer) Write(b []byte) (int, error)                  { return w.cw.Write(b) }
-func (w *writer) WriteString(s string) (int, error)            { return w.cw.WriteString(s) }
-func (w *writer) Flush()                                       { w.cw.Flush() }
+func (w *writer) sendPending() {
+	if w.pending != 0 {
+		w.cw.WriteHeader(w.pending)
+		w.pending = 0
+	}
+}
+
+func (w *writer) Header() http.Header { return w.cw.Header() }
+func (w *writer) WriteHeader(code int) {
+	if !w.cw.Written() {
+		w.pending = code
+	}
+}
+func (w *writer) WriteHeaderNow()                              { w.sendPending(); w.cw.WriteHeaderNow() }
+func (w *writer) Write(b []byte) (int, error)                  { w.sendPending(); return w.cw.Write(b) }
+func (w *writer) WriteString(s string) (int, error)            { w.sendPending(); return w.cw.WriteString(s) }
+func (w *writer) Flush()                                       { w.sendPending(); w.cw.Flush() }
 func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.cw.Hijack() }
 func (w *writer) Written() bool                                { return w.cw.Written() }
 func (w *writer) Size() int {
@@ -110,6 +129,9 @@ func (w *writer) Size() int {
 	return w.cw.Size()
 }
 func (w *writer) Status() int {
+	if w.pending != 0 {
+		return w.pending
+	}
 	if s := w.cw.Status(); s != 0 {
 		return s
 	}

@@ -1,0 +1,246 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// Benchmarks run each cached path beside its uncached baseline in the same
+// run; `make bench` prints the ratios. Writers are minimal and reused so
+// that a recorder's allocations do not hide the cache's own.
+
+type benchWriter struct {
+	h      http.Header
+	status int
+	n      int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) WriteHeader(s int)           { w.status = s }
+func (w *benchWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
+
+var benchBody = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
+
+func benchHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header()["Content-Type"] = []string{"application/json"}
+	_, _ = w.Write(benchBody)
+}
+
+func benchMux(b testing.TB, c *Cache) http.Handler {
+	mux := http.NewServeMux()
+	if c == nil {
+		mux.HandleFunc("GET /articles/{id}", benchHandler)
+		return mux
+	}
+	mw, err := c.Middleware("r", Tags("article:{id}", "articles"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux.Handle("GET /articles/{id}", mw(http.HandlerFunc(benchHandler)))
+	return mux
+}
+
+func runHTTPBench(b *testing.B, h http.Handler, want string) {
+	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
+	w := &benchWriter{h: http.Header{}}
+	h.ServeHTTP(w, req)
+	h.ServeHTTP(w, req)
+	if got := w.h.Get("X-Cache"); got != want {
+		b.Fatalf("X-Cache %q, want %q", got, want)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		w.n = 0
+		h.ServeHTTP(w, req)
+	}
+	b.StopTimer()
+	if w.n != len(benchBody) {
+		b.Fatalf("wrote %d bytes", w.n)
+	}
+}
+
+func benchCache(b *testing.B, backend string) *Cache {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend, Prefix: uniquePrefix(b)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkNetHTTP: net/http ServeMux, uncached handler vs memory-region hit.
+func BenchmarkNetHTTP(b *testing.B) {
+	b.Run("uncached", func(b *testing.B) { runHTTPBench(b, benchMux(b, nil), "") })
+	b.Run("memory-hit", func(b *testing.B) { runHTTPBench(b, benchMux(b, benchCache(b, "")), "HIT") })
+}
+
+// BenchmarkNetHTTPParallel shows scaling with -cpu 1,2: the hit path takes
+// no global lock.
+func BenchmarkNetHTTPParallel(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		c    func(b *testing.B) *Cache
+	}{{"uncached", func(*testing.B) *Cache { return nil }}, {"memory-hit", func(b *testing.B) *Cache { return benchCache(b, "") }}} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := benchMux(b, tc.c(b))
+			req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
+			h.ServeHTTP(&benchWriter{h: http.Header{}}, req)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				w := &benchWriter{h: http.Header{}}
+				for pb.Next() {
+					clear(w.h)
+					h.ServeHTTP(w, req)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkMiss: the cost of recording and storing. Every iteration is a
+// new key (a miss that fills); the baseline serves the same requests uncached.
+func BenchmarkMiss(b *testing.B) {
+	for _, name := range []string{"uncached", "memory-miss"} {
+		b.Run(name, func(b *testing.B) {
+			var h http.Handler
+			if name == "uncached" {
+				h = benchMux(b, nil)
+			} else {
+				h = benchMux(b, benchCache(b, "memory://?max_bytes=1GiB"))
+			}
+			reqs := make([]*http.Request, b.N)
+			for i := range reqs {
+				reqs[i], _ = http.NewRequest("GET", fmt.Sprintf("/articles/%d", i), nil)
+			}
+			w := &benchWriter{h: http.Header{}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clear(w.h)
+				h.ServeHTTP(w, reqs[i])
+			}
+		})
+	}
+}
+
+// BenchmarkRedis: one raw go-redis GET of the stored bytes (same client)
+// vs a Redis-region hit (one MGET of entry and counters), and a near-cache
+// hit vs a memory-region hit.
+func BenchmarkRedis(b *testing.B) {
+	addr := os.Getenv("ROUTECACHE_TEST_REDIS")
+	if addr == "" {
+		b.Skip("ROUTECACHE_TEST_REDIS not set: run make bench")
+	}
+	c := benchCache(b, "redis://"+addr+"/0")
+	h := benchMux(b, c)
+	runHTTPBench(b, h, "HIT") // warm: stores the entry
+	rb := c.regions["r"].be.(*redisBackend)
+	keys, err := rb.client.Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
+	if err != nil || len(keys) != 1 {
+		b.Fatalf("keys %v %v", keys, err)
+	}
+	b.Run("raw-get", func(b *testing.B) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := rb.client.Get(ctx, keys[0]).Bytes(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("redis-hit", func(b *testing.B) { runHTTPBench(b, h, "HIT") })
+	b.Run("memory-hit", func(b *testing.B) { runHTTPBench(b, benchMux(b, benchCache(b, "")), "HIT") })
+	b.Run("near-hit", func(b *testing.B) {
+		runHTTPBench(b, benchMux(b, benchCache(b, "redis://"+addr+"/0?near_max_bytes=16MiB")), "HIT")
+	})
+}
+
+// BenchmarkMemcache: one raw GetMulti of the stored key vs a Memcached-region hit.
+func BenchmarkMemcache(b *testing.B) {
+	addrs := os.Getenv("ROUTECACHE_TEST_MEMCACHE")
+	if addrs == "" {
+		b.Skip("ROUTECACHE_TEST_MEMCACHE not set: run make bench")
+	}
+	c := benchCache(b, "memcache://"+addrs+"?timeout=1s")
+	h := benchMux(b, c)
+	runHTTPBench(b, h, "HIT")
+	mb := c.regions["r"].be.(*memcacheBackend)
+	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
+	req.SetPathValue("id", "42")
+	req.Pattern = "GET /articles/{id}"
+	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
+	canonical, _, _ := rt.canonicalKey(req, PathValues{R: req}, req.Pattern)
+	key := c.regions["r"].storageKey(canonical)
+	b.Run("raw-getmulti", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			m, err := mb.client.GetMulti([]string{key})
+			if err != nil || m[key] == nil {
+				b.Fatal(err, len(m))
+			}
+		}
+	})
+	b.Run("memcache-hit", func(b *testing.B) { runHTTPBench(b, h, "HIT") })
+	_ = memcache.ErrCacheMiss
+}
+
+// TestMemoryBudget fills a memory region with ten times its byte budget of
+// distinct entries and checks the heap it holds stays within the budget
+// (+5%); it logs the bytes of overhead per entry.
+func TestMemoryBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 80 MiB")
+	}
+	const budget = 8 << 20
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: fmt.Sprintf("memory://?max_bytes=%d", budget)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mux := benchMux(nil, c)
+	w := &benchWriter{h: http.Header{}}
+	n := 10 * budget / len(benchBody)
+	for i := 0; i < n; i++ {
+		clear(w.h)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("/articles/%d", i), nil)
+		mux.ServeHTTP(w, req)
+	}
+	mb := c.regions["r"].be.(*memoryBackend)
+	mb.client.Wait()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	// Count what is actually resident.
+	resident := 0
+	for i := 0; i < n; i++ {
+		clear(w.h)
+		req, _ := http.NewRequest("HEAD", fmt.Sprintf("/articles/%d", i), nil)
+		mux.ServeHTTP(w, req)
+		if w.h.Get("X-Cache") == "HIT" {
+			resident++
+		}
+	}
+	st := c.Stats()["r"]
+	t.Logf("filled %d entries (%d MiB of bodies) into a %d MiB budget: %d resident, heap held %.2f MiB (%.1f%% of budget), %.0f bytes per resident entry beyond its body; stores %d",
+		n, n*len(benchBody)>>20, budget>>20, resident, float64(held)/(1<<20), 100*float64(held)/budget, float64(held-int64(resident*len(benchBody)))/float64(max(resident, 1)), st.Stores)
+	if held > budget*105/100 {
+		t.Fatalf("heap held %d bytes for a %d byte budget", held, budget)
+	}
+	if resident == 0 {
+		t.Fatal("nothing resident")
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/routecache/routecache/core"
+)
+
+// article is one record of the demo's in-memory "database".
+type article struct {
+	ID    int    `json:"id"`
+	Title string `json:"title"`
+	Rev   int    `json:"rev"`
+}
+
+// numArticles is how many articles the data starts with (ids 1..numArticles).
+const numArticles = 100
+
+// app holds the data and the framework-independent handlers. The three
+// framework setups in routes.go only translate a route to one of these
+// methods, passing the route parameter.
+type app struct {
+	rc    *core.Cache
+	delay time.Duration
+
+	mu       sync.Mutex
+	articles map[int]article
+
+	// originCalls counts the runs of the cached GET handlers (the
+	// "origin"): every request the cache did not answer itself.
+	originCalls atomic.Int64
+}
+
+func newApp(rc *core.Cache, delay time.Duration) *app {
+	a := &app{rc: rc, delay: delay, articles: make(map[int]article, numArticles)}
+	for id := 1; id <= numArticles; id++ {
+		a.articles[id] = article{ID: id, Title: fmt.Sprintf("Article %d", id), Rev: 1}
+	}
+	return a
+}
+
+// origin marks the start of an origin handler: it counts the call and
+// waits the simulated latency of a slow database or upstream service.
+func (a *app) origin(ctx context.Context) {
+	a.originCalls.Add(1)
+	if a.delay <= 0 {
+		return
+	}
+	t := time.NewTimer(a.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (a *app) lookup(rawID string) (article, bool) {
+	id, err := strconv.Atoi(rawID)
+	if err != nil {
+		return article{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	art, ok := a.articles[id]
+	return art, ok
+}
+
+// getArticle serves GET /articles/:id.
+func (a *app) getArticle(w http.ResponseWriter, r *http.Request, id string) {
+	a.origin(r.Context())
+	art, ok := a.lookup(id)
+	if !ok {
+		// 404 is not in the region's Statuses, so it is never stored.
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no article " + strconv.Quote(id)})
+		return
+	}
+	writeJSON(w, http.StatusOK, art)
+}
+
+// listArticles serves GET /articles.
+func (a *app) listArticles(w http.ResponseWriter, r *http.Request) {
+	a.origin(r.Context())
+	a.mu.Lock()
+	list := make([]article, 0, len(a.articles))
+	for id := 1; id <= numArticles; id++ {
+		if art, ok := a.articles[id]; ok {
+			list = append(list, art)
+		}
+	}
+	a.mu.Unlock()
+	writeJSON(w, http.StatusOK, list)
+}
+
+// putArticle serves PUT /articles/:id with a body {"title": "..."}. The
+// route's invalidating decorator bumps the tags article:{id} and articles
+// when this answers 2xx, before the answer reaches the client.
+func (a *app) putArticle(w http.ResponseWriter, r *http.Request, rawID string) {
+	var in struct {
+		Title *string `json:"title"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err := dec.Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad JSON: " + err.Error()})
+		return
+	}
+	if in.Title == nil || strings.TrimSpace(*in.Title) == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body needs a non-empty "title"`})
+		return
+	}
+	id, err := strconv.Atoi(rawID)
+	a.mu.Lock()
+	art, ok := a.articles[id]
+	if ok && err == nil {
+		art.Title = *in.Title
+		art.Rev++
+		a.articles[id] = art
+	}
+	a.mu.Unlock()
+	if !ok || err != nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no article " + strconv.Quote(rawID)})
+		return
+	}
+	writeJSON(w, http.StatusOK, art)
+}
+
+// me serves GET /me, a personalised route. It sits behind a cache
+// decorator on purpose: by default the cache bypasses every request that
+// carries an Authorization header (X-Cache: BYPASS, Cache-Status
+// detail=authorization), so one user's body is never stored, let alone
+// served to another user. (A region with VaryAuthorization: true would
+// instead keep one entry per credential.) A request without a token gets
+// a 401, and 401 is not a cacheable status by default either.
+func (a *app) me(w http.ResponseWriter, r *http.Request) {
+	a.origin(r.Context())
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(token) == "" {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing bearer token"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user": strings.TrimSpace(token)})
+}
+
+// stats serves GET /stats (not cached).
+func (a *app) stats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, statsBody{
+		OriginCalls: a.originCalls.Load(),
+		Regions:     a.rc.Stats(),
+	})
+}
+
+type statsBody struct {
+	OriginCalls int64                 `json:"origin_calls"`
+	Regions     map[string]core.Stats `json:"regions"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // an error means the client went away
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The demo's "done when" list, against every framework, in process.
+func TestDemo(t *testing.T) {
+	for _, fw := range []string{"gin", "echo", "nethttp"} {
+		t.Run(fw, func(t *testing.T) { testDemo(t, fw) })
+	}
+}
+
+func testDemo(t *testing.T, framework string) {
+	h, rc, err := newServer(config{
+		Framework: framework,
+		Delay:     20 * time.Millisecond,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := &client{t: t, base: srv.URL}
+
+	// Cold, then warm: the second GET is a HIT that does not reach the origin.
+	res := c.do("GET", "/articles/1", nil, nil)
+	c.expect(res, 200, "MISS")
+	first := res.body
+	calls := c.originCalls()
+	res = c.do("GET", "/articles/1", nil, nil)
+	c.expect(res, 200, "HIT")
+	if res.body != first {
+		t.Errorf("HIT body %q, want the MISS body %q", res.body, first)
+	}
+	if got := c.originCalls(); got != calls {
+		t.Errorf("origin_calls %d after a HIT, want %d", got, calls)
+	}
+	etag := res.header.Get("ETag")
+	if etag == "" {
+		t.Fatal("HIT has no ETag")
+	}
+	if res.header.Get("Age") == "" {
+		t.Error("HIT has no Age")
+	}
+
+	// Conditional request: 304 with no body.
+	res = c.do("GET", "/articles/1", map[string]string{"If-None-Match": etag}, nil)
+	c.expect(res, http.StatusNotModified, "HIT")
+	if res.body != "" {
+		t.Errorf("304 with body %q", res.body)
+	}
+
+	// HEAD shares GET's entry.
+	res = c.do("HEAD", "/articles/1", nil, nil)
+	c.expect(res, 200, "HIT")
+
+	// The list is cached too.
+	c.expect(c.do("GET", "/articles", nil, nil), 200, "MISS")
+	res = c.do("GET", "/articles", nil, nil)
+	c.expect(res, 200, "HIT")
+	var list []article
+	if err := json.Unmarshal([]byte(res.body), &list); err != nil || len(list) != numArticles {
+		t.Fatalf("list: %d articles, err %v", len(list), err)
+	}
+
+	// PUT invalidates the article and the list: the next GETs are MISSes
+	// with the new title.
+	res = c.do("PUT", "/articles/1", nil, strings.NewReader(`{"title":"Edited"}`))
+	if res.status != 200 {
+		t.Fatalf("PUT: %d %s", res.status, res.body)
+	}
+	res = c.do("GET", "/articles/1", nil, nil)
+	c.expect(res, 200, "MISS")
+	var art article
+	if err := json.Unmarshal([]byte(res.body), &art); err != nil {
+		t.Fatal(err)
+	}
+	if art.Title != "Edited" || art.Rev != 2 {
+		t.Errorf("after PUT: %+v, want title Edited rev 2", art)
+	}
+	res = c.do("GET", "/articles", nil, nil)
+	c.expect(res, 200, "MISS")
+	if !strings.Contains(res.body, `"title":"Edited"`) {
+		t.Error("list after PUT does not have the new title")
+	}
+	c.expect(c.do("GET", "/articles/1", nil, nil), 200, "HIT")
+
+	// Bad requests: not 2xx, so nothing is invalidated.
+	if res := c.do("PUT", "/articles/1", nil, strings.NewReader(`{"title":`)); res.status != 400 {
+		t.Errorf("PUT bad JSON: %d, want 400", res.status)
+	}
+	if res := c.do("PUT", "/articles/1000", nil, strings.NewReader(`{"title":"x"}`)); res.status != 404 {
+		t.Errorf("PUT unknown id: %d, want 404", res.status)
+	}
+	c.expect(c.do("GET", "/articles/1", nil, nil), 200, "HIT")
+
+	// An unknown id is a 404, which is not stored.
+	c.expect(c.do("GET", "/articles/1000", nil, nil), 404, "MISS")
+	c.expect(c.do("GET", "/articles/1000", nil, nil), 404, "MISS")
+
+	// /me: each user gets their own body, never a cached one.
+	for _, user := range []string{"alice", "bob", "alice"} {
+		res := c.do("GET", "/me", map[string]string{"Authorization": "Bearer " + user}, nil)
+		c.expect(res, 200, "BYPASS")
+		if want := `{"user":"` + user + `"}`; res.body != want {
+			t.Errorf("/me as %s: %q, want %q", user, res.body, want)
+		}
+	}
+	c.expect(c.do("GET", "/me", nil, nil), 401, "MISS")
+
+	// 50 concurrent cold requests for one key: one origin call.
+	calls = c.originCalls()
+	var wg sync.WaitGroup
+	results := make([]response, 50)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = c.do("GET", "/articles/42", nil, nil)
+		}()
+	}
+	wg.Wait()
+	misses := 0
+	for _, res := range results {
+		if res.status != 200 || res.body != `{"id":42,"title":"Article 42","rev":1}` {
+			t.Fatalf("concurrent GET: %d %q", res.status, res.body)
+		}
+		if res.header.Get("X-Cache") == "MISS" {
+			misses++
+		}
+	}
+	if got := c.originCalls() - calls; got != 1 {
+		t.Errorf("50 concurrent cold GETs: %d origin calls, want 1", got)
+	}
+	if misses != 1 {
+		t.Errorf("50 concurrent cold GETs: %d MISS responses, want 1", misses)
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+type client struct {
+	t    *testing.T
+	base string
+}
+
+// do sends a request; safe to call from several goroutines.
+func (c *client) do(method, path string, header map[string]string, body io.Reader) response {
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		c.t.Error(err)
+		return response{}
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Error(err)
+		return response{}
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Error(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: string(bytes.TrimSpace(b))}
+}
+
+func (c *client) expect(res response, status int, xcache string) {
+	c.t.Helper()
+	if res.status != status || res.header.Get("X-Cache") != xcache {
+		c.t.Fatalf("got %d X-Cache %q (%q), want %d %s", res.status, res.header.Get("X-Cache"), res.body, status, xcache)
+	}
+}
+
+func (c *client) originCalls() int64 {
+	c.t.Helper()
+	res := c.do("GET", "/stats", nil, nil)
+	var s statsBody
+	if err := json.Unmarshal([]byte(res.body), &s); err != nil {
+		c.t.Fatalf("/stats: %v: %q", err, res.body)
+	}
+	return s.OriginCalls
+}
+
+// run prints the listening line with the real address, serves, and stops
+// on cancellation.
+func TestRunListensAndShutsDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, config{
+			Addr:      "127.0.0.1:0",
+			Framework: "nethttp",
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}, pw)
+	}()
+	line := make([]byte, 256)
+	n, err := pr.Read(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.TrimSpace(string(line[:n]))
+	addr, ok := strings.CutPrefix(got, "listening on http://")
+	if !ok {
+		t.Fatalf("first line %q", got)
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		t.Fatalf("address %q is not the bound one", addr)
+	}
+	res, err := http.Get("http://" + addr + "/articles/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("X-Cache") != "MISS" {
+		t.Errorf("GET: %d %q", res.StatusCode, res.Header.Get("X-Cache"))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownFramework(t *testing.T) {
+	if _, _, err := newServer(config{Framework: "chi"}); err == nil {
+		t.Fatal("no error for -framework chi")
+	}
+}
+
+// The demo's -settings, -near and -purge-token flags.
+func TestDemoFlags(t *testing.T) {
+	cfg := config{Framework: "gin", Settings: "settings.example.ini", PurgeTok: "tok"}
+	h, rc, err := newServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r, _ := rc.Region("articles")
+	if got := r.Config(); got.Stale != time.Minute || got.StaleIfError != 10*time.Minute || got.Backend != "memory://?max_bytes=32MiB" {
+		t.Fatalf("settings not applied: %+v", got)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest("PURGE", srv.URL+"/_cache/purge", nil)
+	req.Header.Set("Surrogate-Key", "articles")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("purge without token: %d", resp.StatusCode)
+	}
+	req.Header.Set("Authorization", "Bearer tok")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("purge with token: %d", resp.StatusCode)
+	}
+	if _, _, err := newServer(config{Near: true}); err == nil || !strings.Contains(err.Error(), "-near needs") {
+		t.Fatalf("-near on memory: %v", err)
+	}
+	if _, _, err := newServer(config{Settings: "no-such-file.ini"}); err == nil {
+		t.Fatal("missing settings file accepted")
+	}
+}

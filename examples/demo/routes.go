@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/labstack/echo/v4"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/echoadapter"
+	"github.com/routecache/routecache/ginadapter"
+)
+
+// config is what the command-line flags set.
+type config struct {
+	Addr      string        // listen address
+	Framework string        // "gin", "echo" or "nethttp"
+	Backend   string        // RegionConfig.Backend; "" = embedded memory
+	Delay     time.Duration // simulated latency of every origin GET
+	Settings  string        // ini-style settings file for the regions ("" = built-in)
+	Near      bool          // near cache in front of the articles region
+	PurgeTok  string        // bearer token of /_cache/purge ("" = not mounted)
+	Logger    *slog.Logger  // nil = slog.Default()
+}
+
+// regions returns the demo's regions: built in, or from -settings (which
+// must define "articles" and "short"), with -near applied.
+func regions(cfg config) (map[string]core.RegionConfig, error) {
+	rs := map[string]core.RegionConfig{
+		"articles": {Backend: cfg.Backend, TTL: 5 * time.Minute},
+		"short":    {Backend: cfg.Backend, TTL: 30 * time.Second},
+	}
+	if cfg.Settings != "" {
+		s, err := core.LoadSettingsFile(cfg.Settings)
+		if err != nil {
+			return nil, err
+		}
+		c, err := core.ConfigFromSettings(core.MergeSettings(s, core.SettingsFromEnv(os.Environ())))
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"articles", "short"} {
+			if _, ok := c.Regions[name]; !ok {
+				return nil, fmt.Errorf("-settings %s: the demo needs a region %q (cache.regions = articles, short)", cfg.Settings, name)
+			}
+		}
+		rs = c.Regions
+	}
+	if cfg.Near {
+		a := rs["articles"]
+		u, err := url.Parse(a.Backend)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "memcache" && u.Scheme != "redis+cluster") {
+			return nil, fmt.Errorf("-near needs the articles region on Redis or Memcached (e.g. -backend redis://127.0.0.1:6379/0), not %q", a.Backend)
+		}
+		q := u.Query()
+		q.Set("near_max_bytes", "16MiB")
+		u.RawQuery = q.Encode()
+		a.Backend = u.String()
+		rs["articles"] = a
+	}
+	return rs, nil
+}
+
+// The decorators every framework uses, so the three setups stay identical:
+// an article is tagged with its own tag and the list's; the list with the
+// list's; a PUT invalidates both tags of the article it changed.
+var (
+	articleTags = core.Tags("article:{id}", "articles")
+	listTags    = core.Tags("articles")
+)
+
+// newServer builds the Cache and the HTTP handler of the demo for
+// cfg.Framework. The caller owns the Cache and must Close it.
+func newServer(cfg config) (http.Handler, *core.Cache, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	rs, err := regions(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, err := core.New(core.Config{Regions: rs, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	a := newApp(rc, cfg.Delay)
+	var purge http.Handler // mounted at /_cache/purge for POST and PURGE
+	if cfg.PurgeTok != "" {
+		if purge, err = rc.PurgeHandler(core.PurgeConfig{Token: cfg.PurgeTok}); err != nil {
+			_ = rc.Close()
+			return nil, nil, err
+		}
+	}
+	var h http.Handler
+	switch cfg.Framework {
+	case "gin", "":
+		h = ginRoutes(rc, a, purge)
+	case "echo":
+		h = echoRoutes(rc, a, purge)
+	case "nethttp":
+		h, err = netHTTPRoutes(rc, a, purge)
+	default:
+		err = fmt.Errorf("unknown -framework %q (want gin, echo or nethttp)", cfg.Framework)
+	}
+	if err != nil {
+		_ = rc.Close()
+		return nil, nil, err
+	}
+	return h, rc, nil
+}
+
+// ginRoutes: the cache decorator is a gin.HandlerFunc placed before the
+// handler; Gin has no implicit HEAD, so HEAD is registered explicitly.
+func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+
+	cacheArticle := ginadapter.Cache(rc, "articles", articleTags)
+	cacheList := ginadapter.Cache(rc, "articles", listTags)
+	cacheMe := ginadapter.Cache(rc, "short")
+
+	show := func(c *gin.Context) { a.getArticle(c.Writer, c.Request, c.Param("id")) }
+	list := func(c *gin.Context) { a.listArticles(c.Writer, c.Request) }
+	me := func(c *gin.Context) { a.me(c.Writer, c.Request) }
+
+	r.GET("/articles/:id", cacheArticle, show)
+	r.HEAD("/articles/:id", cacheArticle, show)
+	r.GET("/articles", cacheList, list)
+	r.HEAD("/articles", cacheList, list)
+	r.PUT("/articles/:id", ginadapter.Invalidate(rc, articleTags),
+		func(c *gin.Context) { a.putArticle(c.Writer, c.Request, c.Param("id")) })
+	r.GET("/me", cacheMe, me)
+	r.GET("/stats", func(c *gin.Context) { a.stats(c.Writer, c.Request) })
+	if purge != nil {
+		r.POST("/_cache/purge", gin.WrapH(purge))
+		r.Handle("PURGE", "/_cache/purge", gin.WrapH(purge))
+	}
+	return r
+}
+
+// echoRoutes: the cache decorator is route middleware; Echo has no
+// implicit HEAD either.
+func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+
+	cacheArticle := echoadapter.Cache(rc, "articles", articleTags)
+	cacheList := echoadapter.Cache(rc, "articles", listTags)
+	cacheMe := echoadapter.Cache(rc, "short")
+
+	show := func(c echo.Context) error {
+		a.getArticle(c.Response(), c.Request(), c.Param("id"))
+		return nil
+	}
+	list := func(c echo.Context) error {
+		a.listArticles(c.Response(), c.Request())
+		return nil
+	}
+
+	e.GET("/articles/:id", show, cacheArticle)
+	e.HEAD("/articles/:id", show, cacheArticle)
+	e.GET("/articles", list, cacheList)
+	e.HEAD("/articles", list, cacheList)
+	e.PUT("/articles/:id", func(c echo.Context) error {
+		a.putArticle(c.Response(), c.Request(), c.Param("id"))
+		return nil
+	}, echoadapter.Invalidate(rc, articleTags))
+	e.GET("/me", func(c echo.Context) error {
+		a.me(c.Response(), c.Request())
+		return nil
+	}, cacheMe)
+	e.GET("/stats", func(c echo.Context) error {
+		a.stats(c.Response(), c.Request())
+		return nil
+	})
+	if purge != nil {
+		e.Match([]string{http.MethodPost, "PURGE"}, "/_cache/purge", echo.WrapHandler(purge))
+	}
+	return e
+}
+
+// netHTTPRoutes: Go 1.22 ServeMux patterns; "GET" patterns also match HEAD.
+// Wrap each registered handler (not the mux): the middleware reads
+// Request.Pattern and Request.PathValue, which the mux sets.
+func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, error) {
+	cacheArticle, err := rc.Middleware("articles", articleTags)
+	if err != nil {
+		return nil, err
+	}
+	cacheList, err := rc.Middleware("articles", listTags)
+	if err != nil {
+		return nil, err
+	}
+	cacheMe, err := rc.Middleware("short")
+	if err != nil {
+		return nil, err
+	}
+	invalidate, err := rc.InvalidateMiddleware(articleTags)
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /articles/{id}", cacheArticle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.getArticle(w, r, r.PathValue("id"))
+	})))
+	mux.Handle("GET /articles", cacheList(http.HandlerFunc(a.listArticles)))
+	mux.Handle("PUT /articles/{id}", invalidate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.putArticle(w, r, r.PathValue("id"))
+	})))
+	mux.Handle("GET /me", cacheMe(http.HandlerFunc(a.me)))
+	mux.HandleFunc("GET /stats", a.stats)
+	if purge != nil {
+		mux.Handle("POST /_cache/purge", purge)
+		mux.Handle("PURGE /_cache/purge", purge)
+	}
+	return mux, nil
+}

@@ -1,0 +1,97 @@
+// Command echo is the smallest Echo application cached with routecache: one
+// cached route, one route that invalidates it.
+//
+//	go run ./examples/echo -addr 127.0.0.1:8080
+//	curl -i localhost:8080/hello/ada           # X-Cache: MISS, then HIT
+//	curl -i -X POST localhost:8080/hello/ada   # invalidates tag hello:ada
+//
+// Once listening it prints "listening on http://ADDR" on stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/echoadapter"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// newCache builds the Cache: one region in process memory.
+func newCache() (*core.Cache, error) {
+	return core.New(core.Config{Regions: map[string]core.RegionConfig{
+		"pages": {TTL: time.Minute},
+	}})
+}
+
+// newRouter registers the routes. renders counts the origin's work.
+func newRouter(rc *core.Cache, renders *atomic.Int64) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.GET("/hello/:name", func(c echo.Context) error {
+		n := renders.Add(1)
+		return c.String(http.StatusOK, fmt.Sprintf("hello %s (render #%d)\n", c.Param("name"), n))
+	}, echoadapter.Cache(rc, "pages", core.Tags("hello:{name}")))
+	e.POST("/hello/:name", func(c echo.Context) error {
+		return c.NoContent(http.StatusNoContent)
+	}, echoadapter.Invalidate(rc, core.Tags("hello:{name}")))
+	return e
+}
+
+// run serves until ctx is done.
+func run(ctx context.Context, addr string, stdout io.Writer) error {
+	rc, err := newCache()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var renders atomic.Int64
+	return serve(ctx, addr, newRouter(rc, &renders), stdout)
+}
+
+// serve listens on addr, announces it and shuts down gracefully when ctx ends.
+func serve(ctx context.Context, addr string, h http.Handler, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

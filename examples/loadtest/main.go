@@ -1,0 +1,150 @@
+// Command loadtest drives cached and uncached copies of one route over
+// loopback HTTP with concurrent clients for a bounded time, and prints
+// requests/s, p50/p99 latency and origin calls for each, so the figures in
+// docs/benchmarks.md can be reproduced on other hardware:
+//
+//	go run ./examples/loadtest -duration 5s -c 32 [-redis 127.0.0.1:6379] [-memcache 127.0.0.1:11211]
+//
+// Each variant is a Gin server on its own loopback port serving the same
+// 1 KiB JSON body: "uncached" (the handler every time), "memory" (a
+// memory region), and, when addresses are given, "redis" and "memcache".
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/ginadapter"
+)
+
+var body = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
+
+type variant struct {
+	name    string
+	backend string // "" = uncached, else a region backend URL
+}
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "how long to drive each variant")
+	conc := flag.Int("c", 32, "concurrent clients")
+	redisAddr := flag.String("redis", os.Getenv("ROUTECACHE_TEST_REDIS"), "Redis host:port for the redis variant (empty: skip)")
+	mcAddr := flag.String("memcache", os.Getenv("ROUTECACHE_TEST_MEMCACHE"), "Memcached host:port list for the memcache variant (empty: skip)")
+	flag.Parse()
+	gin.SetMode(gin.ReleaseMode)
+
+	vs := []variant{{"uncached", ""}, {"memory", "memory://"}}
+	if *redisAddr != "" {
+		vs = append(vs, variant{"redis", "redis://" + *redisAddr + "/0?timeout=1s"})
+	}
+	if *mcAddr != "" {
+		vs = append(vs, variant{"memcache", "memcache://" + *mcAddr + "?timeout=1s"})
+	}
+	fmt.Printf("%-10s %12s %10s %10s %12s\n", "variant", "requests/s", "p50", "p99", "origin calls")
+	var base float64
+	for _, v := range vs {
+		rps, p50, p99, origin, err := run(v, *duration, *conc)
+		if err != nil {
+			log.Fatalf("%s: %v", v.name, err)
+		}
+		ratio := ""
+		if v.name == "uncached" {
+			base = rps
+		} else if base > 0 {
+			ratio = fmt.Sprintf("  (%.2fx uncached)", rps/base)
+		}
+		fmt.Printf("%-10s %12.0f %10s %10s %12d%s\n", v.name, rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), origin, ratio)
+	}
+}
+
+func run(v variant, d time.Duration, conc int) (rps float64, p50, p99 time.Duration, origin int64, err error) {
+	var calls atomic.Int64
+	h := func(c *gin.Context) {
+		calls.Add(1)
+		c.Data(http.StatusOK, "application/json", body)
+	}
+	r := gin.New()
+	if v.backend == "" {
+		r.GET("/articles/:id", h)
+	} else {
+		rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{
+			"articles": {Backend: v.backend, Prefix: fmt.Sprintf("lt%d", time.Now().UnixNano())},
+		}})
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		defer rc.Close()
+		r.GET("/articles/:id", ginadapter.Cache(rc, "articles", core.Tags("article:{id}", "articles")), h)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	srv := &http.Server{Handler: r}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	url := "http://" + ln.Addr().String() + "/articles/42?page=2"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+	get := func() error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil { // warm: fills the cache
+		return 0, 0, 0, 0, err
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	stop := time.Now().Add(d)
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<14)
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				if err := get(); err != nil {
+					failed.Add(1)
+					continue
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		return 0, 0, 0, 0, fmt.Errorf("%d requests failed", n)
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0, 0, 0, 0, fmt.Errorf("no requests completed")
+	}
+	return float64(len(lat)) / elapsed.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], calls.Load(), nil
+}

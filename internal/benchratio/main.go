@@ -1,0 +1,93 @@
+// Command benchratio reads `go test -bench -benchmem` output on stdin and
+// prints each cached path against its uncached baseline from the same
+// run: the extra nanoseconds and allocations per request, and the ratio.
+// With -count > 1 it keeps each benchmark's fastest run, the figure least
+// disturbed by other work on a shared machine.
+//
+//	go test -run '^$' -bench . -benchmem -count 5 ./core ./ginadapter ./echoadapter | go run ./internal/benchratio
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+type result struct {
+	ns     float64
+	allocs float64
+	bytes  float64
+}
+
+// line matches "BenchmarkGin/memory-hit-2   123  456.7 ns/op  0 B/op  0 allocs/op".
+var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-(\d+))?\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op\s+([\d.]+) allocs/op)?`)
+
+// pairs lists what is compared: cached path, baseline, goal.
+var pairs = []struct {
+	cached, base string
+	goal         string
+}{
+	{"BenchmarkGin/memory-hit", "BenchmarkGin/uncached", "hit adds <= 100 ns and <= 2 allocs"},
+	{"BenchmarkEcho/memory-hit", "BenchmarkEcho/uncached", "hit adds <= 100 ns and <= 2 allocs"},
+	{"BenchmarkNetHTTP/memory-hit", "BenchmarkNetHTTP/uncached", "hit adds <= 100 ns and <= 2 allocs"},
+	{"BenchmarkMiss/memory-miss", "BenchmarkMiss/uncached", "reported (recording and storing)"},
+	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-get", "ratio <= 1.10, one round trip"},
+	{"BenchmarkRedis/near-hit", "BenchmarkRedis/memory-hit", "ratio <= 1.10, no round trip"},
+	{"BenchmarkMemcache/memcache-hit", "BenchmarkMemcache/raw-getmulti", "ratio <= 1.10, one GetMulti"},
+}
+
+func main() {
+	best := map[string]map[string]result{} // name -> procs -> fastest
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		procs := m[2]
+		if procs == "" {
+			procs = "1"
+		}
+		r := result{ns: num(m[3]), bytes: num(m[4]), allocs: num(m[5])}
+		if best[m[1]] == nil {
+			best[m[1]] = map[string]result{}
+		}
+		if old, ok := best[m[1]][procs]; !ok || r.ns < old.ns {
+			best[m[1]][procs] = r
+		}
+	}
+	fmt.Printf("%-32s %10s %10s %9s %7s %8s  %s\n", "cached path", "ns/op", "base ns", "+ns", "ratio", "+allocs", "goal")
+	for _, p := range pairs {
+		for _, procs := range []string{"1", "2"} {
+			c, ok1 := best[p.cached][procs]
+			b, ok2 := best[p.base][procs]
+			if !ok1 || !ok2 {
+				continue
+			}
+			name := p.cached
+			if procs != "1" {
+				name += " -cpu " + procs
+			}
+			fmt.Printf("%-32s %10.1f %10.1f %+9.1f %7.2f %+8.0f  %s\n", strings.TrimPrefix(name, "Benchmark"), c.ns, b.ns, c.ns-b.ns, c.ns/b.ns, c.allocs-b.allocs, p.goal)
+		}
+	}
+	// Parallel scaling: how much faster each path runs on 2 cores than 1.
+	for _, name := range []string{"BenchmarkNetHTTPParallel/uncached", "BenchmarkNetHTTPParallel/memory-hit"} {
+		one, ok1 := best[name]["1"]
+		two, ok2 := best[name]["2"]
+		if ok1 && ok2 {
+			fmt.Printf("%-32s  -cpu 1: %.1f ns/op, -cpu 2: %.1f ns/op, speed-up %.2fx\n", strings.TrimPrefix(name, "Benchmark"), one.ns, two.ns, one.ns/two.ns)
+		}
+	}
+}
+
+func num(s string) float64 {
+	if s == "" {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(s, 64)
+	return v
+}
