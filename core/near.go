@@ -207,7 +207,7 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, err := n.inner.load(ctx, key, names, vals)
+	e, err := n.inner.load(ctx, remoteKey(key), names, vals)
 	if err != nil {
 		return e, err
 	}
@@ -220,6 +220,14 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 		n.l1.Wait() // ristretto buffers sets; make this one visible now
 	}
 	return e, nil
+}
+
+// remoteKey is where the remote backend keeps an entry whose canonical key
+// is given (the same key a region without near cache uses): the prefix,
+// then the SHA-256 of the canonical key. A near hit never computes it.
+func remoteKey(canonical string) string {
+	i := strings.IndexByte(canonical, ':')
+	return canonical[:i+1] + "e:" + hashKey(canonical)
 }
 
 // localCounters fills vals from local copies, if all are present and
@@ -274,7 +282,7 @@ func (n *nearBackend) ensure(ctx context.Context, names []string, vals []uint64)
 }
 
 func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	if err := n.inner.store(ctx, key, e, ttl); err != nil {
+	if err := n.inner.store(ctx, remoteKey(key), e, ttl); err != nil {
 		return err
 	}
 	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)

@@ -127,6 +127,9 @@ func (r *Region) tagCounter(tag string) string {
 // storageKey is where an entry lives: the canonical key itself in process,
 // its SHA-256 where it leaves the process.
 func (r *Region) storageKey(canonical string) string {
+	if _, near := r.be.(*nearBackend); near {
+		return canonical // hashed by the near cache only when it goes remote
+	}
 	if r.be.remote() {
 		return r.ns + "e:" + hashKey(canonical)
 	}
