@@ -28,8 +28,10 @@ const numArticles = 100
 // framework setups in routes.go only translate a route to one of these
 // methods, passing the route parameter.
 type app struct {
-	rc    *core.Cache
-	delay time.Duration
+	rc *core.Cache
+	// metrics serves GET /metrics (set by newServer).
+	metrics http.Handler
+	delay   time.Duration
 
 	mu       sync.Mutex
 	articles map[int]article

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -285,5 +286,50 @@ func TestDemoFlags(t *testing.T) {
 	}
 	if _, _, err := newServer(config{Settings: "no-such-file.ini"}); err == nil {
 		t.Fatal("missing settings file accepted")
+	}
+}
+
+// /metrics exposes the same per-region hit, miss and stale counts as /stats
+// after a scripted run.
+func TestDemoMetricsMatchStats(t *testing.T) {
+	for _, fw := range []string{"gin", "echo", "nethttp"} {
+		t.Run(fw, func(t *testing.T) {
+			h, rc, err := newServer(config{Framework: fw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			get := func(path string) string {
+				resp, err := http.Get(srv.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return string(b)
+			}
+			for _, p := range []string{"/articles/1", "/articles/1", "/articles/2", "/articles", "/articles", "/articles/1"} {
+				get(p)
+			}
+			var st struct {
+				Regions map[string]struct{ Hits, Misses, Stale uint64 } `json:"regions"`
+			}
+			if err := json.Unmarshal([]byte(get("/stats")), &st); err != nil {
+				t.Fatal(err)
+			}
+			metrics := get("/metrics")
+			a := st.Regions["articles"]
+			if a.Hits != 3 || a.Misses != 3 {
+				t.Fatalf("stats: %+v", a)
+			}
+			for name, want := range map[string]uint64{"hits_total": a.Hits, "misses_total": a.Misses, "stale_total": a.Stale} {
+				line := fmt.Sprintf(`routecache_%s{region="articles"} %d`, name, want)
+				if !strings.Contains(metrics, line+"\n") {
+					t.Errorf("/metrics lacks %q", line)
+				}
+			}
+		})
 	}
 }

@@ -10,10 +10,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/echoadapter"
 	"github.com/routecache/routecache/ginadapter"
+	"github.com/routecache/routecache/prom"
 )
 
 // config is what the command-line flags set.
@@ -90,6 +93,11 @@ func newServer(cfg config) (http.Handler, *core.Cache, error) {
 		return nil, nil, err
 	}
 	a := newApp(rc, cfg.Delay)
+	// /metrics: the Prometheus collector, on a registry of the demo's own
+	// (nothing is registered globally).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prom.NewCollector(rc))
+	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	var purge http.Handler // mounted at /_cache/purge for POST and PURGE
 	if cfg.PurgeTok != "" {
 		if purge, err = rc.PurgeHandler(core.PurgeConfig{Token: cfg.PurgeTok}); err != nil {
@@ -138,6 +146,7 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 		func(c *gin.Context) { a.putArticle(c.Writer, c.Request, c.Param("id")) })
 	r.GET("/me", cacheMe, me)
 	r.GET("/stats", func(c *gin.Context) { a.stats(c.Writer, c.Request) })
+	r.GET("/metrics", gin.WrapH(a.metrics))
 	if purge != nil {
 		r.POST("/_cache/purge", gin.WrapH(purge))
 		r.Handle("PURGE", "/_cache/purge", gin.WrapH(purge))
@@ -180,6 +189,7 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 		a.stats(c.Response(), c.Request())
 		return nil
 	})
+	e.GET("/metrics", echo.WrapHandler(a.metrics))
 	if purge != nil {
 		e.Match([]string{http.MethodPost, "PURGE"}, "/_cache/purge", echo.WrapHandler(purge))
 	}
@@ -217,6 +227,7 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 	})))
 	mux.Handle("GET /me", cacheMe(http.HandlerFunc(a.me)))
 	mux.HandleFunc("GET /stats", a.stats)
+	mux.Handle("GET /metrics", a.metrics)
 	if purge != nil {
 		mux.Handle("POST /_cache/purge", purge)
 		mux.Handle("PURGE /_cache/purge", purge)
