@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,20 +31,15 @@ type app struct {
 	metrics http.Handler
 	delay   time.Duration
 
-	mu       sync.Mutex
-	articles map[int]article
+	data articleStore
 
 	// originCalls counts the runs of the cached GET handlers (the
 	// "origin"): every request the cache did not answer itself.
 	originCalls atomic.Int64
 }
 
-func newApp(rc *core.Cache, delay time.Duration) *app {
-	a := &app{rc: rc, delay: delay, articles: make(map[int]article, numArticles)}
-	for id := 1; id <= numArticles; id++ {
-		a.articles[id] = article{ID: id, Title: fmt.Sprintf("Article %d", id), Rev: 1}
-	}
-	return a
+func newApp(rc *core.Cache, delay time.Duration, data articleStore) *app {
+	return &app{rc: rc, delay: delay, data: data}
 }
 
 // origin marks the start of an origin handler: it counts the call and
@@ -64,24 +57,20 @@ func (a *app) origin(ctx context.Context) {
 	}
 }
 
-func (a *app) lookup(rawID string) (article, bool) {
-	id, err := strconv.Atoi(rawID)
-	if err != nil {
-		return article{}, false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	art, ok := a.articles[id]
-	return art, ok
-}
-
 // getArticle serves GET /articles/:id.
-func (a *app) getArticle(w http.ResponseWriter, r *http.Request, id string) {
+func (a *app) getArticle(w http.ResponseWriter, r *http.Request, rawID string) {
 	a.origin(r.Context())
-	art, ok := a.lookup(id)
+	id, err := strconv.Atoi(rawID)
+	art, ok := article{}, false
+	if err == nil {
+		if art, ok, err = a.data.get(r.Context(), id); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+	}
 	if !ok {
 		// 404 is not in the region's Statuses, so it is never stored.
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no article " + strconv.Quote(id)})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no article " + strconv.Quote(rawID)})
 		return
 	}
 	writeJSON(w, http.StatusOK, art)
@@ -90,14 +79,11 @@ func (a *app) getArticle(w http.ResponseWriter, r *http.Request, id string) {
 // listArticles serves GET /articles.
 func (a *app) listArticles(w http.ResponseWriter, r *http.Request) {
 	a.origin(r.Context())
-	a.mu.Lock()
-	list := make([]article, 0, len(a.articles))
-	for id := 1; id <= numArticles; id++ {
-		if art, ok := a.articles[id]; ok {
-			list = append(list, art)
-		}
+	list, err := a.data.list(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
 	}
-	a.mu.Unlock()
 	writeJSON(w, http.StatusOK, list)
 }
 
@@ -118,15 +104,14 @@ func (a *app) putArticle(w http.ResponseWriter, r *http.Request, rawID string) {
 		return
 	}
 	id, err := strconv.Atoi(rawID)
-	a.mu.Lock()
-	art, ok := a.articles[id]
-	if ok && err == nil {
-		art.Title = *in.Title
-		art.Rev++
-		a.articles[id] = art
+	art, ok := article{}, false
+	if err == nil {
+		if art, ok, err = a.data.setTitle(r.Context(), id, *in.Title); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
 	}
-	a.mu.Unlock()
-	if !ok || err != nil {
+	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no article " + strconv.Quote(rawID)})
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -332,4 +334,95 @@ func TestDemoMetricsMatchStats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Two demo processes sharing Redis for data and cache, with a near cache:
+// a PUT on one makes the other's next GET a MISS with the new data, and a
+// burst of cold GETs split across both calls the origin once in all.
+func TestDemoTwoReplicas(t *testing.T) {
+	addr := os.Getenv("ROUTECACHE_TEST_REDIS")
+	if addr == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ROUTECACHE_TEST_REDIS not set under CI=true (run make test)")
+		}
+		t.Skip("ROUTECACHE_TEST_REDIS not set: run make test")
+	}
+	// A private settings file: a unique key prefix per run keeps runs apart.
+	prefix := fmt.Sprintf("demo%d", time.Now().UnixNano())
+	ini := filepath.Join(t.TempDir(), "s.ini")
+	body := fmt.Sprintf("cache.regions = articles, short\ncache.default.backend = redis://%s/0\ncache.default.prefix = %s\ncache.articles.lease_wait = 5s\n", addr, prefix)
+	if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := "redis://" + addr + "/1"
+	var srvs []*httptest.Server
+	for _, fw := range []string{"gin", "echo"} {
+		h, rc, err := newServer(config{Framework: fw, Settings: ini, Near: true, Data: data, Delay: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		s := httptest.NewServer(h)
+		defer s.Close()
+		srvs = append(srvs, s)
+	}
+	do := func(s *httptest.Server, method, path, body string) (string, string) {
+		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+		req.Host = "demo.example" // replicas behind one name
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Header.Get("X-Cache"), string(b)
+	}
+	a, b := srvs[0], srvs[1]
+	id := fmt.Sprintf("/articles/%d", 1+time.Now().UnixNano()%100)
+	do(a, "GET", id, "")
+	do(b, "GET", id, "")
+	if xc, _ := do(b, "GET", id, ""); xc != "HIT" {
+		t.Fatalf("B: %s", xc)
+	}
+	title := fmt.Sprintf("edited %d", time.Now().UnixNano())
+	do(a, "PUT", id, `{"title":"`+title+`"}`)
+	// B's next GET: a MISS with the new data (the invalidation reached B's
+	// near cache through pub/sub; give the message a bounded time to land).
+	var xc, got string
+	for i := 0; i < 200; i++ {
+		if xc, got = do(b, "GET", id, ""); strings.Contains(got, title) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(got, title) || xc != "MISS" {
+		t.Fatalf("B after PUT on A: %s %s", xc, got)
+	}
+	// A burst of cold GETs split over both: one origin call in all.
+	originBefore := originCalls(t, a) + originCalls(t, b)
+	cold := "/articles?burst=" + title[len("edited "):]
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); do(srvs[i%2], "GET", cold, "") }(i)
+	}
+	wg.Wait()
+	if n := originCalls(t, a) + originCalls(t, b) - originBefore; n != 1 {
+		t.Fatalf("%d origin calls for 40 cold requests over 2 replicas", n)
+	}
+}
+
+func originCalls(t *testing.T, s *httptest.Server) int64 {
+	resp, err := http.Get(s.URL + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		OriginCalls int64 `json:"origin_calls"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st.OriginCalls
 }

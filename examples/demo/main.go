@@ -43,6 +43,7 @@ func main() {
 	flag.StringVar(&cfg.Settings, "settings", "", "ini-style settings file defining the regions articles and short (cache.regions = articles, short; see docs/configuration.md)")
 	flag.BoolVar(&cfg.Near, "near", false, "put a near cache (16 MiB) in front of the articles region; needs a Redis or Memcached -backend")
 	flag.StringVar(&cfg.PurgeTok, "purge-token", "", "mount the purge endpoint at /_cache/purge, requiring this bearer token")
+	flag.StringVar(&cfg.Data, "data", "", "keep the articles in this Redis (redis://host:port/db) so several demo processes share them; default: in process")
 	flag.Parse()
 
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

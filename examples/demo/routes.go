@@ -28,6 +28,7 @@ type config struct {
 	Settings  string        // ini-style settings file for the regions ("" = built-in)
 	Near      bool          // near cache in front of the articles region
 	PurgeTok  string        // bearer token of /_cache/purge ("" = not mounted)
+	Data      string        // redis:// URL of shared article data ("" = in process)
 	Logger    *slog.Logger  // nil = slog.Default()
 }
 
@@ -92,7 +93,12 @@ func newServer(cfg config) (http.Handler, *core.Cache, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a := newApp(rc, cfg.Delay)
+	data, err := openStore(cfg.Data)
+	if err != nil {
+		_ = rc.Close()
+		return nil, nil, err
+	}
+	a := newApp(rc, cfg.Delay, data)
 	// /metrics: the Prometheus collector, on a registry of the demo's own
 	// (nothing is registered globally).
 	reg := prometheus.NewRegistry()
