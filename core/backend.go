@@ -133,6 +133,7 @@ type memoryBackend struct {
 	client   *ristretto.Cache[string, *entry]
 	st       *ristrettostore.RistrettoStore[string, *entry]
 	counterM counterMap
+	soft     softMap
 	maxBytes int64
 }
 

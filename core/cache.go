@@ -76,6 +76,13 @@ type RegionConfig struct {
 	// nears and with how long the handler takes (1 is the usual value;
 	// larger refreshes earlier). 0 means off.
 	EarlyRefresh float64
+	// SoftInvalidation lets InvalidateTagsSoft and InvalidateRegionSoft
+	// mark this region's entries stale (served at once as STALE while one
+	// request refreshes them) instead of unusable. It costs nothing on a
+	// hit; a lookup whose counters changed reads the soft marks, one more
+	// round trip on Redis or Memcached. False means soft invalidations are
+	// hard ones here.
+	SoftInvalidation bool
 	// MaxRefreshes bounds the background refreshes (stale-while-revalidate
 	// and early refresh) running at once in the region. 0 means 4.
 	MaxRefreshes int

@@ -16,6 +16,9 @@ type InvalidationEvent struct {
 	Names []string
 	// Remote is set when another instance made the invalidation.
 	Remote bool
+	// Soft is set for InvalidateTagsSoft / InvalidateRegionSoft (local
+	// events only: pub/sub carries the counter, not the kind of bump).
+	Soft bool
 }
 
 type hooks struct {

@@ -32,6 +32,9 @@ type PurgeRequest struct {
 	// Keys to invalidate: a region and a key (a Key template's expansion,
 	// or the request path for routes on the default key).
 	Keys []PurgeKey `json:"keys"`
+	// Soft marks the tags' and regions' entries stale instead of unusable
+	// (see Cache.InvalidateTagsSoft); keys are always purged hard.
+	Soft bool `json:"soft"`
 }
 
 // PurgeKey names one key of one region.
@@ -46,6 +49,7 @@ type PurgeKey struct {
 //
 //	POST with a JSON PurgeRequest body: {"tags":[...],"regions":[...],"keys":[{"region":"r","key":"/a/1"}]}
 //	PURGE with a Surrogate-Key header listing tags separated by spaces
+//	  (and "Soft-Purge: 1" for a soft purge; {"soft": true} in the JSON)
 //
 // and requires "Authorization: Bearer <token>" (compared in constant
 // time): 401 without it, 400 with a message for a bad body or an unknown
@@ -73,6 +77,7 @@ func (c *Cache) PurgeHandler(cfg PurgeConfig) (http.Handler, error) {
 		switch r.Method {
 		case "PURGE":
 			pr.Tags = strings.Fields(r.Header.Get("Surrogate-Key"))
+			pr.Soft = r.Header.Get("Soft-Purge") == "1"
 			if len(pr.Tags) == 0 {
 				purgeReply(w, http.StatusBadRequest, map[string]any{"error": "PURGE needs a Surrogate-Key header listing tags"})
 				return
@@ -108,13 +113,17 @@ func (c *Cache) PurgeHandler(cfg PurgeConfig) (http.Handler, error) {
 		}
 		ctx := r.Context()
 		var errs []string
+		invalidateTags, invalidateRegion := c.InvalidateTags, c.InvalidateRegion
+		if pr.Soft {
+			invalidateTags, invalidateRegion = c.InvalidateTagsSoft, c.InvalidateRegionSoft
+		}
 		if len(pr.Tags) > 0 {
-			if err := c.InvalidateTags(ctx, pr.Tags...); err != nil {
+			if err := invalidateTags(ctx, pr.Tags...); err != nil {
 				errs = append(errs, err.Error())
 			}
 		}
 		for _, name := range pr.Regions {
-			if err := c.InvalidateRegion(ctx, name); err != nil {
+			if err := invalidateRegion(ctx, name); err != nil {
 				errs = append(errs, err.Error())
 			}
 		}

@@ -152,6 +152,7 @@ func (r *Region) backendError(op string, err error) {
 type Option func(*options) error
 
 type options struct {
+	soft    bool
 	key     string
 	tags    []string
 	regions []string
@@ -178,6 +179,16 @@ func Key(template string) Option {
 			return errors.New("routecache: Key given twice")
 		}
 		o.key = template
+		return nil
+	}
+}
+
+// Soft makes a mutating route's tag and region invalidations soft (see
+// Cache.InvalidateTagsSoft): entries are marked stale, not unusable, in
+// regions with SoftInvalidation. Key invalidations stay hard.
+func Soft() Option {
+	return func(o *options) error {
+		o.soft = true
 		return nil
 	}
 }
@@ -260,8 +271,8 @@ func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(o.regions) > 0 || len(o.keys) > 0 {
-		return nil, errors.New("routecache: Regions and Keys are options of invalidating routes, not cached ones")
+	if len(o.regions) > 0 || len(o.keys) > 0 || o.soft {
+		return nil, errors.New("routecache: Regions, Keys and Soft are options of invalidating routes, not cached ones")
 	}
 	rt := &Route{r: r}
 	if o.key != "" {
@@ -580,6 +591,12 @@ func (r *Region) classify(ctx context.Context, e *entry, canonical string, names
 		return unusable
 	}
 	if !r.valid(ctx, e, names, vals) {
+		if r.cfg.SoftInvalidation && r.softValid(ctx, e, names, vals) {
+			if f == errorOnly {
+				return errorOnly
+			}
+			return staleOK // softly invalidated: serve stale, refresh
+		}
 		return unusable
 	}
 	return f
@@ -1019,6 +1036,7 @@ func (s *sinkWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // Invalidator is a compiled invalidating decorator for mutating routes.
 type Invalidator struct {
+	soft    bool
 	c       *Cache
 	tags    []*template
 	regions []*Region
@@ -1037,7 +1055,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 	if o.key != "" {
 		return nil, errors.New("routecache: Key is an option of cached routes; use Keys to invalidate keys")
 	}
-	iv := &Invalidator{c: c, keys: map[*Region][]*template{}}
+	iv := &Invalidator{c: c, soft: o.soft, keys: map[*Region][]*template{}}
 	if iv.tags, err = compileAll(o.tags); err != nil {
 		return nil, err
 	}
@@ -1097,12 +1115,20 @@ func (iv *Invalidator) fire(req *http.Request, p Params) {
 				errs = append(errs, fmt.Errorf("tag template %q: missing route parameter", t.raw))
 			}
 		}
-		if err := iv.c.InvalidateTags(ctx, tags...); err != nil {
+		invalidate := iv.c.InvalidateTags
+		if iv.soft {
+			invalidate = iv.c.InvalidateTagsSoft
+		}
+		if err := invalidate(ctx, tags...); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, r := range iv.regions {
-		if err := iv.c.InvalidateRegion(ctx, r.name); err != nil {
+		invalidate := iv.c.InvalidateRegion
+		if iv.soft {
+			invalidate = iv.c.InvalidateRegionSoft
+		}
+		if err := invalidate(ctx, r.name); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -30,6 +30,7 @@ var settingsOptions = []string{
 	"backend", "ttl", "stale", "stale_if_error", "early_refresh", "max_refreshes",
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
+	"soft_invalidation",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -66,6 +67,7 @@ func settingsErr(key, format string, args ...any) error {
 //	vary_cookies        VaryCookies: comma-separated cookie names
 //	ignore_cookies      IgnoreCookies: comma-separated cookie names
 //	vary_authorization  VaryAuthorization: true/false, yes/no, on/off, 1/0
+//	soft_invalidation   SoftInvalidation: the same booleans
 //
 // A list may also be split over several lines (as continuation lines of
 // an ini file produce); a line may end with a comma. Empty list items are
@@ -317,12 +319,16 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		default:
 			set = func(rc *RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization":
+	case "vary_authorization", "soft_invalidation":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
 		}
-		set = func(rc *RegionConfig) { rc.VaryAuthorization = b }
+		if opt == "soft_invalidation" {
+			set = func(rc *RegionConfig) { rc.SoftInvalidation = b }
+		} else {
+			set = func(rc *RegionConfig) { rc.VaryAuthorization = b }
+		}
 	default:
 		return nil, fmt.Errorf("unknown option %q", opt) // unreachable: checked by the caller
 	}

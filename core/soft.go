@@ -1,0 +1,290 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/redis/go-redis/v9"
+)
+
+// Soft invalidation marks entries stale instead of unusable: in a region
+// with SoftInvalidation, an entry whose only changed counters were bumped
+// softly is served as STALE (at once) while one request refreshes it, as
+// under stale-while-revalidate. A soft bump moves the counter on like a
+// hard one and records the pair (value before, value after); an entry
+// recorded with "before" may be served stale for as long as the counter
+// still holds "after". Any later bump, soft or hard, ends that grace.
+// Nothing is read on a hit: the marks are fetched only when a counter
+// does not match, and only in regions that enable SoftInvalidation.
+
+// softMark is the pair a soft bump records.
+type softMark struct{ old, new uint64 }
+
+// softBackend is implemented by backends that support soft bumps; on the
+// others a soft invalidation is a hard one.
+type softBackend interface {
+	softBump(ctx context.Context, name string) error
+	softMarks(ctx context.Context, names []string, marks []softMark) error
+}
+
+var (
+	_ softBackend = (*memoryBackend)(nil)
+	_ softBackend = (*redisBackend)(nil)
+	_ softBackend = (*memcacheBackend)(nil)
+	_ softBackend = (*nearBackend)(nil)
+)
+
+// softKey is where a counter's soft mark lives ("s|" cannot start a
+// counter name, which starts with the region prefix).
+func softKey(name string) string { return "s|" + name }
+
+func encodeMark(m softMark) string {
+	return strconv.FormatUint(m.old, 10) + ":" + strconv.FormatUint(m.new, 10)
+}
+
+func decodeMark(b []byte) softMark {
+	o, n, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	if !ok {
+		return softMark{}
+	}
+	ov, err1 := strconv.ParseUint(o, 10, 64)
+	nv, err2 := strconv.ParseUint(n, 10, 64)
+	if err1 != nil || err2 != nil {
+		return softMark{}
+	}
+	return softMark{old: ov, new: nv}
+}
+
+// memory
+
+type softMap struct {
+	mu sync.Mutex
+	m  map[string]softMark
+}
+
+func (m *memoryBackend) softBump(_ context.Context, name string) error {
+	c, created := m.counterM.getOrCreate(name, freshCounter)
+	var mark softMark
+	if created {
+		mark = softMark{old: baseCounter, new: c.Load()}
+	} else {
+		n := c.Add(1)
+		mark = softMark{old: n - 1, new: n}
+	}
+	m.soft.mu.Lock()
+	if m.soft.m == nil {
+		m.soft.m = map[string]softMark{}
+	}
+	m.soft.m[strings.Clone(name)] = mark
+	m.soft.mu.Unlock()
+	return nil
+}
+
+func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+	m.soft.mu.Lock()
+	defer m.soft.mu.Unlock()
+	for i, n := range names {
+		marks[i] = m.soft.m[n]
+	}
+	return nil
+}
+
+// Redis: SET NX fresh + INCR, then the mark.
+
+func (b *redisBackend) softBump(ctx context.Context, name string) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	pipe := b.client.Pipeline()
+	pipe.SetNX(ctx, name, strconv.FormatUint(freshCounter(), 10), 0)
+	incr := pipe.Incr(ctx, name)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	n := uint64(incr.Val())
+	return b.client.Set(ctx, softKey(name), encodeMark(softMark{old: n - 1, new: n}), 0).Err()
+}
+
+func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	pipe := b.client.Pipeline()
+	cmds := make([]*redis.StringCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Get(ctx, softKey(n))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	for i, c := range cmds {
+		v, err := c.Bytes()
+		if err != nil {
+			marks[i] = softMark{}
+			continue
+		}
+		marks[i] = decodeMark(v)
+	}
+	return nil
+}
+
+// Memcached: Increment returns the new value; a counter that had to be
+// created has no "before" any entry could hold, so it gets no mark.
+
+func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
+	n, err := b.client.Increment(name, 1)
+	if err != nil {
+		return b.bump(ctx, name)
+	}
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n}))})
+}
+
+func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = softKey(n)
+	}
+	got, err := b.client.GetMulti(keys)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		marks[i] = softMark{}
+		if it, ok := got[k]; ok {
+			marks[i] = decodeMark(it.Value)
+		}
+	}
+	return nil
+}
+
+// near cache: soft bumps are published like hard ones.
+
+func (n *nearBackend) softBump(ctx context.Context, name string) error {
+	sb, ok := n.inner.(softBackend)
+	if !ok {
+		return n.bump(ctx, name)
+	}
+	err := sb.softBump(ctx, name)
+	n.drop(name)
+	if err != nil {
+		return err
+	}
+	if n.client != nil {
+		if perr := n.client.Publish(ctx, n.channel, n.instance+"|"+name).Err(); perr != nil {
+			return fmt.Errorf("publish invalidation: %w", perr)
+		}
+	}
+	return nil
+}
+
+func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
+	if sb, ok := n.inner.(softBackend); ok {
+		return sb.softMarks(ctx, names, marks)
+	}
+	clear(marks)
+	return nil
+}
+
+// softValid reports whether every counter of e that changed since its
+// snapshot was changed by a soft bump that is still the latest one.
+func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
+	sb, ok := r.be.(softBackend)
+	if !ok {
+		return false
+	}
+	var idx []int
+	var snap []uint64
+	for i, n := range names {
+		found := false
+		for _, c := range e.counters {
+			if c.name == n {
+				found = true
+				if c.value != vals[i] {
+					if vals[i] == 0 {
+						return false
+					}
+					idx = append(idx, i)
+					snap = append(snap, c.value)
+				}
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if len(e.counters) != len(names) || len(idx) == 0 {
+		return false
+	}
+	which := make([]string, len(idx))
+	for j, i := range idx {
+		which[j] = names[i]
+	}
+	marks := make([]softMark, len(idx))
+	if err := sb.softMarks(ctx, which, marks); err != nil {
+		r.opDone(ctx, "soft-marks", err)
+		return false
+	}
+	for j, i := range idx {
+		if marks[j].old != snap[j] || marks[j].new != vals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// InvalidateTagsSoft marks every entry stored with any of the tags stale
+// rather than unusable, in regions with SoftInvalidation (elsewhere it is
+// InvalidateTags): the next request is answered from the stale entry at
+// once (X-Cache: STALE) while the entry is refreshed in the background.
+func (c *Cache) InvalidateTagsSoft(ctx context.Context, tags ...string) error {
+	for _, t := range tags {
+		if t == "" {
+			return errors.New("routecache: empty tag")
+		}
+	}
+	var errs []error
+	for _, g := range c.counterSpaces() {
+		for _, t := range tags {
+			if err := softOrHard(ctx, g.be, g.regions[0].tagCounter(t)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, r := range g.regions {
+			r.stats.invalidations.Add(uint64(len(tags)))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("routecache: soft invalidate tags: %w", errors.Join(errs...))
+	}
+	if len(tags) > 0 {
+		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: true})
+	}
+	return nil
+}
+
+// InvalidateRegionSoft is InvalidateRegion marking entries stale rather
+// than unusable (see InvalidateTagsSoft).
+func (c *Cache) InvalidateRegionSoft(ctx context.Context, name string) error {
+	r, err := c.Region(name)
+	if err != nil {
+		return err
+	}
+	r.stats.invalidations.Add(1)
+	if err := softOrHard(ctx, r.be, r.regionCounter); err != nil {
+		r.backendError("invalidate-region", err)
+		return fmt.Errorf("routecache: soft invalidate region %q: %w", name, err)
+	}
+	c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: true})
+	return nil
+}
+
+func softOrHard(ctx context.Context, be backend, name string) error {
+	if sb, ok := be.(softBackend); ok {
+		return sb.softBump(ctx, name)
+	}
+	return be.bump(ctx, name)
+}
