@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -82,4 +83,31 @@ func recoverer(h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// The same scenarios against every backend the test command starts.
+func TestConformanceBackends(t *testing.T) {
+	backends := map[string]string{
+		"redis":         "redis://" + serverEnv(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s",
+		"redis-near":    "redis://" + serverEnv(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s&near_max_bytes=8MiB",
+		"redis-cluster": "redis+cluster://" + serverEnv(t, "ROUTECACHE_TEST_REDIS_CLUSTER") + "?timeout=2s",
+		"memcache":      "memcache://" + serverEnv(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s",
+	}
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) { cachetest.Run(t, NetHTTPFront, cachetest.WithBackend(url)) })
+	}
+}
+
+// serverEnv is core's testServer for this external test package: skip
+// outside CI when the test command's server is not there, fail under CI.
+func serverEnv(t *testing.T, env string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set under CI=true: run make test", env)
+		}
+		t.Skipf("%s not set: run make test to start the servers", env)
+	}
+	return v
 }
