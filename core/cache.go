@@ -328,7 +328,14 @@ func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.memo.closeAndWait() // background memoized fills end first (memoize.go)
+	// Background memoized fills end first (memoize.go), each bounded by its
+	// region's FillTimeout; a function ignoring its context is not waited
+	// for past the longest FillTimeout plus a second.
+	var bound time.Duration
+	for _, r := range c.regions {
+		bound = max(bound, r.cfg.FillTimeout)
+	}
+	c.memo.closeAndWait(bound + time.Second)
 	stopClock()
 	return c.closeBackends()
 }

@@ -31,6 +31,8 @@ var (
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
+	defer cancel()
 	token := strconv.FormatUint(freshCounter(), 36)
 	ok, err := b.client.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
@@ -40,6 +42,8 @@ func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duratio
 }
 
 func (b *redisBackend) release(ctx context.Context, key, token string) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
 	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
 }
 

@@ -172,7 +172,12 @@ func loadOpts(opts []LoadOption) (*loadOptions, error) {
 //     (or, when the value could not be encoded, shares the same value).
 //     A caller that joined a run after an invalidation that run did not
 //     see looks up again rather than take the older value.
-//   - Cache.Close waits for the runs still going on in the background.
+//   - A caller waits for a run at most its region's FillTimeout: past it, a
+//     caller that joined another's run calls fn itself (or takes a
+//     stale-if-error value), and the caller whose run it is gets an error
+//     wrapping context.DeadlineExceeded.
+//   - Cache.Close waits for the runs still going on in the background, at
+//     most the longest FillTimeout plus a second.
 //
 // Memoized values are counted in the region's Stats, and reported to its
 // Observers, together with its routes.
@@ -343,10 +348,28 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 			r.c.memo.land(mc.skey, f)
 		}
 	}
+	timer := time.NewTimer(r.cfg.FillTimeout)
+	defer timer.Stop()
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		return zero, fmt.Errorf("routecache: memoize %q: %w", mc.key, ctx.Err())
+	case <-timer.C:
+		// The fill outlived FillTimeout (its function ignores its context):
+		// answer stale if allowed, else call fn for this caller, uncached.
+		if fallback != nil {
+			if v, ok := memoDecode[T](mc, fallback.body); ok {
+				r.stats.stale.Add(1)
+				r.stats.staleIfError.Add(1)
+				return v, nil
+			}
+		}
+		if leader {
+			// This caller's own fill is the stuck one: calling fn again
+			// would double the load on whatever it is stuck on.
+			return zero, fmt.Errorf("routecache: memoize %q: fill exceeded FillTimeout %v: %w", mc.key, r.cfg.FillTimeout, context.DeadlineExceeded)
+		}
+		return fn(ctx)
 	}
 	res := &f.res
 	if res.err != nil || res.panicked != nil {
@@ -678,7 +701,7 @@ func (g *memoGroup) done() {
 // closeAndWait refuses new background fills and waits for the running
 // ones, each bounded by its region's FillTimeout, so that none uses a
 // closed backend.
-func (g *memoGroup) closeAndWait() {
+func (g *memoGroup) closeAndWait(bound time.Duration) {
 	g.mu.Lock()
 	g.closing = true
 	if g.active == 0 {
@@ -688,7 +711,12 @@ func (g *memoGroup) closeAndWait() {
 	idle := make(chan struct{})
 	g.idle = idle
 	g.mu.Unlock()
-	<-idle
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C: // a function ignoring its context: do not hang Close on it
+	}
 }
 
 func (g *memoGroup) join(key string) (*memoFlight, bool) {

@@ -156,10 +156,10 @@ func (rw *ResponseWriter) release() {
 	if !rw.hold {
 		return
 	}
-	rw.hold = false
 	if !rw.commit {
-		rw.doCommit()
+		rw.doCommit() // still held: records the status and snapshot only
 	}
+	rw.hold = false
 	h := rw.w.Header()
 	clear(h)
 	for k, vs := range rw.hdr {

@@ -1,0 +1,47 @@
+package core
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// A memoized function that ignores its context holds neither the callers
+// that joined its fill (past FillTimeout they call fn themselves) nor Close
+// (bounded by the longest FillTimeout plus a second). The 10 s bounds below
+// only detect a hang; they are not performance assertions.
+func TestMemoStuckFillDoesNotHang(t *testing.T) {
+	rc, err := New(Config{Regions: map[string]RegionConfig{"r": {FillTimeout: 100 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	started := make(chan struct{})
+	go Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) {
+		close(started)
+		<-block // ignores ctx
+		return "v", nil
+	})
+	<-started
+	got := make(chan string, 1)
+	go func() {
+		v, _ := Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) { return "own", nil })
+		got <- v
+	}()
+	select {
+	case v := <-got:
+		if v != "own" {
+			t.Fatalf("waiter got %q, want its own call's value", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter hung on a fill that ignores its context")
+	}
+	closed := make(chan struct{})
+	go func() { rc.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung on a fill that ignores its context")
+	}
+}
