@@ -358,6 +358,12 @@ func (c *Cache) closeBackends() error {
 // unusable, in every region. It costs one counter update per tag and
 // backend, whatever the number of entries.
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
+	return c.invalidateTags(ctx, false, tags)
+}
+
+// invalidateTags bumps each tag's counter in every counter space, softly
+// (soft.go) or not.
+func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) error {
 	var errs []error
 	for _, t := range tags {
 		if t == "" {
@@ -366,7 +372,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	for _, g := range c.counterSpaces() {
 		for _, t := range tags {
-			if err := g.be.bump(ctx, g.regions[0].tagCounter(t)); err != nil { // the name routes read (hashed where needed)
+			if err := bumpCounter(ctx, g.be, g.regions[0].tagCounter(t), soft); err != nil { // the name routes read (hashed where needed)
 				errs = append(errs, err)
 			}
 		}
@@ -375,10 +381,10 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 		}
 	}
 	if len(tags) > 0 {
-		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...)})
+		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: soft})
 	}
 	if len(errs) > 0 {
-		c.log.Error("routecache: invalidate tags", "tags", tags, "err", errors.Join(errs...))
+		c.log.Error("routecache: invalidate tags", "tags", tags, "soft", soft, "err", errors.Join(errs...))
 		return fmt.Errorf("routecache: invalidate tags: %w", errors.Join(errs...))
 	}
 	return nil
@@ -386,16 +392,20 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 
 // InvalidateRegion makes every entry of the named region unusable.
 func (c *Cache) InvalidateRegion(ctx context.Context, name string) error {
+	return c.invalidateRegion(ctx, false, name)
+}
+
+func (c *Cache) invalidateRegion(ctx context.Context, soft bool, name string) error {
 	r, err := c.Region(name)
 	if err != nil {
 		return err
 	}
 	r.stats.invalidations.Add(1)
-	if err := r.be.bump(ctx, r.regionCounter); err != nil {
+	if err := bumpCounter(ctx, r.be, r.regionCounter, soft); err != nil {
 		r.backendError("invalidate-region", err)
 		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
 	}
-	c.emit(InvalidationEvent{Kind: "region", Region: name})
+	c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: soft})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"sync"
@@ -518,7 +519,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		return
 	}
 	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		lkey := r.ns + "l:" + hashKey(mc.canonical)
+		lkey := r.leaseKey(mc.canonical)
 		token, got, lerr := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
 		switch {
 		case lerr != nil:
@@ -574,38 +575,11 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	for i, n := range mc.names {
 		snap[i] = counterSnap{name: n, value: vals[i]}
 	}
-	e := &entry{
-		status:    200,
-		body:      body,
-		created:   start.UnixNano(),
-		fillNanos: int64(time.Since(start)),
-		key:       mc.canonical,
-		counters:  snap,
-	}
-	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	e := r.newEntry(http.StatusOK, nil, body, mc.canonical, snap, start)
 	e.prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FillTimeout)
 	defer cancelStore()
-	o, t0 := r.obsStart()
-	serr := r.be.store(storeCtx, mc.skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
-	r.obsLatency(o, "set", t0)
-	if serr != nil {
-		switch {
-		case errors.Is(serr, errTooLarge):
-			r.stats.addNotStored(NotStoredTooLarge)
-		case errors.Is(serr, errDropped):
-			r.stats.addNotStored(NotStoredDropped)
-		default:
-			r.opDone(storeCtx, "set", serr)
-			r.stats.addNotStored(NotStoredBackend)
-		}
-		return
-	}
-	r.stats.stores.Add(1)
-	if o != nil {
-		o.Store(r.name, len(body))
-	}
+	r.storeEntry(storeCtx, mc.skey, e)
 }
 
 // memoRun calls fn, recording its value, error or panic in res. It

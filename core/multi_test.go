@@ -207,7 +207,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	req := httptest.NewRequest("GET", "/dead", nil)
 	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
-	lkey := r.ns + "l:" + hashKey(canonical)
+	lkey := r.leaseKey(canonical)
 	if _, got, err := r.be.(leaser).acquire(context.Background(), lkey, 400*time.Millisecond); err != nil || !got {
 		t.Fatalf("acquire: %v %v", got, err)
 	}

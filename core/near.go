@@ -227,7 +227,7 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 // then the SHA-256 of the canonical key. A near hit never computes it.
 func remoteKey(canonical string) string {
 	i := strings.IndexByte(canonical, ':')
-	return canonical[:i+1] + "e:" + hashKey(canonical)
+	return entryKey(canonical[:i+1], canonical)
 }
 
 // localCounters fills vals from local copies, if all are present and
@@ -298,10 +298,16 @@ func (n *nearBackend) bump(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if n.client != nil {
-		if perr := n.client.Publish(ctx, n.channel, n.instance+"|"+name).Err(); perr != nil {
-			return fmt.Errorf("publish invalidation: %w", perr)
-		}
+	return n.publish(ctx, name)
+}
+
+// publish tells the other instances (Redis only) that a counter moved.
+func (n *nearBackend) publish(ctx context.Context, name string) error {
+	if n.client == nil {
+		return nil
+	}
+	if err := n.client.Publish(ctx, n.channel, n.instance+"|"+name).Err(); err != nil {
+		return fmt.Errorf("publish invalidation: %w", err)
 	}
 	return nil
 }

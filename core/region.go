@@ -131,10 +131,17 @@ func (r *Region) storageKey(canonical string) string {
 		return canonical // hashed by the near cache only when it goes remote
 	}
 	if r.be.remote() {
-		return r.ns + "e:" + hashKey(canonical)
+		return entryKey(r.ns, canonical)
 	}
 	return canonical
 }
+
+// entryKey is where a remote backend keeps the entry of a canonical key:
+// the namespace ("prefix:"), then the SHA-256 of the key.
+func entryKey(ns, canonical string) string { return ns + "e:" + hashKey(canonical) }
+
+// leaseKey is where the fill lease of a canonical key lives.
+func (r *Region) leaseKey(canonical string) string { return r.ns + "l:" + hashKey(canonical) }
 
 // backendError counts and logs (at most once a second per region) a
 // backend failure. The request it happened in runs uncached.
@@ -774,7 +781,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	}
 	// Across instances: one fills, the others wait for its entry.
 	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		lkey := r.ns + "l:" + hashKey(canonical)
+		lkey := r.leaseKey(canonical)
 		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
 		switch {
 		case lerr != nil:
@@ -826,6 +833,51 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		panic(res.panicked)
 	}
 	return res.err
+}
+
+// newEntry builds the entry of a response (or memoized value) whose
+// producer started at start, with the counter snapshot read before it ran
+// and the region's lifetimes.
+func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []counterSnap, start time.Time) *entry {
+	e := &entry{
+		status:    status,
+		header:    header,
+		body:      body,
+		created:   start.UnixNano(),
+		fillNanos: int64(time.Since(start)),
+		key:       canonical,
+		counters:  snap,
+	}
+	e.freshUntil = e.created + int64(r.cfg.TTL)
+	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	return e
+}
+
+// storeEntry writes e for its kept lifetime and accounts for the outcome:
+// a refusal is counted as a not-stored reason, a failure also as a backend
+// error. It reports whether the entry was stored.
+func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
+	o, t0 := r.obsStart()
+	err := r.be.store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	r.obsLatency(o, "set", t0)
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge):
+		r.stats.addNotStored(NotStoredTooLarge)
+		return false
+	case errors.Is(err, errDropped):
+		r.stats.addNotStored(NotStoredDropped)
+		return false
+	default:
+		r.opDone(ctx, "set", err)
+		r.stats.addNotStored(NotStoredBackend)
+		return false
+	}
+	r.stats.stores.Add(1)
+	if o != nil {
+		o.Store(r.name, len(e.body))
+	}
+	return true
 }
 
 // awaitRemote polls for the entry another instance is filling, with a
@@ -926,17 +978,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	for i, n := range names {
 		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
 	}
-	e := &entry{
-		status:    rw.status,
-		header:    storedHeader(rw.before, rw.snapshot),
-		body:      rw.body,
-		created:   start.UnixNano(),
-		fillNanos: int64(time.Since(start)),
-		key:       canonical,
-		counters:  snap,
-	}
-	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	e := r.newEntry(rw.status, storedHeader(rw.before, rw.snapshot), rw.body, canonical, snap, start)
 	if e.etag = e.header.Get("Etag"); e.etag == "" {
 		e.etag = strongETag(e.body)
 		e.header["Etag"] = []string{e.etag}
@@ -947,23 +989,8 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	e.prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancelStore()
-	o, t0 := r.obsStart()
-	serr := r.be.store(storeCtx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
-	r.obsLatency(o, "set", t0)
-	if serr != nil {
-		if errors.Is(serr, errTooLarge) {
-			r.stats.addNotStored(NotStoredTooLarge)
-		} else if errors.Is(serr, errDropped) {
-			r.stats.addNotStored(NotStoredDropped)
-		} else {
-			r.opDone(storeCtx, "set", serr)
-			r.stats.addNotStored(NotStoredBackend)
-		}
+	if !r.storeEntry(storeCtx, skey, e) {
 		return res
-	}
-	r.stats.stores.Add(1)
-	if o != nil {
-		o.Store(r.name, len(e.body))
 	}
 	// Hand the entry to waiters only if no invalidation landed meanwhile.
 	now := make([]uint64, len(names))
@@ -1008,7 +1035,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	}
 	// One refresh across instances too: whoever holds the lease does it.
 	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		lkey := r.ns + "l:" + hashKey(canonical)
+		lkey := r.leaseKey(canonical)
 		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
 		if lerr != nil || !got {
 			failed = false

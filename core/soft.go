@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,12 +171,7 @@ func (n *nearBackend) softBump(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if n.client != nil {
-		if perr := n.client.Publish(ctx, n.channel, n.instance+"|"+name).Err(); perr != nil {
-			return fmt.Errorf("publish invalidation: %w", perr)
-		}
-	}
-	return nil
+	return n.publish(ctx, name)
 }
 
 func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
@@ -241,49 +235,18 @@ func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals [
 // InvalidateTags): the next request is answered from the stale entry at
 // once (X-Cache: STALE) while the entry is refreshed in the background.
 func (c *Cache) InvalidateTagsSoft(ctx context.Context, tags ...string) error {
-	for _, t := range tags {
-		if t == "" {
-			return errors.New("routecache: empty tag")
-		}
-	}
-	var errs []error
-	for _, g := range c.counterSpaces() {
-		for _, t := range tags {
-			if err := softOrHard(ctx, g.be, g.regions[0].tagCounter(t)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for _, r := range g.regions {
-			r.stats.invalidations.Add(uint64(len(tags)))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("routecache: soft invalidate tags: %w", errors.Join(errs...))
-	}
-	if len(tags) > 0 {
-		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: true})
-	}
-	return nil
+	return c.invalidateTags(ctx, true, tags)
 }
 
 // InvalidateRegionSoft is InvalidateRegion marking entries stale rather
 // than unusable (see InvalidateTagsSoft).
 func (c *Cache) InvalidateRegionSoft(ctx context.Context, name string) error {
-	r, err := c.Region(name)
-	if err != nil {
-		return err
-	}
-	r.stats.invalidations.Add(1)
-	if err := softOrHard(ctx, r.be, r.regionCounter); err != nil {
-		r.backendError("invalidate-region", err)
-		return fmt.Errorf("routecache: soft invalidate region %q: %w", name, err)
-	}
-	c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: true})
-	return nil
+	return c.invalidateRegion(ctx, true, name)
 }
 
-func softOrHard(ctx context.Context, be backend, name string) error {
-	if sb, ok := be.(softBackend); ok {
+// bumpCounter bumps a counter, softly when asked and the backend can.
+func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
+	if sb, ok := be.(softBackend); ok && soft {
 		return sb.softBump(ctx, name)
 	}
 	return be.bump(ctx, name)
