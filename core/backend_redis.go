@@ -109,13 +109,16 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	if b.cluster {
-		return b.loadPipelined(ctx, key, names, vals)
-	}
 	keys := make([]string, 0, 1+len(names))
 	keys = append(keys, key)
 	keys = append(keys, names...)
-	res, err := b.client.MGet(ctx, keys...).Result()
+	var res []any
+	var err error
+	if b.cluster {
+		res, err = b.getMany(ctx, keys) // the keys live in several slots
+	} else {
+		res, err = b.client.MGet(ctx, keys...).Result()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -128,35 +131,29 @@ func (b *redisBackend) load(ctx context.Context, key string, names []string, val
 	return decodeRedisValue(res[0])
 }
 
-func (b *redisBackend) loadPipelined(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+// getMany is MGET as one pipeline of GETs, which a cluster client splits by
+// node and sends in parallel: nil for a missing key, else the string.
+func (b *redisBackend) getMany(ctx context.Context, keys []string) ([]any, error) {
 	pipe := b.client.Pipeline()
-	ecmd := pipe.Get(ctx, key)
-	cmds := make([]*redis.StringCmd, len(names))
-	for i, n := range names {
-		cmds[i] = pipe.Get(ctx, n)
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
+	out := make([]any, len(keys))
 	for i, c := range cmds {
 		v, err := c.Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			vals[i] = 0
 		case err != nil:
 			return nil, err
 		default:
-			vals[i] = parseCounter(v)
+			out[i] = v
 		}
 	}
-	v, err := ecmd.Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeRedisValue(v)
+	return out, nil
 }
 
 // decodeRedisValue decodes an MGET/GET reply: nil is absent, and the
@@ -178,23 +175,12 @@ func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint
 	}
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	pipe := b.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(names))
-	for i, n := range names {
-		cmds[i] = pipe.Get(ctx, n)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	res, err := b.getMany(ctx, names)
+	if err != nil {
 		return err
 	}
-	for i, c := range cmds {
-		v, err := c.Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-		vals[i] = 0
-		if err == nil {
-			vals[i] = parseCounter(v)
-		}
+	for i := range names {
+		vals[i] = parseCounter(res[i])
 	}
 	return nil
 }

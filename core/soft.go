@@ -2,13 +2,11 @@ package core
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/bradfitz/gomemcache/memcache"
-	"github.com/redis/go-redis/v9"
 )
 
 // Soft invalidation marks entries stale instead of unusable: in a region
@@ -111,21 +109,19 @@ func (b *redisBackend) softBump(ctx context.Context, name string) error {
 func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	pipe := b.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(names))
+	keys := make([]string, len(names))
 	for i, n := range names {
-		cmds[i] = pipe.Get(ctx, softKey(n))
+		keys[i] = softKey(n)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	res, err := b.getMany(ctx, keys)
+	if err != nil {
 		return err
 	}
-	for i, c := range cmds {
-		v, err := c.Bytes()
-		if err != nil {
-			marks[i] = softMark{}
-			continue
+	for i, v := range res {
+		marks[i] = softMark{}
+		if s, ok := v.(string); ok {
+			marks[i] = decodeMark([]byte(s))
 		}
-		marks[i] = decodeMark(v)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@
 package echoadapter
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -34,7 +33,7 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.Middlewa
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			return rt.Serve(c.Response(), c.Request(), params{c}, c.Path(), func(w http.ResponseWriter, r *http.Request) error {
-				return runNext(c, next, w, r)
+				return runNext(c, next, w, r, true)
 			})
 		}
 	}, nil
@@ -63,10 +62,7 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, er
 			return iv.Serve(c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
 				// A handler returning nil succeeded, written or not (Echo
 				// answers 200): not a failure that skips invalidation.
-				if err := runNext(c, next, w, r); !errors.Is(err, core.ErrSkipStore) {
-					return err
-				}
-				return nil
+				return runNext(c, next, w, r, false)
 			})
 		}
 	}, nil
@@ -76,7 +72,10 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, er
 // the core's writer, the handler gets a fresh echo.Response over it, so
 // Echo's own bookkeeping (Committed, Status, Size) and the original
 // response's hooks stay right: the core writer forwards to the original.
-func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *http.Request) error {
+// With skipUncommitted, a nil return without a written response reports
+// core.ErrSkipStore (nothing worth caching); an invalidating route counts
+// it as the success Echo answers it with.
+func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *http.Request, skipUncommitted bool) error {
 	origRes, origReq := c.Response(), c.Request()
 	cw, wrapped := w.(*core.ResponseWriter)
 	var res *echo.Response
@@ -90,7 +89,7 @@ func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *ht
 		c.SetRequest(origReq)
 	}()
 	err := next(c)
-	if err == nil && wrapped && !res.Committed {
+	if err == nil && skipUncommitted && wrapped && !res.Committed {
 		// Echo reports 200 before anything is written; a handler that
 		// returned nil without writing has no response worth keeping.
 		return core.ErrSkipStore
