@@ -138,61 +138,75 @@ type memoryBackend struct {
 }
 
 // counterMap is a sharded copy-on-write map of counters: a read is one
-// atomic pointer load and a map lookup, with no lock and no shared write,
-// so hits on any number of cores do not contend. Creating a counter (the
-// first invalidation of a tag or key) copies one shard of 64.
+// hash of the name, one atomic pointer load and a lookup by that hash,
+// with no lock and no shared write, so hits on any number of cores do not
+// contend. The maps are keyed by the name's 64-bit hash (hashing the name
+// once, where a string-keyed map would hash it again); names that share a
+// hash chain behind it. Creating a counter (the first invalidation of a
+// tag or key) copies one shard of 64.
 type counterMap struct {
 	seed   maphash.Seed
 	shards [64]counterShard
 }
 
 type counterShard struct {
-	m  atomic.Pointer[map[string]*atomic.Uint64]
+	m  atomic.Pointer[map[uint64]*namedCounter]
 	mu sync.Mutex // serialises writers
 	_  [48]byte   // keep shards on separate cache lines
 }
 
-func (c *counterMap) shard(name string) *counterShard {
-	return &c.shards[maphash.String(c.seed, name)&63]
+// namedCounter is one counter; next chains names with the same hash.
+type namedCounter struct {
+	v    atomic.Uint64
+	name string
+	next *namedCounter
 }
 
 func (c *counterMap) get(name string) *atomic.Uint64 {
-	if m := c.shard(name).m.Load(); m != nil {
-		return (*m)[name]
+	h := maphash.String(c.seed, name)
+	if m := c.shards[h&63].m.Load(); m != nil {
+		for n := (*m)[h]; n != nil; n = n.next {
+			if n.name == name {
+				return &n.v
+			}
+		}
 	}
 	return nil
 }
 
 // getOrCreate returns the counter, creating it with init() when missing.
 func (c *counterMap) getOrCreate(name string, init func() uint64) (v *atomic.Uint64, created bool) {
-	s := c.shard(name)
-	if m := s.m.Load(); m != nil {
-		if v = (*m)[name]; v != nil {
-			return v, false
-		}
+	if v = c.get(name); v != nil {
+		return v, false
 	}
+	h := maphash.String(c.seed, name)
+	s := &c.shards[h&63]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.m.Load()
+	var head *namedCounter
 	if old != nil {
-		if v = (*old)[name]; v != nil {
-			return v, false
+		head = (*old)[h]
+		for n := head; n != nil; n = n.next {
+			if n.name == name {
+				return &n.v, false
+			}
 		}
 	}
-	next := make(map[string]*atomic.Uint64, 1+lenOf(old))
+	next := make(map[uint64]*namedCounter, 1+lenOf(old))
 	if old != nil {
 		for k, x := range *old {
 			next[k] = x
 		}
 	}
-	v = new(atomic.Uint64)
-	v.Store(init())
-	next[strings.Clone(name)] = v
+	n := &namedCounter{name: strings.Clone(name), next: head}
+	n.v.Store(init())
+	next[h] = n
 	s.m.Store(&next)
-	return v, true
+	return &n.v, true
 }
 
-func lenOf(m *map[string]*atomic.Uint64) int {
+func lenOf(m *map[uint64]*namedCounter) int {
 	if m == nil {
 		return 0
 	}
@@ -230,10 +244,16 @@ func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
 	if counters < 1000 {
 		counters = 1000
 	}
+	seed := maphash.MakeSeed()
 	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: counters,
 		MaxCost:     maxBytes,
 		BufferItems: 64,
+		// One hash of the key instead of ristretto's two (memhash for the
+		// slot, xxhash to detect collisions): the region compares every
+		// entry's key text with the request's, so a collision can only
+		// cost a miss, never serve another key's response.
+		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memory backend: %w", err)

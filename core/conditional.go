@@ -56,8 +56,8 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 		}
 	}
 	h := w.Header()
-	for k, vs := range e.header {
-		h[k] = vs[:len(vs):len(vs)]
+	for _, hv := range e.replayed {
+		h[hv.name] = hv.values
 	}
 	age := (now - e.created) / int64(time.Second)
 	if age < 0 {
@@ -78,7 +78,6 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h["Content-Length"] = e.contentLength
 	w.WriteHeader(e.status)
 	if req.Method != http.MethodHead && len(e.body) > 0 {
 		_, _ = w.Write(e.body)

@@ -58,8 +58,19 @@ type entry struct {
 	// derived on creation or decode, never stored
 	contentLength []string // the Content-Length header value, shared by hits
 	lastModified  time.Time
+	// replayed lists the headers a hit writes, Content-Length included,
+	// in a slice: iterating a map on every hit costs more than the writes.
+	replayed []headerValues
 	// hit caches the Age and Cache-Status values of the current second.
 	hit atomic.Pointer[hitHeaders]
+}
+
+// headerValues is one header of a replayed response. Its values are
+// handed out with len == cap, so an Add by later code copies them instead
+// of writing into the entry.
+type headerValues struct {
+	name   string
+	values []string
 }
 
 // hitHeaders are the per-second header values of an entry's hits.
@@ -87,6 +98,15 @@ func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
 // prepare computes the derived fields used on every hit.
 func (e *entry) prepare() {
 	e.contentLength = []string{strconv.Itoa(len(e.body))}
+	e.replayed = make([]headerValues, 0, len(e.header)+1)
+	for _, k := range sortedKeys(e.header) {
+		if k == "Content-Length" {
+			continue // always the body's own length
+		}
+		vs := e.header[k]
+		e.replayed = append(e.replayed, headerValues{k, vs[:len(vs):len(vs)]})
+	}
+	e.replayed = append(e.replayed, headerValues{"Content-Length", e.contentLength})
 	if lm := e.header.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			e.lastModified = t
@@ -128,6 +148,7 @@ func (e *entry) size() int {
 func (e *entry) memSize() int64 {
 	n := int64(len(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
 	n += 64 + int64(len(e.header))*80                    // map buckets per key
+	n += int64(len(e.header)+1) * 40                     // replayed: name and slice per header
 	for k, vs := range e.header {
 		n += int64(len(k)) + 24
 		for _, v := range vs {

@@ -202,15 +202,15 @@ func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool
 			if !ok {
 				return dst, false
 			}
-			dst = append(dst, url.QueryEscape(v)...)
+			dst = appendQueryEscaped(dst, v)
 		case tplQuery:
-			dst = append(dst, url.QueryEscape(r.URL.Query().Get(part.text))...)
+			dst = appendQueryEscaped(dst, r.URL.Query().Get(part.text))
 		case tplHeader:
-			dst = append(dst, url.QueryEscape(strings.Join(r.Header.Values(part.text), ","))...)
+			dst = appendQueryEscaped(dst, strings.Join(r.Header.Values(part.text), ","))
 		case tplMethod:
 			dst = append(dst, cacheMethod(r.Method)...)
 		case tplPath:
-			dst = append(dst, r.URL.EscapedPath()...)
+			dst = append(dst, escapedPath(r.URL)...)
 		}
 	}
 	return dst, true
@@ -266,39 +266,88 @@ func canonicalQuerySlow(raw string) string {
 // the form canonicalQuery produces: name=value pairs of unreserved
 // characters (and '+'), every pair with one '=', names in sorted order.
 func isCanonicalQuery(raw string) bool {
-	prevName := ""
+	prev := ""
 	for len(raw) > 0 {
-		pair := raw
-		if i := strings.IndexByte(raw, '&'); i >= 0 {
-			pair, raw = raw[:i], raw[i+1:]
-			if raw == "" {
-				return false // trailing '&'
-			}
-		} else {
-			raw = ""
+		i := 0 // the name, up to its '='
+		for i < len(raw) && charClass[raw[i]]&classQuery != 0 {
+			i++
 		}
-		eq := strings.IndexByte(pair, '=')
-		if eq <= 0 {
+		if i == 0 || i == len(raw) || raw[i] != '=' || raw[:i] < prev {
 			return false
 		}
-		name, value := pair[:eq], pair[eq+1:]
-		if !unreservedPlus(name) || !unreservedPlus(value) || name < prevName {
+		prev, raw = raw[:i], raw[i+1:]
+		j := 0 // the value, up to the '&' or the end
+		for j < len(raw) && charClass[raw[j]]&classQuery != 0 {
+			j++
+		}
+		switch {
+		case j == len(raw):
+			return true
+		case raw[j] != '&' || j == len(raw)-1: // another '=', a bad byte, a trailing '&'
 			return false
 		}
-		prevName = name
+		raw = raw[j+1:]
 	}
 	return true
 }
 
 func unreservedPlus(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '_' || c == '.' || c == '~' || c == '+') {
+		if charClass[s[i]]&classQuery == 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// Character classes of key text, looked up in one table.
+const (
+	classUnreserved = 1 << iota // A-Z a-z 0-9 - _ . ~ : never escaped
+	classQuery                  // unreserved and '+': kept as is in a canonical query
+	classPath                   // what URL.EscapedPath leaves alone in a path
+)
+
+var charClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '_' || b == '.' || b == '~' {
+			t[c] |= classUnreserved | classQuery | classPath
+		}
+		if b == '+' {
+			t[c] |= classQuery
+		}
+		if strings.IndexByte("/$&+,:;=@", b) >= 0 {
+			t[c] |= classPath
+		}
+	}
+	return t
+}()
+
+func allOf(s string, class uint8) bool {
+	for i := 0; i < len(s); i++ {
+		if charClass[s[i]]&class == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendQueryEscaped appends url.QueryEscape(v), without its allocation
+// when v needs no escaping.
+func appendQueryEscaped(dst []byte, v string) []byte {
+	if allOf(v, classUnreserved) {
+		return append(dst, v...)
+	}
+	return append(dst, url.QueryEscape(v)...)
+}
+
+// escapedPath is u.EscapedPath(), without its scan of the path when the
+// path is plain (no RawPath, only characters a path keeps as they are).
+func escapedPath(u *url.URL) string {
+	if u.RawPath == "" && u.Path != "" && allOf(u.Path, classPath) {
+		return u.Path
+	}
+	return u.EscapedPath()
 }
 
 // hashKey is the lookup key used where a key leaves the process (Redis,

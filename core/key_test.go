@@ -176,6 +176,9 @@ func FuzzKey(f *testing.F) {
 		if isCanonicalQuery(q1) && canonicalQuerySlow(q1) != q1 {
 			t.Fatalf("fast path kept %q, slow path gives %q", q1, canonicalQuerySlow(q1))
 		}
+		if got, want := isCanonicalQuery(q1), isCanonicalQueryRef(q1); got != want {
+			t.Fatalf("isCanonicalQuery(%q) = %v, reference says %v", q1, got, want)
+		}
 		// A canonical query that parses must describe the same values.
 		if v1, err := parseQ(q1); err == nil {
 			if v2, err := parseQ(canonicalQuery(q1)); err != nil || v1 != v2 {
@@ -225,4 +228,50 @@ func parseQ(q string) (string, error) {
 		b.WriteString(";")
 	}
 	return b.String(), nil
+}
+
+// FuzzEscapeFastPaths checks the key builder's table-driven shortcuts
+// against the standard library they stand in for.
+func FuzzEscapeFastPaths(f *testing.F) {
+	for _, s := range []string{"", "/articles/42", "/a b", "/a%2Fb", "*", "/x?y", "/é", "a+b", "/$&+,:;=@", "~-_.", "/a//b/../c"} {
+		f.Add(s, "")
+		f.Add(s, "/raw")
+	}
+	f.Fuzz(func(t *testing.T, s, raw string) {
+		if got, want := string(appendQueryEscaped(nil, s)), url.QueryEscape(s); got != want {
+			t.Fatalf("appendQueryEscaped(%q) = %q, want %q", s, got, want)
+		}
+		u := &url.URL{Path: s, RawPath: raw}
+		if got, want := escapedPath(u), u.EscapedPath(); got != want {
+			t.Fatalf("escapedPath(%q, raw %q) = %q, want %q", s, raw, got, want)
+		}
+	})
+}
+
+// isCanonicalQueryRef is the plain statement of what isCanonicalQuery
+// decides in one pass: name=value pairs split on '&' (no empty pair, no
+// trailing '&'), exactly one '=' and a non-empty name in each, names and
+// values of unreserved characters and '+', names in sorted order.
+func isCanonicalQueryRef(raw string) bool {
+	prev := ""
+	for _, pair := range strings.Split(raw, "&") {
+		if raw == "" {
+			return true
+		}
+		name, value, ok := strings.Cut(pair, "=")
+		if !ok || name == "" || strings.Contains(value, "=") || !unreservedPlus(name) || !unreservedPlus(value) || name < prev {
+			return false
+		}
+		prev = name
+	}
+	return true
+}
+
+func TestIsCanonicalQuery(t *testing.T) {
+	for _, q := range []string{"", "a=1", "a=1&b=2", "b=2&a=1", "a=1&", "&a=1", "a", "=1", "a=1=2", "a=&b=", "a=1&a=0",
+		"a=1&&b=2", "a+b=c+d", "a=%20", "a=1;b=2", "page=2&sort=title", "a=1&b"} {
+		if got, want := isCanonicalQuery(q), isCanonicalQueryRef(q); got != want {
+			t.Errorf("isCanonicalQuery(%q) = %v, want %v", q, got, want)
+		}
+	}
 }

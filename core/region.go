@@ -27,16 +27,20 @@ type Region struct {
 	// keyCounterPrefix and tagCounterPrefix start the logical names of key
 	// and tag counters.
 	keyCounterPrefix, tagCounterPrefix string
-	status                             map[int]bool
-	varyHeaders                        []string // canonical, sorted
-	varyHeader                         map[string]bool
-	varyCookies                        []string // sorted
-	varyCookie                         map[string]bool
-	ignoreCookie                       map[string]bool
-	stats                              regionStats
-	flights                            flightGroup
-	brk                                *breaker      // nil for the memory backend
-	refreshSem                         chan struct{} // bounds background refreshes
+	// keyHead and keyHeadGET start every canonical key of the region: the
+	// namespace, key format and region name, and for GET (and HEAD) the
+	// method too, encoded once instead of on every request.
+	keyHead, keyHeadGET []byte
+	status              map[int]bool
+	varyHeaders         []string // canonical, sorted
+	varyHeader          map[string]bool
+	varyCookies         []string // sorted
+	varyCookie          map[string]bool
+	ignoreCookie        map[string]bool
+	stats               regionStats
+	flights             flightGroup
+	brk                 *breaker      // nil for the memory backend
+	refreshSem          chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
 }
@@ -53,6 +57,13 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
 	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
 	r.tagCounterPrefix = r.ns + "v:t:"
+	kb := keyBuilder{b: []byte(r.ns)}
+	kb.field(keyFormat)
+	kb.field(name)
+	r.keyHead = kb.b
+	kb = keyBuilder{b: slices.Clone(r.keyHead)}
+	kb.field(http.MethodGet)
+	r.keyHeadGET = kb.b
 	for _, s := range cfg.Statuses {
 		r.status[s] = true
 	}
@@ -349,10 +360,12 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string) bool {
 	r := rt.r
 	kb := keyBuilder{b: st.key}
-	kb.b = append(kb.b, r.ns...)
-	kb.field(keyFormat)
-	kb.field(r.name)
-	kb.field(cacheMethod(req.Method))
+	if m := req.Method; m == http.MethodGet || m == http.MethodHead {
+		kb.b = append(kb.b, r.keyHeadGET...)
+	} else {
+		kb.b = append(kb.b, r.keyHead...)
+		kb.field(m)
+	}
 	st.refs = append(st.refs, nameRef{static: r.regionCounter})
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
@@ -365,7 +378,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		kb.field("t")
 		kb.field(unsafeString(st.nbuf[vs:]))
 	} else {
-		path := req.URL.EscapedPath()
+		path := escapedPath(req.URL)
 		st.nbuf = append(st.nbuf, path...)
 		kb.field("d")
 		kb.field(req.Host)

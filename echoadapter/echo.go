@@ -8,6 +8,7 @@ package echoadapter
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/routecache/routecache/core"
@@ -32,12 +33,38 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.Middlewa
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			return rt.Serve(c.Response(), c.Request(), params{c}, c.Path(), func(w http.ResponseWriter, r *http.Request) error {
-				return runNext(c, next, w, r, true)
-			})
+			k := calls.Get().(*call)
+			k.c, k.next = c, next
+			err := rt.Serve(c.Response(), c.Request(), k, c.Path(), k.run)
+			k.c, k.next = nil, nil
+			calls.Put(k)
+			return err
 		}
 	}, nil
 }
+
+// call carries one request through rt.Serve: it is the route's Params and,
+// through run, the Next that runs the handler. Pooled, so a hit allocates
+// neither an interface value nor a closure; the core calls both only
+// while Serve runs.
+type call struct {
+	c    echo.Context
+	next echo.HandlerFunc
+	run  core.Next // serveNext, bound once
+}
+
+var calls = sync.Pool{New: func() any {
+	k := &call{}
+	k.run = k.serveNext
+	return k
+}}
+
+func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
+	return runNext(k.c, k.next, w, r, true)
+}
+
+// Get returns the value of the route parameter name.
+func (k *call) Get(name string) (string, bool) { return params{k.c}.Get(name) }
 
 // Invalidate returns route middleware for mutating routes: after the
 // handler answers 2xx (and returned nil), before the answer is sent, it

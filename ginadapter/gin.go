@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
@@ -34,15 +35,36 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFu
 		return nil, err
 	}
 	return func(c *gin.Context) {
-		ran := false
-		_ = rt.Serve(c.Writer, c.Request, &c.Params, c.FullPath(), func(w http.ResponseWriter, r *http.Request) error {
-			ran = true
-			return runNext(c, w, r)
-		})
+		k := calls.Get().(*call)
+		k.c, k.ran = c, false
+		_ = rt.Serve(c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
+		ran := k.ran
+		k.c = nil
+		calls.Put(k)
 		if !ran {
 			c.Abort() // served from the cache: the handler must not run
 		}
 	}, nil
+}
+
+// call carries one request through rt.Serve; its run is the Next that
+// runs the rest of the chain. Pooled, so a hit allocates no closure; the
+// core calls run only while Serve runs.
+type call struct {
+	c   *gin.Context
+	ran bool
+	run core.Next // serveNext, bound once
+}
+
+var calls = sync.Pool{New: func() any {
+	k := &call{}
+	k.run = k.serveNext
+	return k
+}}
+
+func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
+	k.ran = true
+	return runNext(k.c, w, r)
 }
 
 // Invalidate returns a handler for mutating routes: after the rest of the
