@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/eko/gocache/lib/v4/store"
@@ -147,6 +148,33 @@ type memoryBackend struct {
 type counterMap struct {
 	seed   maphash.Seed
 	shards [64]counterShard
+	// exists is a one-sided filter in front of the shards: a clear bit
+	// (indexed by a cheap hash of the name's length and last bytes) means
+	// no counter of such a name was ever created, and a lookup ends
+	// without hashing the whole name. Counters are never removed, so bits
+	// are never cleared; a set bit only sends the lookup on to its shard.
+	exists [64]atomic.Uint64
+}
+
+// quickHash mixes a name's length and last eight bytes: counter names
+// share long prefixes and differ at the end.
+func quickHash(s string) uint64 {
+	x := uint64(len(s)) * 0x9e3779b97f4a7c15
+	if len(s) >= 8 {
+		x ^= binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[len(s)-8:]), 8))
+	} else {
+		for i := 0; i < len(s); i++ {
+			x = x<<8 | x>>56 ^ uint64(s[i])
+		}
+	}
+	x ^= x >> 29
+	x *= 0xbf58476d1ce4e5b9
+	return x ^ x>>32
+}
+
+func (c *counterMap) mayExist(name string) bool {
+	h := quickHash(name)
+	return c.exists[h>>6&63].Load()&(1<<(h&63)) != 0
 }
 
 type counterShard struct {
@@ -163,6 +191,9 @@ type namedCounter struct {
 }
 
 func (c *counterMap) get(name string) *atomic.Uint64 {
+	if !c.mayExist(name) {
+		return nil
+	}
 	h := maphash.String(c.seed, name)
 	if m := c.shards[h&63].m.Load(); m != nil {
 		for n := (*m)[h]; n != nil; n = n.next {
@@ -201,6 +232,10 @@ func (c *counterMap) getOrCreate(name string, init func() uint64) (v *atomic.Uin
 	}
 	n := &namedCounter{name: strings.Clone(name), next: head}
 	n.v.Store(init())
+	// The filter bit goes up before the counter is published: a reader
+	// that finds it clear read before the creation.
+	qh := quickHash(name)
+	c.exists[qh>>6&63].Or(1 << (qh & 63))
 	next[h] = n
 	s.m.Store(&next)
 	return &n.v, true

@@ -74,3 +74,21 @@ func TestCounterMapChains(t *testing.T) {
 		t.Fatal("tag:a lost while other counters were created")
 	}
 }
+
+// TestCounterMapFilter checks the one-sided filter: every created counter
+// passes it, and a map with no counters lets nothing through.
+func TestCounterMapFilter(t *testing.T) {
+	c := &counterMap{seed: maphash.MakeSeed()}
+	for i := 0; i < 100; i++ {
+		if c.mayExist(fmt.Sprintf("p:v:k:r:/articles/%d", i)) {
+			t.Fatal("empty map: filter let a name through")
+		}
+	}
+	for i := 0; i < 5000; i++ {
+		name := fmt.Sprintf("p:v:t:article:%d", i)
+		c.getOrCreate(name, func() uint64 { return 5 })
+		if !c.mayExist(name) || c.get(name) == nil {
+			t.Fatalf("%s created but filtered out", name)
+		}
+	}
+}
