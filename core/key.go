@@ -64,6 +64,10 @@ type template struct {
 	parts []tplPart
 	// static is set when the template has no placeholders.
 	static bool
+	// printable is set when every expansion is visible ASCII without
+	// spaces: literal parts are, and no {method} placeholder (substituted
+	// values are query-escaped, paths escaped, so those always are).
+	printable bool
 }
 
 type tplKind uint8
@@ -129,6 +133,12 @@ func parseTemplate(s string) (*template, error) {
 	if t.static {
 		for _, p := range t.parts {
 			t.text += p.text
+		}
+	}
+	t.printable = true
+	for _, p := range t.parts {
+		if p.kind == tplMethod || p.kind == tplLiteral && !allOf(p.text, classPrintable) {
+			t.printable = false
 		}
 	}
 	return t, nil
@@ -305,6 +315,7 @@ const (
 	classUnreserved = 1 << iota // A-Z a-z 0-9 - _ . ~ : never escaped
 	classQuery                  // unreserved and '+': kept as is in a canonical query
 	classPath                   // what URL.EscapedPath leaves alone in a path
+	classPrintable              // visible ASCII, no space: a storage key as it is
 )
 
 var charClass = func() (t [256]uint8) {
@@ -318,6 +329,9 @@ var charClass = func() (t [256]uint8) {
 		}
 		if strings.IndexByte("/$&+,:;=@", b) >= 0 {
 			t[c] |= classPath
+		}
+		if ' ' < b && b < 0x7f {
+			t[c] |= classPrintable
 		}
 	}
 	return t

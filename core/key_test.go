@@ -275,3 +275,47 @@ func TestIsCanonicalQuery(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRemoteCounterNames checks build's shortcut for remote counter names
+// (escaped values and pre-checked fixed parts skip the printable scan)
+// against Region.counterName applied to the logical names.
+func FuzzRemoteCounterNames(f *testing.F) {
+	f.Add("p", "article:{id}", "42", "/articles/42")
+	f.Add("p q", "a b:{id}", "x y", "/a b/\x01")
+	f.Add("p", "t:{method}", "é", "/"+strings.Repeat("x", 230))
+	f.Add("", "{header:X-V}:{query:q}:{path}", "%", "/%2F")
+	f.Fuzz(func(t *testing.T, prefix, tag, param, path string) {
+		if strings.ContainsAny(prefix, ":") || prefix == "" {
+			prefix = "p" + strings.ReplaceAll(prefix, ":", "")
+		}
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: "redis://127.0.0.1:1/0", Prefix: prefix}}})
+		if err != nil {
+			t.Skip(err)
+		}
+		defer c.Close()
+		rt, err := c.Route("r", Tags(tag))
+		if err != nil {
+			return
+		}
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL.Path, req.URL.RawPath = path, ""
+		req.URL.RawQuery = "q=" + url.QueryEscape(param)
+		req.Header.Set("X-V", param)
+		req.SetPathValue("id", param)
+		st := getState()
+		defer putState(st)
+		if !rt.build(st, req, PathValues{R: req}, "/p") {
+			return
+		}
+		r := rt.r
+		for i, ref := range st.refs {
+			if ref.static != "" {
+				continue
+			}
+			logical := string(st.nbuf[ref.s:ref.e])
+			if want := r.counterName(logical); st.names[i] != want {
+				t.Fatalf("name %d: built %q, counterName gives %q", i, st.names[i], want)
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -78,8 +79,12 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", u.Redacted(), err)
 	}
+	seed := maphash.MakeSeed()
 	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes, BufferItems: 64,
+		// One hash per lookup, as in the memory backend: the region
+		// compares the entry's key text, so a collision is only a miss.
+		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)

@@ -31,16 +31,19 @@ type Region struct {
 	// namespace, key format and region name, and for GET (and HEAD) the
 	// method too, encoded once instead of on every request.
 	keyHead, keyHeadGET []byte
-	status              map[int]bool
-	varyHeaders         []string // canonical, sorted
-	varyHeader          map[string]bool
-	varyCookies         []string // sorted
-	varyCookie          map[string]bool
-	ignoreCookie        map[string]bool
-	stats               regionStats
-	flights             flightGroup
-	brk                 *breaker      // nil for the memory backend
-	refreshSem          chan struct{} // bounds background refreshes
+	// prefixPrintable is set when the key and tag counter prefixes are
+	// visible ASCII (the Prefix and region name are the user's).
+	prefixPrintable bool
+	status          map[int]bool
+	varyHeaders     []string // canonical, sorted
+	varyHeader      map[string]bool
+	varyCookies     []string // sorted
+	varyCookie      map[string]bool
+	ignoreCookie    map[string]bool
+	stats           regionStats
+	flights         flightGroup
+	brk             *breaker      // nil for the memory backend
+	refreshSem      chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
 }
@@ -57,6 +60,7 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
 	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
 	r.tagCounterPrefix = r.ns + "v:t:"
+	r.prefixPrintable = allOf(r.keyCounterPrefix, classPrintable) && allOf(r.tagCounterPrefix, classPrintable)
 	kb := keyBuilder{b: []byte(r.ns)}
 	kb.field(keyFormat)
 	kb.field(name)
@@ -112,20 +116,15 @@ func (r *Region) counterName(s string) string {
 	if !r.be.remote() {
 		return s
 	}
-	if len(s) <= 200 {
-		ok := true
-		for i := 0; i < len(s); i++ {
-			if s[i] <= ' ' || s[i] >= 0x7f {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return s
-		}
+	if len(s) <= maxPlainCounterName && allOf(s, classPrintable) {
+		return s
 	}
 	return r.ns + "v:h:" + hashKey(s)
 }
+
+// maxPlainCounterName is the longest counter name a remote store keeps
+// as it is; longer ones are hashed.
+const maxPlainCounterName = 200
 
 func (r *Region) keyCounter(key string) string {
 	return r.counterName(r.keyCounterPrefix + key)
@@ -326,10 +325,14 @@ type reqState struct {
 	vals  []uint64
 }
 
-// nameRef is a counter name: a static string, or nbuf[s:e].
+// nameRef is a counter name: a static string, or nbuf[s:e]. printable
+// is set when the built name is known to be visible ASCII (its fixed
+// parts were checked once, its values are escaped), so that only its
+// length decides whether a remote store keeps it as it is.
 type nameRef struct {
-	static string
-	s, e   int
+	static    string
+	s, e      int
+	printable bool
 }
 
 var statePool = sync.Pool{New: func() any {
@@ -386,7 +389,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		kb.field(path)
 		kb.field(canonicalQuery(req.URL.RawQuery))
 	}
-	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf)})
+	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf), printable: r.prefixPrintable && (rt.key == nil || rt.key.printable)})
 	if len(req.Header) == 0 {
 		for range keyedForwardHeaders {
 			kb.values(nil)
@@ -428,7 +431,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		if st.nbuf, ok = t.appendTo(st.nbuf, req, p); !ok {
 			return false
 		}
-		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf)})
+		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf), printable: r.prefixPrintable && t.printable})
 	}
 	// Views are taken only now that nbuf has stopped growing.
 	remote := r.be.remote()
@@ -436,7 +439,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		n := ref.static
 		if n == "" {
 			n = unsafeString(st.nbuf[ref.s:ref.e])
-			if remote {
+			if remote && !(ref.printable && len(n) <= maxPlainCounterName) {
 				n = r.counterName(n)
 			}
 		}
