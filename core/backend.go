@@ -409,12 +409,19 @@ func asBytes(v any) ([]byte, bool) {
 	return nil, false
 }
 
+// parseCounter reads a counter value: decimal ASCII as a string or bytes,
+// 0 when missing or not a number.
 func parseCounter(v any) uint64 {
-	b, ok := asBytes(v)
-	if !ok {
+	var s string
+	switch t := v.(type) {
+	case string:
+		s = t
+	case []byte:
+		s = unsafeString(t) // read here only, never kept
+	default:
 		return 0
 	}
-	n, err := strconv.ParseUint(string(b), 10, 64)
+	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return 0
 	}
