@@ -401,11 +401,13 @@ func (s *storeBackend) load(ctx context.Context, key string, names []string, val
 		}
 		return nil, err
 	}
-	b, ok := asBytes(v)
-	if !ok {
-		return nil, errCorrupt
+	switch t := v.(type) {
+	case string:
+		return decodeString(t) // immutable: the entry views it
+	case []byte:
+		return decodeEntry(t) // the store may reuse it: copied
 	}
-	return decodeEntry(b)
+	return nil, errCorrupt
 }
 
 func (s *storeBackend) counters(ctx context.Context, names []string, vals []uint64) error {
@@ -453,23 +455,19 @@ func isNotFound(err error) bool {
 	return errors.Is(err, store.NotFound{})
 }
 
-// asBytes accepts []byte and string: gocache's Redis store returns string.
-func asBytes(v any) ([]byte, bool) {
-	switch t := v.(type) {
-	case []byte:
-		return t, true
-	case string:
-		return []byte(t), true
-	}
-	return nil, false
-}
-
+// parseCounter reads a counter value: decimal ASCII as a string or bytes,
+// 0 when missing or not a number.
 func parseCounter(v any) uint64 {
-	b, ok := asBytes(v)
-	if !ok {
+	var s string
+	switch t := v.(type) {
+	case string:
+		s = t
+	case []byte:
+		s = unsafeString(t) // read here only, never kept
+	default:
 		return 0
 	}
-	n, err := strconv.ParseUint(string(b), 10, 64)
+	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return 0
 	}

@@ -150,7 +150,9 @@ func (b *memcacheBackend) load(ctx context.Context, key string, names []string, 
 	if it == nil {
 		return nil, nil
 	}
-	return decodeEntry(it.Value)
+	// gomemcache allocates each item's value for this call and keeps no
+	// reference to it: the entry may view it.
+	return decodeShared(it.Value)
 }
 
 func (b *memcacheBackend) counters(ctx context.Context, names []string, vals []uint64) error {
@@ -176,7 +178,7 @@ func memcacheCounter(it *memcache.Item) uint64 {
 	if it == nil {
 		return 0
 	}
-	n, err := strconv.ParseUint(strings.TrimRight(string(it.Value), " "), 10, 64)
+	n, err := strconv.ParseUint(strings.TrimRight(unsafeString(it.Value), " "), 10, 64) // read here only, never kept
 	if err != nil {
 		return 0
 	}

@@ -109,21 +109,30 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	keys := make([]string, 0, 1+len(names))
-	keys = append(keys, key)
-	keys = append(keys, names...)
 	var res []any
 	var err error
 	if b.cluster {
+		keys := make([]string, 0, 1+len(names))
+		keys = append(keys, key)
+		keys = append(keys, names...)
 		res, err = b.getMany(ctx, keys) // the keys live in several slots
 	} else {
-		res, err = b.client.MGet(ctx, keys...).Result()
+		// MGET built here rather than by client.MGet, which copies its
+		// keys into a new argument slice.
+		args := make([]any, 2+len(names))
+		args[0], args[1] = "mget", key
+		for i, n := range names {
+			args[2+i] = n
+		}
+		cmd := redis.NewSliceCmd(ctx, args...)
+		_ = b.client.Process(ctx, cmd)
+		res, err = cmd.Result()
 	}
 	if err != nil {
 		return nil, err
 	}
-	if len(res) != len(keys) {
-		return nil, fmt.Errorf("redis MGET: %d values for %d keys", len(res), len(keys))
+	if len(res) != 1+len(names) {
+		return nil, fmt.Errorf("routecache: redis MGET: %d values for %d keys", len(res), 1+len(names))
 	}
 	for i := range names {
 		vals[i] = parseCounter(res[i+1])
@@ -162,11 +171,13 @@ func decodeRedisValue(v any) (*entry, error) {
 	if v == nil {
 		return nil, nil
 	}
-	b, ok := asBytes(v)
-	if !ok {
-		return nil, errCorrupt
+	switch t := v.(type) {
+	case string:
+		return decodeString(t) // immutable: the entry views it
+	case []byte:
+		return decodeEntry(t)
 	}
-	return decodeEntry(b)
+	return nil, errCorrupt
 }
 
 func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint64) error {

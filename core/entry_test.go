@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 )
 
 func sampleEntry() *entry {
@@ -95,4 +96,74 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("re-encode differs:\n%x\n%x", got, b)
 		}
 	})
+}
+
+// FuzzParseIMFFixdate: the allocation-free date parser accepts only what
+// http.ParseTime accepts, with the same result.
+func FuzzParseIMFFixdate(f *testing.F) {
+	for _, s := range []string{
+		"Tue, 25 Nov 2025 22:46:45 GMT", "Sun, 06 Nov 1994 08:49:37 GMT", "Sat, 29 Feb 2000 00:00:00 GMT",
+		"Sat, 29 Feb 1900 00:00:00 GMT", "Mon, 31 Apr 2024 00:00:00 GMT", "Mon, 01 Jan 0000 23:59:59 GMT",
+		"mon, 01 jan 2024 00:00:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+		"Mon, 01 Jan 2024 24:00:00 GMT", "Mon, 01 Jan 2024 00:60:00 GMT", "Mon, 01 Jan 2024 00:00:60 GMT",
+		"Mon, 00 Jan 2024 00:00:00 GMT", "Mon, 1a Jan 2024 00:00:00 GMT", "Mon, 01 Jan 2024 00:00:00 UTC",
+		"Mon, 01 Jan -024 00:00:00 GMT", "Mon, 01 Jan 2024 +0:00:00 GMT", "onT, 01 Jan 2024 00:00:00 GMT",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseIMFFixdate(s)
+		if !ok {
+			return
+		}
+		want, err := http.ParseTime(s)
+		if err != nil {
+			t.Fatalf("%q: accepted as %v, http.ParseTime refuses it: %v", s, got, err)
+		}
+		if got != want {
+			t.Fatalf("%q: %v, http.ParseTime %v", s, got, want)
+		}
+	})
+}
+
+// TestDecodeViews: an entry decoded from a string views it, one decoded
+// from a buffer the caller keeps owns a copy (a later write to the buffer
+// does not reach it), and header values share one backing array without
+// an append on one header overwriting another's values.
+func TestDecodeViews(t *testing.T) {
+	want := sampleEntry()
+	b := want.encode()
+	s := string(b)
+	fromString, err := decodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fromString.encode(), b) {
+		t.Fatal("string decode does not round-trip")
+	}
+	buf := bytes.Clone(b)
+	fromBuf, err := decodeEntry(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(buf)
+	if !bytes.Equal(fromBuf.encode(), b) {
+		t.Fatal("decodeEntry kept a view of the caller's buffer")
+	}
+	for _, e := range []*entry{fromString, fromBuf} {
+		ct := e.header["Content-Type"]
+		if cap(ct) != len(ct) {
+			t.Fatalf("header slice len %d cap %d: an append would write over the next header", len(ct), cap(ct))
+		}
+		_ = append(ct, "x")
+		if !bytes.Equal(e.encode(), b) {
+			t.Fatal("append to one header changed the entry")
+		}
+		if e.contentLength[0] != "8" || e.lastModified != (time.Time{}) {
+			t.Fatalf("derived fields %q %v", e.contentLength, e.lastModified)
+		}
+	}
+	if _, err := decodeShared([]byte(s[:len(s)-1])); err == nil {
+		t.Fatal("truncated value decoded")
+	}
 }
