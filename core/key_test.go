@@ -319,3 +319,26 @@ func FuzzRemoteCounterNames(f *testing.F) {
 		}
 	})
 }
+
+// TestStorageKeyIn checks the allocation-free storage key against the
+// plain one, on a remote and an in-process region.
+func TestStorageKeyIn(t *testing.T) {
+	for _, backend := range []string{"redis://127.0.0.1:1/0", ""} {
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend, Prefix: "p"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.regions["r"]
+		for _, canonical := range []string{"", "k", strings.Repeat("\x00é", 300)} {
+			st := getState()
+			if got, want := r.storageKeyIn(st, canonical), r.storageKey(canonical); got != want {
+				t.Errorf("backend %q: storageKeyIn(%q) = %q, want %q", backend, canonical, got, want)
+			}
+			putState(st)
+			if got, want := entryKey("p:", canonical), "p:e:"+hashKey(canonical); got != want {
+				t.Errorf("entryKey = %q, want %q", got, want)
+			}
+		}
+		c.Close()
+	}
+}

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -146,9 +148,26 @@ func (r *Region) storageKey(canonical string) string {
 	return canonical
 }
 
+// storageKeyIn is storageKey built in the request's scratch, without
+// allocating: the result views st and is valid until st is pooled.
+func (r *Region) storageKeyIn(st *reqState, canonical string) string {
+	if _, near := r.be.(*nearBackend); near || !r.be.remote() {
+		return canonical
+	}
+	st.skey = appendEntryKey(st.skey[:0], r.ns, canonical)
+	return unsafeString(st.skey)
+}
+
 // entryKey is where a remote backend keeps the entry of a canonical key:
-// the namespace ("prefix:"), then the SHA-256 of the key.
-func entryKey(ns, canonical string) string { return ns + "e:" + hashKey(canonical) }
+// the namespace ("prefix:"), then the SHA-256 of the key in hex.
+func entryKey(ns, canonical string) string { return string(appendEntryKey(nil, ns, canonical)) }
+
+func appendEntryKey(dst []byte, ns, canonical string) []byte {
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(canonical), len(canonical)))
+	dst = append(dst, ns...)
+	dst = append(dst, "e:"...)
+	return hex.AppendEncode(dst, sum[:])
+}
 
 // leaseKey is where the fill lease of a canonical key lives.
 func (r *Region) leaseKey(canonical string) string { return r.ns + "l:" + hashKey(canonical) }
@@ -319,6 +338,7 @@ func (rt *Route) Region() *Region { return rt.r }
 // snapshot) is cloned first.
 type reqState struct {
 	key   []byte
+	skey  []byte // the storage key of a remote entry
 	nbuf  []byte
 	refs  []nameRef
 	names []string
@@ -341,7 +361,7 @@ var statePool = sync.Pool{New: func() any {
 
 func getState() *reqState {
 	st := statePool.Get().(*reqState)
-	st.key, st.nbuf, st.refs, st.names, st.vals = st.key[:0], st.nbuf[:0], st.refs[:0], st.names[:0], st.vals[:0]
+	st.key, st.skey, st.nbuf, st.refs, st.names, st.vals = st.key[:0], st.skey[:0], st.nbuf[:0], st.refs[:0], st.names[:0], st.vals[:0]
 	return st
 }
 
@@ -511,7 +531,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	canonical := unsafeString(st.key)
 	names, vals := st.names, st.vals
-	skey := r.storageKey(canonical)
+	skey := r.storageKeyIn(st, canonical)
 	ctx := req.Context()
 	e, err := r.lookup(ctx, skey, names, vals)
 	if err != nil {
