@@ -8,7 +8,10 @@
 #   make servers-up   start the servers in .testenv/ and leave them running;
 #                     then `. .testenv/env` and run go test by hand.
 #   make servers-down stop the servers in .testenv/.
-#   make bench        run the benchmarks (no servers).
+#   make bench        run the benchmarks beside their baselines (starts its
+#                     own servers) and print the ratios.
+#   make bench-instr  instructions per request of the hit paths (callgrind):
+#                     the figure that does not move with the machine's load.
 #
 # Variables:
 #   PKG=./core/...        packages to vet/test (default ./...)
@@ -27,7 +30,7 @@ GOTESTFLAGS ?=
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
-.PHONY: test test-short servers-up servers-down bench
+.PHONY: test test-short servers-up servers-down bench bench-instr
 
 test:
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
@@ -74,3 +77,15 @@ bench:
 	echo
 	echo "+ go test -run TestMemoryBudget -v ./core"
 	$(GO) test -run 'TestMemoryBudget' -v -count=1 ./core | grep -E 'filled|^ok|FAIL'
+
+# Instructions per request of each hit path beside its baseline, counted
+# by valgrind's callgrind (repeatable on a shared machine, unlike ns/op);
+# starts a Redis for the near-cache pair.
+bench-instr:
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
+	trap '$(TESTENV) down "$$state"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	$(TESTENV) up "$$state"
+	. "$$state/env"
+	scripts/benchinstr.sh

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# benchinstr.sh — instructions per request of the hit-path benchmarks,
+# counted by valgrind's callgrind: unlike ns/op, the count is the same
+# from run to run whatever else the machine is doing, so small changes to
+# the hit path show on a shared, noisy machine.
+#
+#   scripts/benchinstr.sh            # every hit benchmark beside its baseline
+#   scripts/benchinstr.sh core 'BenchmarkNetHTTP$/memory-hit'
+#
+# Each benchmark runs twice under callgrind (N1 and N2 iterations, set by
+# the environment variables of the same name); the difference of the two
+# totals divided by N2-N1 is the cost of one request, with the set-up
+# (cache creation, the first fill) cancelled out. Work of background
+# goroutines the requests cause (ristretto's admission policy) is
+# included. Needs valgrind (apt-get install valgrind); the Redis near-cache
+# pair needs ROUTECACHE_TEST_REDIS (make servers-up; . .testenv/env).
+set -euo pipefail
+
+N1=${N1:-20000}
+N2=${N2:-60000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/benchinstr.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+command -v valgrind >/dev/null 2>&1 || {
+    echo "benchinstr: valgrind is missing (apt-get install valgrind)" >&2
+    exit 1
+}
+
+# total PKG BENCH N: instructions of one run of BENCH with -benchtime Nx.
+total() {
+    local pkg=$1 bench=$2 n=$3 out="$work/cg.out"
+    # Async preemption signals confuse callgrind; cgo is not needed.
+    (cd "$root/$pkg" && GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+        --callgrind-out-file="$out" "$work/$(basename "$pkg").test" \
+        -test.run '^$' -test.bench "$bench" -test.benchtime "${n}x" -test.cpu 1 \
+        >/dev/null 2>"$work/valgrind.log") || {
+        cat "$work/valgrind.log" >&2
+        return 1
+    }
+    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+# perop PKG BENCH: instructions per iteration.
+perop() {
+    local pkg=$1 bench=$2 t1 t2
+    [[ -x "$work/$(basename "$pkg").test" ]] ||
+        (cd "$root" && CGO_ENABLED=0 go test -c -o "$work/$(basename "$pkg").test" "./$pkg")
+    t1=$(total "$pkg" "$bench" "$N1")
+    t2=$(total "$pkg" "$bench" "$N2")
+    echo $(((t2 - t1) / (N2 - N1)))
+}
+
+if (($# == 2)); then
+    printf '%s %s: %s instructions/op\n' "$1" "$2" "$(perop "$1" "$2")"
+    exit 0
+fi
+
+pair() { # pair PKG CACHED BASE LABEL
+    local c b
+    c=$(perop "$1" "$2")
+    b=$(perop "$1" "$3")
+    printf '%-28s %8d %8d %+8d %6.2fx\n' "$4" "$c" "$b" $((c - b)) "$(awk -v c="$c" -v b="$b" 'BEGIN{print c/b}')"
+}
+
+printf '%-28s %8s %8s %8s %7s\n' "path (instructions/op)" cached base added ratio
+pair ginadapter 'BenchmarkGin/memory-hit' 'BenchmarkGin/uncached' "Gin memory hit"
+pair echoadapter 'BenchmarkEcho/memory-hit' 'BenchmarkEcho/uncached' "Echo memory hit"
+pair core 'BenchmarkNetHTTP$/memory-hit' 'BenchmarkNetHTTP$/uncached' "net/http memory hit"
+if [[ -n "${ROUTECACHE_TEST_REDIS:-}" ]]; then
+    pair core 'BenchmarkRedis/near-hit' 'BenchmarkRedis/memory-hit' "near hit vs memory hit"
+fi
