@@ -467,6 +467,24 @@ func parseCounter(v any) uint64 {
 	default:
 		return 0
 	}
+	return parseDecimal(s)
+}
+
+// parseDecimal is strconv.ParseUint(s, 10, 64) with 0 for an error, with
+// a direct loop for the up to 19 plain digits a counter is written with.
+func parseDecimal(s string) uint64 {
+	if n := len(s); n > 0 && n <= 19 {
+		var v uint64
+		for i := 0; i < n; i++ {
+			d := s[i] - '0'
+			if d > 9 {
+				goto slow
+			}
+			v = v*10 + uint64(d)
+		}
+		return v
+	}
+slow:
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return 0

@@ -178,11 +178,7 @@ func memcacheCounter(it *memcache.Item) uint64 {
 	if it == nil {
 		return 0
 	}
-	n, err := strconv.ParseUint(strings.TrimRight(unsafeString(it.Value), " "), 10, 64) // read here only, never kept
-	if err != nil {
-		return 0
-	}
-	return n
+	return parseDecimal(strings.TrimRight(unsafeString(it.Value), " ")) // read here only, never kept
 }
 
 func counterItem(name string, v uint64) *memcache.Item {

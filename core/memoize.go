@@ -15,7 +15,8 @@ import (
 
 // Codec turns memoized values into the bytes stored in a region and back.
 // Marshal must return a slice the cache may keep; Unmarshal receives a
-// pointer to a value of the function's result type and must not keep data.
+// pointer to a value of the function's result type and must neither keep
+// nor modify data: it is the cached entry's own body, shared by every hit.
 type Codec interface {
 	// Marshal encodes v.
 	Marshal(v any) ([]byte, error)

@@ -154,6 +154,9 @@ func (r *Region) storageKeyIn(st *reqState, canonical string) string {
 	if _, near := r.be.(*nearBackend); near || !r.be.remote() {
 		return canonical
 	}
+	if _, user := r.be.(*storeBackend); user {
+		return r.storageKey(canonical) // a store of unknown code may keep its key
+	}
 	st.skey = appendEntryKey(st.skey[:0], r.ns, canonical)
 	return unsafeString(st.skey)
 }

@@ -10,7 +10,8 @@
 # Each benchmark runs twice under callgrind (N1 and N2 iterations, set by
 # the environment variables of the same name); the difference of the two
 # totals divided by N2-N1 is the cost of one request, with the set-up
-# (cache creation, the first fill) cancelled out. Work of background
+# (cache creation, the first fill) cancelled out. That is done REPEAT
+# times (default 3) and the median printed. Work of background
 # goroutines the requests cause (ristretto's admission policy) is
 # included. Needs valgrind (apt-get install valgrind); the Redis near-cache
 # pair needs ROUTECACHE_TEST_REDIS (make servers-up; . .testenv/env).
@@ -18,6 +19,7 @@ set -euo pipefail
 
 N1=${N1:-20000}
 N2=${N2:-60000}
+REPEAT=${REPEAT:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/benchinstr.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -41,14 +43,19 @@ total() {
     awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
 
-# perop PKG BENCH: instructions per iteration.
+# perop PKG BENCH: instructions per iteration, the median of REPEAT
+# measurements (ristretto's admission policy runs on its own goroutine
+# and drops batches when busy, so its share varies a little by run).
 perop() {
-    local pkg=$1 bench=$2 t1 t2
+    local pkg=$1 bench=$2 t1 t2 i all=()
     [[ -x "$work/$(basename "$pkg").test" ]] ||
         (cd "$root" && CGO_ENABLED=0 go test -c -o "$work/$(basename "$pkg").test" "./$pkg")
-    t1=$(total "$pkg" "$bench" "$N1")
-    t2=$(total "$pkg" "$bench" "$N2")
-    echo $(((t2 - t1) / (N2 - N1)))
+    for ((i = 0; i < REPEAT; i++)); do
+        t1=$(total "$pkg" "$bench" "$N1")
+        t2=$(total "$pkg" "$bench" "$N2")
+        all+=($(((t2 - t1) / (N2 - N1))))
+    done
+    printf '%s\n' "${all[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
 
 if (($# == 2)); then
