@@ -3,14 +3,18 @@
 // requests/s, p50/p99 latency and origin calls for each, so the figures in
 // docs/benchmarks.md can be reproduced on other hardware:
 //
-//	go run ./examples/loadtest -duration 5s -c 32 [-redis 127.0.0.1:6379] [-memcache 127.0.0.1:11211]
+//	go run ./examples/loadtest -duration 5s -c 32 [-rounds 3] [-redis 127.0.0.1:6379] [-memcache 127.0.0.1:11211]
 //
+// The variants are driven in turn, -rounds times, and each is reported by
+// its median round, so a change in the machine's load during the run
+// weighs on every variant alike. Origin calls are those of that round.
 // Each variant is a Gin server on its own loopback port serving the same
 // 1 KiB JSON body: "uncached" (the handler every time), "memory" (a
 // memory region), and, when addresses are given, "redis" and "memcache".
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -32,6 +36,13 @@ import (
 
 var body = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
 
+// result is one round of one variant.
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	origin   int64
+}
+
 type variant struct {
 	name    string
 	backend string // "" = uncached, else a region backend URL
@@ -42,7 +53,11 @@ func main() {
 	conc := flag.Int("c", 32, "concurrent clients")
 	redisAddr := flag.String("redis", os.Getenv("ROUTECACHE_TEST_REDIS"), "Redis host:port for the redis variant (empty: skip)")
 	mcAddr := flag.String("memcache", os.Getenv("ROUTECACHE_TEST_MEMCACHE"), "Memcached host:port list for the memcache variant (empty: skip)")
+	rounds := flag.Int("rounds", 3, "drive the variants in turn this many times and report each one's median round (drift in the machine's load then hits every variant alike)")
 	flag.Parse()
+	if *rounds < 1 || *conc < 1 || *duration <= 0 {
+		log.Fatal("loadtest: -rounds and -c must be at least 1, -duration positive")
+	}
 	gin.SetMode(gin.ReleaseMode)
 
 	vs := []variant{{"uncached", ""}, {"memory", "memory://"}}
@@ -52,13 +67,25 @@ func main() {
 	if *mcAddr != "" {
 		vs = append(vs, variant{"memcache", "memcache://" + *mcAddr + "?timeout=1s"})
 	}
+	results := make([][]result, len(vs))
+	for range *rounds {
+		for i, v := range vs {
+			var res result
+			var err error
+			res.rps, res.p50, res.p99, res.origin, err = run(v, *duration, *conc)
+			if err != nil {
+				log.Fatalf("%s: %v", v.name, err)
+			}
+			results[i] = append(results[i], res)
+		}
+	}
 	fmt.Printf("%-10s %12s %10s %10s %12s\n", "variant", "requests/s", "p50", "p99", "origin calls")
 	var base float64
-	for _, v := range vs {
-		rps, p50, p99, origin, err := run(v, *duration, *conc)
-		if err != nil {
-			log.Fatalf("%s: %v", v.name, err)
-		}
+	for i, v := range vs {
+		rs := results[i]
+		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rps, b.rps) })
+		med := rs[len(rs)/2] // the median round by requests/s
+		rps, p50, p99, origin := med.rps, med.p50, med.p99, med.origin
 		ratio := ""
 		if v.name == "uncached" {
 			base = rps
