@@ -504,7 +504,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 
 	if !refresh {
 		// Re-check inside the flight: a fill that just landed may have stored it.
-		if e, err := r.lookup(ctx, mc.skey, mc.names, vals); err == nil &&
+		if e, err := r.recheck(ctx, mc.skey, mc.names, vals); err == nil &&
 			r.classify(ctx, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
 			decodes[T](mc, e.body) {
 			res.body, res.snap = e.body, vals

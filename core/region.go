@@ -588,11 +588,24 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 // failure is counted, logged and reported to the breaker, unless the
 // request itself was cancelled.
 func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	return r.read(ctx, skey, names, vals, true)
+}
+
+// recheck is lookup for a second read of a key in the same request (a
+// fill's re-check, polls for another instance's fill): a corrupt value the
+// first read counted is not counted again.
+func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	return r.read(ctx, skey, names, vals, false)
+}
+
+func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*entry, error) {
 	o, t0 := r.obsStart()
 	e, err := r.be.load(ctx, skey, names, vals)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
-		r.stats.corrupt.Add(1)
+		if countCorrupt {
+			r.stats.corrupt.Add(1)
+		}
 		r.brk.done(nil)
 		return nil, nil
 	}
@@ -799,7 +812,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	defer func() { r.flights.landResult(skey, f, stored, failed) }()
 
 	// Re-check inside the flight: a fill that just landed may have stored it.
-	if e, lerr := r.lookup(req.Context(), skey, names, vals); lerr == nil {
+	if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
 		now := time.Now().UnixNano()
 		if r.classify(req.Context(), e, canonical, names, vals, now) == fresh {
 			failed = false
@@ -933,7 +946,7 @@ func (rt *Route) awaitRemote(ctx context.Context, skey, canonical string, names 
 			return nil
 		case <-t.C:
 		}
-		e, err := r.lookup(ctx, skey, names, vals)
+		e, err := r.recheck(ctx, skey, names, vals)
 		if err != nil {
 			return nil
 		}
