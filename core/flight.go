@@ -3,6 +3,7 @@ package core
 import (
 	"strings"
 	"sync"
+	"time"
 )
 
 // flight is one in-process fill of a key. Requests for the key that arrive
@@ -16,6 +17,8 @@ type flight struct {
 	// failed reports a failed handler (5xx, error, panic): waiters holding
 	// a stale-if-error entry serve it instead of running the handler.
 	failed bool
+	// started is when the fill began (unix nanoseconds).
+	started int64
 }
 
 type flightGroup struct {
@@ -23,17 +26,22 @@ type flightGroup struct {
 	m  map[string]*flight
 }
 
-// join returns the flight for key and whether the caller leads it.
-func (g *flightGroup) join(key string) (*flight, bool) {
+// join returns the flight for key and whether the caller leads it. A
+// flight older than maxAge (a handler that ignores its context and runs
+// past FillTimeout) is abandoned: the caller leads a new one, so that
+// requests arriving later do not each wait maxAge for it. Its own waiters
+// stop waiting at their FillTimeout; when it ends, it lands on its own.
+func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
+	now := time.Now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if f, ok := g.m[key]; ok {
+	if f, ok := g.m[key]; ok && now-f.started < int64(maxAge) {
 		return f, false
 	}
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), started: now}
 	g.m[strings.Clone(key)] = f // key may view a pooled buffer
 	return f, true
 }

@@ -576,7 +576,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		setBypass(w, BypassHead)
 		return next(w, req)
 	}
-	f, leader := r.flights.join(skey)
+	f, leader := r.flights.join(skey, r.cfg.FillTimeout)
 	if !leader {
 		return rt.wait(w, req, f, e, names, vals, next)
 	}
@@ -1069,7 +1069,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	// Join first: a request finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
 	// MaxRefreshes, which bounds refreshes of distinct keys.
-	f, leader := r.flights.join(skey)
+	f, leader := r.flights.join(skey, r.cfg.FillTimeout)
 	if !leader {
 		return
 	}

@@ -774,3 +774,44 @@ func TestEarlyRefreshConcurrentBounded(t *testing.T) {
 		t.Fatalf("%d refreshes for %d hits", st.Refreshes, hits.Load())
 	}
 }
+
+// A handler that ignores its context and runs past FillTimeout does not
+// hold its key: a request arriving after FillTimeout leads a new fill,
+// whose response is stored and served while the stuck one still runs.
+func TestStuckFillIsAbandoned(t *testing.T) {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {FillTimeout: 30 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, _ := c.Route("r")
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var calls atomic.Int64
+	h := func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release // stuck, deaf to its context
+		}
+		fmt.Fprintf(w, "call %d", calls.Load())
+	}
+	stuck := make(chan *httptest.ResponseRecorder)
+	go func() { stuck <- serveOnce(rt, "/items/1", NoParams, h) }()
+	<-started
+	time.Sleep(60 * time.Millisecond) // past FillTimeout: the flight is abandoned
+	if w := serveOnce(rt, "/items/1", NoParams, h); w.Body.String() != "call 2" || w.Header().Get("X-Cache") != "MISS" {
+		t.Fatalf("second request: %q %q", w.Header().Get("X-Cache"), w.Body.String())
+	}
+	// Before the fix the second request waited on the stuck flight and ran
+	// the handler without storing it; now its fill stored the response.
+	if w := serveOnce(rt, "/items/1", NoParams, h); w.Header().Get("X-Cache") != "HIT" || w.Body.String() != "call 2" {
+		t.Fatalf("third request while the first is stuck: %q %q (calls %d)", w.Header().Get("X-Cache"), w.Body.String(), calls.Load())
+	}
+	close(release)
+	if w := <-stuck; w.Code != 200 {
+		t.Fatalf("stuck request ended with %d", w.Code)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d handler calls, want 2", n)
+	}
+}
