@@ -63,6 +63,9 @@ type entry struct {
 	clValue       [1]string
 	clDigits      [20]byte // clValue[0]'s bytes
 	lastModified  time.Time
+	// producer is the route that stored the entry in this process (nil
+	// for entries decoded from a remote value and for memoize).
+	producer *Route
 	// replayed lists the headers a hit writes, Content-Length included,
 	// in a slice: iterating a map on every hit costs more than the writes.
 	replayed []headerValues

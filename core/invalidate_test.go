@@ -166,3 +166,43 @@ func TestInvalidationRaces(t *testing.T) {
 		t.Fatalf("hits %d, misses %d: the test did not interleave reads and invalidations", st.Hits, st.Misses)
 	}
 }
+
+// A tag naming a request header is not part of the key: two requests that
+// share a key may name different tag counters. The entry stays bound to
+// the counters of the request that stored it, so invalidating that tag
+// reaches a request naming another one (the hit path's values-only
+// shortcut must not apply here).
+func TestHeaderTagBindsToProducer(t *testing.T) {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := c.Route("r", Tags("team:{header:X-Team}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	serve := func(team string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/board", nil)
+		req.Header.Set("X-Team", team)
+		_ = rt.Serve(w, req, NoParams, "/board", func(w http.ResponseWriter, r *http.Request) error {
+			fmt.Fprintf(w, "board %d", calls.Add(1))
+			return nil
+		})
+		return w
+	}
+	if w := serve("a"); w.Header().Get("X-Cache") != "MISS" {
+		t.Fatalf("first: %q", w.Header().Get("X-Cache"))
+	}
+	if w := serve("b"); w.Header().Get("X-Cache") != "HIT" {
+		t.Fatalf("same key, other team: %q", w.Header().Get("X-Cache"))
+	}
+	if err := c.InvalidateTags(context.Background(), "team:a"); err != nil {
+		t.Fatal(err)
+	}
+	if w := serve("b"); w.Header().Get("X-Cache") != "MISS" || w.Body.String() != "board 2" {
+		t.Fatalf("after invalidating the producer's tag: %q %q", w.Header().Get("X-Cache"), w.Body.String())
+	}
+}

@@ -311,7 +311,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	}
 	now := time.Now().UnixNano()
 	var fallback *entry
-	switch r.classify(ctx, e, mc.canonical, mc.names, vals, now) {
+	switch r.classify(ctx, nil, e, mc.canonical, mc.names, vals, now) {
 	case fresh:
 		if v, ok := memoDecode[T](mc, e.body); ok {
 			r.stats.hits.Add(1)
@@ -505,7 +505,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	if !refresh {
 		// Re-check inside the flight: a fill that just landed may have stored it.
 		if e, err := r.recheck(ctx, mc.skey, mc.names, vals); err == nil &&
-			r.classify(ctx, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
+			r.classify(ctx, nil, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
 			decodes[T](mc, e.body) {
 			res.body, res.snap = e.body, vals
 			return

@@ -297,6 +297,12 @@ type Route struct {
 	tags []*template
 	// staticTags holds the counter names of tags without placeholders.
 	staticTags []string
+	// namesFromKey is set when the route's counter names are a function of
+	// its canonical key (the default key, no {header:...} in a tag): an
+	// entry this route stored under the request's key then depends on
+	// exactly the counters the request named, and a hit compares values
+	// only.
+	namesFromKey bool
 }
 
 // Route builds the decorator for a route cached in the named region. An
@@ -323,9 +329,15 @@ func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
 		return nil, err
 	}
 	rt.staticTags = make([]string, len(rt.tags))
+	rt.namesFromKey = rt.key == nil
 	for i, t := range rt.tags {
 		if t.static {
 			rt.staticTags[i] = r.tagCounter(t.text)
+		}
+		for _, part := range t.parts {
+			if part.kind == tplHeader {
+				rt.namesFromKey = false
+			}
 		}
 	}
 	return rt, nil
@@ -547,7 +559,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
-	switch r.classify(ctx, e, canonical, names, vals, now) {
+	switch r.classify(ctx, rt, e, canonical, names, vals, now) {
 	case fresh:
 		r.stats.hits.Add(1)
 		r.replay(w, req, e, now, "HIT")
@@ -634,7 +646,7 @@ const (
 	errorOnly           // serve it only if the handler fails (stale-if-error)
 )
 
-func (r *Region) classify(ctx context.Context, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
+func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
 	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil {
 		return unusable
 	}
@@ -649,7 +661,7 @@ func (r *Region) classify(ctx context.Context, e *entry, canonical string, names
 	default:
 		return unusable
 	}
-	if !r.valid(ctx, e, names, vals) {
+	if !r.valid(ctx, rt, e, names, vals) {
 		if r.cfg.SoftInvalidation && r.softValid(ctx, e, names, vals) {
 			if f == errorOnly {
 				return errorOnly
@@ -675,12 +687,22 @@ func xfetch(e *entry, now int64, beta float64) bool {
 }
 
 // valid reports whether no counter an entry depends on changed since its
-// handler started.
-func (r *Region) valid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
+// handler started. rt is the route asking (nil for memoize).
+func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string, vals []uint64) bool {
 	for _, v := range vals {
 		if v == 0 {
 			return false
 		}
+	}
+	// Stored by this very route under this key (classify compared the key
+	// text): its counters are the ones named here, in the same order.
+	if rt != nil && e.producer == rt && rt.namesFromKey && len(e.counters) == len(vals) {
+		for i, c := range e.counters {
+			if c.value != vals[i] {
+				return false
+			}
+		}
+		return true
 	}
 	// Fast path: the entry was stored by this route, same counters in order.
 	if len(e.counters) == len(names) {
@@ -814,7 +836,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	// Re-check inside the flight: a fill that just landed may have stored it.
 	if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
 		now := time.Now().UnixNano()
-		if r.classify(req.Context(), e, canonical, names, vals, now) == fresh {
+		if r.classify(req.Context(), rt, e, canonical, names, vals, now) == fresh {
 			failed = false
 			stored = e
 			r.stats.hits.Add(1)
@@ -950,7 +972,7 @@ func (rt *Route) awaitRemote(ctx context.Context, skey, canonical string, names 
 		if err != nil {
 			return nil
 		}
-		if r.classify(ctx, e, canonical, names, vals, time.Now().UnixNano()) == fresh {
+		if r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh {
 			return e
 		}
 		if !time.Now().Before(deadline) {
@@ -1031,6 +1053,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
 	}
 	e := r.newEntry(rw.status, storedHeader(rw.before, rw.snapshot), rw.body, canonical, snap, start)
+	e.producer = rt
 	if e.etag = e.header.Get("Etag"); e.etag == "" {
 		e.etag = strongETag(e.body)
 		e.header["Etag"] = []string{e.etag}

@@ -47,7 +47,7 @@ func entryState(t testing.TB, rt *Route, target string) freshness {
 	if err != nil {
 		t.Fatalf("lookup: %v", err)
 	}
-	return rt.r.classify(ctx, e, canonical, st.names, st.vals, time.Now().UnixNano())
+	return rt.r.classify(ctx, rt, e, canonical, st.names, st.vals, time.Now().UnixNano())
 }
 
 // waitState polls (bounded) until target's entry reaches want.
