@@ -32,8 +32,12 @@ command -v valgrind >/dev/null 2>&1 || {
 # total PKG BENCH N: instructions of one run of BENCH with -benchtime Nx.
 total() {
     local pkg=$1 bench=$2 n=$3 out="$work/cg.out"
-    # Async preemption signals confuse callgrind; cgo is not needed.
-    (cd "$root/$pkg" && GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+    # Async preemption signals confuse callgrind; cgo is not needed. The
+    # collector is off: whether a GC cycle falls between the two runs'
+    # ends is luck, and moved a count by ~700 instructions. (A hit
+    # allocates nothing of its own; the GC work per request is the
+    # baseline's, for the allocations of the framework.)
+    (cd "$root/$pkg" && GOGC=off GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
         --callgrind-out-file="$out" "$work/$(basename "$pkg").test" \
         -test.run '^$' -test.bench "$bench" -test.benchtime "${n}x" -test.cpu 1 \
         >/dev/null 2>"$work/valgrind.log") || {
