@@ -59,10 +59,9 @@ type entry struct {
 	counters   []counterSnap
 
 	// derived on creation or decode, never stored
-	contentLength []string // the Content-Length header value, shared by hits
-	clValue       [1]string
-	clDigits      [20]byte // clValue[0]'s bytes
-	lastModified  time.Time
+	clValue      [1]string // the Content-Length header value, shared by hits
+	clDigits     [20]byte  // clValue[0]'s bytes
+	lastModified time.Time
 	// producer is the route that stored the entry in this process (nil
 	// for entries decoded from a remote value and for memoize).
 	producer *Route
@@ -119,8 +118,7 @@ func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
 func (e *entry) prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.body)), 10))
 	e.clValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
-	e.contentLength = e.clValue[:]
-	if e.replayed == nil { // parseEntry lists them as it decodes
+	if e.replayed == nil {                          // parseEntry lists them as it decodes
 		e.replayed = make([]headerValues, 0, len(e.header)+1)
 		for _, k := range sortedKeys(e.header) {
 			if k == "Content-Length" {
@@ -130,7 +128,7 @@ func (e *entry) prepare() {
 			e.replayed = append(e.replayed, headerValues{k, vs[:len(vs):len(vs)]})
 		}
 	}
-	e.replayed = append(e.replayed, headerValues{"Content-Length", e.contentLength})
+	e.replayed = append(e.replayed, headerValues{"Content-Length", e.clValue[:]})
 	if lm := e.header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
 			e.lastModified = t
@@ -335,10 +333,7 @@ func (d *decoder) count(min int) int {
 // write to: the entry gets its own copy of the bytes (one allocation),
 // which its strings and body view. Any malformed input returns errCorrupt.
 func decodeEntry(b []byte) (*entry, error) {
-	if !envelopeOK(b) {
-		return nil, errCorrupt
-	}
-	return parseEntry(bytes.Clone(b))
+	return decodeShared(bytes.Clone(b))
 }
 
 // decodeString parses an envelope held in a string (a go-redis reply).

@@ -159,8 +159,8 @@ func TestDecodeViews(t *testing.T) {
 		if !bytes.Equal(e.encode(), b) {
 			t.Fatal("append to one header changed the entry")
 		}
-		if e.contentLength[0] != "8" || e.lastModified != (time.Time{}) {
-			t.Fatalf("derived fields %q %v", e.contentLength, e.lastModified)
+		if e.clValue[0] != "8" || e.lastModified != (time.Time{}) {
+			t.Fatalf("derived fields %q %v", e.clValue[0], e.lastModified)
 		}
 	}
 	if _, err := decodeShared([]byte(s[:len(s)-1])); err == nil {

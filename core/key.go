@@ -301,15 +301,6 @@ func isCanonicalQuery(raw string) bool {
 	return true
 }
 
-func unreservedPlus(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if charClass[s[i]]&classQuery == 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // Character classes of key text, looked up in one table.
 const (
 	classUnreserved = 1 << iota // A-Z a-z 0-9 - _ . ~ : never escaped
@@ -337,6 +328,7 @@ var charClass = func() (t [256]uint8) {
 	return t
 }()
 
+// allOf reports whether every byte of s is in the character class.
 func allOf(s string, class uint8) bool {
 	for i := 0; i < len(s); i++ {
 		if charClass[s[i]]&class == 0 {

@@ -259,7 +259,7 @@ func isCanonicalQueryRef(raw string) bool {
 			return true
 		}
 		name, value, ok := strings.Cut(pair, "=")
-		if !ok || name == "" || strings.Contains(value, "=") || !unreservedPlus(name) || !unreservedPlus(value) || name < prev {
+		if !ok || name == "" || strings.Contains(value, "=") || !allOf(name, classQuery) || !allOf(value, classQuery) || name < prev {
 			return false
 		}
 		prev = name
