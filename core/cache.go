@@ -2,12 +2,17 @@ package core
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +48,14 @@ type Config struct {
 	// backend (the embedded memory store has none). The zero value opens
 	// after 5 consecutive failures for 1 s.
 	Breaker BreakerConfig
+	// Secret keys the HMAC that stands in for credential values in keys
+	// (Authorization lines with VaryAuthorization, VaryCookies values), so
+	// that no credential reaches a backend in clear, nor a hash that could
+	// be brute-forced without it. Give every replica the same secret to
+	// share such entries between them. Empty means a random secret per
+	// Cache: such entries are then neither shared between processes nor
+	// found again after a restart.
+	Secret []byte
 	// Observer, when non-nil, receives every cache event (hits, misses,
 	// bypasses, stores, backend errors and latencies) as it happens; see
 	// Observer. Cache.AddObserver adds more. Nil costs one nil check per
@@ -104,10 +117,20 @@ type RegionConfig struct {
 	// IgnoreCookies are cookies that neither bypass nor key (for example
 	// analytics cookies the handler never reads).
 	IgnoreCookies []string
-	// VaryAuthorization keys on a hash of the Authorization header instead
-	// of bypassing requests that carry one. Each principal gets its own
-	// entries; the raw credential is never stored.
+	// VaryAuthorization keys on an HMAC of every Authorization line
+	// (under Config.Secret) instead of bypassing requests that carry one.
+	// Each principal gets its own entries; the credential never reaches
+	// the backend.
 	VaryAuthorization bool
+	// IgnoreClientIPHeaders drops the client-address headers
+	// (X-Forwarded-For, X-Real-Ip, Cf-Connecting-Ip, Fly-Client-Ip,
+	// True-Client-Ip, X-Appengine-Remote-Addr) from the key. False (the
+	// default) keys on them, because Gin's ClientIP and Echo's RealIP read
+	// them and a handler echoing the client's address must not share it.
+	// Set it when the region's handlers never read the client's address
+	// and a proxy in front adds X-Forwarded-For: otherwise every client
+	// gets entries of its own.
+	IgnoreClientIPHeaders bool
 	// LeaseTTL is how long one instance may hold the right to fill a key on
 	// a shared (Redis or Memcached) backend while the others wait for its
 	// entry; a holder that dies frees the key when the lease expires.
@@ -130,9 +153,12 @@ type Cache struct {
 	breakers map[backend]*breaker
 	hooks    hooks
 	log      *slog.Logger
-	closed   atomic.Bool
-	obs      observerSlot // see observer.go
-	memo     memoGroup    // in-process coalescing of memoized values (memoize.go)
+	// macs pools HMAC-SHA-256 states keyed by Config.Secret (or a random
+	// secret): credentials enter keys through them (keyBuilder.mac).
+	macs   sync.Pool
+	closed atomic.Bool
+	obs    observerSlot // see observer.go
+	memo   memoGroup    // in-process coalescing of memoized values (memoize.go)
 }
 
 var regionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -143,6 +169,12 @@ func New(cfg Config) (*Cache, error) {
 		return nil, errors.New("routecache: config has no regions")
 	}
 	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger}
+	secret := slices.Clone(cfg.Secret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		_, _ = rand.Read(secret) // never fails (crypto/rand)
+	}
+	c.macs.New = func() any { return hmac.New(sha256.New, secret) }
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -264,13 +296,16 @@ func normalize(rc *RegionConfig) error {
 		if s < 200 || s > 599 {
 			return fmt.Errorf("status %d cannot be cached", s)
 		}
-		if s == http.StatusPartialContent {
-			return errors.New("status 206 cannot be cached")
+		if requestDependentStatus[s] {
+			return fmt.Errorf("status %d cannot be cached: it answers a range or conditional request, so it depends on request headers the key does not hold", s)
 		}
 	}
 	for _, h := range rc.VaryHeaders {
 		if h == "" || !validToken(h) {
 			return fmt.Errorf("VaryHeaders: %q is not a header name", h)
+		}
+		if credentialHeaders[http.CanonicalHeaderKey(h)] {
+			return fmt.Errorf("VaryHeaders: %q holds credentials, which never enter a key in clear: use VaryAuthorization or VaryCookies", h)
 		}
 	}
 	for _, list := range [][]string{rc.VaryCookies, rc.IgnoreCookies} {
@@ -281,6 +316,16 @@ func normalize(rc *RegionConfig) error {
 		}
 	}
 	return nil
+}
+
+// requestDependentStatus are the statuses whose answer depends on a
+// request's Range or precondition headers: stored, one would be replayed to
+// a plain request.
+var requestDependentStatus = map[int]bool{
+	http.StatusPartialContent:               true, // 206
+	http.StatusNotModified:                  true, // 304
+	http.StatusPreconditionFailed:           true, // 412
+	http.StatusRequestedRangeNotSatisfiable: true, // 416
 }
 
 func validToken(s string) bool {

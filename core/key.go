@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -13,7 +15,7 @@ import (
 
 // keyFormat is written at the start of every canonical key. Bump it when the
 // layout of canonical keys changes so old entries can never match new keys.
-const keyFormat = "rk1"
+const keyFormat = "rk2"
 
 // Params gives the cache the values of a request's route parameters
 // (":id" in Gin and Echo, "{id}" in net/http patterns). Adapters provide it.
@@ -56,6 +58,37 @@ func (k *keyBuilder) values(vs []string) {
 	}
 }
 
+// mac appends the count of vs, then (when there are any) an HMAC-SHA-256
+// of them all under the Cache's secret: a credential's stand-in.
+func (k *keyBuilder) mac(c *Cache, vs []string) {
+	k.b = binary.AppendUvarint(k.b, uint64(len(vs)))
+	if len(vs) == 0 {
+		return
+	}
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	var n [binary.MaxVarintLen64]byte
+	for _, v := range vs {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
+		io.WriteString(h, v)
+	}
+	k.b = h.Sum(k.b)
+	c.macs.Put(h)
+}
+
+// cookieValues returns the values of every cookie named name, in order
+// (a request may repeat one; frameworks read the first, handlers may not).
+func cookieValues(req *http.Request, name string) []string {
+	if _, ok := req.Header["Cookie"]; !ok {
+		return nil
+	}
+	var out []string
+	for _, ck := range req.CookiesNamed(name) {
+		out = append(out, ck.Value)
+	}
+	return out
+}
+
 // template is a compiled key or tag template such as "article:{id}".
 type template struct {
 	raw string
@@ -68,6 +101,10 @@ type template struct {
 	// spaces: literal parts are, and no {method} placeholder (substituted
 	// values are query-escaped, paths escaped, so those always are).
 	printable bool
+	// exact is set when the expansion may fold requests a handler can
+	// tell apart ({query:x} expands to x's first value, {path} to the
+	// escaped path): a key template then also keys on what it folds.
+	exact bool
 }
 
 type tplKind uint8
@@ -137,6 +174,10 @@ func parseTemplate(s string) (*template, error) {
 	}
 	t.printable = true
 	for _, p := range t.parts {
+		switch p.kind {
+		case tplQuery, tplHeader, tplPath:
+			t.exact = true
+		}
 		if p.kind == tplMethod || p.kind == tplLiteral && !allOf(p.text, classPrintable) {
 			t.printable = false
 		}
@@ -167,7 +208,11 @@ func placeholder(name string) (tplPart, error) {
 		if n == "" {
 			return tplPart{}, fmt.Errorf("empty header name in {%s}", name)
 		}
-		return tplPart{kind: tplHeader, text: http.CanonicalHeaderKey(n)}, nil
+		n = http.CanonicalHeaderKey(n)
+		if credentialHeaders[n] {
+			return tplPart{}, fmt.Errorf("{%s} reads credentials, which never enter a key or tag in clear (use VaryAuthorization or VaryCookies)", name)
+		}
+		return tplPart{kind: tplHeader, text: n}, nil
 	case strings.Contains(name, ":"):
 		return tplPart{}, fmt.Errorf("unknown placeholder kind {%s}", name)
 	}
@@ -216,7 +261,14 @@ func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool
 		case tplQuery:
 			dst = appendQueryEscaped(dst, r.URL.Query().Get(part.text))
 		case tplHeader:
-			dst = appendQueryEscaped(dst, strings.Join(r.Header.Values(part.text), ","))
+			// Each line escaped, so a ',' inside a value (escaped) never
+			// reads as the one between lines.
+			for i, v := range r.Header[part.text] {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendQueryEscaped(dst, v)
+			}
 		case tplMethod:
 			dst = append(dst, cacheMethod(r.Method)...)
 		case tplPath:
@@ -224,6 +276,26 @@ func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool
 		}
 	}
 	return dst, true
+}
+
+// appendExact adds to a key what the template's text folds: every value
+// of each {query:x} and {header:X} (with their count, so an absent header
+// and an empty one differ) and the raw path behind {path}.
+func (t *template) appendExact(kb *keyBuilder, r *http.Request) {
+	var q url.Values
+	for _, part := range t.parts {
+		switch part.kind {
+		case tplQuery:
+			if q == nil {
+				q = r.URL.Query()
+			}
+			kb.values(q[part.text])
+		case tplHeader:
+			kb.values(r.Header[part.text])
+		case tplPath:
+			kb.field(r.URL.RawPath)
+		}
+	}
 }
 
 // cacheMethod maps HEAD onto GET: both share one entry.
@@ -361,10 +433,4 @@ func escapedPath(u *url.URL) string {
 func hashKey(canonical string) string {
 	sum := sha256.Sum256([]byte(canonical))
 	return hex.EncodeToString(sum[:])
-}
-
-// hashSecret keys on a secret (an Authorization value) without storing it.
-func hashSecret(v string) string {
-	sum := sha256.Sum256([]byte("routecache-principal\x00" + v))
-	return hex.EncodeToString(sum[:16])
 }

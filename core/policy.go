@@ -15,11 +15,37 @@ var overrideHeaders = []string{
 	"X-Original-Url", "X-Rewrite-Url",
 }
 
-// keyedForwardHeaders are part of every default key: handlers commonly build
-// absolute URLs from them, and an unkeyed one lets one client poison a
+// keyedForwardHeaders are part of every key: the scheme and host helpers of
+// the supported frameworks read them (Echo's Context.Scheme reads the
+// X-Forwarded-Proto family and X-Url-Scheme; handlers build absolute URLs
+// from X-Forwarded-Host), and an unkeyed one lets one client poison a
 // response for everyone. Behind a proxy they are constant, so they cost
-// nothing.
-var keyedForwardHeaders = []string{"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "Forwarded"}
+// nothing. Canonical forms; docs/security.md lists them.
+var keyedForwardHeaders = []string{
+	"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Protocol",
+	"X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Url-Scheme",
+}
+
+// clientIPHeaders carry the client's address as a proxy (or a client
+// posing as one) reports it: Gin's Context.ClientIP reads X-Forwarded-For
+// and X-Real-Ip (and a TrustedPlatform header), Echo's RealIP the first
+// two. They are keyed too, unless the region sets IgnoreClientIPHeaders:
+// behind a proxy adding X-Forwarded-For each client then has entries of
+// its own.
+var clientIPHeaders = []string{
+	"Cf-Connecting-Ip", "Fly-Client-Ip", "True-Client-Ip",
+	"X-Appengine-Remote-Addr", "X-Forwarded-For", "X-Real-Ip",
+}
+
+// credentialHeaders hold secrets: they never enter a key or a stored entry
+// in clear (VaryHeaders and templates refuse them).
+var credentialHeaders = map[string]bool{"Authorization": true, "Proxy-Authorization": true, "Cookie": true}
+
+// preconditionHeaders make a handler's answer depend on validators or
+// ranges the cache does not key on (206, 412 and 416 answers): such
+// requests bypass. If-None-Match and If-Modified-Since are answered by the
+// cache itself.
+var preconditionHeaders = []string{"If-Match", "If-Range", "If-Unmodified-Since", "Range"}
 
 // requestBypass returns why a request must not use the cache, or "".
 func (r *Region) requestBypass(req *http.Request) string {
@@ -32,8 +58,19 @@ func (r *Region) requestBypass(req *http.Request) string {
 	if len(req.Header) == 0 {
 		return ""
 	}
-	if !r.cfg.VaryAuthorization && req.Header.Get("Authorization") != "" {
+	// Any Authorization line bypasses, whatever its value: a framework
+	// may authenticate from a later line than the first (an empty line
+	// followed by a token).
+	if _, ok := req.Header["Authorization"]; ok && !r.cfg.VaryAuthorization {
 		return BypassAuthorization
+	}
+	if _, ok := req.Header["Proxy-Authorization"]; ok {
+		return BypassAuthorization
+	}
+	for _, h := range preconditionHeaders {
+		if _, ok := req.Header[h]; ok {
+			return BypassPrecondition
+		}
 	}
 	for _, h := range overrideHeaders {
 		if _, ok := req.Header[h]; ok {
@@ -64,7 +101,32 @@ var notReplayed = map[string]bool{
 	"X-Cache": true, "Cache-Status": true,
 }
 
+// canonicalHeader returns h with every key in canonical form: h itself
+// when it already is, else a copy where values written under several
+// spellings ("set-cookie", "Set-Cookie") are merged in sorted key order.
+// net/http sends a key as the handler wrote it, so checks and storage
+// must see "cache-control" as Cache-Control.
+func canonicalHeader(h http.Header) http.Header {
+	canonical := true
+	for k := range h {
+		if http.CanonicalHeaderKey(k) != k {
+			canonical = false
+			break
+		}
+	}
+	if canonical {
+		return h
+	}
+	out := make(http.Header, len(h))
+	for _, k := range sortedKeys(h) {
+		ck := http.CanonicalHeaderKey(k)
+		out[ck] = append(out[ck], h[k]...)
+	}
+	return out
+}
+
 // responseReason returns why a finished response must not be stored, or "".
+// h must be canonical (canonicalHeader).
 func (r *Region) responseReason(status int, h http.Header) string {
 	if !r.status[status] {
 		return NotStoredStatus
@@ -102,6 +164,7 @@ func (r *Region) responseReason(status int, h http.Header) string {
 // handler set or changed (headers an outer middleware set before the cache
 // ran, such as a request ID, are its business on every request), minus
 // hop-by-hop headers, headers named by Connection, and per-response ones.
+// before and after must be canonical (canonicalHeader).
 func storedHeader(before, after http.Header) http.Header {
 	drop := map[string]bool{}
 	for _, v := range after["Connection"] {

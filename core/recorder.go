@@ -160,6 +160,9 @@ func (rw *ResponseWriter) release() {
 		rw.doCommit() // still held: records the status and snapshot only
 	}
 	rw.hold = false
+	if rw.record {
+		rw.snapshot = rw.hdr.Clone() // what the client gets
+	}
 	h := rw.w.Header()
 	clear(h)
 	for k, vs := range rw.hdr {

@@ -38,14 +38,18 @@ type Region struct {
 	prefixPrintable bool
 	status          map[int]bool
 	varyHeaders     []string // canonical, sorted
-	varyHeader      map[string]bool
-	varyCookies     []string // sorted
-	varyCookie      map[string]bool
-	ignoreCookie    map[string]bool
-	stats           regionStats
-	flights         flightGroup
-	brk             *breaker      // nil for the memory backend
-	refreshSem      chan struct{} // bounds background refreshes
+	// keyedHeaders are the headers every key holds, all lines of each:
+	// the forwarding headers, the client-address ones unless ignored,
+	// and VaryHeaders.
+	keyedHeaders []string
+	varyHeader   map[string]bool
+	varyCookies  []string // sorted
+	varyCookie   map[string]bool
+	ignoreCookie map[string]bool
+	stats        regionStats
+	flights      flightGroup
+	brk          *breaker      // nil for the memory backend
+	refreshSem   chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
 }
@@ -81,6 +85,11 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 		}
 	}
 	sort.Strings(r.varyHeaders)
+	r.keyedHeaders = append(r.keyedHeaders, keyedForwardHeaders...)
+	if !cfg.IgnoreClientIPHeaders {
+		r.keyedHeaders = append(r.keyedHeaders, clientIPHeaders...)
+	}
+	r.keyedHeaders = append(r.keyedHeaders, r.varyHeaders...)
 	for _, ck := range cfg.VaryCookies {
 		if !r.varyCookie[ck] {
 			r.varyCookie[ck] = true
@@ -415,44 +424,40 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		}
 		kb.field("t")
 		kb.field(unsafeString(st.nbuf[vs:]))
+		if rt.key.exact {
+			rt.key.appendExact(&kb, req)
+		}
 	} else {
+		// The key counter names the path in its one escaped form, so that
+		// InvalidateKey reaches every spelling of it; the key itself also
+		// holds the raw path as sent (RawPath, set when it differs from
+		// that form), which Echo's router and Gin's UseRawPath read.
 		path := escapedPath(req.URL)
 		st.nbuf = append(st.nbuf, path...)
 		kb.field("d")
 		kb.field(req.Host)
 		kb.field(pattern)
 		kb.field(path)
+		kb.field(req.URL.RawPath)
 		kb.field(canonicalQuery(req.URL.RawQuery))
 	}
 	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf), printable: r.prefixPrintable && (rt.key == nil || rt.key.printable)})
-	if len(req.Header) == 0 {
-		for range keyedForwardHeaders {
-			kb.values(nil)
-		}
-		for range r.varyHeaders {
-			kb.values(nil)
-		}
+	// Whether the connection was TLS: Echo's Scheme() reads it first.
+	if req.TLS != nil {
+		kb.field("tls")
 	} else {
-		for _, h := range keyedForwardHeaders {
-			kb.values(req.Header[h])
-		}
-		for _, h := range r.varyHeaders {
-			kb.values(req.Header[h])
-		}
+		kb.field("")
 	}
+	for _, h := range r.keyedHeaders {
+		kb.values(req.Header[h]) // every line, in order
+	}
+	// Credentials enter the key as an HMAC of all their values, never in
+	// clear: the key is stored in the entry, and the entry in the backend.
 	for _, name := range r.varyCookies {
-		v := ""
-		if ck, err := req.Cookie(name); err == nil {
-			v = "=" + ck.Value // "=" tells an empty cookie from none
-		}
-		kb.field(v)
+		kb.mac(r.c, cookieValues(req, name))
 	}
 	if r.cfg.VaryAuthorization {
-		a := req.Header.Get("Authorization")
-		if a != "" {
-			a = hashSecret(a)
-		}
-		kb.field(a)
+		kb.mac(r.c, req.Header["Authorization"])
 	}
 	st.key = kb.b
 	for i, t := range rt.tags {
@@ -1029,6 +1034,12 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		rw.finish()
 	}
 	res.failed = res.err != nil || rw.status >= 500 || fillCtx.Err() != nil
+	if rw.hold && rw.commit {
+		// A held response goes out when released, with every header set
+		// until then, not just those present at its first write.
+		rw.snapshot = rw.hdr.Clone()
+	}
+	sent := canonicalHeader(rw.snapshot)
 	reason := ""
 	switch {
 	case res.err != nil, skip:
@@ -1042,7 +1053,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	case fillCtx.Err() != nil:
 		reason = NotStoredError
 	default:
-		reason = r.responseReason(rw.status, rw.snapshot)
+		reason = r.responseReason(rw.status, sent)
 	}
 	if reason != "" {
 		r.stats.addNotStored(reason)
@@ -1052,7 +1063,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	for i, n := range names {
 		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
 	}
-	e := r.newEntry(rw.status, storedHeader(rw.before, rw.snapshot), rw.body, canonical, snap, start)
+	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, canonical, snap, start)
 	e.producer = rt
 	if e.etag = e.header.Get("Etag"); e.etag == "" {
 		e.etag = strongETag(e.body)

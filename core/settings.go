@@ -30,7 +30,7 @@ var settingsOptions = []string{
 	"backend", "ttl", "stale", "stale_if_error", "early_refresh", "max_refreshes",
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
-	"soft_invalidation",
+	"soft_invalidation", "ignore_client_ip_headers",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -68,6 +68,13 @@ func settingsErr(key, format string, args ...any) error {
 //	ignore_cookies      IgnoreCookies: comma-separated cookie names
 //	vary_authorization  VaryAuthorization: true/false, yes/no, on/off, 1/0
 //	soft_invalidation   SoftInvalidation: the same booleans
+//	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
+//
+// One key is not a region option:
+//
+//	cache.secret        Config.Secret: the HMAC key for credentials in keys
+//	                    (the same on every replica; from the environment,
+//	                    not a file under version control)
 //
 // A list may also be split over several lines (as continuation lines of
 // an ini file produce); a line may end with a comma. Empty list items are
@@ -108,6 +115,7 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 	}
 
 	const regionsKey = settingsPrefix + "regions"
+	const secretKey = settingsPrefix + "secret"
 	raw, ok := keys[regionsKey]
 	if !ok {
 		errs = append(errs, settingsErr(regionsKey, "missing (list the region names, e.g. %q)", "cache.regions = articles, short"))
@@ -139,7 +147,7 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 
 	sorted := make([]string, 0, len(keys))
 	for k := range keys {
-		if k != regionsKey {
+		if k != regionsKey && k != secretKey {
 			sorted = append(sorted, k)
 		}
 	}
@@ -149,7 +157,7 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 		rest := k[len(settingsPrefix):]
 		i := strings.LastIndexByte(rest, '.')
 		if i < 0 {
-			errs = append(errs, settingsErr(k, "unknown key (want cache.regions, cache.<region>.<option> or cache.default.<option>)"))
+			errs = append(errs, settingsErr(k, "unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)"))
 			continue
 		}
 		region, opt := rest[:i], rest[i+1:]
@@ -173,6 +181,9 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 	}
 
 	cfg := Config{Regions: make(map[string]RegionConfig, len(names))}
+	if v := keys[secretKey]; v != "" {
+		cfg.Secret = []byte(v)
+	}
 	for _, name := range names {
 		var rc RegionConfig
 		for _, set := range appliers[settingsDefaultScope] {
@@ -319,14 +330,17 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		default:
 			set = func(rc *RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
 		}
-		if opt == "soft_invalidation" {
+		switch opt {
+		case "soft_invalidation":
 			set = func(rc *RegionConfig) { rc.SoftInvalidation = b }
-		} else {
+		case "ignore_client_ip_headers":
+			set = func(rc *RegionConfig) { rc.IgnoreClientIPHeaders = b }
+		default:
 			set = func(rc *RegionConfig) { rc.VaryAuthorization = b }
 		}
 	default:
@@ -420,6 +434,7 @@ func checkSettingsBackend(v string) error {
 // through MergeSettings.
 //
 //	ROUTECACHE_REGIONS=articles,short   → cache.regions
+//	ROUTECACHE_SECRET=…                 → cache.secret
 //	ROUTECACHE_DEFAULT_<OPTION>=v       → cache.default.<option>
 //	ROUTECACHE_<REGION>_<OPTION>=v      → cache.<region>.<option>
 //
@@ -461,9 +476,12 @@ func SettingsFromEnv(environ []string) map[string]string {
 		}
 		rest := strings.ToUpper(k[len(prefix):])
 		var key string
-		if rest == "REGIONS" {
+		switch rest {
+		case "REGIONS":
 			key = settingsPrefix + "regions"
-		} else {
+		case "SECRET":
+			key = settingsPrefix + "secret"
+		default:
 			opt := ""
 			for _, o := range settingsOptions {
 				suffix := "_" + strings.ToUpper(o)

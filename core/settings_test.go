@@ -44,9 +44,9 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"regions twice", map[string]string{"cache.regions": "a, b, a"},
 			p + `cache.regions: region "a" listed twice`},
 		{"unknown key", settingsWith("cache.ttl", "1m"),
-			p + `cache.ttl: unknown key (want cache.regions, cache.<region>.<option> or cache.default.<option>)`},
+			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -62,7 +62,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"uncacheable status", settingsWith("cache.articles.statuses", "200, 700"),
 			p + `cache.articles.statuses: status 700 cannot be cached`},
 		{"status 206", settingsWith("cache.articles.statuses", "206"),
-			p + `cache.articles.statuses: status 206 cannot be cached`},
+			p + `cache.articles.statuses: status 206 cannot be cached: it answers a range or conditional request, so it depends on request headers the key does not hold`},
 		{"list empty item", settingsWith("cache.articles.vary_headers", "Accept,"),
 			p + `cache.articles.vary_headers: empty item in list "Accept,"`},
 		{"bad header", settingsWith("cache.articles.vary_headers", "Accept Language"),
@@ -73,7 +73,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 			p + `cache.articles.prefix: Prefix "my app" must match ^[A-Za-z0-9_.-]{1,64}$`},
 		{"bad bool", settingsWith("cache.articles.vary_authorization", "maybe"),
 			p + `cache.articles.vary_authorization: bad boolean "maybe" (want true/false, yes/no, on/off or 1/0)`},
-		{"bad url", settingsWith("cache.articles.backend", "redis://u:secret@h:port/0"),
+		{"bad url", settingsWith("cache.articles.backend", "redis://u:s3cr3tpw@h:port/0"),
 			p + `cache.articles.backend: bad backend URL: invalid port ":port" after host`},
 		{"no scheme", settingsWith("cache.articles.backend", "127.0.0.1:6379"),
 			p + `cache.articles.backend: bad backend URL: first path segment in URL cannot contain colon`},
@@ -92,7 +92,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 			if err.Error() != tc.want {
 				t.Fatalf("error\n got: %s\nwant: %s", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "secret") {
+			if strings.Contains(err.Error(), "s3cr3tpw") {
 				t.Fatalf("error leaks the URL's password: %s", err)
 			}
 			// FromSettings reports the same error and opens nothing.
@@ -546,5 +546,25 @@ func TestSettingsStaleAndLeaseOptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s = %s: error %v should name the key", key, val, err)
 		}
+	}
+}
+
+// The HMAC secret comes from cache.secret or ROUTECACHE_SECRET, and the
+// client-address opt-out from a region option.
+func TestSettingsSecretAndClientIPHeaders(t *testing.T) {
+	s := MergeSettings(map[string]string{
+		"cache.regions":                          "a",
+		"cache.a.ignore_client_ip_headers":       "yes",
+		"cache.default.ignore_client_ip_headers": "no",
+	}, SettingsFromEnv([]string{"ROUTECACHE_SECRET=s3cret"}))
+	cfg, err := ConfigFromSettings(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.Secret) != "s3cret" || !cfg.Regions["a"].IgnoreClientIPHeaders {
+		t.Fatalf("secret %q, region %+v", cfg.Secret, cfg.Regions["a"])
+	}
+	if _, err := ConfigFromSettings(map[string]string{"cache.regions": "a", "cache.a.secret": "x"}); err == nil {
+		t.Fatal("a per-region secret was accepted")
 	}
 }

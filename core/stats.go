@@ -15,6 +15,7 @@ const (
 	BypassClosed        = "closed"        // the Cache was closed
 	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
 	BypassBreaker       = "backend-open"  // the backend's circuit breaker is open
+	BypassPrecondition  = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
@@ -33,7 +34,7 @@ const (
 	NotStoredEncode       = "encode"        // a memoized value the codec could not encode
 )
 
-var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker}
+var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition}
 var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode}
 
 // Stats is a snapshot of one region's counters since the Cache was created.

@@ -1,0 +1,74 @@
+package echoadapter_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/echoadapter"
+)
+
+// rawGet sends a request line and header lines exactly as written (Go's
+// client would escape the path) and returns X-Cache and the body.
+func rawGet(t *testing.T, srv *httptest.Server, target string, lines ...string) (string, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET " + target + " HTTP/1.1\r\nHost: example.test\r\n"
+	for _, l := range lines {
+		req += l + "\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"Connection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.Header.Get("X-Cache"), string(b)
+}
+
+// Echo routes on the raw path and hands c.Param the raw segment, and
+// c.Scheme and c.RealIP read forwarding headers: requests those helpers
+// tell apart never share an entry.
+func TestEchoHelpersSeeWhatTheKeyHolds(t *testing.T) {
+	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	e := echo.New()
+	e.GET("/a/:x", func(c echo.Context) error {
+		return c.String(200, fmt.Sprintf("param=%q scheme=%s ip=%s", c.Param("x"), c.Scheme(), c.RealIP()))
+	}, echoadapter.Cache(rc, "r"))
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+
+	for _, pair := range [][2]string{{"/a/<%41", "/a/%3CA"}, {"/a/%22%41", "/a/%22A"}, {"/a/^%41", "/a/%5EA"}} {
+		_, first := rawGet(t, srv, pair[0])
+		xc, second := rawGet(t, srv, pair[1])
+		if first == second || xc == "HIT" {
+			t.Fatalf("%s and %s: %q then %q (%s)", pair[0], pair[1], first, second, xc)
+		}
+	}
+	_, plain := rawGet(t, srv, "/a/1")
+	for _, h := range []string{"X-Forwarded-Ssl: on", "X-Url-Scheme: https", "X-Forwarded-Protocol: https", "X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.9", "X-Real-Ip: 203.0.113.9"} {
+		if _, got := rawGet(t, srv, "/a/1", h); got == plain {
+			t.Fatalf("%s: the handler did not see it (%q), so the test proves nothing", h, got)
+		}
+		if xc, got := rawGet(t, srv, "/a/1"); got != plain || xc != "HIT" {
+			t.Fatalf("after a request with %s, a plain request got %q (%s)", h, got, xc)
+		}
+	}
+}
