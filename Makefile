@@ -12,6 +12,9 @@
 #                     own servers) and print the ratios.
 #   make bench-instr  instructions per request of the hit paths (callgrind):
 #                     the figure that does not move with the machine's load.
+#   make test-loaded  `make test` while CPU burners occupy every core
+#                     (LOADED_RUNS=5 runs it five times in a row): the
+#                     suite must hold on a busy machine, as CI's is.
 #
 # Variables:
 #   PKG=./core/...        packages to vet/test (default ./...)
@@ -27,10 +30,13 @@ SHELL := /bin/bash
 GO          ?= go
 PKG         ?= ./...
 GOTESTFLAGS ?=
+# Passed through the environment, unexpanded, so that a value such as
+# '-run ^(A|B)$$' reaches go test as written (split on spaces only).
+export RC_GOTESTFLAGS := $(value GOTESTFLAGS)
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
-.PHONY: test test-short servers-up servers-down bench bench-instr
+.PHONY: test test-short test-loaded servers-up servers-down bench bench-instr
 
 test:
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
@@ -43,12 +49,32 @@ test:
 	. "$$state/env"
 	echo "+ $(GO) vet $(PKG)"
 	$(GO) vet $(PKG)
-	echo "+ $(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)"
-	$(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)
+	read -ra flags <<< "$$RC_GOTESTFLAGS" # words, never shell syntax
+	echo "+ $(GO) test -race -count=1 $${flags[*]} $(PKG)"
+	$(GO) test -race -count=1 "$${flags[@]}" $(PKG)
 
 test-short:
+	@read -ra flags <<< "$$RC_GOTESTFLAGS"
 	$(GO) vet $(PKG)
-	$(GO) test -race -count=1 $(GOTESTFLAGS) $(PKG)
+	$(GO) test -race -count=1 "$${flags[@]}" $(PKG)
+
+# One busy-loop process per core (stopped by PID however the run ends),
+# then the whole test command LOADED_RUNS times; stops at the first failure.
+LOADED_RUNS ?= 1
+test-loaded:
+	@burners=()
+	trap 'kill $${burners[@]} 2>/dev/null || true' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	for _ in $$(seq "$$(nproc)"); do
+	  ( exec sh -c 'while :; do :; done' ) &
+	  burners+=($$!)
+	done
+	echo "test-loaded: $${#burners[@]} CPU burner(s) running (PIDs $${burners[*]})"
+	for i in $$(seq $(LOADED_RUNS)); do
+	  echo "test-loaded: run $$i of $(LOADED_RUNS)"
+	  $(MAKE) --no-print-directory test
+	done
 
 servers-up:
 	@$(TESTENV) up $(STATE_DIR)

@@ -35,10 +35,11 @@ func instances(t *testing.T, n int, url string, rc RegionConfig) []*Cache {
 
 func nearOf(c *Cache) *nearBackend { return c.regions["r"].be.(*nearBackend) }
 
-// waitFor polls cond for up to 5 s (a bound, not an assertion on time).
+// waitFor polls cond for up to 30 s (a bound for a loaded machine, not an
+// assertion on time).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -53,7 +53,7 @@ func entryState(t testing.TB, rt *Route, target string) freshness {
 // waitState polls (bounded) until target's entry reaches want.
 func waitState(t testing.TB, rt *Route, target string, want freshness) {
 	t.Helper()
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 6000; i++ { // 30 s: a bound for a loaded machine
 		if entryState(t, rt, target) == want {
 			return
 		}
@@ -62,11 +62,11 @@ func waitState(t testing.TB, rt *Route, target string, want freshness) {
 	t.Fatalf("%s never reached state %d (now %d)", target, want, entryState(t, rt, target))
 }
 
-// waitUntil polls cond (bounded: about 10 s) and fails with msg if it
-// never holds.
+// waitUntil polls cond (bounded: about 60 s, for a loaded machine) and
+// fails with msg if it never holds.
 func waitUntil(t testing.TB, msg string, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 12000; i++ {
 		if cond() {
 			return
 		}
