@@ -29,12 +29,12 @@ var memoBackendURLs = []struct {
 	url  func(t testing.TB) string
 }{
 	{"memory", func(testing.TB) string { return "" }},
-	{"redis", func(t testing.TB) string { return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0" }},
+	{"redis", func(t testing.TB) string { return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s" }},
 	{"redis-near", func(t testing.TB) string {
-		return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=1MiB"
+		return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=1MiB"
 	}},
 	{"memcache", func(t testing.TB) string {
-		return "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s"
+		return "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=5s"
 	}},
 }
 

@@ -50,7 +50,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // An invalidation on instance A is seen by B's next read once the pub/sub
 // message has arrived, and an L1 hit on B costs no round trip.
 func TestNearCacheCoherence(t *testing.T) {
-	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=4MiB"
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=4MiB"
 	cs := instances(t, 2, url, RegionConfig{})
 	a, b := cs[0], cs[1]
 	var version atomic.Int64
@@ -92,7 +92,7 @@ func TestNearCacheCoherence(t *testing.T) {
 // resubscribes, L1 hits resume.
 func TestNearCachePubSubCut(t *testing.T) {
 	addr := testServer(t, "ROUTECACHE_TEST_REDIS")
-	url := "redis://" + addr + "/0?near_max_bytes=4MiB"
+	url := "redis://" + addr + "/0?timeout=5s&near_max_bytes=4MiB"
 	cs := instances(t, 2, url, RegionConfig{})
 	a, b := cs[0], cs[1]
 	var version atomic.Int64
@@ -200,8 +200,10 @@ func TestLeaseOneOriginCallAcrossInstances(t *testing.T) {
 // A lease whose holder died blocks nobody past LeaseWait, and frees the
 // key when it expires.
 func TestLeaseHolderDies(t *testing.T) {
-	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
-	cs := instances(t, 1, url, RegionConfig{LeaseTTL: 400 * time.Millisecond, LeaseWait: 50 * time.Millisecond})
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s"
+	// The dead lease lives 2 s: long enough that it is still held when the
+	// request below runs, even on a loaded machine.
+	cs := instances(t, 1, url, RegionConfig{LeaseTTL: 2 * time.Second, LeaseWait: 50 * time.Millisecond})
 	c := cs[0]
 	rt, _ := c.Route("r")
 	r := c.regions["r"]
@@ -209,7 +211,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
 	lkey := r.leaseKey(canonical)
-	if _, got, err := r.be.(leaser).acquire(context.Background(), lkey, 400*time.Millisecond); err != nil || !got {
+	if _, got, err := r.be.(leaser).acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
 		t.Fatalf("acquire: %v %v", got, err)
 	}
 	var calls atomic.Int64
@@ -256,7 +258,7 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 }
 
 func TestOnInvalidateHooks(t *testing.T) {
-	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=1MiB"
+	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=1MiB"
 	cs := instances(t, 2, url, RegionConfig{})
 	a, b := cs[0], cs[1]
 	var mu sync.Mutex

@@ -15,8 +15,8 @@ import (
 func TestSoftInvalidation(t *testing.T) {
 	backends := map[string]string{"memory": ""}
 	if addr := testServerOptional(t, "ROUTECACHE_TEST_REDIS"); addr != "" {
-		backends["redis"] = "redis://" + addr + "/0"
-		backends["redis-near"] = "redis://" + addr + "/0?near_max_bytes=1MiB"
+		backends["redis"] = "redis://" + addr + "/0?timeout=5s"
+		backends["redis-near"] = "redis://" + addr + "/0?timeout=5s&near_max_bytes=1MiB"
 	}
 	if addrs := testServerOptional(t, "ROUTECACHE_TEST_MEMCACHE"); addrs != "" {
 		backends["memcache"] = "memcache://" + addrs + "?timeout=2s"
