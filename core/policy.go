@@ -77,6 +77,11 @@ func (r *Region) requestBypass(req *http.Request) string {
 			return BypassOverride
 		}
 	}
+	if _, ok := req.Header["Upgrade"]; ok {
+		// A handshake (WebSocket, h2c) is answered by switching protocols,
+		// never by a stored page.
+		return BypassUpgrade
+	}
 	if _, ok := req.Header["Cookie"]; ok {
 		for _, ck := range req.Cookies() {
 			if !r.varyCookie[ck.Name] && !r.ignoreCookie[ck.Name] {
@@ -134,6 +139,9 @@ func (r *Region) responseReason(status int, h http.Header) string {
 	if _, ok := h["Set-Cookie"]; ok {
 		return NotStoredSetCookie
 	}
+	if hasTrailers(h) {
+		return NotStoredTrailer
+	}
 	for _, v := range h["Cache-Control"] {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.TrimSpace(d)
@@ -158,6 +166,21 @@ func (r *Region) responseReason(status int, h http.Header) string {
 		}
 	}
 	return ""
+}
+
+// hasTrailers reports whether a response declares trailers ("Trailer") or
+// sets one by net/http's TrailerPrefix: they are computed per response,
+// and may be set after the body, so after the headers were recorded.
+func hasTrailers(h http.Header) bool {
+	if _, ok := h["Trailer"]; ok {
+		return true
+	}
+	for k := range h {
+		if len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // storedHeader returns the headers of a response worth replaying: those the

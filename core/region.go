@@ -1052,6 +1052,8 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		reason = NotStoredTooLarge
 	case fillCtx.Err() != nil:
 		reason = NotStoredError
+	case hasTrailers(rw.Header()): // the live map: trailers come after the body
+		reason = NotStoredTrailer
 	default:
 		reason = r.responseReason(rw.status, sent)
 	}

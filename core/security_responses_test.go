@@ -141,3 +141,38 @@ func TestSecurityRangeAndPreconditionsBypass(t *testing.T) {
 		t.Fatalf("range answer: %d %q", v.code, v.body)
 	}
 }
+
+// Trailers are computed per response (a checksum, a late Set-Cookie sent
+// after the body): a response declaring or sending any is not stored.
+func TestSecurityTrailersNotStored(t *testing.T) {
+	for name, h := range map[string]func(w http.ResponseWriter){
+		"declared": func(w http.ResponseWriter) { w.Header().Set("Trailer", "X-Sum") },
+		"prefixed": func(w http.ResponseWriter) {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var calls atomic.Int64
+			_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+				h(w)
+				fmt.Fprintf(w, "body %d", calls.Add(1))
+				w.Header().Set(http.TrailerPrefix+"Set-Cookie", "sid=late")
+				w.Header().Set("X-Sum", "1")
+			})
+			secDo(t, srv, "GET", "/p", nil)
+			if v := secDo(t, srv, "GET", "/p", nil); v.xcache == "HIT" || v.body != "body 2" {
+				t.Fatalf("a response with trailers was shared: %q %q", v.xcache, v.body)
+			}
+		})
+	}
+}
+
+// A protocol upgrade (a WebSocket handshake) is never answered from the
+// cache: the handler must get it.
+func TestSecurityUpgradeBypasses(t *testing.T) {
+	_, srv := secApp(t, RegionConfig{}, "GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upgrade=%q", r.Header.Get("Upgrade"))
+	})
+	secDo(t, srv, "GET", "/ws", nil)
+	if v := secDo(t, srv, "GET", "/ws", nil, "Connection", "Upgrade", "Upgrade", "websocket"); v.xcache != "BYPASS" || v.body != `upgrade="websocket"` {
+		t.Fatalf("upgrade request: %q %q", v.xcache, v.body)
+	}
+}

@@ -16,6 +16,7 @@ const (
 	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
 	BypassBreaker       = "backend-open"  // the backend's circuit breaker is open
 	BypassPrecondition  = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
+	BypassUpgrade       = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
@@ -32,10 +33,11 @@ const (
 	NotStoredBackend      = "backend-error" // the store call failed
 	NotStoredDropped      = "dropped"       // the memory store's admission policy declined it
 	NotStoredEncode       = "encode"        // a memoized value the codec could not encode
+	NotStoredTrailer      = "trailer"       // the response declares or sends trailers (computed per response)
 )
 
-var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition}
-var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode}
+var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}
+var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer}
 
 // Stats is a snapshot of one region's counters since the Cache was created.
 type Stats struct {
