@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -340,5 +341,37 @@ func TestStorageKeyIn(t *testing.T) {
 			}
 		}
 		c.Close()
+	}
+}
+
+// The keyed headers are encoded the same whichever way they are looked up
+// (none, a few request headers, more request headers than keyed ones).
+func TestKeyedHeadersEncoding(t *testing.T) {
+	rt := testRoute(t, RegionConfig{VaryHeaders: []string{"X-V", "Accept-Language"}})
+	r := rt.r
+	naive := func(h http.Header) []byte {
+		kb := keyBuilder{}
+		for _, name := range r.keyedHeaders {
+			kb.values(h[name])
+		}
+		return kb.b
+	}
+	many := http.Header{}
+	for i := 0; i < 40; i++ {
+		many.Add(fmt.Sprintf("X-Filler-%d", i), "v")
+	}
+	many["X-Forwarded-For"] = []string{"a", "b"}
+	for _, h := range []http.Header{
+		nil,
+		{"Accept": {"*/*"}},
+		{"X-V": {""}, "Accept": {"*/*"}},
+		{"X-Real-Ip": {"1", "2"}, "Accept-Language": {"en", "fr"}, "Forwarded": {"for=x"}},
+		many,
+	} {
+		kb := keyBuilder{}
+		r.appendKeyedHeaders(&kb, h)
+		if want := naive(h); string(kb.b) != string(want) {
+			t.Fatalf("%v: %q, want %q", h, kb.b, want)
+		}
 	}
 }

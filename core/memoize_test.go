@@ -29,7 +29,9 @@ var memoBackendURLs = []struct {
 	url  func(t testing.TB) string
 }{
 	{"memory", func(testing.TB) string { return "" }},
-	{"redis", func(t testing.TB) string { return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s" }},
+	{"redis", func(t testing.TB) string {
+		return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s"
+	}},
 	{"redis-near", func(t testing.TB) string {
 		return "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=1MiB"
 	}},

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Region struct {
 	// the forwarding headers, the client-address ones unless ignored,
 	// and VaryHeaders.
 	keyedHeaders []string
+	// keyedIndex maps a keyed header to its position in keyedHeaders, and
+	// keyedNone is the encoding of a request carrying none of them.
+	keyedIndex   map[string]int
+	keyedNone    []byte
 	varyHeader   map[string]bool
 	varyCookies  []string // sorted
 	varyCookie   map[string]bool
@@ -90,6 +95,11 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 		r.keyedHeaders = append(r.keyedHeaders, clientIPHeaders...)
 	}
 	r.keyedHeaders = append(r.keyedHeaders, r.varyHeaders...)
+	r.keyedIndex = make(map[string]int, len(r.keyedHeaders))
+	for i, h := range r.keyedHeaders {
+		r.keyedIndex[h] = i
+		r.keyedNone = binary.AppendUvarint(r.keyedNone, 0)
+	}
 	for _, ck := range cfg.VaryCookies {
 		if !r.varyCookie[ck] {
 			r.varyCookie[ck] = true
@@ -448,9 +458,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 	} else {
 		kb.field("")
 	}
-	for _, h := range r.keyedHeaders {
-		kb.values(req.Header[h]) // every line, in order
-	}
+	r.appendKeyedHeaders(&kb, req.Header)
 	// Credentials enter the key as an HMAC of all their values, never in
 	// clear: the key is stored in the entry, and the entry in the backend.
 	for _, name := range r.varyCookies {
@@ -487,6 +495,39 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 	}
 	st.vals = slices.Grow(st.vals, len(st.names))[:len(st.names)]
 	return true
+}
+
+// appendKeyedHeaders appends every line of each keyed header, in the order
+// of keyedHeaders (an absent header is an empty list). Whichever of the
+// request's headers and the keyed ones are fewer is the one looked up.
+func (r *Region) appendKeyedHeaders(kb *keyBuilder, h http.Header) {
+	if len(h) == 0 {
+		kb.b = append(kb.b, r.keyedNone...)
+		return
+	}
+	if len(h) >= len(r.keyedHeaders) || len(r.keyedHeaders) > 64 {
+		for _, name := range r.keyedHeaders {
+			kb.values(h[name])
+		}
+		return
+	}
+	var present uint64
+	for name := range h {
+		if i, ok := r.keyedIndex[name]; ok {
+			present |= 1 << i
+		}
+	}
+	if present == 0 {
+		kb.b = append(kb.b, r.keyedNone...)
+		return
+	}
+	for i, name := range r.keyedHeaders {
+		if present&(1<<i) != 0 {
+			kb.values(h[name])
+		} else {
+			kb.b = append(kb.b, 0) // an empty list
+		}
+	}
 }
 
 // canonicalKey returns the canonical key text of a request and its key
