@@ -188,10 +188,12 @@ func authReply(id string, keys []string) string {
 	return r.String()
 }
 
-// frontDef builds one framework's app; rc nil builds it uncached.
+// frontDef builds one framework's app; rc nil builds it uncached. The
+// deliberately unsafe route is registered only when unsafe is set (the
+// self-check), so that the fuzzer cannot reach it.
 type frontDef struct {
 	name  string
-	build func(tb testing.TB, rc *core.Cache) http.Handler
+	build func(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler
 }
 
 var fronts = []frontDef{
@@ -202,7 +204,7 @@ var fronts = []frontDef{
 
 // ---- Gin ----
 
-func buildGin(tb testing.TB, rc *core.Cache) http.Handler {
+func buildGin(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
 		c.AbortWithStatus(http.StatusInternalServerError)
@@ -274,15 +276,17 @@ func buildGin(tb testing.TB, rc *core.Cache) http.Handler {
 		c.Header("Cache-Control", "private")
 		c.String(http.StatusOK, personal(c.Request))
 	})
-	route("/unsafe/:id", regionMain, func(c *gin.Context) {
-		c.String(http.StatusOK, unsafeReply(c.Param("id"), c.Request))
-	})
+	if unsafe {
+		route("/unsafe/:id", regionMain, func(c *gin.Context) {
+			c.String(http.StatusOK, unsafeReply(c.Param("id"), c.Request))
+		})
+	}
 	return r
 }
 
 // ---- Echo ----
 
-func buildEcho(tb testing.TB, rc *core.Cache) http.Handler {
+func buildEcho(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.Logger.SetOutput(io.Discard)
@@ -368,15 +372,17 @@ func buildEcho(tb testing.TB, rc *core.Cache) http.Handler {
 		c.Response().Header().Set("Cache-Control", "private")
 		return c.String(http.StatusOK, personal(c.Request()))
 	}, nil)
-	route("/unsafe/:id", regionMain, func(c echo.Context) error {
-		return c.String(http.StatusOK, unsafeReply(c.Param("id"), c.Request()))
-	}, nil)
+	if unsafe {
+		route("/unsafe/:id", regionMain, func(c echo.Context) error {
+			return c.String(http.StatusOK, unsafeReply(c.Param("id"), c.Request()))
+		}, nil)
+	}
 	return e
 }
 
 // ---- net/http ----
 
-func buildNetHTTP(tb testing.TB, rc *core.Cache) http.Handler {
+func buildNetHTTP(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern, region string, h http.HandlerFunc, opts ...core.Option) {
 		var hh http.Handler = h
@@ -453,8 +459,10 @@ func buildNetHTTP(tb testing.TB, rc *core.Cache) http.Handler {
 		w.Header().Set("Cache-Control", "private")
 		text(w, http.StatusOK, personal(r))
 	})
-	route("/unsafe/{id}", regionMain, func(w http.ResponseWriter, r *http.Request) {
-		text(w, http.StatusOK, unsafeReply(r.PathValue("id"), r))
-	})
+	if unsafe {
+		route("/unsafe/{id}", regionMain, func(w http.ResponseWriter, r *http.Request) {
+			text(w, http.StatusOK, unsafeReply(r.PathValue("id"), r))
+		})
+	}
 	return mux
 }
