@@ -104,6 +104,9 @@ var corpus = []reqCase{
 	{name: "p-ims-future", target: "/p/1", lines: []string{"If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT"}, partner: "p-base"},
 	{name: "p-ims-past", target: "/p/1", lines: []string{"If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT"}, partner: "p-base"},
 	{name: "p-range", target: "/p/1", lines: []string{"Range: bytes=0-3"}, partner: "p-base"},
+	{name: "p-if-range", target: "/p/1", lines: []string{"Range: bytes=0-3", `If-Range: "x"`}, partner: "p-base"},
+	{name: "p-if-match", target: "/p/1", lines: []string{`If-Match: "x"`}, partner: "p-base"},
+	{name: "p-if-unmodified-since", target: "/p/1", lines: []string{"If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"}, partner: "p-base"},
 	// HEAD
 	{name: "p-head", method: "HEAD", target: "/p/1", partner: "p-base"},
 	{name: "p-head-pct41", method: "HEAD", target: "/p/%41", partner: "p-A"},
@@ -140,6 +143,9 @@ var corpus = []reqCase{
 	{name: "lang-empty-then", target: "/lang/1", lines: []string{"Accept-Language:", "Accept-Language: en"}, partner: "lang-comma-leading"},
 	{name: "lang-comma-leading", target: "/lang/1", lines: []string{"Accept-Language: ,en"}, partner: "lang-empty-then"},
 	{name: "lang-id-pct", target: "/lang/%31", partner: "lang-none"},
+	// Found by FuzzTransparency (testdata/fuzz/FuzzTransparency/55b0ebb0051882c6):
+	// an empty Accept-Language line and none expanded alike.
+	{name: "lang-empty", target: "/lang/1", lines: []string{"accept-language:"}, partner: "lang-none"},
 
 	// ---- /vary/:id, VaryHeaders X-Variant ----
 	{name: "vary-none", target: "/vary/1"},

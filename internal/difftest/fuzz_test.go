@@ -107,7 +107,7 @@ func FuzzTransparency(f *testing.F) {
 			b.method = http.MethodHead
 		}
 		for _, p := range fuzzSetup(t) {
-			diffs := runPair(t, p, a, b, false)
+			diffs := runPair(t, p, a, b)
 			if len(diffs) == 0 {
 				continue
 			}

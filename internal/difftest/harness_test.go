@@ -77,32 +77,80 @@ type result struct {
 // doer sends a raw request and returns the response.
 type doer func(raw []byte, method string) result
 
-// tcpDoer sends each request on a new TCP connection to addr, exactly as
-// written (the Go client would canonicalise header names, merge nothing
-// but reorder, and escape the path). The deadline is only a safety net
-// against a hung server, far beyond any loaded machine's latency.
+// tcpDoer sends each request on a TCP connection to addr exactly as
+// written (the Go client would canonicalise header names, reorder lines
+// and escape the path). Connections are kept alive and reused, one
+// request at a time each; a reused connection the server closed meanwhile
+// is replaced once. The deadline is only a safety net against a hung
+// server, far beyond any loaded machine's latency.
 func tcpDoer(addr string) doer {
-	return func(raw []byte, method string) result {
-		conn, err := net.Dial("tcp", addr)
+	var mu sync.Mutex
+	var idle []*tcpConn
+	dial := func() (*tcpConn, error) {
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			return result{err: err}
+			return nil, err
 		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
-		// Connection: close makes the server end the exchange; it is a
-		// hop-by-hop header neither app sees as request data.
-		msg := append(bytes.Clone(bytes.TrimSuffix(raw, []byte("\r\n"))), "Connection: close\r\n\r\n"...)
-		if _, err := conn.Write(msg); err != nil {
-			return result{err: err}
-		}
-		res, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
-		if err != nil {
-			return result{err: err}
-		}
-		body, err := io.ReadAll(res.Body)
-		res.Body.Close()
-		return result{status: res.StatusCode, header: res.Header, body: body, err: err}
+		return &tcpConn{c: c, r: bufio.NewReader(c)}, nil
 	}
+	return func(raw []byte, method string) result {
+		for attempt := 0; ; attempt++ {
+			mu.Lock()
+			var tc *tcpConn
+			if n := len(idle); n > 0 && attempt == 0 {
+				tc, idle = idle[n-1], idle[:n-1]
+			}
+			mu.Unlock()
+			reused := tc != nil
+			if !reused {
+				var err error
+				if tc, err = dial(); err != nil {
+					return result{err: err}
+				}
+			}
+			res, keep, err := tc.roundTrip(raw, method)
+			if err != nil {
+				tc.c.Close()
+				if reused && res.status == 0 {
+					continue // closed while idle: once more on a new connection
+				}
+				return result{err: err}
+			}
+			if keep {
+				mu.Lock()
+				idle = append(idle, tc)
+				mu.Unlock()
+			} else {
+				tc.c.Close()
+			}
+			return res
+		}
+	}
+}
+
+// tcpConn is a client connection with its reader.
+type tcpConn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+// roundTrip writes raw and reads the answer; keep reports whether the
+// connection can carry another request.
+func (tc *tcpConn) roundTrip(raw []byte, method string) (result, bool, error) {
+	_ = tc.c.SetDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := tc.c.Write(raw); err != nil {
+		return result{}, false, err
+	}
+	res, err := http.ReadResponse(tc.r, &http.Request{Method: method})
+	if err != nil {
+		return result{}, false, err
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return result{status: res.StatusCode}, false, err
+	}
+	return result{status: res.StatusCode, header: res.Header, body: body}, !res.Close, nil
 }
 
 // handlerDoer serves each request in process: parsed from the raw bytes
@@ -135,6 +183,9 @@ type pair struct {
 	// inProcess responses come from a recorder, which sets no
 	// Content-Length: that header is then left out of comparisons.
 	inProcess bool
+	// hits counts cached answers served from the cache, notModified the
+	// 304s accepted: a run must exercise both, or it proves nothing.
+	hits, notModified atomic.Int64
 }
 
 var prefixSeq atomic.Uint64
@@ -326,7 +377,11 @@ func (p *pair) exchange(c reqCase) *diff {
 			d.why = "304 for a conditional request, but the cached full answer differs: " + w
 			return d
 		}
+		p.notModified.Add(1)
 		return nil
+	}
+	if cached.header.Get("X-Cache") == "HIT" {
+		p.hits.Add(1)
 	}
 	if d.why = p.compare(c.verb(), cached, plain); d.why != "" {
 		return d
