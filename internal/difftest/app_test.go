@@ -27,8 +27,8 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 //	                 forms, every query value, host, scheme, client IP, the
 //	                 keyed forwarding headers, bearer tokens, the theme cookie
 //	/raw/*rest       region main: the catch-all param and the path forms
-//	/auth/:id        region main: an API-key route (Echo's KeyAuth; a bearer
-//	                 reader on Gin and net/http); 401 without a key
+//	/auth/:id        region main: an API-key route (Echo's KeyAuth lookup on
+//	                 Echo, a bearer reader on Gin and net/http); 401 without a key
 //	/lang/:id        region lang, Key("lang:{id}:{header:Accept-Language}"):
 //	                 echoes every Accept-Language line
 //	/vary/:id        region vary (VaryHeaders X-Variant), answers Vary: X-Variant

@@ -1,11 +1,8 @@
 package difftest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -73,10 +70,6 @@ func fuzzLines(block string) []string {
 // entry) to the cached and the uncached app, parsed from the raw bytes by
 // http.ReadRequest, and every pair of answers must agree. The seed corpus
 // is the TCP corpus's case/partner pairs.
-//
-// DIFFTEST_FUZZ_SKIP_KNOWN=1 skips inputs that involve a bug known and
-// being fixed (see knownBug), to search past them; without it every
-// difference fails.
 func FuzzTransparency(f *testing.F) {
 	byName := caseByName(corpus)
 	for _, c := range corpus {
@@ -93,7 +86,6 @@ func FuzzTransparency(f *testing.F) {
 		}
 		f.Add(heads, c.target, strings.Join(c.lines, "\n"), p.target, strings.Join(p.lines, "\n"))
 	}
-	skipKnown := os.Getenv("DIFFTEST_FUZZ_SKIP_KNOWN") == "1"
 	f.Fuzz(func(t *testing.T, heads byte, target1, lines1, target2, lines2 string) {
 		if len(target1)+len(lines1)+len(target2)+len(lines2) > 4096 {
 			return
@@ -107,60 +99,7 @@ func FuzzTransparency(f *testing.F) {
 			b.method = http.MethodHead
 		}
 		for _, p := range fuzzSetup(t) {
-			diffs := runPair(t, p, a, b)
-			if len(diffs) == 0 {
-				continue
-			}
-			if skipKnown {
-				if why := knownBug(p.front, a, b, diffs); why != "" {
-					t.Skipf("known bug: %s", why)
-				}
-			}
-			report(t, p.front, diffs)
+			report(t, p.front, runPair(t, p, a, b))
 		}
 	})
-}
-
-// knownBug names the known, being-fixed bug an input involves, or "".
-// Used only with DIFFTEST_FUZZ_SKIP_KNOWN=1, to look for other bugs.
-func knownBug(front string, a, b reqCase, diffs []diff) string {
-	for _, d := range diffs {
-		for k := range d.plain.header {
-			if ck := http.CanonicalHeaderKey(k); ck == "Set-Cookie" || ck == "Cache-Control" {
-				return "(4) non-canonical response header key (" + k + ")"
-			}
-		}
-	}
-	for _, c := range []reqCase{a, b} {
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.raw())))
-		if err != nil {
-			continue
-		}
-		if vs := req.Header.Values("Authorization"); len(vs) > 1 || len(vs) == 1 && req.Header.Get("Authorization") == "" {
-			for _, v := range vs {
-				if v != "" {
-					return "(1) Authorization hidden behind an empty line"
-				}
-			}
-		}
-		if u := req.URL; u.RawPath != "" && u.RawPath != u.EscapedPath() {
-			return "(2) raw path the key normalises"
-		}
-		if len(req.Header.Values("Accept-Language")) > 1 {
-			return "(3) {header:} joins lines with ','"
-		}
-		for _, h := range unkeyedRequestHeaders {
-			if _, ok := req.Header[h]; ok {
-				return "(5) scheme or client-IP header not keyed (" + h + ")"
-			}
-		}
-	}
-	return ""
-}
-
-// unkeyedRequestHeaders are the scheme and client-IP headers that are not
-// keyed yet (known bug 5).
-var unkeyedRequestHeaders = []string{
-	"X-Forwarded-Ssl", "X-Url-Scheme", "X-Forwarded-Protocol",
-	"X-Forwarded-For", "X-Real-Ip", "Cf-Connecting-Ip", "X-Appengine-Remote-Addr", "Fly-Client-Ip", "True-Client-Ip",
 }

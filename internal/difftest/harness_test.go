@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,10 +83,19 @@ type doer func(raw []byte, method string) result
 // and escape the path). Connections are kept alive and reused, one
 // request at a time each; a reused connection the server closed meanwhile
 // is replaced once. The deadline is only a safety net against a hung
-// server, far beyond any loaded machine's latency.
-func tcpDoer(addr string) doer {
+// server, far beyond any loaded machine's latency. Idle connections are
+// closed when the test ends.
+func tcpDoer(tb testing.TB, addr string) doer {
 	var mu sync.Mutex
 	var idle []*tcpConn
+	tb.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tc := range idle {
+			tc.c.Close()
+		}
+		idle = nil
+	})
 	dial := func() (*tcpConn, error) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -155,7 +165,7 @@ func (tc *tcpConn) roundTrip(raw []byte, method string) (result, bool, error) {
 
 // handlerDoer serves each request in process: parsed from the raw bytes
 // with http.ReadRequest (so raw forms survive), answered into a recorder.
-// A request the parser rejects reports ok false.
+// A request the parser rejects reports errUnparsable.
 func handlerDoer(h http.Handler) doer {
 	return func(raw []byte, method string) result {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
@@ -171,7 +181,7 @@ func handlerDoer(h http.Handler) doer {
 	}
 }
 
-var errUnparsable = fmt.Errorf("routecache: request does not parse")
+var errUnparsable = errors.New("routecache: request does not parse")
 
 // pair is one app served cached and uncached.
 type pair struct {
@@ -248,8 +258,8 @@ func newTCPPair(t *testing.T, f frontDef, be backendDef, unsafe bool) *pair {
 	})
 	return &pair{
 		front: f.name, backend: be.name, rc: rc,
-		cached: tcpDoer(cached.Listener.Addr().String()),
-		plain:  tcpDoer(plain.Listener.Addr().String()),
+		cached: tcpDoer(t, cached.Listener.Addr().String()),
+		plain:  tcpDoer(t, plain.Listener.Addr().String()),
 	}
 }
 
