@@ -83,6 +83,7 @@ func runPair(tb testing.TB, p *pair, a, b reqCase) []diff {
 // memory backend and on Redis, and compares every pair of answers.
 func TestTransparency(t *testing.T) {
 	s := seed(t)
+	t.Logf("shuffling seed %d (rerun with DIFFTEST_SEED=%d)", s, s)
 	for _, f := range fronts {
 		for _, be := range backends {
 			t.Run(f.name+"/"+be.name, func(t *testing.T) {
