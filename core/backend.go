@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"net/url"
 	"sort"
 	"strconv"
@@ -44,6 +45,44 @@ type backend interface {
 	remote() bool
 	close() error
 }
+
+// entryAllowance is what an encoded entry may hold besides its body: the
+// envelope, headers, ETag, canonical key and counter snapshot. Real
+// entries use a few KiB of it.
+const entryAllowance = 1 << 20
+
+// maxEntrySize is the largest encoded entry of a region whose bodies are
+// capped at maxBody bytes (RegionConfig.MaxEntryBytes).
+func maxEntrySize(maxBody int64) int64 {
+	if maxBody > math.MaxInt64/2 {
+		return math.MaxInt64 / 2
+	}
+	return maxBody + entryAllowance
+}
+
+// entryBounder is a backend that bounds what a lookup reads of a stored
+// value by the largest entry it may hold, so that a huge value planted
+// under an entry key costs a bounded read and is that key's corrupt entry
+// (a miss, overwritten by the fill), not a read that times out as a
+// backend error and opens the breaker for every key. Entries larger than
+// the bound are refused when stored (errTooLarge), so that none is ever
+// read back as corrupt.
+type entryBounder interface {
+	// boundEntries raises the bound to fit the entries of a region whose
+	// bodies are capped at maxBody bytes. It is called for each region
+	// using the backend, before the first request.
+	boundEntries(maxBody int64)
+}
+
+// boundEntries tells be the body cap of a region using it (a no-op for
+// backends that bound reads otherwise, or not at all).
+func boundEntries(be backend, maxBody int64) {
+	if b, ok := be.(entryBounder); ok {
+		b.boundEntries(maxBody)
+	}
+}
+
+func (n *nearBackend) boundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
 
 // openers maps a URL scheme to the function opening that kind of backend.
 // Each backend file registers its schemes in an init function.

@@ -132,8 +132,8 @@ func BenchmarkMiss(b *testing.B) {
 }
 
 // BenchmarkRedis: one raw go-redis GET of the stored bytes (same client)
-// vs a Redis-region hit (one MGET of entry and counters), and a near-cache
-// hit vs a memory-region hit.
+// vs a Redis-region hit (one pipeline: GETRANGE of the entry, MGET of the
+// counters), and a near-cache hit vs a memory-region hit.
 func BenchmarkRedis(b *testing.B) {
 	addr := os.Getenv("ROUTECACHE_TEST_REDIS")
 	if addr == "" {

@@ -218,6 +218,7 @@ func New(cfg Config) (*Cache, error) {
 				c.backends = append(c.backends, be)
 			}
 		}
+		boundEntries(be, rc.MaxEntryBytes)
 		r := newRegion(c, name, rc, be)
 		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
 		if be.remote() {
