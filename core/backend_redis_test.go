@@ -19,7 +19,7 @@ func uniquePrefix(t testing.TB) string {
 
 func redisURLs(t testing.TB) map[string]string {
 	return map[string]string{
-		"redis":   "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s",
+		"redis":   "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0",
 		"cluster": "redis+cluster://" + testServer(t, "ROUTECACHE_TEST_REDIS_CLUSTER"),
 	}
 }
