@@ -32,7 +32,9 @@ func init() {
 
 // redisBackend reads with the native go-redis client, so that a lookup is
 // one MGET of the entry and its counters (one round trip), and writes
-// entries through gocache's redis store, the project's storage boundary.
+// entries as gocache's redis store does (a SET with expiry; through the
+// store itself when the entry records no counter), pipelined with the
+// renewal of the entry's counters.
 // On a cluster the keys of one lookup live in several slots; the lookup is
 // then one pipeline, sent to the nodes concerned in parallel.
 type redisBackend struct {

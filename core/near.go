@@ -26,10 +26,10 @@ const DefaultNearStaleness = time.Second
 // A lookup whose entry and counters are all local costs no round trip.
 //
 // Coherence: on Redis, every invalidation is also PUBLISHed on the
-// channel "routecache:inv" by the Redis backend itself (with or without a
-// near cache, in the increment's round trip); every near cache subscribes and drops its
-// local copy of the counter named in a message, so its next read goes to
-// Redis. While the subscription is down, the L1 is bypassed; when it is
+// channel "routecache:inv", by the Redis backend itself in the increment's
+// round trip, whether or not its Cache has a near cache; every near cache
+// subscribes and drops its local copy of the counter named in a message,
+// so its next read goes to Redis. While the subscription is down, the L1 is bypassed; when it is
 // back, every local counter is dropped. On Memcached, which has no
 // pub/sub, a local counter is trusted for near_staleness (default 1 s)
 // after it was read: an invalidation made by another instance can go

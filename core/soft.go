@@ -137,11 +137,11 @@ func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []so
 // created has no "before" any entry could hold, so it gets no mark.
 
 func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
-	n, err := b.client.Increment(name, 1)
-	if err != nil {
-		return b.bump(ctx, name)
+	n, err := b.increment(ctx, name)
+	if err != nil || n == 0 {
+		return err
 	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n}))})
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n})), Expiration: b.counterExpiry()})
 }
 
 func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
