@@ -84,6 +84,36 @@ func boundEntries(be backend, maxBody int64) {
 
 func (n *nearBackend) boundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
 
+// counterLifer is implemented by backends whose counters expire (Redis,
+// Memcached): New gives each the lifetime counterLifetime computes from
+// the regions using it.
+type counterLifer interface {
+	setCounterTTL(d time.Duration)
+}
+
+// counterSlack is added to the longest entry lifetime of a backend's
+// regions to make its counters' lifetime: room for clock skew between
+// instances and for the time between a counter's renewal and the store
+// it comes with.
+const counterSlack = time.Minute
+
+// counterLifetime is how long a counter lives after it was created, bumped
+// or renewed by the store of an entry depending on it: the longest time
+// any of the regions' entries can be served (TTL plus the longer of Stale
+// and StaleIfError), plus the FillTimeout during which a fill holds a
+// snapshot before storing, plus counterSlack. An entry is stored with its
+// counters renewed, so no counter expires while an entry recording it can
+// still be served; a counter that expires anyway (evicted, or shortened by
+// an instance with shorter lifetimes) is re-created from a fresh random
+// value, and the entries recording the old one are misses.
+func counterLifetime(cfgs []RegionConfig) time.Duration {
+	var d time.Duration
+	for _, rc := range cfgs {
+		d = max(d, rc.TTL+max(rc.Stale, rc.StaleIfError)+rc.FillTimeout)
+	}
+	return d + counterSlack
+}
+
 // openers maps a URL scheme to the function opening that kind of backend.
 // Each backend file registers its schemes in an init function.
 var openers = map[string]func(u *url.URL) (backend, error){
@@ -113,7 +143,11 @@ func openBackend(raw string, log *slog.Logger) (backend, error) {
 	}
 	q := u.Query()
 	if !q.Has("near_max_bytes") && !q.Has("near_staleness") {
-		return open(u)
+		b, err := open(u)
+		if err == nil {
+			setBackendLogger(b, log)
+		}
+		return b, err
 	}
 	if u.Scheme == "memory" {
 		return nil, fmt.Errorf("backend %q: a memory backend needs no near cache", u.Redacted())
@@ -127,6 +161,7 @@ func openBackend(raw string, log *slog.Logger) (backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	setBackendLogger(b, log)
 	nb, err := wrapNear(b, u, q, log)
 	if err != nil {
 		b.close()
@@ -529,4 +564,26 @@ slow:
 		return 0
 	}
 	return n
+}
+
+// setCounterLifetimes gives each backend whose counters expire the
+// lifetime its regions need (counterLifetime).
+func setCounterLifetimes(regions map[string]*Region) {
+	cfgs := map[backend][]RegionConfig{}
+	for _, r := range regions {
+		cfgs[r.be] = append(cfgs[r.be], r.cfg)
+	}
+	for be, list := range cfgs {
+		if cl, ok := be.(counterLifer); ok {
+			cl.setCounterTTL(counterLifetime(list))
+		}
+	}
+}
+
+// setBackendLogger hands the Cache's logger to a backend whose client logs
+// by itself (Redis: see redisLogger).
+func setBackendLogger(b backend, log *slog.Logger) {
+	if l, ok := b.(interface{ setLogger(*slog.Logger) }); ok {
+		l.setLogger(log)
+	}
 }

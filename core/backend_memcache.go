@@ -60,6 +60,9 @@ type memcacheBackend struct {
 	client  *memcache.Client
 	st      *memcachestore.MemcacheStore
 	maxItem int
+	// counterTTL is how long a counter lives after it was created, bumped
+	// or touched by the store of an entry depending on it (counterLifer).
+	counterTTL time.Duration
 }
 
 // openMemcache parses memcache://h1:11211,h2:11211?timeout=100ms&max_idle=64&max_item=1MiB.
@@ -126,9 +129,10 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 	client.Timeout = timeout
 	client.MaxIdleConns = maxIdle
 	return &memcacheBackend{
-		client:  client,
-		st:      memcachestore.NewMemcache(client),
-		maxItem: int(maxItem),
+		client:     client,
+		st:         memcachestore.NewMemcache(client),
+		maxItem:    int(maxItem),
+		counterTTL: DefaultCounterTTL,
 	}, nil
 }
 
@@ -181,10 +185,28 @@ func memcacheCounter(it *memcache.Item) uint64 {
 	return parseDecimal(strings.TrimRight(unsafeString(it.Value), " ")) // read here only, never kept
 }
 
-func counterItem(name string, v uint64) *memcache.Item {
-	// Expiration 0: counters never expire (memcached may still evict them;
-	// a lost counter reads as missing and is re-created with a fresh value).
-	return &memcache.Item{Key: name, Value: strconv.AppendUint(nil, v, 10)}
+// counterItem is a counter holding v, living counterTTL (renewed by
+// bump and by the store of an entry depending on it). A counter that
+// expires or is evicted reads as missing and is re-created with a fresh
+// value: the entries recording the old one are misses.
+func (b *memcacheBackend) counterItem(name string, v uint64) *memcache.Item {
+	return &memcache.Item{Key: name, Value: strconv.AppendUint(nil, v, 10), Expiration: b.counterExpiry()}
+}
+
+// counterExpiry is counterTTL as memcached's expiration field.
+func (b *memcacheBackend) counterExpiry() int32 {
+	return int32(memcacheExpiry(b.counterTTL, time.Now()) / time.Second)
+}
+
+// setCounterTTL sets how long counters live (counterLifer).
+func (b *memcacheBackend) setCounterTTL(d time.Duration) { b.counterTTL = d }
+
+// touch renews a counter's lifetime. It is best effort: a counter gone
+// meanwhile stays gone (its entries are misses), and a failure leaves the
+// counter with its previous lifetime; a network failure drops the idle
+// connections as any other does.
+func (b *memcacheBackend) touch(name string, exp int32) {
+	_ = b.failed(b.client.Touch(name, exp))
 }
 
 // memcacheAttempts bounds the retries of a counter operation racing with
@@ -213,7 +235,7 @@ func (b *memcacheBackend) ensure(ctx context.Context, names []string, vals []uin
 func (b *memcacheBackend) create(name string) (uint64, error) {
 	for range memcacheAttempts {
 		fresh := freshCounter()
-		err := b.client.Add(counterItem(name, fresh))
+		err := b.client.Add(b.counterItem(name, fresh))
 		if err == nil {
 			return fresh, nil
 		}
@@ -233,7 +255,7 @@ func (b *memcacheBackend) create(name string) (uint64, error) {
 		// Something that is not a counter sits under the name: replace it,
 		// unless it changed meanwhile.
 		it.Value = strconv.AppendUint(nil, fresh, 10)
-		it.Expiration = 0
+		it.Expiration = b.counterExpiry()
 		err = b.client.CompareAndSwap(it)
 		if err == nil {
 			return fresh, nil
@@ -245,36 +267,46 @@ func (b *memcacheBackend) create(name string) (uint64, error) {
 	return 0, fmt.Errorf("memcache: counter %q kept changing while being created", name)
 }
 
-// bump increments a counter; a missing one is created from a fresh random
-// value (never 0 or 1), so a counter lost to eviction never repeats a value
-// an entry may have recorded.
+// bump increments a counter and renews its lifetime (incr keeps an item's
+// expiration: a touch follows it); a missing one is created from a fresh
+// random value (never 0 or 1), so a counter lost to eviction or expiry
+// never repeats a value an entry may have recorded.
 func (b *memcacheBackend) bump(ctx context.Context, name string) error {
+	_, err := b.increment(ctx, name)
+	return err
+}
+
+// increment is bump returning the counter's new value, and whether it
+// moved on from a value an entry may hold (false when it was created or
+// replaced).
+func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	for range memcacheAttempts {
-		_, err := b.client.Increment(name, 1)
+		n, err := b.client.Increment(name, 1)
 		switch {
 		case err == nil:
-			return nil
+			b.touch(name, b.counterExpiry())
+			return n, nil
 		case errors.Is(err, memcache.ErrCacheMiss):
-			err = b.client.Add(counterItem(name, freshCounter()))
+			err = b.client.Add(b.counterItem(name, freshCounter()))
 			if err == nil {
-				return nil
+				return 0, nil
 			}
 			if !errors.Is(err, memcache.ErrNotStored) {
-				return err
+				return 0, err
 			}
 			// Created by someone else meanwhile: increment that one.
 		case strings.Contains(err.Error(), "non-numeric value"):
 			// Not a counter: overwriting it with a value never used is an
 			// invalidation too.
-			return b.client.Set(counterItem(name, freshCounter()))
+			return 0, b.client.Set(b.counterItem(name, freshCounter()))
 		default:
-			return err
+			return 0, err
 		}
 	}
-	return fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
+	return 0, fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
 }
 
 func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
@@ -291,7 +323,17 @@ func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl t
 		// large for cache").
 		return errTooLarge
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// The counters the entry recorded live at least as long as it
+	// (counterLifetime). Memcached has no pipelining here: one touch per
+	// counter, on fills only (never on hits).
+	exp := b.counterExpiry()
+	for _, c := range e.counters {
+		b.touch(c.name, exp)
+	}
+	return nil
 }
 
 // memcacheExpiry turns a TTL into the duration to hand gocache's memcache

@@ -283,9 +283,10 @@ func TestMemcacheLoad(t *testing.T) {
 	if ttl, ok := mcTTL(t, addrs, key); !ok || ttl < 59 || ttl > 61 {
 		t.Fatalf("entry TTL %d %v, want ~61", ttl, ok)
 	}
-	// Counters never expire.
-	if ttl, ok := mcTTL(t, addrs, names[0]); !ok || ttl != -1 {
-		t.Fatalf("counter TTL %d %v, want -1 (never)", ttl, ok)
+	// Counters expire, after their lifetime (DefaultCounterTTL for a
+	// backend opened without a Cache), never before the entry.
+	if ttl, ok := mcTTL(t, addrs, names[0]); !ok || ttl < int64(DefaultCounterTTL/time.Second)-1 || ttl > int64(DefaultCounterTTL/time.Second)+1 {
+		t.Fatalf("counter TTL %d %v, want ~%d", ttl, ok, int64(DefaultCounterTTL/time.Second))
 	}
 }
 

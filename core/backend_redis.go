@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
@@ -30,10 +32,12 @@ func init() {
 
 // redisBackend reads with the native go-redis client, so that a lookup is
 // one pipeline of a bounded GETRANGE of the entry and an MGET of its
-// counters (one round trip), and writes entries through gocache's redis
-// store, the project's storage boundary. On a cluster the keys of one
-// lookup live in several slots; the lookup is then one pipeline of
-// GETRANGE and GETs, sent to the nodes concerned in parallel.
+// counters (one round trip), and writes entries as gocache's redis store
+// does (a SET with expiry; through the store itself when the entry records
+// no counter), pipelined with the renewal of the entry's counters. On a
+// cluster the keys of one lookup live in several slots; the lookup is then
+// one pipeline of GETRANGE and GETs, sent to the nodes concerned in
+// parallel.
 type redisBackend struct {
 	client  redis.UniversalClient
 	st      *redisstore.RedisStore
@@ -44,7 +48,28 @@ type redisBackend struct {
 	maxEntry    int64
 	maxEntryArg any       // maxEntry as a command argument, boxed once
 	pipes       sync.Pool // idle *redis.Pipeline for load
+	// instance names this backend in the invalidation messages it
+	// publishes (a near cache in front of it shares it, to tell its own
+	// messages from other instances').
+	instance string
+	// counterTTL is how long a counter lives after it was created, bumped
+	// or last renewed by the store of an entry depending on it (see
+	// setCounterTTL).
+	counterTTL time.Duration
+	// logReg is this backend's registration with redisLogs (go-redis's
+	// own log lines), removed by close.
+	logReg *redisLogTarget
 }
+
+// invalidationChannel is the pub/sub channel every invalidation on a Redis
+// backend is published on (payload "<instance>|<counter>"), whether or not
+// the Cache making it has a near cache: near caches subscribe to it.
+const invalidationChannel = "routecache:inv"
+
+// DefaultCounterTTL is the lifetime of a counter on a backend opened
+// without a Cache (New sets each backend's from its regions; see
+// counterLifetime).
+const DefaultCounterTTL = 24 * time.Hour
 
 // op bounds one operation by the URL's timeout, go-redis's retries
 // included: without it a pipeline that times out is retried up to
@@ -82,7 +107,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 		}
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
-	b := &redisBackend{cluster: cluster, timeout: timeout}
+	b := &redisBackend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", freshCounter()), counterTTL: DefaultCounterTTL}
 	b.boundEntries(0)
 	if cluster {
 		for _, h := range hosts[1:] {
@@ -267,8 +292,9 @@ func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint
 	return nil
 }
 
-// ensure creates missing counters with SET NX of a fresh random value and
-// reads back the value now current, all in one pipeline.
+// ensure creates missing counters with SET NX PX of a fresh random value
+// (living counterTTL) and reads back the value now current, all in one
+// pipeline.
 func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
 	if !slices.Contains(vals, 0) {
 		return nil
@@ -282,7 +308,7 @@ func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64
 		if vals[i] != 0 {
 			continue
 		}
-		pipe.SetNX(ctx, n, strconv.FormatUint(freshCounter(), 10), 0)
+		pipe.SetNX(ctx, n, strconv.FormatUint(freshCounter(), 10), b.counterTTL)
 		cmds = append(cmds, pipe.Get(ctx, n))
 		idx = append(idx, i)
 	}
@@ -310,7 +336,7 @@ func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64
 		pipe := b.client.Pipeline()
 		for _, i := range junk {
 			vals[i] = freshCounter()
-			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), 0)
+			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), b.counterTTL)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -326,24 +352,82 @@ func isRedisReply(err error) bool {
 	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }
 
-// bump is SET NX fresh + INCR in one pipeline: an existing counter moves
-// on by one, a missing one starts from a fresh random value (never from
-// 1, which a lost-and-recreated counter could then repeat). A value INCR
-// refuses (not a number, another type, overflow) is replaced by a fresh
-// one, which invalidates just as well.
+// bumpScript moves a counter on and tells the near caches, atomically and
+// in one round trip (EVALSHA; a cluster runs it on the node of the
+// counter's slot, and PUBLISH reaches the subscribers of every node).
+// A missing counter starts from a fresh random value (never from 1, which
+// a lost-and-recreated counter could then repeat); a value INCR refuses
+// (not a number, another type, overflow) is replaced by a fresh one, which
+// invalidates just as well. The counter then lives ARGV[2] ms more. The
+// message goes out after the increment, so a near cache that drops its
+// copy on receipt reads the new value. The reply is the value now held,
+// as a string (Lua numbers are doubles: a 63-bit value would lose bits).
+//
+//	KEYS[1] counter; ARGV[1] fresh value; ARGV[2] lifetime in ms;
+//	ARGV[3] channel ("" publishes nothing); ARGV[4] message
+var bumpScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local r = redis.pcall('INCR', KEYS[1])
+if type(r) == 'table' and r.err then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return redis.call('GET', KEYS[1])`)
+
+// markScript writes a soft mark (living ARGV[2] ms) and then publishes the
+// soft bump it records: a near cache told of the bump finds the mark.
+//
+//	KEYS[1] mark key; ARGV[1] mark; ARGV[2] lifetime in ms; ARGV[3]
+//	channel; ARGV[4] message
+var markScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1`)
+
+// bump increments a counter (see bumpScript) and publishes the
+// invalidation for the near caches of every instance, with or without a
+// near cache in this one.
 func (b *redisBackend) bump(ctx context.Context, name string) error {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	pipe := b.client.Pipeline()
-	pipe.SetNX(ctx, name, strconv.FormatUint(freshCounter(), 10), 0)
-	pipe.Incr(ctx, name)
-	_, err := pipe.Exec(ctx)
-	if err != nil && isRedisReply(err) {
-		return b.client.Set(ctx, name, strconv.FormatUint(freshCounter(), 10), 0).Err()
-	}
+	_, err := b.incr(ctx, name, true)
 	return err
 }
 
+// incr runs bumpScript, publishing when asked, and returns the counter's
+// new value.
+func (b *redisBackend) incr(ctx context.Context, name string, publish bool) (uint64, error) {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	channel, msg := "", ""
+	if publish {
+		channel, msg = invalidationChannel, b.message(name)
+	}
+	v, err := bumpScript.Run(ctx, b.client, []string{name},
+		strconv.FormatUint(freshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
+	if err != nil {
+		return 0, err
+	}
+	return parseDecimal(v), nil
+}
+
+// message is the invalidation message of a counter.
+func (b *redisBackend) message(name string) string { return b.instance + "|" + name }
+
+// ttlMillis is a lifetime in whole milliseconds (at least 1), as PX takes it.
+func ttlMillis(d time.Duration) string {
+	return strconv.FormatInt(max(int64(d/time.Millisecond), 1), 10)
+}
+
+// setCounterTTL sets how long counters live (counterLifer).
+func (b *redisBackend) setCounterTTL(d time.Duration) { b.counterTTL = d }
+
+// store writes the entry and, in the same pipeline, renews the lifetime of
+// every counter it depends on: a counter outlives every entry that
+// recorded it (see counterLifetime). PEXPIRE of a counter that has gone
+// meanwhile does nothing; the entry then reads as a miss.
 func (b *redisBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
 	v := e.encode()
 	if int64(len(v)) > b.maxEntry {
@@ -351,7 +435,16 @@ func (b *redisBackend) store(ctx context.Context, key string, e *entry, ttl time
 	}
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	return b.st.Set(ctx, key, v, store.WithExpiration(ttl))
+	if len(e.counters) == 0 {
+		return b.st.Set(ctx, key, v, store.WithExpiration(ttl))
+	}
+	pipe := b.client.Pipeline()
+	set := pipe.Set(ctx, key, v, ttl) // what the gocache store sends
+	for _, c := range e.counters {
+		pipe.PExpire(ctx, c.name, b.counterTTL)
+	}
+	_, _ = pipe.Exec(ctx)
+	return set.Err()
 }
 
 func (b *redisBackend) boundEntries(maxBody int64) {
@@ -360,4 +453,88 @@ func (b *redisBackend) boundEntries(maxBody int64) {
 }
 
 func (b *redisBackend) remote() bool { return true }
-func (b *redisBackend) close() error { return b.client.Close() }
+func (b *redisBackend) close() error {
+	redisLogs.unregister(b.logReg)
+	return b.client.Close()
+}
+
+// go-redis logs some events itself (a dial that failed, a pub/sub
+// connection dropped, a pool connection with unread data...) through a
+// package-level logger, by default straight to stderr: a Redis outage
+// printed dozens of lines there, past the Cache's logger and its rate
+// limit. redis.SetLogger is process-wide and go-redis reads it without
+// synchronisation, so routecache installs its adapter once, when the
+// package is initialised (before any client can exist), rather than per
+// Cache.
+//
+// The adapter forwards each line, at Warn level as "routecache: redis
+// client", to the Config.Logger of the most recently opened Redis backend
+// still open (the line does not say which client it is about), or to
+// slog.Default() when none is open. Like routecache's own backend errors,
+// at most one line a second goes out; the next one carries the number
+// suppressed meanwhile. A program that wants go-redis's lines elsewhere
+// calls redis.SetLogger itself after importing routecache.
+func init() { redis.SetLogger(redisLogs) }
+
+var redisLogs = &redisLogger{}
+
+// redisLogger is the go-redis logger (internal.Logging) routecache installs.
+type redisLogger struct {
+	mu         sync.Mutex
+	targets    []*redisLogTarget // open backends' loggers, oldest first
+	gate       atomicTime
+	suppressed atomic.Uint64
+}
+
+// redisLogTarget is one open backend's registration.
+type redisLogTarget struct{ log *slog.Logger }
+
+func (l *redisLogger) register(log *slog.Logger) *redisLogTarget {
+	t := &redisLogTarget{log: log}
+	l.mu.Lock()
+	l.targets = append(l.targets, t)
+	l.mu.Unlock()
+	return t
+}
+
+func (l *redisLogger) unregister(t *redisLogTarget) {
+	if t == nil {
+		return
+	}
+	l.mu.Lock()
+	l.targets = slices.DeleteFunc(l.targets, func(x *redisLogTarget) bool { return x == t })
+	l.mu.Unlock()
+}
+
+func (l *redisLogger) current() *slog.Logger {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.targets); n > 0 {
+		return l.targets[n-1].log
+	}
+	return slog.Default()
+}
+
+// Printf implements go-redis's internal.Logging.
+func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if !l.gate.every(time.Second) {
+		l.suppressed.Add(1)
+		return
+	}
+	args := []any{"detail", strings.TrimSpace(fmt.Sprintf(format, v...))}
+	if n := l.suppressed.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l.current().WarnContext(context.WithoutCancel(ctx), "routecache: redis client", args...)
+}
+
+// setLogger routes go-redis's log lines to the Cache's logger while this
+// backend is open (see redisLogger).
+func (b *redisBackend) setLogger(log *slog.Logger) {
+	if b.logReg == nil && log != nil {
+		b.logReg = redisLogs.register(log)
+	}
+}

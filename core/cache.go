@@ -232,6 +232,7 @@ func New(cfg Config) (*Cache, error) {
 		}
 		c.regions[name] = r
 	}
+	setCounterLifetimes(c.regions)
 	startClock()
 	for _, be := range c.backends {
 		if nb, ok := be.(*nearBackend); ok {

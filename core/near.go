@@ -26,9 +26,10 @@ const DefaultNearStaleness = time.Second
 // A lookup whose entry and counters are all local costs no round trip.
 //
 // Coherence: on Redis, every invalidation is also PUBLISHed on the
-// channel "<prefix-free>routecache:inv"; every instance subscribes and drops its
-// local copy of the counter named in a message, so its next read goes to
-// Redis. While the subscription is down, the L1 is bypassed; when it is
+// channel "routecache:inv", by the Redis backend itself in the increment's
+// round trip, whether or not its Cache has a near cache; every near cache
+// subscribes and drops its local copy of the counter named in a message,
+// so its next read goes to Redis. While the subscription is down, the L1 is bypassed; when it is
 // back, every local counter is dropped. On Memcached, which has no
 // pub/sub, a local counter is trusted for near_staleness (default 1 s)
 // after it was read: an invalidation made by another instance can go
@@ -97,8 +98,8 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 			return nil, fmt.Errorf("backend %q: near_staleness applies to memcache:// only (Redis near caches are kept coherent by pub/sub)", u.Redacted())
 		}
 		n.client = rb.client
-		n.channel = "routecache:inv"
-		n.instance = fmt.Sprintf("%x", freshCounter())
+		n.channel = invalidationChannel
+		n.instance = rb.instance // its messages are published by rb
 		ctx, cancel := context.WithCancel(context.Background())
 		n.cancel, n.done = cancel, make(chan struct{})
 		ready := make(chan struct{})
@@ -295,26 +296,21 @@ func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.
 	return nil
 }
 
-// bump invalidates remotely, drops the local copy, and tells the other
-// instances (Redis).
+// bump invalidates remotely and drops the local copy. On Redis the inner
+// backend publishes the invalidation itself (in the same round trip), as
+// it does for a Cache without near cache, so every near cache hears of
+// every invalidation whichever instance made it.
 func (n *nearBackend) bump(ctx context.Context, name string) error {
 	err := n.inner.bump(ctx, name)
 	n.drop(name)
-	if err != nil {
-		return err
-	}
-	return n.publish(ctx, name)
+	return err
 }
 
-// publish tells the other instances (Redis only) that a counter moved.
-func (n *nearBackend) publish(ctx context.Context, name string) error {
-	if n.client == nil {
-		return nil
+// setCounterTTL passes the counters' lifetime to the inner backend.
+func (n *nearBackend) setCounterTTL(d time.Duration) {
+	if cl, ok := n.inner.(counterLifer); ok {
+		cl.setCounterTTL(d)
 	}
-	if err := n.client.Publish(ctx, n.channel, n.instance+"|"+name).Err(); err != nil {
-		return fmt.Errorf("publish invalidation: %w", err)
-	}
-	return nil
 }
 
 func (n *nearBackend) remote() bool { return true }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,19 +92,25 @@ func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []sof
 	return nil
 }
 
-// Redis: SET NX fresh + INCR, then the mark.
+// Redis: the counter moves on (bumpScript, nothing published yet), then
+// the mark is written and the bump published in one script (markScript):
+// a near cache told of the bump finds its mark. The mark lives as long as
+// a counter. (The mark's key lives in another cluster slot than the
+// counter's, hence two scripts.)
 
 func (b *redisBackend) softBump(ctx context.Context, name string) error {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	pipe := b.client.Pipeline()
-	pipe.SetNX(ctx, name, strconv.FormatUint(freshCounter(), 10), 0)
-	incr := pipe.Incr(ctx, name)
-	if _, err := pipe.Exec(ctx); err != nil {
+	n, err := b.incr(ctx, name, false)
+	if err != nil {
 		return err
 	}
-	n := uint64(incr.Val())
-	return b.client.Set(ctx, softKey(name), encodeMark(softMark{old: n - 1, new: n}), 0).Err()
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	err = markScript.Run(ctx, b.client, []string{softKey(name)},
+		encodeMark(softMark{old: n - 1, new: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
+	if err != nil {
+		return fmt.Errorf("publish invalidation: %w", err)
+	}
+	return nil
 }
 
 func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
@@ -130,11 +137,11 @@ func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []so
 // created has no "before" any entry could hold, so it gets no mark.
 
 func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
-	n, err := b.client.Increment(name, 1)
-	if err != nil {
-		return b.bump(ctx, name)
+	n, err := b.increment(ctx, name)
+	if err != nil || n == 0 {
+		return err
 	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n}))})
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n})), Expiration: b.counterExpiry()})
 }
 
 func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
@@ -155,7 +162,7 @@ func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []s
 	return nil
 }
 
-// near cache: soft bumps are published like hard ones.
+// near cache: the inner backend publishes (Redis); the local copy goes.
 
 func (n *nearBackend) softBump(ctx context.Context, name string) error {
 	sb, ok := n.inner.(softBackend)
@@ -164,10 +171,7 @@ func (n *nearBackend) softBump(ctx context.Context, name string) error {
 	}
 	err := sb.softBump(ctx, name)
 	n.drop(name)
-	if err != nil {
-		return err
-	}
-	return n.publish(ctx, name)
+	return err
 }
 
 func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {

@@ -1,0 +1,116 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// withQuery appends URL query options to a backend URL.
+func withQuery(u, opts string) string {
+	if strings.Contains(u, "?") {
+		return u + "&" + opts
+	}
+	return u + "?" + opts
+}
+
+// An invalidation made by a Cache without a near cache (a worker, an admin
+// tool) reaches the near caches on the same Redis and prefix: the plain
+// backend publishes on the near caches' channel, in the same round trip as
+// the increment. Hard and soft, tag, key and region, standalone and
+// cluster.
+func TestPlainRedisInvalidationReachesNearReplicas(t *testing.T) {
+	for name, base := range redisURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			rc := RegionConfig{Prefix: uniquePrefix(t), SoftInvalidation: true}
+			near := instances(t, 1, withQuery(base, "near_max_bytes=4MiB&timeout=2s"), rc)[0]
+			plain := instances(t, 1, withQuery(base, "timeout=2s"), rc)[0]
+			nb := nearOf(near)
+			var version atomic.Int64
+			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
+			rt, err := near.Route("r", Tags("item:{id}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := mapParams{"id": "1"}
+			ctx := context.Background()
+			cases := []struct {
+				name string
+				soft bool
+				inv  func() error
+			}{
+				{"tag", false, func() error { return plain.InvalidateTags(ctx, "item:1") }},
+				{"key", false, func() error { return plain.InvalidateKey(ctx, "r", "/items/1") }},
+				{"region", false, func() error { return plain.InvalidateRegion(ctx, "r") }},
+				{"soft-tag", true, func() error { return plain.InvalidateTagsSoft(ctx, "item:1") }},
+				{"soft-region", true, func() error { return plain.InvalidateRegionSoft(ctx, "r") }},
+			}
+			for _, tc := range cases {
+				// The near replica holds the current entry and its counters.
+				waitFor(t, tc.name+": a local hit on the near replica", func() bool {
+					before := nb.localHits.Load()
+					w := serveOnce(rt, "/items/1", p, h)
+					return w.Header().Get("X-Cache") == "HIT" && w.Body.String() == fmt.Sprint(version.Load()) && nb.localHits.Load() > before
+				})
+				old := version.Load()
+				version.Add(1)
+				msgs := nb.messages.Load()
+				if err := tc.inv(); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				waitFor(t, tc.name+": the invalidation message on the near replica", func() bool { return nb.messages.Load() > msgs })
+				w := serveOnce(rt, "/items/1", p, h)
+				got, xc := w.Body.String(), w.Header().Get("X-Cache")
+				switch {
+				case !tc.soft && got != fmt.Sprint(version.Load()):
+					t.Fatalf("%s: near replica served %q (%s) after a plain instance's invalidation, want %d", tc.name, got, xc, version.Load())
+				case tc.soft && (xc != "STALE" || got != fmt.Sprint(old)):
+					t.Fatalf("%s: near replica answered %q (%s) after a soft invalidation, want the old entry as STALE", tc.name, got, xc)
+				}
+			}
+		})
+	}
+}
+
+// A hard invalidation on a plain Redis backend is one round trip: the
+// increment, the expiry and the PUBLISH go together.
+func TestPlainRedisInvalidationIsOneRoundTrip(t *testing.T) {
+	for name, base := range redisURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			c := newBackendCache(t, withQuery(base, "timeout=2s"), RegionConfig{})
+			rb := c.regions["r"].be.(*redisBackend)
+			ctx := context.Background()
+			const n = 5
+			// The first call on a node loads the script (NOSCRIPT, then
+			// EVAL): warm the nodes of the keys used below.
+			for i := 0; i < n; i++ {
+				if err := c.InvalidateKey(ctx, "r", fmt.Sprintf("/k%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var before map[string]int64
+			if name == "redis" {
+				before = commandStats(t, rb.client)
+			}
+			hook := &countingHook{}
+			rb.client.AddHook(hook)
+			for i := 0; i < n; i++ {
+				if err := c.InvalidateKey(ctx, "r", fmt.Sprintf("/k%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := hook.trips.Load(); got != n {
+				t.Fatalf("%d round trips for %d invalidations", got, n)
+			}
+			if name == "redis" {
+				after := commandStats(t, rb.client)
+				if d := after["publish"] - before["publish"]; d != n {
+					t.Fatalf("server saw %d PUBLISH for %d invalidations", d, n)
+				}
+			}
+		})
+	}
+}
