@@ -8,9 +8,11 @@ import (
 	"time"
 )
 
-// failureMemory is how long a key whose fill failed keeps its failure
-// (in this process): the requests for it meanwhile share that failure
-// instead of calling the origin again; the first one after it fills.
+// failureMemory is how long a key whose contended fill failed keeps its
+// failure (in this process): the requests for it meanwhile share that
+// failure instead of calling the origin again; the first one after it
+// fills. A fill nobody waited for leaves no memory: a lone request after
+// a failure tries the origin again, as without a cache.
 const failureMemory = time.Second
 
 // flight is one in-process fill of a key. Requests for the key that arrive
@@ -32,6 +34,9 @@ type flight struct {
 	// until, once a failed flight landed, is when the key's failure memory
 	// ends (guarded by flightGroup.mu; 0 while running).
 	until int64
+	// waiters counts the requests that joined the running flight (guarded
+	// by flightGroup.mu).
+	waiters int
 }
 
 // failure is a failed fill's response as the requests that waited for it
@@ -87,8 +92,8 @@ type flightGroup struct {
 // past FillTimeout) is abandoned: the caller leads a new one, so that
 // requests arriving later do not each wait maxAge for it. Its own waiters
 // stop waiting at their FillTimeout; when it ends, it lands on its own.
-// A flight that failed within the failure memory is returned as landed:
-// the caller shares its failure.
+// A contended flight that failed within the failure memory is returned as
+// landed: the caller shares its failure.
 func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	now := time.Now().UnixNano()
 	g.mu.Lock()
@@ -99,6 +104,7 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 				return f, false
 			}
 		} else if now-f.started < int64(maxAge) {
+			f.waiters++
 			return f, false
 		}
 	}
@@ -114,8 +120,9 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 func (g *flightGroup) land(key string, f *flight, e *entry) { g.landResult(key, f, e, false, nil) }
 
 // landResult is land with the handler's failure, and what its waiters
-// answer for it. A shareable failure stays in the group for the failure
-// memory. key must not view a pooled buffer.
+// answer for it. A shareable failure of a flight that had waiters (a
+// stampede on a failing key) stays in the group for the failure memory.
+// key must not view a pooled buffer.
 func (g *flightGroup) landResult(key string, f *flight, e *entry, failed bool, fail *failure) {
 	if !failed || e != nil {
 		fail = nil
@@ -123,7 +130,7 @@ func (g *flightGroup) landResult(key string, f *flight, e *entry, failed bool, f
 	f.e, f.failed, f.fail = e, failed, fail
 	g.mu.Lock()
 	if g.m[key] == f {
-		if fail != nil && g.memory > 0 {
+		if fail != nil && f.waiters > 0 && g.memory > 0 {
 			f.until = time.Now().Add(g.memory).UnixNano()
 			time.AfterFunc(g.memory, func() { g.forget(key, f) })
 		} else {
