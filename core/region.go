@@ -1017,13 +1017,13 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		rw.finish()
 	}
 	res.failed = res.err != nil || rw.status >= 500 || fillCtx.Err() != nil
-	if res.failed {
-		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
-	}
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
 		rw.snapshot = rw.hdr.Clone()
+	}
+	if res.failed {
+		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
 	reason := ""
