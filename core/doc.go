@@ -45,8 +45,11 @@
 //     STALE and refreshed after the response is sent; within StaleIfError
 //     they stand by in case the handler fails.
 //  5. A miss joins the key's in-process flight: one request fills, the
-//     others wait for its entry. On Redis and Memcached a lease makes one
-//     instance fill while the others poll for its entry.
+//     others wait for its entry, or share its failure (a 5xx, a
+//     FillTimeout, a panic; never a non-storable success, which may be
+//     personal), which the key then keeps for a second. On Redis and
+//     Memcached a lease makes one instance fill while the others poll the
+//     store for its entry and for the lease's release.
 //  6. The fill runs the handler on a context detached from the caller's
 //     (bounded by FillTimeout) through a ResponseWriter that streams to the
 //     client while keeping a bounded copy, then stores the response if it is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -78,4 +79,223 @@ func (b *memcacheBackend) release(_ context.Context, key, token string) error {
 		return fmt.Errorf("memcache lease release: %w", err)
 	}
 	return nil
+}
+
+// leasePoller is implemented by the leasers: one read of an entry, its
+// counters and whether a lease is still held, from the shared store itself
+// (never from a near cache's local copies), in one round trip where the
+// store allows. An instance waiting for another's fill polls with it: it
+// sees the entry the holder stored, and learns that the holder released
+// the lease without storing anything, as soon as either happens.
+type leasePoller interface {
+	poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
+}
+
+var (
+	_ leasePoller = (*redisBackend)(nil)
+	_ leasePoller = (*memcacheBackend)(nil)
+	_ leasePoller = (*nearBackend)(nil)
+)
+
+// poll is load's MGET with the lease key appended (a pipeline of GETs on a
+// cluster, whose keys live in several slots).
+func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	keys := make([]string, 0, 2+len(names))
+	keys = append(keys, key)
+	keys = append(keys, names...)
+	keys = append(keys, lkey)
+	var res []any
+	var err error
+	if b.cluster {
+		res, err = b.getMany(ctx, keys)
+	} else {
+		args := make([]any, 1+len(keys))
+		args[0] = "mget"
+		for i, k := range keys {
+			args[1+i] = k
+		}
+		cmd := redis.NewSliceCmd(ctx, args...)
+		_ = b.client.Process(ctx, cmd)
+		res, err = cmd.Result()
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(res) != len(keys) {
+		return nil, false, fmt.Errorf("routecache: redis MGET: %d values for %d keys", len(res), len(keys))
+	}
+	for i := range names {
+		vals[i] = parseCounter(res[i+1])
+	}
+	held := res[len(res)-1] != nil
+	e, err := decodeRedisValue(res[0])
+	return e, held, err
+}
+
+// poll is load's GetMulti with the lease key added.
+func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	keys := make([]string, 0, 2+len(names))
+	keys = append(keys, key)
+	keys = append(keys, names...)
+	keys = append(keys, lkey)
+	items, err := b.client.GetMulti(keys)
+	if err != nil {
+		return nil, false, b.failed(err)
+	}
+	for i, n := range names {
+		vals[i] = memcacheCounter(items[n])
+	}
+	held := items[lkey] != nil
+	it := items[key]
+	if it == nil {
+		return nil, held, nil
+	}
+	e, err := decodeShared(it.Value)
+	return e, held, err
+}
+
+// poll reads the remote store, past the L1 (which may hold an entry from
+// before an invalidation under the same key, and would hide the new one),
+// and keeps what it read as load does.
+func (n *nearBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+	p, ok := n.inner.(leasePoller)
+	if !ok {
+		e, err := n.inner.load(ctx, remoteKey(key), names, vals)
+		return e, false, err
+	}
+	n.remoteLoads.Add(1)
+	epoch := n.epoch.Load()
+	e, held, err := p.poll(ctx, remoteKey(key), lkey, names, vals)
+	if err != nil {
+		return e, held, err
+	}
+	n.install(epoch, names, vals)
+	if e != nil {
+		if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
+			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+			n.l1.Wait()
+		}
+	}
+	return e, held, nil
+}
+
+// leaseOutcome is how the cross-instance step of a fill ended.
+type leaseOutcome int
+
+const (
+	leaseNone    leaseOutcome = iota // no lease (none used, or the store failed): fill anyway
+	leaseHeld                        // this instance holds the lease: fill, then release
+	leaseFound                       // a usable entry is there: use it
+	leaseAwaited                     // another instance's fill stored a usable entry: use it
+	leaseTimeout                     // LeaseWait passed (or the caller left) with the lease still held elsewhere
+)
+
+// lease runs the cross-instance step of a miss: take the key's lease, or
+// wait for the instance holding it.
+//
+//   - With the lease taken, the entry is read again from the shared store:
+//     another instance may have stored it and released the lease between
+//     this request's lookup and its acquisition (leaseFound).
+//   - Without it, the store is polled (entry, counters and lease in one
+//     round trip): the holder's entry ends the wait (leaseAwaited); a
+//     released lease with no usable entry (the holder's response was not
+//     storable, it failed, or died) sends this request back to take the
+//     lease and fill itself, at once rather than after LeaseWait.
+//
+// vals receives the counter values of each read (the snapshot the fill
+// will carry: missing ones still need ensure). accept, if set, must also
+// approve a found entry (a memoized value must decode). release is
+// non-nil with leaseHeld.
+func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*entry) bool) (e *entry, release func(), out leaseOutcome) {
+	l, ok := r.be.(leaser)
+	if !ok || r.cfg.LeaseTTL <= 0 {
+		return nil, nil, leaseNone
+	}
+	p, _ := r.be.(leasePoller)
+	lkey := r.leaseKey(canonical)
+	deadline := time.Now().Add(r.cfg.LeaseWait)
+	usable := func(e *entry) bool {
+		return r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh && (accept == nil || accept(e))
+	}
+	for {
+		token, got, err := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
+		if err != nil {
+			r.opDone(ctx, "lease", err)
+			return nil, nil, leaseNone
+		}
+		if got {
+			release = func() {
+				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
+					r.opDone(ctx, "lease-release", rerr)
+				}
+			}
+			if e, _, err := r.pollLease(ctx, p, skey, lkey, names, vals); err == nil && usable(e) {
+				release()
+				return e, nil, leaseFound
+			}
+			return nil, release, leaseHeld
+		}
+		e, released := r.awaitRemote(ctx, p, skey, lkey, names, vals, deadline, usable)
+		switch {
+		case e != nil:
+			return e, nil, leaseAwaited
+		case !released:
+			return nil, nil, leaseTimeout
+		}
+	}
+}
+
+// awaitRemote polls for the entry another instance is filling, with a
+// growing pause, until deadline. It returns the entry once usable, or
+// released when the lease is gone without a usable entry.
+func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*entry) bool) (e *entry, released bool) {
+	pause := 2 * time.Millisecond
+	for {
+		t := time.NewTimer(min(pause, max(time.Until(deadline), 0)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		}
+		e, held, err := r.pollLease(ctx, p, skey, lkey, names, vals)
+		if err != nil {
+			return nil, false
+		}
+		if usable(e) {
+			return e, false
+		}
+		if !held {
+			return nil, true
+		}
+		if !time.Now().Before(deadline) {
+			return nil, false
+		}
+		pause = min(pause*2, 50*time.Millisecond)
+	}
+}
+
+// pollLease is recheck through the store's poll: the entry (a corrupt one
+// is a miss, counted once already), the counters and whether the lease is
+// held. A store without poll reads through recheck and reports the lease
+// held, so that only LeaseWait ends the wait.
+func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+	if p == nil {
+		e, err := r.recheck(ctx, skey, names, vals)
+		return e, true, err
+	}
+	o, t0 := r.obsStart()
+	e, held, err := p.poll(ctx, skey, lkey, names, vals)
+	r.obsLatency(o, "get", t0)
+	if errors.Is(err, errCorrupt) {
+		r.brk.done(nil)
+		return nil, held, nil
+	}
+	r.opDone(ctx, "get", err)
+	return e, held, err
 }

@@ -150,7 +150,8 @@ func loadOpts(opts []LoadOption) (*loadOptions, error) {
 //   - Concurrent callers of one key in one process run the function once
 //     (coalescing); across instances sharing Redis or Memcached, a lease
 //     lets one instance run it while the others wait for its entry, up to
-//     the region's LeaseWait.
+//     the region's LeaseWait, or until the lease is released without one
+//     (then one of them takes the lease and runs fn).
 //   - The function runs on a context detached from the caller's (its
 //     values kept, its cancellation not), bounded by the region's
 //     FillTimeout, so that one caller giving up does not fail the others;
@@ -174,10 +175,10 @@ func loadOpts(opts []LoadOption) (*loadOptions, error) {
 //     (or, when the value could not be encoded, shares the same value).
 //     A caller that joined a run after an invalidation that run did not
 //     see looks up again rather than take the older value.
-//   - A caller waits for a run at most its region's FillTimeout: past it, a
-//     caller that joined another's run calls fn itself (or takes a
-//     stale-if-error value), and the caller whose run it is gets an error
-//     wrapping context.DeadlineExceeded.
+//   - A caller waits for a run at most its region's FillTimeout: past it,
+//     it gets an error wrapping context.DeadlineExceeded (or a
+//     stale-if-error value), whether the run is its own or another
+//     caller's: the callers of a stuck run never call fn themselves.
 //   - Cache.Close waits for the runs still going on in the background, at
 //     most the longest FillTimeout plus a second.
 //
@@ -358,7 +359,8 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 		return zero, fmt.Errorf("routecache: memoize %q: %w", mc.key, ctx.Err())
 	case <-timer.C:
 		// The fill outlived FillTimeout (its function ignores its context):
-		// answer stale if allowed, else call fn for this caller, uncached.
+		// answer stale if allowed, else fail as the fill did. Calling fn
+		// from every waiter would pile onto whatever the fill is stuck on.
 		if fallback != nil {
 			if v, ok := memoDecode[T](mc, fallback.body); ok {
 				r.stats.stale.Add(1)
@@ -366,12 +368,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 				return v, nil
 			}
 		}
-		if leader {
-			// This caller's own fill is the stuck one: calling fn again
-			// would double the load on whatever it is stuck on.
-			return zero, fmt.Errorf("routecache: memoize %q: fill exceeded FillTimeout %v: %w", mc.key, r.cfg.FillTimeout, context.DeadlineExceeded)
-		}
-		return fn(ctx)
+		return zero, fmt.Errorf("routecache: memoize %q: fill exceeded FillTimeout %v: %w", mc.key, r.cfg.FillTimeout, context.DeadlineExceeded)
 	}
 	res := &f.res
 	if res.err != nil || res.panicked != nil {
@@ -502,7 +499,28 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.FillTimeout)
 	defer cancel()
 
-	if !refresh {
+	_, leasing := r.be.(leaser)
+	leasing = leasing && r.cfg.LeaseTTL > 0
+	switch {
+	case refresh:
+	case leasing:
+		// Across instances: one runs fn, the others wait for its entry (see
+		// Region.lease; the entry is read again once the lease is taken).
+		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *entry) bool { return decodes[T](mc, e.body) })
+		if release != nil {
+			defer release()
+		}
+		switch out {
+		case leaseFound, leaseAwaited:
+			if out == leaseAwaited {
+				r.stats.coalesced.Add(1) // filled by another instance
+			}
+			res.body, res.snap = e.body, vals
+			return
+		case leaseTimeout:
+			r.stats.leaseTimeouts.Add(1)
+		}
+	default:
 		// Re-check inside the flight: a fill that just landed may have stored it.
 		if e, err := r.recheck(ctx, mc.skey, mc.names, vals); err == nil &&
 			r.classify(ctx, nil, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
@@ -519,33 +537,21 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		memoRun(ctx, mc, res, fn) // uncached; not shared (no snapshot)
 		return
 	}
-	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+	if l, ok := r.be.(leaser); ok && leasing && refresh {
+		// One refresh across instances: whoever holds the lease does it.
 		lkey := r.leaseKey(mc.canonical)
 		token, got, lerr := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
 		switch {
 		case lerr != nil:
 			r.opDone(ctx, "lease", lerr)
-		case got:
+		case !got:
+			return // another instance is refreshing it
+		default:
 			defer func() {
 				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
 					r.opDone(ctx, "lease-release", rerr)
 				}
 			}()
-		case refresh:
-			return // another instance is refreshing it
-		default:
-			if e := (&Route{r: r}).awaitRemote(ctx, mc.skey, mc.canonical, mc.names, vals); e != nil && decodes[T](mc, e.body) {
-				r.stats.coalesced.Add(1) // filled by another instance
-				res.body, res.snap = e.body, vals
-				return
-			}
-			r.stats.leaseTimeouts.Add(1)
-			if err := r.be.ensure(ctx, mc.names, vals); err != nil {
-				r.opDone(ctx, "ensure-counters", err)
-				r.stats.addBypass(BypassBackend)
-				memoRun(ctx, mc, res, fn)
-				return
-			}
 		}
 	}
 	if !refresh {

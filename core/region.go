@@ -68,6 +68,7 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
 		ignoreCookie: map[string]bool{},
 	}
 	r.refreshSem = make(chan struct{}, cfg.MaxRefreshes)
+	r.flights.memory = failureMemory
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
 	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
 	r.tagCounterPrefix = r.ns + "v:t:"
@@ -830,8 +831,21 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
 			return nil
 		}
-		// The leader's response was not storable (an error, a cookie, a
-		// stream...): it was not meant to be shared, so run the handler.
+		switch {
+		case timedOut:
+			// The fill is stuck past FillTimeout: calling the origin again
+			// from every waiter would pile onto whatever it is stuck on.
+			replayFailure(w, req, plainFailure(http.StatusGatewayTimeout, detailFillTimeout))
+			return nil
+		case f.failed && f.fail != nil:
+			// The fill failed (5xx, FillTimeout, panic): its failure is
+			// shared, as its entry would have been.
+			replayFailure(w, req, f.fail)
+			return nil
+		}
+		// The leader's response was not storable (a cookie, private, a
+		// stream...) or failed in a way only the framework renders (an
+		// error): it was not meant to be shared, so run the handler.
 		setMiss(&ResponseWriter{w: w})
 		return next(w, req)
 	}
@@ -876,11 +890,33 @@ func snapshotAgrees(e *entry, names []string, vals []uint64) bool {
 func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *entry, next Next) (err error) {
 	r := rt.r
 	var stored *entry
+	var fail *failure
 	failed := true
-	defer func() { r.flights.landResult(skey, f, stored, failed) }()
+	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
 
-	// Re-check inside the flight: a fill that just landed may have stored it.
-	if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
+	if _, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+		// Across instances: one fills, the others wait for its entry. The
+		// entry is read again once the lease is taken (another instance may
+		// have stored it and released the lease since this request looked),
+		// which also covers a fill of this process that just landed.
+		e, release, out := r.lease(req.Context(), rt, skey, canonical, names, vals, nil)
+		if release != nil {
+			defer release()
+		}
+		switch out {
+		case leaseFound, leaseAwaited:
+			failed, stored = false, e
+			if out == leaseAwaited {
+				r.stats.coalesced.Add(1)
+			}
+			r.stats.hits.Add(1)
+			r.replay(w, req, e, time.Now().UnixNano(), "HIT")
+			return nil
+		case leaseTimeout:
+			r.stats.leaseTimeouts.Add(1)
+		}
+	} else if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
+		// Re-check inside the flight: a fill that just landed may have stored it.
 		now := time.Now().UnixNano()
 		if r.classify(req.Context(), rt, e, canonical, names, vals, now) == fresh {
 			failed = false
@@ -899,37 +935,6 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
-	// Across instances: one fills, the others wait for its entry.
-	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		lkey := r.leaseKey(canonical)
-		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
-		switch {
-		case lerr != nil:
-			r.opDone(req.Context(), "lease", lerr)
-		case got:
-			defer func() {
-				if rerr := l.release(context.WithoutCancel(req.Context()), lkey, token); rerr != nil {
-					r.opDone(req.Context(), "lease-release", rerr)
-				}
-			}()
-		default:
-			if e := rt.awaitRemote(req.Context(), skey, canonical, names, vals); e != nil {
-				failed, stored = false, e
-				r.stats.coalesced.Add(1)
-				r.stats.hits.Add(1)
-				r.replay(w, req, e, time.Now().UnixNano(), "HIT")
-				return nil
-			}
-			r.stats.leaseTimeouts.Add(1)
-			if err := r.be.ensure(req.Context(), names, vals); err != nil {
-				r.opDone(req.Context(), "ensure-counters", err)
-				failed = false
-				r.stats.addBypass(BypassBackend)
-				setBypass(w, BypassBackend)
-				return next(w, req)
-			}
-		}
-	}
 	r.stats.misses.Add(1)
 	if o := r.observer(); o != nil {
 		o.Miss(r.name)
@@ -938,8 +943,9 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	if fallback != nil {
 		rw.hold, rw.hdr = true, w.Header().Clone()
 	}
+	fail = panicFailure // if produce re-raises a panic
 	res := rt.produce(rw, req, skey, canonical, names, vals, next, fallback != nil)
-	stored, failed = res.handed, res.failed
+	stored, failed, fail = res.handed, res.failed, res.fail
 	if fallback != nil && rw.hold {
 		if res.failed {
 			r.stats.stale.Add(1)
@@ -1000,41 +1006,18 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	return true
 }
 
-// awaitRemote polls for the entry another instance is filling, with a
-// growing pause, for at most LeaseWait. It returns nil if none came.
-func (rt *Route) awaitRemote(ctx context.Context, skey, canonical string, names []string, vals []uint64) *entry {
-	r := rt.r
-	deadline := time.Now().Add(r.cfg.LeaseWait)
-	pause := 2 * time.Millisecond
-	for {
-		t := time.NewTimer(min(pause, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		e, err := r.recheck(ctx, skey, names, vals)
-		if err != nil {
-			return nil
-		}
-		if r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh {
-			return e
-		}
-		if !time.Now().Before(deadline) {
-			return nil
-		}
-		pause = min(pause*2, 50*time.Millisecond)
-	}
-}
-
 // produced is the outcome of one handler run.
 type produced struct {
 	handed   *entry // stored and safe to hand to waiters
 	failed   bool   // 5xx, error, panic or timeout
 	err      error  // the handler's error, for the framework
 	panicked any    // a recovered panic value, to re-raise
+	fail     *failure
 }
+
+// panicFailure is what the waiters of a fill whose handler panicked
+// answer: the panic itself goes on to the leader's framework.
+var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFailure)
 
 // produce runs next into rw on a context detached from the request's
 // (with the region's FillTimeout), then stores the response if storable.
@@ -1049,7 +1032,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		defer func() {
 			if v := recover(); v != nil {
 				r.stats.addNotStored(NotStoredPanic)
-				res.failed, res.panicked = true, v
+				res.failed, res.panicked, res.fail = true, v, panicFailure
 				if !recoverPanic {
 					panic(v)
 				}
@@ -1079,6 +1062,9 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
 		rw.snapshot = rw.hdr.Clone()
+	}
+	if res.failed {
+		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
 	reason := ""
@@ -1134,6 +1120,27 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	return res
 }
 
+// sharedFailure is the failure a failed fill's waiters may answer: the
+// origin's own 5xx as it was sent (replayable headers, so never
+// Set-Cookie; the recorded body), a plain response with its status when it
+// could not be kept whole, a 504 for a fill past FillTimeout that sent no
+// 5xx, and nil for a failure only the framework renders (an error with no
+// 5xx committed): a status below 500 is never shared, since a response
+// that was not storable may be personal.
+func sharedFailure(rw *ResponseWriter, timedOut bool) *failure {
+	switch {
+	case rw.commit && rw.status >= 500:
+		if rw.over || rw.flushed || rw.hijacked {
+			return plainFailure(rw.status, detailSharedFailure)
+		}
+		sent := canonicalHeader(rw.snapshot)
+		return &failure{status: rw.status, header: storedHeader(canonicalHeader(rw.before), sent), body: rw.body, detail: detailSharedFailure}
+	case timedOut:
+		return plainFailure(http.StatusGatewayTimeout, detailFillTimeout)
+	}
+	return nil
+}
+
 // refresh recomputes an entry after its (stale or early-expiring) copy
 // was sent: the response is flushed first so the client is not kept
 // waiting, then the handler runs, on this request's goroutine (Gin and
@@ -1152,8 +1159,9 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	}
 	skey, canonical = strings.Clone(skey), strings.Clone(canonical)
 	var stored *entry
+	var fail *failure
 	failed := true
-	defer func() { r.flights.landResult(skey, f, stored, failed) }()
+	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
 	select {
 	case r.refreshSem <- struct{}{}:
 		defer func() { <-r.refreshSem }()
@@ -1177,7 +1185,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 	r.stats.refreshes.Add(1)
 	res := rt.produce(rw, req, skey, canonical, names, vals, next, true)
-	stored, failed = res.handed, res.failed
+	stored, failed, fail = res.handed, res.failed, res.fail
 	if res.err != nil {
 		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "err", res.err)
 	}
