@@ -97,41 +97,34 @@ var (
 	_ leasePoller = (*nearBackend)(nil)
 )
 
-// poll is load's MGET with the lease key appended (a pipeline of GETs on a
-// cluster, whose keys live in several slots).
+// poll is load (the entry's bounded GETRANGE, its counters) with a GET of
+// the lease key, in one pipeline: a GET per key, so that a cluster client
+// sends each to its node. It is on the miss path only.
 func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	keys := make([]string, 0, 2+len(names))
-	keys = append(keys, key)
-	keys = append(keys, names...)
-	keys = append(keys, lkey)
-	var res []any
-	var err error
-	if b.cluster {
-		res, err = b.getMany(ctx, keys)
-	} else {
-		args := make([]any, 1+len(keys))
-		args[0] = "mget"
-		for i, k := range keys {
-			args[1+i] = k
-		}
-		cmd := redis.NewSliceCmd(ctx, args...)
-		_ = b.client.Process(ctx, cmd)
-		res, err = cmd.Result()
+	pipe := b.client.Pipeline()
+	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
+	_ = pipe.Process(ctx, ec)
+	cmds := make([]*redis.StringCmd, len(names)+1)
+	for i, n := range names {
+		cmds[i] = pipe.Get(ctx, n)
 	}
+	cmds[len(names)] = pipe.Get(ctx, lkey)
+	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	for i := range names {
+		v, err := getResult(cmds[i])
+		if err != nil {
+			return nil, false, err
+		}
+		vals[i] = parseDecimal(v)
+	}
+	token, err := getResult(cmds[len(names)])
 	if err != nil {
 		return nil, false, err
 	}
-	if len(res) != len(keys) {
-		return nil, false, fmt.Errorf("routecache: redis MGET: %d values for %d keys", len(res), len(keys))
-	}
-	for i := range names {
-		vals[i] = parseCounter(res[i+1])
-	}
-	held := res[len(res)-1] != nil
-	e, err := decodeRedisValue(res[0])
-	return e, held, err
+	e, err := b.entryResult(ec)
+	return e, token != "", err
 }
 
 // poll is load's GetMulti with the lease key added.
