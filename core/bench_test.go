@@ -257,7 +257,7 @@ func TestMemoryBudget(t *testing.T) {
 		name   string
 		budget int
 		sizes  func(i int) int // body size of entry i
-		total  int            // bytes of bodies to write
+		total  int             // bytes of bodies to write
 	}{
 		{"1KiB", 8 << 20, func(int) int { return len(benchBody) }, 80 << 20},
 		{"mixed", 32 << 20, func(i int) int {
