@@ -353,10 +353,14 @@ func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
 	if counters < 1000 {
 		counters = 1000
 	}
+	// The budget bounds the whole store: what ristretto allocates up
+	// front (its admission sketch, doorkeeper and buffers) is taken off
+	// what the entries may cost, leaving at least half for them.
+	maxCost := max(maxBytes-ristrettoFixedBytes(counters), maxBytes/2)
 	seed := maphash.MakeSeed()
 	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: counters,
-		MaxCost:     maxBytes,
+		MaxCost:     maxCost,
 		BufferItems: 64,
 		// One hash of the key instead of ristretto's two (memhash for the
 		// slot, xxhash to detect collisions): the region compares every
@@ -399,7 +403,34 @@ func (m *memoryBackend) ensure(ctx context.Context, names []string, vals []uint6
 	return m.counters(ctx, names, vals)
 }
 
+// ristrettoFixedBytes is the heap a ristretto cache with numCounters
+// counters allocates whatever it holds: the count-min sketch (4 rows of
+// 4-bit counters, rounded up to a power of two), the doorkeeper bloom
+// filter (1% false positives, a power of two of bits), the 32 Ki-slot set
+// buffer and the read stripes.
+func ristrettoFixedBytes(numCounters int64) int64 {
+	n := int64(1)
+	for n < numCounters {
+		n <<= 1
+	}
+	sketch := 4 * n / 2
+	bits := int64(1)
+	for float64(bits) < float64(numCounters)*9.6 {
+		bits <<= 1
+	}
+	return sketch + bits/8 + 32<<10*8 + 64<<10
+}
+
 func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	// A recorded body grew by append and may hold up to twice its length
+	// in capacity, all of it kept alive by the entry: keep an exactly
+	// sized copy instead (the entry is not shared before it is stored),
+	// so that what the budget is charged is what the heap holds.
+	if c := cap(e.body); c > len(e.body) {
+		if b := append([]byte(nil), e.body...); cap(b) < c {
+			e.body = b
+		}
+	}
 	cost := e.memSize() + int64(len(key))
 	if cost > m.maxBytes {
 		return errTooLarge

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,11 @@ type Config struct {
 	// Observer. Cache.AddObserver adds more. Nil costs one nil check per
 	// event.
 	Observer Observer
+	// CloseTimeout bounds how long Close waits for invalidating requests
+	// still running and for pending invalidations (bumps the backend did
+	// not take, retried with backoff) before it closes the backends and
+	// reports what it could not apply. 0 means DefaultCloseTimeout (10 s).
+	CloseTimeout time.Duration
 }
 
 // RegionConfig is the policy shared by every route cached in one region.
@@ -159,6 +165,16 @@ type Cache struct {
 	closed atomic.Bool
 	obs    observerSlot // see observer.go
 	memo   memoGroup    // in-process coalescing of memoized values (memoize.go)
+
+	// Invalidation lifecycle (invalqueue.go): a queue of pending bumps per
+	// backend, the invalidating requests Close waits for, and invMu, held
+	// (read) by every invalidation call and (write) by Close while it
+	// gives up on the queues and closes the backends; shut is set then.
+	queues       map[backend]*bumpQueue
+	inflight     drainGroup
+	invMu        sync.RWMutex
+	shut         bool
+	closeTimeout time.Duration
 }
 
 var regionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -168,7 +184,14 @@ func New(cfg Config) (*Cache, error) {
 	if len(cfg.Regions) == 0 {
 		return nil, errors.New("routecache: config has no regions")
 	}
-	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger}
+	if cfg.CloseTimeout < 0 {
+		return nil, fmt.Errorf("routecache: CloseTimeout %v is negative", cfg.CloseTimeout)
+	}
+	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger,
+		queues: map[backend]*bumpQueue{}, closeTimeout: cfg.CloseTimeout}
+	if c.closeTimeout == 0 {
+		c.closeTimeout = DefaultCloseTimeout
+	}
 	secret := slices.Clone(cfg.Secret)
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
@@ -220,6 +243,10 @@ func New(cfg Config) (*Cache, error) {
 		}
 		boundEntries(be, rc.MaxEntryBytes)
 		r := newRegion(c, name, rc, be)
+		if c.queues[be] == nil {
+			c.queues[be] = newBumpQueue(c, be)
+		}
+		r.q = c.queues[be]
 		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
 		if be.remote() {
 			if c.breakers == nil {
@@ -368,12 +395,29 @@ func (c *Cache) Stats() map[string]Stats {
 	return out
 }
 
-// Close releases the backends. Requests after Close run their handlers
-// uncached. Memoized values being computed in the background (see Load)
-// are waited for first, each for at most its region's FillTimeout.
+// Close shuts the Cache down. New requests run their handlers uncached,
+// and new requests on invalidating routes whose invalidations reach a
+// shared backend are refused (503) without running their handler. Close
+// then waits, for at most Config.CloseTimeout (DefaultCloseTimeout,
+// 10 s), for the invalidating requests still running to answer (their
+// invalidations are applied or queued) and for every pending invalidation
+// to be applied, retrying with backoff; then for memoized values being
+// computed in the background (see Load), each for at most its region's
+// FillTimeout; then it closes the backends. Invalidations it could not
+// apply are counted in Stats.InvalidationsLost, logged, and reported in
+// the returned error, as are invalidating requests still running.
 func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	var errs []error
+	deadline := time.Now().Add(c.closeTimeout)
+	if n := c.inflight.closeAndWait(deadline); n > 0 {
+		errs = append(errs, fmt.Errorf("%d invalidating requests still running after %v: their invalidations cannot be applied", n, c.closeTimeout))
+	}
+	queues := c.queueList()
+	for _, q := range queues {
+		q.drain(deadline)
 	}
 	// Background memoized fills end first (memoize.go), each bounded by its
 	// region's FillTimeout; a function ignoring its context is not waited
@@ -383,8 +427,49 @@ func (c *Cache) Close() error {
 		bound = max(bound, r.cfg.FillTimeout)
 	}
 	c.memo.closeAndWait(bound + time.Second)
+	// No invalidation call runs from here on; later ones see shut.
+	c.invMu.Lock()
+	defer c.invMu.Unlock()
+	var lost []string
+	for _, q := range queues {
+		lost = append(lost, q.abandon()...)
+	}
+	if len(lost) > 0 {
+		c.log.Error("routecache: invalidations lost at close: the backend did not take them within CloseTimeout; entries they should have invalidated may be served by other instances until their TTL",
+			"count", len(lost), "counters", lost, "close_timeout", c.closeTimeout)
+		errs = append(errs, fmt.Errorf("%d invalidations could not be applied (counters %s)", len(lost), strings.Join(lost, ", ")))
+	}
 	stopClock()
-	return c.closeBackends()
+	c.shut = true
+	if err := c.closeBackends(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("routecache: close: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// queueList returns the bump queues in a stable order.
+func (c *Cache) queueList() []*bumpQueue {
+	var out []*bumpQueue
+	for _, be := range c.backends {
+		if q := c.queues[be]; q != nil {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// lostAfterClose accounts for an invalidation made after Close.
+func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
+	for _, r := range regions {
+		if r.be.remote() {
+			r.q.lost.Add(1)
+		}
+	}
+	c.log.Error("routecache: invalidation after Close not applied", "what", what)
+	return fmt.Errorf("routecache: %s: %w", what, ErrClosed)
 }
 
 func (c *Cache) closeBackends() error {
@@ -395,15 +480,17 @@ func (c *Cache) closeBackends() error {
 		}
 	}
 	c.backends = nil
-	if len(errs) > 0 {
-		return fmt.Errorf("routecache: close: %w", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // InvalidateTags makes every entry that was stored with any of the tags
 // unusable, in every region. It costs one counter update per tag and
 // backend, whatever the number of entries.
+//
+// An increment the backend does not take is not lost: it is queued and
+// retried until applied, and the error returned wraps
+// ErrInvalidationPending. Until it is applied this process serves
+// nothing from the regions on that backend (see docs/invalidation.md).
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	return c.invalidateTags(ctx, false, tags)
 }
@@ -417,27 +504,43 @@ func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) er
 			return errors.New("routecache: empty tag")
 		}
 	}
-	for _, g := range c.counterSpaces() {
+	c.invMu.RLock()
+	defer c.invMu.RUnlock()
+	spaces := c.counterSpaces()
+	if c.shut {
+		var regions []*Region
+		for _, g := range spaces {
+			regions = append(regions, g.regions[0])
+		}
+		return c.lostAfterClose(fmt.Sprintf("invalidate tags %q", tags), regions...)
+	}
+	pending := false
+	for _, g := range spaces {
+		q := g.regions[0].q
+		queued := false // once one bump here is queued, queue the rest without waiting
 		for _, t := range tags {
-			if err := bumpCounter(ctx, g.be, g.regions[0].tagCounter(t), soft); err != nil { // the name routes read (hashed where needed)
+			if err := q.apply(ctx, g.regions[0].tagCounter(t), soft, !queued); err != nil { // the name routes read (hashed where needed)
 				errs = append(errs, err)
+				queued = true
 			}
 		}
+		pending = pending || queued
 		for _, r := range g.regions {
 			r.stats.invalidations.Add(uint64(len(tags)))
 		}
 	}
 	if len(tags) > 0 {
-		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: soft})
+		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: soft, Pending: pending})
 	}
 	if len(errs) > 0 {
-		c.log.Error("routecache: invalidate tags", "tags", tags, "soft", soft, "err", errors.Join(errs...))
+		c.log.Error("routecache: invalidate tags: queued for retry", "tags", tags, "soft", soft, "err", errors.Join(errs...))
 		return fmt.Errorf("routecache: invalidate tags: %w", errors.Join(errs...))
 	}
 	return nil
 }
 
-// InvalidateRegion makes every entry of the named region unusable.
+// InvalidateRegion makes every entry of the named region unusable. A
+// failure is queued and retried, as for InvalidateTags.
 func (c *Cache) InvalidateRegion(ctx context.Context, name string) error {
 	return c.invalidateRegion(ctx, false, name)
 }
@@ -447,9 +550,15 @@ func (c *Cache) invalidateRegion(ctx context.Context, soft bool, name string) er
 	if err != nil {
 		return err
 	}
+	c.invMu.RLock()
+	defer c.invMu.RUnlock()
+	if c.shut {
+		return c.lostAfterClose(fmt.Sprintf("invalidate region %q", name), r)
+	}
 	r.stats.invalidations.Add(1)
-	if err := bumpCounter(ctx, r.be, r.regionCounter, soft); err != nil {
+	if err := r.q.apply(ctx, r.regionCounter, soft, true); err != nil {
 		r.backendError("invalidate-region", err)
+		c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: soft, Pending: true})
 		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
 	}
 	c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: soft})
@@ -460,7 +569,8 @@ func (c *Cache) invalidateRegion(ctx context.Context, soft bool, name string) er
 // unusable. The key is the expanded Key template of the route (for
 // example "article:42" for Key("article:{id}")), or the request path
 // ("/articles/42") for routes using the default key; every query string
-// and vary variant of it goes.
+// and vary variant of it goes. A failure is queued and retried, as for
+// InvalidateTags.
 func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 	r, err := c.Region(region)
 	if err != nil {
@@ -469,9 +579,15 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 	if key == "" {
 		return errors.New("routecache: empty key")
 	}
+	c.invMu.RLock()
+	defer c.invMu.RUnlock()
+	if c.shut {
+		return c.lostAfterClose(fmt.Sprintf("invalidate key %q in region %q", key, region), r)
+	}
 	r.stats.invalidations.Add(1)
-	if err := r.be.bump(ctx, r.keyCounter(key)); err != nil {
+	if err := r.q.apply(ctx, r.keyCounter(key), false, true); err != nil {
 		r.backendError("invalidate-key", err)
+		c.emit(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}, Pending: true})
 		return fmt.Errorf("routecache: invalidate key %q in region %q: %w", key, region, err)
 	}
 	c.emit(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}})

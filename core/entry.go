@@ -216,7 +216,10 @@ func (e *entry) size() int {
 // headers, counter snapshot). The memory backend charges this against its
 // budget so that the budget bounds real memory, not just payload.
 func (e *entry) memSize() int64 {
-	n := int64(len(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
+	// The body's capacity, not its length: every byte of the allocation
+	// stays reachable (append rounds capacity up to the allocator's size
+	// class, so this is the allocation itself).
+	n := int64(cap(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
 	n += 64 + int64(len(e.header))*80                    // map buckets per key
 	n += int64(len(e.header)+1) * 40                     // replayed: name and slice per header
 	for k, vs := range e.header {

@@ -19,6 +19,11 @@ type InvalidationEvent struct {
 	// Soft is set for InvalidateTagsSoft / InvalidateRegionSoft (local
 	// events only: pub/sub carries the counter, not the kind of bump).
 	Soft bool
+	// Pending is set on a local event when some of its counter bumps were
+	// not applied yet: the backend refused them and they are queued,
+	// retried until it takes them (see ErrInvalidationPending). Meanwhile
+	// this process serves nothing from the regions on that backend.
+	Pending bool
 }
 
 type hooks struct {
@@ -27,7 +32,7 @@ type hooks struct {
 }
 
 // OnInvalidate registers f to be called after every invalidation this
-// Cache makes and, on Redis backends with a near cache (whose instances
+// Cache accepts (applied, or queued for retry with Pending set) and, on Redis backends with a near cache (whose instances
 // talk over pub/sub), every invalidation another instance makes. f runs
 // synchronously (on the invalidating goroutine, or on the pub/sub
 // receiver for remote events): keep it short, hand long work to a

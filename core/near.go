@@ -40,8 +40,10 @@ type nearBackend struct {
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
 
-	mu    sync.RWMutex
-	local map[string]nearCounter
+	mu sync.RWMutex
+	// local holds the counter values read, bounded by a quarter of
+	// near_max_bytes (nearcounters.go); the entries get the rest.
+	local localCounters
 	// epoch moves on every invalidation seen; a remote read started in an
 	// older epoch does not install its counter values (they may be stale).
 	epoch atomic.Uint64
@@ -81,8 +83,11 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", u.Redacted(), err)
 	}
 	seed := maphash.MakeSeed()
+	// near_max_bytes bounds the entries and the local counters together:
+	// the counters may take a quarter of it.
+	counterBytes := maxBytes / 4
 	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
-		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes, BufferItems: 64,
+		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes - counterBytes, BufferItems: 64,
 		// One hash per lookup, as in the memory backend: the region
 		// compares the entry's key text, so a collision is only a miss.
 		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
@@ -90,7 +95,7 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)
 	}
-	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: map[string]nearCounter{}, log: log}
+	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: log}
 	rb, isRedis := inner.(*redisBackend)
 	switch {
 	case isRedis:
@@ -185,14 +190,14 @@ func (n *nearBackend) lose(err error) {
 func (n *nearBackend) drop(counter string) {
 	n.epoch.Add(1)
 	n.mu.Lock()
-	delete(n.local, counter)
+	n.local.del(counter)
 	n.mu.Unlock()
 }
 
 func (n *nearBackend) dropAll() {
 	n.epoch.Add(1)
 	n.mu.Lock()
-	clear(n.local)
+	n.local.reset()
 	n.mu.Unlock()
 }
 
@@ -246,7 +251,7 @@ func (n *nearBackend) localCounters(names []string, vals []uint64) bool {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for i, name := range names {
-		c, ok := n.local[name]
+		c, ok := n.local.get(name)
 		if !ok || c.checked < oldest {
 			return false
 		}
@@ -269,7 +274,7 @@ func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
 	}
 	for i, name := range names {
 		if vals[i] != 0 {
-			n.local[strings.Clone(name)] = nearCounter{v: vals[i], checked: now}
+			n.local.put(name, nearCounter{v: vals[i], checked: now})
 		}
 	}
 }

@@ -54,7 +54,9 @@ type PurgeKey struct {
 // and requires "Authorization: Bearer <token>" (compared in constant
 // time): 401 without it, 400 with a message for a bad body or an unknown
 // region, 413 past MaxBodyBytes, 405 for other methods, 200 with a JSON
-// summary on success.
+// summary on success, and 502 when the backend did not take an
+// invalidation ("pending": true when it was queued for retry, see
+// ErrInvalidationPending).
 func (c *Cache) PurgeHandler(cfg PurgeConfig) (http.Handler, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("routecache: purge handler needs a token")
@@ -113,6 +115,7 @@ func (c *Cache) PurgeHandler(cfg PurgeConfig) (http.Handler, error) {
 		}
 		ctx := r.Context()
 		var errs []string
+		pending := false
 		invalidateTags, invalidateRegion := c.InvalidateTags, c.InvalidateRegion
 		if pr.Soft {
 			invalidateTags, invalidateRegion = c.InvalidateTagsSoft, c.InvalidateRegionSoft
@@ -120,20 +123,25 @@ func (c *Cache) PurgeHandler(cfg PurgeConfig) (http.Handler, error) {
 		if len(pr.Tags) > 0 {
 			if err := invalidateTags(ctx, pr.Tags...); err != nil {
 				errs = append(errs, err.Error())
+				pending = pending || errors.Is(err, ErrInvalidationPending)
 			}
 		}
 		for _, name := range pr.Regions {
 			if err := invalidateRegion(ctx, name); err != nil {
 				errs = append(errs, err.Error())
+				pending = pending || errors.Is(err, ErrInvalidationPending)
 			}
 		}
 		for _, k := range pr.Keys {
 			if err := c.InvalidateKey(ctx, k.Region, k.Key); err != nil {
 				errs = append(errs, err.Error())
+				pending = pending || errors.Is(err, ErrInvalidationPending)
 			}
 		}
 		if len(errs) > 0 {
-			purgeReply(w, http.StatusBadGateway, map[string]any{"error": strings.Join(errs, "; ")})
+			// "pending": the refused increments are queued and retried
+			// until the backend takes them (ErrInvalidationPending).
+			purgeReply(w, http.StatusBadGateway, map[string]any{"error": strings.Join(errs, "; "), "pending": pending})
 			return
 		}
 		purgeReply(w, http.StatusOK, map[string]any{"purged": map[string]int{"tags": len(pr.Tags), "regions": len(pr.Regions), "keys": len(pr.Keys)}})

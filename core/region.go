@@ -54,6 +54,7 @@ type Region struct {
 	stats        regionStats
 	flights      flightGroup
 	brk          *breaker      // nil for the memory backend
+	q            *bumpQueue    // the backend's pending invalidations (invalqueue.go)
 	refreshSem   chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
 	errLogged atomicTime
@@ -126,6 +127,11 @@ func (r *Region) Stats() Stats {
 	s.Breaker = r.brk.String()
 	if r.brk != nil {
 		s.BreakerOpens = r.brk.opened.Load()
+	}
+	if r.q != nil {
+		s.InvalidationsPending = uint64(max(r.q.pending.Load(), 0))
+		s.InvalidationsLost = r.q.lost.Load()
+		s.InvalidationRetries = r.q.retries.Load()
 	}
 	return s
 }
@@ -694,8 +700,8 @@ const (
 )
 
 func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
-	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil {
-		return unusable
+	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
+		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
 	var f freshness
 	switch {
@@ -853,7 +859,7 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 	// but an invalidation may have completed between that check and this
 	// request's own lookup: the entry must also match what this request
 	// read, or it predates an invalidation this request already saw.
-	if !snapshotAgrees(f.e, names, vals) {
+	if !snapshotAgrees(f.e, names, vals) || r.invalidationPending() {
 		setMiss(&ResponseWriter{w: w})
 		return next(w, req)
 	}
@@ -1200,7 +1206,11 @@ func (s *sinkWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // Invalidator is a compiled invalidating decorator for mutating routes.
 type Invalidator struct {
-	soft    bool
+	soft bool
+	// remote is set when an invalidation reaches a shared backend: after
+	// Close such a route refuses requests rather than change data it can
+	// no longer invalidate.
+	remote  bool
 	c       *Cache
 	tags    []*template
 	regions []*Region
@@ -1242,16 +1252,48 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 	if len(iv.tags) == 0 && len(iv.regions) == 0 && len(iv.keys) == 0 {
 		return nil, errors.New("routecache: Invalidator needs Tags, Regions or Keys")
 	}
+	for _, r := range c.regions {
+		if r.be.remote() && (len(iv.tags) > 0 || slices.Contains(iv.regions, r) || iv.keys[r] != nil) {
+			iv.remote = true
+		}
+	}
 	return iv, nil
 }
 
 // Serve runs next and, when it answers 2xx, invalidates before the status
-// line is sent. A failed invalidation is logged and counted; the response
-// still goes out.
+// line is sent.
+//
+// When an invalidation cannot be applied then (the backend refused it: it
+// is queued and retried, see ErrInvalidationPending; or the Cache was
+// closed meanwhile), the 2xx is not sent: the client gets 503 with
+// Retry-After: 1 and X-Cache-Invalidation: pending, and the handler's
+// body is discarded. A 2xx therefore always means the invalidation was
+// applied; a 503 means the change may have been made but is not yet
+// visible everywhere (retry the request: it is made again and
+// invalidates again). A tag or key template naming a missing route
+// parameter is logged and the response goes out unchanged.
+//
+// After Close, a route whose invalidations reach a shared backend (Redis,
+// Memcached, a Store) answers 503 without running the handler; a
+// memory-only one runs it uncached. Close waits for the requests already
+// running (see Config.CloseTimeout).
 func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params, next Next) error {
-	rw := &ResponseWriter{w: w, onCommit: func(rw *ResponseWriter) {
+	if !iv.c.inflight.enter() {
+		if iv.remote {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "503 shutting down: this change could not be invalidated in the cache", http.StatusServiceUnavailable)
+			return nil
+		}
+		return ignoreSkip(next(w, req))
+	}
+	defer iv.c.inflight.leave()
+	gate := &pendingGate{w: w}
+	rw := &ResponseWriter{w: gate, onCommit: func(rw *ResponseWriter) {
 		if rw.status >= 200 && rw.status < 300 {
-			iv.fire(req, p)
+			if err := iv.fire(req, p); errors.Is(err, ErrInvalidationPending) || errors.Is(err, ErrClosed) {
+				gate.refuse(rw)
+			}
 		}
 	}}
 	err := next(rw, req)
@@ -1267,7 +1309,16 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 	return err
 }
 
-func (iv *Invalidator) fire(req *http.Request, p Params) {
+func ignoreSkip(err error) error {
+	if errors.Is(err, ErrSkipStore) {
+		return nil
+	}
+	return err
+}
+
+// fire runs the invalidations; its error joins those the backend did not
+// take (wrapping ErrInvalidationPending, or ErrClosed).
+func (iv *Invalidator) fire(req *http.Request, p Params) error {
 	ctx := context.WithoutCancel(req.Context())
 	var errs []error
 	if len(iv.tags) > 0 {
@@ -1311,4 +1362,5 @@ func (iv *Invalidator) fire(req *http.Request, p Params) {
 	if len(errs) > 0 {
 		iv.c.log.Error("routecache: invalidation after "+req.Method+" "+req.URL.Path+" failed", "err", errors.Join(errs...))
 	}
+	return errors.Join(errs...)
 }

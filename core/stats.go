@@ -58,6 +58,14 @@ type Stats struct {
 	LeaseTimeouts  uint64            `json:"lease_timeouts"`  // waits for another instance's fill that gave up
 	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
 	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
+	// The backend's pending invalidations (invalqueue.go), reported in
+	// every region on that backend: counter bumps it refused, queued and
+	// retried until applied (while any is pending the region serves
+	// nothing from the cache); bumps given up on at Close or made after
+	// it; and failed retries.
+	InvalidationsPending uint64 `json:"invalidations_pending"`
+	InvalidationsLost    uint64 `json:"invalidations_lost"`
+	InvalidationRetries  uint64 `json:"invalidation_retries"`
 }
 
 type regionStats struct {

@@ -68,8 +68,11 @@ func (k *call) Get(name string) (string, bool) { return params{k.c}.Get(name) }
 
 // Invalidate returns route middleware for mutating routes: after the
 // handler answers 2xx (and returned nil), before the answer is sent, it
-// invalidates the given core.Tags, core.Regions and core.Keys. It panics
-// on a bad option; use NewInvalidate to get the error instead.
+// invalidates the given core.Tags, core.Regions and core.Keys. When the
+// backend does not take an invalidation, the client gets 503 instead of
+// the 2xx (the invalidation is queued for retry; see
+// core.Invalidator.Serve). It panics on a bad option; use NewInvalidate
+// to get the error instead.
 func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
 	m, err := NewInvalidate(rc, opts...)
 	if err != nil {

@@ -69,8 +69,10 @@ func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
 
 // Invalidate returns a handler for mutating routes: after the rest of the
 // chain answers 2xx, and before the answer is sent, it invalidates the
-// given core.Tags, core.Regions and core.Keys. It panics on a bad option;
-// use NewInvalidate to get the error instead.
+// given core.Tags, core.Regions and core.Keys. When the backend does not
+// take an invalidation, the client gets 503 instead of the 2xx (the
+// invalidation is queued for retry; see core.Invalidator.Serve). It panics
+// on a bad option; use NewInvalidate to get the error instead.
 func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
 	h, err := NewInvalidate(rc, opts...)
 	if err != nil {

@@ -29,6 +29,9 @@
 //	routecache_lease_timeouts_total{region}         waits for another instance's fill that gave up
 //	routecache_breaker_opens_total{region}          times the backend's circuit breaker opened
 //	routecache_breaker_open{region}                 1 while the breaker is open or probing, else 0
+//	routecache_invalidations_pending{region}        invalidations the backend refused, queued for retry (gauge)
+//	routecache_invalidation_retries_total{region}   failed retries of pending invalidations
+//	routecache_invalidations_lost_total{region}     invalidations never applied (given up at Close, or made after it)
 //	routecache_backend_latency_seconds{region,op}   histogram of backend operations: op "get" (lookup) or "set" (store)
 //
 // The reason labels take every value of core.BypassReasons and
@@ -76,6 +79,7 @@ type Collector struct {
 	bypasses *prometheus.Desc
 	notStore *prometheus.Desc
 	breaker  *prometheus.Desc
+	pending  *prometheus.Desc
 	latency  *prometheus.HistogramVec // nil WithoutLatency
 }
 
@@ -116,12 +120,15 @@ func NewCollector(rc *core.Cache, opts ...Option) *Collector {
 		{"early_refreshes_total", "Refreshes started early by XFetch.", func(s core.Stats) uint64 { return s.EarlyRefreshes }},
 		{"lease_timeouts_total", "Waits for another instance's fill that gave up.", func(s core.Stats) uint64 { return s.LeaseTimeouts }},
 		{"breaker_opens_total", "Times the backend's circuit breaker opened.", func(s core.Stats) uint64 { return s.BreakerOpens }},
+		{"invalidation_retries_total", "Failed retries of invalidations the backend refused (queued until applied).", func(s core.Stats) uint64 { return s.InvalidationRetries }},
+		{"invalidations_lost_total", "Invalidations never applied: given up at Close, or made after it.", func(s core.Stats) uint64 { return s.InvalidationsLost }},
 	} {
 		c.counters = append(c.counters, counterDesc{prometheus.NewDesc(name(m.name), m.help, region, nil), m.get})
 	}
 	c.bypasses = prometheus.NewDesc(name("bypasses_total"), "Requests that skipped the cache, by reason.", []string{"region", "reason"}, nil)
 	c.notStore = prometheus.NewDesc(name("not_stored_total"), "Responses and memoized values not stored, by reason.", []string{"region", "reason"}, nil)
 	c.breaker = prometheus.NewDesc(name("breaker_open"), "1 while the backend's circuit breaker is open or half-open (probing), else 0.", region, nil)
+	c.pending = prometheus.NewDesc(name("invalidations_pending"), "Invalidations the backend refused, queued and retried until applied; while any is pending the region serves nothing from the cache.", region, nil)
 	if o.latency {
 		c.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: o.namespace,
@@ -148,6 +155,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bypasses
 	ch <- c.notStore
 	ch <- c.breaker
+	ch <- c.pending
 	if c.latency != nil {
 		c.latency.Describe(ch)
 	}
@@ -171,6 +179,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			open = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue, open, region)
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.InvalidationsPending), region)
 	}
 	if c.latency != nil {
 		c.latency.Collect(ch)
