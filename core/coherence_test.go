@@ -57,11 +57,11 @@ func TestPlainRedisInvalidationReachesNearReplicas(t *testing.T) {
 				})
 				old := version.Load()
 				version.Add(1)
-				msgs := nb.messages.Load()
+				arrived := expectMessage(t, nb, underPrefix(rc.Prefix))
 				if err := tc.inv(); err != nil {
 					t.Fatalf("%s: %v", tc.name, err)
 				}
-				waitFor(t, tc.name+": the invalidation message on the near replica", func() bool { return nb.messages.Load() > msgs })
+				arrived()
 				w := serveOnce(rt, "/items/1", p, h)
 				got, xc := w.Body.String(), w.Header().Get("X-Cache")
 				switch {

@@ -70,12 +70,12 @@ func TestLeaseWaiterSeesRemoteEntryThroughNearCache(t *testing.T) {
 	if w := serveOnce(rtb, "/items/1", p, h); xc(w) != "HIT" || calls.Load() != 1 {
 		t.Fatalf("B: %s, %d calls", xc(w), calls.Load())
 	}
-	msgs := nearOf(b).messages.Load()
+	arrived := expectMessage(t, nearOf(b), underPrefix(b.regions["r"].cfg.Prefix))
 	version.Add(1)
 	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the invalidation message on B", func() bool { return nearOf(b).messages.Load() > msgs })
+	arrived()
 	gated.Store(true)
 	aDone := serveAsync(rta, "/items/1", p, h)
 	waitFor(t, "A's fill to start", func() bool { return calls.Load() == 2 })

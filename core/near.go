@@ -61,6 +61,9 @@ type nearBackend struct {
 	log      *slog.Logger
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
+	// applied, when set (by tests), is told of each counter a message
+	// dropped, after it was dropped.
+	applied atomic.Pointer[func(counter string)]
 }
 
 type nearCounter struct {
@@ -170,6 +173,9 @@ func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
 				continue
 			}
 			n.drop(counter)
+			if f := n.applied.Load(); f != nil {
+				(*f)(counter)
+			}
 			if inst != n.instance {
 				if f := n.onRemote.Load(); f != nil {
 					(*f)(counter)
