@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,12 @@ type redisBackend struct {
 	// logReg is this backend's registration with redisLogs (go-redis's
 	// own log lines), removed by close.
 	logReg *redisLogTarget
+	// Connection-level state (redis_conn.go): admission to the pool,
+	// pool warm-up and the restart check run when a connection opens.
+	adm       *admission
+	warmConns int
+	guard     restartGuard
+	nodeOpt   *redis.Options // cluster: a node's options (restart check's own connections)
 }
 
 // invalidationChannel is the pub/sub channel every invalidation on a Redis
@@ -75,15 +82,35 @@ const DefaultCounterTTL = 24 * time.Hour
 // included: without it a pipeline that times out is retried up to
 // max_retries (3) times, so a stalled server held a request for about
 // five times the timeout.
+//
+// The operation first waits for one of the pool's connections (admission,
+// redis_conn.go) on a budget of its own, so that queueing behind a burst
+// does not eat the timeout; an operation that could not get one in time
+// fails with an error wrapping errQueued, which the breaker ignores.
 func (b *redisBackend) op(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, b.timeout)
+	if b.adm == nil {
+		return context.WithTimeout(ctx, b.timeout)
+	}
+	if err := b.adm.enter(ctx); err != nil {
+		ctx, cancel := context.WithCancelCause(ctx)
+		cancel(err) // queuedHook reports the cause
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	return ctx, func() {
+		cancel()
+		b.adm.leave()
+	}
 }
 
 // openRedis parses redis://[user:pass@]host:port/db?timeout=..&pool_size=..
 // (rediss:// for TLS) and redis+cluster://h1:7000,h2:7001?... . The
 // timeout option sets dial, read and write timeouts (default 250ms) and
 // bounds each operation, retries included; the other query options are
-// go-redis's own (pool_size, max_retries, ...).
+// go-redis's own (pool_size, pool_timeout, min_idle_conns, max_retries,
+// ...). pool_timeout bounds the wait for a free connection (default:
+// timeout + 1 s); New opens min(pool_size, 32) connections per node, or
+// min_idle_conns if larger (see warm).
 func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 	raw := u.Redacted()
 	q := u.Query()
@@ -122,6 +149,19 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 			return nil, fmt.Errorf("backend %q: %w", raw, err)
 		}
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		nodeOpt := opt.NewClient
+		if nodeOpt == nil {
+			nodeOpt = redis.NewClient
+		}
+		var once sync.Once
+		opt.NewClient = func(o *redis.Options) *redis.Client {
+			once.Do(func() { c := *o; b.nodeOpt = &c })
+			o.OnConnect = b.onConnect(o.Addr) // per node: run_ids are per node
+			return nodeOpt(o)
+		}
+		size := poolSize(opt.PoolSize, true)
+		b.adm = newAdmission(size, cmp.Or(opt.PoolTimeout, timeout+time.Second), timeout)
+		b.warmConns = min(max(opt.MinIdleConns, min(size, maxWarmConns)), size)
 		b.client = redis.NewClusterClient(opt)
 	} else {
 		if len(hosts) != 1 {
@@ -133,8 +173,13 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 			return nil, fmt.Errorf("backend %q: %w", raw, err)
 		}
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		opt.OnConnect = b.onConnect(opt.Addr)
+		size := poolSize(opt.PoolSize, false)
+		b.adm = newAdmission(size, cmp.Or(opt.PoolTimeout, timeout+time.Second), timeout)
+		b.warmConns = min(max(opt.MinIdleConns, min(size, maxWarmConns)), size)
 		b.client = redis.NewClient(opt)
 	}
+	b.client.AddHook(connHook{b.adm})
 	b.st = redisstore.NewRedis(b.client)
 	return b, nil
 }

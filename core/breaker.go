@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 )
@@ -91,9 +92,12 @@ func (b *breaker) allow() bool {
 }
 
 // done records an operation's outcome. Only backend failures count;
-// callers pass nil for "not found", corrupt values and the like.
+// callers pass nil for "not found", corrupt values and the like. An
+// operation that never reached the backend because it queued too long for
+// one of its own process's connections (errQueued: a burst, not a dead
+// server) counts neither way.
 func (b *breaker) done(err error) {
-	if b == nil {
+	if b == nil || errors.Is(err, errQueued) {
 		return
 	}
 	if err == nil {

@@ -267,7 +267,55 @@ func New(cfg Config) (*Cache, error) {
 			nb.onRemote.Store(&f)
 		}
 	}
+	c.prepareConnections()
 	return c, nil
+}
+
+// prepareConnections hands each Redis backend the region counters its
+// restart check resets (redis_conn.go), then warms the pools of all of
+// them at once: a burst right after New finds connections ready instead of
+// dialling them under its operations' timeouts. It fails open and is
+// bounded (four operation timeouts per backend, 1 s by default): New never
+// fails, and waits little, because a backend is down.
+func (c *Cache) prepareConnections() {
+	var wg sync.WaitGroup
+	for _, be := range c.backends {
+		rb, nb := redisOf(be)
+		if rb == nil {
+			continue
+		}
+		var regions []*Region
+		for _, name := range c.Regions() {
+			if r := c.regions[name]; r.be == be {
+				regions = append(regions, r)
+			}
+		}
+		var drop func()
+		if nb != nil {
+			drop = nb.dropAll
+		}
+		rb.guard.configure(c.log, drop)
+		rb.guard.setRegions(regions)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 4*rb.timeout)
+			defer cancel()
+			rb.warm(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// redisOf returns the Redis backend behind be, and the near cache in front
+// of it if any.
+func redisOf(be backend) (*redisBackend, *nearBackend) {
+	nb, _ := be.(*nearBackend)
+	if nb != nil {
+		be = nb.inner
+	}
+	rb, _ := be.(*redisBackend)
+	return rb, nb
 }
 
 // normalize applies defaults and validates a region's config in place.

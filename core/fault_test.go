@@ -40,7 +40,8 @@ type serverProc struct {
 	port  string
 	cmd   *exec.Cmd
 	out   bytes.Buffer
-	debug bool // redis: DEBUG is enabled (Redis 7+)
+	debug bool     // redis: DEBUG is enabled (Redis 7+)
+	extra []string // redis: more arguments (e.g. --dir for SAVE and a restart from the RDB)
 	// waited is closed when the running process has exited and been reaped.
 	waited chan struct{}
 }
@@ -112,6 +113,7 @@ func (s *serverProc) start() {
 		if s.debug {
 			args = append(args, "--enable-debug-command", "local")
 		}
+		args = append(args, s.extra...)
 		s.cmd = exec.Command("redis-server", args...)
 	case "memcached":
 		args = []string{"-l", "127.0.0.1", "-p", s.port, "-U", "0"}
