@@ -12,6 +12,8 @@
 #                     own servers) and print the ratios.
 #   make bench-instr  instructions per request of the hit paths (callgrind):
 #                     the figure that does not move with the machine's load.
+#   make soak         the coherence soak for SOAK=2m (default) against its
+#                     own Redis and memcached, faults injected
 #   make test-loaded  `make test` while CPU burners occupy every core
 #                     (LOADED_RUNS=5 runs it five times in a row): the
 #                     suite must hold on a busy machine, as CI's is.
@@ -36,7 +38,7 @@ export RC_GOTESTFLAGS := $(value GOTESTFLAGS)
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
-.PHONY: test test-short test-loaded servers-up servers-down bench bench-instr
+.PHONY: test test-short test-loaded soak servers-up servers-down bench bench-instr
 
 test:
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
@@ -57,6 +59,12 @@ test-short:
 	@read -ra flags <<< "$$RC_GOTESTFLAGS"
 	$(GO) vet $(PKG)
 	$(GO) test -race -count=1 "$${flags[@]}" $(PKG)
+
+# The soak of core's TestSoakNoReadOlderThanACompletedInvalidation, for
+# minutes instead of the seconds the test command gives it.
+SOAK ?= 2m
+soak:
+	ROUTECACHE_SOAK=$(SOAK) $(GO) test -race -count=1 -run '^TestSoakNoReadOlderThanACompletedInvalidation$$' -v -timeout 0 ./core
 
 # One busy-loop process per core (stopped by PID however the run ends),
 # then the whole test command LOADED_RUNS times; stops at the first failure.
