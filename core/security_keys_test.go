@@ -1,13 +1,10 @@
 package core
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/internal/rawreq"
 )
 
 func sha256Hex(s string) string {
@@ -31,27 +29,11 @@ func sha256Hex(s string) string {
 // given) and reads the response.
 func rawDo(t *testing.T, srv *httptest.Server, target string, lines ...string) secResp {
 	t.Helper()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	resp, body, err := rawreq.Get(srv.Listener.Addr().String(), target, lines...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: example.test\r\n", target)
-	for _, l := range lines {
-		b.WriteString(l + "\r\n")
-	}
-	b.WriteString("Connection: close\r\n\r\n")
-	if _, err := io.WriteString(conn, b.String()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return secResp{resp.StatusCode, resp.Header.Get("X-Cache"), resp.Header.Get("Cache-Status"), string(body), resp.Header}
+	return secResp{resp.StatusCode, resp.Header.Get("X-Cache"), resp.Header.Get("Cache-Status"), body, resp.Header}
 }
 
 // lastCredential reads the Authorization header as some frameworks'

@@ -1,42 +1,25 @@
 package echoadapter_test
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/labstack/echo/v4"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/echoadapter"
+	"github.com/routecache/routecache/internal/rawreq"
 )
 
 // rawGet sends a request line and header lines exactly as written (Go's
 // client would escape the path) and returns X-Cache and the body.
 func rawGet(t *testing.T, srv *httptest.Server, target string, lines ...string) (string, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	resp, body, err := rawreq.Get(srv.Listener.Addr().String(), target, lines...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	req := "GET " + target + " HTTP/1.1\r\nHost: example.test\r\n"
-	for _, l := range lines {
-		req += l + "\r\n"
-	}
-	if _, err := io.WriteString(conn, req+"Connection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.Header.Get("X-Cache"), string(b)
+	return resp.Header.Get("X-Cache"), body
 }
 
 // Echo routes on the raw path and hands c.Param the raw segment, and
