@@ -1,0 +1,116 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Review: a hostile value planted under a *counter* key (the region's own
+// counter, which every lookup of the region reads, or one path's key
+// counter) is read whole by the lookup's MGET / GET: unlike entry keys
+// (GETRANGE, bounded since bb9f777) counters have no read bound. 64 MiB
+// under the region counter makes every request of the region read 64 MiB
+// (and with the default 250ms timeout, time out and open the breaker for
+// every key), while docs/security.md promises "a hostile value in the
+// backend costs at most that key's entry, never the service".
+func TestReviewHostileCounterValueIsBounded(t *testing.T) {
+	const planted = 64 << 20
+	for name, u := range redisURLs(t) {
+		for _, which := range []string{"region counter", "key counter"} {
+			t.Run(name+"/"+which, func(t *testing.T) {
+				pc := plantClient(t, name == "cluster")
+				u := u + "?timeout=5s"
+				if name == "cluster" {
+					u = strings.Replace(u, "/0?", "?", 1)
+				}
+				rc := RegionConfig{MaxEntryBytes: 64 << 10}
+				rc.Backend, rc.Prefix = u, uniquePrefix(t)
+				c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				r := c.regions["r"]
+				rt, err := c.Route("r")
+				if err != nil {
+					t.Fatal(err)
+				}
+				var calls atomic.Int64
+				h := func(w http.ResponseWriter, req *http.Request) {
+					fmt.Fprintf(w, "%s #%d", req.URL.Path, calls.Add(1))
+				}
+				for _, id := range []string{"1", "2"} {
+					serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
+				}
+				st := getState()
+				if !rt.build(st, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id") {
+					t.Fatal("build")
+				}
+				target := st.names[0] // the region counter
+				if which == "key counter" {
+					target = strings.Clone(st.names[1])
+				}
+				putState(st)
+				ctx := context.Background()
+				t.Cleanup(func() { pc.Del(context.Background(), target) })
+				if err := pc.Set(ctx, target, strings.Repeat("7", planted), 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+				out0 := netOutput(t, pc)
+				for _, id := range []string{"1", "2", "1", "2"} {
+					serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
+				}
+				sent := netOutput(t, pc) - out0
+				t.Logf("%s planted: the servers sent %d bytes for 4 requests; stats %+v", which, sent, r.Stats())
+				if sent > 16<<20 {
+					t.Errorf("%s: the servers sent %d bytes for 4 requests: the read of a planted counter is not bounded", which, sent)
+				}
+				if s := r.Stats(); s.Breaker != BreakerClosed {
+					t.Errorf("%s: breaker %s", which, s.Breaker)
+				}
+			})
+		}
+	}
+}
+
+// With the default timeout (250ms) the unbounded counter read is a timeout,
+// counted as a backend error: one planted key counter opens the breaker and
+// every other key of the backend bypasses the cache.
+func TestReviewHostileKeyCounterOpensBreakerForAll(t *testing.T) {
+	const planted = 256 << 20
+	u := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
+	pc := plantClient(t, false)
+	rc := RegionConfig{MaxEntryBytes: 64 << 10}
+	rc.Backend, rc.Prefix = u, uniquePrefix(t)
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := c.regions["r"]
+	rt, _ := c.Route("r")
+	h := func(w http.ResponseWriter, req *http.Request) { fmt.Fprint(w, req.URL.Path) }
+	for _, id := range []string{"1", "2", "2"} {
+		serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
+	}
+	st := getState()
+	rt.build(st, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
+	target := strings.Clone(st.names[1])
+	putState(st)
+	t.Cleanup(func() { pc.Del(context.Background(), target) })
+	if err := pc.Set(context.Background(), target, strings.Repeat("7", planted), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		serveOnce(rt, "/items/1", mapParams{"id": "1"}, h)
+	}
+	w := serveOnce(rt, "/items/2", mapParams{"id": "2"}, h)
+	if got := w.Header().Get("X-Cache"); got != "HIT" {
+		t.Fatalf("/items/2 (not planted): X-Cache %q, want HIT; stats %+v", got, r.Stats())
+	}
+}
