@@ -114,3 +114,34 @@ func TestReviewHostileKeyCounterOpensBreakerForAll(t *testing.T) {
 		t.Fatalf("/items/2 (not planted): X-Cache %q, want HIT; stats %+v", got, r.Stats())
 	}
 }
+
+// The same through a lease key: the lease poll GETs the lease key whole,
+// so a huge value planted under one cold key's lease key is a timeout
+// counted against the backend, and the breaker opens for every key.
+func TestReviewHostileLeaseValueOpensBreakerForAll(t *testing.T) {
+	const planted = 256 << 20
+	u := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
+	pc := plantClient(t, false)
+	rc := RegionConfig{MaxEntryBytes: 64 << 10}
+	rc.Backend, rc.Prefix = u, uniquePrefix(t)
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := c.regions["r"]
+	rt, _ := c.Route("r")
+	h := func(w http.ResponseWriter, req *http.Request) { fmt.Fprint(w, req.URL.Path) }
+	serveOnce(rt, "/items/2", mapParams{"id": "2"}, h)
+	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
+	lkey := r.leaseKey(canonical)
+	t.Cleanup(func() { pc.Del(context.Background(), lkey) })
+	if err := pc.Set(context.Background(), lkey, strings.Repeat("x", planted), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	serveOnce(rt, "/items/1", mapParams{"id": "1"}, h)
+	w := serveOnce(rt, "/items/2", mapParams{"id": "2"}, h)
+	if got := w.Header().Get("X-Cache"); got != "HIT" {
+		t.Fatalf("/items/2 (not planted): X-Cache %q, want HIT; stats %+v", got, r.Stats())
+	}
+}
