@@ -192,46 +192,87 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 // another type (WRONGTYPE) is that key's corrupt entry too. Either way the
 // region serves a miss and its fill overwrites the value with an entry.
 //
-// The read is one round trip: on a standalone server one pipeline of the
-// GETRANGE and an MGET of the counters; on a cluster, where the keys live
-// in several slots, one pipeline of the GETRANGE and a GET per counter.
-// (A script doing both on the server was measured slower: more client
-// instructions, and the server's script call cost about 10µs per hit.)
+// The read is one round trip: one pipeline of the entry's GETRANGE and a
+// bounded GETRANGE per counter (smallRead), which a cluster client splits
+// by node and sends in parallel. No read is unbounded: a huge value planted
+// under a counter costs a few dozen bytes, as one under an entry key costs
+// maxEntry. (A script doing it all on the server was measured slower: more
+// client instructions, and the server's script call cost about 10µs per
+// hit.)
 func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
+	var pipe redis.Pipeliner
 	if b.cluster {
-		return b.loadCluster(ctx, key, names, vals)
-	}
-	pipe := b.pipe()
-	defer b.pipes.Put(pipe)
-	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
-	if len(names) == 0 {
-		_ = pipe.Process(ctx, ec)
-		_, _ = pipe.Exec(ctx)
+		pipe = b.client.Pipeline()
 	} else {
-		// MGET built here rather than by pipe.MGet, which copies its keys
-		// into a new argument slice.
-		args := make([]any, 1+len(names))
-		args[0] = "mget"
-		for i, n := range names {
-			args[1+i] = n
-		}
-		mc := redis.NewSliceCmd(ctx, args...)
-		_ = pipe.BatchProcess(ctx, ec, mc)
-		_, _ = pipe.Exec(ctx) // each command's own error is read below
-		res, err := mc.Result()
+		p := b.pipe()
+		defer b.pipes.Put(p)
+		pipe = p
+	}
+	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
+	_ = pipe.Process(ctx, ec)
+	var small [8]*redis.StringCmd
+	cmds := small[:0]
+	for _, n := range names {
+		cmds = append(cmds, smallRead(ctx, pipe, n))
+	}
+	if err := execErr(pipe.Exec(ctx)); err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		v, err := smallResult(c)
 		if err != nil {
 			return nil, err
 		}
-		if len(res) != len(names) {
-			return nil, fmt.Errorf("routecache: redis MGET: %d values for %d keys", len(res), len(names))
-		}
-		for i := range names {
-			vals[i] = parseCounter(res[i])
-		}
+		vals[i] = parseDecimal(v)
 	}
 	return b.entryResult(ec)
+}
+
+// execErr is a pipeline's failure as a whole (the connection, a timeout,
+// the pool): nil when the server answered, even if some command's answer
+// is an error reply (WRONGTYPE, nil), which each command's own result
+// tells. A pipeline a hook refused never reaches its commands, so their
+// results must not be read as answers.
+func execErr(_ []redis.Cmder, err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || isRedisReply(err) {
+		return nil
+	}
+	return err
+}
+
+// smallReadMax bounds what one read of a counter, a soft mark, a lease
+// token or a restart marker transfers: ours are a few dozen bytes at most,
+// so a longer value is foreign, and reads as junk.
+const smallReadMax = 64
+
+// smallReadEnd is GETRANGE's inclusive end for smallReadMax+1 bytes (one
+// more than allowed, to tell a value at the bound from a longer one),
+// boxed once.
+var smallReadEnd any = smallReadMax
+
+// smallRead queues a bounded read of a counter-sized value on pipe.
+func smallRead(ctx context.Context, pipe redis.Pipeliner, key string) *redis.StringCmd {
+	c := redis.NewStringCmd(ctx, "getrange", key, 0, smallReadEnd)
+	_ = pipe.Process(ctx, c)
+	return c
+}
+
+// smallResult is a smallRead's value: "" for a missing key (GETRANGE's
+// answer), a key of another type, or a value longer than smallReadMax
+// (foreign: counters treat "" as missing and repair it).
+func smallResult(c *redis.StringCmd) (string, error) {
+	v, err := c.Result()
+	switch {
+	case err != nil && (errors.Is(err, redis.Nil) || isWrongType(err)):
+		return "", nil
+	case err != nil:
+		return "", err
+	case len(v) > smallReadMax:
+		return "", nil
+	}
+	return v, nil
 }
 
 // pipe returns an idle pipeline (Exec leaves a pipeline empty and ready
@@ -241,27 +282,6 @@ func (b *redisBackend) pipe() *redis.Pipeline {
 		return p
 	}
 	return b.client.Pipeline().(*redis.Pipeline)
-}
-
-// loadCluster is load as one pipeline of GETRANGE and GETs, which a
-// cluster client splits by node and sends in parallel.
-func (b *redisBackend) loadCluster(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
-	pipe := b.client.Pipeline()
-	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
-	_ = pipe.Process(ctx, ec)
-	cmds := make([]*redis.StringCmd, len(names))
-	for i, n := range names {
-		cmds[i] = pipe.Get(ctx, n)
-	}
-	_, _ = pipe.Exec(ctx) // each command's own error is read below
-	for i, c := range cmds {
-		v, err := getResult(c)
-		if err != nil {
-			return nil, err
-		}
-		vals[i] = parseDecimal(v)
-	}
-	return b.entryResult(ec)
 }
 
 // entryResult decodes the GETRANGE of an entry: "" is absent (GETRANGE's
@@ -283,19 +303,22 @@ func (b *redisBackend) entryResult(ec *redis.StringCmd) (*entry, error) {
 	return decodeString(v) // immutable: the entry views it
 }
 
-// getMany is MGET as one pipeline of GETs, which a cluster client splits by
-// node and sends in parallel: nil for a missing key or, as MGET answers,
-// for a key of another type, else the string.
+// getMany reads counter-sized values (counters, soft marks) as one
+// pipeline of bounded reads (smallRead), which a cluster client splits by
+// node and sends in parallel: nil for a missing key, a key of another type
+// or a value too long to be ours, else the string.
 func (b *redisBackend) getMany(ctx context.Context, keys []string) ([]any, error) {
 	pipe := b.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.Get(ctx, k)
+		cmds[i] = smallRead(ctx, pipe, k)
 	}
-	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	if err := execErr(pipe.Exec(ctx)); err != nil {
+		return nil, err
+	}
 	out := make([]any, len(keys))
 	for i, c := range cmds {
-		v, err := getResult(c)
+		v, err := smallResult(c)
 		if err != nil {
 			return nil, err
 		}
@@ -304,16 +327,6 @@ func (b *redisBackend) getMany(ctx context.Context, keys []string) ([]any, error
 		}
 	}
 	return out, nil
-}
-
-// getResult is a GET's value, "" for a missing key or a key of another
-// type (not a backend failure: a foreign value under one name).
-func getResult(c *redis.StringCmd) (string, error) {
-	v, err := c.Result()
-	if err != nil && (errors.Is(err, redis.Nil) || isWrongType(err)) {
-		return "", nil
-	}
-	return v, err
 }
 
 // isWrongType reports Redis's WRONGTYPE reply: the key holds another type.
@@ -354,7 +367,7 @@ func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64
 			continue
 		}
 		pipe.SetNX(ctx, n, strconv.FormatUint(freshCounter(), 10), b.counterTTL)
-		cmds = append(cmds, pipe.Get(ctx, n))
+		cmds = append(cmds, smallRead(ctx, pipe, n))
 		idx = append(idx, i)
 	}
 	if len(idx) == 0 {

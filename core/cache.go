@@ -128,6 +128,14 @@ type RegionConfig struct {
 	// Each principal gets its own entries; the credential never reaches
 	// the backend.
 	VaryAuthorization bool
+	// CanonicalQuery keys the default key on the query string sorted by
+	// parameter name and re-encoded, so that "?b=2&a=1" and "?a=1&b=2"
+	// (or "?q=a+b" and "?q=a%20b") share an entry. False (the default) keys
+	// on the query exactly as sent, because Echo's QueryString() and
+	// handlers reading URL.RawQuery see those apart. Set it when the
+	// region's handlers read only parsed values (c.Query, c.QueryParam,
+	// URL.Query()). A query Go does not parse is keyed as sent either way.
+	CanonicalQuery bool
 	// IgnoreClientIPHeaders drops the client-address headers
 	// (X-Forwarded-For, X-Real-Ip, Cf-Connecting-Ip, Fly-Client-Ip,
 	// True-Client-Ip, X-Appengine-Remote-Addr) from the key. False (the

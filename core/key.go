@@ -272,7 +272,7 @@ func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool
 		case tplMethod:
 			dst = append(dst, cacheMethod(r.Method)...)
 		case tplPath:
-			dst = append(dst, escapedPath(r.URL)...)
+			dst = append(dst, canonicalPath(r.URL)...)
 		}
 	}
 	return dst, true
@@ -419,13 +419,17 @@ func appendQueryEscaped(dst []byte, v string) []byte {
 	return append(dst, url.QueryEscape(v)...)
 }
 
-// escapedPath is u.EscapedPath(), without its scan of the path when the
-// path is plain (no RawPath, only characters a path keeps as they are).
-func escapedPath(u *url.URL) string {
-	if u.RawPath == "" && u.Path != "" && allOf(u.Path, classPath) {
+// canonicalPath is the request's path in its one escaped form, whatever
+// spelling the request used: URL.Path (decoded) escaped as net/url escapes
+// a path of its own (uppercase hex, no RawPath), so "/a/%34%32",
+// "/a/4%32" and "/a/42" all give "/a/42". Key counters are named by it,
+// so that InvalidateKey reaches every spelling; the canonical key also
+// holds RawPath, which tells the spellings apart.
+func canonicalPath(u *url.URL) string {
+	if u.Path != "" && allOf(u.Path, classPath) {
 		return u.Path
 	}
-	return u.EscapedPath()
+	return (&url.URL{Path: u.Path}).EscapedPath()
 }
 
 // hashKey is the lookup key used where a key leaves the process (Redis,

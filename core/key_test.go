@@ -82,14 +82,20 @@ func TestDefaultKeyDistinguishesRequests(t *testing.T) {
 
 func TestDefaultKeyCanonical(t *testing.T) {
 	rt := testRoute(t, RegionConfig{})
+	canon := testRoute(t, RegionConfig{CanonicalQuery: true})
 	same := [][2]string{
 		{"/a?b=2&a=1", "/a?a=1&b=2"},
 		{"/a?a=%41", "/a?a=A"},
 		{"/a?a=x+y", "/a?a=x%20y"},
 	}
 	for _, p := range same {
-		if k1, k2 := keyOf(t, rt, "GET", p[0], nil), keyOf(t, rt, "GET", p[1], nil); k1 != k2 {
-			t.Errorf("%q and %q should share a key: %q vs %q", p[0], p[1], k1, k2)
+		if k1, k2 := keyOf(t, canon, "GET", p[0], nil), keyOf(t, canon, "GET", p[1], nil); k1 != k2 {
+			t.Errorf("CanonicalQuery: %q and %q should share a key: %q vs %q", p[0], p[1], k1, k2)
+		}
+		// By default the query is keyed as sent: Echo's QueryString
+		// tells these apart.
+		if k1, k2 := keyOf(t, rt, "GET", p[0], nil), keyOf(t, rt, "GET", p[1], nil); k1 == k2 {
+			t.Errorf("%q and %q share a key by default", p[0], p[1])
 		}
 	}
 	if keyOf(t, rt, "HEAD", "/a", nil) != keyOf(t, rt, "GET", "/a", nil) {
@@ -158,20 +164,33 @@ func FuzzKey(f *testing.F) {
 	f.Add("/x", "p=%zz", "/x", "p=%25zz", "", "")
 	f.Add("/1:2", "", "/1", ":2", "a\x00b", "a")
 	f.Add("/a", "a=1&a=2&b=x+y~", "/a", "b=x+y~&a=1&a=2", "", "")
+	f.Add("/a/<%41", "", "/a/%3CA", "", "", "")
+	f.Add("/a/%41", "q=1", "/a/A", "q=1", "", "")
 	rt := testRoute(f, RegionConfig{VaryHeaders: []string{"X-V"}})
+	canon := testRoute(f, RegionConfig{VaryHeaders: []string{"X-V"}, CanonicalQuery: true})
 	f.Fuzz(func(t *testing.T, p1, q1, p2, q2, h1, h2 string) {
 		r1, ok1 := fuzzReq(p1, q1, h1)
 		r2, ok2 := fuzzReq(p2, q2, h2)
 		if !ok1 || !ok2 {
 			return
 		}
-		k1, _, _ := rt.canonicalKey(r1, NoParams, "/p")
-		k2, _, _ := rt.canonicalKey(r2, NoParams, "/p")
-		same := r1.URL.EscapedPath() == r2.URL.EscapedPath() &&
-			canonicalQuery(r1.URL.RawQuery) == canonicalQuery(r2.URL.RawQuery) &&
-			reflect.DeepEqual(r1.Header.Values("X-V"), r2.Header.Values("X-V"))
-		if (k1 == k2) != same {
-			t.Fatalf("key equality %v but requests equal %v:\n%q\n%q", k1 == k2, same, k1, k2)
+		// The path as sent (Path and RawPath: what any router reads), the
+		// query as sent (or canonical with CanonicalQuery), the keyed
+		// header lines.
+		samePath := r1.URL.Path == r2.URL.Path && r1.URL.RawPath == r2.URL.RawPath
+		sameHeader := reflect.DeepEqual(r1.Header.Values("X-V"), r2.Header.Values("X-V"))
+		for _, c := range []struct {
+			rt        *Route
+			sameQuery bool
+		}{
+			{rt, r1.URL.RawQuery == r2.URL.RawQuery},
+			{canon, canonicalQuery(r1.URL.RawQuery) == canonicalQuery(r2.URL.RawQuery)},
+		} {
+			k1, _, _ := c.rt.canonicalKey(r1, NoParams, "/p")
+			k2, _, _ := c.rt.canonicalKey(r2, NoParams, "/p")
+			if same := samePath && c.sameQuery && sameHeader; (k1 == k2) != same {
+				t.Fatalf("key equality %v but requests equal %v:\n%q\n%q", k1 == k2, same, k1, k2)
+			}
 		}
 		// The allocation-free fast path agrees with the full canonicaliser.
 		if isCanonicalQuery(q1) && canonicalQuerySlow(q1) != q1 {
@@ -243,8 +262,8 @@ func FuzzEscapeFastPaths(f *testing.F) {
 			t.Fatalf("appendQueryEscaped(%q) = %q, want %q", s, got, want)
 		}
 		u := &url.URL{Path: s, RawPath: raw}
-		if got, want := escapedPath(u), u.EscapedPath(); got != want {
-			t.Fatalf("escapedPath(%q, raw %q) = %q, want %q", s, raw, got, want)
+		if got, want := canonicalPath(u), (&url.URL{Path: s}).EscapedPath(); got != want {
+			t.Fatalf("canonicalPath(%q, raw %q) = %q, want %q", s, raw, got, want)
 		}
 	})
 }

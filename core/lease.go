@@ -97,9 +97,9 @@ var (
 	_ leasePoller = (*nearBackend)(nil)
 )
 
-// poll is load (the entry's bounded GETRANGE, its counters) with a GET of
-// the lease key, in one pipeline: a GET per key, so that a cluster client
-// sends each to its node. It is on the miss path only.
+// poll is load (the entry's bounded GETRANGE, its counters) with a bounded
+// read of the lease key, in one pipeline. It is on the miss path only. A
+// foreign value too long to be a token reads as no lease.
 func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
@@ -108,23 +108,28 @@ func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []strin
 	_ = pipe.Process(ctx, ec)
 	cmds := make([]*redis.StringCmd, len(names)+1)
 	for i, n := range names {
-		cmds[i] = pipe.Get(ctx, n)
+		cmds[i] = smallRead(ctx, pipe, n)
 	}
-	cmds[len(names)] = pipe.Get(ctx, lkey)
-	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	cmds[len(names)] = smallRead(ctx, pipe, lkey)
+	if err := execErr(pipe.Exec(ctx)); err != nil {
+		return nil, false, err
+	}
 	for i := range names {
-		v, err := getResult(cmds[i])
+		v, err := smallResult(cmds[i])
 		if err != nil {
 			return nil, false, err
 		}
 		vals[i] = parseDecimal(v)
 	}
-	token, err := getResult(cmds[len(names)])
-	if err != nil {
+	// Any value under the lease key holds it, a foreign one too (SET NX
+	// could not take it either): only its absence releases the wait.
+	token, err := cmds[len(names)].Result()
+	held := err == nil && token != "" || isWrongType(err)
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
 		return nil, false, err
 	}
 	e, err := b.entryResult(ec)
-	return e, token != "", err
+	return e, held, err
 }
 
 // poll is load's GetMulti with the lease key added.
@@ -237,7 +242,9 @@ func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, n
 		switch {
 		case e != nil:
 			return e, nil, leaseAwaited
-		case !released:
+		case !released, !time.Now().Before(deadline):
+			// LeaseWait bounds the whole wait, however often the lease
+			// changed hands.
 			return nil, nil, leaseTimeout
 		}
 	}

@@ -453,17 +453,31 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 			counters = append(counters, c)
 		}
 	}
-	vals, err := cn.MGet(ctx, keys...).Result()
-	if err != nil {
-		if b.cluster && isRedisReply(err) {
-			n.tag = "" // the slot moved: find another at the next connection
-		}
+	// Bounded reads: a huge value planted under a marker costs a few dozen
+	// bytes (and reads as no marker: the region is reset).
+	pipe := cn.Pipeline()
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = smallRead(ctx, pipe, k)
+	}
+	if err := execErr(pipe.Exec(ctx)); err != nil {
 		return nil, err
+	}
+	vals := make([]string, len(keys))
+	for i, c := range cmds {
+		v, err := smallResult(c)
+		if err != nil {
+			if b.cluster && isRedisReply(err) {
+				n.tag = "" // the slot moved: find another at the next connection
+			}
+			return nil, err
+		}
+		vals[i] = v
 	}
 	var reset []string
 	restored := false
 	for i, c := range counters {
-		if v, _ := vals[i].(string); v != runID {
+		if v := vals[i]; v != runID {
 			reset = append(reset, c)
 			restored = restored || v != ""
 		}

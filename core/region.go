@@ -449,14 +449,22 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		// InvalidateKey reaches every spelling of it; the key itself also
 		// holds the raw path as sent (RawPath, set when it differs from
 		// that form), which Echo's router and Gin's UseRawPath read.
-		path := escapedPath(req.URL)
+		path := canonicalPath(req.URL)
 		st.nbuf = append(st.nbuf, path...)
 		kb.field("d")
 		kb.field(req.Host)
 		kb.field(pattern)
 		kb.field(path)
 		kb.field(req.URL.RawPath)
-		kb.field(canonicalQuery(req.URL.RawQuery))
+		// The query as sent: Echo's QueryString (and any handler reading
+		// RawQuery) sees "?b=2&a=1" and "?a=1&b=2" apart. CanonicalQuery
+		// opts in to sorting and re-encoding it, for handlers that read
+		// only parsed values.
+		if r.cfg.CanonicalQuery {
+			kb.field(canonicalQuery(req.URL.RawQuery))
+		} else {
+			kb.field(req.URL.RawQuery)
+		}
 	}
 	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf), printable: r.prefixPrintable && (rt.key == nil || rt.key.printable)})
 	// Whether the connection was TLS: Echo's Scheme() reads it first.

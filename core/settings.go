@@ -30,7 +30,7 @@ var settingsOptions = []string{
 	"backend", "ttl", "stale", "stale_if_error", "early_refresh", "max_refreshes",
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
-	"soft_invalidation", "ignore_client_ip_headers",
+	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -69,6 +69,7 @@ func settingsErr(key, format string, args ...any) error {
 //	vary_authorization  VaryAuthorization: true/false, yes/no, on/off, 1/0
 //	soft_invalidation   SoftInvalidation: the same booleans
 //	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
+//	canonical_query     CanonicalQuery: the same booleans
 //
 // One key is not a region option:
 //
@@ -330,7 +331,7 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		default:
 			set = func(rc *RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
@@ -340,6 +341,8 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 			set = func(rc *RegionConfig) { rc.SoftInvalidation = b }
 		case "ignore_client_ip_headers":
 			set = func(rc *RegionConfig) { rc.IgnoreClientIPHeaders = b }
+		case "canonical_query":
+			set = func(rc *RegionConfig) { rc.CanonicalQuery = b }
 		default:
 			set = func(rc *RegionConfig) { rc.VaryAuthorization = b }
 		}

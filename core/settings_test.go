@@ -46,7 +46,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),

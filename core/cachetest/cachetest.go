@@ -492,32 +492,50 @@ func (s *suite) keys(t *testing.T) {
 		{Method: "GET", Path: "/files/*path", Cache: Cached("r"), Handler: echo},
 	}})
 
+	// The handler reads the raw query (as Echo's QueryString does): a
+	// reordered query is another request to it.
 	first := e.get("/search?b=2&a=1")
 	e.expect(first, 200, "MISS", "#1 /search?b=2&a=1")
-	e.expect(e.get("/search?a=1&b=2"), 200, "HIT", first.Body)
-	expectCalls(t, &calls, 1)
+	e.expect(e.get("/search?a=1&b=2"), 200, "MISS", "#2 /search?a=1&b=2")
+	e.expect(e.get("/search?b=2&a=1"), 200, "HIT", first.Body)
+	expectCalls(t, &calls, 2)
 
 	// An encoded '&' and '=' are data, not separators.
 	enc := e.get("/search?a=1%26b%3D2")
-	e.expect(enc, 200, "MISS", "#2 /search?a=1%26b%3D2")
+	e.expect(enc, 200, "MISS", "#3 /search?a=1%26b%3D2")
 	e.expect(e.get("/search?a=1%26b%3D2"), 200, "HIT", enc.Body)
-	e.expect(e.get("/search?b=2&a=1"), 200, "HIT", first.Body)
 
 	// The order of a repeated parameter's values is observable: not shared.
-	e.expect(e.get("/search?a=1&a=2"), 200, "MISS", "#3 /search?a=1&a=2")
-	e.expect(e.get("/search?a=2&a=1"), 200, "MISS", "#4 /search?a=2&a=1")
+	e.expect(e.get("/search?a=1&a=2"), 200, "MISS", "#4 /search?a=1&a=2")
+	e.expect(e.get("/search?a=2&a=1"), 200, "MISS", "#5 /search?a=2&a=1")
 	// No query differs from an empty one only in spelling.
-	e.expect(e.get("/search"), 200, "MISS", "#5 /search?")
-	expectCalls(t, &calls, 5)
+	e.expect(e.get("/search"), 200, "MISS", "#6 /search?")
+	expectCalls(t, &calls, 6)
 
 	// An encoded slash is not a path separator.
 	slash := e.get("/files/a/b")
-	e.expect(slash, 200, "MISS", "#6 /files/a/b?")
+	e.expect(slash, 200, "MISS", "#7 /files/a/b?")
 	enc = e.get("/files/a%2Fb")
-	e.expect(enc, 200, "MISS", "#7 /files/a%2Fb?")
+	e.expect(enc, 200, "MISS", "#8 /files/a%2Fb?")
 	e.expect(e.get("/files/a/b"), 200, "HIT", slash.Body)
 	e.expect(e.get("/files/a%2Fb"), 200, "HIT", enc.Body)
-	expectCalls(t, &calls, 7)
+	expectCalls(t, &calls, 8)
+
+	// With CanonicalQuery, a handler reading parsed values shares one
+	// entry between spellings of the same values.
+	var parsed counter
+	values := func(w http.ResponseWriter, r *http.Request, _ func(string) string) {
+		text(w, fmt.Sprintf("#%d %s", parsed.inc(), r.URL.Query().Encode()))
+	}
+	c := s.setup(t, map[string]core.RegionConfig{"r": {CanonicalQuery: true}}, App{Routes: []Route{
+		{Method: "GET", Path: "/search", Cache: Cached("r"), Handler: values},
+	}})
+	one := c.get("/search?b=2&a=1")
+	c.expect(one, 200, "MISS", "#1 a=1&b=2")
+	c.expect(c.get("/search?a=1&b=2"), 200, "HIT", one.Body)
+	c.expect(c.get("/search?a=%31&b=2"), 200, "HIT", one.Body)
+	c.expect(c.get("/search?a=1&a=2"), 200, "MISS", "#2 a=1&a=2")
+	expectCalls(t, &parsed, 2)
 }
 
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import (
 // query string (a canonical/pagination link), an attacker's raw
 // `?q="><script>...` (Go's server accepts these bytes in a query) is
 // stored under the key of the safely-encoded URL a browser sends.
-func TestReviewEchoQueryStringSharesEntry(t *testing.T) {
+func TestEchoQueryStringKeyedAsSent(t *testing.T) {
 	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
 		t.Fatal(err)

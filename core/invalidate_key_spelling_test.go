@@ -18,7 +18,7 @@ import (
 // article (r.URL.Path, Gin's c.Param with its default router), so after
 // InvalidateKey(r, "/articles/42") returns nil those spellings keep
 // serving the old article until their TTL.
-func TestReviewInvalidateKeyReachesEverySpelling(t *testing.T) {
+func TestInvalidateKeyReachesEverySpelling(t *testing.T) {
 	var version atomic.Int64
 	version.Store(1)
 	c, srv := secApp(t, RegionConfig{}, "GET /articles/{id}", func(w http.ResponseWriter, r *http.Request) {
