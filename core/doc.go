@@ -35,7 +35,7 @@
 //     key; or a Key template. Built in pooled memory: a hit allocates
 //     nothing of its own.
 //  3. One lookup of the entry and of every counter it depends on (region,
-//     key, each declared tag): one pipeline on Redis (GETRANGE of the entry, bounded, and MGET of the counters), one GetMulti on Memcached,
+//     key, each declared tag): one pipeline of bounded GETRANGEs on Redis, one GetMulti on Memcached,
 //     none with a near cache hit.
 //  4. Classification: an entry is usable only if its canonical key matches
 //     and every counter still holds the value it had before the entry's
