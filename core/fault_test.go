@@ -819,7 +819,11 @@ func TestFaultHandlerFailureReleasesWaiters(t *testing.T) {
 			for i := 0; i < n; i++ {
 				select {
 				case r := <-out:
-					if r.err != nil || r.code != want.code || r.body != want.body {
+					// A waiter whose own wait ran out before the leader's
+					// 504 landed (a loaded machine) answers a plain 504: a
+					// failure too, without calling the origin.
+					lateTimeout := mode == "timeout" && r.body == "Gateway Timeout\n"
+					if r.err != nil || r.code != want.code || r.body != want.body && !lateTimeout {
 						t.Fatalf("waiter %d: %d %q %v, want %d %q", i, r.code, r.body, r.err, want.code, want.body)
 					}
 				case <-time.After(15 * time.Second): // failure bound only
