@@ -76,6 +76,24 @@ func netOutput(t *testing.T, c redis.UniversalClient) int64 {
 // Corrupt, serves the handler's response and overwrites it with a valid
 // entry. It is not a backend error: the breaker (opened here by a single
 // failure) stays closed and other keys keep hitting.
+// hostileCache is a Cache on url whose breaker opens at the first backend
+// error, so that one planted value counted as a failure would show as
+// every other key bypassing; bodies are capped at 64 KiB.
+func hostileCache(t *testing.T, url string) (*Cache, *Region, *Route) {
+	t.Helper()
+	rc := RegionConfig{Backend: url, Prefix: uniquePrefix(t), MaxEntryBytes: 64 << 10}
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rt, err := c.Route("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, c.regions["r"], rt
+}
+
 func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 	const planted = 64 << 20
 	for name, u := range redisURLs(t) {
@@ -87,18 +105,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 			if name == "cluster" {
 				u = strings.Replace(u, "/0?", "?", 1)
 			}
-			rc := RegionConfig{MaxEntryBytes: 64 << 10}
-			rc.Backend, rc.Prefix = u, uniquePrefix(t)
-			c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			r := c.regions["r"]
-			rt, err := c.Route("r")
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, r, rt := hostileCache(t, u)
 			var calls atomic.Int64
 			h := func(w http.ResponseWriter, req *http.Request) {
 				fmt.Fprintf(w, "%s #%d", req.URL.Path, calls.Add(1))

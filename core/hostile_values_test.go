@@ -7,17 +7,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
-// Review: a hostile value planted under a *counter* key (the region's own
-// counter, which every lookup of the region reads, or one path's key
-// counter) is read whole by the lookup's MGET / GET: unlike entry keys
-// (GETRANGE, bounded since bb9f777) counters have no read bound. 64 MiB
-// under the region counter makes every request of the region read 64 MiB
-// (and with the default 250ms timeout, time out and open the breaker for
-// every key), while docs/security.md promises "a hostile value in the
-// backend costs at most that key's entry, never the service".
+// A hostile value planted under a counter key (the region's own counter,
+// which every lookup of the region reads, or one path's key counter) costs
+// a bounded read: counters are read with GETRANGE of at most 64 bytes, as
+// entries are bounded by the largest entry. A longer value reads as a
+// missing counter and is repaired.
 func TestHostileCounterValueIsBounded(t *testing.T) {
 	const planted = 64 << 20
 	for name, u := range redisURLs(t) {
@@ -28,18 +24,7 @@ func TestHostileCounterValueIsBounded(t *testing.T) {
 				if name == "cluster" {
 					u = strings.Replace(u, "/0?", "?", 1)
 				}
-				rc := RegionConfig{MaxEntryBytes: 64 << 10}
-				rc.Backend, rc.Prefix = u, uniquePrefix(t)
-				c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				r := c.regions["r"]
-				rt, err := c.Route("r")
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, r, rt := hostileCache(t, u)
 				var calls atomic.Int64
 				h := func(w http.ResponseWriter, req *http.Request) {
 					fmt.Fprintf(w, "%s #%d", req.URL.Path, calls.Add(1))
@@ -78,22 +63,14 @@ func TestHostileCounterValueIsBounded(t *testing.T) {
 	}
 }
 
-// With the default timeout (250ms) the unbounded counter read is a timeout,
-// counted as a backend error: one planted key counter opens the breaker and
-// every other key of the backend bypasses the cache.
+// With the default timeout (250ms), a huge value under one key counter is
+// no backend error: the read is bounded, the breaker stays closed and
+// every other key of the backend keeps hitting.
 func TestHostileKeyCounterLeavesOtherKeysCached(t *testing.T) {
 	const planted = 256 << 20
 	u := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
 	pc := plantClient(t, false)
-	rc := RegionConfig{MaxEntryBytes: 64 << 10}
-	rc.Backend, rc.Prefix = u, uniquePrefix(t)
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	r := c.regions["r"]
-	rt, _ := c.Route("r")
+	_, r, rt := hostileCache(t, u)
 	h := func(w http.ResponseWriter, req *http.Request) { fmt.Fprint(w, req.URL.Path) }
 	for _, id := range []string{"1", "2", "2"} {
 		serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
@@ -115,22 +92,14 @@ func TestHostileKeyCounterLeavesOtherKeysCached(t *testing.T) {
 	}
 }
 
-// The same through a lease key: the lease poll GETs the lease key whole,
-// so a huge value planted under one cold key's lease key is a timeout
-// counted against the backend, and the breaker opens for every key.
+// The same through a lease key: the lease poll reads a bounded prefix, a
+// foreign value holds the lease until LeaseWait, and the other keys keep
+// hitting.
 func TestHostileLeaseValueLeavesOtherKeysCached(t *testing.T) {
 	const planted = 256 << 20
 	u := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
 	pc := plantClient(t, false)
-	rc := RegionConfig{MaxEntryBytes: 64 << 10}
-	rc.Backend, rc.Prefix = u, uniquePrefix(t)
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	r := c.regions["r"]
-	rt, _ := c.Route("r")
+	_, r, rt := hostileCache(t, u)
 	h := func(w http.ResponseWriter, req *http.Request) { fmt.Fprint(w, req.URL.Path) }
 	serveOnce(rt, "/items/2", mapParams{"id": "2"}, h)
 	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")

@@ -8,16 +8,10 @@ import (
 	"testing"
 )
 
-// Review: docs/security.md ("Raw paths") says the key counter "stays on the
-// escaped path, so invalidating /a/%3CA reaches every spelling of it", and
-// docs/invalidation.md that InvalidateKey "invalidates every variant stored
-// under the key". But the counter is named by URL.EscapedPath(), which
-// returns RawPath whenever RawPath is a *valid* encoding: /articles/4%32,
-// /articles/%34%32 and /articles/caf%c3%a9 (lowercase hex, as an HTML link
-// may write it) each get a counter of their own. The handler sees the same
-// article (r.URL.Path, Gin's c.Param with its default router), so after
-// InvalidateKey(r, "/articles/42") returns nil those spellings keep
-// serving the old article until their TTL.
+// InvalidateKey by the path in its one escaped form reaches every spelling
+// a handler reads as that path (r.URL.Path, Gin's c.Param): /articles/42,
+// /articles/4%32, /articles/%34%32; /articles/caf%C3%A9 and the lowercase
+// hex an HTML link may use. Key counters are named by that form.
 func TestInvalidateKeyReachesEverySpelling(t *testing.T) {
 	var version atomic.Int64
 	version.Store(1)

@@ -9,13 +9,10 @@ import (
 	"github.com/routecache/routecache/echoadapter"
 )
 
-// Review: Echo's c.QueryString() helper returns the raw query as sent
-// (URL.RawQuery), but the default key holds the canonicalised query. Two
-// requests Echo's helper reads differently share an entry, so the first
-// one's answer is replayed to the second. With a handler that echoes the
-// query string (a canonical/pagination link), an attacker's raw
-// `?q="><script>...` (Go's server accepts these bytes in a query) is
-// stored under the key of the safely-encoded URL a browser sends.
+// Echo's c.QueryString() returns the query as sent (URL.RawQuery), so the
+// default key holds it as sent: a raw `?q="><script>...` (Go's server
+// accepts those bytes) and the encoded form a browser sends never share an
+// entry, nor do reordered or differently encoded queries.
 func TestEchoQueryStringKeyedAsSent(t *testing.T) {
 	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
