@@ -101,10 +101,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 			pc := plantClient(t, name == "cluster")
 			// A generous timeout: what bounds the read is the entry size
 			// limit, checked below by the bytes the servers sent.
-			u := u + "?timeout=5s"
-			if name == "cluster" {
-				u = strings.Replace(u, "/0?", "?", 1)
-			}
+			u := withQuery(u, "timeout=5s")
 			_, r, rt := hostileCache(t, u)
 			var calls atomic.Int64
 			h := func(w http.ResponseWriter, req *http.Request) {

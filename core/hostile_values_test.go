@@ -20,10 +20,7 @@ func TestHostileCounterValueIsBounded(t *testing.T) {
 		for _, which := range []string{"region counter", "key counter"} {
 			t.Run(name+"/"+which, func(t *testing.T) {
 				pc := plantClient(t, name == "cluster")
-				u := u + "?timeout=5s"
-				if name == "cluster" {
-					u = strings.Replace(u, "/0?", "?", 1)
-				}
+				u := withQuery(u, "timeout=5s")
 				_, r, rt := hostileCache(t, u)
 				var calls atomic.Int64
 				h := func(w http.ResponseWriter, req *http.Request) {

@@ -139,9 +139,6 @@ func (r *Region) responseReason(status int, h http.Header) string {
 	if _, ok := h["Set-Cookie"]; ok {
 		return NotStoredSetCookie
 	}
-	if hasTrailers(h) {
-		return NotStoredTrailer
-	}
 	for _, v := range h["Cache-Control"] {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.TrimSpace(d)
@@ -169,14 +166,13 @@ func (r *Region) responseReason(status int, h http.Header) string {
 }
 
 // hasTrailers reports whether a response declares trailers ("Trailer") or
-// sets one by net/http's TrailerPrefix: they are computed per response,
-// and may be set after the body, so after the headers were recorded.
+// sets one by net/http's TrailerPrefix, in any spelling: they are computed
+// per response, and may be set after the body, so it must be asked of the
+// live header map, not of the headers recorded at the first write.
 func hasTrailers(h http.Header) bool {
-	if _, ok := h["Trailer"]; ok {
-		return true
-	}
 	for k := range h {
-		if len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix) {
+		if strings.EqualFold(k, "Trailer") ||
+			len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix) {
 			return true
 		}
 	}
