@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,22 +107,34 @@ func TestInvalidationRaces(t *testing.T) {
 	if testing.Short() {
 		rounds = 50
 	}
+	// A writer invalidates again as soon as a reader has hit the entry
+	// filled after its last invalidation: reads and invalidations
+	// interleave however busy the machine is, paced by events, not time.
+	var hitAt [keys]atomic.Int64 // highest floor at which a read hit
+	var wake [keys]chan struct{}
+	for i := range wake {
+		wake[i] = make(chan struct{}, 1)
+	}
+	readersDone := make(chan struct{})
 	var wg, writers sync.WaitGroup
-	var readersDone atomic.Bool
 	for id := 0; id < keys; id++ {
 		writers.Add(1)
-		go func(id int) { // one writer per key, busy until the readers finish
+		go func(id int) { // one writer per key, until the readers finish
 			defer writers.Done()
-			for i := 0; !readersDone.Load(); i++ {
-				if i%4 == 0 {
-					runtime.Gosched()
-				}
+			for {
 				v := data[id].Add(1)
 				if err := c.InvalidateTags(context.Background(), "item:"+strconv.Itoa(id)); err != nil {
 					t.Error(err)
 					return
 				}
 				committed[id].Store(v)
+				for hitAt[id].Load() < v {
+					select {
+					case <-wake[id]:
+					case <-readersDone:
+						return
+					}
+				}
 			}
 		}(id)
 	}
@@ -151,11 +162,19 @@ func TestInvalidationRaces(t *testing.T) {
 				if got < floor {
 					stale.Add(1)
 				}
+				if w.Header().Get("X-Cache") == "HIT" {
+					for at := hitAt[id].Load(); at < floor && !hitAt[id].CompareAndSwap(at, floor); at = hitAt[id].Load() {
+					}
+					select {
+					case wake[id] <- struct{}{}:
+					default:
+					}
+				}
 			}
 		}(g)
 	}
 	wg.Wait()
-	readersDone.Store(true)
+	close(readersDone)
 	writers.Wait()
 	st := c.Stats()["r"]
 	t.Logf("served %d, hits %d, misses %d, stores %d, coalesced %d", served.Load(), st.Hits, st.Misses, st.Stores, st.Coalesced)
