@@ -19,7 +19,7 @@ import (
 // budget, the breaker opened and requests went through as BYPASS.
 //
 // The origin-call count is logged, not asserted: coalescing one key across
-// instances is the lease's business (region.go), not the pool's.
+// instances is the lease's business (lease.go), not the pool's.
 func TestColdBurstFreshInstancesNoBreakerOpens(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0" // default timeout (250ms)
 	// Several rounds, each on new Caches: one cold burst does not always

@@ -182,68 +182,6 @@ func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []sof
 	return nil
 }
 
-// softValid reports whether every counter of e that changed since its
-// snapshot was changed by a soft bump that is still the latest one.
-func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
-	sb, ok := r.be.(softBackend)
-	if !ok {
-		return false
-	}
-	var idx []int
-	var snap []uint64
-	for i, n := range names {
-		found := false
-		for _, c := range e.counters {
-			if c.name == n {
-				found = true
-				if c.value != vals[i] {
-					if vals[i] == 0 {
-						return false
-					}
-					idx = append(idx, i)
-					snap = append(snap, c.value)
-				}
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	if len(e.counters) != len(names) || len(idx) == 0 {
-		return false
-	}
-	which := make([]string, len(idx))
-	for j, i := range idx {
-		which[j] = names[i]
-	}
-	marks := make([]softMark, len(idx))
-	if err := sb.softMarks(ctx, which, marks); err != nil {
-		r.opDone(ctx, "soft-marks", err)
-		return false
-	}
-	for j, i := range idx {
-		if marks[j].old != snap[j] || marks[j].new != vals[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// InvalidateTagsSoft marks every entry stored with any of the tags stale
-// rather than unusable, in regions with SoftInvalidation (elsewhere it is
-// InvalidateTags): the next request is answered from the stale entry at
-// once (X-Cache: STALE) while the entry is refreshed in the background.
-func (c *Cache) InvalidateTagsSoft(ctx context.Context, tags ...string) error {
-	return c.invalidateTags(ctx, true, tags)
-}
-
-// InvalidateRegionSoft is InvalidateRegion marking entries stale rather
-// than unusable (see InvalidateTagsSoft).
-func (c *Cache) InvalidateRegionSoft(ctx context.Context, name string) error {
-	return c.invalidateRegion(ctx, true, name)
-}
-
 // bumpCounter bumps a counter, softly when asked and the backend can.
 func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
 	if sb, ok := be.(softBackend); ok && soft {

@@ -1,0 +1,219 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+)
+
+// lookup loads an entry and the counters; a corrupt entry is a miss. A
+// failure is counted, logged and reported to the breaker, unless the
+// request itself was cancelled.
+func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	return r.read(ctx, skey, names, vals, true)
+}
+
+// recheck is lookup for a second read of a key in the same request (a
+// fill's re-check, polls for another instance's fill): a corrupt value the
+// first read counted is not counted again.
+func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+	return r.read(ctx, skey, names, vals, false)
+}
+
+func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*entry, error) {
+	o, t0 := r.obsStart()
+	e, err := r.be.load(ctx, skey, names, vals)
+	r.obsLatency(o, "get", t0)
+	if errors.Is(err, errCorrupt) {
+		if countCorrupt {
+			r.stats.corrupt.Add(1)
+		}
+		r.brk.done(nil)
+		return nil, nil
+	}
+	r.opDone(ctx, "get", err)
+	return e, err
+}
+
+// opDone accounts for a backend operation's outcome.
+func (r *Region) opDone(ctx context.Context, op string, err error) {
+	if err != nil && ctx.Err() != nil {
+		return // the caller went away: not the backend's fault
+	}
+	r.brk.done(err)
+	if err != nil {
+		r.backendError(op, err)
+	}
+}
+
+// freshness is what an entry may be used for at a given time.
+type freshness int
+
+const (
+	unusable  freshness = iota
+	fresh               // serve it
+	staleOK             // serve it and refresh (stale-while-revalidate)
+	errorOnly           // serve it only if the handler fails (stale-if-error)
+)
+
+func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
+	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
+		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
+	}
+	var f freshness
+	switch {
+	case now < e.freshUntil:
+		f = fresh
+	case now < e.freshUntil+int64(r.cfg.Stale):
+		f = staleOK
+	case now < e.freshUntil+int64(r.cfg.StaleIfError):
+		f = errorOnly
+	default:
+		return unusable
+	}
+	if !r.valid(ctx, rt, e, names, vals) {
+		if r.cfg.SoftInvalidation && r.softValid(ctx, e, names, vals) {
+			if f == errorOnly {
+				return errorOnly
+			}
+			return staleOK // softly invalidated: serve stale, refresh
+		}
+		return unusable
+	}
+	return f
+}
+
+// xfetch decides a probabilistic early refresh (Vattani, Chierichetti and
+// Lowenstein, "Optimal Probabilistic Cache Stampede Prevention", VLDB
+// 2015): refresh when now - delta*beta*ln(rand) >= expiry, where delta is
+// how long the last fill took. Hot keys refresh shortly before expiry,
+// one request at a time, instead of all missing together.
+func xfetch(e *entry, now int64, beta float64) bool {
+	if e.fillNanos <= 0 {
+		return false
+	}
+	gap := -float64(e.fillNanos) * beta * math.Log(1-rand.Float64())
+	return float64(now)+gap >= float64(e.freshUntil)
+}
+
+// valid reports whether no counter an entry depends on changed since its
+// handler started. rt is the route asking (nil for memoize).
+func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string, vals []uint64) bool {
+	for _, v := range vals {
+		if v == 0 {
+			return false
+		}
+	}
+	// Stored by this very route under this key (classify compared the key
+	// text): its counters are the ones named here, in the same order.
+	if rt != nil && e.producer == rt && rt.namesFromKey && len(e.counters) == len(vals) {
+		for i, c := range e.counters {
+			if c.value != vals[i] {
+				return false
+			}
+		}
+		return true
+	}
+	// Fast path: the entry was stored by this route, same counters in order.
+	if len(e.counters) == len(names) {
+		same := true
+		for i, c := range e.counters {
+			if c.name != names[i] {
+				same = false
+				break
+			}
+			if c.value != vals[i] {
+				return false
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	// The entry depends on counters this route did not fetch (another route
+	// sharing the key declared other tags): fetch them too.
+	var extra []string
+	for _, c := range e.counters {
+		found := false
+		for i, n := range names {
+			if n == c.name {
+				if vals[i] != c.value {
+					return false
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			extra = append(extra, c.name)
+		}
+	}
+	if len(extra) == 0 {
+		return true
+	}
+	ev := make([]uint64, len(extra))
+	if err := r.be.counters(ctx, extra, ev); err != nil {
+		r.backendError("get-counters", err)
+		return false
+	}
+	for i, name := range extra {
+		for _, c := range e.counters {
+			if c.name == name && c.value != ev[i] {
+				return false
+			}
+		}
+		if ev[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// softValid reports whether every counter of e that changed since its
+// snapshot was changed by a soft bump that is still the latest one.
+func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
+	sb, ok := r.be.(softBackend)
+	if !ok {
+		return false
+	}
+	var idx []int
+	var snap []uint64
+	for i, n := range names {
+		found := false
+		for _, c := range e.counters {
+			if c.name == n {
+				found = true
+				if c.value != vals[i] {
+					if vals[i] == 0 {
+						return false
+					}
+					idx = append(idx, i)
+					snap = append(snap, c.value)
+				}
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	if len(e.counters) != len(names) || len(idx) == 0 {
+		return false
+	}
+	which := make([]string, len(idx))
+	for j, i := range idx {
+		which[j] = names[i]
+	}
+	marks := make([]softMark, len(idx))
+	if err := sb.softMarks(ctx, which, marks); err != nil {
+		r.opDone(ctx, "soft-marks", err)
+		return false
+	}
+	for j, i := range idx {
+		if marks[j].old != snap[j] || marks[j].new != vals[i] {
+			return false
+		}
+	}
+	return true
+}
