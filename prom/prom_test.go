@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -74,11 +75,17 @@ func script(t *testing.T, rc *core.Cache) {
 		if _, err := core.Load(ctx, rc, "short", "k", func(context.Context) (int, error) { return i, nil }); err != nil {
 			t.Fatal(err)
 		}
+		// The first load stores; each later one is stale and stores from a
+		// background refresh: wait for that store before going on, so the
+		// next load finds no refresh still running for the key.
+		deadline := time.Now().Add(time.Minute)
+		for rc.Stats()["short"].Stores < uint64(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("load %d: its store did not land: %+v", i, rc.Stats()["short"])
+			}
+			runtime.Gosched()
+		}
 		time.Sleep(3 * time.Millisecond) // past the 1 ms TTL: the next load is stale
-	}
-	// Wait (bounded) for the background refreshes to land.
-	for i := 0; i < 2000 && rc.Stats()["short"].Stores < 3; i++ {
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
