@@ -255,7 +255,6 @@ func New(cfg Config) (*Cache, error) {
 			c.queues[be] = newBumpQueue(c, be)
 		}
 		r.q = c.queues[be]
-		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
 		if be.remote() {
 			if c.breakers == nil {
 				c.breakers = map[backend]*breaker{}
@@ -369,7 +368,7 @@ func normalize(rc *RegionConfig) error {
 		rc.Prefix = DefaultPrefix
 	}
 	if !regionName.MatchString(rc.Prefix) {
-		return fmt.Errorf("Prefix %q must match %s", rc.Prefix, regionName)
+		return fmt.Errorf("the Prefix %q must match %s", rc.Prefix, regionName)
 	}
 	if rc.Backend == "" && rc.Store == nil {
 		rc.Backend = "memory://"

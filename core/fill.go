@@ -34,13 +34,13 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		case leaseFound, leaseAwaited:
 			failed, stored = false, e
 			if out == leaseAwaited {
-				r.stats.coalesced.Add(1)
+				r.record(evCoalesced)
 			}
-			r.stats.hits.Add(1)
+			r.record(evHit)
 			r.replay(w, req, e, time.Now().UnixNano(), "HIT")
 			return nil
 		case leaseTimeout:
-			r.stats.leaseTimeouts.Add(1)
+			r.record(evLeaseTimeout)
 		}
 	} else if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
 		// Re-check inside the flight: a fill that just landed may have stored it.
@@ -48,7 +48,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 		if r.classify(req.Context(), rt, e, canonical, names, vals, now) == fresh {
 			failed = false
 			stored = e
-			r.stats.hits.Add(1)
+			r.record(evHit)
 			r.replay(w, req, e, now, "HIT")
 			return nil
 		}
@@ -58,14 +58,11 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	if err := r.be.ensure(req.Context(), names, vals); err != nil {
 		r.opDone(req.Context(), "ensure-counters", err)
 		failed = false
-		r.stats.addBypass(BypassBackend)
+		r.recordBypass(BypassBackend)
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
-	r.stats.misses.Add(1)
-	if o := r.observer(); o != nil {
-		o.Miss(r.name)
-	}
+	r.record(evMiss)
 	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
 	if fallback != nil {
 		rw.hold, rw.hdr = true, w.Header().Clone()
@@ -75,8 +72,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	stored, failed, fail = res.handed, res.failed, res.fail
 	if fallback != nil && rw.hold {
 		if res.failed {
-			r.stats.stale.Add(1)
-			r.stats.staleIfError.Add(1)
+			r.record(evStaleIfError)
 			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
 			return nil
 		}
@@ -116,20 +112,17 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	switch {
 	case err == nil:
 	case errors.Is(err, errTooLarge):
-		r.stats.addNotStored(NotStoredTooLarge)
+		r.recordNotStored(NotStoredTooLarge)
 		return false
 	case errors.Is(err, errDropped):
-		r.stats.addNotStored(NotStoredDropped)
+		r.recordNotStored(NotStoredDropped)
 		return false
 	default:
 		r.opDone(ctx, "set", err)
-		r.stats.addNotStored(NotStoredBackend)
+		r.recordNotStored(NotStoredBackend)
 		return false
 	}
-	r.stats.stores.Add(1)
-	if o != nil {
-		o.Store(r.name, len(e.body))
-	}
+	r.recordStore(len(e.body))
 	return true
 }
 
@@ -158,7 +151,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
-				r.stats.addNotStored(NotStoredPanic)
+				r.recordNotStored(NotStoredPanic)
 				res.failed, res.panicked, res.fail = true, v, panicFailure
 				if !recoverPanic {
 					panic(v)
@@ -212,7 +205,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		reason = r.responseReason(rw.status, sent)
 	}
 	if reason != "" {
-		r.stats.addNotStored(reason)
+		r.recordNotStored(reason)
 		return res
 	}
 	snap := make([]counterSnap, len(names))
@@ -293,7 +286,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	case r.refreshSem <- struct{}{}:
 		defer func() { <-r.refreshSem }()
 	default:
-		r.stats.refreshSkipped.Add(1)
+		r.record(evRefreshSkipped)
 		failed = false
 		return
 	}
@@ -310,7 +303,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	_ = http.NewResponseController(w).Flush()
 	sink := &sinkWriter{h: http.Header{}}
 	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
-	r.stats.refreshes.Add(1)
+	r.record(evRefresh)
 	res := rt.produce(rw, req, skey, canonical, names, vals, next, true)
 	stored, failed, fail = res.handed, res.failed, res.fail
 	if res.err != nil {

@@ -116,9 +116,6 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	return f, true
 }
 
-// land ends a flight with its result and releases the waiters.
-func (g *flightGroup) land(key string, f *flight, e *entry) { g.landResult(key, f, e, false, nil) }
-
 // landResult is land with the handler's failure, and what its waiters
 // answer for it. A shareable failure of a flight that had waiters (a
 // stampede on a failing key) stays in the group for the failure memory.

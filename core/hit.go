@@ -48,13 +48,6 @@ var (
 // replay writes an entry to w as the answer to req. state is "HIT" or
 // "STALE". Header values are the entry's own slices, shared read-only.
 func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now int64, state string) {
-	if o := r.observer(); o != nil {
-		if state == "STALE" {
-			o.Stale(r.name)
-		} else {
-			o.Hit(r.name)
-		}
-	}
 	h := w.Header()
 	for _, hv := range e.replayed {
 		h[hv.name] = hv.values

@@ -46,15 +46,6 @@ func (c *Cache) OnInvalidate(f func(InvalidationEvent)) {
 	c.hooks.mu.Unlock()
 }
 
-func (c *Cache) emit(ev InvalidationEvent) {
-	c.hooks.mu.RLock()
-	fns := c.hooks.fns
-	c.hooks.mu.RUnlock()
-	for _, f := range fns {
-		f(ev)
-	}
-}
-
 // remoteCounter turns a counter name received over pub/sub back into an
 // event, for the regions of this Cache that share its prefix.
 func (c *Cache) remoteCounter(counter string) {
@@ -62,13 +53,13 @@ func (c *Cache) remoteCounter(counter string) {
 		r := c.regions[name]
 		switch {
 		case strings.HasPrefix(counter, r.tagCounterPrefix):
-			c.emit(InvalidationEvent{Kind: "tag", Names: []string{counter[len(r.tagCounterPrefix):]}, Remote: true})
+			c.recordInvalidation(InvalidationEvent{Kind: "tag", Names: []string{counter[len(r.tagCounterPrefix):]}, Remote: true}, 0)
 			return
 		case counter == r.regionCounter:
-			c.emit(InvalidationEvent{Kind: "region", Region: r.name, Remote: true})
+			c.recordInvalidation(InvalidationEvent{Kind: "region", Region: r.name, Remote: true}, 0)
 			return
 		case strings.HasPrefix(counter, r.keyCounterPrefix):
-			c.emit(InvalidationEvent{Kind: "key", Region: r.name, Names: []string{counter[len(r.keyCounterPrefix):]}, Remote: true})
+			c.recordInvalidation(InvalidationEvent{Kind: "key", Region: r.name, Names: []string{counter[len(r.keyCounterPrefix):]}, Remote: true}, 0)
 			return
 		}
 	}

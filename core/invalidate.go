@@ -62,12 +62,13 @@ func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) er
 			}
 		}
 		pending = pending || queued
-		for _, r := range g.regions {
-			r.stats.invalidations.Add(uint64(len(tags)))
-		}
 	}
 	if len(tags) > 0 {
-		c.emit(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: soft, Pending: pending})
+		var reached []*Region
+		for _, g := range spaces {
+			reached = append(reached, g.regions...)
+		}
+		c.recordInvalidation(InvalidationEvent{Kind: "tag", Names: append([]string(nil), tags...), Soft: soft, Pending: pending}, uint64(len(tags)), reached...)
 	}
 	if len(errs) > 0 {
 		c.log.Error("routecache: invalidate tags: queued for retry", "tags", tags, "soft", soft, "err", errors.Join(errs...))
@@ -92,13 +93,12 @@ func (c *Cache) invalidateRegion(ctx context.Context, soft bool, name string) er
 	if c.shut {
 		return c.lostAfterClose(fmt.Sprintf("invalidate region %q", name), r)
 	}
-	r.stats.invalidations.Add(1)
 	if err := r.q.apply(ctx, r.regionCounter, soft, true); err != nil {
-		r.backendError("invalidate-region", err)
-		c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: soft, Pending: true})
+		r.recordError("invalidate-region", err)
+		c.recordInvalidation(InvalidationEvent{Kind: "region", Region: name, Soft: soft, Pending: true}, 1, r)
 		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
 	}
-	c.emit(InvalidationEvent{Kind: "region", Region: name, Soft: soft})
+	c.recordInvalidation(InvalidationEvent{Kind: "region", Region: name, Soft: soft}, 1, r)
 	return nil
 }
 
@@ -121,13 +121,12 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 	if c.shut {
 		return c.lostAfterClose(fmt.Sprintf("invalidate key %q in region %q", key, region), r)
 	}
-	r.stats.invalidations.Add(1)
 	if err := r.q.apply(ctx, r.keyCounter(key), false, true); err != nil {
-		r.backendError("invalidate-key", err)
-		c.emit(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}, Pending: true})
+		r.recordError("invalidate-key", err)
+		c.recordInvalidation(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}, Pending: true}, 1, r)
 		return fmt.Errorf("routecache: invalidate key %q in region %q: %w", key, region, err)
 	}
-	c.emit(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}})
+	c.recordInvalidation(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}}, 1, r)
 	return nil
 }
 

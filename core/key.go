@@ -219,17 +219,6 @@ func placeholder(name string) (tplPart, error) {
 	return tplPart{kind: tplParam, text: name}, nil
 }
 
-// params lists the route parameter names the template needs.
-func (t *template) params() []string {
-	var out []string
-	for _, p := range t.parts {
-		if p.kind == tplParam {
-			out = append(out, p.text)
-		}
-	}
-	return out
-}
-
 // expand renders the template for a request. Substituted values are
 // query-escaped, so a value can never forge the template's own delimiters:
 // with "a:{x}:{y}", x="1:2",y="3" and x="1",y="2:3" give different text.

@@ -27,7 +27,7 @@ func (r *Region) read(ctx context.Context, skey string, names []string, vals []u
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
 		if countCorrupt {
-			r.stats.corrupt.Add(1)
+			r.record(evCorrupt)
 		}
 		r.brk.done(nil)
 		return nil, nil
@@ -43,7 +43,7 @@ func (r *Region) opDone(ctx context.Context, op string, err error) {
 	}
 	r.brk.done(err)
 	if err != nil {
-		r.backendError(op, err)
+		r.recordError(op, err)
 	}
 }
 
@@ -154,7 +154,7 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 	}
 	ev := make([]uint64, len(extra))
 	if err := r.be.counters(ctx, extra, ev); err != nil {
-		r.backendError("get-counters", err)
+		r.recordError("get-counters", err)
 		return false
 	}
 	for i, name := range extra {

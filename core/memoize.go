@@ -270,11 +270,11 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 		return zero, errors.New("routecache: memoize: empty key")
 	}
 	if r.c.closed.Load() {
-		r.stats.addBypass(BypassClosed)
+		r.recordBypass(BypassClosed)
 		return fn(ctx)
 	}
 	if !r.brk.allow() {
-		r.stats.addBypass(BypassBreaker)
+		r.recordBypass(BypassBreaker)
 		return fn(ctx)
 	}
 	mc := &memoCall{r: r, o: o, key: key, canonical: r.memoKey(key)}
@@ -290,7 +290,7 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 	}
 	for _, t := range extra {
 		if t == "" {
-			r.stats.addBypass(BypassKey)
+			r.recordBypass(BypassKey)
 			return fn(ctx)
 		}
 		mc.names = append(mc.names, r.tagCounter(t))
@@ -307,7 +307,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	vals := make([]uint64, len(mc.names))
 	e, err := r.lookup(ctx, mc.skey, mc.names, vals)
 	if err != nil {
-		r.stats.addBypass(BypassBackend)
+		r.recordBypass(BypassBackend)
 		return fn(ctx)
 	}
 	now := time.Now().UnixNano()
@@ -315,22 +315,16 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	switch r.classify(ctx, nil, e, mc.canonical, mc.names, vals, now) {
 	case fresh:
 		if v, ok := memoDecode[T](mc, e.body); ok {
-			r.stats.hits.Add(1)
-			if o := r.observer(); o != nil {
-				o.Hit(r.name)
-			}
+			r.record(evHit)
 			if r.cfg.EarlyRefresh > 0 && xfetch(e, now, r.cfg.EarlyRefresh) {
-				r.stats.earlyRefreshes.Add(1)
+				r.record(evEarlyRefresh)
 				memoRefresh(ctx, mc, vals, fn)
 			}
 			return v, nil
 		}
 	case staleOK:
 		if v, ok := memoDecode[T](mc, e.body); ok {
-			r.stats.stale.Add(1)
-			if o := r.observer(); o != nil {
-				o.Stale(r.name)
-			}
+			r.record(evStale)
 			memoRefresh(ctx, mc, vals, fn)
 			return v, nil
 		}
@@ -363,8 +357,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 		// from every waiter would pile onto whatever the fill is stuck on.
 		if fallback != nil {
 			if v, ok := memoDecode[T](mc, fallback.body); ok {
-				r.stats.stale.Add(1)
-				r.stats.staleIfError.Add(1)
+				r.record(evStaleIfError)
 				return v, nil
 			}
 		}
@@ -374,11 +367,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	if res.err != nil || res.panicked != nil {
 		if fallback != nil {
 			if v, ok := memoDecode[T](mc, fallback.body); ok {
-				r.stats.stale.Add(1)
-				r.stats.staleIfError.Add(1)
-				if o := r.observer(); o != nil {
-					o.Stale(r.name)
-				}
+				r.record(evStaleIfError)
 				return v, nil
 			}
 		}
@@ -404,22 +393,15 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	if res.body != nil {
 		if v, ok := memoDecode[T](mc, res.body); ok {
 			if !leader {
-				r.stats.coalesced.Add(1)
+				r.record(evCoalesced)
 			}
-			r.stats.hits.Add(1)
-			if o := r.observer(); o != nil {
-				o.Hit(r.name)
-			}
+			r.record(evHit)
 			return v, nil
 		}
 	}
 	if v, ok := res.val.(T); ok && res.ran {
 		// The value could not be encoded (or decoded back): share it as is.
-		r.stats.coalesced.Add(1)
-		r.stats.hits.Add(1)
-		if o := r.observer(); o != nil {
-			o.Hit(r.name)
-		}
+		r.record(evCoalescedHit)
 		return v, nil
 	}
 	if attempt == 0 {
@@ -433,7 +415,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 func memoDecode[T any](mc *memoCall, body []byte) (T, bool) {
 	var v T
 	if err := mc.o.codec.Unmarshal(body, &v); err != nil {
-		mc.r.stats.corrupt.Add(1)
+		mc.r.record(evCorrupt)
 		if mc.r.errLogged.every(time.Second) {
 			mc.r.c.log.Warn("routecache: memoized value does not decode; recomputing", "region", mc.r.name, "key", mc.key, "err", err)
 		}
@@ -461,7 +443,7 @@ func memoRefresh[T any](ctx context.Context, mc *memoCall, vals []uint64, fn fun
 	select {
 	case r.refreshSem <- struct{}{}:
 	default:
-		r.stats.refreshSkipped.Add(1)
+		r.record(evRefreshSkipped)
 		return
 	}
 	f, leader := r.c.memo.join(mc.skey)
@@ -474,7 +456,7 @@ func memoRefresh[T any](ctx context.Context, mc *memoCall, vals []uint64, fn fun
 		<-r.refreshSem
 		return
 	}
-	r.stats.refreshes.Add(1)
+	r.record(evRefresh)
 	vals = slices.Clone(vals)
 	go func() {
 		defer r.c.memo.done()
@@ -513,12 +495,12 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		switch out {
 		case leaseFound, leaseAwaited:
 			if out == leaseAwaited {
-				r.stats.coalesced.Add(1) // filled by another instance
+				r.record(evCoalesced) // filled by another instance
 			}
 			res.body, res.snap = e.body, vals
 			return
 		case leaseTimeout:
-			r.stats.leaseTimeouts.Add(1)
+			r.record(evLeaseTimeout)
 		}
 	default:
 		// Re-check inside the flight: a fill that just landed may have stored it.
@@ -533,7 +515,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	// invalidation while it runs makes the entry unusable.
 	if err := r.be.ensure(ctx, mc.names, vals); err != nil {
 		r.opDone(ctx, "ensure-counters", err)
-		r.stats.addBypass(BypassBackend)
+		r.recordBypass(BypassBackend)
 		memoRun(ctx, mc, res, fn) // uncached; not shared (no snapshot)
 		return
 	}
@@ -555,10 +537,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		}
 	}
 	if !refresh {
-		r.stats.misses.Add(1)
-		if o := r.observer(); o != nil {
-			o.Miss(r.name)
-		}
+		r.record(evMiss)
 	}
 	start := time.Now()
 	if !memoRun(ctx, mc, res, fn) {
@@ -566,7 +545,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	}
 	body, err := mc.o.codec.Marshal(res.val)
 	if err != nil {
-		r.stats.addNotStored(NotStoredEncode)
+		r.recordNotStored(NotStoredEncode)
 		if r.errLogged.every(time.Second) {
 			r.c.log.Error("routecache: memoized value does not encode; not cached", "region", r.name, "key", mc.key, "err", err)
 		}
@@ -575,7 +554,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	}
 	res.body, res.snap = body, vals
 	if int64(len(body)) > r.cfg.MaxEntryBytes {
-		r.stats.addNotStored(NotStoredTooLarge)
+		r.recordNotStored(NotStoredTooLarge)
 		return
 	}
 	snap := make([]counterSnap, len(mc.names))
@@ -596,7 +575,7 @@ func memoRun[T any](ctx context.Context, mc *memoCall, res *memoResult, fn func(
 	defer func() {
 		if v := recover(); v != nil {
 			res.panicked = v
-			mc.r.stats.addNotStored(NotStoredPanic)
+			mc.r.recordNotStored(NotStoredPanic)
 			mc.r.c.log.Error("routecache: memoized function panicked", "region", mc.r.name, "key", mc.key, "panic", v)
 			ok = false
 		}
@@ -604,7 +583,7 @@ func memoRun[T any](ctx context.Context, mc *memoCall, res *memoResult, fn func(
 	v, err := fn(ctx)
 	if err != nil {
 		res.err = err
-		mc.r.stats.addNotStored(NotStoredError)
+		mc.r.recordNotStored(NotStoredError)
 		return false
 	}
 	res.val = v

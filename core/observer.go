@@ -170,9 +170,6 @@ func (s *observerSlot) add(o Observer) {
 	s.p.Store(set)
 }
 
-// observer returns the Cache's observers, or nil: one atomic load.
-func (c *Cache) observer() Observer { return c.obs.get() }
-
 // AddObserver adds o to the Cache's observers: it receives every event
 // from then on, after the observers added before it (Config.Observer
 // first). A nil o is ignored. Observers cannot be removed; a Prometheus
@@ -193,16 +190,6 @@ func BypassReasons() []string { return slices.Clone(bypassReasons) }
 // stored (the NotStored* constants), in a fixed order: the possible keys
 // of Stats.NotStored.
 func NotStoredReasons() []string { return slices.Clone(notStoredReasons) }
-
-func (s *regionStats) observer() Observer {
-	if s.obs == nil {
-		return nil
-	}
-	return s.obs.get()
-}
-
-// observer returns the region's Cache's observers, or nil.
-func (r *Region) observer() Observer { return r.c.obs.get() }
 
 // obsStart returns the observers and the start time of a backend
 // operation; without observers it returns nil and reads no clock.

@@ -260,10 +260,8 @@ func TestObserverHitPathAllocs(t *testing.T) {
 		n := testing.AllocsPerRun(100, func() {
 			ob, t0 := r.obsStart()
 			r.obsLatency(ob, "get", t0)
-			if ob := r.observer(); ob != nil {
-				ob.Hit(r.name)
-			}
-			r.stats.addBypass(BypassCookie)
+			r.record(evHit)
+			r.recordBypass(BypassCookie)
 		})
 		c.Close()
 		if n != 0 {

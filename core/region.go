@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"time"
 	"unsafe"
 )
 
@@ -193,15 +192,3 @@ func appendEntryKey(dst []byte, ns, canonical string) []byte {
 
 // leaseKey is where the fill lease of a canonical key lives.
 func (r *Region) leaseKey(canonical string) string { return r.ns + "l:" + hashKey(canonical) }
-
-// backendError counts and logs (at most once a second per region) a
-// backend failure. The request it happened in runs uncached.
-func (r *Region) backendError(op string, err error) {
-	r.stats.errors.Add(1)
-	if o := r.observer(); o != nil {
-		o.BackendError(r.name, op, err)
-	}
-	if r.errLogged.every(time.Second) {
-		r.c.log.Error("routecache: backend error", "region", r.name, "op", op, "err", err)
-	}
-}

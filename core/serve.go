@@ -34,24 +34,24 @@ func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, patte
 func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
 	r := rt.r
 	if r.c.closed.Load() {
-		r.stats.addBypass(BypassClosed)
+		r.recordBypass(BypassClosed)
 		setBypass(w, BypassClosed)
 		return next(w, req)
 	}
 	if reason := r.requestBypass(req); reason != "" {
-		r.stats.addBypass(reason)
+		r.recordBypass(reason)
 		setBypass(w, reason)
 		return next(w, req)
 	}
 	if !r.brk.allow() {
-		r.stats.addBypass(BypassBreaker)
+		r.recordBypass(BypassBreaker)
 		setBypass(w, BypassBreaker)
 		return next(w, req)
 	}
 	st := getState()
 	defer putState(st)
 	if !rt.build(st, req, p, pattern) {
-		r.stats.addBypass(BypassKey)
+		r.recordBypass(BypassKey)
 		setBypass(w, BypassKey)
 		return next(w, req)
 	}
@@ -61,7 +61,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	ctx := req.Context()
 	e, err := r.lookup(ctx, skey, names, vals)
 	if err != nil {
-		r.stats.addBypass(BypassBackend)
+		r.recordBypass(BypassBackend)
 		setBypass(w, BypassBackend)
 		return next(w, req)
 	}
@@ -72,16 +72,16 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	switch r.classify(ctx, rt, e, canonical, names, vals, now) {
 	case fresh:
-		r.stats.hits.Add(1)
+		r.record(evHit)
 		r.replay(w, req, e, now, "HIT")
 		if r.cfg.EarlyRefresh > 0 && req.Method == http.MethodGet && xfetch(e, now, r.cfg.EarlyRefresh) {
-			r.stats.earlyRefreshes.Add(1)
+			r.record(evEarlyRefresh)
 			rt.refresh(w, req, skey, canonical, names, vals, next)
 		}
 		return nil
 	case staleOK:
 		// Stale-while-revalidate: answer now, then refresh once.
-		r.stats.stale.Add(1)
+		r.record(evStale)
 		r.replay(w, req, e, now, "STALE")
 		if req.Method == http.MethodGet {
 			rt.refresh(w, req, skey, canonical, names, vals, next)
@@ -95,7 +95,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	if req.Method == http.MethodHead {
 		// A HEAD response has no body to store for GET; run it uncached.
-		r.stats.addBypass(BypassHead)
+		r.recordBypass(BypassHead)
 		setBypass(w, BypassHead)
 		return next(w, req)
 	}
@@ -127,8 +127,7 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 	}
 	if timedOut || f.e == nil {
 		if (timedOut || f.failed) && fallback != nil {
-			r.stats.stale.Add(1)
-			r.stats.staleIfError.Add(1)
+			r.record(evStaleIfError)
 			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
 			return nil
 		}
@@ -158,8 +157,7 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 		setMiss(&ResponseWriter{w: w})
 		return next(w, req)
 	}
-	r.stats.coalesced.Add(1)
-	r.stats.hits.Add(1)
+	r.record(evCoalescedHit)
 	r.replay(w, req, f.e, time.Now().UnixNano(), "HIT")
 	return nil
 }

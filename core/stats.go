@@ -1,6 +1,10 @@
 package core
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+)
 
 // Reasons a request skips the cache entirely (counted in Stats.Bypasses and
 // sent in Cache-Status as "fwd=bypass; detail=...").
@@ -68,40 +72,131 @@ type Stats struct {
 	InvalidationRetries  uint64 `json:"invalidation_retries"`
 }
 
+// regionStats holds a region's counters. They are written only through
+// the event path below (Region.record and its siblings), which reports each
+// event to the Cache's observers too, so Stats and the Observers always
+// agree.
 type regionStats struct {
 	hits, misses, coalesced, stores, stale, invalidations, errors, corrupt atomic.Uint64
 	staleIfError, refreshes, refreshSkipped, earlyRefreshes, leaseTimeouts atomic.Uint64
 	bypass                                                                 [16]atomic.Uint64
 	notStored                                                              [16]atomic.Uint64
-	// region and obs route events to the Cache's observers (observer.go).
-	region string
-	obs    *observerSlot
 }
 
-func reasonIndex(list []string, reason string) int {
-	for i, r := range list {
-		if r == reason {
-			return i
-		}
+// event is something the lifecycle counts in Stats (and, for the kinds
+// the Observer interface names, reports to the observers).
+type event uint8
+
+const (
+	evHit            event = iota // a fresh entry served: Hits, Observer.Hit
+	evCoalescedHit                // a fresh entry served to a caller that waited for another's fill: Coalesced, Hits, Observer.Hit
+	evStale                       // a stale entry served (stale-while-revalidate): Stale, Observer.Stale
+	evStaleIfError                // a stale entry served for a failed fill: Stale, StaleIfError, Observer.Stale
+	evMiss                        // a lookup that runs the producer to fill: Misses, Observer.Miss
+	evCoalesced                   // a fill answered by another instance's (lease): Coalesced
+	evRefresh                     // a background refresh started: Refreshes
+	evEarlyRefresh                // a refresh started early by XFetch: EarlyRefreshes
+	evRefreshSkipped              // a refresh not started (MaxRefreshes): RefreshSkipped
+	evLeaseTimeout                // a wait for another instance's fill gave up: LeaseTimeouts
+	evCorrupt                     // a stored value that does not decode: Corrupt
+)
+
+// record counts ev and reports it to the observers.
+func (r *Region) record(ev event) {
+	s := &r.stats
+	switch ev {
+	case evHit:
+		s.hits.Add(1)
+	case evCoalescedHit:
+		s.coalesced.Add(1)
+		s.hits.Add(1)
+	case evStale:
+		s.stale.Add(1)
+	case evStaleIfError:
+		s.stale.Add(1)
+		s.staleIfError.Add(1)
+	case evMiss:
+		s.misses.Add(1)
+	case evCoalesced:
+		s.coalesced.Add(1)
+	case evRefresh:
+		s.refreshes.Add(1)
+	case evEarlyRefresh:
+		s.earlyRefreshes.Add(1)
+	case evRefreshSkipped:
+		s.refreshSkipped.Add(1)
+	case evLeaseTimeout:
+		s.leaseTimeouts.Add(1)
+	case evCorrupt:
+		s.corrupt.Add(1)
 	}
-	return -1
+	o := r.c.obs.get()
+	if o == nil {
+		return
+	}
+	switch ev {
+	case evHit, evCoalescedHit:
+		o.Hit(r.name)
+	case evStale, evStaleIfError:
+		o.Stale(r.name)
+	case evMiss:
+		o.Miss(r.name)
+	}
 }
 
-func (s *regionStats) addBypass(reason string) {
-	if i := reasonIndex(bypassReasons, reason); i >= 0 {
-		s.bypass[i].Add(1)
+// recordBypass counts a request (or call) that skipped the cache.
+func (r *Region) recordBypass(reason string) {
+	if i := slices.Index(bypassReasons, reason); i >= 0 {
+		r.stats.bypass[i].Add(1)
 	}
-	if o := s.observer(); o != nil {
-		o.Bypass(s.region, reason)
+	if o := r.c.obs.get(); o != nil {
+		o.Bypass(r.name, reason)
 	}
 }
 
-func (s *regionStats) addNotStored(reason string) {
-	if i := reasonIndex(notStoredReasons, reason); i >= 0 {
-		s.notStored[i].Add(1)
+// recordNotStored counts a response (or value) that was not stored.
+func (r *Region) recordNotStored(reason string) {
+	if i := slices.Index(notStoredReasons, reason); i >= 0 {
+		r.stats.notStored[i].Add(1)
 	}
-	if o := s.observer(); o != nil {
-		o.NotStored(s.region, reason)
+	if o := r.c.obs.get(); o != nil {
+		o.NotStored(r.name, reason)
+	}
+}
+
+// recordStore counts an entry written, of a body of size bytes.
+func (r *Region) recordStore(size int) {
+	r.stats.stores.Add(1)
+	if o := r.c.obs.get(); o != nil {
+		o.Store(r.name, size)
+	}
+}
+
+// recordError counts and logs (at most once a second per region) a
+// backend failure. The request it happened in runs uncached.
+func (r *Region) recordError(op string, err error) {
+	r.stats.errors.Add(1)
+	if o := r.c.obs.get(); o != nil {
+		o.BackendError(r.name, op, err)
+	}
+	if r.errLogged.every(time.Second) {
+		r.c.log.Error("routecache: backend error", "region", r.name, "op", op, "err", err)
+	}
+}
+
+// recordInvalidation counts an invalidation in the regions it reached
+// (n each: one per tag of a tag invalidation) and calls the OnInvalidate
+// hooks. Remote events (another instance's, received over pub/sub) reach
+// the hooks only: the instance that made them counted them.
+func (c *Cache) recordInvalidation(ev InvalidationEvent, n uint64, regions ...*Region) {
+	for _, r := range regions {
+		r.stats.invalidations.Add(n)
+	}
+	c.hooks.mu.RLock()
+	fns := c.hooks.fns
+	c.hooks.mu.RUnlock()
+	for _, f := range fns {
+		f(ev)
 	}
 }
 
@@ -127,4 +222,16 @@ func (s *regionStats) snapshot() Stats {
 		}
 	}
 	return st
+}
+
+// atomicTime is a lock-free "at most once per interval" gate.
+type atomicTime struct{ last atomic.Int64 }
+
+func (a *atomicTime) every(d time.Duration) bool {
+	now := time.Now().UnixNano()
+	last := a.last.Load()
+	if now-last < int64(d) {
+		return false
+	}
+	return a.last.CompareAndSwap(last, now)
 }
