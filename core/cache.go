@@ -172,7 +172,7 @@ type Cache struct {
 	macs   sync.Pool
 	closed atomic.Bool
 	obs    observerSlot // see observer.go
-	memo   memoGroup    // in-process coalescing of memoized values (memoize.go)
+	bg     background   // background fills and refreshes (memoize), awaited by Close (flight.go)
 
 	// Invalidation lifecycle (invalqueue.go): a queue of pending bumps per
 	// backend, the invalidating requests Close waits for, and invMu, held
@@ -368,7 +368,8 @@ func normalize(rc *RegionConfig) error {
 		rc.Prefix = DefaultPrefix
 	}
 	if !regionName.MatchString(rc.Prefix) {
-		return fmt.Errorf("the Prefix %q must match %s", rc.Prefix, regionName)
+		//lint:ignore ST1005 Prefix is the field's name, as in the other messages of normalize
+		return fmt.Errorf("Prefix %q must match %s", rc.Prefix, regionName)
 	}
 	if rc.Backend == "" && rc.Store == nil {
 		rc.Backend = "memory://"
@@ -481,7 +482,7 @@ func (c *Cache) Close() error {
 	for _, r := range c.regions {
 		bound = max(bound, r.cfg.FillTimeout)
 	}
-	c.memo.closeAndWait(bound + time.Second)
+	c.bg.closeAndWait(bound + time.Second)
 	// No invalidation call runs from here on; later ones see shut.
 	c.invMu.Lock()
 	defer c.invMu.Unlock()

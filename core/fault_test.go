@@ -807,7 +807,7 @@ func TestFaultHandlerFailureReleasesWaiters(t *testing.T) {
 			for i := 0; i < n; i++ {
 				go func() { c, b, e := get(); out <- res{c, b, e} }()
 			}
-			waitUntil(t, "waiters to park on the fill", func() bool { return goroutinesIn("core.(*Route).wait(") == n })
+			waitUntil(t, "waiters to park on the fill", func() bool { return flightWaiters() == n })
 			if mode != "timeout-ignored" {
 				unblock()
 			}

@@ -8,80 +8,163 @@ import (
 	"time"
 )
 
-// fill runs the handler for a key this request leads, streaming to the
-// client while recording, and stores the response when it is storable.
-// With a stale-if-error fallback the response is held back instead of
-// streamed, so that a failure (5xx, error, panic) can be replaced by the
-// stale entry; a response too large to hold starts streaming and loses
-// that protection.
-func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *entry, next Next) (err error) {
-	r := rt.r
-	var stored *entry
-	var fail *failure
-	failed := true
-	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
+// fill leads a key's flight: it takes the entry another fill (here or on
+// another instance) stored meanwhile, or runs the producer and stores its
+// result, leaving the outcome in f for every caller (the leader answers
+// from it too, in await).
+func (c *call) fill(f *flight) {
+	r := c.r
+	// The flight and the entry outlive the request's pooled state.
+	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
+	defer r.flights.land(c.skey, f)
+	e, release := c.claim()
+	if release != nil {
+		defer release()
+	}
+	if e != nil {
+		f.e, f.snap = e, e.counters
+		return
+	}
+	// The counters this entry will carry are the ones read before the
+	// producer runs: an invalidation while it runs makes it unusable.
+	if err := r.be.ensure(c.ctx, c.names, c.vals); err != nil {
+		r.opDone(c.ctx, "ensure-counters", err)
+		r.recordBypass(BypassBackend)
+		f.bypassed = true
+		return
+	}
+	r.record(evMiss)
+	c.produce(f, false)
+}
 
-	if _, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		// Across instances: one fills, the others wait for its entry. The
-		// entry is read again once the lease is taken (another instance may
-		// have stored it and released the lease since this request looked),
-		// which also covers a fill of this process that just landed.
-		e, release, out := r.lease(req.Context(), rt, skey, canonical, names, vals, nil)
-		if release != nil {
-			defer release()
-		}
+// claim looks for an entry stored since the call's lookup: across
+// instances through the key's lease (taking it, or waiting for the
+// instance holding it: release is then non-nil, to call once the fill is
+// stored), else by reading the key again inside the flight (a fill that
+// just landed may have stored it).
+func (c *call) claim() (e *entry, release func()) {
+	r := c.r
+	if c.leasing() {
+		e, release, out := c.lease()
 		switch out {
-		case leaseFound, leaseAwaited:
-			failed, stored = false, e
-			if out == leaseAwaited {
-				r.record(evCoalesced)
-			}
-			r.record(evHit)
-			r.replay(w, req, e, time.Now().UnixNano(), "HIT")
-			return nil
+		case leaseAwaited:
+			r.record(evCoalesced) // filled by another instance
 		case leaseTimeout:
 			r.record(evLeaseTimeout)
 		}
-	} else if e, lerr := r.recheck(req.Context(), skey, names, vals); lerr == nil {
-		// Re-check inside the flight: a fill that just landed may have stored it.
-		now := time.Now().UnixNano()
-		if r.classify(req.Context(), rt, e, canonical, names, vals, now) == fresh {
-			failed = false
-			stored = e
-			r.record(evHit)
-			r.replay(w, req, e, now, "HIT")
-			return nil
+		return e, release
+	}
+	if e, err := c.recheck(); err == nil && c.classify(e, time.Now().UnixNano()) == fresh && c.fr.accepts(e) {
+		return e, nil
+	}
+	return nil, nil
+}
+
+// leasing reports whether fills of c's region are coordinated across
+// instances by a lease.
+func (c *call) leasing() bool {
+	_, ok := c.r.be.(leaser)
+	return ok && c.r.cfg.LeaseTTL > 0
+}
+
+// produce runs the producer on a context detached from the caller's
+// (bounded by FillTimeout), stores what it produced, and leaves the
+// outcome in f.
+func (c *call) produce(f *flight, refresh bool) {
+	r := c.r
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
+	defer cancel()
+	p := c.fr.produce(c, ctx, refresh)
+	f.ran, f.val, f.err, f.panicked, f.failed, f.fail, f.snap = true, p.val, p.err, p.panicked, p.failed, p.fail, p.snap
+	if p.store == nil && p.share == nil {
+		return
+	}
+	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
+	defer cancelStore()
+	if p.store != nil && r.storeEntry(storeCtx, c.skey, p.store) && p.share == nil && c.unchanged(storeCtx) {
+		// Hand the entry to waiters only if no invalidation landed meanwhile.
+		f.e = p.store
+	}
+	if p.share != nil {
+		f.e = p.share
+	}
+}
+
+// unchanged reports whether the call's counters still hold the values it
+// read before its producer ran.
+func (c *call) unchanged(ctx context.Context) bool {
+	now := make([]uint64, len(c.names))
+	if err := c.r.be.counters(ctx, c.names, now); err != nil {
+		return false
+	}
+	for i := range now {
+		if now[i] != c.vals[i] {
+			return false
 		}
 	}
-	// The counters this entry will carry are the ones read before the
-	// handler runs: an invalidation during the handler makes it unusable.
-	if err := r.be.ensure(req.Context(), names, vals); err != nil {
-		r.opDone(req.Context(), "ensure-counters", err)
-		failed = false
-		r.recordBypass(BypassBackend)
-		setBypass(w, BypassBackend)
-		return next(w, req)
+	return true
+}
+
+// snapshot is the counter snapshot an entry produced now will carry.
+func (c *call) snapshot() []counterSnap {
+	snap := make([]counterSnap, len(c.names))
+	for i, n := range c.names {
+		snap[i] = counterSnap{name: strings.Clone(n), value: c.vals[i]}
 	}
-	r.record(evMiss)
-	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
-	if fallback != nil {
-		rw.hold, rw.hdr = true, w.Header().Clone()
+	return snap
+}
+
+// refresh recomputes an entry after its (stale or early-expiring) copy
+// was served: at most one refresh (or fill) per key runs in this process,
+// and at most MaxRefreshes per region; one across instances, whoever holds
+// the key's lease. A refresh that cannot start is skipped. A route
+// refreshes on the request's goroutine (Gin and Echo recycle their
+// contexts once a request returns, so it cannot move to another), after
+// its response was flushed; a memoized value in the background.
+func (c *call) refresh() {
+	r := c.r
+	// Join first: a call finding the key already being filled or
+	// refreshed has nothing to do, and must not count as skipped for
+	// MaxRefreshes, which bounds refreshes of distinct keys.
+	f, leader := r.flights.join(c.skey, c.abandonAfter)
+	if !leader {
+		return
 	}
-	fail = panicFailure // if produce re-raises a panic
-	res := rt.produce(rw, req, skey, canonical, names, vals, next, fallback != nil)
-	stored, failed, fail = res.handed, res.failed, res.fail
-	if fallback != nil && rw.hold {
-		if res.failed {
-			r.record(evStaleIfError)
-			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
-			return nil
+	select {
+	case r.refreshSem <- struct{}{}:
+	default:
+		r.record(evRefreshSkipped)
+		r.flights.land(c.skey, f)
+		return
+	}
+	if !c.fr.detached() {
+		c.refill(f)
+		return
+	}
+	if d := c.detach(); !r.c.bg.run(func() { d.refill(f) }) {
+		<-r.refreshSem // the Cache is closing
+		r.flights.land(c.skey, f)
+	}
+}
+
+// refill is the body of a refresh holding a refreshSem slot.
+func (c *call) refill(f *flight) {
+	r := c.r
+	defer func() { <-r.refreshSem }()
+	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
+	defer r.flights.land(c.skey, f)
+	if c.leasing() {
+		release, got := c.acquireLease()
+		if !got {
+			return // another instance refreshes it (or the store failed)
 		}
-		rw.release()
+		defer release()
 	}
-	if res.panicked != nil {
-		panic(res.panicked)
+	r.record(evRefresh)
+	c.produce(f, true)
+	if f.err != nil {
+		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "key", c.canonical, "err", f.err)
 	}
-	return res.err
 }
 
 // newEntry builds the entry of a response (or memoized value) whose
@@ -126,70 +209,87 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	return true
 }
 
-// produced is the outcome of one handler run.
+// produced is the outcome of one run of a producer.
 type produced struct {
-	handed   *entry // stored and safe to hand to waiters
-	failed   bool   // 5xx, error, panic or timeout
-	err      error  // the handler's error, for the framework
-	panicked any    // a recovered panic value, to re-raise
-	fail     *failure
+	// store is the entry to store (nil: not storable; the reason is
+	// counted). share, if set, is handed to the flight's callers whether
+	// or not it was stored (a memoized value: they check its snapshot).
+	store, share *entry
+	snap         []counterSnap // the snapshot it was computed under
+	val          any           // the memoized function's value
+	failed       bool          // 5xx, error, panic or timeout
+	err          error         // the producer's error
+	panicked     any           // a recovered panic value, to re-raise
+	fail         *failure      // what a route's waiters answer for a failure
 }
 
 // panicFailure is what the waiters of a fill whose handler panicked
 // answer: the panic itself goes on to the leader's framework.
 var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFailure)
 
-// produce runs next into rw on a context detached from the request's
-// (with the region's FillTimeout), then stores the response if storable.
-// A panic is recovered and returned when recoverPanic is set (a stale
-// entry or a background refresh absorbs it), and re-raised otherwise.
-func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next, recoverPanic bool) (res produced) {
-	r := rt.r
-	fillCtx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
-	defer cancel()
+// produce runs the route's handler into a recorder, on ctx. A leader's
+// response streams to the client as it is recorded, unless it holds a
+// stale-if-error fallback: then it is held back, so that a failure (5xx,
+// error, panic) can be replaced by the stale entry (a response too large
+// to hold starts streaming and loses that protection). A refresh's
+// response goes nowhere, after the client's was flushed. A panic is
+// recovered and re-raised by settle (outOwn), after the waiters were
+// released.
+func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool) (p produced) {
+	r := c.r
+	var rw *ResponseWriter
+	if refresh {
+		_ = http.NewResponseController(rf.w).Flush()
+		rw = &ResponseWriter{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+	} else {
+		rw = &ResponseWriter{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
+		if c.fallback != nil {
+			rw.hold, rw.hdr = true, rf.w.Header().Clone()
+		}
+		rf.rw = rw
+	}
 	start := time.Now()
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
 				r.recordNotStored(NotStoredPanic)
-				res.failed, res.panicked, res.fail = true, v, panicFailure
-				if !recoverPanic {
-					panic(v)
+				p.failed, p.panicked, p.fail = true, v, panicFailure
+				if refresh || rw.hold {
+					r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
 				}
-				r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
 			}
 		}()
-		res.err = next(rw, req.WithContext(fillCtx))
+		p.err = rf.next(rw, rf.req.WithContext(ctx))
 	}()
-	if res.panicked != nil {
-		// Kept even when recovered: a fill whose response already started
-		// streaming (too large to hold back) must re-raise it, or the
-		// client would take a truncated body for a complete one.
-		return res
+	if p.panicked != nil {
+		// A fill whose response already started streaming (too large to
+		// hold back) re-raises it, or the client would take a truncated
+		// body for a complete one.
+		return p
 	}
-	skip := errors.Is(res.err, ErrSkipStore)
+	skip := errors.Is(p.err, ErrSkipStore)
 	if skip {
-		res.err = nil
+		p.err = nil
 	}
-	if res.err == nil && !skip {
+	if p.err == nil && !skip {
 		// A skipped response left uncommitted is the framework's to finish
 		// (Gin renders c.Errors in an outer middleware): committing a 200
 		// here would preempt it.
 		rw.finish()
 	}
-	res.failed = res.err != nil || rw.status >= 500 || fillCtx.Err() != nil
+	p.failed = p.err != nil || rw.status >= 500 || ctx.Err() != nil
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
 		rw.snapshot = rw.hdr.Clone()
 	}
-	if res.failed {
-		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
+	if p.failed {
+		p.fail = sharedFailure(rw, ctx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
 	reason := ""
 	switch {
-	case res.err != nil, skip:
+	case p.err != nil, skip:
 		reason = NotStoredError
 	case rw.hijacked:
 		reason = NotStoredHijacked
@@ -197,7 +297,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		reason = NotStoredFlushed
 	case rw.over:
 		reason = NotStoredTooLarge
-	case fillCtx.Err() != nil:
+	case ctx.Err() != nil:
 		reason = NotStoredError
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
@@ -206,14 +306,11 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	}
 	if reason != "" {
 		r.recordNotStored(reason)
-		return res
+		return p
 	}
-	snap := make([]counterSnap, len(names))
-	for i, n := range names {
-		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
-	}
-	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, canonical, snap, start)
-	e.producer = rt
+	p.snap = c.snapshot()
+	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start)
+	e.producer = c.rt
 	if e.etag = e.header.Get("Etag"); e.etag == "" {
 		e.etag = strongETag(e.body)
 		e.header["Etag"] = []string{e.etag}
@@ -222,22 +319,8 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
 	e.prepare()
-	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
-	defer cancelStore()
-	if !r.storeEntry(storeCtx, skey, e) {
-		return res
-	}
-	// Hand the entry to waiters only if no invalidation landed meanwhile.
-	now := make([]uint64, len(names))
-	if cerr := r.be.counters(storeCtx, names, now); cerr == nil {
-		for i := range now {
-			if now[i] != vals[i] {
-				return res
-			}
-		}
-		res.handed = e
-	}
-	return res
+	p.store = e
+	return p
 }
 
 // sharedFailure is the failure a failed fill's waiters may answer: the
@@ -259,56 +342,6 @@ func sharedFailure(rw *ResponseWriter, timedOut bool) *failure {
 		return plainFailure(http.StatusGatewayTimeout, detailFillTimeout)
 	}
 	return nil
-}
-
-// refresh recomputes an entry after its (stale or early-expiring) copy
-// was sent: the response is flushed first so the client is not kept
-// waiting, then the handler runs, on this request's goroutine (Gin and
-// Echo recycle their contexts once a request returns, so it cannot move
-// to another) with a held-back writer and a detached context. At most one
-// refresh per key runs in this process, and at most MaxRefreshes per
-// region; a refresh that cannot start is skipped.
-func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next) {
-	r := rt.r
-	// Join first: a request finding the key already being filled or
-	// refreshed has nothing to do, and must not count as skipped for
-	// MaxRefreshes, which bounds refreshes of distinct keys.
-	f, leader := r.flights.join(skey, r.cfg.FillTimeout)
-	if !leader {
-		return
-	}
-	skey, canonical = strings.Clone(skey), strings.Clone(canonical)
-	var stored *entry
-	var fail *failure
-	failed := true
-	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
-	select {
-	case r.refreshSem <- struct{}{}:
-		defer func() { <-r.refreshSem }()
-	default:
-		r.record(evRefreshSkipped)
-		failed = false
-		return
-	}
-	// One refresh across instances too: whoever holds the lease does it.
-	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
-		lkey := r.leaseKey(canonical)
-		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
-		if lerr != nil || !got {
-			failed = false
-			return
-		}
-		defer func() { _ = l.release(context.WithoutCancel(req.Context()), lkey, token) }()
-	}
-	_ = http.NewResponseController(w).Flush()
-	sink := &sinkWriter{h: http.Header{}}
-	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
-	r.record(evRefresh)
-	res := rt.produce(rw, req, skey, canonical, names, vals, next, true)
-	stored, failed, fail = res.handed, res.failed, res.fail
-	if res.err != nil {
-		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "err", res.err)
-	}
 }
 
 // sinkWriter absorbs a background refresh's response.

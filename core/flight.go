@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/routecache/routecache/core/internal/testhook"
 )
 
 // failureMemory is how long a key whose contended fill failed keeps its
@@ -15,26 +17,42 @@ import (
 // a failure tries the origin again, as without a cache.
 const failureMemory = time.Second
 
-// flight is one in-process fill of a key. Requests for the key that arrive
-// while it runs wait for it instead of calling the handler.
+// flight is one in-process fill of a key (or refresh). Calls for the key
+// that arrive while it runs wait for it instead of running the producer.
+// Its result fields are written by the fill before done is closed.
 type flight struct {
 	done chan struct{}
-	// e is the stored entry, or nil when the response was not storable.
+	// e is the entry the callers may answer from: stored (and, for a
+	// route, checked against the counters after storing), found stored by
+	// the fill, or a memoized value computed but not stored. nil: none.
 	e *entry
-	// failed reports a failed handler (5xx, error, panic, FillTimeout):
-	// waiters holding a stale-if-error entry serve it.
+	// snap is the counter snapshot the result was computed under (nil:
+	// unknown, not shareable).
+	snap []counterSnap
+	// ran is set when the producer ran; val is its value (memoize), err
+	// its error, panicked a recovered panic.
+	ran      bool
+	val      any
+	err      error
+	panicked any
+	// failed reports a failed producer (5xx, error, panic, FillTimeout):
+	// callers holding a stale-if-error entry serve it.
 	failed bool
 	// fail is what the waiters of a failed fill answer (nil: the failure
 	// cannot be shared, an error the framework renders itself; then, as
 	// after a successful response that was not storable, a Set-Cookie or a
 	// personalised body not meant for them, each waiter runs the handler).
 	fail *failure
+	// bypassed is set when the fill could not use the cache (ensure
+	// failed, or the Cache is closing): its leader runs the producer
+	// uncached.
+	bypassed bool
 	// started is when the fill began (unix nanoseconds).
 	started int64
 	// until, once a failed flight landed, is when the key's failure memory
 	// ends (guarded by flightGroup.mu; 0 while running).
 	until int64
-	// waiters counts the requests that joined the running flight (guarded
+	// waiters counts the calls that joined the running flight (guarded
 	// by flightGroup.mu).
 	waiters int
 }
@@ -88,7 +106,7 @@ type flightGroup struct {
 }
 
 // join returns the flight for key and whether the caller leads it. A
-// flight older than maxAge (a handler that ignores its context and runs
+// flight older than maxAge (0: never) (a handler that ignores its context and runs
 // past FillTimeout) is abandoned: the caller leads a new one, so that
 // requests arriving later do not each wait maxAge for it. Its own waiters
 // stop waiting at their FillTimeout; when it ends, it lands on its own.
@@ -103,7 +121,7 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 			if now < f.until {
 				return f, false
 			}
-		} else if now-f.started < int64(maxAge) {
+		} else if maxAge == 0 || now-f.started < int64(maxAge) {
 			f.waiters++
 			return f, false
 		}
@@ -116,18 +134,17 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	return f, true
 }
 
-// landResult is land with the handler's failure, and what its waiters
-// answer for it. A shareable failure of a flight that had waiters (a
+// land ends a flight with the result its fill left in it and releases
+// the waiters. A shareable failure of a flight that had waiters (a
 // stampede on a failing key) stays in the group for the failure memory.
 // key must not view a pooled buffer.
-func (g *flightGroup) landResult(key string, f *flight, e *entry, failed bool, fail *failure) {
-	if !failed || e != nil {
-		fail = nil
+func (g *flightGroup) land(key string, f *flight) {
+	if !f.failed || f.e != nil {
+		f.fail = nil
 	}
-	f.e, f.failed, f.fail = e, failed, fail
 	g.mu.Lock()
 	if g.m[key] == f {
-		if fail != nil && f.waiters > 0 && g.memory > 0 {
+		if f.fail != nil && f.waiters > 0 && g.memory > 0 {
 			f.until = time.Now().Add(g.memory).UnixNano()
 			time.AfterFunc(g.memory, func() { g.forget(key, f) })
 		} else {
@@ -145,4 +162,138 @@ func (g *flightGroup) forget(key string, f *flight) {
 		delete(g.m, key)
 	}
 	g.mu.Unlock()
+}
+
+// await waits for the key's flight to land (a leader's detached fill, or
+// another call's) and answers from it: the flight's entry if this call may
+// take it, else the front settles (stale-if-error first, for a failure).
+func (c *call) await(f *flight, leader bool) error {
+	r := c.r
+	timedOut := false
+	select {
+	case <-f.done:
+	default:
+		if !leader && testhook.Enter(testhook.Flight) {
+			defer testhook.Leave(testhook.Flight)
+		}
+		timer := time.NewTimer(r.cfg.FillTimeout)
+		defer timer.Stop()
+		select {
+		case <-f.done:
+		case <-c.ctx.Done():
+			return c.fr.settle(c, f, outGone)
+		case <-timer.C:
+			// The fill outlived FillTimeout (a producer ignoring its
+			// context): stop waiting for it, as for a failed fill.
+			timedOut = true
+		}
+	}
+	switch {
+	case timedOut:
+		if c.staleIfError() {
+			return nil
+		}
+		return c.fr.settle(c, f, outTimedOut)
+	case leader && f.ran:
+		return c.fr.settle(c, f, outOwn)
+	case leader && f.bypassed:
+		return c.fr.bypass(c, BypassBackend)
+	case f.failed && f.e == nil:
+		if c.staleIfError() {
+			return nil
+		}
+		return c.fr.settle(c, f, outFailed)
+	}
+	// The fill checked its entry against the counters, but an invalidation
+	// may have completed between that check and this call's own lookup:
+	// the entry must also match what this call read, or it predates an
+	// invalidation this call already saw.
+	if f.e == nil || !snapshotAgrees(f.snap, c.names, c.vals) || r.invalidationPending() {
+		return c.fr.settle(c, f, outUnshared)
+	}
+	ev := evCoalescedHit
+	if leader {
+		ev = evHit
+	}
+	if !c.fr.replay(c, f.e, time.Now().UnixNano(), ev) {
+		return c.fr.settle(c, f, outUnshared)
+	}
+	return nil
+}
+
+// snapshotAgrees reports whether a result's counter snapshot agrees with
+// the values a waiting call read. A counter that call found missing (0)
+// agrees with anything: had an invalidation completed before the call
+// looked, it would have created the counter.
+func snapshotAgrees(snap []counterSnap, names []string, vals []uint64) bool {
+	if snap == nil {
+		return false
+	}
+	for i, n := range names {
+		if vals[i] == 0 {
+			continue
+		}
+		for _, c := range snap {
+			if c.name == n && c.value != vals[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// background tracks the fills and refreshes running in the background
+// (memoize's), so that Close can wait for them.
+type background struct {
+	mu      sync.Mutex
+	active  int           // running
+	closing bool          // Close began: nothing new starts
+	idle    chan struct{} // closed when active drops to 0 while closing
+}
+
+// run starts fn on a goroutine of its own; false once the Cache is
+// closing (fn does not run).
+func (g *background) run(fn func()) bool {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		return false
+	}
+	g.active++
+	g.mu.Unlock()
+	go func() {
+		defer g.done()
+		fn()
+	}()
+	return true
+}
+
+func (g *background) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.active--
+	if g.active == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// closeAndWait refuses new background work and waits for the running
+// work, at most bound, so that none uses a closed backend.
+func (g *background) closeAndWait(bound time.Duration) {
+	g.mu.Lock()
+	g.closing = true
+	if g.active == 0 {
+		g.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	g.idle = idle
+	g.mu.Unlock()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C: // a function ignoring its context: do not hang Close on it
+	}
 }

@@ -97,7 +97,7 @@ func TestFailedFillSharedWithWaiters(t *testing.T) {
 				wg.Add(1)
 				go func() { defer wg.Done(); out <- serveRecovering(rt, "/k", next) }()
 			}
-			waitUntil(t, "the waiters to park on the flight", func() bool { return goroutinesIn("core.(*Route).wait(") == n-1 })
+			waitUntil(t, "the waiters to park on the flight", func() bool { return flightWaiters() == n-1 })
 			close(release)
 			wg.Wait()
 			close(out)
@@ -179,7 +179,7 @@ func TestPersonalResponseNotSharedWithWaiters(t *testing.T) {
 			for i := 1; i < n; i++ {
 				go func() { out <- serveRecovering(rt, "/me", next) }()
 			}
-			waitUntil(t, "the waiters to park on the flight", func() bool { return goroutinesIn("core.(*Route).wait(") == n-1 })
+			waitUntil(t, "the waiters to park on the flight", func() bool { return flightWaiters() == n-1 })
 			close(release)
 			l := <-leader
 			seen := map[string]bool{l.w.Body.String(): true}

@@ -16,7 +16,7 @@ import (
 )
 
 // These tests hold the lease holder's handler on a channel and know that
-// the other instance is polling by its goroutine (awaitRemote), never by
+// the other instance is polling (the engine's lease-wait test hook), never by
 // sleeping. LeaseWait is long (20 s): a waiter that only gives up at
 // LeaseWait shows as a counted lease timeout and an extra origin call.
 
@@ -80,7 +80,7 @@ func TestLeaseWaiterSeesRemoteEntryThroughNearCache(t *testing.T) {
 	aDone := serveAsync(rta, "/items/1", p, h)
 	waitFor(t, "A's fill to start", func() bool { return calls.Load() == 2 })
 	bDone := serveAsync(rtb, "/items/1", p, h)
-	waitUntil(t, "B to poll for A's fill", func() bool { return goroutinesIn("awaitRemote(") == 1 })
+	waitUntil(t, "B to poll for A's fill", func() bool { return leaseWaiters() == 1 })
 	close(gate)
 	wa, wb := await(t, "A", aDone), await(t, "B", bDone)
 	if wa.Body.String() != "1" || wb.Body.String() != "1" || xc(wb) != "HIT" {
@@ -117,7 +117,7 @@ func TestLeaseWaiterGoesOnWhenHolderStoresNothing(t *testing.T) {
 			aDone := serveAsync(rta, "/missing", NoParams, h)
 			waitFor(t, "A's fill to start", func() bool { return calls.Load() == 1 })
 			bDone := serveAsync(rtb, "/missing", NoParams, h)
-			waitUntil(t, "B to poll for A's fill", func() bool { return goroutinesIn("awaitRemote(") == 1 })
+			waitUntil(t, "B to poll for A's fill", func() bool { return leaseWaiters() == 1 })
 			close(gate)
 			wa, wb := await(t, "A", aDone), await(t, "B", bDone)
 			if wa.Code != 404 || wb.Code != 404 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core/internal/testhook"
 )
 
 // leaser is implemented by backends shared between instances: a lease on
@@ -198,47 +199,39 @@ const (
 //
 //   - With the lease taken, the entry is read again from the shared store:
 //     another instance may have stored it and released the lease between
-//     this request's lookup and its acquisition (leaseFound).
+//     this call's lookup and its acquisition (leaseFound).
 //   - Without it, the store is polled (entry, counters and lease in one
 //     round trip): the holder's entry ends the wait (leaseAwaited); a
 //     released lease with no usable entry (the holder's response was not
-//     storable, it failed, or died) sends this request back to take the
+//     storable, it failed, or died) sends this call back to take the
 //     lease and fill itself, at once rather than after LeaseWait.
 //
-// vals receives the counter values of each read (the snapshot the fill
-// will carry: missing ones still need ensure). accept, if set, must also
-// approve a found entry (a memoized value must decode). release is
+// c.vals receives the counter values of each read (the snapshot the fill
+// will carry: missing ones still need ensure). A found entry must also be
+// accepted by the front (a memoized value must decode). release is
 // non-nil with leaseHeld.
-func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*entry) bool) (e *entry, release func(), out leaseOutcome) {
-	l, ok := r.be.(leaser)
-	if !ok || r.cfg.LeaseTTL <= 0 {
+func (c *call) lease() (e *entry, release func(), out leaseOutcome) {
+	r := c.r
+	if !c.leasing() {
 		return nil, nil, leaseNone
 	}
 	p, _ := r.be.(leasePoller)
-	lkey := r.leaseKey(canonical)
+	lkey := r.leaseKey(c.canonical)
 	deadline := time.Now().Add(r.cfg.LeaseWait)
-	usable := func(e *entry) bool {
-		return r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh && (accept == nil || accept(e))
-	}
 	for {
-		token, got, err := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
-		if err != nil {
-			r.opDone(ctx, "lease", err)
+		release, got := c.acquireLease()
+		switch {
+		case release == nil && !got:
+			// The store failed (counted): fill anyway.
 			return nil, nil, leaseNone
-		}
-		if got {
-			release = func() {
-				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
-					r.opDone(ctx, "lease-release", rerr)
-				}
-			}
-			if e, _, err := r.pollLease(ctx, p, skey, lkey, names, vals); err == nil && usable(e) {
+		case got:
+			if e, _, err := c.pollLease(p, lkey); err == nil && c.usable(e) {
 				release()
 				return e, nil, leaseFound
 			}
 			return nil, release, leaseHeld
 		}
-		e, released := r.awaitRemote(ctx, p, skey, lkey, names, vals, deadline, usable)
+		e, released := c.awaitRemote(p, lkey, deadline)
 		switch {
 		case e != nil:
 			return e, nil, leaseAwaited
@@ -250,24 +243,55 @@ func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, n
 	}
 }
 
+// acquireLease tries once to take the key's lease for LeaseTTL. got
+// reports whether it was taken, and release gives it back then; a store
+// failure is counted and returns neither, another holder returns a no-op
+// release.
+func (c *call) acquireLease() (release func(), got bool) {
+	r := c.r
+	l := r.be.(leaser)
+	lkey := r.leaseKey(c.canonical)
+	token, got, err := l.acquire(c.ctx, lkey, r.cfg.LeaseTTL)
+	switch {
+	case err != nil:
+		r.opDone(c.ctx, "lease", err)
+		return nil, false
+	case !got:
+		return func() {}, false
+	}
+	return func() {
+		if rerr := l.release(context.WithoutCancel(c.ctx), lkey, token); rerr != nil {
+			r.opDone(c.ctx, "lease-release", rerr)
+		}
+	}, true
+}
+
+// usable reports whether an entry read during a lease may end the fill.
+func (c *call) usable(e *entry) bool {
+	return c.classify(e, time.Now().UnixNano()) == fresh && c.fr.accepts(e)
+}
+
 // awaitRemote polls for the entry another instance is filling, with a
 // growing pause, until deadline. It returns the entry once usable, or
 // released when the lease is gone without a usable entry.
-func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*entry) bool) (e *entry, released bool) {
+func (c *call) awaitRemote(p leasePoller, lkey string, deadline time.Time) (e *entry, released bool) {
+	if testhook.Enter(testhook.Lease) {
+		defer testhook.Leave(testhook.Lease)
+	}
 	pause := 2 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, max(time.Until(deadline), 0)))
 		select {
-		case <-ctx.Done():
+		case <-c.ctx.Done():
 			t.Stop()
 			return nil, false
 		case <-t.C:
 		}
-		e, held, err := r.pollLease(ctx, p, skey, lkey, names, vals)
+		e, held, err := c.pollLease(p, lkey)
 		if err != nil {
 			return nil, false
 		}
-		if usable(e) {
+		if c.usable(e) {
 			return e, false
 		}
 		if !held {
@@ -284,18 +308,19 @@ func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey stri
 // is a miss, counted once already), the counters and whether the lease is
 // held. A store without poll reads through recheck and reports the lease
 // held, so that only LeaseWait ends the wait.
-func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (c *call) pollLease(p leasePoller, lkey string) (*entry, bool, error) {
 	if p == nil {
-		e, err := r.recheck(ctx, skey, names, vals)
+		e, err := c.recheck()
 		return e, true, err
 	}
+	r := c.r
 	o, t0 := r.obsStart()
-	e, held, err := p.poll(ctx, skey, lkey, names, vals)
+	e, held, err := p.poll(c.ctx, c.skey, lkey, c.names, c.vals)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
 		r.brk.done(nil)
 		return nil, held, nil
 	}
-	r.opDone(ctx, "get", err)
+	r.opDone(c.ctx, "get", err)
 	return e, held, err
 }

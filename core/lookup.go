@@ -7,23 +7,20 @@ import (
 	"math/rand/v2"
 )
 
-// lookup loads an entry and the counters; a corrupt entry is a miss. A
-// failure is counted, logged and reported to the breaker, unless the
-// request itself was cancelled.
-func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
-	return r.read(ctx, skey, names, vals, true)
-}
+// lookup loads the call's entry and reads its counters into c.vals; a
+// corrupt entry is a miss. A failure is counted, logged and reported to
+// the breaker, unless the caller itself went away.
+func (c *call) lookup() (*entry, error) { return c.read(true) }
 
-// recheck is lookup for a second read of a key in the same request (a
-// fill's re-check, polls for another instance's fill): a corrupt value the
-// first read counted is not counted again.
-func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
-	return r.read(ctx, skey, names, vals, false)
-}
+// recheck is lookup for a second read of a key in the same call (a fill's
+// re-check, polls for another instance's fill): a corrupt value the first
+// read counted is not counted again.
+func (c *call) recheck() (*entry, error) { return c.read(false) }
 
-func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*entry, error) {
+func (c *call) read(countCorrupt bool) (*entry, error) {
+	r := c.r
 	o, t0 := r.obsStart()
-	e, err := r.be.load(ctx, skey, names, vals)
+	e, err := r.be.load(c.ctx, c.skey, c.names, c.vals)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
 		if countCorrupt {
@@ -32,7 +29,7 @@ func (r *Region) read(ctx context.Context, skey string, names []string, vals []u
 		r.brk.done(nil)
 		return nil, nil
 	}
-	r.opDone(ctx, "get", err)
+	r.opDone(c.ctx, "get", err)
 	return e, err
 }
 
@@ -57,8 +54,11 @@ const (
 	errorOnly           // serve it only if the handler fails (stale-if-error)
 )
 
-func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
-	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
+// classify decides what the entry read for c is good for at now, from
+// its lifetimes and the counter values c read.
+func (c *call) classify(e *entry, now int64) freshness {
+	r := c.r
+	if e == nil || e.key != c.canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
 		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
 	var f freshness
@@ -72,8 +72,8 @@ func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical st
 	default:
 		return unusable
 	}
-	if !r.valid(ctx, rt, e, names, vals) {
-		if r.cfg.SoftInvalidation && r.softValid(ctx, e, names, vals) {
+	if !c.valid(e) {
+		if r.cfg.SoftInvalidation && c.softValid(e) {
 			if f == errorOnly {
 				return errorOnly
 			}
@@ -98,8 +98,9 @@ func xfetch(e *entry, now int64, beta float64) bool {
 }
 
 // valid reports whether no counter an entry depends on changed since its
-// handler started. rt is the route asking (nil for memoize).
-func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string, vals []uint64) bool {
+// producer started.
+func (c *call) valid(e *entry) bool {
+	names, vals, rt := c.names, c.vals, c.rt
 	for _, v := range vals {
 		if v == 0 {
 			return false
@@ -153,8 +154,8 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 		return true
 	}
 	ev := make([]uint64, len(extra))
-	if err := r.be.counters(ctx, extra, ev); err != nil {
-		r.recordError("get-counters", err)
+	if err := c.r.be.counters(c.ctx, extra, ev); err != nil {
+		c.r.recordError("get-counters", err)
 		return false
 	}
 	for i, name := range extra {
@@ -172,8 +173,9 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 
 // softValid reports whether every counter of e that changed since its
 // snapshot was changed by a soft bump that is still the latest one.
-func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
-	sb, ok := r.be.(softBackend)
+func (c *call) softValid(e *entry) bool {
+	names, vals := c.names, c.vals
+	sb, ok := c.r.be.(softBackend)
 	if !ok {
 		return false
 	}
@@ -206,8 +208,8 @@ func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals [
 		which[j] = names[i]
 	}
 	marks := make([]softMark, len(idx))
-	if err := sb.softMarks(ctx, which, marks); err != nil {
-		r.opDone(ctx, "soft-marks", err)
+	if err := sb.softMarks(c.ctx, which, marks); err != nil {
+		c.r.opDone(c.ctx, "soft-marks", err)
 		return false
 	}
 	for j, i := range idx {

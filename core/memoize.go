@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"slices"
-	"sync"
 	"time"
 )
 
@@ -254,451 +252,196 @@ func (r *Region) memoKey(key string) string {
 	return string(kb.b)
 }
 
-// memoCall is one Load call's lookup state.
-type memoCall struct {
-	r         *Region
-	o         *loadOptions
-	key       string
-	canonical string
-	skey      string
-	names     []string
-}
-
 func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	if key == "" {
 		return zero, errors.New("routecache: memoize: empty key")
 	}
-	if r.c.closed.Load() {
-		r.recordBypass(BypassClosed)
-		return fn(ctx)
+	mf := &memoFront[T]{o: o, key: key, fn: fn}
+	c := &call{r: r, fr: mf, ctx: ctx, fills: true}
+	reason := ""
+	switch {
+	case r.c.closed.Load():
+		reason = BypassClosed
+	case !r.brk.allow():
+		reason = BypassBreaker
+	default:
+		c.canonical = r.memoKey(key)
+		c.skey = r.storageKey(c.canonical)
+		reason = c.memoNames(o, key)
 	}
-	if !r.brk.allow() {
-		r.recordBypass(BypassBreaker)
-		return fn(ctx)
+	if reason != "" {
+		r.recordBypass(reason)
+		err := mf.bypass(c, reason)
+		return mf.v, err
 	}
-	mc := &memoCall{r: r, o: o, key: key, canonical: r.memoKey(key)}
-	mc.skey = r.storageKey(mc.canonical)
+	err := c.serve()
+	return mf.v, err
+}
+
+// memoNames sets the counters a memoized value depends on: the region's,
+// the key's, and each tag's. A derived tag that is empty makes the call a
+// bypass (its reason is returned).
+func (c *call) memoNames(o *loadOptions, key string) string {
+	r := c.r
 	var extra []string
 	if o.tagFn != nil {
 		extra = o.tagFn(key)
 	}
-	mc.names = make([]string, 0, 2+len(o.tags)+len(extra))
-	mc.names = append(mc.names, r.regionCounter, r.keyCounter(key))
+	c.names = make([]string, 0, 2+len(o.tags)+len(extra))
+	c.names = append(c.names, r.regionCounter, r.keyCounter(key))
 	for _, t := range o.tags {
-		mc.names = append(mc.names, r.tagCounter(t))
+		c.names = append(c.names, r.tagCounter(t))
 	}
 	for _, t := range extra {
 		if t == "" {
-			r.recordBypass(BypassKey)
-			return fn(ctx)
+			return BypassKey
 		}
-		mc.names = append(mc.names, r.tagCounter(t))
+		c.names = append(c.names, r.tagCounter(t))
 	}
-	return memoGet(ctx, mc, fn, 0)
+	c.vals = make([]uint64, len(c.names))
+	return ""
 }
 
-// memoGet is one attempt at a lookup. A caller that waited for a fill
-// whose value it may not use (computed before an invalidation this caller
-// saw) looks up again once, then runs fn itself.
-func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) (T, error), attempt int) (T, error) {
-	var zero T
-	r := mc.r
-	vals := make([]uint64, len(mc.names))
-	e, err := r.lookup(ctx, mc.skey, mc.names, vals)
-	if err != nil {
-		r.recordBypass(BypassBackend)
-		return fn(ctx)
-	}
-	now := time.Now().UnixNano()
-	var fallback *entry
-	switch r.classify(ctx, nil, e, mc.canonical, mc.names, vals, now) {
-	case fresh:
-		if v, ok := memoDecode[T](mc, e.body); ok {
-			r.record(evHit)
-			if r.cfg.EarlyRefresh > 0 && xfetch(e, now, r.cfg.EarlyRefresh) {
-				r.record(evEarlyRefresh)
-				memoRefresh(ctx, mc, vals, fn)
-			}
-			return v, nil
-		}
-	case staleOK:
-		if v, ok := memoDecode[T](mc, e.body); ok {
-			r.record(evStale)
-			memoRefresh(ctx, mc, vals, fn)
-			return v, nil
-		}
-	case errorOnly:
-		fallback = e
-	}
-
-	f, leader := r.c.memo.join(mc.skey)
-	if leader {
-		if r.c.memo.start() {
-			go func() {
-				defer r.c.memo.done()
-				memoFill(context.WithoutCancel(ctx), mc, f, slices.Clone(vals), fn, false)
-			}()
-		} else { // the Cache is closing: run uncached
-			f.res.names = mc.names
-			memoRun(ctx, mc, &f.res, fn)
-			r.c.memo.land(mc.skey, f)
-		}
-	}
-	timer := time.NewTimer(r.cfg.FillTimeout)
-	defer timer.Stop()
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return zero, fmt.Errorf("routecache: memoize %q: %w", mc.key, ctx.Err())
-	case <-timer.C:
-		// The fill outlived FillTimeout (its function ignores its context):
-		// answer stale if allowed, else fail as the fill did. Calling fn
-		// from every waiter would pile onto whatever the fill is stuck on.
-		if fallback != nil {
-			if v, ok := memoDecode[T](mc, fallback.body); ok {
-				r.record(evStaleIfError)
-				return v, nil
-			}
-		}
-		return zero, fmt.Errorf("routecache: memoize %q: fill exceeded FillTimeout %v: %w", mc.key, r.cfg.FillTimeout, context.DeadlineExceeded)
-	}
-	res := &f.res
-	if res.err != nil || res.panicked != nil {
-		if fallback != nil {
-			if v, ok := memoDecode[T](mc, fallback.body); ok {
-				r.record(evStaleIfError)
-				return v, nil
-			}
-		}
-		if res.panicked != nil {
-			if leader {
-				panic(res.panicked)
-			}
-			return zero, fmt.Errorf("routecache: memoized function for key %q panicked: %v", mc.key, res.panicked)
-		}
-		return zero, res.err
-	}
-	if leader && res.ran {
-		v, _ := res.val.(T) // a nil interface value asserts to false
-		return v, nil
-	}
-	// A waiter, or a leader whose fill found the value stored meanwhile.
-	if !leader && !res.usableBy(mc.names, vals) {
-		if attempt == 0 {
-			return memoGet(ctx, mc, fn, 1)
-		}
-		return fn(ctx)
-	}
-	if res.body != nil {
-		if v, ok := memoDecode[T](mc, res.body); ok {
-			if !leader {
-				r.record(evCoalesced)
-			}
-			r.record(evHit)
-			return v, nil
-		}
-	}
-	if v, ok := res.val.(T); ok && res.ran {
-		// The value could not be encoded (or decoded back): share it as is.
-		r.record(evCoalescedHit)
-		return v, nil
-	}
-	if attempt == 0 {
-		return memoGet(ctx, mc, fn, 1)
-	}
-	return fn(ctx)
+// memoFront is a memoized value's side of the lifecycle (see front): a hit
+// is a value decoded from the entry's body, the producer is the function,
+// run in the background on a context detached from the callers', its
+// result shared by every caller of the flight.
+type memoFront[T any] struct {
+	o   *loadOptions
+	key string
+	fn  func(context.Context) (T, error)
+	// retried is set once the call looked up again, after a fill whose
+	// value it could not take: the next time, it runs fn itself.
+	retried bool
+	v       T // the caller's value
 }
 
-// memoDecode decodes a stored value; a failure counts as a corrupt entry
-// (a miss).
-func memoDecode[T any](mc *memoCall, body []byte) (T, bool) {
+func (mf *memoFront[T]) replay(c *call, e *entry, _ int64, ev event) bool {
+	v, ok := mf.decode(c.r, e.body)
+	if !ok {
+		return false
+	}
+	mf.v = v
+	c.r.record(ev)
+	return true
+}
+
+// accepts reports whether e's body decodes as a T (a fill must not settle
+// for a stored value its callers cannot use).
+func (mf *memoFront[T]) accepts(e *entry) bool {
 	var v T
-	if err := mc.o.codec.Unmarshal(body, &v); err != nil {
-		mc.r.record(evCorrupt)
-		if mc.r.errLogged.every(time.Second) {
-			mc.r.c.log.Warn("routecache: memoized value does not decode; recomputing", "region", mc.r.name, "key", mc.key, "err", err)
+	return mf.o.codec.Unmarshal(e.body, &v) == nil
+}
+
+func (mf *memoFront[T]) detached() bool { return true }
+
+func (mf *memoFront[T]) bypass(c *call, _ string) (err error) {
+	mf.v, err = mf.fn(c.ctx)
+	return err
+}
+
+// produce calls fn, and encodes its value: the entry to store, and to
+// share with the flight's callers even when it cannot be stored (too
+// large); a value that does not encode is shared as is.
+func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produced) {
+	r := c.r
+	start := time.Now()
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				p.failed, p.panicked = true, v
+				r.recordNotStored(NotStoredPanic)
+				r.c.log.Error("routecache: memoized function panicked", "region", r.name, "key", mf.key, "panic", v)
+			}
+		}()
+		v, err := mf.fn(ctx)
+		if err != nil {
+			p.failed, p.err = true, err
+			r.recordNotStored(NotStoredError)
+			return
+		}
+		p.val = v
+	}()
+	if p.failed {
+		return p
+	}
+	p.snap = c.snapshot()
+	body, err := mf.o.codec.Marshal(p.val)
+	if err != nil {
+		r.recordNotStored(NotStoredEncode)
+		if r.errLogged.every(time.Second) {
+			r.c.log.Error("routecache: memoized value does not encode; not cached", "region", r.name, "key", mf.key, "err", err)
+		}
+		return p
+	}
+	e := r.newEntry(http.StatusOK, nil, body, c.canonical, p.snap, start)
+	e.prepare()
+	p.share = e
+	if int64(len(body)) > r.cfg.MaxEntryBytes {
+		r.recordNotStored(NotStoredTooLarge)
+		return p
+	}
+	p.store = e
+	return p
+}
+
+func (mf *memoFront[T]) settle(c *call, f *flight, o outcome) error {
+	switch o {
+	case outOwn:
+		// The caller whose call started the run gets its value as returned.
+		if f.failed {
+			if c.staleIfError() {
+				return nil
+			}
+			if f.panicked != nil {
+				panic(f.panicked)
+			}
+			return f.err
+		}
+		mf.v, _ = f.val.(T) // a nil interface value asserts to false
+		return nil
+	case outGone:
+		return fmt.Errorf("routecache: memoize %q: %w", mf.key, c.ctx.Err())
+	case outTimedOut:
+		return fmt.Errorf("routecache: memoize %q: fill exceeded FillTimeout %v: %w", mf.key, c.r.cfg.FillTimeout, context.DeadlineExceeded)
+	case outFailed:
+		// An error is shared with the callers that waited for it; a
+		// panic is re-raised in the leader only.
+		if f.panicked != nil {
+			return fmt.Errorf("routecache: memoized function for key %q panicked: %v", mf.key, f.panicked)
+		}
+		return f.err
+	}
+	// outUnshared: a value that could not be encoded (or decoded back) is
+	// shared as is, if computed under what this caller read.
+	if v, ok := f.val.(T); ok && f.ran && snapshotAgrees(f.snap, c.names, c.vals) {
+		mf.v = v
+		c.r.record(evCoalescedHit)
+		return nil
+	}
+	// Computed before an invalidation this caller saw, or not computed
+	// here: look up again once, then run fn.
+	if !mf.retried {
+		mf.retried = true
+		c.fallback = nil
+		clear(c.vals)
+		return c.serve()
+	}
+	return mf.bypass(c, "")
+}
+
+// decode decodes a stored value; a failure counts as a corrupt entry (a
+// miss).
+func (mf *memoFront[T]) decode(r *Region, body []byte) (T, bool) {
+	var v T
+	if err := mf.o.codec.Unmarshal(body, &v); err != nil {
+		r.record(evCorrupt)
+		if r.errLogged.every(time.Second) {
+			r.c.log.Warn("routecache: memoized value does not decode; recomputing", "region", r.name, "key", mf.key, "err", err)
 		}
 		var zero T
 		return zero, false
 	}
 	return v, true
-}
-
-// decodes reports whether body decodes as a T (a fill must not settle for
-// a stored value its callers cannot use).
-func decodes[T any](mc *memoCall, body []byte) bool {
-	var v T
-	return mc.o.codec.Unmarshal(body, &v) == nil
-}
-
-// memoRefresh recomputes a stale (or early-expiring) value in the
-// background, unless this key is being filled already or the region runs
-// MaxRefreshes refreshes.
-func memoRefresh[T any](ctx context.Context, mc *memoCall, vals []uint64, fn func(context.Context) (T, error)) {
-	r := mc.r
-	if r.c.closed.Load() {
-		return
-	}
-	select {
-	case r.refreshSem <- struct{}{}:
-	default:
-		r.record(evRefreshSkipped)
-		return
-	}
-	f, leader := r.c.memo.join(mc.skey)
-	if !leader {
-		<-r.refreshSem
-		return
-	}
-	if !r.c.memo.start() { // the Cache is closing
-		r.c.memo.land(mc.skey, f)
-		<-r.refreshSem
-		return
-	}
-	r.record(evRefresh)
-	vals = slices.Clone(vals)
-	go func() {
-		defer r.c.memo.done()
-		defer func() { <-r.refreshSem }()
-		memoFill(context.WithoutCancel(ctx), mc, f, vals, fn, true)
-		if f.res.err != nil {
-			r.c.log.Warn("routecache: background refresh of a memoized value failed", "region", r.name, "key", mc.key, "err", f.res.err)
-		}
-	}()
-}
-
-// memoFill computes a key's value for the callers waiting on f, on a
-// context without the caller's cancellation, and stores it. In a
-// background refresh (refresh set) the current entry is known to need
-// replacing, and another instance holding the lease means it is being
-// replaced already.
-func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []uint64, fn func(context.Context) (T, error), refresh bool) {
-	r := mc.r
-	res := &f.res
-	res.names = mc.names
-	defer r.c.memo.land(mc.skey, f)
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.FillTimeout)
-	defer cancel()
-
-	_, leasing := r.be.(leaser)
-	leasing = leasing && r.cfg.LeaseTTL > 0
-	switch {
-	case refresh:
-	case leasing:
-		// Across instances: one runs fn, the others wait for its entry (see
-		// Region.lease; the entry is read again once the lease is taken).
-		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *entry) bool { return decodes[T](mc, e.body) })
-		if release != nil {
-			defer release()
-		}
-		switch out {
-		case leaseFound, leaseAwaited:
-			if out == leaseAwaited {
-				r.record(evCoalesced) // filled by another instance
-			}
-			res.body, res.snap = e.body, vals
-			return
-		case leaseTimeout:
-			r.record(evLeaseTimeout)
-		}
-	default:
-		// Re-check inside the flight: a fill that just landed may have stored it.
-		if e, err := r.recheck(ctx, mc.skey, mc.names, vals); err == nil &&
-			r.classify(ctx, nil, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
-			decodes[T](mc, e.body) {
-			res.body, res.snap = e.body, vals
-			return
-		}
-	}
-	// The counters the entry will carry are read before fn runs: an
-	// invalidation while it runs makes the entry unusable.
-	if err := r.be.ensure(ctx, mc.names, vals); err != nil {
-		r.opDone(ctx, "ensure-counters", err)
-		r.recordBypass(BypassBackend)
-		memoRun(ctx, mc, res, fn) // uncached; not shared (no snapshot)
-		return
-	}
-	if l, ok := r.be.(leaser); ok && leasing && refresh {
-		// One refresh across instances: whoever holds the lease does it.
-		lkey := r.leaseKey(mc.canonical)
-		token, got, lerr := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
-		switch {
-		case lerr != nil:
-			r.opDone(ctx, "lease", lerr)
-		case !got:
-			return // another instance is refreshing it
-		default:
-			defer func() {
-				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
-					r.opDone(ctx, "lease-release", rerr)
-				}
-			}()
-		}
-	}
-	if !refresh {
-		r.record(evMiss)
-	}
-	start := time.Now()
-	if !memoRun(ctx, mc, res, fn) {
-		return
-	}
-	body, err := mc.o.codec.Marshal(res.val)
-	if err != nil {
-		r.recordNotStored(NotStoredEncode)
-		if r.errLogged.every(time.Second) {
-			r.c.log.Error("routecache: memoized value does not encode; not cached", "region", r.name, "key", mc.key, "err", err)
-		}
-		res.snap = vals
-		return
-	}
-	res.body, res.snap = body, vals
-	if int64(len(body)) > r.cfg.MaxEntryBytes {
-		r.recordNotStored(NotStoredTooLarge)
-		return
-	}
-	snap := make([]counterSnap, len(mc.names))
-	for i, n := range mc.names {
-		snap[i] = counterSnap{name: n, value: vals[i]}
-	}
-	e := r.newEntry(http.StatusOK, nil, body, mc.canonical, snap, start)
-	e.prepare()
-	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FillTimeout)
-	defer cancelStore()
-	r.storeEntry(storeCtx, mc.skey, e)
-}
-
-// memoRun calls fn, recording its value, error or panic in res. It
-// reports whether fn succeeded.
-func memoRun[T any](ctx context.Context, mc *memoCall, res *memoResult, fn func(context.Context) (T, error)) (ok bool) {
-	res.ran = true
-	defer func() {
-		if v := recover(); v != nil {
-			res.panicked = v
-			mc.r.recordNotStored(NotStoredPanic)
-			mc.r.c.log.Error("routecache: memoized function panicked", "region", mc.r.name, "key", mc.key, "panic", v)
-			ok = false
-		}
-	}()
-	v, err := fn(ctx)
-	if err != nil {
-		res.err = err
-		mc.r.recordNotStored(NotStoredError)
-		return false
-	}
-	res.val = v
-	return true
-}
-
-// memoResult is what a fill leaves for the callers that waited for it.
-type memoResult struct {
-	ran      bool   // fn ran (else body came from the backend)
-	val      any    // fn's value, when it ran and succeeded
-	err      error  // fn's error, shared with every caller of the flight
-	panicked any    // fn's panic value
-	body     []byte // the encoded value, nil if none
-	names    []string
-	snap     []uint64 // counter values the value was computed under; nil: unknown
-}
-
-// usableBy reports whether a caller that read vals for names may take this
-// result: the fill's counter snapshot must be the one the caller saw (a
-// counter the caller found missing had seen no invalidation). Otherwise an
-// invalidation completed after the fill read its counters but before this
-// caller looked, and the value may predate it.
-func (res *memoResult) usableBy(names []string, vals []uint64) bool {
-	if res.snap == nil || !slices.Equal(res.names, names) {
-		return false
-	}
-	for i, v := range vals {
-		if v != 0 && v != res.snap[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// memoFlight is one in-process fill of a memoized key.
-type memoFlight struct {
-	done    chan struct{}
-	res     memoResult
-	waiters int // callers that joined after the leader (guarded by memoGroup.mu)
-}
-
-// memoGroup coalesces memoized fills by storage key (which includes the
-// region, so one group serves the whole Cache), and tracks the fills
-// running in the background so that Close can wait for them.
-type memoGroup struct {
-	mu      sync.Mutex
-	m       map[string]*memoFlight
-	active  int           // background fills running
-	closing bool          // Close began: no new background fill
-	idle    chan struct{} // closed when active drops to 0 while closing
-}
-
-// start registers a background fill; false once the Cache is closing.
-func (g *memoGroup) start() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closing {
-		return false
-	}
-	g.active++
-	return true
-}
-
-// done ends a background fill started with start.
-func (g *memoGroup) done() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.active--
-	if g.active == 0 && g.idle != nil {
-		close(g.idle)
-		g.idle = nil
-	}
-}
-
-// closeAndWait refuses new background fills and waits for the running
-// ones, each bounded by its region's FillTimeout, so that none uses a
-// closed backend.
-func (g *memoGroup) closeAndWait(bound time.Duration) {
-	g.mu.Lock()
-	g.closing = true
-	if g.active == 0 {
-		g.mu.Unlock()
-		return
-	}
-	idle := make(chan struct{})
-	g.idle = idle
-	g.mu.Unlock()
-	t := time.NewTimer(bound)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C: // a function ignoring its context: do not hang Close on it
-	}
-}
-
-func (g *memoGroup) join(key string) (*memoFlight, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if f, ok := g.m[key]; ok {
-		f.waiters++
-		return f, false
-	}
-	if g.m == nil {
-		g.m = make(map[string]*memoFlight)
-	}
-	f := &memoFlight{done: make(chan struct{})}
-	g.m[key] = f
-	return f, true
-}
-
-func (g *memoGroup) land(key string, f *memoFlight) {
-	g.mu.Lock()
-	if g.m[key] == f {
-		delete(g.m, key)
-	}
-	g.mu.Unlock()
-	close(f.done)
 }

@@ -67,9 +67,9 @@ func memoCache(t testing.TB, rc RegionConfig) *Cache {
 func memoWaiters(c *Cache, region, key string) int {
 	r := c.regions[region]
 	skey := r.storageKey(r.memoKey(key))
-	c.memo.mu.Lock()
-	defer c.memo.mu.Unlock()
-	if f, ok := c.memo.m[skey]; ok {
+	r.flights.mu.Lock()
+	defer r.flights.mu.Unlock()
+	if f, ok := r.flights.m[skey]; ok {
 		return f.waiters
 	}
 	return -1

@@ -20,6 +20,10 @@ type reqState struct {
 	refs  []nameRef
 	names []string
 	vals  []uint64
+	// call and front are the request's lifecycle state (serve.go), kept
+	// here so that a hit allocates neither.
+	call  call
+	front routeFront
 }
 
 // nameRef is a counter name: a static string, or nbuf[s:e]. printable
@@ -44,6 +48,7 @@ func getState() *reqState {
 
 func putState(st *reqState) {
 	clear(st.names) // drop views and strings before pooling
+	st.call, st.front = call{}, routeFront{}
 	if cap(st.key) > 64<<10 || cap(st.nbuf) > 64<<10 {
 		return // do not pool huge buffers
 	}

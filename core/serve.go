@@ -1,10 +1,85 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
+)
+
+// The request lifecycle, shared by cached routes and memoized values:
+//
+//	bypass → key → lookup → classify → replay (hit) | wait (flight) | fill → store → account
+//
+// Route.serve and load (memoize.go) check the bypasses and build the key,
+// then hand a call to call.serve. What differs between the two is behind
+// front: a route writes HTTP responses and runs its handler on the request's
+// goroutine, streaming to the client; a memoized value is decoded, and its
+// function runs in the background, its result shared by every caller.
+
+// call is one request (or Load call) going through the lifecycle: the
+// state every step needs, in one value.
+type call struct {
+	r  *Region
+	rt *Route // the route asking; nil for a memoized value
+	fr front
+	// ctx is the caller's context: the request's, or Load's (a background
+	// fill's call has it detached from the caller's cancellation).
+	ctx       context.Context
+	canonical string // the canonical key (the entry's key)
+	skey      string // where the entry is stored
+	// names are the counters the entry depends on; vals receives their
+	// values at each read (lookup, lease poll, ensure).
+	names []string
+	vals  []uint64
+	// fallback is a stale-if-error entry the call may answer with if its
+	// fill fails.
+	fallback *entry
+	// fills is set when the call may fill and refresh (a HEAD only reads:
+	// its response has no body to store for GET).
+	fills bool
+	// abandonAfter is the age past which a running flight of the key is
+	// abandoned to a new one (flightGroup.join): a route's FillTimeout;
+	// never for a memoized value, whose callers share its one background run.
+	abandonAfter time.Duration
+}
+
+// front is what a cached route and a memoized value do differently; the
+// lifecycle (call's methods) is shared.
+type front interface {
+	// replay answers the caller from e, counting ev (evHit, evCoalescedHit,
+	// evStale or evStaleIfError), and reports whether it could: a memoized
+	// value that does not decode cannot answer (it is then a miss).
+	replay(c *call, e *entry, now int64, ev event) bool
+	// accepts reports whether a stored entry may end a fill (a memoized
+	// value must decode).
+	accepts(e *entry) bool
+	// bypass runs the producer uncached for the caller (the bypass is
+	// counted already).
+	bypass(c *call, reason string) error
+	// detached reports whether fills and refreshes run in the background,
+	// every caller (the leader too) answering from the flight's result,
+	// rather than on the leader's goroutine.
+	detached() bool
+	// produce runs the producer once, on ctx (detached from the caller's
+	// cancellation, bounded by FillTimeout), for a fill or a background
+	// refresh, and returns its outcome and what to store.
+	produce(c *call, ctx context.Context, refresh bool) produced
+	// settle answers the caller from a landed flight whose entry it cannot
+	// take (see outcome).
+	settle(c *call, f *flight, o outcome) error
+}
+
+// outcome is why a call answers from its flight otherwise than with the
+// flight's entry.
+type outcome int
+
+const (
+	outOwn      outcome = iota // the leader whose fill ran the producer: its own result
+	outFailed                  // the fill failed (5xx, error, panic, FillTimeout)
+	outTimedOut                // the fill outlived this caller's FillTimeout
+	outUnshared                // no entry this caller may take: not storable, or older than what it read
+	outGone                    // the caller's context ended while it waited
 )
 
 func setBypass(w http.ResponseWriter, reason string) {
@@ -31,151 +106,117 @@ func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	return err
 }
 
+// serve is the route's entry into the lifecycle: the bypasses, the key,
+// then call.serve.
 func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
 	r := rt.r
-	if r.c.closed.Load() {
-		r.recordBypass(BypassClosed)
-		setBypass(w, BypassClosed)
-		return next(w, req)
+	reason := ""
+	switch {
+	case r.c.closed.Load():
+		reason = BypassClosed
+	default:
+		reason = r.requestBypass(req)
+		if reason == "" && !r.brk.allow() {
+			reason = BypassBreaker
+		}
 	}
-	if reason := r.requestBypass(req); reason != "" {
+	if reason != "" {
 		r.recordBypass(reason)
 		setBypass(w, reason)
 		return next(w, req)
 	}
-	if !r.brk.allow() {
-		r.recordBypass(BypassBreaker)
-		setBypass(w, BypassBreaker)
-		return next(w, req)
-	}
 	st := getState()
 	defer putState(st)
+	st.front = routeFront{w: w, req: req, next: next}
 	if !rt.build(st, req, p, pattern) {
 		r.recordBypass(BypassKey)
-		setBypass(w, BypassKey)
-		return next(w, req)
+		return st.front.bypass(nil, BypassKey)
 	}
 	canonical := unsafeString(st.key)
-	names, vals := st.names, st.vals
-	skey := r.storageKeyIn(st, canonical)
-	ctx := req.Context()
-	e, err := r.lookup(ctx, skey, names, vals)
+	st.call = call{
+		r: r, rt: rt, fr: &st.front, ctx: req.Context(),
+		canonical: canonical, skey: r.storageKeyIn(st, canonical),
+		names: st.names, vals: st.vals,
+		fills:        req.Method != http.MethodHead,
+		abandonAfter: r.cfg.FillTimeout,
+	}
+	return st.call.serve()
+}
+
+// serve looks the key up and answers: a fresh entry is replayed (and
+// maybe refreshed early), a stale one replayed and refreshed, and anything
+// else is a miss.
+func (c *call) serve() error {
+	r := c.r
+	e, err := c.lookup()
 	if err != nil {
 		r.recordBypass(BypassBackend)
-		setBypass(w, BypassBackend)
-		return next(w, req)
+		return c.fr.bypass(c, BypassBackend)
 	}
 	now := nowNano()
 	if e != nil && e.freshUntil-now < int64(clockGuard) {
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
-	switch r.classify(ctx, rt, e, canonical, names, vals, now) {
+	switch c.classify(e, now) {
 	case fresh:
-		r.record(evHit)
-		r.replay(w, req, e, now, "HIT")
-		if r.cfg.EarlyRefresh > 0 && req.Method == http.MethodGet && xfetch(e, now, r.cfg.EarlyRefresh) {
-			r.record(evEarlyRefresh)
-			rt.refresh(w, req, skey, canonical, names, vals, next)
+		if c.fr.replay(c, e, now, evHit) {
+			if r.cfg.EarlyRefresh > 0 && c.fills && xfetch(e, now, r.cfg.EarlyRefresh) {
+				r.record(evEarlyRefresh)
+				c.refresh()
+			}
+			return nil
 		}
-		return nil
 	case staleOK:
 		// Stale-while-revalidate: answer now, then refresh once.
-		r.record(evStale)
-		r.replay(w, req, e, now, "STALE")
-		if req.Method == http.MethodGet {
-			rt.refresh(w, req, skey, canonical, names, vals, next)
+		if c.fr.replay(c, e, now, evStale) {
+			if c.fills {
+				c.refresh()
+			}
+			return nil
 		}
-		return nil
 	case errorOnly:
 		// Past the stale window but within stale-if-error: the entry may
-		// stand in for a failing handler, nothing more.
-	default:
-		e = nil
+		// stand in for a failing producer, nothing more.
+		c.fallback = e
 	}
-	if req.Method == http.MethodHead {
+	if !c.fills {
 		// A HEAD response has no body to store for GET; run it uncached.
 		r.recordBypass(BypassHead)
-		setBypass(w, BypassHead)
-		return next(w, req)
+		return c.fr.bypass(c, BypassHead)
 	}
-	f, leader := r.flights.join(skey, r.cfg.FillTimeout)
-	if !leader {
-		return rt.wait(w, req, f, e, names, vals, next)
-	}
-	// The fill outlives nothing of st, but its results do: copy them.
-	return rt.fill(w, req, f, strings.Clone(skey), strings.Clone(canonical), names, vals, e, next)
+	return c.miss()
 }
 
-// wait follows another request's fill of the same key. fallback, if
-// set, is a stale-if-error entry this request may serve if the fill fails.
-func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *entry, names []string, vals []uint64, next Next) error {
-	r := rt.r
-	timer := time.NewTimer(r.cfg.FillTimeout)
-	defer timer.Stop()
-	timedOut := false
-	select {
-	case <-f.done:
-	case <-req.Context().Done():
-		// The caller gave up; let its handler see the cancelled context as
-		// it would without a cache.
-		return next(w, req)
-	case <-timer.C:
-		// The fill outlived FillTimeout (a handler ignoring its context):
-		// stop waiting for it, as for a failed fill.
-		timedOut = true
-	}
-	if timedOut || f.e == nil {
-		if (timedOut || f.failed) && fallback != nil {
-			r.record(evStaleIfError)
-			r.replay(w, req, fallback, time.Now().UnixNano(), "STALE")
-			return nil
+// miss joins the key's flight: its leader fills (on this goroutine, or in
+// the background for a detached front), and every caller answers from
+// the flight once it lands.
+func (c *call) miss() error {
+	f, leader := c.r.flights.join(c.skey, c.abandonAfter)
+	if leader {
+		if !c.fr.detached() {
+			c.fill(f)
+		} else if d := c.detach(); !c.r.c.bg.run(func() { d.fill(f) }) {
+			// The Cache is closing: no new background work; the caller
+			// runs its producer uncached.
+			f.bypassed = true
+			c.r.flights.land(c.skey, f)
 		}
-		switch {
-		case timedOut:
-			// The fill is stuck past FillTimeout: calling the origin again
-			// from every waiter would pile onto whatever it is stuck on.
-			replayFailure(w, req, plainFailure(http.StatusGatewayTimeout, detailFillTimeout))
-			return nil
-		case f.failed && f.fail != nil:
-			// The fill failed (5xx, FillTimeout, panic): its failure is
-			// shared, as its entry would have been.
-			replayFailure(w, req, f.fail)
-			return nil
-		}
-		// The leader's response was not storable (a cookie, private, a
-		// stream...) or failed in a way only the framework renders (an
-		// error): it was not meant to be shared, so run the handler.
-		setMiss(&ResponseWriter{w: w})
-		return next(w, req)
 	}
-	// The leader checked its entry against the counters after storing it,
-	// but an invalidation may have completed between that check and this
-	// request's own lookup: the entry must also match what this request
-	// read, or it predates an invalidation this request already saw.
-	if !snapshotAgrees(f.e, names, vals) || r.invalidationPending() {
-		setMiss(&ResponseWriter{w: w})
-		return next(w, req)
-	}
-	r.record(evCoalescedHit)
-	r.replay(w, req, f.e, time.Now().UnixNano(), "HIT")
-	return nil
+	return c.await(f, leader)
 }
 
-// snapshotAgrees reports whether an entry's counter snapshot agrees with
-// the values a waiting request read. A counter that request found missing
-// (0) agrees with anything: had an invalidation completed before the
-// request looked, it would have created the counter.
-func snapshotAgrees(e *entry, names []string, vals []uint64) bool {
-	for i, n := range names {
-		if vals[i] == 0 {
-			continue
-		}
-		for _, c := range e.counters {
-			if c.name == n && c.value != vals[i] {
-				return false
-			}
-		}
-	}
-	return true
+// detach copies c for a fill or refresh in the background: its own
+// counter values, and the caller's context without its cancellation.
+func (c *call) detach() *call {
+	d := *c
+	d.vals = append([]uint64(nil), c.vals...)
+	d.ctx = context.WithoutCancel(c.ctx)
+	return &d
+}
+
+// staleIfError answers with the call's stale-if-error entry, if it has
+// one that can answer.
+func (c *call) staleIfError() bool {
+	return c.fallback != nil && c.fr.replay(c, c.fallback, time.Now().UnixNano(), evStaleIfError)
 }

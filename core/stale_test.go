@@ -7,12 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core/internal/testhook"
 )
 
 // Tests of the two lifetimes (fresh, then stale-while-revalidate and
@@ -41,13 +42,14 @@ func entryState(t testing.TB, rt *Route, target string) freshness {
 	if !rt.build(st, req, NoParams, staleTestPattern) {
 		t.Fatalf("no key for %s", target)
 	}
-	ctx := context.Background()
 	canonical := unsafeString(st.key)
-	e, err := rt.r.lookup(ctx, rt.r.storageKey(canonical), st.names, st.vals)
+	c := &call{r: rt.r, rt: rt, fr: &routeFront{}, ctx: context.Background(), canonical: canonical,
+		skey: rt.r.storageKey(canonical), names: st.names, vals: st.vals}
+	e, err := c.lookup()
 	if err != nil {
 		t.Fatalf("lookup: %v", err)
 	}
-	return rt.r.classify(ctx, rt, e, canonical, st.names, st.vals, time.Now().UnixNano())
+	return c.classify(e, time.Now().UnixNano())
 }
 
 // waitState polls (bounded) until target's entry reaches want.
@@ -77,27 +79,16 @@ func waitUntil(t testing.TB, msg string, cond func() bool) {
 
 func xc(w *httptest.ResponseRecorder) string { return w.Header().Get("X-Cache") }
 
-// goroutinesIn counts the goroutines whose stack holds fn (for example
-// "core.(*Route).wait("): a deterministic way to know that followers are
-// parked on a flight before the test lets its leader finish.
-func goroutinesIn(fn string) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, fn) {
-			count++
-		}
-	}
-	return count
-}
+// flightWaiters is how many requests wait on an in-process flight now
+// (counted through the engine's test hook): a deterministic way to know
+// that followers are parked on a flight before the test lets its leader
+// finish.
+func flightWaiters() int { return testhook.Waiting(testhook.Flight) }
+
+// leaseWaiters is how many calls poll for another instance's fill now.
+func leaseWaiters() int { return testhook.Waiting(testhook.Lease) }
+
+func init() { testhook.Enable() }
 
 // Within the stale window a request is answered from the stale entry at
 // once, and exactly one background refresh runs per key, however many
@@ -494,7 +485,7 @@ func TestStaleIfErrorWaitersServedStale(t *testing.T) {
 		go func() { out <- serveNext(rt, "GET", "/items/1", next) }()
 	}
 	// Release the fill only once every follower waits for it.
-	waitUntil(t, "followers to wait on the fill", func() bool { return goroutinesIn("core.(*Route).wait(") == n-1 })
+	waitUntil(t, "followers to wait on the fill", func() bool { return flightWaiters() == n-1 })
 	close(release)
 	for i := 0; i < n; i++ {
 		w := <-out

@@ -28,7 +28,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +36,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/internal/testhook"
 )
 
 // Handler is a framework-neutral route handler. param returns a route
@@ -140,6 +140,7 @@ type suite struct {
 // Run runs every scenario against front, building each scenario's Cache
 // with newCache (nil means Memory).
 func Run(t *testing.T, front Front, newCache NewCache) {
+	testhook.Enable() // before any request: waitForWaiters counts waits from here on
 	if front.Build == nil {
 		t.Fatal("cachetest: Front.Build is nil")
 	}
@@ -1095,36 +1096,21 @@ func (s *suite) coalescing(t *testing.T) {
 	t.Run("WaiterGivesUp", s.coalesceWaiterGone)
 }
 
-// waitFunc is the function coalesced waiters block in; waitForWaiters
-// counts goroutines parked in it to know when every request has joined a
-// flight, which makes the coalescing scenarios deterministic.
-const waitFunc = "routecache/core.(*Route).wait("
-
-// waitForWaiters blocks until exactly n goroutines are in the core's
-// coalescing wait, failing the test after a generous bound.
+// waitForWaiters blocks until exactly n requests wait on an in-process
+// fill (counted by the core's test hook, testhook.Flight), failing the
+// test after a generous bound: it makes the coalescing scenarios
+// deterministic.
 func waitForWaiters(t *testing.T, n int) {
 	t.Helper()
-	buf := make([]byte, 1<<20)
 	deadline := time.Now().Add(20 * time.Second)
 	got := -1
 	for time.Now().Before(deadline) {
-		k := runtime.Stack(buf, true)
-		for k == len(buf) {
-			buf = make([]byte, 2*len(buf))
-			k = runtime.Stack(buf, true)
-		}
-		got = 0
-		for _, g := range bytes.Split(buf[:k], []byte("\n\ngoroutine ")) {
-			if bytes.Contains(g, []byte(waitFunc)) {
-				got++
-			}
-		}
-		if got == n {
+		if got = testhook.Waiting(testhook.Flight); got == n {
 			return
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Fatalf("%d goroutines in %s, want %d: if the core's coalescing wait moved, update waitFunc", got, waitFunc, n)
+	t.Fatalf("%d requests wait on a fill, want %d", got, n)
 }
 
 // await receives from ch or fails the test after a generous bound.
