@@ -12,7 +12,7 @@ import (
 // another instance) stored meanwhile, or runs the producer and stores its
 // result, leaving the outcome in f for every caller (the leader answers
 // from it too, in await).
-func (c *call) fill(f *flight) {
+func (c *call) fill(f *flight, next Next) {
 	r := c.r
 	// The flight and the entry outlive the request's pooled state.
 	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
@@ -34,7 +34,7 @@ func (c *call) fill(f *flight) {
 		return
 	}
 	r.record(evMiss)
-	c.produce(f, false)
+	c.produce(f, false, next)
 }
 
 // claim looks for an entry stored since the call's lookup: across
@@ -54,7 +54,7 @@ func (c *call) claim() (e *entry, release func()) {
 		}
 		return e, release
 	}
-	if e, err := c.recheck(); err == nil && c.classify(e, time.Now().UnixNano()) == fresh && c.fr.accepts(e) {
+	if e, err := c.recheck(); err == nil && c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e) {
 		return e, nil
 	}
 	return nil, nil
@@ -70,11 +70,11 @@ func (c *call) leasing() bool {
 // produce runs the producer on a context detached from the caller's
 // (bounded by FillTimeout), stores what it produced, and leaves the
 // outcome in f.
-func (c *call) produce(f *flight, refresh bool) {
+func (c *call) produce(f *flight, refresh bool, next Next) {
 	r := c.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
 	defer cancel()
-	p := c.fr.produce(c, ctx, refresh)
+	p := c.runProducer(ctx, refresh, next)
 	f.ran, f.val, f.err, f.panicked, f.failed, f.fail, f.snap = true, p.val, p.err, p.panicked, p.failed, p.fail, p.snap
 	if p.store == nil && p.share == nil {
 		return
@@ -121,7 +121,7 @@ func (c *call) snapshot() []counterSnap {
 // refreshes on the request's goroutine (Gin and Echo recycle their
 // contexts once a request returns, so it cannot move to another), after
 // its response was flushed; a memoized value in the background.
-func (c *call) refresh() {
+func (c *call) refresh(next Next) {
 	r := c.r
 	// Join first: a call finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
@@ -137,18 +137,18 @@ func (c *call) refresh() {
 		r.flights.land(c.skey, f)
 		return
 	}
-	if !c.fr.detached() {
-		c.refill(f)
+	if !c.detached() {
+		c.refill(f, next)
 		return
 	}
-	if d := c.detach(); !r.c.bg.run(func() { d.refill(f) }) {
+	if d := c.detach(); !r.c.bg.run(func() { d.refill(f, nil) }) {
 		<-r.refreshSem // the Cache is closing
 		r.flights.land(c.skey, f)
 	}
 }
 
 // refill is the body of a refresh holding a refreshSem slot.
-func (c *call) refill(f *flight) {
+func (c *call) refill(f *flight, next Next) {
 	r := c.r
 	defer func() { <-r.refreshSem }()
 	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
@@ -161,7 +161,7 @@ func (c *call) refill(f *flight) {
 		defer release()
 	}
 	r.record(evRefresh)
-	c.produce(f, true)
+	c.produce(f, true, next)
 	if f.err != nil {
 		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "key", c.canonical, "err", f.err)
 	}
@@ -235,7 +235,7 @@ var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFail
 // response goes nowhere, after the client's was flushed. A panic is
 // recovered and re-raised by settle (outOwn), after the waiters were
 // released.
-func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool) (p produced) {
+func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next Next) (p produced) {
 	r := c.r
 	var rw *ResponseWriter
 	if refresh {
@@ -259,7 +259,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool) (p pro
 				}
 			}
 		}()
-		p.err = rf.next(rw, rf.req.WithContext(ctx))
+		p.err = next(rw, rf.req.WithContext(ctx))
 	}()
 	if p.panicked != nil {
 		// A fill whose response already started streaming (too large to

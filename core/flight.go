@@ -167,7 +167,7 @@ func (g *flightGroup) forget(key string, f *flight) {
 // await waits for the key's flight to land (a leader's detached fill, or
 // another call's) and answers from it: the flight's entry if this call may
 // take it, else the front settles (stale-if-error first, for a failure).
-func (c *call) await(f *flight, leader bool) error {
+func (c *call) await(f *flight, leader bool, next Next) error {
 	r := c.r
 	timedOut := false
 	select {
@@ -181,7 +181,7 @@ func (c *call) await(f *flight, leader bool) error {
 		select {
 		case <-f.done:
 		case <-c.ctx.Done():
-			return c.fr.settle(c, f, outGone)
+			return c.settle(f, outGone, next)
 		case <-timer.C:
 			// The fill outlived FillTimeout (a producer ignoring its
 			// context): stop waiting for it, as for a failed fill.
@@ -193,30 +193,30 @@ func (c *call) await(f *flight, leader bool) error {
 		if c.staleIfError() {
 			return nil
 		}
-		return c.fr.settle(c, f, outTimedOut)
+		return c.settle(f, outTimedOut, next)
 	case leader && f.ran:
-		return c.fr.settle(c, f, outOwn)
+		return c.settle(f, outOwn, next)
 	case leader && f.bypassed:
-		return c.fr.bypass(c, BypassBackend)
+		return c.bypass(BypassBackend, next)
 	case f.failed && f.e == nil:
 		if c.staleIfError() {
 			return nil
 		}
-		return c.fr.settle(c, f, outFailed)
+		return c.settle(f, outFailed, next)
 	}
 	// The fill checked its entry against the counters, but an invalidation
 	// may have completed between that check and this call's own lookup:
 	// the entry must also match what this call read, or it predates an
 	// invalidation this call already saw.
 	if f.e == nil || !snapshotAgrees(f.snap, c.names, c.vals) || r.invalidationPending() {
-		return c.fr.settle(c, f, outUnshared)
+		return c.settle(f, outUnshared, next)
 	}
 	ev := evCoalescedHit
 	if leader {
 		ev = evHit
 	}
-	if !c.fr.replay(c, f.e, time.Now().UnixNano(), ev) {
-		return c.fr.settle(c, f, outUnshared)
+	if !c.replay(f.e, time.Now().UnixNano(), ev) {
+		return c.settle(f, outUnshared, next)
 	}
 	return nil
 }

@@ -76,3 +76,68 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 		_, _ = w.Write(e.body)
 	}
 }
+
+// routeFront is a cached route's side of the lifecycle (see front): a hit
+// is an HTTP response replayed, the producer is the handler (next, passed
+// to each method that runs it), run on the request's goroutine and
+// streamed to the client while recorded.
+type routeFront struct {
+	w   http.ResponseWriter
+	req *http.Request
+	rw  *ResponseWriter // the leader's recorder, once its handler ran
+}
+
+func (rf *routeFront) replay(c *call, e *entry, now int64, ev event) bool {
+	c.r.record(ev)
+	state := "HIT"
+	if ev == evStale || ev == evStaleIfError {
+		state = "STALE"
+	}
+	c.r.replay(rf.w, rf.req, e, now, state)
+	return true
+}
+
+func (rf *routeFront) bypass(reason string, next Next) error {
+	setBypass(rf.w, reason)
+	return next(rf.w, rf.req)
+}
+
+func (rf *routeFront) settle(c *call, f *flight, o outcome, next Next) error {
+	switch o {
+	case outOwn:
+		// The leader's response went out as its handler wrote it, unless
+		// it was held back for a stale-if-error fallback.
+		if rw := rf.rw; rw != nil && rw.hold {
+			if f.failed && c.staleIfError() {
+				return nil
+			}
+			rw.release()
+		}
+		if f.panicked != nil {
+			panic(f.panicked)
+		}
+		return f.err
+	case outGone:
+		// The caller gave up; let its handler see the cancelled context as
+		// it would without a cache.
+		return next(rf.w, rf.req)
+	case outTimedOut:
+		// The fill is stuck past FillTimeout: calling the origin again
+		// from every waiter would pile onto whatever it is stuck on.
+		replayFailure(rf.w, rf.req, plainFailure(http.StatusGatewayTimeout, detailFillTimeout))
+		return nil
+	case outFailed:
+		if f.fail != nil {
+			// The fill failed (5xx, FillTimeout, panic): its failure is
+			// shared, as its entry would have been.
+			replayFailure(rf.w, rf.req, f.fail)
+			return nil
+		}
+	}
+	// The leader's response was not storable (a cookie, private, a
+	// stream...) or failed in a way only the framework renders (an
+	// error), or predates what this request read: it was not meant to be
+	// shared, so run the handler.
+	setMiss(&ResponseWriter{w: rf.w})
+	return next(rf.w, rf.req)
+}

@@ -268,7 +268,7 @@ func (c *call) acquireLease() (release func(), got bool) {
 
 // usable reports whether an entry read during a lease may end the fill.
 func (c *call) usable(e *entry) bool {
-	return c.classify(e, time.Now().UnixNano()) == fresh && c.fr.accepts(e)
+	return c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e)
 }
 
 // awaitRemote polls for the entry another instance is filling, with a

@@ -275,7 +275,7 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 		err := mf.bypass(c, reason)
 		return mf.v, err
 	}
-	err := c.serve()
+	err := c.serve(nil)
 	return mf.v, err
 }
 
@@ -426,7 +426,7 @@ func (mf *memoFront[T]) settle(c *call, f *flight, o outcome) error {
 		mf.retried = true
 		c.fallback = nil
 		clear(c.vals)
-		return c.serve()
+		return c.serve(nil)
 	}
 	return mf.bypass(c, "")
 }

@@ -48,7 +48,9 @@ func getState() *reqState {
 
 func putState(st *reqState) {
 	clear(st.names) // drop views and strings before pooling
-	st.call, st.front = call{}, routeFront{}
+	// Drop what outlives the request (its writer, request, entries).
+	st.call.ctx, st.call.fallback = nil, nil
+	st.front = routeFront{}
 	if cap(st.key) > 64<<10 || cap(st.nbuf) > 64<<10 {
 		return // do not pool huge buffers
 	}

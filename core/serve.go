@@ -22,7 +22,10 @@ import (
 type call struct {
 	r  *Region
 	rt *Route // the route asking; nil for a memoized value
-	fr front
+	// route is a route's front, fr a memoized value's (the other is nil):
+	// see front.
+	route *routeFront
+	fr    front
 	// ctx is the caller's context: the request's, or Load's (a background
 	// fill's call has it detached from the caller's cancellation).
 	ctx       context.Context
@@ -44,8 +47,15 @@ type call struct {
 	abandonAfter time.Duration
 }
 
-// front is what a cached route and a memoized value do differently; the
-// lifecycle (call's methods) is shared.
+// What a cached route and a memoized value do differently is a pair of
+// small types, routeFront (hit.go) and memoFront (memoize.go), with the
+// same operations; the lifecycle (call's methods) is shared and reaches
+// them through call.replay, accepts, bypass, runProducer and settle. A
+// route's are called directly, with its handler (next) passed down the
+// call chain as an argument: stored in the pooled call, or passed through
+// an interface, the adapters' per-request closure would escape and every
+// hit would allocate. A memoized value's, generic in its type, go through
+// the front interface.
 type front interface {
 	// replay answers the caller from e, counting ev (evHit, evCoalescedHit,
 	// evStale or evStaleIfError), and reports whether it could: a memoized
@@ -127,31 +137,32 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 	}
 	st := getState()
 	defer putState(st)
-	st.front = routeFront{w: w, req: req, next: next}
 	if !rt.build(st, req, p, pattern) {
 		r.recordBypass(BypassKey)
-		return st.front.bypass(nil, BypassKey)
+		setBypass(w, BypassKey)
+		return next(w, req)
 	}
-	canonical := unsafeString(st.key)
-	st.call = call{
-		r: r, rt: rt, fr: &st.front, ctx: req.Context(),
-		canonical: canonical, skey: r.storageKeyIn(st, canonical),
-		names: st.names, vals: st.vals,
-		fills:        req.Method != http.MethodHead,
-		abandonAfter: r.cfg.FillTimeout,
-	}
-	return st.call.serve()
+	// Field by field: the state is pooled (putState cleared what it must),
+	// and one store per field costs less than copying a whole literal.
+	f, c := &st.front, &st.call
+	f.w, f.req = w, req
+	c.r, c.rt, c.route, c.ctx = r, rt, f, req.Context()
+	c.canonical = unsafeString(st.key)
+	c.skey = r.storageKeyIn(st, c.canonical)
+	c.names, c.vals = st.names, st.vals
+	c.fills, c.abandonAfter = req.Method != http.MethodHead, r.cfg.FillTimeout
+	return c.serve(next)
 }
 
 // serve looks the key up and answers: a fresh entry is replayed (and
 // maybe refreshed early), a stale one replayed and refreshed, and anything
 // else is a miss.
-func (c *call) serve() error {
+func (c *call) serve(next Next) error {
 	r := c.r
 	e, err := c.lookup()
 	if err != nil {
 		r.recordBypass(BypassBackend)
-		return c.fr.bypass(c, BypassBackend)
+		return c.bypass(BypassBackend, next)
 	}
 	now := nowNano()
 	if e != nil && e.freshUntil-now < int64(clockGuard) {
@@ -160,18 +171,18 @@ func (c *call) serve() error {
 	}
 	switch c.classify(e, now) {
 	case fresh:
-		if c.fr.replay(c, e, now, evHit) {
+		if c.replay(e, now, evHit) {
 			if r.cfg.EarlyRefresh > 0 && c.fills && xfetch(e, now, r.cfg.EarlyRefresh) {
 				r.record(evEarlyRefresh)
-				c.refresh()
+				c.refresh(next)
 			}
 			return nil
 		}
 	case staleOK:
 		// Stale-while-revalidate: answer now, then refresh once.
-		if c.fr.replay(c, e, now, evStale) {
+		if c.replay(e, now, evStale) {
 			if c.fills {
-				c.refresh()
+				c.refresh(next)
 			}
 			return nil
 		}
@@ -183,27 +194,27 @@ func (c *call) serve() error {
 	if !c.fills {
 		// A HEAD response has no body to store for GET; run it uncached.
 		r.recordBypass(BypassHead)
-		return c.fr.bypass(c, BypassHead)
+		return c.bypass(BypassHead, next)
 	}
-	return c.miss()
+	return c.miss(next)
 }
 
 // miss joins the key's flight: its leader fills (on this goroutine, or in
 // the background for a detached front), and every caller answers from
 // the flight once it lands.
-func (c *call) miss() error {
+func (c *call) miss(next Next) error {
 	f, leader := c.r.flights.join(c.skey, c.abandonAfter)
 	if leader {
-		if !c.fr.detached() {
-			c.fill(f)
-		} else if d := c.detach(); !c.r.c.bg.run(func() { d.fill(f) }) {
+		if !c.detached() {
+			c.fill(f, next)
+		} else if d := c.detach(); !c.r.c.bg.run(func() { d.fill(f, nil) }) {
 			// The Cache is closing: no new background work; the caller
 			// runs its producer uncached.
 			f.bypassed = true
 			c.r.flights.land(c.skey, f)
 		}
 	}
-	return c.await(f, leader)
+	return c.await(f, leader, next)
 }
 
 // detach copies c for a fill or refresh in the background: its own
@@ -218,5 +229,43 @@ func (c *call) detach() *call {
 // staleIfError answers with the call's stale-if-error entry, if it has
 // one that can answer.
 func (c *call) staleIfError() bool {
-	return c.fallback != nil && c.fr.replay(c, c.fallback, time.Now().UnixNano(), evStaleIfError)
+	return c.fallback != nil && c.replay(c.fallback, time.Now().UnixNano(), evStaleIfError)
+}
+
+// replay answers the caller from e, counting ev; see front.replay.
+func (c *call) replay(e *entry, now int64, ev event) bool {
+	if c.route != nil {
+		return c.route.replay(c, e, now, ev)
+	}
+	return c.fr.replay(c, e, now, ev)
+}
+
+// accepts reports whether a stored entry may end a fill; see front.accepts.
+func (c *call) accepts(e *entry) bool { return c.route != nil || c.fr.accepts(e) }
+
+// detached reports whether fills run in the background; see front.detached.
+func (c *call) detached() bool { return c.route == nil && c.fr.detached() }
+
+// bypass runs the producer uncached; see front.bypass.
+func (c *call) bypass(reason string, next Next) error {
+	if c.route != nil {
+		return c.route.bypass(reason, next)
+	}
+	return c.fr.bypass(c, reason)
+}
+
+// runProducer runs the producer once; see front.produce.
+func (c *call) runProducer(ctx context.Context, refresh bool, next Next) produced {
+	if c.route != nil {
+		return c.route.produce(c, ctx, refresh, next)
+	}
+	return c.fr.produce(c, ctx, refresh)
+}
+
+// settle answers from a landed flight; see front.settle.
+func (c *call) settle(f *flight, o outcome, next Next) error {
+	if c.route != nil {
+		return c.route.settle(c, f, o, next)
+	}
+	return c.fr.settle(c, f, o)
 }

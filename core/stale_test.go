@@ -43,7 +43,7 @@ func entryState(t testing.TB, rt *Route, target string) freshness {
 		t.Fatalf("no key for %s", target)
 	}
 	canonical := unsafeString(st.key)
-	c := &call{r: rt.r, rt: rt, fr: &routeFront{}, ctx: context.Background(), canonical: canonical,
+	c := &call{r: rt.r, rt: rt, route: &routeFront{}, ctx: context.Background(), canonical: canonical,
 		skey: rt.r.storageKey(canonical), names: st.names, vals: st.vals}
 	e, err := c.lookup()
 	if err != nil {

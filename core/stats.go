@@ -77,11 +77,29 @@ type Stats struct {
 // event to the Cache's observers too, so Stats and the Observers always
 // agree.
 type regionStats struct {
-	hits, misses, coalesced, stores, stale, invalidations, errors, corrupt atomic.Uint64
-	staleIfError, refreshes, refreshSkipped, earlyRefreshes, leaseTimeouts atomic.Uint64
-	bypass                                                                 [16]atomic.Uint64
-	notStored                                                              [16]atomic.Uint64
+	n         [nCounters]atomic.Uint64 // by counter
+	bypass    [16]atomic.Uint64
+	notStored [16]atomic.Uint64
 }
+
+// The counters of regionStats.n.
+const (
+	cNone = iota // no counter (an event's unused second counter)
+	cHits
+	cMisses
+	cCoalesced
+	cStores
+	cStale
+	cStaleIfError
+	cRefreshes
+	cRefreshSkipped
+	cEarlyRefreshes
+	cLeaseTimeouts
+	cInvalidations
+	cErrors
+	cCorrupt
+	nCounters
+)
 
 // event is something the lifecycle counts in Stats (and, for the kinds
 // the Observer interface names, reports to the observers).
@@ -99,41 +117,38 @@ const (
 	evRefreshSkipped              // a refresh not started (MaxRefreshes): RefreshSkipped
 	evLeaseTimeout                // a wait for another instance's fill gave up: LeaseTimeouts
 	evCorrupt                     // a stored value that does not decode: Corrupt
+	nEvents
 )
+
+// eventCounters are the (up to two) counters each event adds one to.
+var eventCounters = [nEvents][2]uint8{
+	evHit:            {cHits, cNone},
+	evCoalescedHit:   {cHits, cCoalesced},
+	evStale:          {cStale, cNone},
+	evStaleIfError:   {cStale, cStaleIfError},
+	evMiss:           {cMisses, cNone},
+	evCoalesced:      {cCoalesced, cNone},
+	evRefresh:        {cRefreshes, cNone},
+	evEarlyRefresh:   {cEarlyRefreshes, cNone},
+	evRefreshSkipped: {cRefreshSkipped, cNone},
+	evLeaseTimeout:   {cLeaseTimeouts, cNone},
+	evCorrupt:        {cCorrupt, cNone},
+}
 
 // record counts ev and reports it to the observers.
 func (r *Region) record(ev event) {
-	s := &r.stats
-	switch ev {
-	case evHit:
-		s.hits.Add(1)
-	case evCoalescedHit:
-		s.coalesced.Add(1)
-		s.hits.Add(1)
-	case evStale:
-		s.stale.Add(1)
-	case evStaleIfError:
-		s.stale.Add(1)
-		s.staleIfError.Add(1)
-	case evMiss:
-		s.misses.Add(1)
-	case evCoalesced:
-		s.coalesced.Add(1)
-	case evRefresh:
-		s.refreshes.Add(1)
-	case evEarlyRefresh:
-		s.earlyRefreshes.Add(1)
-	case evRefreshSkipped:
-		s.refreshSkipped.Add(1)
-	case evLeaseTimeout:
-		s.leaseTimeouts.Add(1)
-	case evCorrupt:
-		s.corrupt.Add(1)
+	k := &eventCounters[ev]
+	r.stats.n[k[0]].Add(1)
+	if k[1] != cNone {
+		r.stats.n[k[1]].Add(1)
 	}
-	o := r.c.obs.get()
-	if o == nil {
-		return
+	if o := r.c.obs.get(); o != nil {
+		r.notify(o, ev)
 	}
+}
+
+// notify reports ev to the observers.
+func (r *Region) notify(o Observer, ev event) {
 	switch ev {
 	case evHit, evCoalescedHit:
 		o.Hit(r.name)
@@ -166,7 +181,7 @@ func (r *Region) recordNotStored(reason string) {
 
 // recordStore counts an entry written, of a body of size bytes.
 func (r *Region) recordStore(size int) {
-	r.stats.stores.Add(1)
+	r.stats.n[cStores].Add(1)
 	if o := r.c.obs.get(); o != nil {
 		o.Store(r.name, size)
 	}
@@ -175,7 +190,7 @@ func (r *Region) recordStore(size int) {
 // recordError counts and logs (at most once a second per region) a
 // backend failure. The request it happened in runs uncached.
 func (r *Region) recordError(op string, err error) {
-	r.stats.errors.Add(1)
+	r.stats.n[cErrors].Add(1)
 	if o := r.c.obs.get(); o != nil {
 		o.BackendError(r.name, op, err)
 	}
@@ -190,7 +205,7 @@ func (r *Region) recordError(op string, err error) {
 // the hooks only: the instance that made them counted them.
 func (c *Cache) recordInvalidation(ev InvalidationEvent, n uint64, regions ...*Region) {
 	for _, r := range regions {
-		r.stats.invalidations.Add(n)
+		r.stats.n[cInvalidations].Add(n)
 	}
 	c.hooks.mu.RLock()
 	fns := c.hooks.fns
@@ -202,12 +217,12 @@ func (c *Cache) recordInvalidation(ev InvalidationEvent, n uint64, regions ...*R
 
 func (s *regionStats) snapshot() Stats {
 	st := Stats{
-		Hits: s.hits.Load(), Misses: s.misses.Load(), Coalesced: s.coalesced.Load(),
-		Stores: s.stores.Load(), Stale: s.stale.Load(), Invalidations: s.invalidations.Load(),
-		Errors: s.errors.Load(), Corrupt: s.corrupt.Load(),
-		StaleIfError: s.staleIfError.Load(), Refreshes: s.refreshes.Load(),
-		RefreshSkipped: s.refreshSkipped.Load(), EarlyRefreshes: s.earlyRefreshes.Load(),
-		LeaseTimeouts: s.leaseTimeouts.Load(),
+		Hits: s.n[cHits].Load(), Misses: s.n[cMisses].Load(), Coalesced: s.n[cCoalesced].Load(),
+		Stores: s.n[cStores].Load(), Stale: s.n[cStale].Load(), Invalidations: s.n[cInvalidations].Load(),
+		Errors: s.n[cErrors].Load(), Corrupt: s.n[cCorrupt].Load(),
+		StaleIfError: s.n[cStaleIfError].Load(), Refreshes: s.n[cRefreshes].Load(),
+		RefreshSkipped: s.n[cRefreshSkipped].Load(), EarlyRefreshes: s.n[cEarlyRefreshes].Load(),
+		LeaseTimeouts: s.n[cLeaseTimeouts].Load(),
 		Bypasses:      make(map[string]uint64),
 		NotStored:     make(map[string]uint64),
 	}
