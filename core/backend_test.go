@@ -104,7 +104,7 @@ func FuzzParseDecimal(f *testing.F) {
 		if err != nil {
 			want = 0
 		}
-		if got := parseDecimal(s); got != want {
+		if got := backend.ParseDecimal(s); got != want {
 			t.Fatalf("parseDecimal(%q) = %d, want %d", s, got, want)
 		}
 	})

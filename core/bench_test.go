@@ -67,7 +67,7 @@ func runHTTPBench(b *testing.B, h http.Handler, want string) {
 }
 
 func benchCache(b *testing.B, backend string) *Cache {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend, Prefix: uniquePrefix(b)}}})
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend.Backend, Prefix: uniquePrefix(b)}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func BenchmarkRedis(b *testing.B) {
 	req.SetPathValue("id", "42")
 	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
 	st := getState()
-	rt.build(st, req, PathValues{R: req}, "GET /articles/{id}")
+	rt.build(st, req, pathValues{R: req}, "GET /articles/{id}")
 	mkeys := append([]string{keys[0]}, func() []string {
 		out := make([]string, len(st.names))
 		for i, n := range st.names {
@@ -212,7 +212,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	req.SetPathValue("id", "42")
 	req.Pattern = "GET /articles/{id}"
 	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
-	canonical, _, _ := rt.canonicalKey(req, PathValues{R: req}, req.Pattern)
+	canonical, _, _ := rt.canonicalKey(req, pathValues{R: req}, req.Pattern)
 	key := c.regions["r"].storageKey(canonical)
 	b.Run("raw-getmulti", func(b *testing.B) {
 		b.ReportAllocs()
@@ -225,7 +225,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	})
 	// The same keys a hit reads (entry + counters), in one raw GetMulti.
 	st := getState()
-	rt.build(st, req, PathValues{R: req}, req.Pattern)
+	rt.build(st, req, pathValues{R: req}, req.Pattern)
 	mkeys := []string{key}
 	for _, n := range st.names {
 		mkeys = append(mkeys, strings.Clone(n))
@@ -335,36 +335,36 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 // benchEntry is what a hit on the benchmark route decodes: the handler's
 // Content-Type, the ETag and Last-Modified the cache adds, a canonical key
 // and the region, key and two tag counters.
-func benchEntry() *entry {
-	e := &entry{
-		status: 200,
-		header: http.Header{
+func benchEntry() *backend.Entry {
+	e := &backend.Entry{
+		Status: 200,
+		Header: http.Header{
 			"Content-Type":  {"application/json"},
 			"Etag":          {strongETag(benchBody)},
 			"Last-Modified": {"Tue, 25 Nov 2025 22:46:45 GMT"},
 		},
-		body:       benchBody,
-		created:    1_700_000_000_000_000_000,
-		freshUntil: 1_700_000_300_000_000_000,
-		staleUntil: 1_700_000_360_000_000_000,
-		fillNanos:  12_345,
-		key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
-		counters: []counterSnap{
+		Body:       benchBody,
+		Created:    1_700_000_000_000_000_000,
+		FreshUntil: 1_700_000_300_000_000_000,
+		StaleUntil: 1_700_000_360_000_000_000,
+		FillNanos:  12_345,
+		Key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
+		Counters: []backend.CounterSnap{
 			{"rc:r:v:r", 1 << 61}, {"rc:r:v:k:0123456789abcdef0123456789abcdef", 1 << 62},
 			{"rc:r:v:t:0123456789abcdef0123456789abcdef", 1<<62 + 5}, {"rc:r:v:t:fedcba9876543210fedcba9876543210", 1<<62 + 9},
 		},
 	}
-	e.etag = e.header.Get("Etag")
+	e.ETag = e.Header.Get("Etag")
 	return e
 }
 
 // BenchmarkDecodeEntry isolates decoding a remote value of benchEntry.
 func BenchmarkDecodeEntry(b *testing.B) {
-	v := benchEntry().encode()
+	v := benchEntry().Encode()
 	b.Run("copy", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := decodeEntry(v); err != nil {
+			if _, err := backend.DecodeEntry(v); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -373,7 +373,7 @@ func BenchmarkDecodeEntry(b *testing.B) {
 	b.Run("string", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := decodeString(s); err != nil {
+			if _, err := backend.DecodeString(s); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -97,7 +97,7 @@ func (b *breaker) allow() bool {
 // one of its own process's connections (errQueued: a burst, not a dead
 // server) counts neither way.
 func (b *breaker) done(err error) {
-	if b == nil || errors.Is(err, errQueued) {
+	if b == nil || errors.Is(err, backend.ErrQueued) {
 		return
 	}
 	if err == nil {

@@ -163,8 +163,8 @@ type RegionConfig struct {
 // one per process with New and Close it on shutdown.
 type Cache struct {
 	regions  map[string]*Region
-	backends []backend
-	breakers map[backend]*breaker
+	backends []backend.Backend
+	breakers map[backend.Backend]*breaker
 	hooks    hooks
 	log      *slog.Logger
 	// macs pools HMAC-SHA-256 states keyed by Config.Secret (or a random
@@ -178,7 +178,7 @@ type Cache struct {
 	// backend, the invalidating requests Close waits for, and invMu, held
 	// (read) by every invalidation call and (write) by Close while it
 	// gives up on the queues and closes the backends; shut is set then.
-	queues       map[backend]*bumpQueue
+	queues       map[backend.Backend]*bumpQueue
 	inflight     drainGroup
 	invMu        sync.RWMutex
 	shut         bool
@@ -196,7 +196,7 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("routecache: CloseTimeout %v is negative", cfg.CloseTimeout)
 	}
 	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger,
-		queues: map[backend]*bumpQueue{}, closeTimeout: cfg.CloseTimeout}
+		queues: map[backend.Backend]*bumpQueue{}, closeTimeout: cfg.CloseTimeout}
 	if c.closeTimeout == 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
@@ -212,8 +212,8 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Observer != nil {
 		c.obs.add(cfg.Observer)
 	}
-	byURL := map[string]backend{}
-	byStore := map[store.StoreInterface]backend{}
+	byURL := map[string]backend.Backend{}
+	byStore := map[store.StoreInterface]backend.Backend{}
 	names := make([]string, 0, len(cfg.Regions))
 	for name := range cfg.Regions {
 		names = append(names, name)
@@ -229,7 +229,7 @@ func New(cfg Config) (*Cache, error) {
 			c.closeBackends()
 			return nil, fmt.Errorf("routecache: region %q: %w", name, err)
 		}
-		var be backend
+		var be backend.Backend
 		switch {
 		case rc.Store != nil:
 			if be = byStore[rc.Store]; be == nil {
@@ -255,9 +255,9 @@ func New(cfg Config) (*Cache, error) {
 			c.queues[be] = newBumpQueue(c, be)
 		}
 		r.q = c.queues[be]
-		if be.remote() {
+		if be.Remote() {
 			if c.breakers == nil {
-				c.breakers = map[backend]*breaker{}
+				c.breakers = map[backend.Backend]*breaker{}
 			}
 			if c.breakers[be] == nil {
 				c.breakers[be] = newBreaker(cfg.Breaker)
@@ -316,7 +316,7 @@ func (c *Cache) prepareConnections() {
 
 // redisOf returns the Redis backend behind be, and the near cache in front
 // of it if any.
-func redisOf(be backend) (*redisBackend, *nearBackend) {
+func redisOf(be backend.Backend) (*redisBackend, *nearBackend) {
 	nb, _ := be.(*nearBackend)
 	if nb != nil {
 		be = nb.inner
@@ -520,7 +520,7 @@ func (c *Cache) queueList() []*bumpQueue {
 // lostAfterClose accounts for an invalidation made after Close.
 func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 	for _, r := range regions {
-		if r.be.remote() {
+		if r.be.Remote() {
 			r.q.lost.Add(1)
 		}
 	}
@@ -531,7 +531,7 @@ func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 func (c *Cache) closeBackends() error {
 	var errs []error
 	for _, b := range c.backends {
-		if err := b.close(); err != nil {
+		if err := b.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

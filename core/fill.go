@@ -12,7 +12,7 @@ import (
 // another instance) stored meanwhile, or runs the producer and stores its
 // result, leaving the outcome in f for every caller (the leader answers
 // from it too, in await).
-func (c *call) fill(f *flight, next Next) {
+func (c *call) fill(f *flight, next nextFunc) {
 	r := c.r
 	// The flight and the entry outlive the request's pooled state.
 	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
@@ -22,12 +22,12 @@ func (c *call) fill(f *flight, next Next) {
 		defer release()
 	}
 	if e != nil {
-		f.e, f.snap = e, e.counters
+		f.e, f.snap = e, e.Counters
 		return
 	}
 	// The counters this entry will carry are the ones read before the
 	// producer runs: an invalidation while it runs makes it unusable.
-	if err := r.be.ensure(c.ctx, c.names, c.vals); err != nil {
+	if err := r.be.Ensure(c.ctx, c.names, c.vals); err != nil {
 		r.opDone(c.ctx, "ensure-counters", err)
 		r.recordBypass(BypassBackend)
 		f.bypassed = true
@@ -42,7 +42,7 @@ func (c *call) fill(f *flight, next Next) {
 // instance holding it: release is then non-nil, to call once the fill is
 // stored), else by reading the key again inside the flight (a fill that
 // just landed may have stored it).
-func (c *call) claim() (e *entry, release func()) {
+func (c *call) claim() (e *backend.Entry, release func()) {
 	r := c.r
 	if c.leasing() {
 		e, release, out := c.lease()
@@ -63,14 +63,14 @@ func (c *call) claim() (e *entry, release func()) {
 // leasing reports whether fills of c's region are coordinated across
 // instances by a lease.
 func (c *call) leasing() bool {
-	_, ok := c.r.be.(leaser)
+	_, ok := c.r.be.(backend.Leaser)
 	return ok && c.r.cfg.LeaseTTL > 0
 }
 
 // produce runs the producer on a context detached from the caller's
 // (bounded by FillTimeout), stores what it produced, and leaves the
 // outcome in f.
-func (c *call) produce(f *flight, refresh bool, next Next) {
+func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	r := c.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
 	defer cancel()
@@ -94,7 +94,7 @@ func (c *call) produce(f *flight, refresh bool, next Next) {
 // read before its producer ran.
 func (c *call) unchanged(ctx context.Context) bool {
 	now := make([]uint64, len(c.names))
-	if err := c.r.be.counters(ctx, c.names, now); err != nil {
+	if err := c.r.be.Counters(ctx, c.names, now); err != nil {
 		return false
 	}
 	for i := range now {
@@ -106,10 +106,10 @@ func (c *call) unchanged(ctx context.Context) bool {
 }
 
 // snapshot is the counter snapshot an entry produced now will carry.
-func (c *call) snapshot() []counterSnap {
-	snap := make([]counterSnap, len(c.names))
+func (c *call) snapshot() []backend.CounterSnap {
+	snap := make([]backend.CounterSnap, len(c.names))
 	for i, n := range c.names {
-		snap[i] = counterSnap{name: strings.Clone(n), value: c.vals[i]}
+		snap[i] = backend.CounterSnap{Name: strings.Clone(n), Value: c.vals[i]}
 	}
 	return snap
 }
@@ -121,7 +121,7 @@ func (c *call) snapshot() []counterSnap {
 // refreshes on the request's goroutine (Gin and Echo recycle their
 // contexts once a request returns, so it cannot move to another), after
 // its response was flushed; a memoized value in the background.
-func (c *call) refresh(next Next) {
+func (c *call) refresh(next nextFunc) {
 	r := c.r
 	// Join first: a call finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
@@ -148,7 +148,7 @@ func (c *call) refresh(next Next) {
 }
 
 // refill is the body of a refresh holding a refreshSem slot.
-func (c *call) refill(f *flight, next Next) {
+func (c *call) refill(f *flight, next nextFunc) {
 	r := c.r
 	defer func() { <-r.refreshSem }()
 	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
@@ -170,34 +170,34 @@ func (c *call) refill(f *flight, next Next) {
 // newEntry builds the entry of a response (or memoized value) whose
 // producer started at start, with the counter snapshot read before it ran
 // and the region's lifetimes.
-func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []counterSnap, start time.Time) *entry {
-	e := &entry{
-		status:    status,
-		header:    header,
-		body:      body,
-		created:   start.UnixNano(),
-		fillNanos: int64(time.Since(start)),
-		key:       canonical,
-		counters:  snap,
+func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time) *backend.Entry {
+	e := &backend.Entry{
+		Status:    status,
+		Header:    header,
+		Body:      body,
+		Created:   start.UnixNano(),
+		FillNanos: int64(time.Since(start)),
+		Key:       canonical,
+		Counters:  snap,
 	}
-	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	e.FreshUntil = e.Created + int64(r.cfg.TTL)
+	e.StaleUntil = e.FreshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
 	return e
 }
 
 // storeEntry writes e for its kept lifetime and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
 // error. It reports whether the entry was stored.
-func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
+func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) bool {
 	o, t0 := r.obsStart()
-	err := r.be.store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	err := r.be.Store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, backend.ErrTooLarge):
 		r.recordNotStored(NotStoredTooLarge)
 		return false
-	case errors.Is(err, errDropped):
+	case errors.Is(err, backend.ErrDropped):
 		r.recordNotStored(NotStoredDropped)
 		return false
 	default:
@@ -205,7 +205,7 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 		r.recordNotStored(NotStoredBackend)
 		return false
 	}
-	r.recordStore(len(e.body))
+	r.recordStore(len(e.Body))
 	return true
 }
 
@@ -214,13 +214,13 @@ type produced struct {
 	// store is the entry to store (nil: not storable; the reason is
 	// counted). share, if set, is handed to the flight's callers whether
 	// or not it was stored (a memoized value: they check its snapshot).
-	store, share *entry
-	snap         []counterSnap // the snapshot it was computed under
-	val          any           // the memoized function's value
-	failed       bool          // 5xx, error, panic or timeout
-	err          error         // the producer's error
-	panicked     any           // a recovered panic value, to re-raise
-	fail         *failure      // what a route's waiters answer for a failure
+	store, share *backend.Entry
+	snap         []backend.CounterSnap // the snapshot it was computed under
+	val          any                   // the memoized function's value
+	failed       bool                  // 5xx, error, panic or timeout
+	err          error                 // the producer's error
+	panicked     any                   // a recovered panic value, to re-raise
+	fail         *failure              // what a route's waiters answer for a failure
 }
 
 // panicFailure is what the waiters of a fill whose handler panicked
@@ -235,14 +235,14 @@ var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFail
 // response goes nowhere, after the client's was flushed. A panic is
 // recovered and re-raised by settle (outOwn), after the waiters were
 // released.
-func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next Next) (p produced) {
+func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next nextFunc) (p produced) {
 	r := c.r
-	var rw *ResponseWriter
+	var rw *recorder
 	if refresh {
 		_ = http.NewResponseController(rf.w).Flush()
-		rw = &ResponseWriter{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 	} else {
-		rw = &ResponseWriter{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
+		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -267,7 +267,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next N
 		// body for a complete one.
 		return p
 	}
-	skip := errors.Is(p.err, ErrSkipStore)
+	skip := errors.Is(p.err, errSkipStore)
 	if skip {
 		p.err = nil
 	}
@@ -310,15 +310,15 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next N
 	}
 	p.snap = c.snapshot()
 	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start)
-	e.producer = c.rt
-	if e.etag = e.header.Get("Etag"); e.etag == "" {
-		e.etag = strongETag(e.body)
-		e.header["Etag"] = []string{e.etag}
+	e.Producer = c.rt
+	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
+		e.ETag = strongETag(e.Body)
+		e.Header["Etag"] = []string{e.ETag}
 	}
-	if e.header.Get("Last-Modified") == "" {
-		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	if e.Header.Get("Last-Modified") == "" {
+		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
-	e.prepare()
+	e.Prepare()
 	p.store = e
 	return p
 }
@@ -330,7 +330,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next N
 // 5xx, and nil for a failure only the framework renders (an error with no
 // 5xx committed): a status below 500 is never shared, since a response
 // that was not storable may be personal.
-func sharedFailure(rw *ResponseWriter, timedOut bool) *failure {
+func sharedFailure(rw *recorder, timedOut bool) *failure {
 	switch {
 	case rw.commit && rw.status >= 500:
 		if rw.over || rw.flushed || rw.hijacked {

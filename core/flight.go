@@ -25,10 +25,10 @@ type flight struct {
 	// e is the entry the callers may answer from: stored (and, for a
 	// route, checked against the counters after storing), found stored by
 	// the fill, or a memoized value computed but not stored. nil: none.
-	e *entry
+	e *backend.Entry
 	// snap is the counter snapshot the result was computed under (nil:
 	// unknown, not shareable).
-	snap []counterSnap
+	snap []backend.CounterSnap
 	// ran is set when the producer ran; val is its value (memoize), err
 	// its error, panicked a recovered panic.
 	ran      bool
@@ -167,7 +167,7 @@ func (g *flightGroup) forget(key string, f *flight) {
 // await waits for the key's flight to land (a leader's detached fill, or
 // another call's) and answers from it: the flight's entry if this call may
 // take it, else the front settles (stale-if-error first, for a failure).
-func (c *call) await(f *flight, leader bool, next Next) error {
+func (c *call) await(f *flight, leader bool, next nextFunc) error {
 	r := c.r
 	timedOut := false
 	select {
@@ -225,7 +225,7 @@ func (c *call) await(f *flight, leader bool, next Next) error {
 // the values a waiting call read. A counter that call found missing (0)
 // agrees with anything: had an invalidation completed before the call
 // looked, it would have created the counter.
-func snapshotAgrees(snap []counterSnap, names []string, vals []uint64) bool {
+func snapshotAgrees(snap []backend.CounterSnap, names []string, vals []uint64) bool {
 	if snap == nil {
 		return false
 	}
@@ -234,7 +234,7 @@ func snapshotAgrees(snap []counterSnap, names []string, vals []uint64) bool {
 			continue
 		}
 		for _, c := range snap {
-			if c.name == n && c.value != vals[i] {
+			if c.Name == n && c.Value != vals[i] {
 				return false
 			}
 		}

@@ -9,16 +9,16 @@ import (
 // notModified reports whether a conditional request is answered 304 by an
 // entry (RFC 9110 §13.1): If-None-Match, with weak comparison, wins over
 // If-Modified-Since, which is only checked without it.
-func notModified(req *http.Request, e *entry) bool {
+func notModified(req *http.Request, e *backend.Entry) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
-		return etagMatches(inm, e.etag)
+		return etagMatches(inm, e.ETag)
 	}
-	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.lastModified.IsZero() {
+	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.LastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		if err != nil {
 			return false
 		}
-		return !e.lastModified.Truncate(time.Second).After(t)
+		return !e.LastModified.Truncate(time.Second).After(t)
 	}
 	return false
 }
@@ -47,33 +47,33 @@ var (
 
 // replay writes an entry to w as the answer to req. state is "HIT" or
 // "STALE". Header values are the entry's own slices, shared read-only.
-func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now int64, state string) {
+func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, state string) {
 	h := w.Header()
-	for _, hv := range e.replayed {
-		h[hv.name] = hv.values
+	for _, hv := range e.Replayed {
+		h[hv.Name] = hv.Values
 	}
-	age := (now - e.created) / int64(time.Second)
+	age := (now - e.Created) / int64(time.Second)
 	if age < 0 {
 		age = 0
 	}
-	hh := e.hitHeaders(age, (e.freshUntil-now)/int64(time.Second))
-	h["Age"] = hh.ageV
-	h["Cache-Status"] = hh.cacheStatus
+	hh := e.HitHeaders(age, (e.FreshUntil-now)/int64(time.Second))
+	h["Age"] = hh.AgeV
+	h["Cache-Status"] = hh.CacheStatus
 	if state == "STALE" {
 		h["X-Cache"] = xCacheStale
 	} else {
 		h["X-Cache"] = xCacheHit
 	}
-	if e.status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
+	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		delete(h, "Content-Encoding")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.WriteHeader(e.status)
-	if req.Method != http.MethodHead && len(e.body) > 0 {
-		_, _ = w.Write(e.body)
+	w.WriteHeader(e.Status)
+	if req.Method != http.MethodHead && len(e.Body) > 0 {
+		_, _ = w.Write(e.Body)
 	}
 }
 
@@ -84,10 +84,10 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 type routeFront struct {
 	w   http.ResponseWriter
 	req *http.Request
-	rw  *ResponseWriter // the leader's recorder, once its handler ran
+	rw  *recorder // the leader's recorder, once its handler ran
 }
 
-func (rf *routeFront) replay(c *call, e *entry, now int64, ev event) bool {
+func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) bool {
 	c.r.record(ev)
 	state := "HIT"
 	if ev == evStale || ev == evStaleIfError {
@@ -97,12 +97,12 @@ func (rf *routeFront) replay(c *call, e *entry, now int64, ev event) bool {
 	return true
 }
 
-func (rf *routeFront) bypass(reason string, next Next) error {
+func (rf *routeFront) bypass(reason string, next nextFunc) error {
 	setBypass(rf.w, reason)
 	return next(rf.w, rf.req)
 }
 
-func (rf *routeFront) settle(c *call, f *flight, o outcome, next Next) error {
+func (rf *routeFront) settle(c *call, f *flight, o outcome, next nextFunc) error {
 	switch o {
 	case outOwn:
 		// The leader's response went out as its handler wrote it, unless
@@ -138,6 +138,6 @@ func (rf *routeFront) settle(c *call, f *flight, o outcome, next Next) error {
 	// stream...) or failed in a way only the framework renders (an
 	// error), or predates what this request read: it was not meant to be
 	// shared, so run the handler.
-	setMiss(&ResponseWriter{w: rf.w})
+	setMiss(&recorder{w: rf.w})
 	return next(rf.w, rf.req)
 }

@@ -131,7 +131,7 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 }
 
 type counterSpace struct {
-	be      backend
+	be      backend.Backend
 	prefix  string
 	regions []*Region
 }
@@ -140,7 +140,7 @@ type counterSpace struct {
 // counters live there and are shared by the regions in it.
 func (c *Cache) counterSpaces() []counterSpace {
 	type k struct {
-		be     backend
+		be     backend.Backend
 		prefix string
 	}
 	idx := map[k]int{}

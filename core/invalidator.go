@@ -57,7 +57,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 		return nil, errors.New("routecache: Invalidator needs Tags, Regions or Keys")
 	}
 	for _, r := range c.regions {
-		if r.be.remote() && (len(iv.tags) > 0 || slices.Contains(iv.regions, r) || iv.keys[r] != nil) {
+		if r.be.Remote() && (len(iv.tags) > 0 || slices.Contains(iv.regions, r) || iv.keys[r] != nil) {
 			iv.remote = true
 		}
 	}
@@ -81,7 +81,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 // Memcached, a Store) answers 503 without running the handler; a
 // memory-only one runs it uncached. Close waits for the requests already
 // running (see Config.CloseTimeout).
-func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params, next Next) error {
+func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p params, next nextFunc) error {
 	if !iv.c.inflight.enter() {
 		if iv.remote {
 			w.Header().Set("Retry-After", "1")
@@ -93,7 +93,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 	}
 	defer iv.c.inflight.leave()
 	gate := &pendingGate{w: w}
-	rw := &ResponseWriter{w: gate, onCommit: func(rw *ResponseWriter) {
+	rw := &recorder{w: gate, onCommit: func(rw *recorder) {
 		if rw.status >= 200 && rw.status < 300 {
 			if err := iv.fire(req, p); errors.Is(err, ErrInvalidationPending) || errors.Is(err, ErrClosed) {
 				gate.refuse(rw)
@@ -101,7 +101,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 		}
 	}}
 	err := next(rw, req)
-	if errors.Is(err, ErrSkipStore) {
+	if errors.Is(err, errSkipStore) {
 		// The framework reports a failure (Gin's c.Errors, an abort): no
 		// invalidation unless the handler already committed a 2xx, and an
 		// uncommitted response is left for the framework to finish.
@@ -114,7 +114,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 }
 
 func ignoreSkip(err error) error {
-	if errors.Is(err, ErrSkipStore) {
+	if errors.Is(err, errSkipStore) {
 		return nil
 	}
 	return err
@@ -122,7 +122,7 @@ func ignoreSkip(err error) error {
 
 // fire runs the invalidations; its error joins those the backend did not
 // take (wrapping ErrInvalidationPending, or ErrClosed).
-func (iv *Invalidator) fire(req *http.Request, p Params) error {
+func (iv *Invalidator) fire(req *http.Request, p params) error {
 	ctx := context.WithoutCancel(req.Context())
 	var errs []error
 	if len(iv.tags) > 0 {

@@ -17,25 +17,25 @@ import (
 // a key lets one instance fill it while the others wait for the entry.
 type leaser interface {
 	// acquire takes the lease for ttl; ok is false when another holds it.
-	acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	Acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
 	// release gives the lease back if token still holds it.
-	release(ctx context.Context, key, token string) error
+	Release(ctx context.Context, key, token string) error
 }
 
 var (
-	_ leaser = (*redisBackend)(nil)
-	_ leaser = (*memcacheBackend)(nil)
-	_ leaser = (*nearBackend)(nil)
+	_ backend.Leaser = (*redisBackend)(nil)
+	_ backend.Leaser = (*memcacheBackend)(nil)
+	_ backend.Leaser = (*nearBackend)(nil)
 )
 
 // releaseScript deletes the lease only if it still holds our token, so a
 // holder whose lease expired cannot free someone else's.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (b *redisBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
 	defer cancel()
-	token := strconv.FormatUint(freshCounter(), 36)
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
 	ok, err := b.client.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return "", false, err
@@ -43,14 +43,14 @@ func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duratio
 	return token, ok, nil
 }
 
-func (b *redisBackend) release(ctx context.Context, key, token string) error {
+func (b *redisBackend) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
 }
 
-func (b *memcacheBackend) acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
-	token := strconv.FormatUint(freshCounter(), 36)
+func (b *memcacheBackend) Acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
 	secs := int32((ttl + time.Second - 1) / time.Second)
 	err := b.client.Add(&memcache.Item{Key: key, Value: []byte(token), Expiration: secs})
 	switch {
@@ -65,7 +65,7 @@ func (b *memcacheBackend) acquire(_ context.Context, key string, ttl time.Durati
 // release is get-compare-delete: not atomic on Memcached, which has no
 // compare-and-delete; a lease that expired in between may be freed early,
 // which costs at most one extra origin call.
-func (b *memcacheBackend) release(_ context.Context, key, token string) error {
+func (b *memcacheBackend) Release(_ context.Context, key, token string) error {
 	it, err := b.client.Get(key)
 	if errors.Is(err, memcache.ErrCacheMiss) {
 		return nil
@@ -89,19 +89,19 @@ func (b *memcacheBackend) release(_ context.Context, key, token string) error {
 // sees the entry the holder stored, and learns that the holder released
 // the lease without storing anything, as soon as either happens.
 type leasePoller interface {
-	poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
+	Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *backend.Entry, held bool, err error)
 }
 
 var (
-	_ leasePoller = (*redisBackend)(nil)
-	_ leasePoller = (*memcacheBackend)(nil)
-	_ leasePoller = (*nearBackend)(nil)
+	_ backend.LeasePoller = (*redisBackend)(nil)
+	_ backend.LeasePoller = (*memcacheBackend)(nil)
+	_ backend.LeasePoller = (*nearBackend)(nil)
 )
 
 // poll is load (the entry's bounded GETRANGE, its counters) with a bounded
 // read of the lease key, in one pipeline. It is on the miss path only. A
 // foreign value too long to be a token reads as no lease.
-func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	pipe := b.client.Pipeline()
@@ -120,7 +120,7 @@ func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []strin
 		if err != nil {
 			return nil, false, err
 		}
-		vals[i] = parseDecimal(v)
+		vals[i] = backend.ParseDecimal(v)
 	}
 	// Any value under the lease key holds it, a foreign one too (SET NX
 	// could not take it either): only its absence releases the wait.
@@ -134,7 +134,7 @@ func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []strin
 }
 
 // poll is load's GetMulti with the lease key added.
-func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *memcacheBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -154,29 +154,29 @@ func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []st
 	if it == nil {
 		return nil, held, nil
 	}
-	e, err := decodeShared(it.Value)
+	e, err := backend.DecodeShared(it.Value)
 	return e, held, err
 }
 
 // poll reads the remote store, past the L1 (which may hold an entry from
 // before an invalidation under the same key, and would hide the new one),
 // and keeps what it read as load does.
-func (n *nearBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
-	p, ok := n.inner.(leasePoller)
+func (n *nearBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	p, ok := n.inner.(backend.LeasePoller)
 	if !ok {
-		e, err := n.inner.load(ctx, remoteKey(key), names, vals)
+		e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
 		return e, false, err
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, held, err := p.poll(ctx, remoteKey(key), lkey, names, vals)
+	e, held, err := p.Poll(ctx, backend.RemoteEntryKey(key), lkey, names, vals)
 	if err != nil {
 		return e, held, err
 	}
 	n.install(epoch, names, vals)
 	if e != nil {
-		if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
-			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 			n.l1.Wait()
 		}
 	}
@@ -210,12 +210,12 @@ const (
 // will carry: missing ones still need ensure). A found entry must also be
 // accepted by the front (a memoized value must decode). release is
 // non-nil with leaseHeld.
-func (c *call) lease() (e *entry, release func(), out leaseOutcome) {
+func (c *call) lease() (e *backend.Entry, release func(), out leaseOutcome) {
 	r := c.r
 	if !c.leasing() {
 		return nil, nil, leaseNone
 	}
-	p, _ := r.be.(leasePoller)
+	p, _ := r.be.(backend.LeasePoller)
 	lkey := r.leaseKey(c.canonical)
 	deadline := time.Now().Add(r.cfg.LeaseWait)
 	for {
@@ -249,9 +249,9 @@ func (c *call) lease() (e *entry, release func(), out leaseOutcome) {
 // release.
 func (c *call) acquireLease() (release func(), got bool) {
 	r := c.r
-	l := r.be.(leaser)
+	l := r.be.(backend.Leaser)
 	lkey := r.leaseKey(c.canonical)
-	token, got, err := l.acquire(c.ctx, lkey, r.cfg.LeaseTTL)
+	token, got, err := l.Acquire(c.ctx, lkey, r.cfg.LeaseTTL)
 	switch {
 	case err != nil:
 		r.opDone(c.ctx, "lease", err)
@@ -260,21 +260,21 @@ func (c *call) acquireLease() (release func(), got bool) {
 		return func() {}, false
 	}
 	return func() {
-		if rerr := l.release(context.WithoutCancel(c.ctx), lkey, token); rerr != nil {
+		if rerr := l.Release(context.WithoutCancel(c.ctx), lkey, token); rerr != nil {
 			r.opDone(c.ctx, "lease-release", rerr)
 		}
 	}, true
 }
 
 // usable reports whether an entry read during a lease may end the fill.
-func (c *call) usable(e *entry) bool {
+func (c *call) usable(e *backend.Entry) bool {
 	return c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e)
 }
 
 // awaitRemote polls for the entry another instance is filling, with a
 // growing pause, until deadline. It returns the entry once usable, or
 // released when the lease is gone without a usable entry.
-func (c *call) awaitRemote(p leasePoller, lkey string, deadline time.Time) (e *entry, released bool) {
+func (c *call) awaitRemote(p backend.LeasePoller, lkey string, deadline time.Time) (e *backend.Entry, released bool) {
 	if testhook.Enter(testhook.Lease) {
 		defer testhook.Leave(testhook.Lease)
 	}
@@ -308,16 +308,16 @@ func (c *call) awaitRemote(p leasePoller, lkey string, deadline time.Time) (e *e
 // is a miss, counted once already), the counters and whether the lease is
 // held. A store without poll reads through recheck and reports the lease
 // held, so that only LeaseWait ends the wait.
-func (c *call) pollLease(p leasePoller, lkey string) (*entry, bool, error) {
+func (c *call) pollLease(p backend.LeasePoller, lkey string) (*backend.Entry, bool, error) {
 	if p == nil {
 		e, err := c.recheck()
 		return e, true, err
 	}
 	r := c.r
 	o, t0 := r.obsStart()
-	e, held, err := p.poll(c.ctx, c.skey, lkey, c.names, c.vals)
+	e, held, err := p.Poll(c.ctx, c.skey, lkey, c.names, c.vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		r.brk.done(nil)
 		return nil, held, nil
 	}

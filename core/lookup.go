@@ -10,19 +10,19 @@ import (
 // lookup loads the call's entry and reads its counters into c.vals; a
 // corrupt entry is a miss. A failure is counted, logged and reported to
 // the breaker, unless the caller itself went away.
-func (c *call) lookup() (*entry, error) { return c.read(true) }
+func (c *call) lookup() (*backend.Entry, error) { return c.read(true) }
 
 // recheck is lookup for a second read of a key in the same call (a fill's
 // re-check, polls for another instance's fill): a corrupt value the first
 // read counted is not counted again.
-func (c *call) recheck() (*entry, error) { return c.read(false) }
+func (c *call) recheck() (*backend.Entry, error) { return c.read(false) }
 
-func (c *call) read(countCorrupt bool) (*entry, error) {
+func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 	r := c.r
 	o, t0 := r.obsStart()
-	e, err := r.be.load(c.ctx, c.skey, c.names, c.vals)
+	e, err := r.be.Load(c.ctx, c.skey, c.names, c.vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		if countCorrupt {
 			r.record(evCorrupt)
 		}
@@ -56,18 +56,18 @@ const (
 
 // classify decides what the entry read for c is good for at now, from
 // its lifetimes and the counter values c read.
-func (c *call) classify(e *entry, now int64) freshness {
+func (c *call) classify(e *backend.Entry, now int64) freshness {
 	r := c.r
-	if e == nil || e.key != c.canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
+	if e == nil || e.Key != c.canonical || now >= e.StaleUntil && now >= e.FreshUntil || r.invalidationPending() {
 		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
 	var f freshness
 	switch {
-	case now < e.freshUntil:
+	case now < e.FreshUntil:
 		f = fresh
-	case now < e.freshUntil+int64(r.cfg.Stale):
+	case now < e.FreshUntil+int64(r.cfg.Stale):
 		f = staleOK
-	case now < e.freshUntil+int64(r.cfg.StaleIfError):
+	case now < e.FreshUntil+int64(r.cfg.StaleIfError):
 		f = errorOnly
 	default:
 		return unusable
@@ -89,17 +89,17 @@ func (c *call) classify(e *entry, now int64) freshness {
 // 2015): refresh when now - delta*beta*ln(rand) >= expiry, where delta is
 // how long the last fill took. Hot keys refresh shortly before expiry,
 // one request at a time, instead of all missing together.
-func xfetch(e *entry, now int64, beta float64) bool {
-	if e.fillNanos <= 0 {
+func xfetch(e *backend.Entry, now int64, beta float64) bool {
+	if e.FillNanos <= 0 {
 		return false
 	}
-	gap := -float64(e.fillNanos) * beta * math.Log(1-rand.Float64())
-	return float64(now)+gap >= float64(e.freshUntil)
+	gap := -float64(e.FillNanos) * beta * math.Log(1-rand.Float64())
+	return float64(now)+gap >= float64(e.FreshUntil)
 }
 
 // valid reports whether no counter an entry depends on changed since its
 // producer started.
-func (c *call) valid(e *entry) bool {
+func (c *call) valid(e *backend.Entry) bool {
 	names, vals, rt := c.names, c.vals, c.rt
 	for _, v := range vals {
 		if v == 0 {
@@ -108,23 +108,23 @@ func (c *call) valid(e *entry) bool {
 	}
 	// Stored by this very route under this key (classify compared the key
 	// text): its counters are the ones named here, in the same order.
-	if rt != nil && e.producer == rt && rt.namesFromKey && len(e.counters) == len(vals) {
-		for i, c := range e.counters {
-			if c.value != vals[i] {
+	if rt != nil && e.Producer == rt && rt.namesFromKey && len(e.Counters) == len(vals) {
+		for i, c := range e.Counters {
+			if c.Value != vals[i] {
 				return false
 			}
 		}
 		return true
 	}
 	// Fast path: the entry was stored by this route, same counters in order.
-	if len(e.counters) == len(names) {
+	if len(e.Counters) == len(names) {
 		same := true
-		for i, c := range e.counters {
-			if c.name != names[i] {
+		for i, c := range e.Counters {
+			if c.Name != names[i] {
 				same = false
 				break
 			}
-			if c.value != vals[i] {
+			if c.Value != vals[i] {
 				return false
 			}
 		}
@@ -135,11 +135,11 @@ func (c *call) valid(e *entry) bool {
 	// The entry depends on counters this route did not fetch (another route
 	// sharing the key declared other tags): fetch them too.
 	var extra []string
-	for _, c := range e.counters {
+	for _, c := range e.Counters {
 		found := false
 		for i, n := range names {
-			if n == c.name {
-				if vals[i] != c.value {
+			if n == c.Name {
+				if vals[i] != c.Value {
 					return false
 				}
 				found = true
@@ -147,20 +147,20 @@ func (c *call) valid(e *entry) bool {
 			}
 		}
 		if !found {
-			extra = append(extra, c.name)
+			extra = append(extra, c.Name)
 		}
 	}
 	if len(extra) == 0 {
 		return true
 	}
 	ev := make([]uint64, len(extra))
-	if err := c.r.be.counters(c.ctx, extra, ev); err != nil {
+	if err := c.r.be.Counters(c.ctx, extra, ev); err != nil {
 		c.r.recordError("get-counters", err)
 		return false
 	}
 	for i, name := range extra {
-		for _, c := range e.counters {
-			if c.name == name && c.value != ev[i] {
+		for _, c := range e.Counters {
+			if c.Name == name && c.Value != ev[i] {
 				return false
 			}
 		}
@@ -173,9 +173,9 @@ func (c *call) valid(e *entry) bool {
 
 // softValid reports whether every counter of e that changed since its
 // snapshot was changed by a soft bump that is still the latest one.
-func (c *call) softValid(e *entry) bool {
+func (c *call) softValid(e *backend.Entry) bool {
 	names, vals := c.names, c.vals
-	sb, ok := c.r.be.(softBackend)
+	sb, ok := c.r.be.(backend.SoftBumper)
 	if !ok {
 		return false
 	}
@@ -183,15 +183,15 @@ func (c *call) softValid(e *entry) bool {
 	var snap []uint64
 	for i, n := range names {
 		found := false
-		for _, c := range e.counters {
-			if c.name == n {
+		for _, c := range e.Counters {
+			if c.Name == n {
 				found = true
-				if c.value != vals[i] {
+				if c.Value != vals[i] {
 					if vals[i] == 0 {
 						return false
 					}
 					idx = append(idx, i)
-					snap = append(snap, c.value)
+					snap = append(snap, c.Value)
 				}
 				break
 			}
@@ -200,20 +200,20 @@ func (c *call) softValid(e *entry) bool {
 			return false
 		}
 	}
-	if len(e.counters) != len(names) || len(idx) == 0 {
+	if len(e.Counters) != len(names) || len(idx) == 0 {
 		return false
 	}
 	which := make([]string, len(idx))
 	for j, i := range idx {
 		which[j] = names[i]
 	}
-	marks := make([]softMark, len(idx))
-	if err := sb.softMarks(c.ctx, which, marks); err != nil {
+	marks := make([]backend.SoftMark, len(idx))
+	if err := sb.SoftMarks(c.ctx, which, marks); err != nil {
 		c.r.opDone(c.ctx, "soft-marks", err)
 		return false
 	}
 	for j, i := range idx {
-		if marks[j].old != snap[j] || marks[j].new != vals[i] {
+		if marks[j].Old != snap[j] || marks[j].New != vals[i] {
 			return false
 		}
 	}

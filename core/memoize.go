@@ -317,8 +317,8 @@ type memoFront[T any] struct {
 	v       T // the caller's value
 }
 
-func (mf *memoFront[T]) replay(c *call, e *entry, _ int64, ev event) bool {
-	v, ok := mf.decode(c.r, e.body)
+func (mf *memoFront[T]) replay(c *call, e *backend.Entry, _ int64, ev event) bool {
+	v, ok := mf.decode(c.r, e.Body)
 	if !ok {
 		return false
 	}
@@ -329,9 +329,9 @@ func (mf *memoFront[T]) replay(c *call, e *entry, _ int64, ev event) bool {
 
 // accepts reports whether e's body decodes as a T (a fill must not settle
 // for a stored value its callers cannot use).
-func (mf *memoFront[T]) accepts(e *entry) bool {
+func (mf *memoFront[T]) accepts(e *backend.Entry) bool {
 	var v T
-	return mf.o.codec.Unmarshal(e.body, &v) == nil
+	return mf.o.codec.Unmarshal(e.Body, &v) == nil
 }
 
 func (mf *memoFront[T]) detached() bool { return true }
@@ -376,7 +376,7 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 		return p
 	}
 	e := r.newEntry(http.StatusOK, nil, body, c.canonical, p.snap, start)
-	e.prepare()
+	e.Prepare()
 	p.share = e
 	if int64(len(body)) > r.cfg.MaxEntryBytes {
 		r.recordNotStored(NotStoredTooLarge)

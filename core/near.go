@@ -35,8 +35,8 @@ const DefaultNearStaleness = time.Second
 // after it was read: an invalidation made by another instance can go
 // unseen for that long.
 type nearBackend struct {
-	inner     backend
-	l1        *ristretto.Cache[string, *entry]
+	inner     backend.Backend
+	l1        *ristretto.Cache[string, *backend.Entry]
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
 
@@ -72,7 +72,7 @@ type nearCounter struct {
 }
 
 // wrapNear builds the near cache when the URL asks for one.
-func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backend, error) {
+func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger) (backend.Backend, error) {
 	nb := q.Get("near_max_bytes")
 	ns := q.Get("near_staleness")
 	if nb == "" {
@@ -89,7 +89,7 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 	// near_max_bytes bounds the entries and the local counters together:
 	// the counters may take a quarter of it.
 	counterBytes := maxBytes / 4
-	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+	client, err := ristretto.NewCache(&ristretto.Config[string, *backend.Entry]{
 		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes - counterBytes, BufferItems: 64,
 		// One hash per lookup, as in the memory backend: the region
 		// compares the entry's key text, so a collision is only a miss.
@@ -215,7 +215,7 @@ func (n *nearBackend) trusted() bool {
 	return true
 }
 
-func (n *nearBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
@@ -224,7 +224,7 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, err := n.inner.load(ctx, remoteKey(key), names, vals)
+	e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
 	if err != nil {
 		return e, err
 	}
@@ -232,8 +232,8 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 	if e == nil {
 		return nil, nil
 	}
-	if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
-		n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+	if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+		n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 		n.l1.Wait() // ristretto buffers sets; make this one visible now
 	}
 	return e, nil
@@ -244,7 +244,7 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 // then the SHA-256 of the canonical key. A near hit never computes it.
 func remoteKey(canonical string) string {
 	i := strings.IndexByte(canonical, ':')
-	return entryKey(canonical[:i+1], canonical)
+	return backend.EntryKey(canonical[:i+1], canonical)
 }
 
 // localCounters fills vals from local copies, if all are present and
@@ -285,24 +285,24 @@ func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
 	}
 }
 
-func (n *nearBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	epoch := n.epoch.Load()
-	if err := n.inner.counters(ctx, names, vals); err != nil {
+	if err := n.inner.Counters(ctx, names, vals); err != nil {
 		return err
 	}
 	n.install(epoch, names, vals)
 	return nil
 }
 
-func (n *nearBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
-	return n.inner.ensure(ctx, names, vals)
+func (n *nearBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+	return n.inner.Ensure(ctx, names, vals)
 }
 
-func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	if err := n.inner.store(ctx, remoteKey(key), e, ttl); err != nil {
+func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
-	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 	n.l1.Wait()
 	return nil
 }
@@ -311,22 +311,22 @@ func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.
 // backend publishes the invalidation itself (in the same round trip), as
 // it does for a Cache without near cache, so every near cache hears of
 // every invalidation whichever instance made it.
-func (n *nearBackend) bump(ctx context.Context, name string) error {
-	err := n.inner.bump(ctx, name)
+func (n *nearBackend) Bump(ctx context.Context, name string) error {
+	err := n.inner.Bump(ctx, name)
 	n.drop(name)
 	return err
 }
 
 // setCounterTTL passes the counters' lifetime to the inner backend.
-func (n *nearBackend) setCounterTTL(d time.Duration) {
-	if cl, ok := n.inner.(counterLifer); ok {
-		cl.setCounterTTL(d)
+func (n *nearBackend) SetCounterTTL(d time.Duration) {
+	if cl, ok := n.inner.(backend.CounterLifer); ok {
+		cl.SetCounterTTL(d)
 	}
 }
 
-func (n *nearBackend) remote() bool { return true }
+func (n *nearBackend) Remote() bool { return true }
 
-func (n *nearBackend) close() error {
+func (n *nearBackend) Close() error {
 	if n.cancel != nil {
 		n.cancel()
 		n.psMu.Lock()
@@ -337,20 +337,20 @@ func (n *nearBackend) close() error {
 		<-n.done
 	}
 	n.l1.Close()
-	return n.inner.close()
+	return n.inner.Close()
 }
 
 // leaser passes the inner backend's leases through.
-func (n *nearBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
-	if l, ok := n.inner.(leaser); ok {
-		return l.acquire(ctx, key, ttl)
+func (n *nearBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	if l, ok := n.inner.(backend.Leaser); ok {
+		return l.Acquire(ctx, key, ttl)
 	}
 	return "", true, nil
 }
 
-func (n *nearBackend) release(ctx context.Context, key, token string) error {
-	if l, ok := n.inner.(leaser); ok {
-		return l.release(ctx, key, token)
+func (n *nearBackend) Release(ctx context.Context, key, token string) error {
+	if l, ok := n.inner.(backend.Leaser); ok {
+		return l.Release(ctx, key, token)
 	}
 	return nil
 }

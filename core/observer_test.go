@@ -186,7 +186,7 @@ func TestObserverBackendErrors(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		w := httptest.NewRecorder()
-		_ = rt.Serve(w, httptest.NewRequest("GET", "/x", nil), NoParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.Serve(w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprint(w, "ok")
 			return nil
 		})

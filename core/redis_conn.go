@@ -74,7 +74,7 @@ func (a *admission) enter(ctx context.Context) error {
 			f := a.failure.Load()
 			stalled := f > start.UnixNano() && f > a.progress.Load()
 			if waited >= a.wait || stalled {
-				return fmt.Errorf("%w: waited %v for one of %d connections", errQueued, waited.Round(time.Millisecond), cap(a.slots))
+				return fmt.Errorf("%w: waited %v for one of %d connections", backend.ErrQueued, waited.Round(time.Millisecond), cap(a.slots))
 			}
 			t.Reset(tick)
 		}
@@ -138,7 +138,7 @@ func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 			h.done(c.Err(), c)
 		}
 		if errors.Is(err, redis.ErrPoolTimeout) {
-			err = fmt.Errorf("%w: %w", errQueued, err)
+			err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
 		}
 		return err
 	}
@@ -150,9 +150,9 @@ func (h connHook) done(err error, cmd redis.Cmder) error {
 	case err == nil || errors.Is(err, redis.Nil) || isRedisReply(err):
 		h.a.alive()
 	case errors.Is(err, redis.ErrPoolTimeout):
-		err = fmt.Errorf("%w: %w", errQueued, err)
+		err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
 		cmd.SetErr(err)
-	case errors.Is(err, errQueued) || errors.Is(err, context.Canceled):
+	case errors.Is(err, backend.ErrQueued) || errors.Is(err, context.Canceled):
 	default:
 		h.a.failure.Store(time.Now().UnixNano())
 	}
@@ -191,7 +191,7 @@ func refused(ctx context.Context) error {
 	if ctx.Err() == nil {
 		return nil
 	}
-	if c := context.Cause(ctx); errors.Is(c, errQueued) {
+	if c := context.Cause(ctx); errors.Is(c, backend.ErrQueued) {
 		return c
 	}
 	return nil
@@ -508,7 +508,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 // the connection that loads the cluster's slot map, which the cluster
 // client would wait for.)
 func (b *redisBackend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
-	v := strconv.FormatUint(freshCounter(), 10)
+	v := strconv.FormatUint(backend.FreshCounter(), 10)
 	err := cn.Set(ctx, name, v, 0).Err()
 	for range 3 {
 		addr, ok := movedTo(err)

@@ -16,7 +16,7 @@ type Region struct {
 	c             *Cache
 	name          string
 	cfg           RegionConfig
-	be            backend
+	be            backend.Backend
 	ns            string // Prefix + ":"
 	regionCounter string
 	// keyCounterPrefix and tagCounterPrefix start the logical names of key
@@ -52,7 +52,7 @@ type Region struct {
 	errLogged atomicTime
 }
 
-func newRegion(c *Cache, name string, cfg RegionConfig, be backend) *Region {
+func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Region {
 	r := &Region{
 		c: c, name: name, cfg: cfg, be: be, ns: cfg.Prefix + ":",
 		status:       map[int]bool{},
@@ -133,7 +133,7 @@ func (r *Region) Stats() Stats {
 // short and printable (readable in redis-cli), else a SHA-256 under the
 // prefix, so Memcached's 250-byte, no-space rule always holds.
 func (r *Region) counterName(s string) string {
-	if !r.be.remote() {
+	if !r.be.Remote() {
 		return s
 	}
 	if len(s) <= maxPlainCounterName && allOf(s, classPrintable) {
@@ -160,8 +160,8 @@ func (r *Region) storageKey(canonical string) string {
 	if _, near := r.be.(*nearBackend); near {
 		return canonical // hashed by the near cache only when it goes remote
 	}
-	if r.be.remote() {
-		return entryKey(r.ns, canonical)
+	if r.be.Remote() {
+		return backend.EntryKey(r.ns, canonical)
 	}
 	return canonical
 }
@@ -169,19 +169,19 @@ func (r *Region) storageKey(canonical string) string {
 // storageKeyIn is storageKey built in the request's scratch, without
 // allocating: the result views st and is valid until st is pooled.
 func (r *Region) storageKeyIn(st *reqState, canonical string) string {
-	if _, near := r.be.(*nearBackend); near || !r.be.remote() {
+	if _, near := r.be.(*nearBackend); near || !r.be.Remote() {
 		return canonical
 	}
 	if _, user := r.be.(*storeBackend); user {
 		return r.storageKey(canonical) // a store of unknown code may keep its key
 	}
-	st.skey = appendEntryKey(st.skey[:0], r.ns, canonical)
+	st.skey = backend.AppendEntryKey(st.skey[:0], r.ns, canonical)
 	return unsafeString(st.skey)
 }
 
 // entryKey is where a remote backend keeps the entry of a canonical key:
 // the namespace ("prefix:"), then the SHA-256 of the key in hex.
-func entryKey(ns, canonical string) string { return string(appendEntryKey(nil, ns, canonical)) }
+func entryKey(ns, canonical string) string { return string(backend.AppendEntryKey(nil, ns, canonical)) }
 
 func appendEntryKey(dst []byte, ns, canonical string) []byte {
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(canonical), len(canonical)))

@@ -5,17 +5,17 @@ import (
 	"net/http"
 )
 
-// Next runs the rest of the handler chain, writing to w. Adapters build it
+// nextFunc runs the rest of the handler chain, writing to w. Adapters build it
 // from their framework's "next"; it returns the handler's error (Echo) or
 // a non-nil error when the framework reports the request as failed or
 // aborted (Gin), which keeps the response out of the cache.
-type Next func(w http.ResponseWriter, r *http.Request) error
+type nextFunc func(w http.ResponseWriter, r *http.Request) error
 
-// ErrSkipStore, returned by a Next, keeps a response out of the cache
+// errSkipStore, returned by a nextFunc, keeps a response out of the cache
 // without reporting an error: Serve returns nil. Adapters use it for
 // requests their framework marks as failed without an error value (Gin's
 // c.Errors or an abort, an Echo handler that returned nil uncommitted).
-var ErrSkipStore = errors.New("routecache: response not storable")
+var errSkipStore = errors.New("routecache: response not storable")
 
 // Route is a compiled cache decorator: one region, a key and tags. It is
 // safe for concurrent use and meant to be built once per route.

@@ -37,7 +37,7 @@ type call struct {
 	vals  []uint64
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
-	fallback *entry
+	fallback *backend.Entry
 	// fills is set when the call may fill and refresh (a HEAD only reads:
 	// its response has no body to store for GET).
 	fills bool
@@ -60,10 +60,10 @@ type front interface {
 	// replay answers the caller from e, counting ev (evHit, evCoalescedHit,
 	// evStale or evStaleIfError), and reports whether it could: a memoized
 	// value that does not decode cannot answer (it is then a miss).
-	replay(c *call, e *entry, now int64, ev event) bool
+	replay(c *call, e *backend.Entry, now int64, ev event) bool
 	// accepts reports whether a stored entry may end a fill (a memoized
 	// value must decode).
-	accepts(e *entry) bool
+	accepts(e *backend.Entry) bool
 	// bypass runs the producer uncached for the caller (the bypass is
 	// counted already).
 	bypass(c *call, reason string) error
@@ -98,7 +98,7 @@ func setBypass(w http.ResponseWriter, reason string) {
 	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + reason}
 }
 
-func setMiss(rw *ResponseWriter) {
+func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
 	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
@@ -108,9 +108,9 @@ func setMiss(rw *ResponseWriter) {
 // or run next (once per key in this process) and store its response when
 // it is storable. pattern is the route pattern ("/articles/:id"); p gives
 // the route's parameters. It returns next's error, if next ran.
-func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
+func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
 	err := rt.serve(w, req, p, pattern, next)
-	if errors.Is(err, ErrSkipStore) {
+	if errors.Is(err, errSkipStore) {
 		return nil
 	}
 	return err
@@ -118,7 +118,7 @@ func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, patte
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
 // then call.serve.
-func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
+func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
 	r := rt.r
 	reason := ""
 	switch {
@@ -157,7 +157,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 // serve looks the key up and answers: a fresh entry is replayed (and
 // maybe refreshed early), a stale one replayed and refreshed, and anything
 // else is a miss.
-func (c *call) serve(next Next) error {
+func (c *call) serve(next nextFunc) error {
 	r := c.r
 	e, err := c.lookup()
 	if err != nil {
@@ -165,7 +165,7 @@ func (c *call) serve(next Next) error {
 		return c.bypass(BypassBackend, next)
 	}
 	now := nowNano()
-	if e != nil && e.freshUntil-now < int64(clockGuard) {
+	if e != nil && e.FreshUntil-now < int64(clockGuard) {
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
@@ -202,7 +202,7 @@ func (c *call) serve(next Next) error {
 // miss joins the key's flight: its leader fills (on this goroutine, or in
 // the background for a detached front), and every caller answers from
 // the flight once it lands.
-func (c *call) miss(next Next) error {
+func (c *call) miss(next nextFunc) error {
 	f, leader := c.r.flights.join(c.skey, c.abandonAfter)
 	if leader {
 		if !c.detached() {
@@ -233,7 +233,7 @@ func (c *call) staleIfError() bool {
 }
 
 // replay answers the caller from e, counting ev; see front.replay.
-func (c *call) replay(e *entry, now int64, ev event) bool {
+func (c *call) replay(e *backend.Entry, now int64, ev event) bool {
 	if c.route != nil {
 		return c.route.replay(c, e, now, ev)
 	}
@@ -241,13 +241,13 @@ func (c *call) replay(e *entry, now int64, ev event) bool {
 }
 
 // accepts reports whether a stored entry may end a fill; see front.accepts.
-func (c *call) accepts(e *entry) bool { return c.route != nil || c.fr.accepts(e) }
+func (c *call) accepts(e *backend.Entry) bool { return c.route != nil || c.fr.accepts(e) }
 
 // detached reports whether fills run in the background; see front.detached.
 func (c *call) detached() bool { return c.route == nil && c.fr.detached() }
 
 // bypass runs the producer uncached; see front.bypass.
-func (c *call) bypass(reason string, next Next) error {
+func (c *call) bypass(reason string, next nextFunc) error {
 	if c.route != nil {
 		return c.route.bypass(reason, next)
 	}
@@ -255,7 +255,7 @@ func (c *call) bypass(reason string, next Next) error {
 }
 
 // runProducer runs the producer once; see front.produce.
-func (c *call) runProducer(ctx context.Context, refresh bool, next Next) produced {
+func (c *call) runProducer(ctx context.Context, refresh bool, next nextFunc) produced {
 	if c.route != nil {
 		return c.route.produce(c, ctx, refresh, next)
 	}
@@ -263,7 +263,7 @@ func (c *call) runProducer(ctx context.Context, refresh bool, next Next) produce
 }
 
 // settle answers from a landed flight; see front.settle.
-func (c *call) settle(f *flight, o outcome, next Next) error {
+func (c *call) settle(f *flight, o outcome, next nextFunc) error {
 	if c.route != nil {
 		return c.route.settle(c, f, o, next)
 	}

@@ -21,69 +21,69 @@ import (
 // does not match, and only in regions that enable SoftInvalidation.
 
 // softMark is the pair a soft bump records.
-type softMark struct{ old, new uint64 }
+type softMark struct{ Old, New uint64 }
 
 // softBackend is implemented by backends that support soft bumps; on the
 // others a soft invalidation is a hard one.
 type softBackend interface {
-	softBump(ctx context.Context, name string) error
-	softMarks(ctx context.Context, names []string, marks []softMark) error
+	SoftBump(ctx context.Context, name string) error
+	SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error
 }
 
 var (
-	_ softBackend = (*memoryBackend)(nil)
-	_ softBackend = (*redisBackend)(nil)
-	_ softBackend = (*memcacheBackend)(nil)
-	_ softBackend = (*nearBackend)(nil)
+	_ backend.SoftBumper = (*memoryBackend)(nil)
+	_ backend.SoftBumper = (*redisBackend)(nil)
+	_ backend.SoftBumper = (*memcacheBackend)(nil)
+	_ backend.SoftBumper = (*nearBackend)(nil)
 )
 
 // softKey is where a counter's soft mark lives ("s|" cannot start a
 // counter name, which starts with the region prefix).
 func softKey(name string) string { return "s|" + name }
 
-func encodeMark(m softMark) string {
-	return strconv.FormatUint(m.old, 10) + ":" + strconv.FormatUint(m.new, 10)
+func encodeMark(m backend.SoftMark) string {
+	return strconv.FormatUint(m.Old, 10) + ":" + strconv.FormatUint(m.New, 10)
 }
 
-func decodeMark(b []byte) softMark {
+func decodeMark(b []byte) backend.SoftMark {
 	o, n, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
 	if !ok {
-		return softMark{}
+		return backend.SoftMark{}
 	}
 	ov, err1 := strconv.ParseUint(o, 10, 64)
 	nv, err2 := strconv.ParseUint(n, 10, 64)
 	if err1 != nil || err2 != nil {
-		return softMark{}
+		return backend.SoftMark{}
 	}
-	return softMark{old: ov, new: nv}
+	return backend.SoftMark{Old: ov, New: nv}
 }
 
 // memory
 
 type softMap struct {
 	mu sync.Mutex
-	m  map[string]softMark
+	m  map[string]backend.SoftMark
 }
 
-func (m *memoryBackend) softBump(_ context.Context, name string) error {
-	c, created := m.counterM.getOrCreate(name, freshCounter)
-	var mark softMark
+func (m *memoryBackend) SoftBump(_ context.Context, name string) error {
+	c, created := m.counterM.getOrCreate(name, backend.FreshCounter)
+	var mark backend.SoftMark
 	if created {
-		mark = softMark{old: baseCounter, new: c.Load()}
+		mark = backend.SoftMark{Old: backend.BaseCounter, New: c.Load()}
 	} else {
 		n := c.Add(1)
-		mark = softMark{old: n - 1, new: n}
+		mark = backend.SoftMark{Old: n - 1, New: n}
 	}
 	m.soft.mu.Lock()
 	if m.soft.m == nil {
-		m.soft.m = map[string]softMark{}
+		m.soft.m = map[string]backend.SoftMark{}
 	}
 	m.soft.m[strings.Clone(name)] = mark
 	m.soft.mu.Unlock()
 	return nil
 }
 
-func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+func (m *memoryBackend) SoftMarks(_ context.Context, names []string, marks []backend.SoftMark) error {
 	m.soft.mu.Lock()
 	defer m.soft.mu.Unlock()
 	for i, n := range names {
@@ -98,7 +98,7 @@ func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []sof
 // a counter. (The mark's key lives in another cluster slot than the
 // counter's, hence two scripts.)
 
-func (b *redisBackend) softBump(ctx context.Context, name string) error {
+func (b *redisBackend) SoftBump(ctx context.Context, name string) error {
 	n, err := b.incr(ctx, name, false)
 	if err != nil {
 		return err
@@ -106,14 +106,14 @@ func (b *redisBackend) softBump(ctx context.Context, name string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	err = markScript.Run(ctx, b.client, []string{softKey(name)},
-		encodeMark(softMark{old: n - 1, new: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
+		encodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
 	if err != nil {
 		return fmt.Errorf("publish invalidation: %w", err)
 	}
 	return nil
 }
 
-func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
+func (b *redisBackend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	keys := make([]string, len(names))
@@ -125,7 +125,7 @@ func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []so
 		return err
 	}
 	for i, v := range res {
-		marks[i] = softMark{}
+		marks[i] = backend.SoftMark{}
 		if s, ok := v.(string); ok {
 			marks[i] = decodeMark([]byte(s))
 		}
@@ -136,15 +136,15 @@ func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []so
 // Memcached: Increment returns the new value; a counter that had to be
 // created has no "before" any entry could hold, so it gets no mark.
 
-func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
+func (b *memcacheBackend) SoftBump(ctx context.Context, name string) error {
 	n, err := b.increment(ctx, name)
 	if err != nil || n == 0 {
 		return err
 	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n})), Expiration: b.counterExpiry()})
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(backend.SoftMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
 }
 
-func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []backend.SoftMark) error {
 	keys := make([]string, len(names))
 	for i, n := range names {
 		keys[i] = softKey(n)
@@ -154,7 +154,7 @@ func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []s
 		return err
 	}
 	for i, k := range keys {
-		marks[i] = softMark{}
+		marks[i] = backend.SoftMark{}
 		if it, ok := got[k]; ok {
 			marks[i] = decodeMark(it.Value)
 		}
@@ -164,28 +164,28 @@ func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []s
 
 // near cache: the inner backend publishes (Redis); the local copy goes.
 
-func (n *nearBackend) softBump(ctx context.Context, name string) error {
-	sb, ok := n.inner.(softBackend)
+func (n *nearBackend) SoftBump(ctx context.Context, name string) error {
+	sb, ok := n.inner.(backend.SoftBumper)
 	if !ok {
-		return n.bump(ctx, name)
+		return n.Bump(ctx, name)
 	}
-	err := sb.softBump(ctx, name)
+	err := sb.SoftBump(ctx, name)
 	n.drop(name)
 	return err
 }
 
-func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
-	if sb, ok := n.inner.(softBackend); ok {
-		return sb.softMarks(ctx, names, marks)
+func (n *nearBackend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
+	if sb, ok := n.inner.(backend.SoftBumper); ok {
+		return sb.SoftMarks(ctx, names, marks)
 	}
 	clear(marks)
 	return nil
 }
 
 // bumpCounter bumps a counter, softly when asked and the backend can.
-func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
-	if sb, ok := be.(softBackend); ok && soft {
-		return sb.softBump(ctx, name)
+func bumpCounter(ctx context.Context, be backend.Backend, name string, soft bool) error {
+	if sb, ok := be.(backend.SoftBumper); ok && soft {
+		return sb.SoftBump(ctx, name)
 	}
-	return be.bump(ctx, name)
+	return be.Bump(ctx, name)
 }
