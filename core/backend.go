@@ -31,19 +31,19 @@ type backend interface {
 	// the current value of each named counter, in one round trip where the
 	// store allows. A value that cannot be decoded is reported as errCorrupt
 	// together with the counters.
-	load(ctx context.Context, key string, counters []string, vals []uint64) (*entry, error)
+	Load(ctx context.Context, key string, counters []string, vals []uint64) (*entry, error)
 	// counters fills vals with the named counters' values (0 = missing).
-	counters(ctx context.Context, names []string, vals []uint64) error
+	Counters(ctx context.Context, names []string, vals []uint64) error
 	// ensure creates each missing counter (vals[i]==0) with a fresh value
 	// and stores in vals the value now current.
-	ensure(ctx context.Context, names []string, vals []uint64) error
+	Ensure(ctx context.Context, names []string, vals []uint64) error
 	// store writes an entry that expires after ttl.
-	store(ctx context.Context, key string, e *entry, ttl time.Duration) error
+	Store(ctx context.Context, key string, e *entry, ttl time.Duration) error
 	// bump changes a counter to a value it never had (an invalidation).
-	bump(ctx context.Context, counter string) error
+	Bump(ctx context.Context, counter string) error
 	// remote reports whether keys leave the process (and must be hashed).
-	remote() bool
-	close() error
+	Remote() bool
+	Close() error
 }
 
 // entryAllowance is what an encoded entry may hold besides its body: the
@@ -71,24 +71,24 @@ type entryBounder interface {
 	// boundEntries raises the bound to fit the entries of a region whose
 	// bodies are capped at maxBody bytes. It is called for each region
 	// using the backend, before the first request.
-	boundEntries(maxBody int64)
+	BoundEntries(maxBody int64)
 }
 
 // boundEntries tells be the body cap of a region using it (a no-op for
 // backends that bound reads otherwise, or not at all).
 func boundEntries(be backend, maxBody int64) {
 	if b, ok := be.(entryBounder); ok {
-		b.boundEntries(maxBody)
+		b.BoundEntries(maxBody)
 	}
 }
 
-func (n *nearBackend) boundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
+func (n *nearBackend) BoundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
 
 // counterLifer is implemented by backends whose counters expire (Redis,
 // Memcached): New gives each the lifetime counterLifetime computes from
 // the regions using it.
 type counterLifer interface {
-	setCounterTTL(d time.Duration)
+	SetCounterTTL(d time.Duration)
 }
 
 // counterSlack is added to the longest entry lifetime of a backend's
@@ -164,7 +164,7 @@ func openBackend(raw string, log *slog.Logger) (backend, error) {
 	setBackendLogger(b, log)
 	nb, err := wrapNear(b, u, q, log)
 	if err != nil {
-		b.close()
+		b.Close()
 		return nil, err
 	}
 	return nb, nil
@@ -382,13 +382,13 @@ func newMemoryBackend(maxBytes int64) (*memoryBackend, error) {
 // load reads the entry with ristretto's own Get rather than through the
 // gocache store: the store's Get takes the key as an interface value,
 // which costs an allocation on every hit. Writes go through the store.
-func (m *memoryBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
-	_ = m.counters(ctx, names, vals)
+func (m *memoryBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	_ = m.Counters(ctx, names, vals)
 	e, _ := m.client.Get(key)
 	return e, nil
 }
 
-func (m *memoryBackend) counters(_ context.Context, names []string, vals []uint64) error {
+func (m *memoryBackend) Counters(_ context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		if c := m.counterM.get(n); c != nil {
 			vals[i] = c.Load()
@@ -399,8 +399,8 @@ func (m *memoryBackend) counters(_ context.Context, names []string, vals []uint6
 	return nil
 }
 
-func (m *memoryBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
-	return m.counters(ctx, names, vals)
+func (m *memoryBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+	return m.Counters(ctx, names, vals)
 }
 
 // ristrettoFixedBytes is the heap a ristretto cache with numCounters
@@ -421,17 +421,17 @@ func ristrettoFixedBytes(numCounters int64) int64 {
 	return sketch + bits/8 + 32<<10*8 + 64<<10
 }
 
-func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+func (m *memoryBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
 	// A recorded body grew by append and may hold up to twice its length
 	// in capacity, all of it kept alive by the entry: keep an exactly
 	// sized copy instead (the entry is not shared before it is stored),
 	// so that what the budget is charged is what the heap holds.
-	if c := cap(e.body); c > len(e.body) {
-		if b := append([]byte(nil), e.body...); cap(b) < c {
-			e.body = b
+	if c := cap(e.Body); c > len(e.Body) {
+		if b := append([]byte(nil), e.Body...); cap(b) < c {
+			e.Body = b
 		}
 	}
-	cost := e.memSize() + int64(len(key))
+	cost := e.MemSize() + int64(len(key))
 	if cost > m.maxBytes {
 		return errTooLarge
 	}
@@ -450,16 +450,16 @@ func (m *memoryBackend) store(ctx context.Context, key string, e *entry, ttl tim
 	return nil
 }
 
-func (m *memoryBackend) bump(_ context.Context, name string) error {
+func (m *memoryBackend) Bump(_ context.Context, name string) error {
 	if c, created := m.counterM.getOrCreate(name, freshCounter); !created {
 		c.Add(1)
 	}
 	return nil
 }
 
-func (m *memoryBackend) remote() bool { return false }
+func (m *memoryBackend) Remote() bool { return false }
 
-func (m *memoryBackend) close() error {
+func (m *memoryBackend) Close() error {
 	m.client.Close()
 	return nil
 }
@@ -495,8 +495,8 @@ type storeBackend struct {
 
 func newStoreBackend(st store.StoreInterface) *storeBackend { return &storeBackend{st: st} }
 
-func (s *storeBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
-	if err := s.counters(ctx, names, vals); err != nil {
+func (s *storeBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+	if err := s.Counters(ctx, names, vals); err != nil {
 		return nil, err
 	}
 	v, err := s.st.Get(ctx, key)
@@ -515,7 +515,7 @@ func (s *storeBackend) load(ctx context.Context, key string, names []string, val
 	return nil, errCorrupt
 }
 
-func (s *storeBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+func (s *storeBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		v, err := s.st.Get(ctx, n)
 		if err != nil {
@@ -530,7 +530,7 @@ func (s *storeBackend) counters(ctx context.Context, names []string, vals []uint
 	return nil
 }
 
-func (s *storeBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+func (s *storeBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		if vals[i] != 0 {
 			continue
@@ -545,16 +545,16 @@ func (s *storeBackend) ensure(ctx context.Context, names []string, vals []uint64
 	return nil
 }
 
-func (s *storeBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	return s.st.Set(ctx, key, e.encode(), store.WithExpiration(ttl))
+func (s *storeBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	return s.st.Set(ctx, key, e.Encode(), store.WithExpiration(ttl))
 }
 
-func (s *storeBackend) bump(ctx context.Context, name string) error {
+func (s *storeBackend) Bump(ctx context.Context, name string) error {
 	return s.st.Set(ctx, name, []byte(strconv.FormatUint(freshCounter(), 10)))
 }
 
-func (s *storeBackend) remote() bool { return true }
-func (s *storeBackend) close() error { return nil }
+func (s *storeBackend) Remote() bool { return true }
+func (s *storeBackend) Close() error { return nil }
 
 func isNotFound(err error) bool {
 	return errors.Is(err, store.NotFound{})
@@ -606,7 +606,7 @@ func setCounterLifetimes(regions map[string]*Region) {
 	}
 	for be, list := range cfgs {
 		if cl, ok := be.(counterLifer); ok {
-			cl.setCounterTTL(counterLifetime(list))
+			cl.SetCounterTTL(counterLifetime(list))
 		}
 	}
 }
@@ -614,7 +614,7 @@ func setCounterLifetimes(regions map[string]*Region) {
 // setBackendLogger hands the Cache's logger to a backend whose client logs
 // by itself (Redis: see redisLogger).
 func setBackendLogger(b backend, log *slog.Logger) {
-	if l, ok := b.(interface{ setLogger(*slog.Logger) }); ok {
-		l.setLogger(log)
+	if l, ok := b.(interface{ SetLogger(*slog.Logger) }); ok {
+		l.SetLogger(log)
 	}
 }

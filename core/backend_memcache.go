@@ -136,7 +136,7 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 	}, nil
 }
 
-func (b *memcacheBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func (b *memcacheBackend) load(ctx context.Context, key string, names []string, 
 	return decodeShared(it.Value)
 }
 
-func (b *memcacheBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+func (b *memcacheBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -199,7 +199,7 @@ func (b *memcacheBackend) counterExpiry() int32 {
 }
 
 // setCounterTTL sets how long counters live (counterLifer).
-func (b *memcacheBackend) setCounterTTL(d time.Duration) { b.counterTTL = d }
+func (b *memcacheBackend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
 // touch renews a counter's lifetime. It is best effort: a counter gone
 // meanwhile stays gone (its entries are misses), and a failure leaves the
@@ -213,7 +213,7 @@ func (b *memcacheBackend) touch(name string, exp int32) {
 // deletions or evictions of the same counter.
 const memcacheAttempts = 5
 
-func (b *memcacheBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+func (b *memcacheBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		if vals[i] != 0 {
 			continue
@@ -271,7 +271,7 @@ func (b *memcacheBackend) create(name string) (uint64, error) {
 // expiration: a touch follows it); a missing one is created from a fresh
 // random value (never 0 or 1), so a counter lost to eviction or expiry
 // never repeats a value an entry may have recorded.
-func (b *memcacheBackend) bump(ctx context.Context, name string) error {
+func (b *memcacheBackend) Bump(ctx context.Context, name string) error {
 	_, err := b.increment(ctx, name)
 	return err
 }
@@ -309,11 +309,11 @@ func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, e
 	return 0, fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
 }
 
-func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+func (b *memcacheBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	v := e.encode()
+	v := e.Encode()
 	if len(v)+len(key)+memcacheItemOverhead > b.maxItem {
 		return errTooLarge
 	}
@@ -330,8 +330,8 @@ func (b *memcacheBackend) store(ctx context.Context, key string, e *entry, ttl t
 	// (counterLifetime). Memcached has no pipelining here: one touch per
 	// counter, on fills only (never on hits).
 	exp := b.counterExpiry()
-	for _, c := range e.counters {
-		b.touch(c.name, exp)
+	for _, c := range e.Counters {
+		b.touch(c.Name, exp)
 	}
 	return nil
 }
@@ -384,7 +384,7 @@ func (b *memcacheBackend) failed(err error) error {
 	return err
 }
 
-func (b *memcacheBackend) remote() bool { return true }
+func (b *memcacheBackend) Remote() bool { return true }
 
 // close drops the idle connections; it never flushes anything.
-func (b *memcacheBackend) close() error { return b.client.Close() }
+func (b *memcacheBackend) Close() error { return b.client.Close() }

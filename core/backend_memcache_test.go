@@ -49,7 +49,7 @@ func mcOpen(t testing.TB, raw string) *memcacheBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { be.close() })
+	t.Cleanup(func() { be.Close() })
 	return be.(*memcacheBackend)
 }
 
@@ -90,10 +90,10 @@ func TestMemcacheURL(t *testing.T) {
 		if mb.client.Timeout != g.timeout || mb.client.MaxIdleConns != g.idle || mb.maxItem != g.item {
 			t.Errorf("%s: timeout %v max_idle %d max_item %d", g.raw, mb.client.Timeout, mb.client.MaxIdleConns, mb.maxItem)
 		}
-		if !mb.remote() {
+		if !mb.Remote() {
 			t.Errorf("%s: not remote", g.raw)
 		}
-		be.close()
+		be.Close()
 	}
 
 	bad := map[string]string{
@@ -207,11 +207,11 @@ func mcTTL(t testing.TB, addrs []string, key string) (ttl int64, ok bool) {
 func mcEntry(key string, body []byte, counters ...counterSnap) *entry {
 	now := time.Now().UnixNano()
 	e := &entry{
-		status: 200, header: http.Header{"Content-Type": {"text/plain"}}, body: body,
-		created: now, freshUntil: now + int64(time.Minute), staleUntil: now + int64(time.Minute),
-		etag: strongETag(body), key: key, counters: counters,
+		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: body,
+		Created: now, FreshUntil: now + int64(time.Minute), StaleUntil: now + int64(time.Minute),
+		ETag: strongETag(body), Key: key, Counters: counters,
 	}
-	e.prepare()
+	e.Prepare()
 	return e
 }
 
@@ -224,7 +224,7 @@ func TestMemcacheLoad(t *testing.T) {
 	p := mcPrefix()
 	names := []string{p + ":v:r:r", p + ":v:k:r:/x", p + ":v:t:a", p + ":v:t:b"}
 	vals := make([]uint64, len(names))
-	if err := b.counters(ctx, names, vals); err != nil {
+	if err := b.Counters(ctx, names, vals); err != nil {
 		t.Fatal(err)
 	}
 	for i, v := range vals {
@@ -232,7 +232,7 @@ func TestMemcacheLoad(t *testing.T) {
 			t.Fatalf("%s: fresh counter reads %d", names[i], v)
 		}
 	}
-	if err := b.ensure(ctx, names, vals); err != nil {
+	if err := b.Ensure(ctx, names, vals); err != nil {
 		t.Fatal(err)
 	}
 	snap := make([]counterSnap, len(names))
@@ -244,15 +244,15 @@ func TestMemcacheLoad(t *testing.T) {
 	}
 	key := p + ":e:" + hashKey("k")
 	want := mcEntry("k", []byte("hello"), snap...)
-	if err := b.store(ctx, key, want, time.Minute); err != nil {
+	if err := b.Store(ctx, key, want, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]uint64, len(names)+1)
-	e, err := b.load(ctx, key, append(names, p+":v:t:missing"), got)
+	e, err := b.Load(ctx, key, append(names, p+":v:t:missing"), got)
 	if err != nil || e == nil {
 		t.Fatalf("load: %v %v", e, err)
 	}
-	if e.key != "k" || string(e.body) != "hello" || e.etag != want.etag || len(e.counters) != len(names) || e.counters[2] != snap[2] {
+	if e.Key != "k" || string(e.Body) != "hello" || e.ETag != want.ETag || len(e.Counters) != len(names) || e.Counters[2] != snap[2] {
 		t.Fatalf("loaded %+v", e)
 	}
 	for i := range names {
@@ -265,7 +265,7 @@ func TestMemcacheLoad(t *testing.T) {
 	}
 	// A second ensure keeps the values; counters reads them back.
 	again := make([]uint64, len(names))
-	if err := b.ensure(ctx, names, again); err != nil {
+	if err := b.Ensure(ctx, names, again); err != nil {
 		t.Fatal(err)
 	}
 	for i := range names {
@@ -275,7 +275,7 @@ func TestMemcacheLoad(t *testing.T) {
 	}
 	// An absent entry: nil, no error, counters still filled.
 	got = make([]uint64, len(names))
-	if e, err := b.load(ctx, p+":e:absent", names, got); e != nil || err != nil || got[0] != vals[0] {
+	if e, err := b.Load(ctx, p+":e:absent", names, got); e != nil || err != nil || got[0] != vals[0] {
 		t.Fatalf("absent: %v %v %v", e, err, got)
 	}
 	// The entry expires as told: 60 s, +1 for memcached's clock (mg
@@ -302,7 +302,7 @@ func TestMemcacheEnsureRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			v := []uint64{0}
-			if err := b.ensure(context.Background(), []string{name}, v); err != nil {
+			if err := b.Ensure(context.Background(), []string{name}, v); err != nil {
 				t.Error(err)
 			}
 			got[i] = v[0]
@@ -325,17 +325,17 @@ func TestMemcacheSubSecondTTL(t *testing.T) {
 	ctx := context.Background()
 	key := mcPrefix() + ":e:short"
 	start := time.Now()
-	if err := b.store(ctx, key, mcEntry("k", []byte("x")), 500*time.Millisecond); err != nil {
+	if err := b.Store(ctx, key, mcEntry("k", []byte("x")), 500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := b.load(ctx, key, nil, nil); e == nil || err != nil {
+	if e, err := b.Load(ctx, key, nil, nil); e == nil || err != nil {
 		t.Fatalf("right after store: %v %v", e, err)
 	}
 	if ttl, ok := mcTTL(t, addrs, key); !ok || ttl < 1 || ttl > 2 {
 		t.Fatalf("server TTL %d %v, want 1-2 s (0 or -1 would be never)", ttl, ok)
 	}
 	for {
-		e, err := b.load(ctx, key, nil, nil)
+		e, err := b.Load(ctx, key, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,10 +362,10 @@ func TestMemcacheLongTTL(t *testing.T) {
 	b := mcOpen(t, mcURL(addrs, ""))
 	ctx := context.Background()
 	key := mcPrefix() + ":e:long"
-	if err := b.store(ctx, key, mcEntry("k", []byte("x")), 31*24*time.Hour); err != nil {
+	if err := b.Store(ctx, key, mcEntry("k", []byte("x")), 31*24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := b.load(ctx, key, nil, nil); e == nil || err != nil {
+	if e, err := b.Load(ctx, key, nil, nil); e == nil || err != nil {
 		t.Fatalf("31-day entry absent right after store: %v %v", e, err)
 	}
 	ttl, ok := mcTTL(t, addrs, key)
@@ -377,7 +377,7 @@ func TestMemcacheLongTTL(t *testing.T) {
 	}
 	// The longest relative time (30 days - 1 s, +1 s) is sent as is.
 	key30 := key + "30"
-	if err := b.store(ctx, key30, mcEntry("k", []byte("x")), 30*24*time.Hour-time.Second); err != nil {
+	if err := b.Store(ctx, key30, mcEntry("k", []byte("x")), 30*24*time.Hour-time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if ttl, ok := mcTTL(t, addrs, key30); !ok || ttl < 30*24*3600-5 {
@@ -395,27 +395,27 @@ func TestMemcacheTooLarge(t *testing.T) {
 	p := mcPrefix()
 
 	b := mcOpen(t, mcURL(addrs, ""))
-	if err := b.store(ctx, p+":e:big", mcEntry("k", make([]byte, 1<<20)), time.Minute); !errors.Is(err, errTooLarge) {
+	if err := b.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 1<<20)), time.Minute); !errors.Is(err, errTooLarge) {
 		t.Fatalf("1 MiB body under the default limit: %v", err)
 	}
 	// Just under the limit still fits.
 	e := mcEntry("k", nil)
-	e.body = make([]byte, 1<<20-memcacheItemOverhead-len(p+":e:fits")-e.size()-8)
-	if err := b.store(ctx, p+":e:fits", e, time.Minute); err != nil {
-		t.Fatalf("%d-byte entry: %v", len(e.encode()), err)
+	e.Body = make([]byte, 1<<20-memcacheItemOverhead-len(p+":e:fits")-e.Size()-8)
+	if err := b.Store(ctx, p+":e:fits", e, time.Minute); err != nil {
+		t.Fatalf("%d-byte entry: %v", len(e.Encode()), err)
 	}
 	b.client.Delete(p + ":e:fits")
 
 	// The servers run with the default -I 1m; claim 4 MiB so the server refuses.
 	b4 := mcOpen(t, mcURL(addrs, "max_item=4MiB"))
-	if err := b4.store(ctx, p+":e:big", mcEntry("k", make([]byte, 3<<19)), time.Minute); !errors.Is(err, errTooLarge) {
+	if err := b4.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 3<<19)), time.Minute); !errors.Is(err, errTooLarge) {
 		t.Fatalf("1.5 MiB refused by the server: %v", err)
 	}
 	// The client still works after the server's SERVER_ERROR.
-	if err := b4.store(ctx, p+":e:small", mcEntry("k", []byte("x")), time.Minute); err != nil {
+	if err := b4.Store(ctx, p+":e:small", mcEntry("k", []byte("x")), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := b4.load(ctx, p+":e:small", nil, nil); e == nil || err != nil {
+	if e, err := b4.Load(ctx, p+":e:small", nil, nil); e == nil || err != nil {
 		t.Fatalf("after SERVER_ERROR: %v %v", e, err)
 	}
 
@@ -445,14 +445,14 @@ func TestMemcacheBump(t *testing.T) {
 	name := mcPrefix() + ":v:t:x"
 	read := func() uint64 {
 		v := []uint64{0}
-		if err := b.counters(ctx, []string{name}, v); err != nil {
+		if err := b.Counters(ctx, []string{name}, v); err != nil {
 			t.Fatal(err)
 		}
 		return v[0]
 	}
 	seen := map[uint64]bool{}
 	for round := range 5 {
-		if err := b.bump(ctx, name); err != nil {
+		if err := b.Bump(ctx, name); err != nil {
 			t.Fatal(err)
 		}
 		v := read()
@@ -461,7 +461,7 @@ func TestMemcacheBump(t *testing.T) {
 		}
 		seen[v] = true
 		for i := range 3 {
-			if err := b.bump(ctx, name); err != nil {
+			if err := b.Bump(ctx, name); err != nil {
 				t.Fatal(err)
 			}
 			if w := read(); w != v+uint64(i)+1 {
@@ -485,14 +485,14 @@ func TestMemcacheBump(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.bump(ctx, race); err != nil {
+			if err := b.Bump(ctx, race); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
 	vals := []uint64{0}
-	b.counters(ctx, []string{race}, vals)
+	b.Counters(ctx, []string{race}, vals)
 	it, err := b.client.Get(race)
 	if err != nil || vals[0] <= baseCounter+n {
 		t.Fatalf("raced counter %d %v", vals[0], err)
@@ -502,16 +502,16 @@ func TestMemcacheBump(t *testing.T) {
 	// Something that is not a number under a counter's name is replaced.
 	junk := name + ":junk"
 	b.client.Set(&memcache.Item{Key: junk, Value: []byte("not a number")})
-	if err := b.bump(ctx, junk); err != nil {
+	if err := b.Bump(ctx, junk); err != nil {
 		t.Fatal(err)
 	}
 	vals[0] = 0
-	if b.counters(ctx, []string{junk}, vals); vals[0] <= baseCounter {
+	if b.Counters(ctx, []string{junk}, vals); vals[0] <= baseCounter {
 		t.Fatalf("bump over junk left %d", vals[0])
 	}
 	b.client.Set(&memcache.Item{Key: junk, Value: []byte("junk")})
 	vals[0] = 0
-	if err := b.ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= baseCounter {
+	if err := b.Ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= baseCounter {
 		t.Fatalf("ensure over junk: %d %v", vals[0], err)
 	}
 	if v := read2(t, b, junk); v != vals[0] {
@@ -521,7 +521,7 @@ func TestMemcacheBump(t *testing.T) {
 
 func read2(t testing.TB, b *memcacheBackend, name string) uint64 {
 	v := []uint64{0}
-	if err := b.counters(context.Background(), []string{name}, v); err != nil {
+	if err := b.Counters(context.Background(), []string{name}, v); err != nil {
 		t.Fatal(err)
 	}
 	return v[0]
@@ -536,7 +536,7 @@ func TestMemcacheCorrupt(t *testing.T) {
 	p := mcPrefix()
 	names := []string{p + ":v:r:r", p + ":v:t:a"}
 	vals := make([]uint64, 2)
-	if err := b.ensure(ctx, names, vals); err != nil {
+	if err := b.Ensure(ctx, names, vals); err != nil {
 		t.Fatal(err)
 	}
 	key := p + ":e:bad"
@@ -544,7 +544,7 @@ func TestMemcacheCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]uint64, 2)
-	e, err := b.load(ctx, key, names, got)
+	e, err := b.Load(ctx, key, names, got)
 	if !errors.Is(err, errCorrupt) || e != nil || got[0] != vals[0] || got[1] != vals[1] {
 		t.Fatalf("load of junk: %v %v %v (want errCorrupt and %v)", e, err, got, vals)
 	}
@@ -792,7 +792,7 @@ func TestMemcacheIdleConnections(t *testing.T) {
 				defer wg.Done()
 				vals := make([]uint64, len(names))
 				for range rounds {
-					if _, err := b.load(context.Background(), p+":e:x", names, vals); err != nil {
+					if _, err := b.Load(context.Background(), p+":e:x", names, vals); err != nil {
 						t.Error(err)
 						return
 					}

@@ -135,7 +135,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
 	b := &redisBackend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", freshCounter()), counterTTL: DefaultCounterTTL}
-	b.boundEntries(0)
+	b.BoundEntries(0)
 	if cluster {
 		for _, h := range hosts[1:] {
 			q.Add("addr", h)
@@ -199,7 +199,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 // maxEntry. (A script doing it all on the server was measured slower: more
 // client instructions, and the server's script call cost about 10µs per
 // hit.)
-func (b *redisBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (b *redisBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	var pipe redis.Pipeliner
@@ -334,7 +334,7 @@ func isWrongType(err error) bool {
 	return redis.HasErrorPrefix(err, "WRONGTYPE")
 }
 
-func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+func (b *redisBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -353,7 +353,7 @@ func (b *redisBackend) counters(ctx context.Context, names []string, vals []uint
 // ensure creates missing counters with SET NX PX of a fresh random value
 // (living counterTTL) and reads back the value now current, all in one
 // pipeline.
-func (b *redisBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
+func (b *redisBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	if !slices.Contains(vals, 0) {
 		return nil
 	}
@@ -449,7 +449,7 @@ return 1`)
 // bump increments a counter (see bumpScript) and publishes the
 // invalidation for the near caches of every instance, with or without a
 // near cache in this one.
-func (b *redisBackend) bump(ctx context.Context, name string) error {
+func (b *redisBackend) Bump(ctx context.Context, name string) error {
 	_, err := b.incr(ctx, name, true)
 	return err
 }
@@ -480,38 +480,38 @@ func ttlMillis(d time.Duration) string {
 }
 
 // setCounterTTL sets how long counters live (counterLifer).
-func (b *redisBackend) setCounterTTL(d time.Duration) { b.counterTTL = d }
+func (b *redisBackend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
 // store writes the entry and, in the same pipeline, renews the lifetime of
 // every counter it depends on: a counter outlives every entry that
 // recorded it (see counterLifetime). PEXPIRE of a counter that has gone
 // meanwhile does nothing; the entry then reads as a miss.
-func (b *redisBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	v := e.encode()
+func (b *redisBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	v := e.Encode()
 	if int64(len(v)) > b.maxEntry {
 		return errTooLarge // a lookup would read it as corrupt
 	}
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	if len(e.counters) == 0 {
+	if len(e.Counters) == 0 {
 		return b.st.Set(ctx, key, v, store.WithExpiration(ttl))
 	}
 	pipe := b.client.Pipeline()
 	set := pipe.Set(ctx, key, v, ttl) // what the gocache store sends
-	for _, c := range e.counters {
-		pipe.PExpire(ctx, c.name, b.counterTTL)
+	for _, c := range e.Counters {
+		pipe.PExpire(ctx, c.Name, b.counterTTL)
 	}
 	_, _ = pipe.Exec(ctx)
 	return set.Err()
 }
 
-func (b *redisBackend) boundEntries(maxBody int64) {
+func (b *redisBackend) BoundEntries(maxBody int64) {
 	b.maxEntry = max(b.maxEntry, maxEntrySize(maxBody))
 	b.maxEntryArg = b.maxEntry
 }
 
-func (b *redisBackend) remote() bool { return true }
-func (b *redisBackend) close() error {
+func (b *redisBackend) Remote() bool { return true }
+func (b *redisBackend) Close() error {
 	redisLogs.unregister(b.logReg)
 	return b.client.Close()
 }
@@ -591,7 +591,7 @@ func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // setLogger routes go-redis's log lines to the Cache's logger while this
 // backend is open (see redisLogger).
-func (b *redisBackend) setLogger(log *slog.Logger) {
+func (b *redisBackend) SetLogger(log *slog.Logger) {
 	if b.logReg == nil && log != nil {
 		b.logReg = redisLogs.register(log)
 	}

@@ -337,30 +337,30 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 // and the region, key and two tag counters.
 func benchEntry() *entry {
 	e := &entry{
-		status: 200,
-		header: http.Header{
+		Status: 200,
+		Header: http.Header{
 			"Content-Type":  {"application/json"},
 			"Etag":          {strongETag(benchBody)},
 			"Last-Modified": {"Tue, 25 Nov 2025 22:46:45 GMT"},
 		},
-		body:       benchBody,
-		created:    1_700_000_000_000_000_000,
-		freshUntil: 1_700_000_300_000_000_000,
-		staleUntil: 1_700_000_360_000_000_000,
-		fillNanos:  12_345,
-		key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
-		counters: []counterSnap{
+		Body:       benchBody,
+		Created:    1_700_000_000_000_000_000,
+		FreshUntil: 1_700_000_300_000_000_000,
+		StaleUntil: 1_700_000_360_000_000_000,
+		FillNanos:  12_345,
+		Key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
+		Counters: []counterSnap{
 			{"rc:r:v:r", 1 << 61}, {"rc:r:v:k:0123456789abcdef0123456789abcdef", 1 << 62},
 			{"rc:r:v:t:0123456789abcdef0123456789abcdef", 1<<62 + 5}, {"rc:r:v:t:fedcba9876543210fedcba9876543210", 1<<62 + 9},
 		},
 	}
-	e.etag = e.header.Get("Etag")
+	e.ETag = e.Header.Get("Etag")
 	return e
 }
 
 // BenchmarkDecodeEntry isolates decoding a remote value of benchEntry.
 func BenchmarkDecodeEntry(b *testing.B) {
-	v := benchEntry().encode()
+	v := benchEntry().Encode()
 	b.Run("copy", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

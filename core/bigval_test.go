@@ -185,7 +185,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 					t.Fatal(err)
 				}
 				e, err := decodeString(v)
-				if err != nil || !strings.HasPrefix(string(e.body), "/items/1 #") {
+				if err != nil || !strings.HasPrefix(string(e.Body), "/items/1 #") {
 					t.Fatalf("%s: after the fill the key holds %d bytes that are no entry of /items/1 (%v)", p.what, len(v), err)
 				}
 				if st := r.Stats(); st.Errors != 0 || st.Corrupt != uint64(i+1) || st.Breaker != BreakerClosed {

@@ -256,7 +256,7 @@ func New(cfg Config) (*Cache, error) {
 		}
 		r.q = c.queues[be]
 		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
-		if be.remote() {
+		if be.Remote() {
 			if c.breakers == nil {
 				c.breakers = map[backend]*breaker{}
 			}
@@ -520,7 +520,7 @@ func (c *Cache) queueList() []*bumpQueue {
 // lostAfterClose accounts for an invalidation made after Close.
 func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 	for _, r := range regions {
-		if r.be.remote() {
+		if r.be.Remote() {
 			r.q.lost.Add(1)
 		}
 	}
@@ -531,7 +531,7 @@ func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 func (c *Cache) closeBackends() error {
 	var errs []error
 	for _, b := range c.backends {
-		if err := b.close(); err != nil {
+		if err := b.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

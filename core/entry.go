@@ -41,33 +41,33 @@ var errCorrupt = errors.New("routecache: corrupt entry")
 // counterSnap is the value an invalidation counter had before the handler
 // that produced an entry ran.
 type counterSnap struct {
-	name  string
-	value uint64
+	Name  string
+	Value uint64
 }
 
 // entry is one cached response. It is immutable once stored: hits share it.
 type entry struct {
-	status     int
-	header     http.Header // replayable headers only
-	body       []byte
-	created    int64 // unix nanoseconds
-	freshUntil int64
-	staleUntil int64
-	fillNanos  int64 // how long the handler took: XFetch's delta
-	etag       string
-	key        string // canonical key text, compared on every hit
-	counters   []counterSnap
+	Status     int
+	Header     http.Header // replayable headers only
+	Body       []byte
+	Created    int64 // unix nanoseconds
+	FreshUntil int64
+	StaleUntil int64
+	FillNanos  int64 // how long the handler took: XFetch's delta
+	ETag       string
+	Key        string // canonical key text, compared on every hit
+	Counters   []counterSnap
 
 	// derived on creation or decode, never stored
-	clValue      [1]string // the Content-Length header value, shared by hits
+	CLValue      [1]string // the Content-Length header value, shared by hits
 	clDigits     [20]byte  // clValue[0]'s bytes
-	lastModified time.Time
+	LastModified time.Time
 	// producer is the route that stored the entry in this process (nil
 	// for entries decoded from a remote value and for memoize).
-	producer *Route
+	Producer *Route
 	// replayed lists the headers a hit writes, Content-Length included,
 	// in a slice: iterating a map on every hit costs more than the writes.
-	replayed []headerValues
+	Replayed []headerValues
 	// hit caches the Age and Cache-Status values of the current second.
 	hit atomic.Pointer[hitHeaders]
 }
@@ -76,14 +76,14 @@ type entry struct {
 // handed out with len == cap, so an Add by later code copies them instead
 // of writing into the entry.
 type headerValues struct {
-	name   string
-	values []string
+	Name   string
+	Values []string
 }
 
 // hitHeaders are the per-second header values of an entry's hits.
 type hitHeaders struct {
-	age, ttl          int64
-	ageV, cacheStatus []string
+	Age, TTL          int64
+	AgeV, CacheStatus []string
 }
 
 // sharedHits holds recently built hit headers for any entry, indexed by
@@ -95,19 +95,19 @@ var sharedHits [64]atomic.Pointer[hitHeaders]
 // hitHeaders returns the Age and Cache-Status values for a hit age
 // seconds after creation with ttl seconds of freshness left, building
 // them at most once per second per entry.
-func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
-	if h := e.hit.Load(); h != nil && h.age == age && h.ttl == ttl {
+func (e *entry) HitHeaders(age, ttl int64) *hitHeaders {
+	if h := e.hit.Load(); h != nil && h.Age == age && h.TTL == ttl {
 		return h
 	}
 	slot := &sharedHits[uint64(age*31+ttl)%uint64(len(sharedHits))]
-	if h := slot.Load(); h != nil && h.age == age && h.ttl == ttl {
+	if h := slot.Load(); h != nil && h.Age == age && h.TTL == ttl {
 		e.hit.Store(h)
 		return h
 	}
 	h := &hitHeaders{
-		age: age, ttl: ttl,
-		ageV:        []string{strconv.FormatInt(age, 10)},
-		cacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
+		Age: age, TTL: ttl,
+		AgeV:        []string{strconv.FormatInt(age, 10)},
+		CacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
 	}
 	e.hit.Store(h)
 	slot.Store(h)
@@ -115,25 +115,25 @@ func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
 }
 
 // prepare computes the derived fields used on every hit.
-func (e *entry) prepare() {
-	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.body)), 10))
-	e.clValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
-	if e.replayed == nil {                          // parseEntry lists them as it decodes
-		e.replayed = make([]headerValues, 0, len(e.header)+1)
-		for _, k := range sortedKeys(e.header) {
+func (e *entry) Prepare() {
+	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
+	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
+	if e.Replayed == nil {                          // parseEntry lists them as it decodes
+		e.Replayed = make([]headerValues, 0, len(e.Header)+1)
+		for _, k := range sortedKeys(e.Header) {
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
-			vs := e.header[k]
-			e.replayed = append(e.replayed, headerValues{k, vs[:len(vs):len(vs)]})
+			vs := e.Header[k]
+			e.Replayed = append(e.Replayed, headerValues{k, vs[:len(vs):len(vs)]})
 		}
 	}
-	e.replayed = append(e.replayed, headerValues{"Content-Length", e.clValue[:]})
-	if lm := e.header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
+	e.Replayed = append(e.Replayed, headerValues{"Content-Length", e.CLValue[:]})
+	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
-			e.lastModified = t
+			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
-			e.lastModified = t
+			e.LastModified = t
 		}
 	}
 }
@@ -192,22 +192,22 @@ func strongETag(body []byte) string {
 
 // size is the number of bytes the encoded entry takes; the memory backend
 // charges it against the byte budget.
-func (e *entry) size() int {
+func (e *entry) Size() int {
 	n := entryFixed + 4
-	n += uvlen(len(e.etag)) + len(e.etag)
-	n += uvlen(len(e.key)) + len(e.key)
-	n += uvlen(len(e.counters))
-	for _, c := range e.counters {
-		n += uvlen(len(c.name)) + len(c.name) + 8
+	n += uvlen(len(e.ETag)) + len(e.ETag)
+	n += uvlen(len(e.Key)) + len(e.Key)
+	n += uvlen(len(e.Counters))
+	for _, c := range e.Counters {
+		n += uvlen(len(c.Name)) + len(c.Name) + 8
 	}
-	n += uvlen(len(e.header))
-	for k, vs := range e.header {
+	n += uvlen(len(e.Header))
+	for k, vs := range e.Header {
 		n += uvlen(len(k)) + len(k) + uvlen(len(vs))
 		for _, v := range vs {
 			n += uvlen(len(v)) + len(v)
 		}
 	}
-	n += uvlen(len(e.body)) + len(e.body)
+	n += uvlen(len(e.Body)) + len(e.Body)
 	return n
 }
 
@@ -215,21 +215,21 @@ func (e *entry) size() int {
 // the Go structures around them (struct, header map and slices, string
 // headers, counter snapshot). The memory backend charges this against its
 // budget so that the budget bounds real memory, not just payload.
-func (e *entry) memSize() int64 {
+func (e *entry) MemSize() int64 {
 	// The body's capacity, not its length: every byte of the allocation
 	// stays reachable (append rounds capacity up to the allocator's size
 	// class, so this is the allocation itself).
-	n := int64(cap(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
-	n += 64 + int64(len(e.header))*80                    // map buckets per key
-	n += int64(len(e.header)+1) * 40                     // replayed: name and slice per header
-	for k, vs := range e.header {
+	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 512 // entry struct, hit headers, ristretto item
+	n += 64 + int64(len(e.Header))*80                    // map buckets per key
+	n += int64(len(e.Header)+1) * 40                     // replayed: name and slice per header
+	for k, vs := range e.Header {
 		n += int64(len(k)) + 24
 		for _, v := range vs {
 			n += int64(len(v)) + 16
 		}
 	}
-	for _, c := range e.counters {
-		n += int64(len(c.name)) + 40
+	for _, c := range e.Counters {
+		n += int64(len(c.Name)) + 40
 	}
 	return n
 }
@@ -240,33 +240,33 @@ func uvlen(n int) int {
 }
 
 // encode returns the binary envelope.
-func (e *entry) encode() []byte {
-	b := make([]byte, 0, e.size())
+func (e *entry) Encode() []byte {
+	b := make([]byte, 0, e.Size())
 	b = append(b, entryMagic...)
 	b = append(b, entryVersion)
-	b = binary.BigEndian.AppendUint16(b, uint16(e.status))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.created))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.freshUntil))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.staleUntil))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.fillNanos))
-	b = appendStr(b, e.etag)
-	b = appendStr(b, e.key)
-	b = binary.AppendUvarint(b, uint64(len(e.counters)))
-	for _, c := range e.counters {
-		b = appendStr(b, c.name)
-		b = binary.BigEndian.AppendUint64(b, c.value)
+	b = binary.BigEndian.AppendUint16(b, uint16(e.Status))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Created))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.FreshUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.FillNanos))
+	b = appendStr(b, e.ETag)
+	b = appendStr(b, e.Key)
+	b = binary.AppendUvarint(b, uint64(len(e.Counters)))
+	for _, c := range e.Counters {
+		b = appendStr(b, c.Name)
+		b = binary.BigEndian.AppendUint64(b, c.Value)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.header)))
-	for _, k := range sortedKeys(e.header) {
-		vs := e.header[k]
+	b = binary.AppendUvarint(b, uint64(len(e.Header)))
+	for _, k := range sortedKeys(e.Header) {
+		vs := e.Header[k]
 		b = appendStr(b, k)
 		b = binary.AppendUvarint(b, uint64(len(vs)))
 		for _, v := range vs {
 			b = appendStr(b, v)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.body)))
-	b = append(b, e.body...)
+	b = binary.AppendUvarint(b, uint64(len(e.Body)))
+	b = append(b, e.Body...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
@@ -380,31 +380,31 @@ func parseEntry(b []byte) (*entry, error) {
 	body := b[:len(b)-4]
 	de := &decodedEntry{}
 	e := &de.e
-	e.status = int(binary.BigEndian.Uint16(body[4:6]))
+	e.Status = int(binary.BigEndian.Uint16(body[4:6]))
 	d := decoder{b: body[6:]}
-	e.created = int64(d.u64())
-	e.freshUntil = int64(d.u64())
-	e.staleUntil = int64(d.u64())
-	e.fillNanos = int64(d.u64())
-	e.etag = d.str()
-	e.key = d.str()
+	e.Created = int64(d.u64())
+	e.FreshUntil = int64(d.u64())
+	e.StaleUntil = int64(d.u64())
+	e.FillNanos = int64(d.u64())
+	e.ETag = d.str()
+	e.Key = d.str()
 	if n := d.count(9); n > 0 {
 		if n <= len(de.counters) {
-			e.counters = de.counters[:n:n]
+			e.Counters = de.counters[:n:n]
 		} else {
-			e.counters = make([]counterSnap, n)
+			e.Counters = make([]counterSnap, n)
 		}
-		for i := range e.counters {
-			e.counters[i] = counterSnap{name: d.str(), value: d.u64()}
+		for i := range e.Counters {
+			e.Counters[i] = counterSnap{Name: d.str(), Value: d.u64()}
 		}
 	}
 	nh := d.count(2)
-	e.header = make(http.Header, nh)
+	e.Header = make(http.Header, nh)
 	// One backing array for every header's values (most headers have one);
 	// each header gets a slice of it with len == cap, so an append by a
 	// reader copies instead of writing over the next header's values.
 	all := de.values[:0]
-	e.replayed = de.replayed[:0]
+	e.Replayed = de.replayed[:0]
 	prev := ""
 	for i := 0; i < nh && !d.err; i++ {
 		k := d.str()
@@ -423,17 +423,17 @@ func parseEntry(b []byte) (*entry, error) {
 			d.err = true
 			break
 		}
-		e.header[k] = all[first:len(all):len(all)]
+		e.Header[k] = all[first:len(all):len(all)]
 		if k != "Content-Length" {
-			e.replayed = append(e.replayed, headerValues{k, e.header[k]})
+			e.Replayed = append(e.Replayed, headerValues{k, e.Header[k]})
 		}
 	}
-	if e.body = d.bytes(); len(e.body) == 0 {
-		e.body = nil
+	if e.Body = d.bytes(); len(e.Body) == 0 {
+		e.Body = nil
 	}
-	if d.err || len(d.b) != 0 || e.status < 100 || e.status > 999 {
+	if d.err || len(d.b) != 0 || e.Status < 100 || e.Status > 999 {
 		return nil, errCorrupt
 	}
-	e.prepare()
+	e.Prepare()
 	return e, nil
 }

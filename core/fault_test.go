@@ -892,23 +892,23 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer be.close()
+	defer be.Close()
 	rb := be.(*redisBackend)
 	dials := &dialCounter{}
 	rb.client.AddHook(dials)
 	ctx := context.Background()
-	if _, err := rb.load(ctx, "k", []string{"a"}, []uint64{0}); err != nil {
+	if _, err := rb.Load(ctx, "k", []string{"a"}, []uint64{0}); err != nil {
 		t.Fatal(err)
 	}
 	ops := []struct {
 		name string
 		run  func() error
 	}{
-		{"load", func() error { _, err := rb.load(ctx, "k", []string{"a", "b"}, make([]uint64, 2)); return err }},
-		{"counters", func() error { return rb.counters(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
-		{"ensure", func() error { return rb.ensure(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
-		{"bump", func() error { return rb.bump(ctx, "a") }},
-		{"store", func() error { return rb.store(ctx, "k", sampleEntry(), time.Minute) }},
+		{"load", func() error { _, err := rb.Load(ctx, "k", []string{"a", "b"}, make([]uint64, 2)); return err }},
+		{"counters", func() error { return rb.Counters(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
+		{"ensure", func() error { return rb.Ensure(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
+		{"bump", func() error { return rb.Bump(ctx, "a") }},
+		{"store", func() error { return rb.Store(ctx, "k", sampleEntry(), time.Minute) }},
 	}
 	conn, err := net.Dial("tcp", srv.addr())
 	if err != nil {

@@ -55,7 +55,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	}
 	// The counters this entry will carry are the ones read before the
 	// handler runs: an invalidation during the handler makes it unusable.
-	if err := r.be.ensure(req.Context(), names, vals); err != nil {
+	if err := r.be.Ensure(req.Context(), names, vals); err != nil {
 		r.opDone(req.Context(), "ensure-counters", err)
 		failed = false
 		r.stats.addBypass(BypassBackend)
@@ -93,16 +93,16 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 // and the region's lifetimes.
 func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []counterSnap, start time.Time) *entry {
 	e := &entry{
-		status:    status,
-		header:    header,
-		body:      body,
-		created:   start.UnixNano(),
-		fillNanos: int64(time.Since(start)),
-		key:       canonical,
-		counters:  snap,
+		Status:    status,
+		Header:    header,
+		Body:      body,
+		Created:   start.UnixNano(),
+		FillNanos: int64(time.Since(start)),
+		Key:       canonical,
+		Counters:  snap,
 	}
-	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	e.FreshUntil = e.Created + int64(r.cfg.TTL)
+	e.StaleUntil = e.FreshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
 	return e
 }
 
@@ -111,7 +111,7 @@ func (r *Region) newEntry(status int, header http.Header, body []byte, canonical
 // error. It reports whether the entry was stored.
 func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	o, t0 := r.obsStart()
-	err := r.be.store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	err := r.be.Store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
@@ -128,7 +128,7 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	}
 	r.stats.stores.Add(1)
 	if o != nil {
-		o.Store(r.name, len(e.body))
+		o.Store(r.name, len(e.Body))
 	}
 	return true
 }
@@ -217,18 +217,18 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	}
 	snap := make([]counterSnap, len(names))
 	for i, n := range names {
-		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
+		snap[i] = counterSnap{Name: strings.Clone(n), Value: vals[i]}
 	}
 	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, canonical, snap, start)
-	e.producer = rt
-	if e.etag = e.header.Get("Etag"); e.etag == "" {
-		e.etag = strongETag(e.body)
-		e.header["Etag"] = []string{e.etag}
+	e.Producer = rt
+	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
+		e.ETag = strongETag(e.Body)
+		e.Header["Etag"] = []string{e.ETag}
 	}
-	if e.header.Get("Last-Modified") == "" {
-		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	if e.Header.Get("Last-Modified") == "" {
+		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
-	e.prepare()
+	e.Prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancelStore()
 	if !r.storeEntry(storeCtx, skey, e) {
@@ -236,7 +236,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	}
 	// Hand the entry to waiters only if no invalidation landed meanwhile.
 	now := make([]uint64, len(names))
-	if cerr := r.be.counters(storeCtx, names, now); cerr == nil {
+	if cerr := r.be.Counters(storeCtx, names, now); cerr == nil {
 		for i := range now {
 			if now[i] != vals[i] {
 				return res
@@ -300,12 +300,12 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	// One refresh across instances too: whoever holds the lease does it.
 	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
 		lkey := r.leaseKey(canonical)
-		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
+		token, got, lerr := l.Acquire(req.Context(), lkey, r.cfg.LeaseTTL)
 		if lerr != nil || !got {
 			failed = false
 			return
 		}
-		defer func() { _ = l.release(context.WithoutCancel(req.Context()), lkey, token) }()
+		defer func() { _ = l.Release(context.WithoutCancel(req.Context()), lkey, token) }()
 	}
 	_ = http.NewResponseController(w).Flush()
 	sink := &sinkWriter{h: http.Header{}}

@@ -11,14 +11,14 @@ import (
 // If-Modified-Since, which is only checked without it.
 func notModified(req *http.Request, e *entry) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
-		return etagMatches(inm, e.etag)
+		return etagMatches(inm, e.ETag)
 	}
-	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.lastModified.IsZero() {
+	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.LastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		if err != nil {
 			return false
 		}
-		return !e.lastModified.Truncate(time.Second).After(t)
+		return !e.LastModified.Truncate(time.Second).After(t)
 	}
 	return false
 }
@@ -56,30 +56,30 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 		}
 	}
 	h := w.Header()
-	for _, hv := range e.replayed {
-		h[hv.name] = hv.values
+	for _, hv := range e.Replayed {
+		h[hv.Name] = hv.Values
 	}
-	age := (now - e.created) / int64(time.Second)
+	age := (now - e.Created) / int64(time.Second)
 	if age < 0 {
 		age = 0
 	}
-	hh := e.hitHeaders(age, (e.freshUntil-now)/int64(time.Second))
-	h["Age"] = hh.ageV
-	h["Cache-Status"] = hh.cacheStatus
+	hh := e.HitHeaders(age, (e.FreshUntil-now)/int64(time.Second))
+	h["Age"] = hh.AgeV
+	h["Cache-Status"] = hh.CacheStatus
 	if state == "STALE" {
 		h["X-Cache"] = xCacheStale
 	} else {
 		h["X-Cache"] = xCacheHit
 	}
-	if e.status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
+	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		delete(h, "Content-Encoding")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.WriteHeader(e.status)
-	if req.Method != http.MethodHead && len(e.body) > 0 {
-		_, _ = w.Write(e.body)
+	w.WriteHeader(e.Status)
+	if req.Method != http.MethodHead && len(e.Body) > 0 {
+		_, _ = w.Write(e.Body)
 	}
 }

@@ -16,9 +16,9 @@ import (
 // a key lets one instance fill it while the others wait for the entry.
 type leaser interface {
 	// acquire takes the lease for ttl; ok is false when another holds it.
-	acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	Acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
 	// release gives the lease back if token still holds it.
-	release(ctx context.Context, key, token string) error
+	Release(ctx context.Context, key, token string) error
 }
 
 var (
@@ -31,7 +31,7 @@ var (
 // holder whose lease expired cannot free someone else's.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (b *redisBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
 	defer cancel()
 	token := strconv.FormatUint(freshCounter(), 36)
@@ -42,13 +42,13 @@ func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duratio
 	return token, ok, nil
 }
 
-func (b *redisBackend) release(ctx context.Context, key, token string) error {
+func (b *redisBackend) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
 }
 
-func (b *memcacheBackend) acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (b *memcacheBackend) Acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
 	token := strconv.FormatUint(freshCounter(), 36)
 	secs := int32((ttl + time.Second - 1) / time.Second)
 	err := b.client.Add(&memcache.Item{Key: key, Value: []byte(token), Expiration: secs})
@@ -64,7 +64,7 @@ func (b *memcacheBackend) acquire(_ context.Context, key string, ttl time.Durati
 // release is get-compare-delete: not atomic on Memcached, which has no
 // compare-and-delete; a lease that expired in between may be freed early,
 // which costs at most one extra origin call.
-func (b *memcacheBackend) release(_ context.Context, key, token string) error {
+func (b *memcacheBackend) Release(_ context.Context, key, token string) error {
 	it, err := b.client.Get(key)
 	if errors.Is(err, memcache.ErrCacheMiss) {
 		return nil
@@ -88,7 +88,7 @@ func (b *memcacheBackend) release(_ context.Context, key, token string) error {
 // sees the entry the holder stored, and learns that the holder released
 // the lease without storing anything, as soon as either happens.
 type leasePoller interface {
-	poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
+	Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
 }
 
 var (
@@ -100,7 +100,7 @@ var (
 // poll is load (the entry's bounded GETRANGE, its counters) with a bounded
 // read of the lease key, in one pipeline. It is on the miss path only. A
 // foreign value too long to be a token reads as no lease.
-func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	pipe := b.client.Pipeline()
@@ -133,7 +133,7 @@ func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []strin
 }
 
 // poll is load's GetMulti with the lease key added.
-func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *memcacheBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -160,22 +160,22 @@ func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []st
 // poll reads the remote store, past the L1 (which may hold an entry from
 // before an invalidation under the same key, and would hide the new one),
 // and keeps what it read as load does.
-func (n *nearBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (n *nearBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
 	p, ok := n.inner.(leasePoller)
 	if !ok {
-		e, err := n.inner.load(ctx, remoteKey(key), names, vals)
+		e, err := n.inner.Load(ctx, remoteKey(key), names, vals)
 		return e, false, err
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, held, err := p.poll(ctx, remoteKey(key), lkey, names, vals)
+	e, held, err := p.Poll(ctx, remoteKey(key), lkey, names, vals)
 	if err != nil {
 		return e, held, err
 	}
 	n.install(epoch, names, vals)
 	if e != nil {
-		if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
-			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 			n.l1.Wait()
 		}
 	}
@@ -221,14 +221,14 @@ func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, n
 		return r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh && (accept == nil || accept(e))
 	}
 	for {
-		token, got, err := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
+		token, got, err := l.Acquire(ctx, lkey, r.cfg.LeaseTTL)
 		if err != nil {
 			r.opDone(ctx, "lease", err)
 			return nil, nil, leaseNone
 		}
 		if got {
 			release = func() {
-				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
+				if rerr := l.Release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
 					r.opDone(ctx, "lease-release", rerr)
 				}
 			}
@@ -290,7 +290,7 @@ func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string
 		return e, true, err
 	}
 	o, t0 := r.obsStart()
-	e, held, err := p.poll(ctx, skey, lkey, names, vals)
+	e, held, err := p.Poll(ctx, skey, lkey, names, vals)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, errCorrupt) {
 		r.brk.done(nil)

@@ -215,7 +215,7 @@ func (n *nearBackend) trusted() bool {
 	return true
 }
 
-func (n *nearBackend) load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
@@ -224,7 +224,7 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, err := n.inner.load(ctx, remoteKey(key), names, vals)
+	e, err := n.inner.Load(ctx, remoteKey(key), names, vals)
 	if err != nil {
 		return e, err
 	}
@@ -232,8 +232,8 @@ func (n *nearBackend) load(ctx context.Context, key string, names []string, vals
 	if e == nil {
 		return nil, nil
 	}
-	if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
-		n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+	if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+		n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 		n.l1.Wait() // ristretto buffers sets; make this one visible now
 	}
 	return e, nil
@@ -285,24 +285,24 @@ func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
 	}
 }
 
-func (n *nearBackend) counters(ctx context.Context, names []string, vals []uint64) error {
+func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	epoch := n.epoch.Load()
-	if err := n.inner.counters(ctx, names, vals); err != nil {
+	if err := n.inner.Counters(ctx, names, vals); err != nil {
 		return err
 	}
 	n.install(epoch, names, vals)
 	return nil
 }
 
-func (n *nearBackend) ensure(ctx context.Context, names []string, vals []uint64) error {
-	return n.inner.ensure(ctx, names, vals)
+func (n *nearBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+	return n.inner.Ensure(ctx, names, vals)
 }
 
-func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	if err := n.inner.store(ctx, remoteKey(key), e, ttl); err != nil {
+func (n *nearBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+	if err := n.inner.Store(ctx, remoteKey(key), e, ttl); err != nil {
 		return err
 	}
-	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
+	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
 	n.l1.Wait()
 	return nil
 }
@@ -311,22 +311,22 @@ func (n *nearBackend) store(ctx context.Context, key string, e *entry, ttl time.
 // backend publishes the invalidation itself (in the same round trip), as
 // it does for a Cache without near cache, so every near cache hears of
 // every invalidation whichever instance made it.
-func (n *nearBackend) bump(ctx context.Context, name string) error {
-	err := n.inner.bump(ctx, name)
+func (n *nearBackend) Bump(ctx context.Context, name string) error {
+	err := n.inner.Bump(ctx, name)
 	n.drop(name)
 	return err
 }
 
 // setCounterTTL passes the counters' lifetime to the inner backend.
-func (n *nearBackend) setCounterTTL(d time.Duration) {
+func (n *nearBackend) SetCounterTTL(d time.Duration) {
 	if cl, ok := n.inner.(counterLifer); ok {
-		cl.setCounterTTL(d)
+		cl.SetCounterTTL(d)
 	}
 }
 
-func (n *nearBackend) remote() bool { return true }
+func (n *nearBackend) Remote() bool { return true }
 
-func (n *nearBackend) close() error {
+func (n *nearBackend) Close() error {
 	if n.cancel != nil {
 		n.cancel()
 		n.psMu.Lock()
@@ -337,20 +337,20 @@ func (n *nearBackend) close() error {
 		<-n.done
 	}
 	n.l1.Close()
-	return n.inner.close()
+	return n.inner.Close()
 }
 
 // leaser passes the inner backend's leases through.
-func (n *nearBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (n *nearBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	if l, ok := n.inner.(leaser); ok {
-		return l.acquire(ctx, key, ttl)
+		return l.Acquire(ctx, key, ttl)
 	}
 	return "", true, nil
 }
 
-func (n *nearBackend) release(ctx context.Context, key, token string) error {
+func (n *nearBackend) Release(ctx context.Context, key, token string) error {
 	if l, ok := n.inner.(leaser); ok {
-		return l.release(ctx, key, token)
+		return l.Release(ctx, key, token)
 	}
 	return nil
 }

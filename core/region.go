@@ -134,7 +134,7 @@ func (r *Region) Stats() Stats {
 // short and printable (readable in redis-cli), else a SHA-256 under the
 // prefix, so Memcached's 250-byte, no-space rule always holds.
 func (r *Region) counterName(s string) string {
-	if !r.be.remote() {
+	if !r.be.Remote() {
 		return s
 	}
 	if len(s) <= maxPlainCounterName && allOf(s, classPrintable) {
@@ -161,7 +161,7 @@ func (r *Region) storageKey(canonical string) string {
 	if _, near := r.be.(*nearBackend); near {
 		return canonical // hashed by the near cache only when it goes remote
 	}
-	if r.be.remote() {
+	if r.be.Remote() {
 		return entryKey(r.ns, canonical)
 	}
 	return canonical
@@ -170,7 +170,7 @@ func (r *Region) storageKey(canonical string) string {
 // storageKeyIn is storageKey built in the request's scratch, without
 // allocating: the result views st and is valid until st is pooled.
 func (r *Region) storageKeyIn(st *reqState, canonical string) string {
-	if _, near := r.be.(*nearBackend); near || !r.be.remote() {
+	if _, near := r.be.(*nearBackend); near || !r.be.Remote() {
 		return canonical
 	}
 	if _, user := r.be.(*storeBackend); user {

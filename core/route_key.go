@@ -133,7 +133,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf), printable: r.prefixPrintable && t.printable})
 	}
 	// Views are taken only now that nbuf has stopped growing.
-	remote := r.be.remote()
+	remote := r.be.Remote()
 	for _, ref := range st.refs {
 		n := ref.static
 		if n == "" {

@@ -268,7 +268,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			if e == nil {
 				t.Fatalf("no stored entry under the key computed for %s", auth)
 			}
-			stored := string(e.encode()) + canonical + keyName
+			stored := string(e.Encode()) + canonical + keyName
 			for _, s := range secrets {
 				if strings.Contains(stored, s) {
 					t.Fatalf("raw credential %q stored in the key or entry", s)

@@ -66,7 +66,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		return next(w, req)
 	}
 	now := nowNano()
-	if e != nil && e.freshUntil-now < int64(clockGuard) {
+	if e != nil && e.FreshUntil-now < int64(clockGuard) {
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
@@ -173,8 +173,8 @@ func snapshotAgrees(e *entry, names []string, vals []uint64) bool {
 		if vals[i] == 0 {
 			continue
 		}
-		for _, c := range e.counters {
-			if c.name == n && c.value != vals[i] {
+		for _, c := range e.Counters {
+			if c.Name == n && c.Value != vals[i] {
 				return false
 			}
 		}

@@ -21,13 +21,13 @@ import (
 // does not match, and only in regions that enable SoftInvalidation.
 
 // softMark is the pair a soft bump records.
-type softMark struct{ old, new uint64 }
+type softMark struct{ Old, New uint64 }
 
 // softBackend is implemented by backends that support soft bumps; on the
 // others a soft invalidation is a hard one.
 type softBackend interface {
-	softBump(ctx context.Context, name string) error
-	softMarks(ctx context.Context, names []string, marks []softMark) error
+	SoftBump(ctx context.Context, name string) error
+	SoftMarks(ctx context.Context, names []string, marks []softMark) error
 }
 
 var (
@@ -42,7 +42,7 @@ var (
 func softKey(name string) string { return "s|" + name }
 
 func encodeMark(m softMark) string {
-	return strconv.FormatUint(m.old, 10) + ":" + strconv.FormatUint(m.new, 10)
+	return strconv.FormatUint(m.Old, 10) + ":" + strconv.FormatUint(m.New, 10)
 }
 
 func decodeMark(b []byte) softMark {
@@ -55,7 +55,7 @@ func decodeMark(b []byte) softMark {
 	if err1 != nil || err2 != nil {
 		return softMark{}
 	}
-	return softMark{old: ov, new: nv}
+	return softMark{Old: ov, New: nv}
 }
 
 // memory
@@ -65,14 +65,14 @@ type softMap struct {
 	m  map[string]softMark
 }
 
-func (m *memoryBackend) softBump(_ context.Context, name string) error {
+func (m *memoryBackend) SoftBump(_ context.Context, name string) error {
 	c, created := m.counterM.getOrCreate(name, freshCounter)
 	var mark softMark
 	if created {
-		mark = softMark{old: baseCounter, new: c.Load()}
+		mark = softMark{Old: baseCounter, New: c.Load()}
 	} else {
 		n := c.Add(1)
-		mark = softMark{old: n - 1, new: n}
+		mark = softMark{Old: n - 1, New: n}
 	}
 	m.soft.mu.Lock()
 	if m.soft.m == nil {
@@ -83,7 +83,7 @@ func (m *memoryBackend) softBump(_ context.Context, name string) error {
 	return nil
 }
 
-func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+func (m *memoryBackend) SoftMarks(_ context.Context, names []string, marks []softMark) error {
 	m.soft.mu.Lock()
 	defer m.soft.mu.Unlock()
 	for i, n := range names {
@@ -98,7 +98,7 @@ func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []sof
 // a counter. (The mark's key lives in another cluster slot than the
 // counter's, hence two scripts.)
 
-func (b *redisBackend) softBump(ctx context.Context, name string) error {
+func (b *redisBackend) SoftBump(ctx context.Context, name string) error {
 	n, err := b.incr(ctx, name, false)
 	if err != nil {
 		return err
@@ -106,14 +106,14 @@ func (b *redisBackend) softBump(ctx context.Context, name string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	err = markScript.Run(ctx, b.client, []string{softKey(name)},
-		encodeMark(softMark{old: n - 1, new: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
+		encodeMark(softMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
 	if err != nil {
 		return fmt.Errorf("publish invalidation: %w", err)
 	}
 	return nil
 }
 
-func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
+func (b *redisBackend) SoftMarks(ctx context.Context, names []string, marks []softMark) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	keys := make([]string, len(names))
@@ -136,15 +136,15 @@ func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []so
 // Memcached: Increment returns the new value; a counter that had to be
 // created has no "before" any entry could hold, so it gets no mark.
 
-func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
+func (b *memcacheBackend) SoftBump(ctx context.Context, name string) error {
 	n, err := b.increment(ctx, name)
 	if err != nil || n == 0 {
 		return err
 	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n})), Expiration: b.counterExpiry()})
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
 }
 
-func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
+func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []softMark) error {
 	keys := make([]string, len(names))
 	for i, n := range names {
 		keys[i] = softKey(n)
@@ -164,19 +164,19 @@ func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []s
 
 // near cache: the inner backend publishes (Redis); the local copy goes.
 
-func (n *nearBackend) softBump(ctx context.Context, name string) error {
+func (n *nearBackend) SoftBump(ctx context.Context, name string) error {
 	sb, ok := n.inner.(softBackend)
 	if !ok {
-		return n.bump(ctx, name)
+		return n.Bump(ctx, name)
 	}
-	err := sb.softBump(ctx, name)
+	err := sb.SoftBump(ctx, name)
 	n.drop(name)
 	return err
 }
 
-func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
+func (n *nearBackend) SoftMarks(ctx context.Context, names []string, marks []softMark) error {
 	if sb, ok := n.inner.(softBackend); ok {
-		return sb.softMarks(ctx, names, marks)
+		return sb.SoftMarks(ctx, names, marks)
 	}
 	clear(marks)
 	return nil
@@ -185,7 +185,7 @@ func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []sof
 // bumpCounter bumps a counter, softly when asked and the backend can.
 func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
 	if sb, ok := be.(softBackend); ok && soft {
-		return sb.softBump(ctx, name)
+		return sb.SoftBump(ctx, name)
 	}
-	return be.bump(ctx, name)
+	return be.Bump(ctx, name)
 }
