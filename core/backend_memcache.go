@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/eko/gocache/lib/v4/store"
 	memcachestore "github.com/eko/gocache/store/memcache/v4"
@@ -42,7 +44,7 @@ const (
 )
 
 func init() {
-	openers["memcache"] = func(u *url.URL) (backend, error) { return openMemcache(u) }
+	backend.Register("memcache", func(u *url.URL, _ backend.Options) (backend.Backend, error) { return openMemcache(u) })
 }
 
 // memcacheBackend writes entries through gocache's memcache store (the
@@ -136,7 +138,7 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 	}, nil
 }
 
-func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,7 @@ func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, 
 	}
 	// gomemcache allocates each item's value for this call and keeps no
 	// reference to it: the entry may view it.
-	return decodeShared(it.Value)
+	return backend.DecodeShared(it.Value)
 }
 
 func (b *memcacheBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
@@ -182,7 +184,7 @@ func memcacheCounter(it *memcache.Item) uint64 {
 	if it == nil {
 		return 0
 	}
-	return parseDecimal(strings.TrimRight(unsafeString(it.Value), " ")) // read here only, never kept
+	return backend.ParseDecimal(strings.TrimRight(unsafeString(it.Value), " ")) // read here only, never kept
 }
 
 // counterItem is a counter holding v, living counterTTL (renewed by
@@ -234,7 +236,7 @@ func (b *memcacheBackend) Ensure(ctx context.Context, names []string, vals []uin
 // the value now current.
 func (b *memcacheBackend) create(name string) (uint64, error) {
 	for range memcacheAttempts {
-		fresh := freshCounter()
+		fresh := backend.FreshCounter()
 		err := b.client.Add(b.counterItem(name, fresh))
 		if err == nil {
 			return fresh, nil
@@ -290,7 +292,7 @@ func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, e
 			b.touch(name, b.counterExpiry())
 			return n, nil
 		case errors.Is(err, memcache.ErrCacheMiss):
-			err = b.client.Add(b.counterItem(name, freshCounter()))
+			err = b.client.Add(b.counterItem(name, backend.FreshCounter()))
 			if err == nil {
 				return 0, nil
 			}
@@ -301,7 +303,7 @@ func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, e
 		case strings.Contains(err.Error(), "non-numeric value"):
 			// Not a counter: overwriting it with a value never used is an
 			// invalidation too.
-			return 0, b.client.Set(b.counterItem(name, freshCounter()))
+			return 0, b.client.Set(b.counterItem(name, backend.FreshCounter()))
 		default:
 			return 0, err
 		}
@@ -309,19 +311,19 @@ func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, e
 	return 0, fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
 }
 
-func (b *memcacheBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+func (b *memcacheBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	v := e.Encode()
 	if len(v)+len(key)+memcacheItemOverhead > b.maxItem {
-		return errTooLarge
+		return backend.ErrTooLarge
 	}
 	err := b.failed(b.st.Set(ctx, key, v, store.WithExpiration(memcacheExpiry(ttl, time.Now()))))
 	if err != nil && strings.Contains(err.Error(), "object too large") {
 		// The server's -I is below max_item ("SERVER_ERROR object too
 		// large for cache").
-		return errTooLarge
+		return backend.ErrTooLarge
 	}
 	if err != nil {
 		return err

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/bradfitz/gomemcache/memcache"
 )
 
@@ -41,11 +43,11 @@ func mcURL(addrs []string, query string) string {
 	return "memcache://" + strings.Join(addrs, ",") + "?" + query
 }
 
-func mcPrefix() string { return fmt.Sprintf("mc%d", freshCounter()%1e12) }
+func mcPrefix() string { return fmt.Sprintf("mc%d", backend.FreshCounter()%1e12) }
 
 func mcOpen(t testing.TB, raw string) *memcacheBackend {
 	t.Helper()
-	be, err := openBackend(raw, slog.Default())
+	be, err := openBackend(raw, backend.Options{Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func TestMemcacheURL(t *testing.T) {
 		{"memcache://127.0.0.1:11211?max_item=8MiB", 100 * time.Millisecond, 64, 8 << 20},
 	}
 	for _, g := range good {
-		be, err := openBackend(g.raw, slog.Default())
+		be, err := openBackend(g.raw, backend.Options{Logger: slog.Default()})
 		if err != nil {
 			t.Errorf("%s: %v", g.raw, err)
 			continue
@@ -119,7 +121,7 @@ func TestMemcacheURL(t *testing.T) {
 		"memcache://127.0.0.1:1?timeout=1s&timeout=2": `backend "memcache://127.0.0.1:1?timeout=1s&timeout=2": option "timeout" given 2 times`,
 	}
 	for raw, want := range bad {
-		_, err := openBackend(raw, slog.Default())
+		_, err := openBackend(raw, backend.Options{Logger: slog.Default()})
 		if err == nil || err.Error() != want {
 			t.Errorf("%s:\n got  %v\n want %s", raw, err, want)
 		}
@@ -131,7 +133,7 @@ func TestMemcacheURL(t *testing.T) {
 	}
 	// An unresolvable host is an error at open (memcache.New would drop it
 	// silently and fail every call with "no servers").
-	_, err := openBackend("memcache://no-such-host.invalid:11211", slog.Default())
+	_, err := openBackend("memcache://no-such-host.invalid:11211", backend.Options{Logger: slog.Default()})
 	if err == nil || !strings.HasPrefix(err.Error(), `backend "memcache://no-such-host.invalid:11211": `) || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Errorf("unresolvable host: %v", err)
 	}
@@ -204,9 +206,9 @@ func mcTTL(t testing.TB, addrs []string, key string) (ttl int64, ok bool) {
 	return 0, false
 }
 
-func mcEntry(key string, body []byte, counters ...counterSnap) *entry {
+func mcEntry(key string, body []byte, counters ...backend.CounterSnap) *backend.Entry {
 	now := time.Now().UnixNano()
-	e := &entry{
+	e := &backend.Entry{
 		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: body,
 		Created: now, FreshUntil: now + int64(time.Minute), StaleUntil: now + int64(time.Minute),
 		ETag: strongETag(body), Key: key, Counters: counters,
@@ -235,12 +237,12 @@ func TestMemcacheLoad(t *testing.T) {
 	if err := b.Ensure(ctx, names, vals); err != nil {
 		t.Fatal(err)
 	}
-	snap := make([]counterSnap, len(names))
+	snap := make([]backend.CounterSnap, len(names))
 	for i, v := range vals {
-		if v <= baseCounter {
+		if v <= backend.BaseCounter {
 			t.Fatalf("ensure created %s = %d", names[i], v)
 		}
-		snap[i] = counterSnap{names[i], v}
+		snap[i] = backend.CounterSnap{Name: names[i], Value: v}
 	}
 	key := p + ":e:" + hashKey("k")
 	want := mcEntry("k", []byte("hello"), snap...)
@@ -395,7 +397,7 @@ func TestMemcacheTooLarge(t *testing.T) {
 	p := mcPrefix()
 
 	b := mcOpen(t, mcURL(addrs, ""))
-	if err := b.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 1<<20)), time.Minute); !errors.Is(err, errTooLarge) {
+	if err := b.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 1<<20)), time.Minute); !errors.Is(err, backend.ErrTooLarge) {
 		t.Fatalf("1 MiB body under the default limit: %v", err)
 	}
 	// Just under the limit still fits.
@@ -408,7 +410,7 @@ func TestMemcacheTooLarge(t *testing.T) {
 
 	// The servers run with the default -I 1m; claim 4 MiB so the server refuses.
 	b4 := mcOpen(t, mcURL(addrs, "max_item=4MiB"))
-	if err := b4.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 3<<19)), time.Minute); !errors.Is(err, errTooLarge) {
+	if err := b4.Store(ctx, p+":e:big", mcEntry("k", make([]byte, 3<<19)), time.Minute); !errors.Is(err, backend.ErrTooLarge) {
 		t.Fatalf("1.5 MiB refused by the server: %v", err)
 	}
 	// The client still works after the server's SERVER_ERROR.
@@ -456,7 +458,7 @@ func TestMemcacheBump(t *testing.T) {
 			t.Fatal(err)
 		}
 		v := read()
-		if v <= baseCounter || seen[v] {
+		if v <= backend.BaseCounter || seen[v] {
 			t.Fatalf("round %d: bump on a missing counter made %d (seen before: %v)", round, v, seen[v])
 		}
 		seen[v] = true
@@ -494,7 +496,7 @@ func TestMemcacheBump(t *testing.T) {
 	vals := []uint64{0}
 	b.Counters(ctx, []string{race}, vals)
 	it, err := b.client.Get(race)
-	if err != nil || vals[0] <= baseCounter+n {
+	if err != nil || vals[0] <= backend.BaseCounter+n {
 		t.Fatalf("raced counter %d %v", vals[0], err)
 	}
 	t.Logf("raced counter %s", it.Value)
@@ -506,12 +508,12 @@ func TestMemcacheBump(t *testing.T) {
 		t.Fatal(err)
 	}
 	vals[0] = 0
-	if b.Counters(ctx, []string{junk}, vals); vals[0] <= baseCounter {
+	if b.Counters(ctx, []string{junk}, vals); vals[0] <= backend.BaseCounter {
 		t.Fatalf("bump over junk left %d", vals[0])
 	}
 	b.client.Set(&memcache.Item{Key: junk, Value: []byte("junk")})
 	vals[0] = 0
-	if err := b.Ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= baseCounter {
+	if err := b.Ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= backend.BaseCounter {
 		t.Fatalf("ensure over junk: %d %v", vals[0], err)
 	}
 	if v := read2(t, b, junk); v != vals[0] {
@@ -545,7 +547,7 @@ func TestMemcacheCorrupt(t *testing.T) {
 	}
 	got := make([]uint64, 2)
 	e, err := b.Load(ctx, key, names, got)
-	if !errors.Is(err, errCorrupt) || e != nil || got[0] != vals[0] || got[1] != vals[1] {
+	if !errors.Is(err, backend.ErrCorrupt) || e != nil || got[0] != vals[0] || got[1] != vals[1] {
 		t.Fatalf("load of junk: %v %v %v (want errCorrupt and %v)", e, err, got, vals)
 	}
 

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/eko/gocache/lib/v4/store"
 	redisstore "github.com/eko/gocache/store/redis/v4"
 	"github.com/redis/go-redis/v9"
@@ -25,11 +27,33 @@ import (
 const DefaultRedisTimeout = 250 * time.Millisecond
 
 func init() {
-	openers["redis"] = func(u *url.URL) (backend, error) { return openRedis(u, false) }
-	openers["rediss"] = func(u *url.URL) (backend, error) { return openRedis(u, false) }
-	openers["redis+cluster"] = func(u *url.URL) (backend, error) { return openRedis(u, true) }
-	openers["rediss+cluster"] = func(u *url.URL) (backend, error) { return openRedis(u, true) }
+	backend.Register("redis", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, false, o) })
+	backend.Register("rediss", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, false, o) })
+	backend.Register("redis+cluster", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, true, o) })
+	backend.Register("rediss+cluster", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, true, o) })
 }
+
+// openRedisWith opens a Redis backend with the engine's options.
+func openRedisWith(u *url.URL, cluster bool, o backend.Options) (*redisBackend, error) {
+	b, err := openRedis(u, cluster)
+	if err == nil {
+		b.SetLogger(o.Log())
+		b.guard.configure(o.Log(), nil)
+	}
+	return b, err
+}
+
+// Prepare registers the region counters the restart check resets
+// (redis_conn.go), then warms the pool, bounded by four operation
+// timeouts: New never fails, and waits little, because Redis is down.
+func (b *redisBackend) Prepare(regions []backend.RegionCounters) {
+	b.guard.setRegions(regions)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*b.timeout)
+	defer cancel()
+	b.warm(ctx)
+}
+
+var _ backend.Preparer = (*redisBackend)(nil)
 
 // redisBackend reads with the native go-redis client, so that a lookup is
 // one pipeline of a bounded GETRANGE of the entry and an MGET of its
@@ -134,7 +158,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 		}
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
-	b := &redisBackend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", freshCounter()), counterTTL: DefaultCounterTTL}
+	b := &redisBackend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter()), counterTTL: DefaultCounterTTL}
 	b.BoundEntries(0)
 	if cluster {
 		for _, h := range hosts[1:] {
@@ -199,7 +223,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 // maxEntry. (A script doing it all on the server was measured slower: more
 // client instructions, and the server's script call cost about 10µs per
 // hit.)
-func (b *redisBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (b *redisBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	var pipe redis.Pipeliner
@@ -225,7 +249,7 @@ func (b *redisBackend) Load(ctx context.Context, key string, names []string, val
 		if err != nil {
 			return nil, err
 		}
-		vals[i] = parseDecimal(v)
+		vals[i] = backend.ParseDecimal(v)
 	}
 	return b.entryResult(ec)
 }
@@ -287,20 +311,20 @@ func (b *redisBackend) pipe() *redis.Pipeline {
 // entryResult decodes the GETRANGE of an entry: "" is absent (GETRANGE's
 // answer for a missing key; an empty value is no entry either), a value
 // longer than maxEntry or of another type is no entry of ours.
-func (b *redisBackend) entryResult(ec *redis.StringCmd) (*entry, error) {
+func (b *redisBackend) entryResult(ec *redis.StringCmd) (*backend.Entry, error) {
 	v, err := ec.Result()
 	switch {
 	case err != nil:
 		if isWrongType(err) {
-			return nil, errCorrupt
+			return nil, backend.ErrCorrupt
 		}
 		return nil, err
 	case v == "":
 		return nil, nil
 	case int64(len(v)) > b.maxEntry:
-		return nil, errCorrupt // longer than any entry: not even decoded
+		return nil, backend.ErrCorrupt // longer than any entry: not even decoded
 	}
-	return decodeString(v) // immutable: the entry views it
+	return backend.DecodeString(v) // immutable: the entry views it
 }
 
 // getMany reads counter-sized values (counters, soft marks) as one
@@ -345,7 +369,7 @@ func (b *redisBackend) Counters(ctx context.Context, names []string, vals []uint
 		return err
 	}
 	for i := range names {
-		vals[i] = parseCounter(res[i])
+		vals[i] = backend.ParseCounter(res[i])
 	}
 	return nil
 }
@@ -366,7 +390,7 @@ func (b *redisBackend) Ensure(ctx context.Context, names []string, vals []uint64
 		if vals[i] != 0 {
 			continue
 		}
-		pipe.SetNX(ctx, n, strconv.FormatUint(freshCounter(), 10), b.counterTTL)
+		pipe.SetNX(ctx, n, strconv.FormatUint(backend.FreshCounter(), 10), b.counterTTL)
 		cmds = append(cmds, smallRead(ctx, pipe, n))
 		idx = append(idx, i)
 	}
@@ -382,7 +406,7 @@ func (b *redisBackend) Ensure(ctx context.Context, names []string, vals []uint64
 		if err != nil && !isRedisReply(err) {
 			return err
 		}
-		if vals[idx[j]] = parseCounter(v); vals[idx[j]] == 0 {
+		if vals[idx[j]] = backend.ParseCounter(v); vals[idx[j]] == 0 {
 			junk = append(junk, idx[j])
 		}
 	}
@@ -393,7 +417,7 @@ func (b *redisBackend) Ensure(ctx context.Context, names []string, vals []uint64
 	if len(junk) > 0 {
 		pipe := b.client.Pipeline()
 		for _, i := range junk {
-			vals[i] = freshCounter()
+			vals[i] = backend.FreshCounter()
 			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), b.counterTTL)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -464,11 +488,11 @@ func (b *redisBackend) incr(ctx context.Context, name string, publish bool) (uin
 		channel, msg = invalidationChannel, b.message(name)
 	}
 	v, err := bumpScript.Run(ctx, b.client, []string{name},
-		strconv.FormatUint(freshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
+		strconv.FormatUint(backend.FreshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
 	if err != nil {
 		return 0, err
 	}
-	return parseDecimal(v), nil
+	return backend.ParseDecimal(v), nil
 }
 
 // message is the invalidation message of a counter.
@@ -486,10 +510,10 @@ func (b *redisBackend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 // every counter it depends on: a counter outlives every entry that
 // recorded it (see counterLifetime). PEXPIRE of a counter that has gone
 // meanwhile does nothing; the entry then reads as a miss.
-func (b *redisBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
+func (b *redisBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	v := e.Encode()
 	if int64(len(v)) > b.maxEntry {
-		return errTooLarge // a lookup would read it as corrupt
+		return backend.ErrTooLarge // a lookup would read it as corrupt
 	}
 	ctx, cancel := b.op(ctx)
 	defer cancel()
@@ -506,7 +530,7 @@ func (b *redisBackend) Store(ctx context.Context, key string, e *entry, ttl time
 }
 
 func (b *redisBackend) BoundEntries(maxBody int64) {
-	b.maxEntry = max(b.maxEntry, maxEntrySize(maxBody))
+	b.maxEntry = max(b.maxEntry, backend.MaxEntrySize(maxBody))
 	b.maxEntryArg = b.maxEntry
 }
 

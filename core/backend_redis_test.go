@@ -9,12 +9,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
 // uniquePrefix keeps tests apart on shared servers without ever flushing.
 func uniquePrefix(t testing.TB) string {
-	return fmt.Sprintf("t%d", freshCounter()%1e12)
+	return fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
 }
 
 func redisURLs(t testing.TB) map[string]string {
@@ -272,4 +274,21 @@ func TestRedisSharedClient(t *testing.T) {
 	if c.regions["a"].be != c.regions["b"].be || c.regions["a"].be == c.regions["c"].be {
 		t.Fatal("same URL should share a backend, different URLs not")
 	}
+}
+
+// sampleEntry is a small entry with headers, a body and counters.
+func sampleEntry() *backend.Entry {
+	e := &backend.Entry{
+		Status:     200,
+		Header:     http.Header{"Content-Type": {"application/json"}, "Etag": {`"abc"`}},
+		Body:       []byte(`{"id":1}`),
+		Created:    1_700_000_000_000_000_000,
+		FreshUntil: 1_700_000_300_000_000_000,
+		StaleUntil: 1_700_000_360_000_000_000,
+		ETag:       `"abc"`,
+		Key:        "rc:3:rk1...",
+		Counters:   []backend.CounterSnap{{Name: "rc:v:r:a", Value: 7}},
+	}
+	e.Prepare()
+	return e
 }

@@ -8,6 +8,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // Benchmarks run each cached path beside its uncached baseline in the same
@@ -66,8 +69,8 @@ func runHTTPBench(b *testing.B, h http.Handler, want string) {
 	}
 }
 
-func benchCache(b *testing.B, backend string) *Cache {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend, Prefix: uniquePrefix(b)}}})
+func benchCache(b *testing.B, beURL string) *Cache {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: beURL, Prefix: uniquePrefix(b)}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -304,8 +307,7 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 		mux.ServeHTTP(w, req)
 		written += sizes(n)
 	}
-	mb := c.regions["r"].be.(*memoryBackend)
-	mb.client.Wait()
+	c.regions["r"].be.(*memory.Backend).Wait()
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -335,8 +337,8 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 // benchEntry is what a hit on the benchmark route decodes: the handler's
 // Content-Type, the ETag and Last-Modified the cache adds, a canonical key
 // and the region, key and two tag counters.
-func benchEntry() *entry {
-	e := &entry{
+func benchEntry() *backend.Entry {
+	e := &backend.Entry{
 		Status: 200,
 		Header: http.Header{
 			"Content-Type":  {"application/json"},
@@ -349,9 +351,9 @@ func benchEntry() *entry {
 		StaleUntil: 1_700_000_360_000_000_000,
 		FillNanos:  12_345,
 		Key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
-		Counters: []counterSnap{
-			{"rc:r:v:r", 1 << 61}, {"rc:r:v:k:0123456789abcdef0123456789abcdef", 1 << 62},
-			{"rc:r:v:t:0123456789abcdef0123456789abcdef", 1<<62 + 5}, {"rc:r:v:t:fedcba9876543210fedcba9876543210", 1<<62 + 9},
+		Counters: []backend.CounterSnap{
+			{Name: "rc:r:v:r", Value: 1 << 61}, {Name: "rc:r:v:k:0123456789abcdef0123456789abcdef", Value: 1 << 62},
+			{Name: "rc:r:v:t:0123456789abcdef0123456789abcdef", Value: 1<<62 + 5}, {Name: "rc:r:v:t:fedcba9876543210fedcba9876543210", Value: 1<<62 + 9},
 		},
 	}
 	e.ETag = e.Header.Get("Etag")
@@ -364,7 +366,7 @@ func BenchmarkDecodeEntry(b *testing.B) {
 	b.Run("copy", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := decodeEntry(v); err != nil {
+			if _, err := backend.DecodeEntry(v); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -373,7 +375,7 @@ func BenchmarkDecodeEntry(b *testing.B) {
 	b.Run("string", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := decodeString(s); err != nil {
+			if _, err := backend.DecodeString(s); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Fault injection against real servers. Each test starts its own private
@@ -888,7 +889,7 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	if !srv.debug {
 		t.Skip("redis-server < 7: DEBUG cannot be enabled from the command line")
 	}
-	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", nil)
+	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

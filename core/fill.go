@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // fill runs the handler for a key this request leads, streaming to the
@@ -14,14 +16,14 @@ import (
 // streamed, so that a failure (5xx, error, panic) can be replaced by the
 // stale entry; a response too large to hold starts streaming and loses
 // that protection.
-func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *entry, next Next) (err error) {
+func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *backend.Entry, next Next) (err error) {
 	r := rt.r
-	var stored *entry
+	var stored *backend.Entry
 	var fail *failure
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
 
-	if _, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+	if _, ok := r.be.(backend.Leaser); ok && r.cfg.LeaseTTL > 0 {
 		// Across instances: one fills, the others wait for its entry. The
 		// entry is read again once the lease is taken (another instance may
 		// have stored it and released the lease since this request looked),
@@ -91,8 +93,8 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 // newEntry builds the entry of a response (or memoized value) whose
 // producer started at start, with the counter snapshot read before it ran
 // and the region's lifetimes.
-func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []counterSnap, start time.Time) *entry {
-	e := &entry{
+func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time) *backend.Entry {
+	e := &backend.Entry{
 		Status:    status,
 		Header:    header,
 		Body:      body,
@@ -109,16 +111,16 @@ func (r *Region) newEntry(status int, header http.Header, body []byte, canonical
 // storeEntry writes e for its kept lifetime and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
 // error. It reports whether the entry was stored.
-func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
+func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) bool {
 	o, t0 := r.obsStart()
 	err := r.be.Store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, backend.ErrTooLarge):
 		r.stats.addNotStored(NotStoredTooLarge)
 		return false
-	case errors.Is(err, errDropped):
+	case errors.Is(err, backend.ErrDropped):
 		r.stats.addNotStored(NotStoredDropped)
 		return false
 	default:
@@ -135,10 +137,10 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 
 // produced is the outcome of one handler run.
 type produced struct {
-	handed   *entry // stored and safe to hand to waiters
-	failed   bool   // 5xx, error, panic or timeout
-	err      error  // the handler's error, for the framework
-	panicked any    // a recovered panic value, to re-raise
+	handed   *backend.Entry // stored and safe to hand to waiters
+	failed   bool           // 5xx, error, panic or timeout
+	err      error          // the handler's error, for the framework
+	panicked any            // a recovered panic value, to re-raise
 	fail     *failure
 }
 
@@ -215,9 +217,9 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		r.stats.addNotStored(reason)
 		return res
 	}
-	snap := make([]counterSnap, len(names))
+	snap := make([]backend.CounterSnap, len(names))
 	for i, n := range names {
-		snap[i] = counterSnap{Name: strings.Clone(n), Value: vals[i]}
+		snap[i] = backend.CounterSnap{Name: strings.Clone(n), Value: vals[i]}
 	}
 	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, canonical, snap, start)
 	e.Producer = rt
@@ -285,7 +287,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 		return
 	}
 	skey, canonical = strings.Clone(skey), strings.Clone(canonical)
-	var stored *entry
+	var stored *backend.Entry
 	var fail *failure
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
@@ -298,7 +300,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 		return
 	}
 	// One refresh across instances too: whoever holds the lease does it.
-	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+	if l, ok := r.be.(backend.Leaser); ok && r.cfg.LeaseTTL > 0 {
 		lkey := r.leaseKey(canonical)
 		token, got, lerr := l.Acquire(req.Context(), lkey, r.cfg.LeaseTTL)
 		if lerr != nil || !got {

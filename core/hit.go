@@ -4,12 +4,14 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // notModified reports whether a conditional request is answered 304 by an
 // entry (RFC 9110 §13.1): If-None-Match, with weak comparison, wins over
 // If-Modified-Since, which is only checked without it.
-func notModified(req *http.Request, e *entry) bool {
+func notModified(req *http.Request, e *backend.Entry) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
 		return etagMatches(inm, e.ETag)
 	}
@@ -47,7 +49,7 @@ var (
 
 // replay writes an entry to w as the answer to req. state is "HIT" or
 // "STALE". Header values are the entry's own slices, shared read-only.
-func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now int64, state string) {
+func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, state string) {
 	if o := r.observer(); o != nil {
 		if state == "STALE" {
 			o.Stale(r.name)

@@ -8,23 +8,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
 )
 
-// leaser is implemented by backends shared between instances: a lease on
-// a key lets one instance fill it while the others wait for the entry.
-type leaser interface {
-	// acquire takes the lease for ttl; ok is false when another holds it.
-	Acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
-	// release gives the lease back if token still holds it.
-	Release(ctx context.Context, key, token string) error
-}
-
 var (
-	_ leaser = (*redisBackend)(nil)
-	_ leaser = (*memcacheBackend)(nil)
-	_ leaser = (*nearBackend)(nil)
+	_ backend.Leaser = (*redisBackend)(nil)
+	_ backend.Leaser = (*memcacheBackend)(nil)
+	_ backend.Leaser = (*nearBackend)(nil)
 )
 
 // releaseScript deletes the lease only if it still holds our token, so a
@@ -34,7 +27,7 @@ var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] th
 func (b *redisBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
 	defer cancel()
-	token := strconv.FormatUint(freshCounter(), 36)
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
 	ok, err := b.client.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return "", false, err
@@ -49,7 +42,7 @@ func (b *redisBackend) Release(ctx context.Context, key, token string) error {
 }
 
 func (b *memcacheBackend) Acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
-	token := strconv.FormatUint(freshCounter(), 36)
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
 	secs := int32((ttl + time.Second - 1) / time.Second)
 	err := b.client.Add(&memcache.Item{Key: key, Value: []byte(token), Expiration: secs})
 	switch {
@@ -81,26 +74,16 @@ func (b *memcacheBackend) Release(_ context.Context, key, token string) error {
 	return nil
 }
 
-// leasePoller is implemented by the leasers: one read of an entry, its
-// counters and whether a lease is still held, from the shared store itself
-// (never from a near cache's local copies), in one round trip where the
-// store allows. An instance waiting for another's fill polls with it: it
-// sees the entry the holder stored, and learns that the holder released
-// the lease without storing anything, as soon as either happens.
-type leasePoller interface {
-	Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
-}
-
 var (
-	_ leasePoller = (*redisBackend)(nil)
-	_ leasePoller = (*memcacheBackend)(nil)
-	_ leasePoller = (*nearBackend)(nil)
+	_ backend.LeasePoller = (*redisBackend)(nil)
+	_ backend.LeasePoller = (*memcacheBackend)(nil)
+	_ backend.LeasePoller = (*nearBackend)(nil)
 )
 
 // poll is load (the entry's bounded GETRANGE, its counters) with a bounded
 // read of the lease key, in one pipeline. It is on the miss path only. A
 // foreign value too long to be a token reads as no lease.
-func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	pipe := b.client.Pipeline()
@@ -119,7 +102,7 @@ func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []strin
 		if err != nil {
 			return nil, false, err
 		}
-		vals[i] = parseDecimal(v)
+		vals[i] = backend.ParseDecimal(v)
 	}
 	// Any value under the lease key holds it, a foreign one too (SET NX
 	// could not take it either): only its absence releases the wait.
@@ -133,7 +116,7 @@ func (b *redisBackend) Poll(ctx context.Context, key, lkey string, names []strin
 }
 
 // poll is load's GetMulti with the lease key added.
-func (b *memcacheBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (b *memcacheBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -153,22 +136,22 @@ func (b *memcacheBackend) Poll(ctx context.Context, key, lkey string, names []st
 	if it == nil {
 		return nil, held, nil
 	}
-	e, err := decodeShared(it.Value)
+	e, err := backend.DecodeShared(it.Value)
 	return e, held, err
 }
 
 // poll reads the remote store, past the L1 (which may hold an entry from
 // before an invalidation under the same key, and would hide the new one),
 // and keeps what it read as load does.
-func (n *nearBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
-	p, ok := n.inner.(leasePoller)
+func (n *nearBackend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	p, ok := n.inner.(backend.LeasePoller)
 	if !ok {
-		e, err := n.inner.Load(ctx, remoteKey(key), names, vals)
+		e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
 		return e, false, err
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, held, err := p.Poll(ctx, remoteKey(key), lkey, names, vals)
+	e, held, err := p.Poll(ctx, backend.RemoteEntryKey(key), lkey, names, vals)
 	if err != nil {
 		return e, held, err
 	}
@@ -209,15 +192,15 @@ const (
 // will carry: missing ones still need ensure). accept, if set, must also
 // approve a found entry (a memoized value must decode). release is
 // non-nil with leaseHeld.
-func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*entry) bool) (e *entry, release func(), out leaseOutcome) {
-	l, ok := r.be.(leaser)
+func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*backend.Entry) bool) (e *backend.Entry, release func(), out leaseOutcome) {
+	l, ok := r.be.(backend.Leaser)
 	if !ok || r.cfg.LeaseTTL <= 0 {
 		return nil, nil, leaseNone
 	}
-	p, _ := r.be.(leasePoller)
+	p, _ := r.be.(backend.LeasePoller)
 	lkey := r.leaseKey(canonical)
 	deadline := time.Now().Add(r.cfg.LeaseWait)
-	usable := func(e *entry) bool {
+	usable := func(e *backend.Entry) bool {
 		return r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh && (accept == nil || accept(e))
 	}
 	for {
@@ -253,7 +236,7 @@ func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, n
 // awaitRemote polls for the entry another instance is filling, with a
 // growing pause, until deadline. It returns the entry once usable, or
 // released when the lease is gone without a usable entry.
-func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*entry) bool) (e *entry, released bool) {
+func (r *Region) awaitRemote(ctx context.Context, p backend.LeasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*backend.Entry) bool) (e *backend.Entry, released bool) {
 	pause := 2 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, max(time.Until(deadline), 0)))
@@ -284,7 +267,7 @@ func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey stri
 // is a miss, counted once already), the counters and whether the lease is
 // held. A store without poll reads through recheck and reports the lease
 // held, so that only LeaseWait ends the wait.
-func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (r *Region) pollLease(ctx context.Context, p backend.LeasePoller, skey, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	if p == nil {
 		e, err := r.recheck(ctx, skey, names, vals)
 		return e, true, err
@@ -292,7 +275,7 @@ func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string
 	o, t0 := r.obsStart()
 	e, held, err := p.Poll(ctx, skey, lkey, names, vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		r.brk.done(nil)
 		return nil, held, nil
 	}

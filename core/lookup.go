@@ -5,27 +5,29 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // lookup loads an entry and the counters; a corrupt entry is a miss. A
 // failure is counted, logged and reported to the breaker, unless the
 // request itself was cancelled.
-func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*backend.Entry, error) {
 	return r.read(ctx, skey, names, vals, true)
 }
 
 // recheck is lookup for a second read of a key in the same request (a
 // fill's re-check, polls for another instance's fill): a corrupt value the
 // first read counted is not counted again.
-func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*backend.Entry, error) {
 	return r.read(ctx, skey, names, vals, false)
 }
 
-func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*entry, error) {
+func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*backend.Entry, error) {
 	o, t0 := r.obsStart()
 	e, err := r.be.Load(ctx, skey, names, vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		if countCorrupt {
 			r.stats.corrupt.Add(1)
 		}
@@ -57,7 +59,7 @@ const (
 	errorOnly           // serve it only if the handler fails (stale-if-error)
 )
 
-func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
+func (r *Region) classify(ctx context.Context, rt *Route, e *backend.Entry, canonical string, names []string, vals []uint64, now int64) freshness {
 	if e == nil || e.Key != canonical || now >= e.StaleUntil && now >= e.FreshUntil || r.invalidationPending() {
 		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
@@ -89,7 +91,7 @@ func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical st
 // 2015): refresh when now - delta*beta*ln(rand) >= expiry, where delta is
 // how long the last fill took. Hot keys refresh shortly before expiry,
 // one request at a time, instead of all missing together.
-func xfetch(e *entry, now int64, beta float64) bool {
+func xfetch(e *backend.Entry, now int64, beta float64) bool {
 	if e.FillNanos <= 0 {
 		return false
 	}
@@ -99,7 +101,7 @@ func xfetch(e *entry, now int64, beta float64) bool {
 
 // valid reports whether no counter an entry depends on changed since its
 // handler started. rt is the route asking (nil for memoize).
-func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string, vals []uint64) bool {
+func (r *Region) valid(ctx context.Context, rt *Route, e *backend.Entry, names []string, vals []uint64) bool {
 	for _, v := range vals {
 		if v == 0 {
 			return false
@@ -172,8 +174,8 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 
 // softValid reports whether every counter of e that changed since its
 // snapshot was changed by a soft bump that is still the latest one.
-func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
-	sb, ok := r.be.(softBackend)
+func (r *Region) softValid(ctx context.Context, e *backend.Entry, names []string, vals []uint64) bool {
+	sb, ok := r.be.(backend.SoftBumper)
 	if !ok {
 		return false
 	}
@@ -205,7 +207,7 @@ func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals [
 	for j, i := range idx {
 		which[j] = names[i]
 	}
-	marks := make([]softMark, len(idx))
+	marks := make([]backend.SoftMark, len(idx))
 	if err := sb.SoftMarks(ctx, which, marks); err != nil {
 		r.opDone(ctx, "soft-marks", err)
 		return false

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Codec turns memoized values into the bytes stored in a region and back.
@@ -311,7 +313,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 		return fn(ctx)
 	}
 	now := time.Now().UnixNano()
-	var fallback *entry
+	var fallback *backend.Entry
 	switch r.classify(ctx, nil, e, mc.canonical, mc.names, vals, now) {
 	case fresh:
 		if v, ok := memoDecode[T](mc, e.Body); ok {
@@ -499,14 +501,14 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.FillTimeout)
 	defer cancel()
 
-	_, leasing := r.be.(leaser)
+	_, leasing := r.be.(backend.Leaser)
 	leasing = leasing && r.cfg.LeaseTTL > 0
 	switch {
 	case refresh:
 	case leasing:
 		// Across instances: one runs fn, the others wait for its entry (see
 		// Region.lease; the entry is read again once the lease is taken).
-		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *entry) bool { return decodes[T](mc, e.Body) })
+		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *backend.Entry) bool { return decodes[T](mc, e.Body) })
 		if release != nil {
 			defer release()
 		}
@@ -537,7 +539,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		memoRun(ctx, mc, res, fn) // uncached; not shared (no snapshot)
 		return
 	}
-	if l, ok := r.be.(leaser); ok && leasing && refresh {
+	if l, ok := r.be.(backend.Leaser); ok && leasing && refresh {
 		// One refresh across instances: whoever holds the lease does it.
 		lkey := r.leaseKey(mc.canonical)
 		token, got, lerr := l.Acquire(ctx, lkey, r.cfg.LeaseTTL)
@@ -578,9 +580,9 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		r.stats.addNotStored(NotStoredTooLarge)
 		return
 	}
-	snap := make([]counterSnap, len(mc.names))
+	snap := make([]backend.CounterSnap, len(mc.names))
 	for i, n := range mc.names {
-		snap[i] = counterSnap{Name: n, Value: vals[i]}
+		snap[i] = backend.CounterSnap{Name: n, Value: vals[i]}
 	}
 	e := r.newEntry(http.StatusOK, nil, body, mc.canonical, snap, start)
 	e.Prepare()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -244,7 +246,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
 	lkey := r.leaseKey(canonical)
-	if _, got, err := r.be.(leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
+	if _, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
 		t.Fatalf("acquire: %v %v", got, err)
 	}
 	var calls atomic.Int64
@@ -256,9 +258,9 @@ func TestLeaseHolderDies(t *testing.T) {
 	}
 	// After the lease TTL the key is free: a new lease is granted.
 	waitFor(t, "the dead lease to expire", func() bool {
-		tok, got, err := r.be.(leaser).Acquire(context.Background(), lkey, time.Second)
+		tok, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, time.Second)
 		if got {
-			_ = r.be.(leaser).Release(context.Background(), lkey, tok)
+			_ = r.be.(backend.Leaser).Release(context.Background(), lkey, tok)
 		}
 		return err == nil && got
 	})

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
 )
@@ -35,8 +37,8 @@ const DefaultNearStaleness = time.Second
 // after it was read: an invalidation made by another instance can go
 // unseen for that long.
 type nearBackend struct {
-	inner     backend
-	l1        *ristretto.Cache[string, *entry]
+	inner     backend.Backend
+	l1        *ristretto.Cache[string, *backend.Entry]
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
 
@@ -53,7 +55,7 @@ type nearBackend struct {
 	channel  string
 	instance string
 	coherent atomic.Bool
-	onRemote atomic.Pointer[func(counter string)]
+	onRemote func(counter string) // backend.Options.OnRemote
 	cancel   context.CancelFunc
 	done     chan struct{}
 	psMu     sync.Mutex
@@ -72,7 +74,7 @@ type nearCounter struct {
 }
 
 // wrapNear builds the near cache when the URL asks for one.
-func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backend, error) {
+func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options) (backend.Backend, error) {
 	nb := q.Get("near_max_bytes")
 	ns := q.Get("near_staleness")
 	if nb == "" {
@@ -89,7 +91,7 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 	// near_max_bytes bounds the entries and the local counters together:
 	// the counters may take a quarter of it.
 	counterBytes := maxBytes / 4
-	client, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+	client, err := ristretto.NewCache(&ristretto.Config[string, *backend.Entry]{
 		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes - counterBytes, BufferItems: 64,
 		// One hash per lookup, as in the memory backend: the region
 		// compares the entry's key text, so a collision is only a miss.
@@ -98,7 +100,7 @@ func wrapNear(inner backend, u *url.URL, q url.Values, log *slog.Logger) (backen
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)
 	}
-	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: log}
+	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
 	rb, isRedis := inner.(*redisBackend)
 	switch {
 	case isRedis:
@@ -177,8 +179,8 @@ func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
 				(*f)(counter)
 			}
 			if inst != n.instance {
-				if f := n.onRemote.Load(); f != nil {
-					(*f)(counter)
+				if n.onRemote != nil {
+					n.onRemote(counter)
 				}
 			}
 		case *redis.Pong:
@@ -215,7 +217,7 @@ func (n *nearBackend) trusted() bool {
 	return true
 }
 
-func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*entry, error) {
+func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
@@ -224,7 +226,7 @@ func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals
 	}
 	n.remoteLoads.Add(1)
 	epoch := n.epoch.Load()
-	e, err := n.inner.Load(ctx, remoteKey(key), names, vals)
+	e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
 	if err != nil {
 		return e, err
 	}
@@ -237,14 +239,6 @@ func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals
 		n.l1.Wait() // ristretto buffers sets; make this one visible now
 	}
 	return e, nil
-}
-
-// remoteKey is where the remote backend keeps an entry whose canonical key
-// is given (the same key a region without near cache uses): the prefix,
-// then the SHA-256 of the canonical key. A near hit never computes it.
-func remoteKey(canonical string) string {
-	i := strings.IndexByte(canonical, ':')
-	return entryKey(canonical[:i+1], canonical)
 }
 
 // localCounters fills vals from local copies, if all are present and
@@ -298,8 +292,8 @@ func (n *nearBackend) Ensure(ctx context.Context, names []string, vals []uint64)
 	return n.inner.Ensure(ctx, names, vals)
 }
 
-func (n *nearBackend) Store(ctx context.Context, key string, e *entry, ttl time.Duration) error {
-	if err := n.inner.Store(ctx, remoteKey(key), e, ttl); err != nil {
+func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
 	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
@@ -319,12 +313,31 @@ func (n *nearBackend) Bump(ctx context.Context, name string) error {
 
 // setCounterTTL passes the counters' lifetime to the inner backend.
 func (n *nearBackend) SetCounterTTL(d time.Duration) {
-	if cl, ok := n.inner.(counterLifer); ok {
+	if cl, ok := n.inner.(backend.CounterLifer); ok {
 		cl.SetCounterTTL(d)
 	}
 }
 
 func (n *nearBackend) Remote() bool { return true }
+
+// KeyForm is KeysNear: the L1 keeps entries under their canonical key (a
+// near hit hashes nothing); the key goes to the remote store as
+// backend.RemoteEntryKey, the key an instance without near cache uses.
+func (n *nearBackend) KeyForm() backend.KeyForm { return backend.KeysNear }
+
+// Prepare prepares the inner backend; a restart it detects drops the
+// local counters too.
+func (n *nearBackend) Prepare(regions []backend.RegionCounters) {
+	if rb, ok := n.inner.(*redisBackend); ok {
+		rb.guard.configure(n.log, n.dropAll)
+	}
+	if p, ok := n.inner.(backend.Preparer); ok {
+		p.Prepare(regions)
+	}
+}
+
+// BoundEntries passes the bound to the inner backend.
+func (n *nearBackend) BoundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
 
 func (n *nearBackend) Close() error {
 	if n.cancel != nil {
@@ -342,14 +355,14 @@ func (n *nearBackend) Close() error {
 
 // leaser passes the inner backend's leases through.
 func (n *nearBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
-	if l, ok := n.inner.(leaser); ok {
+	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Acquire(ctx, key, ttl)
 	}
 	return "", true, nil
 }
 
 func (n *nearBackend) Release(ctx context.Context, key, token string) error {
-	if l, ok := n.inner.(leaser); ok {
+	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Release(ctx, key, token)
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -278,8 +280,8 @@ func warmClient(ctx context.Context, c *redis.Client, n int) {
 
 // restartGuard holds what the OnConnect hook needs.
 type restartGuard struct {
-	groups atomic.Pointer[[]markerGroup] // set by New; nil until then
-	mu     sync.Mutex                    // guards what follows
+	groups atomic.Pointer[[]backend.RegionCounters] // set by Prepare; nil until then
+	mu     sync.Mutex                               // guards what follows
 	nodes  map[string]*nodeEpoch
 	// onReset runs after counters were reset or a node's run_id changed
 	// (a near cache drops its local counters).
@@ -287,12 +289,6 @@ type restartGuard struct {
 	log     *slog.Logger
 	noInfo  atomic.Bool   // INFO is refused: restarts cannot be detected
 	resets  atomic.Uint64 // region counters reset after a restart
-}
-
-// markerGroup lists the region counters kept under one key prefix.
-type markerGroup struct {
-	prefix   string
-	counters []string
 }
 
 type nodeEpoch struct {
@@ -338,18 +334,7 @@ func (g *restartGuard) logger() *slog.Logger {
 
 // setRegions registers the region counters to reset, grouped by prefix;
 // nodes already seen are checked again at their next connection.
-func (g *restartGuard) setRegions(regions []*Region) {
-	byPrefix := map[string]int{}
-	var groups []markerGroup
-	for _, r := range regions {
-		i, ok := byPrefix[r.cfg.Prefix]
-		if !ok {
-			i = len(groups)
-			byPrefix[r.cfg.Prefix] = i
-			groups = append(groups, markerGroup{prefix: r.cfg.Prefix})
-		}
-		groups[i].counters = append(groups[i].counters, r.regionCounter)
-	}
+func (g *restartGuard) setRegions(groups []backend.RegionCounters) {
 	g.groups.Store(&groups)
 }
 
@@ -431,7 +416,7 @@ func (g *restartGuard) reset() {
 // verifyMarkers compares the node's markers with runID, resets the region
 // counters whose marker differs, then sets the markers. It returns the
 // counters reset.
-func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []markerGroup) ([]string, error) {
+func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []backend.RegionCounters) ([]string, error) {
 	if b.cluster && n.tag == "" {
 		tag, ok, err := ownedTag(ctx, cn)
 		if err != nil {
@@ -444,7 +429,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 	}
 	var keys, counters []string
 	for _, gr := range groups {
-		for _, c := range gr.counters {
+		for _, c := range gr.Counters {
 			k := c + ":epoch"
 			if b.cluster {
 				k += ":{" + n.tag + "}" // the slot of the tag, on this node
@@ -508,7 +493,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 // the connection that loads the cluster's slot map, which the cluster
 // client would wait for.)
 func (b *redisBackend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
-	v := strconv.FormatUint(freshCounter(), 10)
+	v := strconv.FormatUint(backend.FreshCounter(), 10)
 	err := cn.Set(ctx, name, v, 0).Err()
 	for range 3 {
 		addr, ok := movedTo(err)

@@ -264,7 +264,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			if !ok {
 				t.Fatal("no key")
 			}
-			e, _ := r.be.(*memoryBackend).client.Get(r.storageKey(canonical))
+			e, _ := r.be.Load(context.Background(), r.storageKey(canonical), nil, nil)
 			if e == nil {
 				t.Fatalf("no stored entry under the key computed for %s", auth)
 			}

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/routecache/routecache/core/backend"
 
 	"github.com/bradfitz/gomemcache/memcache"
 )
@@ -20,76 +21,31 @@ import (
 // Nothing is read on a hit: the marks are fetched only when a counter
 // does not match, and only in regions that enable SoftInvalidation.
 
-// softMark is the pair a soft bump records.
-type softMark struct{ Old, New uint64 }
-
-// softBackend is implemented by backends that support soft bumps; on the
-// others a soft invalidation is a hard one.
-type softBackend interface {
-	SoftBump(ctx context.Context, name string) error
-	SoftMarks(ctx context.Context, names []string, marks []softMark) error
-}
-
 var (
-	_ softBackend = (*memoryBackend)(nil)
-	_ softBackend = (*redisBackend)(nil)
-	_ softBackend = (*memcacheBackend)(nil)
-	_ softBackend = (*nearBackend)(nil)
+	_ backend.SoftBumper = (*redisBackend)(nil)
+	_ backend.SoftBumper = (*memcacheBackend)(nil)
+	_ backend.SoftBumper = (*nearBackend)(nil)
 )
 
 // softKey is where a counter's soft mark lives ("s|" cannot start a
 // counter name, which starts with the region prefix).
 func softKey(name string) string { return "s|" + name }
 
-func encodeMark(m softMark) string {
+func encodeMark(m backend.SoftMark) string {
 	return strconv.FormatUint(m.Old, 10) + ":" + strconv.FormatUint(m.New, 10)
 }
 
-func decodeMark(b []byte) softMark {
+func decodeMark(b []byte) backend.SoftMark {
 	o, n, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
 	if !ok {
-		return softMark{}
+		return backend.SoftMark{}
 	}
 	ov, err1 := strconv.ParseUint(o, 10, 64)
 	nv, err2 := strconv.ParseUint(n, 10, 64)
 	if err1 != nil || err2 != nil {
-		return softMark{}
+		return backend.SoftMark{}
 	}
-	return softMark{Old: ov, New: nv}
-}
-
-// memory
-
-type softMap struct {
-	mu sync.Mutex
-	m  map[string]softMark
-}
-
-func (m *memoryBackend) SoftBump(_ context.Context, name string) error {
-	c, created := m.counterM.getOrCreate(name, freshCounter)
-	var mark softMark
-	if created {
-		mark = softMark{Old: baseCounter, New: c.Load()}
-	} else {
-		n := c.Add(1)
-		mark = softMark{Old: n - 1, New: n}
-	}
-	m.soft.mu.Lock()
-	if m.soft.m == nil {
-		m.soft.m = map[string]softMark{}
-	}
-	m.soft.m[strings.Clone(name)] = mark
-	m.soft.mu.Unlock()
-	return nil
-}
-
-func (m *memoryBackend) SoftMarks(_ context.Context, names []string, marks []softMark) error {
-	m.soft.mu.Lock()
-	defer m.soft.mu.Unlock()
-	for i, n := range names {
-		marks[i] = m.soft.m[n]
-	}
-	return nil
+	return backend.SoftMark{Old: ov, New: nv}
 }
 
 // Redis: the counter moves on (bumpScript, nothing published yet), then
@@ -106,14 +62,14 @@ func (b *redisBackend) SoftBump(ctx context.Context, name string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	err = markScript.Run(ctx, b.client, []string{softKey(name)},
-		encodeMark(softMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
+		encodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
 	if err != nil {
 		return fmt.Errorf("publish invalidation: %w", err)
 	}
 	return nil
 }
 
-func (b *redisBackend) SoftMarks(ctx context.Context, names []string, marks []softMark) error {
+func (b *redisBackend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	keys := make([]string, len(names))
@@ -125,7 +81,7 @@ func (b *redisBackend) SoftMarks(ctx context.Context, names []string, marks []so
 		return err
 	}
 	for i, v := range res {
-		marks[i] = softMark{}
+		marks[i] = backend.SoftMark{}
 		if s, ok := v.(string); ok {
 			marks[i] = decodeMark([]byte(s))
 		}
@@ -141,10 +97,10 @@ func (b *memcacheBackend) SoftBump(ctx context.Context, name string) error {
 	if err != nil || n == 0 {
 		return err
 	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
+	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(backend.SoftMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
 }
 
-func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []softMark) error {
+func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []backend.SoftMark) error {
 	keys := make([]string, len(names))
 	for i, n := range names {
 		keys[i] = softKey(n)
@@ -154,7 +110,7 @@ func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []s
 		return err
 	}
 	for i, k := range keys {
-		marks[i] = softMark{}
+		marks[i] = backend.SoftMark{}
 		if it, ok := got[k]; ok {
 			marks[i] = decodeMark(it.Value)
 		}
@@ -165,7 +121,7 @@ func (b *memcacheBackend) SoftMarks(_ context.Context, names []string, marks []s
 // near cache: the inner backend publishes (Redis); the local copy goes.
 
 func (n *nearBackend) SoftBump(ctx context.Context, name string) error {
-	sb, ok := n.inner.(softBackend)
+	sb, ok := n.inner.(backend.SoftBumper)
 	if !ok {
 		return n.Bump(ctx, name)
 	}
@@ -174,8 +130,8 @@ func (n *nearBackend) SoftBump(ctx context.Context, name string) error {
 	return err
 }
 
-func (n *nearBackend) SoftMarks(ctx context.Context, names []string, marks []softMark) error {
-	if sb, ok := n.inner.(softBackend); ok {
+func (n *nearBackend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
+	if sb, ok := n.inner.(backend.SoftBumper); ok {
 		return sb.SoftMarks(ctx, names, marks)
 	}
 	clear(marks)
@@ -183,8 +139,8 @@ func (n *nearBackend) SoftMarks(ctx context.Context, names []string, marks []sof
 }
 
 // bumpCounter bumps a counter, softly when asked and the backend can.
-func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
-	if sb, ok := be.(softBackend); ok && soft {
+func bumpCounter(ctx context.Context, be backend.Backend, name string, soft bool) error {
+	if sb, ok := be.(backend.SoftBumper); ok && soft {
 		return sb.SoftBump(ctx, name)
 	}
 	return be.Bump(ctx, name)
