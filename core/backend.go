@@ -10,13 +10,40 @@ import (
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/gocache"
-	_ "github.com/routecache/routecache/core/backend/memory" // memory://
+	"github.com/routecache/routecache/core/backend/memcache"
+	"github.com/routecache/routecache/core/backend/memory"
+	"github.com/routecache/routecache/core/backend/near"
+	"github.com/routecache/routecache/core/backend/redis"
 )
 
 // Opening backends. core imports the built-in drivers, which register
 // their schemes with the backend package's registry as a third party's
 // driver would; a URL of any built-in scheme therefore works with no
 // set-up, and New never has to tell a user to import a driver.
+
+// The built-in drivers' defaults, as core has always exported them.
+const (
+	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
+	DefaultMemoryBytes = memory.DefaultMaxBytes
+	// DefaultRedisTimeout bounds each Redis operation (dial, read, write)
+	// when the URL sets no timeout option.
+	DefaultRedisTimeout = redis.DefaultTimeout
+	// DefaultMemcacheTimeout bounds each Memcached operation when the URL
+	// sets no timeout option.
+	DefaultMemcacheTimeout = memcache.DefaultTimeout
+	// DefaultMemcacheMaxIdle is the idle connections kept per Memcached
+	// server when the URL sets no max_idle.
+	DefaultMemcacheMaxIdle = memcache.DefaultMaxIdle
+	// DefaultMemcacheMaxItem is the item size limit assumed when the URL
+	// sets no max_item (memcached's default -I 1m).
+	DefaultMemcacheMaxItem = memcache.DefaultMaxItem
+	// DefaultNearStaleness is how long a near cache on Memcached trusts the
+	// counter values it read, when the URL sets no near_staleness.
+	DefaultNearStaleness = near.DefaultStaleness
+	// DefaultCounterTTL is the lifetime of a counter on a backend opened
+	// without a Cache (New sets each backend's from its regions).
+	DefaultCounterTTL = backend.DefaultCounterTTL
+)
 
 // openBackend builds a backend from a region's Backend URL. The options
 // near_max_bytes and near_staleness, valid on every remote scheme, put a
@@ -42,7 +69,7 @@ func openBackend(raw string, opts backend.Options) (backend.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	nb, err := wrapNear(b, u, q, opts)
+	nb, err := near.Wrap(b, u, q, opts)
 	if err != nil {
 		b.Close()
 		return nil, err

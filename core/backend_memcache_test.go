@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+
 	"github.com/routecache/routecache/core/backend"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -45,14 +47,14 @@ func mcURL(addrs []string, query string) string {
 
 func mcPrefix() string { return fmt.Sprintf("mc%d", backend.FreshCounter()%1e12) }
 
-func mcOpen(t testing.TB, raw string) *memcacheBackend {
+func mcOpen(t testing.TB, raw string) *memcachebe.Backend {
 	t.Helper()
 	be, err := openBackend(raw, backend.Options{Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
-	return be.(*memcacheBackend)
+	return be.(*memcachebe.Backend)
 }
 
 func mcCache(t testing.TB, raw string, rc RegionConfig) *Cache {
@@ -88,9 +90,9 @@ func TestMemcacheURL(t *testing.T) {
 			t.Errorf("%s: %v", g.raw, err)
 			continue
 		}
-		mb := be.(*memcacheBackend)
-		if mb.client.Timeout != g.timeout || mb.client.MaxIdleConns != g.idle || mb.maxItem != g.item {
-			t.Errorf("%s: timeout %v max_idle %d max_item %d", g.raw, mb.client.Timeout, mb.client.MaxIdleConns, mb.maxItem)
+		mb := be.(*memcachebe.Backend)
+		if mb.Client().Timeout != g.timeout || mb.Client().MaxIdleConns != g.idle || mb.MaxItem() != g.item {
+			t.Errorf("%s: timeout %v max_idle %d max_item %d", g.raw, mb.Client().Timeout, mb.Client().MaxIdleConns, mb.MaxItem())
 		}
 		if !mb.Remote() {
 			t.Errorf("%s: not remote", g.raw)
@@ -136,39 +138,6 @@ func TestMemcacheURL(t *testing.T) {
 	_, err := openBackend("memcache://no-such-host.invalid:11211", backend.Options{Logger: slog.Default()})
 	if err == nil || !strings.HasPrefix(err.Error(), `backend "memcache://no-such-host.invalid:11211": `) || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Errorf("unresolvable host: %v", err)
-	}
-}
-
-func TestMemcacheExpiry(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	cases := []struct {
-		ttl  time.Duration
-		want time.Duration
-	}{
-		{0, 0},
-		{-time.Second, 0},
-		// Rounded up to whole seconds, plus the second memcached's clock may cut.
-		{time.Nanosecond, 2 * time.Second},
-		{500 * time.Millisecond, 2 * time.Second},
-		{time.Second, 2 * time.Second},
-		{1500 * time.Millisecond, 3 * time.Second},
-		{10 * time.Minute, 10*time.Minute + time.Second},
-		{30*24*time.Hour - time.Second, 30 * 24 * time.Hour}, // the longest relative time
-		// Past 30 days: absolute unix times.
-		{30 * 24 * time.Hour, time.Duration(1_800_000_000+30*24*3600+1) * time.Second},
-		{31 * 24 * time.Hour, time.Duration(1_800_000_000+31*24*3600+1) * time.Second},
-		{100 * 365 * 24 * time.Hour, time.Duration(1<<31-1) * time.Second}, // capped (int32)
-		{time.Duration(1<<63 - 1), time.Duration(1<<31-1) * time.Second},   // no overflow
-	}
-	for _, c := range cases {
-		got := memcacheExpiry(c.ttl, now)
-		if got != c.want {
-			t.Errorf("memcacheExpiry(%v) = %v, want %v", c.ttl, got, c.want)
-		}
-		// What gocache's store will send must be the whole seconds we meant.
-		if int32(got.Seconds()) != int32(c.want/time.Second) {
-			t.Errorf("%v: gocache would send %d", c.ttl, int32(got.Seconds()))
-		}
 	}
 }
 
@@ -385,8 +354,8 @@ func TestMemcacheLongTTL(t *testing.T) {
 	if ttl, ok := mcTTL(t, addrs, key30); !ok || ttl < 30*24*3600-5 {
 		t.Fatalf("30-day TTL %d %v", ttl, ok)
 	}
-	b.client.Delete(key)
-	b.client.Delete(key30)
+	b.Client().Delete(key)
+	b.Client().Delete(key30)
 }
 
 // Values over the item limit are errTooLarge, both when we know the limit
@@ -402,11 +371,11 @@ func TestMemcacheTooLarge(t *testing.T) {
 	}
 	// Just under the limit still fits.
 	e := mcEntry("k", nil)
-	e.Body = make([]byte, 1<<20-memcacheItemOverhead-len(p+":e:fits")-e.Size()-8)
+	e.Body = make([]byte, 1<<20-memcachebe.ItemOverhead-len(p+":e:fits")-e.Size()-8)
 	if err := b.Store(ctx, p+":e:fits", e, time.Minute); err != nil {
 		t.Fatalf("%d-byte entry: %v", len(e.Encode()), err)
 	}
-	b.client.Delete(p + ":e:fits")
+	b.Client().Delete(p + ":e:fits")
 
 	// The servers run with the default -I 1m; claim 4 MiB so the server refuses.
 	b4 := mcOpen(t, mcURL(addrs, "max_item=4MiB"))
@@ -473,7 +442,7 @@ func TestMemcacheBump(t *testing.T) {
 		}
 		// The counter is lost (evicted, server restarted): the next bump must
 		// not bring back a value an entry may have recorded.
-		if err := b.client.Delete(name); err != nil {
+		if err := b.Client().Delete(name); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -495,7 +464,7 @@ func TestMemcacheBump(t *testing.T) {
 	wg.Wait()
 	vals := []uint64{0}
 	b.Counters(ctx, []string{race}, vals)
-	it, err := b.client.Get(race)
+	it, err := b.Client().Get(race)
 	if err != nil || vals[0] <= backend.BaseCounter+n {
 		t.Fatalf("raced counter %d %v", vals[0], err)
 	}
@@ -503,7 +472,7 @@ func TestMemcacheBump(t *testing.T) {
 
 	// Something that is not a number under a counter's name is replaced.
 	junk := name + ":junk"
-	b.client.Set(&memcache.Item{Key: junk, Value: []byte("not a number")})
+	b.Client().Set(&memcache.Item{Key: junk, Value: []byte("not a number")})
 	if err := b.Bump(ctx, junk); err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +480,7 @@ func TestMemcacheBump(t *testing.T) {
 	if b.Counters(ctx, []string{junk}, vals); vals[0] <= backend.BaseCounter {
 		t.Fatalf("bump over junk left %d", vals[0])
 	}
-	b.client.Set(&memcache.Item{Key: junk, Value: []byte("junk")})
+	b.Client().Set(&memcache.Item{Key: junk, Value: []byte("junk")})
 	vals[0] = 0
 	if err := b.Ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= backend.BaseCounter {
 		t.Fatalf("ensure over junk: %d %v", vals[0], err)
@@ -521,7 +490,7 @@ func TestMemcacheBump(t *testing.T) {
 	}
 }
 
-func read2(t testing.TB, b *memcacheBackend, name string) uint64 {
+func read2(t testing.TB, b *memcachebe.Backend, name string) uint64 {
 	v := []uint64{0}
 	if err := b.Counters(context.Background(), []string{name}, v); err != nil {
 		t.Fatal(err)
@@ -542,7 +511,7 @@ func TestMemcacheCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := p + ":e:bad"
-	if err := b.client.Set(&memcache.Item{Key: key, Value: []byte("RCE\x01 not really an entry")}); err != nil {
+	if err := b.Client().Set(&memcache.Item{Key: key, Value: []byte("RCE\x01 not really an entry")}); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]uint64, 2)
@@ -561,14 +530,14 @@ func TestMemcacheCorrupt(t *testing.T) {
 	}
 	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), pm, "/items/:id")
 	skey := c.regions["r"].storageKey(canonical)
-	mb := c.regions["r"].be.(*memcacheBackend)
-	good, err := mb.client.Get(skey)
+	mb := c.regions["r"].be.(*memcachebe.Backend)
+	good, err := mb.Client().Get(skey)
 	if err != nil {
 		t.Fatalf("stored entry not under %s: %v", skey, err)
 	}
 	bads := [][]byte{[]byte("garbage"), good.Value[:len(good.Value)/2], {}, append(append([]byte{}, good.Value[:len(good.Value)-1]...), good.Value[len(good.Value)-1]^1)}
 	for i, bad := range bads {
-		if err := mb.client.Set(&memcache.Item{Key: skey, Value: bad}); err != nil {
+		if err := mb.Client().Set(&memcache.Item{Key: skey, Value: bad}); err != nil {
 			t.Fatal(err)
 		}
 		w := serveOnce(rt, "/items/1", pm, h)
@@ -853,8 +822,8 @@ func TestMemcacheInvalidationDuringFill(t *testing.T) {
 			case "key":
 				err = c.InvalidateKey(ctx, "r", "/items/1")
 			case "lost-counter":
-				mb := c.regions["r"].be.(*memcacheBackend)
-				err = mb.client.Delete(c.regions["r"].tagCounter("item:1"))
+				mb := c.regions["r"].be.(*memcachebe.Backend)
+				err = mb.Client().Delete(c.regions["r"].tagCounter("item:1"))
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/memory"
 )
@@ -145,8 +148,8 @@ func BenchmarkRedis(b *testing.B) {
 	c := benchCache(b, "redis://"+addr+"/0")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT") // warm: stores the entry
-	rb := c.regions["r"].be.(*redisBackend)
-	keys, err := rb.client.Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
+	rb := c.regions["r"].be.(*redisbe.Backend)
+	keys, err := rb.Client().Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
 	if err != nil || len(keys) != 1 {
 		b.Fatalf("keys %v %v", keys, err)
 	}
@@ -154,7 +157,7 @@ func BenchmarkRedis(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := rb.client.Get(ctx, keys[0]).Bytes(); err != nil {
+			if _, err := rb.Client().Get(ctx, keys[0]).Bytes(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -178,7 +181,7 @@ func BenchmarkRedis(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := rb.client.MGet(ctx, mkeys...).Result(); err != nil {
+			if _, err := rb.Client().MGet(ctx, mkeys...).Result(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -210,7 +213,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	c := benchCache(b, "memcache://"+addrs+"?timeout=1s")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT")
-	mb := c.regions["r"].be.(*memcacheBackend)
+	mb := c.regions["r"].be.(*memcachebe.Backend)
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
 	req.SetPathValue("id", "42")
 	req.Pattern = "GET /articles/{id}"
@@ -220,7 +223,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	b.Run("raw-getmulti", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			m, err := mb.client.GetMulti([]string{key})
+			m, err := mb.Client().GetMulti([]string{key})
 			if err != nil || m[key] == nil {
 				b.Fatal(err, len(m))
 			}
@@ -237,7 +240,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	b.Run("raw-getmulti-all", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			m, err := mb.client.GetMulti(mkeys)
+			m, err := mb.Client().GetMulti(mkeys)
 			if err != nil || m[key] == nil {
 				b.Fatal(err, len(m))
 			}

@@ -35,8 +35,6 @@ const (
 	DefaultLeaseWait = 2 * time.Second
 	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
 	DefaultPrefix = "rc"
-	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
-	DefaultMemoryBytes = 64 << 20
 )
 
 // Config describes a Cache: its named regions and where it logs.

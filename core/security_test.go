@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	redisbe "github.com/routecache/routecache/core/backend/redis"
 )
 
 // One test per threat, each through a real HTTP server and the net/http
@@ -281,14 +283,14 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 		prefix := uniquePrefix(t)
 		c, srv := secApp(t, RegionConfig{Backend: u, Prefix: prefix, VaryAuthorization: true}, "GET /me/{rest...}", me)
 		check(t, srv)
-		rb := c.regions["r"].be.(*redisBackend)
+		rb := c.regions["r"].be.(*redisbe.Backend)
 		ctx := context.Background()
-		keys, err := rb.client.Keys(ctx, prefix+":*").Result()
+		keys, err := rb.Client().Keys(ctx, prefix+":*").Result()
 		if err != nil || len(keys) < 3 {
 			t.Fatalf("keys %v %v", keys, err)
 		}
 		for _, k := range keys {
-			v, err := rb.client.Get(ctx, k).Result()
+			v, err := rb.Client().Get(ctx, k).Result()
 			if err != nil {
 				t.Fatalf("%s: %v", k, err)
 			}

@@ -73,6 +73,12 @@ var ErrTooLarge = errors.New("routecache: entry larger than the backend accepts"
 // admission policy or busy buffers); the request is served uncached.
 var ErrDropped = errors.New("routecache: memory store dropped the entry")
 
+// ErrQueued marks a failure that never reached the store: the operation
+// waited for a connection of its own process (a burst queueing for the
+// pool) and gave up. The engine's circuit breaker does not count it: it
+// says nothing about the store's health.
+var ErrQueued = errors.New("routecache: no connection free in time (the process's own queue)")
+
 // SoftMark is the pair a soft bump records: the counter's value before
 // and after it.
 type SoftMark struct{ Old, New uint64 }
@@ -293,3 +299,8 @@ func Registered(scheme string) bool {
 	_, ok := openers[scheme]
 	return ok
 }
+
+// DefaultCounterTTL is the lifetime of a counter on a backend whose
+// counters expire, opened without an engine (the engine sets each
+// backend's from its regions: CounterLifer).
+const DefaultCounterTTL = 24 * time.Hour

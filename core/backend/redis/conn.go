@@ -1,4 +1,4 @@
-package core
+package redis
 
 import (
 	"context"
@@ -26,12 +26,6 @@ import (
 // Admission: queueing for a connection is not a backend failure
 // ---------------------------------------------------------------------------
 
-// errQueued marks a failure that never reached the backend: the operation
-// waited for a connection of its own process (a burst queueing for the
-// pool) and gave up. The breaker does not count it: it says nothing about
-// the backend's health.
-var errQueued = errors.New("routecache: no connection free in time (the process's own queue)")
-
 // admission bounds the operations in flight on one Redis backend to the
 // pool's size, so that an operation never waits inside go-redis's pool
 // under its own deadline (the URL's timeout, which bounds the network
@@ -54,7 +48,7 @@ func newAdmission(size int, wait, timeout time.Duration) *admission {
 }
 
 // enter takes a slot. It returns ctx's error if the caller went away, or
-// an error wrapping errQueued.
+// an error wrapping backend.ErrQueued.
 func (a *admission) enter(ctx context.Context) error {
 	select {
 	case a.slots <- struct{}{}:
@@ -76,7 +70,7 @@ func (a *admission) enter(ctx context.Context) error {
 			f := a.failure.Load()
 			stalled := f > start.UnixNano() && f > a.progress.Load()
 			if waited >= a.wait || stalled {
-				return fmt.Errorf("%w: waited %v for one of %d connections", errQueued, waited.Round(time.Millisecond), cap(a.slots))
+				return fmt.Errorf("%w: waited %v for one of %d connections", backend.ErrQueued, waited.Round(time.Millisecond), cap(a.slots))
 			}
 			t.Reset(tick)
 		}
@@ -96,7 +90,7 @@ func (a *admission) alive() {
 }
 
 // connHook turns an operation refused by admission (its context carries
-// errQueued as the cause) into that error, without touching the pool;
+// backend.ErrQueued as the cause) into that error, without touching the pool;
 // marks go-redis's own pool timeouts the same way; and gives a command
 // that timed out one more attempt when the server answered other commands
 // meanwhile (see retryable).
@@ -140,7 +134,7 @@ func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 			h.done(c.Err(), c)
 		}
 		if errors.Is(err, redis.ErrPoolTimeout) {
-			err = fmt.Errorf("%w: %w", errQueued, err)
+			err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
 		}
 		return err
 	}
@@ -152,9 +146,9 @@ func (h connHook) done(err error, cmd redis.Cmder) error {
 	case err == nil || errors.Is(err, redis.Nil) || isRedisReply(err):
 		h.a.alive()
 	case errors.Is(err, redis.ErrPoolTimeout):
-		err = fmt.Errorf("%w: %w", errQueued, err)
+		err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
 		cmd.SetErr(err)
-	case errors.Is(err, errQueued) || errors.Is(err, context.Canceled):
+	case errors.Is(err, backend.ErrQueued) || errors.Is(err, context.Canceled):
 	default:
 		h.a.failure.Store(time.Now().UnixNano())
 	}
@@ -193,7 +187,7 @@ func refused(ctx context.Context) error {
 	if ctx.Err() == nil {
 		return nil
 	}
-	if c := context.Cause(ctx); errors.Is(c, errQueued) {
+	if c := context.Cause(ctx); errors.Is(c, backend.ErrQueued) {
 		return c
 	}
 	return nil
@@ -221,7 +215,7 @@ const maxWarmConns = 32
 // initialised, so the restart check below runs for it) and leaves them idle
 // in the pool. It fails open: errors are ignored, and it returns when ctx
 // ends (New bounds it).
-func (b *redisBackend) warm(ctx context.Context) {
+func (b *Backend) warm(ctx context.Context) {
 	n := b.warmConns
 	if n <= 0 {
 		return
@@ -339,13 +333,13 @@ func (g *restartGuard) setRegions(groups []backend.RegionCounters) {
 }
 
 // onConnect is the go-redis OnConnect hook of the node at addr.
-func (b *redisBackend) onConnect(addr string) func(ctx context.Context, cn *redis.Conn) error {
+func (b *Backend) onConnect(addr string) func(ctx context.Context, cn *redis.Conn) error {
 	return func(ctx context.Context, cn *redis.Conn) error {
 		return b.checkNode(ctx, cn, addr)
 	}
 }
 
-func (b *redisBackend) checkNode(ctx context.Context, cn *redis.Conn, addr string) error {
+func (b *Backend) checkNode(ctx context.Context, cn *redis.Conn, addr string) error {
 	g := &b.guard
 	if g.noInfo.Load() {
 		return nil
@@ -416,7 +410,7 @@ func (g *restartGuard) reset() {
 // verifyMarkers compares the node's markers with runID, resets the region
 // counters whose marker differs, then sets the markers. It returns the
 // counters reset.
-func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []backend.RegionCounters) ([]string, error) {
+func (b *Backend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []backend.RegionCounters) ([]string, error) {
 	if b.cluster && n.tag == "" {
 		tag, ok, err := ownedTag(ctx, cn)
 		if err != nil {
@@ -492,7 +486,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 // the cluster client: this runs inside go-redis's OnConnect, possibly for
 // the connection that loads the cluster's slot map, which the cluster
 // client would wait for.)
-func (b *redisBackend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
+func (b *Backend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
 	v := strconv.FormatUint(backend.FreshCounter(), 10)
 	err := cn.Set(ctx, name, v, 0).Err()
 	for range 3 {

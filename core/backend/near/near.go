@@ -1,4 +1,4 @@
-package core
+package near
 
 import (
 	"context"
@@ -12,17 +12,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/routecache/routecache/core/backend"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultNearStaleness is how long a near cache on Memcached trusts the
+// DefaultStaleness is how long a near cache on Memcached trusts the
 // counter values it read, when the URL sets no near_staleness.
-const DefaultNearStaleness = time.Second
+const DefaultStaleness = time.Second
 
-// nearBackend is an in-process L1 in front of a Redis or Memcached
+// Cache is an in-process L1 in front of a Redis or Memcached
 // backend, enabled by the URL option near_max_bytes. It keeps decoded
 // entries (bounded by the byte budget) and the counter values it read.
 // A lookup whose entry and counters are all local costs no round trip.
@@ -36,8 +38,9 @@ const DefaultNearStaleness = time.Second
 // pub/sub, a local counter is trusted for near_staleness (default 1 s)
 // after it was read: an invalidation made by another instance can go
 // unseen for that long.
-type nearBackend struct {
+type Cache struct {
 	inner     backend.Backend
+	redis     *redisbe.Backend // inner, when it is Redis (set by Wrap)
 	l1        *ristretto.Cache[string, *backend.Entry]
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
@@ -73,8 +76,11 @@ type nearCounter struct {
 	checked int64
 }
 
-// wrapNear builds the near cache when the URL asks for one.
-func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options) (backend.Backend, error) {
+// Wrap puts a near cache in front of inner when the URL asks for one
+// (near_max_bytes, near_staleness in q; u names the backend in errors).
+// On Redis its coherence comes from the backend's pub/sub channel; on
+// any other backend, from near_staleness.
+func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options) (backend.Backend, error) {
 	nb := q.Get("near_max_bytes")
 	ns := q.Get("near_staleness")
 	if nb == "" {
@@ -83,7 +89,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Opti
 		}
 		return inner, nil
 	}
-	maxBytes, err := parseBytes(nb)
+	maxBytes, err := backend.ParseBytes(nb)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", u.Redacted(), err)
 	}
@@ -100,16 +106,17 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Opti
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)
 	}
-	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
-	rb, isRedis := inner.(*redisBackend)
+	n := &Cache{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
+	rb, isRedis := inner.(*redisbe.Backend)
+	n.redis = rb
 	switch {
 	case isRedis:
 		if ns != "" {
 			return nil, fmt.Errorf("backend %q: near_staleness applies to memcache:// only (Redis near caches are kept coherent by pub/sub)", u.Redacted())
 		}
-		n.client = rb.client
-		n.channel = invalidationChannel
-		n.instance = rb.instance // its messages are published by rb
+		n.client = rb.Client()
+		n.channel = redisbe.InvalidationChannel
+		n.instance = rb.Instance() // its messages are published by rb
 		ctx, cancel := context.WithCancel(context.Background())
 		n.cancel, n.done = cancel, make(chan struct{})
 		ready := make(chan struct{})
@@ -119,7 +126,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Opti
 		case <-time.After(2 * time.Second):
 		}
 	default:
-		n.staleness = DefaultNearStaleness
+		n.staleness = DefaultStaleness
 		if ns != "" {
 			d, err := time.ParseDuration(ns)
 			if err != nil || d <= 0 {
@@ -133,7 +140,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, opts backend.Opti
 
 // subscribe keeps the pub/sub subscription and marks the near cache
 // incoherent whenever it is not known to be live.
-func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
+func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 	defer close(n.done)
 	ps := n.client.Subscribe(ctx, n.channel)
 	n.psMu.Lock()
@@ -188,21 +195,21 @@ func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
 	}
 }
 
-func (n *nearBackend) lose(err error) {
+func (n *Cache) lose(err error) {
 	if n.coherent.Swap(false) {
 		n.log.Warn("routecache: near cache pub/sub lost; reading through to Redis until it is back", "err", err)
 	}
 	n.dropAll()
 }
 
-func (n *nearBackend) drop(counter string) {
+func (n *Cache) drop(counter string) {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.del(counter)
 	n.mu.Unlock()
 }
 
-func (n *nearBackend) dropAll() {
+func (n *Cache) dropAll() {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.reset()
@@ -210,14 +217,14 @@ func (n *nearBackend) dropAll() {
 }
 
 // usableLocally reports whether local counters may be trusted now.
-func (n *nearBackend) trusted() bool {
+func (n *Cache) trusted() bool {
 	if n.client != nil {
 		return n.coherent.Load()
 	}
 	return true
 }
 
-func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
+func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
@@ -243,7 +250,7 @@ func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals
 
 // localCounters fills vals from local copies, if all are present and
 // (on Memcached) recent enough.
-func (n *nearBackend) localCounters(names []string, vals []uint64) bool {
+func (n *Cache) localCounters(names []string, vals []uint64) bool {
 	var oldest int64
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
@@ -262,7 +269,7 @@ func (n *nearBackend) localCounters(names []string, vals []uint64) bool {
 
 // install keeps counter values read from the backend, unless an
 // invalidation was seen since the read began.
-func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
+func (n *Cache) install(epoch uint64, names []string, vals []uint64) {
 	if !n.trusted() {
 		return
 	}
@@ -279,7 +286,7 @@ func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
 	}
 }
 
-func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
+func (n *Cache) Counters(ctx context.Context, names []string, vals []uint64) error {
 	epoch := n.epoch.Load()
 	if err := n.inner.Counters(ctx, names, vals); err != nil {
 		return err
@@ -288,11 +295,11 @@ func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint6
 	return nil
 }
 
-func (n *nearBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+func (n *Cache) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	return n.inner.Ensure(ctx, names, vals)
 }
 
-func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
@@ -305,31 +312,31 @@ func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, t
 // backend publishes the invalidation itself (in the same round trip), as
 // it does for a Cache without near cache, so every near cache hears of
 // every invalidation whichever instance made it.
-func (n *nearBackend) Bump(ctx context.Context, name string) error {
+func (n *Cache) Bump(ctx context.Context, name string) error {
 	err := n.inner.Bump(ctx, name)
 	n.drop(name)
 	return err
 }
 
 // setCounterTTL passes the counters' lifetime to the inner backend.
-func (n *nearBackend) SetCounterTTL(d time.Duration) {
+func (n *Cache) SetCounterTTL(d time.Duration) {
 	if cl, ok := n.inner.(backend.CounterLifer); ok {
 		cl.SetCounterTTL(d)
 	}
 }
 
-func (n *nearBackend) Remote() bool { return true }
+func (n *Cache) Remote() bool { return true }
 
 // KeyForm is KeysNear: the L1 keeps entries under their canonical key (a
 // near hit hashes nothing); the key goes to the remote store as
 // backend.RemoteEntryKey, the key an instance without near cache uses.
-func (n *nearBackend) KeyForm() backend.KeyForm { return backend.KeysNear }
+func (n *Cache) KeyForm() backend.KeyForm { return backend.KeysNear }
 
 // Prepare prepares the inner backend; a restart it detects drops the
 // local counters too.
-func (n *nearBackend) Prepare(regions []backend.RegionCounters) {
-	if rb, ok := n.inner.(*redisBackend); ok {
-		rb.guard.configure(n.log, n.dropAll)
+func (n *Cache) Prepare(regions []backend.RegionCounters) {
+	if n.redis != nil {
+		n.redis.OnReset(n.log, n.dropAll)
 	}
 	if p, ok := n.inner.(backend.Preparer); ok {
 		p.Prepare(regions)
@@ -337,9 +344,13 @@ func (n *nearBackend) Prepare(regions []backend.RegionCounters) {
 }
 
 // BoundEntries passes the bound to the inner backend.
-func (n *nearBackend) BoundEntries(maxBody int64) { boundEntries(n.inner, maxBody) }
+func (n *Cache) BoundEntries(maxBody int64) {
+	if b, ok := n.inner.(backend.EntryBounder); ok {
+		b.BoundEntries(maxBody)
+	}
+}
 
-func (n *nearBackend) Close() error {
+func (n *Cache) Close() error {
 	if n.cancel != nil {
 		n.cancel()
 		n.psMu.Lock()
@@ -354,16 +365,108 @@ func (n *nearBackend) Close() error {
 }
 
 // leaser passes the inner backend's leases through.
-func (n *nearBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (n *Cache) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Acquire(ctx, key, ttl)
 	}
 	return "", true, nil
 }
 
-func (n *nearBackend) Release(ctx context.Context, key, token string) error {
+func (n *Cache) Release(ctx context.Context, key, token string) error {
 	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Release(ctx, key, token)
 	}
 	return nil
+}
+
+func (n *Cache) SoftBump(ctx context.Context, name string) error {
+	sb, ok := n.inner.(backend.SoftBumper)
+	if !ok {
+		return n.Bump(ctx, name)
+	}
+	err := sb.SoftBump(ctx, name)
+	n.drop(name)
+	return err
+}
+
+func (n *Cache) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
+	if sb, ok := n.inner.(backend.SoftBumper); ok {
+		return sb.SoftMarks(ctx, names, marks)
+	}
+	clear(marks)
+	return nil
+}
+
+// poll reads the remote store, past the L1 (which may hold an entry from
+// before an invalidation under the same key, and would hide the new one),
+// and keeps what it read as load does.
+func (n *Cache) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	p, ok := n.inner.(backend.LeasePoller)
+	if !ok {
+		e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
+		return e, false, err
+	}
+	n.remoteLoads.Add(1)
+	epoch := n.epoch.Load()
+	e, held, err := p.Poll(ctx, backend.RemoteEntryKey(key), lkey, names, vals)
+	if err != nil {
+		return e, held, err
+	}
+	n.install(epoch, names, vals)
+	if e != nil {
+		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
+			n.l1.Wait()
+		}
+	}
+	return e, held, nil
+}
+
+// Stats are a near cache's counts, for tests and diagnostics.
+type Stats struct {
+	// LocalHits are lookups answered from the process (entry and every
+	// counter local); RemoteLoads went to the remote store.
+	LocalHits, RemoteLoads uint64
+	// Messages are the invalidation messages received; Resubscribes the
+	// (re)subscriptions to the channel.
+	Messages, Resubscribes uint64
+	// Coherent is whether local counters are trusted now (the pub/sub
+	// subscription is live; always true on Memcached).
+	Coherent bool
+}
+
+// Stats returns the near cache's counts.
+func (n *Cache) Stats() Stats {
+	return Stats{
+		LocalHits: n.localHits.Load(), RemoteLoads: n.remoteLoads.Load(),
+		Messages: n.messages.Load(), Resubscribes: n.resubscribes.Load(),
+		Coherent: n.trusted(),
+	}
+}
+
+// Client is the Redis client the near cache subscribes with (nil on
+// Memcached).
+func (n *Cache) Client() redis.UniversalClient { return n.client }
+
+// OnApplied sets a function told of each counter an invalidation message
+// dropped, after it was dropped (tests wait on it).
+func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
+
+// Remember keeps counter values as a read from the remote store does
+// (tests fill the local counters with it).
+func (n *Cache) Remember(names []string, vals []uint64) { n.install(n.epoch.Load(), names, vals) }
+
+// LocalCounters is the number of counter values kept locally.
+func (n *Cache) LocalCounters() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.local.len()
+}
+
+// HasLocal reports whether a counter's value is kept locally.
+func (n *Cache) HasLocal(name string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	_, ok := n.local.idx[name]
+	return ok
 }
