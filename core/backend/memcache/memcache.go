@@ -140,6 +140,7 @@ func openMemcache(u *url.URL) (*Backend, error) {
 	}, nil
 }
 
+// Load reads the entry under key and the named counters (backend.Backend).
 func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -163,6 +164,7 @@ func (b *Backend) Load(ctx context.Context, key string, names []string, vals []u
 	return backend.DecodeShared(it.Value)
 }
 
+// Counters reads the named counters (0 = missing).
 func (b *Backend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
@@ -202,7 +204,7 @@ func (b *Backend) counterExpiry() int32 {
 	return int32(memcacheExpiry(b.counterTTL, time.Now()) / time.Second)
 }
 
-// setCounterTTL sets how long counters live (counterLifer).
+// SetCounterTTL sets how long counters live (counterLifer).
 func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
 // touch renews a counter's lifetime. It is best effort: a counter gone
@@ -217,6 +219,7 @@ func (b *Backend) touch(name string, exp int32) {
 // deletions or evictions of the same counter.
 const memcacheAttempts = 5
 
+// Ensure creates the missing counters with fresh values.
 func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		if vals[i] != 0 {
@@ -271,7 +274,7 @@ func (b *Backend) create(name string) (uint64, error) {
 	return 0, fmt.Errorf("memcache: counter %q kept changing while being created", name)
 }
 
-// bump increments a counter and renews its lifetime (incr keeps an item's
+// Bump increments a counter and renews its lifetime (incr keeps an item's
 // expiration: a touch follows it); a missing one is created from a fresh
 // random value (never 0 or 1), so a counter lost to eviction or expiry
 // never repeats a value an entry may have recorded.
@@ -313,6 +316,7 @@ func (b *Backend) increment(ctx context.Context, name string) (uint64, error) {
 	return 0, fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
 }
 
+// Store writes the entry for ttl.
 func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -388,11 +392,14 @@ func (b *Backend) failed(err error) error {
 	return err
 }
 
+// Remote is true: the store is shared between instances.
 func (b *Backend) Remote() bool { return true }
 
-// close drops the idle connections; it never flushes anything.
+// Close drops the idle connections; it never flushes anything.
 func (b *Backend) Close() error { return b.client.Close() }
 
+// SoftBump moves the counter on and records its mark.
+//
 // Memcached: Increment returns the new value; a counter that had to be
 // created has no "before" any entry could hold, so it gets no mark.
 //
@@ -405,6 +412,7 @@ func (b *Backend) SoftBump(ctx context.Context, name string) error {
 	return b.client.Set(&memcache.Item{Key: wire.SoftKey(name), Value: []byte(wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
 }
 
+// SoftMarks reads the soft marks of the named counters.
 func (b *Backend) SoftMarks(_ context.Context, names []string, marks []backend.SoftMark) error {
 	keys := make([]string, len(names))
 	for i, n := range names {
@@ -423,6 +431,7 @@ func (b *Backend) SoftMarks(_ context.Context, names []string, marks []backend.S
 	return nil
 }
 
+// Acquire takes the lease on key for ttl, if no one holds it.
 func (b *Backend) Acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
 	token := strconv.FormatUint(backend.FreshCounter(), 36)
 	secs := int32((ttl + time.Second - 1) / time.Second)
@@ -436,7 +445,7 @@ func (b *Backend) Acquire(_ context.Context, key string, ttl time.Duration) (str
 	return "", false, err
 }
 
-// release is get-compare-delete: not atomic on Memcached, which has no
+// Release is get-compare-delete: not atomic on Memcached, which has no
 // compare-and-delete; a lease that expired in between may be freed early,
 // which costs at most one extra origin call.
 func (b *Backend) Release(_ context.Context, key, token string) error {
@@ -456,7 +465,7 @@ func (b *Backend) Release(_ context.Context, key, token string) error {
 	return nil
 }
 
-// poll is load's GetMulti with the lease key added.
+// Poll is load's GetMulti with the lease key added.
 func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err

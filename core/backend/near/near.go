@@ -224,6 +224,7 @@ func (n *Cache) trusted() bool {
 	return true
 }
 
+// Load reads the entry under key and the named counters (backend.Backend).
 func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
@@ -286,6 +287,7 @@ func (n *Cache) install(epoch uint64, names []string, vals []uint64) {
 	}
 }
 
+// Counters reads the named counters (0 = missing).
 func (n *Cache) Counters(ctx context.Context, names []string, vals []uint64) error {
 	epoch := n.epoch.Load()
 	if err := n.inner.Counters(ctx, names, vals); err != nil {
@@ -295,10 +297,12 @@ func (n *Cache) Counters(ctx context.Context, names []string, vals []uint64) err
 	return nil
 }
 
+// Ensure creates the missing counters with fresh values.
 func (n *Cache) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	return n.inner.Ensure(ctx, names, vals)
 }
 
+// Store writes the entry for ttl.
 func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
@@ -308,7 +312,7 @@ func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl tim
 	return nil
 }
 
-// bump invalidates remotely and drops the local copy. On Redis the inner
+// Bump invalidates remotely and drops the local copy. On Redis the inner
 // backend publishes the invalidation itself (in the same round trip), as
 // it does for a Cache without near cache, so every near cache hears of
 // every invalidation whichever instance made it.
@@ -318,13 +322,14 @@ func (n *Cache) Bump(ctx context.Context, name string) error {
 	return err
 }
 
-// setCounterTTL passes the counters' lifetime to the inner backend.
+// SetCounterTTL passes the counters' lifetime to the inner backend.
 func (n *Cache) SetCounterTTL(d time.Duration) {
 	if cl, ok := n.inner.(backend.CounterLifer); ok {
 		cl.SetCounterTTL(d)
 	}
 }
 
+// Remote is true: the store is shared between instances.
 func (n *Cache) Remote() bool { return true }
 
 // KeyForm is KeysNear: the L1 keeps entries under their canonical key (a
@@ -350,6 +355,7 @@ func (n *Cache) BoundEntries(maxBody int64) {
 	}
 }
 
+// Close releases the backend's resources.
 func (n *Cache) Close() error {
 	if n.cancel != nil {
 		n.cancel()
@@ -364,6 +370,8 @@ func (n *Cache) Close() error {
 	return n.inner.Close()
 }
 
+// Acquire takes the lease on key for ttl, if no one holds it.
+//
 // leaser passes the inner backend's leases through.
 func (n *Cache) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	if l, ok := n.inner.(backend.Leaser); ok {
@@ -372,6 +380,7 @@ func (n *Cache) Acquire(ctx context.Context, key string, ttl time.Duration) (str
 	return "", true, nil
 }
 
+// Release gives the lease back if token still holds it.
 func (n *Cache) Release(ctx context.Context, key, token string) error {
 	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Release(ctx, key, token)
@@ -379,6 +388,7 @@ func (n *Cache) Release(ctx context.Context, key, token string) error {
 	return nil
 }
 
+// SoftBump moves the counter on and records its mark.
 func (n *Cache) SoftBump(ctx context.Context, name string) error {
 	sb, ok := n.inner.(backend.SoftBumper)
 	if !ok {
@@ -389,6 +399,7 @@ func (n *Cache) SoftBump(ctx context.Context, name string) error {
 	return err
 }
 
+// SoftMarks reads the soft marks of the named counters.
 func (n *Cache) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
 	if sb, ok := n.inner.(backend.SoftBumper); ok {
 		return sb.SoftMarks(ctx, names, marks)
@@ -397,7 +408,7 @@ func (n *Cache) SoftMarks(ctx context.Context, names []string, marks []backend.S
 	return nil
 }
 
-// poll reads the remote store, past the L1 (which may hold an entry from
+// Poll reads the remote store, past the L1 (which may hold an entry from
 // before an invalidation under the same key, and would hide the new one),
 // and keeps what it read as load does.
 func (n *Cache) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {

@@ -96,8 +96,10 @@ func (a *admission) alive() {
 // meanwhile (see retryable).
 type connHook struct{ a *admission }
 
+// DialHook passes dials through.
 func (connHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
+// ProcessHook reports a queued operation's cause (see admission).
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if err := refused(ctx); err != nil {
@@ -115,6 +117,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook does for pipelines what ProcessHook does.
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if err := refused(ctx); err != nil {

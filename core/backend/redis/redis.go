@@ -204,7 +204,7 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 	return b, nil
 }
 
-// load reads the entry with GETRANGE key 0 maxEntry rather than GET: a
+// Load reads the entry with GETRANGE key 0 maxEntry rather than GET: a
 // value longer than any entry this backend stores (one planted under an
 // entry key, say 64 MiB) costs at most maxEntry+1 bytes to read and is
 // that key's corrupt entry, instead of a read that times out and counts
@@ -354,6 +354,7 @@ func isWrongType(err error) bool {
 	return redis.HasErrorPrefix(err, "WRONGTYPE")
 }
 
+// Counters reads the named counters (0 = missing).
 func (b *Backend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
@@ -370,7 +371,7 @@ func (b *Backend) Counters(ctx context.Context, names []string, vals []uint64) e
 	return nil
 }
 
-// ensure creates missing counters with SET NX PX of a fresh random value
+// Ensure creates missing counters with SET NX PX of a fresh random value
 // (living counterTTL) and reads back the value now current, all in one
 // pipeline.
 func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) error {
@@ -466,7 +467,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`)
 
-// bump increments a counter (see bumpScript) and publishes the
+// Bump increments a counter (see bumpScript) and publishes the
 // invalidation for the near caches of every instance, with or without a
 // near cache in this one.
 func (b *Backend) Bump(ctx context.Context, name string) error {
@@ -499,10 +500,10 @@ func ttlMillis(d time.Duration) string {
 	return strconv.FormatInt(max(int64(d/time.Millisecond), 1), 10)
 }
 
-// setCounterTTL sets how long counters live (counterLifer).
+// SetCounterTTL sets how long counters live (counterLifer).
 func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
-// store writes the entry and, in the same pipeline, renews the lifetime of
+// Store writes the entry and, in the same pipeline, renews the lifetime of
 // every counter it depends on: a counter outlives every entry that
 // recorded it (see counterLifetime). PEXPIRE of a counter that has gone
 // meanwhile does nothing; the entry then reads as a miss.
@@ -525,12 +526,16 @@ func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl t
 	return set.Err()
 }
 
+// BoundEntries raises the largest entry stored and read (backend.EntryBounder).
 func (b *Backend) BoundEntries(maxBody int64) {
 	b.maxEntry = max(b.maxEntry, backend.MaxEntrySize(maxBody))
 	b.maxEntryArg = b.maxEntry
 }
 
+// Remote is true: the store is shared between instances.
 func (b *Backend) Remote() bool { return true }
+
+// Close releases the backend's resources.
 func (b *Backend) Close() error {
 	redisLogs.unregister(b.logReg)
 	return b.client.Close()
@@ -609,7 +614,7 @@ func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.current().WarnContext(context.WithoutCancel(ctx), "routecache: redis client", args...)
 }
 
-// setLogger routes go-redis's log lines to the Cache's logger while this
+// SetLogger routes go-redis's log lines to the Cache's logger while this
 // backend is open (see redisLogger).
 func (b *Backend) SetLogger(log *slog.Logger) {
 	if b.logReg == nil && log != nil {
@@ -617,6 +622,8 @@ func (b *Backend) SetLogger(log *slog.Logger) {
 	}
 }
 
+// SoftBump moves the counter on and records its mark.
+//
 // Redis: the counter moves on (bumpScript, nothing published yet), then
 // the mark is written and the bump published in one script (markScript):
 // a near cache told of the bump finds its mark. The mark lives as long as
@@ -639,6 +646,7 @@ func (b *Backend) SoftBump(ctx context.Context, name string) error {
 	return nil
 }
 
+// SoftMarks reads the soft marks of the named counters.
 func (b *Backend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
@@ -663,6 +671,7 @@ func (b *Backend) SoftMarks(ctx context.Context, names []string, marks []backend
 // holder whose lease expired cannot free someone else's.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
+// Acquire takes the lease on key for ttl, if no one holds it.
 func (b *Backend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
 	defer cancel()
@@ -674,13 +683,14 @@ func (b *Backend) Acquire(ctx context.Context, key string, ttl time.Duration) (s
 	return token, ok, nil
 }
 
+// Release gives the lease back if token still holds it.
 func (b *Backend) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
 }
 
-// poll is load (the entry's bounded GETRANGE, its counters) with a bounded
+// Poll is load (the entry's bounded GETRANGE, its counters) with a bounded
 // read of the lease key, in one pipeline. It is on the miss path only. A
 // foreign value too long to be a token reads as no lease.
 func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
