@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -134,7 +136,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				// Passes the magic and version check; only the length and
 				// the checksum can refuse it.
 				{"64 MiB behind an envelope header", func() error {
-					return pc.Set(ctx, k1, entryMagic+"\x01"+strings.Repeat("\x00", planted), 0).Err()
+					return pc.Set(ctx, k1, "RCE\x01"+strings.Repeat("\x00", planted), 0).Err()
 				}},
 				{"a list (WRONGTYPE)", func() error {
 					if err := pc.Del(ctx, k1).Err(); err != nil {
@@ -184,8 +186,8 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e, err := decodeString(v)
-				if err != nil || !strings.HasPrefix(string(e.body), "/items/1 #") {
+				e, err := backend.DecodeString(v)
+				if err != nil || !strings.HasPrefix(string(e.Body), "/items/1 #") {
 					t.Fatalf("%s: after the fill the key holds %d bytes that are no entry of /items/1 (%v)", p.what, len(v), err)
 				}
 				if st := r.Stats(); st.Errors != 0 || st.Corrupt != uint64(i+1) || st.Breaker != BreakerClosed {
@@ -204,7 +206,7 @@ func TestEntryOverReadBoundIsNotStored(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newBackendCache(t, u, RegionConfig{MaxEntryBytes: 1 << 10})
 			rt, _ := c.Route("r")
-			big := strings.Repeat("h", entryAllowance+2<<10) // the allowance plus more than the body cap
+			big := strings.Repeat("h", backend.EntryAllowance+2<<10) // the allowance plus more than the body cap
 			h := func(w http.ResponseWriter, req *http.Request) {
 				w.Header().Set("X-Big", big)
 				fmt.Fprint(w, "small body")

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Defaults of BreakerConfig's zero fields.
@@ -94,10 +96,10 @@ func (b *breaker) allow() bool {
 // done records an operation's outcome. Only backend failures count;
 // callers pass nil for "not found", corrupt values and the like. An
 // operation that never reached the backend because it queued too long for
-// one of its own process's connections (errQueued: a burst, not a dead
+// one of its own process's connections (backend.ErrQueued: a burst, not a dead
 // server) counts neither way.
 func (b *breaker) done(err error) {
-	if b == nil || errors.Is(err, errQueued) {
+	if b == nil || errors.Is(err, backend.ErrQueued) {
 		return
 	}
 	if err == nil {

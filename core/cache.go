@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 
 	"github.com/eko/gocache/lib/v4/store"
 )
@@ -34,8 +35,6 @@ const (
 	DefaultLeaseWait = 2 * time.Second
 	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
 	DefaultPrefix = "rc"
-	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
-	DefaultMemoryBytes = 64 << 20
 )
 
 // Config describes a Cache: its named regions and where it logs.
@@ -163,8 +162,8 @@ type RegionConfig struct {
 // one per process with New and Close it on shutdown.
 type Cache struct {
 	regions  map[string]*Region
-	backends []backend
-	breakers map[backend]*breaker
+	backends []backend.Backend
+	breakers map[backend.Backend]*breaker
 	hooks    hooks
 	log      *slog.Logger
 	// macs pools HMAC-SHA-256 states keyed by Config.Secret (or a random
@@ -178,7 +177,7 @@ type Cache struct {
 	// backend, the invalidating requests Close waits for, and invMu, held
 	// (read) by every invalidation call and (write) by Close while it
 	// gives up on the queues and closes the backends; shut is set then.
-	queues       map[backend]*bumpQueue
+	queues       map[backend.Backend]*bumpQueue
 	inflight     drainGroup
 	invMu        sync.RWMutex
 	shut         bool
@@ -196,7 +195,7 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("routecache: CloseTimeout %v is negative", cfg.CloseTimeout)
 	}
 	c := &Cache{regions: make(map[string]*Region, len(cfg.Regions)), log: cfg.Logger,
-		queues: map[backend]*bumpQueue{}, closeTimeout: cfg.CloseTimeout}
+		queues: map[backend.Backend]*bumpQueue{}, closeTimeout: cfg.CloseTimeout}
 	if c.closeTimeout == 0 {
 		c.closeTimeout = DefaultCloseTimeout
 	}
@@ -212,8 +211,16 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Observer != nil {
 		c.obs.add(cfg.Observer)
 	}
-	byURL := map[string]backend{}
-	byStore := map[store.StoreInterface]backend{}
+	// A near cache reports the invalidations other instances made; they
+	// become events once every region is known.
+	var ready atomic.Bool
+	opts := backend.Options{Logger: c.log, OnRemote: func(counter string) {
+		if ready.Load() {
+			c.remoteCounter(counter)
+		}
+	}}
+	byURL := map[string]backend.Backend{}
+	byStore := map[store.StoreInterface]backend.Backend{}
 	names := make([]string, 0, len(cfg.Regions))
 	for name := range cfg.Regions {
 		names = append(names, name)
@@ -229,17 +236,17 @@ func New(cfg Config) (*Cache, error) {
 			c.closeBackends()
 			return nil, fmt.Errorf("routecache: region %q: %w", name, err)
 		}
-		var be backend
+		var be backend.Backend
 		switch {
 		case rc.Store != nil:
 			if be = byStore[rc.Store]; be == nil {
-				be = newStoreBackend(rc.Store)
+				be = openStore(rc.Store)
 				byStore[rc.Store] = be
 				c.backends = append(c.backends, be)
 			}
 		default:
 			if be = byURL[rc.Backend]; be == nil {
-				b, err := openBackend(rc.Backend, c.log)
+				b, err := openBackend(rc.Backend, opts)
 				if err != nil {
 					c.closeBackends()
 					return nil, fmt.Errorf("routecache: region %q: %w", name, err)
@@ -256,9 +263,9 @@ func New(cfg Config) (*Cache, error) {
 		}
 		r.q = c.queues[be]
 		r.stats.region, r.stats.obs = name, &c.obs // Observer events (observer.go)
-		if be.remote() {
+		if be.Remote() {
 			if c.breakers == nil {
-				c.breakers = map[backend]*breaker{}
+				c.breakers = map[backend.Backend]*breaker{}
 			}
 			if c.breakers[be] == nil {
 				c.breakers[be] = newBreaker(cfg.Breaker)
@@ -269,61 +276,45 @@ func New(cfg Config) (*Cache, error) {
 	}
 	setCounterLifetimes(c.regions)
 	startClock()
-	for _, be := range c.backends {
-		if nb, ok := be.(*nearBackend); ok {
-			f := c.remoteCounter
-			nb.onRemote.Store(&f)
-		}
-	}
+	ready.Store(true)
 	c.prepareConnections()
 	return c, nil
 }
 
-// prepareConnections hands each Redis backend the region counters its
-// restart check resets (redis_conn.go), then warms the pools of all of
-// them at once: a burst right after New finds connections ready instead of
-// dialling them under its operations' timeouts. It fails open and is
-// bounded (four operation timeouts per backend, 1 s by default): New never
-// fails, and waits little, because a backend is down.
+// prepareConnections hands each backend that prepares (backend.Preparer)
+// the region counters of its regions, grouped by prefix, and lets them
+// prepare at once: a burst right after New finds connections ready
+// instead of dialling them under its operations' timeouts. Each bounds
+// its own preparation and fails open.
 func (c *Cache) prepareConnections() {
 	var wg sync.WaitGroup
 	for _, be := range c.backends {
-		rb, nb := redisOf(be)
-		if rb == nil {
+		p, ok := be.(backend.Preparer)
+		if !ok {
 			continue
 		}
-		var regions []*Region
+		var groups []backend.RegionCounters
+		byPrefix := map[string]int{}
 		for _, name := range c.Regions() {
-			if r := c.regions[name]; r.be == be {
-				regions = append(regions, r)
+			r := c.regions[name]
+			if r.be != be {
+				continue
 			}
+			i, ok := byPrefix[r.cfg.Prefix]
+			if !ok {
+				i = len(groups)
+				byPrefix[r.cfg.Prefix] = i
+				groups = append(groups, backend.RegionCounters{Prefix: r.cfg.Prefix})
+			}
+			groups[i].Counters = append(groups[i].Counters, r.regionCounter)
 		}
-		var drop func()
-		if nb != nil {
-			drop = nb.dropAll
-		}
-		rb.guard.configure(c.log, drop)
-		rb.guard.setRegions(regions)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 4*rb.timeout)
-			defer cancel()
-			rb.warm(ctx)
+			p.Prepare(groups)
 		}()
 	}
 	wg.Wait()
-}
-
-// redisOf returns the Redis backend behind be, and the near cache in front
-// of it if any.
-func redisOf(be backend) (*redisBackend, *nearBackend) {
-	nb, _ := be.(*nearBackend)
-	if nb != nil {
-		be = nb.inner
-	}
-	rb, _ := be.(*redisBackend)
-	return rb, nb
 }
 
 // normalize applies defaults and validates a region's config in place.
@@ -520,7 +511,7 @@ func (c *Cache) queueList() []*bumpQueue {
 // lostAfterClose accounts for an invalidation made after Close.
 func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 	for _, r := range regions {
-		if r.be.remote() {
+		if r.be.Remote() {
 			r.q.lost.Add(1)
 		}
 	}
@@ -531,7 +522,7 @@ func (c *Cache) lostAfterClose(what string, regions ...*Region) error {
 func (c *Cache) closeBackends() error {
 	var errs []error
 	for _, b := range c.backends {
-		if err := b.close(); err != nil {
+		if err := b.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -56,8 +58,8 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	rb, _ := c.Region("b")
-	if mb := rb.be.(*memoryBackend); mb.maxBytes != 1<<20 {
-		t.Fatalf("max_bytes = %d", mb.maxBytes)
+	if mb := rb.be.(*memory.Backend); mb.MaxBytes() != 1<<20 {
+		t.Fatalf("max_bytes = %d", mb.MaxBytes())
 	}
 	if got := c.Regions(); len(got) != 2 || got[0] != "a" {
 		t.Fatalf("Regions() = %v", got)

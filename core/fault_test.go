@@ -19,8 +19,12 @@ import (
 	"testing"
 	"time"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Fault injection against real servers. Each test starts its own private
@@ -629,17 +633,17 @@ func TestFaultCorruptValues(t *testing.T) {
 		},
 		"memcached": func(t *testing.T) (string, func(c *Cache) kv) {
 			return mcURL(mcAddrs(t), ""), func(c *Cache) kv {
-				mb := c.regions["r"].be.(*memcacheBackend)
+				mb := c.regions["r"].be.(*memcachebe.Backend)
 				return kv{
 					get: func(_ context.Context, k string) ([]byte, error) {
-						it, err := mb.client.Get(k)
+						it, err := mb.Client().Get(k)
 						if err != nil {
 							return nil, err
 						}
 						return it.Value, nil
 					},
 					set: func(_ context.Context, k string, v []byte) error {
-						return mb.client.Set(&memcache.Item{Key: k, Value: v})
+						return mb.Client().Set(&memcache.Item{Key: k, Value: v})
 					},
 				}
 			}
@@ -733,10 +737,10 @@ type faultKV struct {
 }
 
 func redisKV(c *Cache) faultKV {
-	rb := c.regions["r"].be.(*redisBackend)
+	rb := c.regions["r"].be.(*redisbe.Backend)
 	return faultKV{
-		get: func(ctx context.Context, k string) ([]byte, error) { return rb.client.Get(ctx, k).Bytes() },
-		set: func(ctx context.Context, k string, v []byte) error { return rb.client.Set(ctx, k, v, 0).Err() },
+		get: func(ctx context.Context, k string) ([]byte, error) { return rb.Client().Get(ctx, k).Bytes() },
+		set: func(ctx context.Context, k string, v []byte) error { return rb.Client().Set(ctx, k, v, 0).Err() },
 	}
 }
 
@@ -888,27 +892,27 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	if !srv.debug {
 		t.Skip("redis-server < 7: DEBUG cannot be enabled from the command line")
 	}
-	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", nil)
+	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer be.close()
-	rb := be.(*redisBackend)
+	defer be.Close()
+	rb := be.(*redisbe.Backend)
 	dials := &dialCounter{}
-	rb.client.AddHook(dials)
+	rb.Client().AddHook(dials)
 	ctx := context.Background()
-	if _, err := rb.load(ctx, "k", []string{"a"}, []uint64{0}); err != nil {
+	if _, err := rb.Load(ctx, "k", []string{"a"}, []uint64{0}); err != nil {
 		t.Fatal(err)
 	}
 	ops := []struct {
 		name string
 		run  func() error
 	}{
-		{"load", func() error { _, err := rb.load(ctx, "k", []string{"a", "b"}, make([]uint64, 2)); return err }},
-		{"counters", func() error { return rb.counters(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
-		{"ensure", func() error { return rb.ensure(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
-		{"bump", func() error { return rb.bump(ctx, "a") }},
-		{"store", func() error { return rb.store(ctx, "k", sampleEntry(), time.Minute) }},
+		{"load", func() error { _, err := rb.Load(ctx, "k", []string{"a", "b"}, make([]uint64, 2)); return err }},
+		{"counters", func() error { return rb.Counters(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
+		{"ensure", func() error { return rb.Ensure(ctx, []string{"a", "b"}, make([]uint64, 2)) }},
+		{"bump", func() error { return rb.Bump(ctx, "a") }},
+		{"store", func() error { return rb.Store(ctx, "k", sampleEntry(), time.Minute) }},
 	}
 	conn, err := net.Dial("tcp", srv.addr())
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // fill runs the handler for a key this request leads, streaming to the
@@ -14,14 +16,14 @@ import (
 // streamed, so that a failure (5xx, error, panic) can be replaced by the
 // stale entry; a response too large to hold starts streaming and loses
 // that protection.
-func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *entry, next Next) (err error) {
+func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *backend.Entry, next Next) (err error) {
 	r := rt.r
-	var stored *entry
+	var stored *backend.Entry
 	var fail *failure
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
 
-	if _, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+	if _, ok := r.be.(backend.Leaser); ok && r.cfg.LeaseTTL > 0 {
 		// Across instances: one fills, the others wait for its entry. The
 		// entry is read again once the lease is taken (another instance may
 		// have stored it and released the lease since this request looked),
@@ -55,7 +57,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	}
 	// The counters this entry will carry are the ones read before the
 	// handler runs: an invalidation during the handler makes it unusable.
-	if err := r.be.ensure(req.Context(), names, vals); err != nil {
+	if err := r.be.Ensure(req.Context(), names, vals); err != nil {
 		r.opDone(req.Context(), "ensure-counters", err)
 		failed = false
 		r.stats.addBypass(BypassBackend)
@@ -91,34 +93,34 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 // newEntry builds the entry of a response (or memoized value) whose
 // producer started at start, with the counter snapshot read before it ran
 // and the region's lifetimes.
-func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []counterSnap, start time.Time) *entry {
-	e := &entry{
-		status:    status,
-		header:    header,
-		body:      body,
-		created:   start.UnixNano(),
-		fillNanos: int64(time.Since(start)),
-		key:       canonical,
-		counters:  snap,
+func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time) *backend.Entry {
+	e := &backend.Entry{
+		Status:    status,
+		Header:    header,
+		Body:      body,
+		Created:   start.UnixNano(),
+		FillNanos: int64(time.Since(start)),
+		Key:       canonical,
+		Counters:  snap,
 	}
-	e.freshUntil = e.created + int64(r.cfg.TTL)
-	e.staleUntil = e.freshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	e.FreshUntil = e.Created + int64(r.cfg.TTL)
+	e.StaleUntil = e.FreshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
 	return e
 }
 
 // storeEntry writes e for its kept lifetime and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
 // error. It reports whether the entry was stored.
-func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
+func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) bool {
 	o, t0 := r.obsStart()
-	err := r.be.store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	err := r.be.Store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, backend.ErrTooLarge):
 		r.stats.addNotStored(NotStoredTooLarge)
 		return false
-	case errors.Is(err, errDropped):
+	case errors.Is(err, backend.ErrDropped):
 		r.stats.addNotStored(NotStoredDropped)
 		return false
 	default:
@@ -128,17 +130,17 @@ func (r *Region) storeEntry(ctx context.Context, skey string, e *entry) bool {
 	}
 	r.stats.stores.Add(1)
 	if o != nil {
-		o.Store(r.name, len(e.body))
+		o.Store(r.name, len(e.Body))
 	}
 	return true
 }
 
 // produced is the outcome of one handler run.
 type produced struct {
-	handed   *entry // stored and safe to hand to waiters
-	failed   bool   // 5xx, error, panic or timeout
-	err      error  // the handler's error, for the framework
-	panicked any    // a recovered panic value, to re-raise
+	handed   *backend.Entry // stored and safe to hand to waiters
+	failed   bool           // 5xx, error, panic or timeout
+	err      error          // the handler's error, for the framework
+	panicked any            // a recovered panic value, to re-raise
 	fail     *failure
 }
 
@@ -215,20 +217,20 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		r.stats.addNotStored(reason)
 		return res
 	}
-	snap := make([]counterSnap, len(names))
+	snap := make([]backend.CounterSnap, len(names))
 	for i, n := range names {
-		snap[i] = counterSnap{name: strings.Clone(n), value: vals[i]}
+		snap[i] = backend.CounterSnap{Name: strings.Clone(n), Value: vals[i]}
 	}
 	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, canonical, snap, start)
-	e.producer = rt
-	if e.etag = e.header.Get("Etag"); e.etag == "" {
-		e.etag = strongETag(e.body)
-		e.header["Etag"] = []string{e.etag}
+	e.Producer = rt
+	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
+		e.ETag = strongETag(e.Body)
+		e.Header["Etag"] = []string{e.ETag}
 	}
-	if e.header.Get("Last-Modified") == "" {
-		e.header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	if e.Header.Get("Last-Modified") == "" {
+		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
-	e.prepare()
+	e.Prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancelStore()
 	if !r.storeEntry(storeCtx, skey, e) {
@@ -236,7 +238,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 	}
 	// Hand the entry to waiters only if no invalidation landed meanwhile.
 	now := make([]uint64, len(names))
-	if cerr := r.be.counters(storeCtx, names, now); cerr == nil {
+	if cerr := r.be.Counters(storeCtx, names, now); cerr == nil {
 		for i := range now {
 			if now[i] != vals[i] {
 				return res
@@ -285,7 +287,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 		return
 	}
 	skey, canonical = strings.Clone(skey), strings.Clone(canonical)
-	var stored *entry
+	var stored *backend.Entry
 	var fail *failure
 	failed := true
 	defer func() { r.flights.landResult(skey, f, stored, failed, fail) }()
@@ -298,14 +300,14 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 		return
 	}
 	// One refresh across instances too: whoever holds the lease does it.
-	if l, ok := r.be.(leaser); ok && r.cfg.LeaseTTL > 0 {
+	if l, ok := r.be.(backend.Leaser); ok && r.cfg.LeaseTTL > 0 {
 		lkey := r.leaseKey(canonical)
-		token, got, lerr := l.acquire(req.Context(), lkey, r.cfg.LeaseTTL)
+		token, got, lerr := l.Acquire(req.Context(), lkey, r.cfg.LeaseTTL)
 		if lerr != nil || !got {
 			failed = false
 			return
 		}
-		defer func() { _ = l.release(context.WithoutCancel(req.Context()), lkey, token) }()
+		defer func() { _ = l.Release(context.WithoutCancel(req.Context()), lkey, token) }()
 	}
 	_ = http.NewResponseController(w).Flush()
 	sink := &sinkWriter{h: http.Header{}}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // failureMemory is how long a key whose contended fill failed keeps its
@@ -20,7 +22,7 @@ const failureMemory = time.Second
 type flight struct {
 	done chan struct{}
 	// e is the stored entry, or nil when the response was not storable.
-	e *entry
+	e *backend.Entry
 	// failed reports a failed handler (5xx, error, panic, FillTimeout):
 	// waiters holding a stale-if-error entry serve it.
 	failed bool
@@ -117,13 +119,15 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 }
 
 // land ends a flight with its result and releases the waiters.
-func (g *flightGroup) land(key string, f *flight, e *entry) { g.landResult(key, f, e, false, nil) }
+func (g *flightGroup) land(key string, f *flight, e *backend.Entry) {
+	g.landResult(key, f, e, false, nil)
+}
 
 // landResult is land with the handler's failure, and what its waiters
 // answer for it. A shareable failure of a flight that had waiters (a
 // stampede on a failing key) stays in the group for the failure memory.
 // key must not view a pooled buffer.
-func (g *flightGroup) landResult(key string, f *flight, e *entry, failed bool, fail *failure) {
+func (g *flightGroup) landResult(key string, f *flight, e *backend.Entry, failed bool, fail *failure) {
 	if !failed || e != nil {
 		fail = nil
 	}

@@ -4,21 +4,23 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // notModified reports whether a conditional request is answered 304 by an
 // entry (RFC 9110 §13.1): If-None-Match, with weak comparison, wins over
 // If-Modified-Since, which is only checked without it.
-func notModified(req *http.Request, e *entry) bool {
+func notModified(req *http.Request, e *backend.Entry) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
-		return etagMatches(inm, e.etag)
+		return etagMatches(inm, e.ETag)
 	}
-	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.lastModified.IsZero() {
+	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.LastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		if err != nil {
 			return false
 		}
-		return !e.lastModified.Truncate(time.Second).After(t)
+		return !e.LastModified.Truncate(time.Second).After(t)
 	}
 	return false
 }
@@ -47,7 +49,7 @@ var (
 
 // replay writes an entry to w as the answer to req. state is "HIT" or
 // "STALE". Header values are the entry's own slices, shared read-only.
-func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now int64, state string) {
+func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, state string) {
 	if o := r.observer(); o != nil {
 		if state == "STALE" {
 			o.Stale(r.name)
@@ -56,30 +58,30 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *entry, now 
 		}
 	}
 	h := w.Header()
-	for _, hv := range e.replayed {
-		h[hv.name] = hv.values
+	for _, hv := range e.Replayed {
+		h[hv.Name] = hv.Values
 	}
-	age := (now - e.created) / int64(time.Second)
+	age := (now - e.Created) / int64(time.Second)
 	if age < 0 {
 		age = 0
 	}
-	hh := e.hitHeaders(age, (e.freshUntil-now)/int64(time.Second))
-	h["Age"] = hh.ageV
-	h["Cache-Status"] = hh.cacheStatus
+	hh := e.HitHeaders(age, (e.FreshUntil-now)/int64(time.Second))
+	h["Age"] = hh.AgeV
+	h["Cache-Status"] = hh.CacheStatus
 	if state == "STALE" {
 		h["X-Cache"] = xCacheStale
 	} else {
 		h["X-Cache"] = xCacheHit
 	}
-	if e.status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
+	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		delete(h, "Content-Encoding")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.WriteHeader(e.status)
-	if req.Method != http.MethodHead && len(e.body) > 0 {
-		_, _ = w.Write(e.body)
+	w.WriteHeader(e.Status)
+	if req.Method != http.MethodHead && len(e.Body) > 0 {
+		_, _ = w.Write(e.Body)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // InvalidateTagsSoft marks every entry stored with any of the tags stale
@@ -132,7 +134,7 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 }
 
 type counterSpace struct {
-	be      backend
+	be      backend.Backend
 	prefix  string
 	regions []*Region
 }
@@ -141,7 +143,7 @@ type counterSpace struct {
 // counters live there and are shared by the regions in it.
 func (c *Cache) counterSpaces() []counterSpace {
 	type k struct {
-		be     backend
+		be     backend.Backend
 		prefix string
 	}
 	idx := map[k]int{}

@@ -57,7 +57,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 		return nil, errors.New("routecache: Invalidator needs Tags, Regions or Keys")
 	}
 	for _, r := range c.regions {
-		if r.be.remote() && (len(iv.tags) > 0 || slices.Contains(iv.regions, r) || iv.keys[r] != nil) {
+		if r.be.Remote() && (len(iv.tags) > 0 || slices.Contains(iv.regions, r) || iv.keys[r] != nil) {
 			iv.remote = true
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Pending invalidations. An invalidation routecache has accepted never
@@ -58,7 +60,7 @@ type pendingBump struct {
 // bumpQueue holds one backend's pending counter bumps.
 type bumpQueue struct {
 	c  *Cache
-	be backend
+	be backend.Backend
 	// pending counts accepted bumps not yet applied; lookups read it.
 	pending atomic.Int64
 	lost    atomic.Uint64
@@ -78,7 +80,7 @@ type bumpQueue struct {
 	logged  atomicTime
 }
 
-func newBumpQueue(c *Cache, be backend) *bumpQueue {
+func newBumpQueue(c *Cache, be backend.Backend) *bumpQueue {
 	q := &bumpQueue{c: c, be: be, byName: map[string]*pendingBump{},
 		attempt: make(chan struct{}), failed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	q.ctx, q.cancel = context.WithCancel(context.Background())

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 type mapParams map[string]string
@@ -343,8 +345,8 @@ func FuzzRemoteCounterNames(f *testing.F) {
 // TestStorageKeyIn checks the allocation-free storage key against the
 // plain one, on a remote and an in-process region.
 func TestStorageKeyIn(t *testing.T) {
-	for _, backend := range []string{"redis://127.0.0.1:1/0", ""} {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend, Prefix: "p"}}})
+	for _, beURL := range []string{"redis://127.0.0.1:1/0", ""} {
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: beURL, Prefix: "p"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,10 +354,10 @@ func TestStorageKeyIn(t *testing.T) {
 		for _, canonical := range []string{"", "k", strings.Repeat("\x00é", 300)} {
 			st := getState()
 			if got, want := r.storageKeyIn(st, canonical), r.storageKey(canonical); got != want {
-				t.Errorf("backend %q: storageKeyIn(%q) = %q, want %q", backend, canonical, got, want)
+				t.Errorf("backend %q: storageKeyIn(%q) = %q, want %q", beURL, canonical, got, want)
 			}
 			putState(st)
-			if got, want := entryKey("p:", canonical), "p:e:"+hashKey(canonical); got != want {
+			if got, want := backend.EntryKey("p:", canonical), "p:e:"+hashKey(canonical); got != want {
 				t.Errorf("entryKey = %q, want %q", got, want)
 			}
 		}

@@ -3,184 +3,10 @@ package core
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/bradfitz/gomemcache/memcache"
-	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core/backend"
 )
-
-// leaser is implemented by backends shared between instances: a lease on
-// a key lets one instance fill it while the others wait for the entry.
-type leaser interface {
-	// acquire takes the lease for ttl; ok is false when another holds it.
-	acquire(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
-	// release gives the lease back if token still holds it.
-	release(ctx context.Context, key, token string) error
-}
-
-var (
-	_ leaser = (*redisBackend)(nil)
-	_ leaser = (*memcacheBackend)(nil)
-	_ leaser = (*nearBackend)(nil)
-)
-
-// releaseScript deletes the lease only if it still holds our token, so a
-// holder whose lease expired cannot free someone else's.
-var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-
-func (b *redisBackend) acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
-	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
-	defer cancel()
-	token := strconv.FormatUint(freshCounter(), 36)
-	ok, err := b.client.SetNX(ctx, key, token, ttl).Result()
-	if err != nil {
-		return "", false, err
-	}
-	return token, ok, nil
-}
-
-func (b *redisBackend) release(ctx context.Context, key, token string) error {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
-}
-
-func (b *memcacheBackend) acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
-	token := strconv.FormatUint(freshCounter(), 36)
-	secs := int32((ttl + time.Second - 1) / time.Second)
-	err := b.client.Add(&memcache.Item{Key: key, Value: []byte(token), Expiration: secs})
-	switch {
-	case err == nil:
-		return token, true, nil
-	case errors.Is(err, memcache.ErrNotStored):
-		return "", false, nil
-	}
-	return "", false, err
-}
-
-// release is get-compare-delete: not atomic on Memcached, which has no
-// compare-and-delete; a lease that expired in between may be freed early,
-// which costs at most one extra origin call.
-func (b *memcacheBackend) release(_ context.Context, key, token string) error {
-	it, err := b.client.Get(key)
-	if errors.Is(err, memcache.ErrCacheMiss) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if string(it.Value) != token {
-		return nil
-	}
-	if err := b.client.Delete(key); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
-		return fmt.Errorf("memcache lease release: %w", err)
-	}
-	return nil
-}
-
-// leasePoller is implemented by the leasers: one read of an entry, its
-// counters and whether a lease is still held, from the shared store itself
-// (never from a near cache's local copies), in one round trip where the
-// store allows. An instance waiting for another's fill polls with it: it
-// sees the entry the holder stored, and learns that the holder released
-// the lease without storing anything, as soon as either happens.
-type leasePoller interface {
-	poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (e *entry, held bool, err error)
-}
-
-var (
-	_ leasePoller = (*redisBackend)(nil)
-	_ leasePoller = (*memcacheBackend)(nil)
-	_ leasePoller = (*nearBackend)(nil)
-)
-
-// poll is load (the entry's bounded GETRANGE, its counters) with a bounded
-// read of the lease key, in one pipeline. It is on the miss path only. A
-// foreign value too long to be a token reads as no lease.
-func (b *redisBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	pipe := b.client.Pipeline()
-	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
-	_ = pipe.Process(ctx, ec)
-	cmds := make([]*redis.StringCmd, len(names)+1)
-	for i, n := range names {
-		cmds[i] = smallRead(ctx, pipe, n)
-	}
-	cmds[len(names)] = smallRead(ctx, pipe, lkey)
-	if err := execErr(pipe.Exec(ctx)); err != nil {
-		return nil, false, err
-	}
-	for i := range names {
-		v, err := smallResult(cmds[i])
-		if err != nil {
-			return nil, false, err
-		}
-		vals[i] = parseDecimal(v)
-	}
-	// Any value under the lease key holds it, a foreign one too (SET NX
-	// could not take it either): only its absence releases the wait.
-	token, err := cmds[len(names)].Result()
-	held := err == nil && token != "" || isWrongType(err)
-	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
-		return nil, false, err
-	}
-	e, err := b.entryResult(ec)
-	return e, held, err
-}
-
-// poll is load's GetMulti with the lease key added.
-func (b *memcacheBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	keys := make([]string, 0, 2+len(names))
-	keys = append(keys, key)
-	keys = append(keys, names...)
-	keys = append(keys, lkey)
-	items, err := b.client.GetMulti(keys)
-	if err != nil {
-		return nil, false, b.failed(err)
-	}
-	for i, n := range names {
-		vals[i] = memcacheCounter(items[n])
-	}
-	held := items[lkey] != nil
-	it := items[key]
-	if it == nil {
-		return nil, held, nil
-	}
-	e, err := decodeShared(it.Value)
-	return e, held, err
-}
-
-// poll reads the remote store, past the L1 (which may hold an entry from
-// before an invalidation under the same key, and would hide the new one),
-// and keeps what it read as load does.
-func (n *nearBackend) poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*entry, bool, error) {
-	p, ok := n.inner.(leasePoller)
-	if !ok {
-		e, err := n.inner.load(ctx, remoteKey(key), names, vals)
-		return e, false, err
-	}
-	n.remoteLoads.Add(1)
-	epoch := n.epoch.Load()
-	e, held, err := p.poll(ctx, remoteKey(key), lkey, names, vals)
-	if err != nil {
-		return e, held, err
-	}
-	n.install(epoch, names, vals)
-	if e != nil {
-		if ttl := time.Duration(e.staleUntil - time.Now().UnixNano()); ttl > 0 {
-			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.size()+len(key)), ttl)
-			n.l1.Wait()
-		}
-	}
-	return e, held, nil
-}
 
 // leaseOutcome is how the cross-instance step of a fill ended.
 type leaseOutcome int
@@ -209,26 +35,26 @@ const (
 // will carry: missing ones still need ensure). accept, if set, must also
 // approve a found entry (a memoized value must decode). release is
 // non-nil with leaseHeld.
-func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*entry) bool) (e *entry, release func(), out leaseOutcome) {
-	l, ok := r.be.(leaser)
+func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, names []string, vals []uint64, accept func(*backend.Entry) bool) (e *backend.Entry, release func(), out leaseOutcome) {
+	l, ok := r.be.(backend.Leaser)
 	if !ok || r.cfg.LeaseTTL <= 0 {
 		return nil, nil, leaseNone
 	}
-	p, _ := r.be.(leasePoller)
+	p, _ := r.be.(backend.LeasePoller)
 	lkey := r.leaseKey(canonical)
 	deadline := time.Now().Add(r.cfg.LeaseWait)
-	usable := func(e *entry) bool {
+	usable := func(e *backend.Entry) bool {
 		return r.classify(ctx, rt, e, canonical, names, vals, time.Now().UnixNano()) == fresh && (accept == nil || accept(e))
 	}
 	for {
-		token, got, err := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
+		token, got, err := l.Acquire(ctx, lkey, r.cfg.LeaseTTL)
 		if err != nil {
 			r.opDone(ctx, "lease", err)
 			return nil, nil, leaseNone
 		}
 		if got {
 			release = func() {
-				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
+				if rerr := l.Release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
 					r.opDone(ctx, "lease-release", rerr)
 				}
 			}
@@ -253,7 +79,7 @@ func (r *Region) lease(ctx context.Context, rt *Route, skey, canonical string, n
 // awaitRemote polls for the entry another instance is filling, with a
 // growing pause, until deadline. It returns the entry once usable, or
 // released when the lease is gone without a usable entry.
-func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*entry) bool) (e *entry, released bool) {
+func (r *Region) awaitRemote(ctx context.Context, p backend.LeasePoller, skey, lkey string, names []string, vals []uint64, deadline time.Time, usable func(*backend.Entry) bool) (e *backend.Entry, released bool) {
 	pause := 2 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, max(time.Until(deadline), 0)))
@@ -284,15 +110,15 @@ func (r *Region) awaitRemote(ctx context.Context, p leasePoller, skey, lkey stri
 // is a miss, counted once already), the counters and whether the lease is
 // held. A store without poll reads through recheck and reports the lease
 // held, so that only LeaseWait ends the wait.
-func (r *Region) pollLease(ctx context.Context, p leasePoller, skey, lkey string, names []string, vals []uint64) (*entry, bool, error) {
+func (r *Region) pollLease(ctx context.Context, p backend.LeasePoller, skey, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
 	if p == nil {
 		e, err := r.recheck(ctx, skey, names, vals)
 		return e, true, err
 	}
 	o, t0 := r.obsStart()
-	e, held, err := p.poll(ctx, skey, lkey, names, vals)
+	e, held, err := p.Poll(ctx, skey, lkey, names, vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		r.brk.done(nil)
 		return nil, held, nil
 	}

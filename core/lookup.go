@@ -5,27 +5,29 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // lookup loads an entry and the counters; a corrupt entry is a miss. A
 // failure is counted, logged and reported to the breaker, unless the
 // request itself was cancelled.
-func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+func (r *Region) lookup(ctx context.Context, skey string, names []string, vals []uint64) (*backend.Entry, error) {
 	return r.read(ctx, skey, names, vals, true)
 }
 
 // recheck is lookup for a second read of a key in the same request (a
 // fill's re-check, polls for another instance's fill): a corrupt value the
 // first read counted is not counted again.
-func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*entry, error) {
+func (r *Region) recheck(ctx context.Context, skey string, names []string, vals []uint64) (*backend.Entry, error) {
 	return r.read(ctx, skey, names, vals, false)
 }
 
-func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*entry, error) {
+func (r *Region) read(ctx context.Context, skey string, names []string, vals []uint64, countCorrupt bool) (*backend.Entry, error) {
 	o, t0 := r.obsStart()
-	e, err := r.be.load(ctx, skey, names, vals)
+	e, err := r.be.Load(ctx, skey, names, vals)
 	r.obsLatency(o, "get", t0)
-	if errors.Is(err, errCorrupt) {
+	if errors.Is(err, backend.ErrCorrupt) {
 		if countCorrupt {
 			r.stats.corrupt.Add(1)
 		}
@@ -57,17 +59,17 @@ const (
 	errorOnly           // serve it only if the handler fails (stale-if-error)
 )
 
-func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical string, names []string, vals []uint64, now int64) freshness {
-	if e == nil || e.key != canonical || now >= e.staleUntil && now >= e.freshUntil || r.invalidationPending() {
+func (r *Region) classify(ctx context.Context, rt *Route, e *backend.Entry, canonical string, names []string, vals []uint64, now int64) freshness {
+	if e == nil || e.Key != canonical || now >= e.StaleUntil && now >= e.FreshUntil || r.invalidationPending() {
 		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
 	var f freshness
 	switch {
-	case now < e.freshUntil:
+	case now < e.FreshUntil:
 		f = fresh
-	case now < e.freshUntil+int64(r.cfg.Stale):
+	case now < e.FreshUntil+int64(r.cfg.Stale):
 		f = staleOK
-	case now < e.freshUntil+int64(r.cfg.StaleIfError):
+	case now < e.FreshUntil+int64(r.cfg.StaleIfError):
 		f = errorOnly
 	default:
 		return unusable
@@ -89,17 +91,17 @@ func (r *Region) classify(ctx context.Context, rt *Route, e *entry, canonical st
 // 2015): refresh when now - delta*beta*ln(rand) >= expiry, where delta is
 // how long the last fill took. Hot keys refresh shortly before expiry,
 // one request at a time, instead of all missing together.
-func xfetch(e *entry, now int64, beta float64) bool {
-	if e.fillNanos <= 0 {
+func xfetch(e *backend.Entry, now int64, beta float64) bool {
+	if e.FillNanos <= 0 {
 		return false
 	}
-	gap := -float64(e.fillNanos) * beta * math.Log(1-rand.Float64())
-	return float64(now)+gap >= float64(e.freshUntil)
+	gap := -float64(e.FillNanos) * beta * math.Log(1-rand.Float64())
+	return float64(now)+gap >= float64(e.FreshUntil)
 }
 
 // valid reports whether no counter an entry depends on changed since its
 // handler started. rt is the route asking (nil for memoize).
-func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string, vals []uint64) bool {
+func (r *Region) valid(ctx context.Context, rt *Route, e *backend.Entry, names []string, vals []uint64) bool {
 	for _, v := range vals {
 		if v == 0 {
 			return false
@@ -107,23 +109,23 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 	}
 	// Stored by this very route under this key (classify compared the key
 	// text): its counters are the ones named here, in the same order.
-	if rt != nil && e.producer == rt && rt.namesFromKey && len(e.counters) == len(vals) {
-		for i, c := range e.counters {
-			if c.value != vals[i] {
+	if rt != nil && e.Producer == rt && rt.namesFromKey && len(e.Counters) == len(vals) {
+		for i, c := range e.Counters {
+			if c.Value != vals[i] {
 				return false
 			}
 		}
 		return true
 	}
 	// Fast path: the entry was stored by this route, same counters in order.
-	if len(e.counters) == len(names) {
+	if len(e.Counters) == len(names) {
 		same := true
-		for i, c := range e.counters {
-			if c.name != names[i] {
+		for i, c := range e.Counters {
+			if c.Name != names[i] {
 				same = false
 				break
 			}
-			if c.value != vals[i] {
+			if c.Value != vals[i] {
 				return false
 			}
 		}
@@ -134,11 +136,11 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 	// The entry depends on counters this route did not fetch (another route
 	// sharing the key declared other tags): fetch them too.
 	var extra []string
-	for _, c := range e.counters {
+	for _, c := range e.Counters {
 		found := false
 		for i, n := range names {
-			if n == c.name {
-				if vals[i] != c.value {
+			if n == c.Name {
+				if vals[i] != c.Value {
 					return false
 				}
 				found = true
@@ -146,20 +148,20 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 			}
 		}
 		if !found {
-			extra = append(extra, c.name)
+			extra = append(extra, c.Name)
 		}
 	}
 	if len(extra) == 0 {
 		return true
 	}
 	ev := make([]uint64, len(extra))
-	if err := r.be.counters(ctx, extra, ev); err != nil {
+	if err := r.be.Counters(ctx, extra, ev); err != nil {
 		r.backendError("get-counters", err)
 		return false
 	}
 	for i, name := range extra {
-		for _, c := range e.counters {
-			if c.name == name && c.value != ev[i] {
+		for _, c := range e.Counters {
+			if c.Name == name && c.Value != ev[i] {
 				return false
 			}
 		}
@@ -172,8 +174,8 @@ func (r *Region) valid(ctx context.Context, rt *Route, e *entry, names []string,
 
 // softValid reports whether every counter of e that changed since its
 // snapshot was changed by a soft bump that is still the latest one.
-func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals []uint64) bool {
-	sb, ok := r.be.(softBackend)
+func (r *Region) softValid(ctx context.Context, e *backend.Entry, names []string, vals []uint64) bool {
+	sb, ok := r.be.(backend.SoftBumper)
 	if !ok {
 		return false
 	}
@@ -181,15 +183,15 @@ func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals [
 	var snap []uint64
 	for i, n := range names {
 		found := false
-		for _, c := range e.counters {
-			if c.name == n {
+		for _, c := range e.Counters {
+			if c.Name == n {
 				found = true
-				if c.value != vals[i] {
+				if c.Value != vals[i] {
 					if vals[i] == 0 {
 						return false
 					}
 					idx = append(idx, i)
-					snap = append(snap, c.value)
+					snap = append(snap, c.Value)
 				}
 				break
 			}
@@ -198,20 +200,20 @@ func (r *Region) softValid(ctx context.Context, e *entry, names []string, vals [
 			return false
 		}
 	}
-	if len(e.counters) != len(names) || len(idx) == 0 {
+	if len(e.Counters) != len(names) || len(idx) == 0 {
 		return false
 	}
 	which := make([]string, len(idx))
 	for j, i := range idx {
 		which[j] = names[i]
 	}
-	marks := make([]softMark, len(idx))
-	if err := sb.softMarks(ctx, which, marks); err != nil {
+	marks := make([]backend.SoftMark, len(idx))
+	if err := sb.SoftMarks(ctx, which, marks); err != nil {
 		r.opDone(ctx, "soft-marks", err)
 		return false
 	}
 	for j, i := range idx {
-		if marks[j].old != snap[j] || marks[j].new != vals[i] {
+		if marks[j].Old != snap[j] || marks[j].New != vals[i] {
 			return false
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Codec turns memoized values into the bytes stored in a region and back.
@@ -311,10 +313,10 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 		return fn(ctx)
 	}
 	now := time.Now().UnixNano()
-	var fallback *entry
+	var fallback *backend.Entry
 	switch r.classify(ctx, nil, e, mc.canonical, mc.names, vals, now) {
 	case fresh:
-		if v, ok := memoDecode[T](mc, e.body); ok {
+		if v, ok := memoDecode[T](mc, e.Body); ok {
 			r.stats.hits.Add(1)
 			if o := r.observer(); o != nil {
 				o.Hit(r.name)
@@ -326,7 +328,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 			return v, nil
 		}
 	case staleOK:
-		if v, ok := memoDecode[T](mc, e.body); ok {
+		if v, ok := memoDecode[T](mc, e.Body); ok {
 			r.stats.stale.Add(1)
 			if o := r.observer(); o != nil {
 				o.Stale(r.name)
@@ -362,7 +364,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 		// answer stale if allowed, else fail as the fill did. Calling fn
 		// from every waiter would pile onto whatever the fill is stuck on.
 		if fallback != nil {
-			if v, ok := memoDecode[T](mc, fallback.body); ok {
+			if v, ok := memoDecode[T](mc, fallback.Body); ok {
 				r.stats.stale.Add(1)
 				r.stats.staleIfError.Add(1)
 				return v, nil
@@ -373,7 +375,7 @@ func memoGet[T any](ctx context.Context, mc *memoCall, fn func(context.Context) 
 	res := &f.res
 	if res.err != nil || res.panicked != nil {
 		if fallback != nil {
-			if v, ok := memoDecode[T](mc, fallback.body); ok {
+			if v, ok := memoDecode[T](mc, fallback.Body); ok {
 				r.stats.stale.Add(1)
 				r.stats.staleIfError.Add(1)
 				if o := r.observer(); o != nil {
@@ -499,14 +501,14 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.FillTimeout)
 	defer cancel()
 
-	_, leasing := r.be.(leaser)
+	_, leasing := r.be.(backend.Leaser)
 	leasing = leasing && r.cfg.LeaseTTL > 0
 	switch {
 	case refresh:
 	case leasing:
 		// Across instances: one runs fn, the others wait for its entry (see
 		// Region.lease; the entry is read again once the lease is taken).
-		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *entry) bool { return decodes[T](mc, e.body) })
+		e, release, out := r.lease(ctx, nil, mc.skey, mc.canonical, mc.names, vals, func(e *backend.Entry) bool { return decodes[T](mc, e.Body) })
 		if release != nil {
 			defer release()
 		}
@@ -515,7 +517,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 			if out == leaseAwaited {
 				r.stats.coalesced.Add(1) // filled by another instance
 			}
-			res.body, res.snap = e.body, vals
+			res.body, res.snap = e.Body, vals
 			return
 		case leaseTimeout:
 			r.stats.leaseTimeouts.Add(1)
@@ -524,23 +526,23 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		// Re-check inside the flight: a fill that just landed may have stored it.
 		if e, err := r.recheck(ctx, mc.skey, mc.names, vals); err == nil &&
 			r.classify(ctx, nil, e, mc.canonical, mc.names, vals, time.Now().UnixNano()) == fresh &&
-			decodes[T](mc, e.body) {
-			res.body, res.snap = e.body, vals
+			decodes[T](mc, e.Body) {
+			res.body, res.snap = e.Body, vals
 			return
 		}
 	}
 	// The counters the entry will carry are read before fn runs: an
 	// invalidation while it runs makes the entry unusable.
-	if err := r.be.ensure(ctx, mc.names, vals); err != nil {
+	if err := r.be.Ensure(ctx, mc.names, vals); err != nil {
 		r.opDone(ctx, "ensure-counters", err)
 		r.stats.addBypass(BypassBackend)
 		memoRun(ctx, mc, res, fn) // uncached; not shared (no snapshot)
 		return
 	}
-	if l, ok := r.be.(leaser); ok && leasing && refresh {
+	if l, ok := r.be.(backend.Leaser); ok && leasing && refresh {
 		// One refresh across instances: whoever holds the lease does it.
 		lkey := r.leaseKey(mc.canonical)
-		token, got, lerr := l.acquire(ctx, lkey, r.cfg.LeaseTTL)
+		token, got, lerr := l.Acquire(ctx, lkey, r.cfg.LeaseTTL)
 		switch {
 		case lerr != nil:
 			r.opDone(ctx, "lease", lerr)
@@ -548,7 +550,7 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 			return // another instance is refreshing it
 		default:
 			defer func() {
-				if rerr := l.release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
+				if rerr := l.Release(context.WithoutCancel(ctx), lkey, token); rerr != nil {
 					r.opDone(ctx, "lease-release", rerr)
 				}
 			}()
@@ -578,12 +580,12 @@ func memoFill[T any](ctx context.Context, mc *memoCall, f *memoFlight, vals []ui
 		r.stats.addNotStored(NotStoredTooLarge)
 		return
 	}
-	snap := make([]counterSnap, len(mc.names))
+	snap := make([]backend.CounterSnap, len(mc.names))
 	for i, n := range mc.names {
-		snap[i] = counterSnap{name: n, value: vals[i]}
+		snap[i] = backend.CounterSnap{Name: n, Value: vals[i]}
 	}
 	e := r.newEntry(http.StatusOK, nil, body, mc.canonical, snap, start)
-	e.prepare()
+	e.Prepare()
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FillTimeout)
 	defer cancelStore()
 	r.storeEntry(storeCtx, mc.skey, e)

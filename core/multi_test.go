@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend/near"
+
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,14 +37,14 @@ func instances(t *testing.T, n int, url string, rc RegionConfig) []*Cache {
 	return out
 }
 
-func nearOf(c *Cache) *nearBackend { return c.regions["r"].be.(*nearBackend) }
+func nearOf(c *Cache) *near.Cache { return c.regions["r"].be.(*near.Cache) }
 
 // expectMessage arms nb to notice the next invalidation message about a
 // counter named by match; the returned wait blocks until that message has
 // been applied (bounded at 30 s, for a loaded machine). The channel also
 // carries other tests' invalidations, on the same server: counting every
 // message would end the wait early.
-func expectMessage(t *testing.T, nb *nearBackend, match func(counter string) bool) (wait func()) {
+func expectMessage(t *testing.T, nb *near.Cache, match func(counter string) bool) (wait func()) {
 	t.Helper()
 	got := make(chan struct{}, 1)
 	f := func(counter string) {
@@ -51,7 +55,7 @@ func expectMessage(t *testing.T, nb *nearBackend, match func(counter string) boo
 			}
 		}
 	}
-	nb.applied.Store(&f)
+	nb.OnApplied(f)
 	return func() {
 		t.Helper()
 		select {
@@ -91,7 +95,7 @@ func TestNearCacheCoherence(t *testing.T) {
 	rtb, _ := b.Route("r", Tags("item:{id}"))
 	p := mapParams{"id": "1"}
 	hook := &countingHook{}
-	nearOf(b).client.AddHook(hook)
+	nearOf(b).Client().AddHook(hook)
 	tagCounter := b.regions["r"].tagCounter("item:1")
 	stale := 0
 	const trials = 50
@@ -136,7 +140,7 @@ func TestNearCachePubSubCut(t *testing.T) {
 	serveOnce(rtb, "/items/1", p, h)
 	serveOnce(rtb, "/items/1", p, h)
 	nb := nearOf(b)
-	resubs := nb.resubscribes.Load()
+	resubs := nb.Stats().Resubscribes
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()
 	// Cut every pub/sub connection; while B is incoherent, a change made
@@ -144,7 +148,7 @@ func TestNearCachePubSubCut(t *testing.T) {
 	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B to notice the cut", func() bool { return !nb.coherent.Load() || nb.resubscribes.Load() > resubs })
+	waitFor(t, "B to notice the cut", func() bool { return !nb.Stats().Coherent || nb.Stats().Resubscribes > resubs })
 	version.Add(1)
 	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
 		t.Fatal(err)
@@ -152,11 +156,11 @@ func TestNearCachePubSubCut(t *testing.T) {
 	if w := serveOnce(rtb, "/items/1", p, h); w.Body.String() != "1" {
 		t.Fatalf("stale L1 read after the cut: %q", w.Body.String())
 	}
-	waitFor(t, "B to resubscribe", func() bool { return nb.coherent.Load() && nb.resubscribes.Load() > resubs })
+	waitFor(t, "B to resubscribe", func() bool { return nb.Stats().Coherent && nb.Stats().Resubscribes > resubs })
 	serveOnce(rtb, "/items/1", p, h)
-	local := nb.localHits.Load()
-	if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || nb.localHits.Load() != local+1 {
-		t.Fatalf("L1 hits did not resume: %s, local hits %d -> %d", w.Header().Get("X-Cache"), local, nb.localHits.Load())
+	local := nb.Stats().LocalHits
+	if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || nb.Stats().LocalHits != local+1 {
+		t.Fatalf("L1 hits did not resume: %s, local hits %d -> %d", w.Header().Get("X-Cache"), local, nb.Stats().LocalHits)
 	}
 	_ = rta
 }
@@ -244,7 +248,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
 	lkey := r.leaseKey(canonical)
-	if _, got, err := r.be.(leaser).acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
+	if _, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
 		t.Fatalf("acquire: %v %v", got, err)
 	}
 	var calls atomic.Int64
@@ -256,9 +260,9 @@ func TestLeaseHolderDies(t *testing.T) {
 	}
 	// After the lease TTL the key is free: a new lease is granted.
 	waitFor(t, "the dead lease to expire", func() bool {
-		tok, got, err := r.be.(leaser).acquire(context.Background(), lkey, time.Second)
+		tok, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, time.Second)
 		if got {
-			_ = r.be.(leaser).release(context.Background(), lkey, tok)
+			_ = r.be.(backend.Leaser).Release(context.Background(), lkey, tok)
 		}
 		return err == nil && got
 	})
@@ -276,9 +280,9 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 	serveOnce(rtb, "/x", NoParams, h)
 	serveOnce(rtb, "/x", NoParams, h)
 	nb := nearOf(b)
-	local := nb.localHits.Load()
+	local := nb.Stats().LocalHits
 	serveOnce(rtb, "/x", NoParams, h)
-	if nb.localHits.Load() == local {
+	if nb.Stats().LocalHits == local {
 		t.Fatal("no L1 hit within near_staleness")
 	}
 	version.Add(1)

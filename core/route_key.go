@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // reqState is the per-request scratch of a lookup, pooled so that a hit
@@ -133,7 +135,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string
 		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf), printable: r.prefixPrintable && t.printable})
 	}
 	// Views are taken only now that nbuf has stopped growing.
-	remote := r.be.remote()
+	remote := r.keys != backend.KeysPlain
 	for _, ref := range st.refs {
 		n := ref.static
 		if n == "" {

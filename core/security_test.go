@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	redisbe "github.com/routecache/routecache/core/backend/redis"
 )
 
 // One test per threat, each through a real HTTP server and the net/http
@@ -264,11 +266,11 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			if !ok {
 				t.Fatal("no key")
 			}
-			e, _ := r.be.(*memoryBackend).client.Get(r.storageKey(canonical))
+			e, _ := r.be.Load(context.Background(), r.storageKey(canonical), nil, nil)
 			if e == nil {
 				t.Fatalf("no stored entry under the key computed for %s", auth)
 			}
-			stored := string(e.encode()) + canonical + keyName
+			stored := string(e.Encode()) + canonical + keyName
 			for _, s := range secrets {
 				if strings.Contains(stored, s) {
 					t.Fatalf("raw credential %q stored in the key or entry", s)
@@ -281,14 +283,14 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 		prefix := uniquePrefix(t)
 		c, srv := secApp(t, RegionConfig{Backend: u, Prefix: prefix, VaryAuthorization: true}, "GET /me/{rest...}", me)
 		check(t, srv)
-		rb := c.regions["r"].be.(*redisBackend)
+		rb := c.regions["r"].be.(*redisbe.Backend)
 		ctx := context.Background()
-		keys, err := rb.client.Keys(ctx, prefix+":*").Result()
+		keys, err := rb.Client().Keys(ctx, prefix+":*").Result()
 		if err != nil || len(keys) < 3 {
 			t.Fatalf("keys %v %v", keys, err)
 		}
 		for _, k := range keys {
-			v, err := rb.client.Get(ctx, k).Result()
+			v, err := rb.Client().Get(ctx, k).Result()
 			if err != nil {
 				t.Fatalf("%s: %v", k, err)
 			}

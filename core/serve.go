@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 func setBypass(w http.ResponseWriter, reason string) {
@@ -66,7 +68,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 		return next(w, req)
 	}
 	now := nowNano()
-	if e != nil && e.freshUntil-now < int64(clockGuard) {
+	if e != nil && e.FreshUntil-now < int64(clockGuard) {
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
@@ -109,7 +111,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 
 // wait follows another request's fill of the same key. fallback, if
 // set, is a stale-if-error entry this request may serve if the fill fails.
-func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *entry, names []string, vals []uint64, next Next) error {
+func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *backend.Entry, names []string, vals []uint64, next Next) error {
 	r := rt.r
 	timer := time.NewTimer(r.cfg.FillTimeout)
 	defer timer.Stop()
@@ -168,13 +170,13 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 // the values a waiting request read. A counter that request found missing
 // (0) agrees with anything: had an invalidation completed before the
 // request looked, it would have created the counter.
-func snapshotAgrees(e *entry, names []string, vals []uint64) bool {
+func snapshotAgrees(e *backend.Entry, names []string, vals []uint64) bool {
 	for i, n := range names {
 		if vals[i] == 0 {
 			continue
 		}
-		for _, c := range e.counters {
-			if c.name == n && c.value != vals[i] {
+		for _, c := range e.Counters {
+			if c.Name == n && c.Value != vals[i] {
 				return false
 			}
 		}

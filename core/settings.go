@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Settings: regions configured from a flat map of string keys, the way
@@ -426,7 +428,7 @@ func checkSettingsBackend(v string) error {
 	if u.Scheme == "" {
 		return fmt.Errorf("backend URL has no scheme (want one of %s)", schemeList())
 	}
-	if _, ok := openers[u.Scheme]; !ok {
+	if !backend.Registered(u.Scheme) {
 		return fmt.Errorf("unknown backend scheme %q (want one of %s)", u.Scheme, schemeList())
 	}
 	return nil

@@ -2,12 +2,8 @@ package core
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
-	"sync"
 
-	"github.com/bradfitz/gomemcache/memcache"
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Soft invalidation marks entries stale instead of unusable: in a region
@@ -20,172 +16,10 @@ import (
 // Nothing is read on a hit: the marks are fetched only when a counter
 // does not match, and only in regions that enable SoftInvalidation.
 
-// softMark is the pair a soft bump records.
-type softMark struct{ old, new uint64 }
-
-// softBackend is implemented by backends that support soft bumps; on the
-// others a soft invalidation is a hard one.
-type softBackend interface {
-	softBump(ctx context.Context, name string) error
-	softMarks(ctx context.Context, names []string, marks []softMark) error
-}
-
-var (
-	_ softBackend = (*memoryBackend)(nil)
-	_ softBackend = (*redisBackend)(nil)
-	_ softBackend = (*memcacheBackend)(nil)
-	_ softBackend = (*nearBackend)(nil)
-)
-
-// softKey is where a counter's soft mark lives ("s|" cannot start a
-// counter name, which starts with the region prefix).
-func softKey(name string) string { return "s|" + name }
-
-func encodeMark(m softMark) string {
-	return strconv.FormatUint(m.old, 10) + ":" + strconv.FormatUint(m.new, 10)
-}
-
-func decodeMark(b []byte) softMark {
-	o, n, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
-	if !ok {
-		return softMark{}
-	}
-	ov, err1 := strconv.ParseUint(o, 10, 64)
-	nv, err2 := strconv.ParseUint(n, 10, 64)
-	if err1 != nil || err2 != nil {
-		return softMark{}
-	}
-	return softMark{old: ov, new: nv}
-}
-
-// memory
-
-type softMap struct {
-	mu sync.Mutex
-	m  map[string]softMark
-}
-
-func (m *memoryBackend) softBump(_ context.Context, name string) error {
-	c, created := m.counterM.getOrCreate(name, freshCounter)
-	var mark softMark
-	if created {
-		mark = softMark{old: baseCounter, new: c.Load()}
-	} else {
-		n := c.Add(1)
-		mark = softMark{old: n - 1, new: n}
-	}
-	m.soft.mu.Lock()
-	if m.soft.m == nil {
-		m.soft.m = map[string]softMark{}
-	}
-	m.soft.m[strings.Clone(name)] = mark
-	m.soft.mu.Unlock()
-	return nil
-}
-
-func (m *memoryBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
-	m.soft.mu.Lock()
-	defer m.soft.mu.Unlock()
-	for i, n := range names {
-		marks[i] = m.soft.m[n]
-	}
-	return nil
-}
-
-// Redis: the counter moves on (bumpScript, nothing published yet), then
-// the mark is written and the bump published in one script (markScript):
-// a near cache told of the bump finds its mark. The mark lives as long as
-// a counter. (The mark's key lives in another cluster slot than the
-// counter's, hence two scripts.)
-
-func (b *redisBackend) softBump(ctx context.Context, name string) error {
-	n, err := b.incr(ctx, name, false)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	err = markScript.Run(ctx, b.client, []string{softKey(name)},
-		encodeMark(softMark{old: n - 1, new: n}), ttlMillis(b.counterTTL), invalidationChannel, b.message(name)).Err()
-	if err != nil {
-		return fmt.Errorf("publish invalidation: %w", err)
-	}
-	return nil
-}
-
-func (b *redisBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = softKey(n)
-	}
-	res, err := b.getMany(ctx, keys)
-	if err != nil {
-		return err
-	}
-	for i, v := range res {
-		marks[i] = softMark{}
-		if s, ok := v.(string); ok {
-			marks[i] = decodeMark([]byte(s))
-		}
-	}
-	return nil
-}
-
-// Memcached: Increment returns the new value; a counter that had to be
-// created has no "before" any entry could hold, so it gets no mark.
-
-func (b *memcacheBackend) softBump(ctx context.Context, name string) error {
-	n, err := b.increment(ctx, name)
-	if err != nil || n == 0 {
-		return err
-	}
-	return b.client.Set(&memcache.Item{Key: softKey(name), Value: []byte(encodeMark(softMark{old: n - 1, new: n})), Expiration: b.counterExpiry()})
-}
-
-func (b *memcacheBackend) softMarks(_ context.Context, names []string, marks []softMark) error {
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = softKey(n)
-	}
-	got, err := b.client.GetMulti(keys)
-	if err != nil {
-		return err
-	}
-	for i, k := range keys {
-		marks[i] = softMark{}
-		if it, ok := got[k]; ok {
-			marks[i] = decodeMark(it.Value)
-		}
-	}
-	return nil
-}
-
-// near cache: the inner backend publishes (Redis); the local copy goes.
-
-func (n *nearBackend) softBump(ctx context.Context, name string) error {
-	sb, ok := n.inner.(softBackend)
-	if !ok {
-		return n.bump(ctx, name)
-	}
-	err := sb.softBump(ctx, name)
-	n.drop(name)
-	return err
-}
-
-func (n *nearBackend) softMarks(ctx context.Context, names []string, marks []softMark) error {
-	if sb, ok := n.inner.(softBackend); ok {
-		return sb.softMarks(ctx, names, marks)
-	}
-	clear(marks)
-	return nil
-}
-
 // bumpCounter bumps a counter, softly when asked and the backend can.
-func bumpCounter(ctx context.Context, be backend, name string, soft bool) error {
-	if sb, ok := be.(softBackend); ok && soft {
-		return sb.softBump(ctx, name)
+func bumpCounter(ctx context.Context, be backend.Backend, name string, soft bool) error {
+	if sb, ok := be.(backend.SoftBumper); ok && soft {
+		return sb.SoftBump(ctx, name)
 	}
-	return be.bump(ctx, name)
+	return be.Bump(ctx, name)
 }

@@ -1,13 +1,13 @@
-package core
+package backend
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"hash/crc32"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,105 +35,112 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// errCorrupt reports an entry that cannot be decoded.
-var errCorrupt = errors.New("routecache: corrupt entry")
+// ErrCorrupt reports a stored value that does not decode to an entry:
+// the engine serves it as a miss and overwrites it.
+var ErrCorrupt = errors.New("routecache: corrupt entry")
 
-// counterSnap is the value an invalidation counter had before the handler
+// CounterSnap is the value an invalidation counter had before the handler
 // that produced an entry ran.
-type counterSnap struct {
-	name  string
-	value uint64
+type CounterSnap struct {
+	Name  string
+	Value uint64
 }
 
-// entry is one cached response. It is immutable once stored: hits share it.
-type entry struct {
-	status     int
-	header     http.Header // replayable headers only
-	body       []byte
-	created    int64 // unix nanoseconds
-	freshUntil int64
-	staleUntil int64
-	fillNanos  int64 // how long the handler took: XFetch's delta
-	etag       string
-	key        string // canonical key text, compared on every hit
-	counters   []counterSnap
+// Entry is one cached response, the envelope every backend stores. It is
+// immutable once stored: hits share it, and neither a backend nor a
+// caller of Load may modify one (see Backend for ownership). The stored
+// fields are the first ten; the others are derived by Prepare (or by the
+// decoder) and never stored.
+type Entry struct {
+	Status     int
+	Header     http.Header // replayable headers only
+	Body       []byte
+	Created    int64 // unix nanoseconds
+	FreshUntil int64
+	StaleUntil int64
+	FillNanos  int64 // how long the handler took: XFetch's delta
+	ETag       string
+	Key        string // canonical key text, compared on every hit
+	Counters   []CounterSnap
 
 	// derived on creation or decode, never stored
-	clValue      [1]string // the Content-Length header value, shared by hits
-	clDigits     [20]byte  // clValue[0]'s bytes
-	lastModified time.Time
-	// producer is the route that stored the entry in this process (nil
-	// for entries decoded from a remote value and for memoize).
-	producer *Route
-	// replayed lists the headers a hit writes, Content-Length included,
+	CLValue      [1]string // the Content-Length header value, shared by hits
+	clDigits     [20]byte  // CLValue[0]'s bytes
+	LastModified time.Time
+	// Producer identifies what stored the entry in this process: the
+	// engine sets it (to its route) before the store and compares it by
+	// identity on a hit. It is nil for entries decoded from a stored
+	// value. Backends neither read nor set it.
+	Producer any
+	// Replayed lists the headers a hit writes, Content-Length included,
 	// in a slice: iterating a map on every hit costs more than the writes.
-	replayed []headerValues
+	Replayed []HeaderValues
 	// hit caches the Age and Cache-Status values of the current second.
-	hit atomic.Pointer[hitHeaders]
+	hit atomic.Pointer[HitHeaders]
 }
 
-// headerValues is one header of a replayed response. Its values are
+// HeaderValues is one header of a replayed response. Its values are
 // handed out with len == cap, so an Add by later code copies them instead
 // of writing into the entry.
-type headerValues struct {
-	name   string
-	values []string
+type HeaderValues struct {
+	Name   string
+	Values []string
 }
 
-// hitHeaders are the per-second header values of an entry's hits.
-type hitHeaders struct {
-	age, ttl          int64
-	ageV, cacheStatus []string
+// HitHeaders are the per-second header values of an entry's hits.
+type HitHeaders struct {
+	Age, TTL          int64
+	AgeV, CacheStatus []string
 }
 
 // sharedHits holds recently built hit headers for any entry, indexed by
 // age and ttl. An entry decoded from a remote value lives for one request,
 // so its own cache (entry.hit) never serves a second hit; this table lets
 // it reuse the values another entry built for the same age and ttl.
-var sharedHits [64]atomic.Pointer[hitHeaders]
+var sharedHits [64]atomic.Pointer[HitHeaders]
 
-// hitHeaders returns the Age and Cache-Status values for a hit age
+// HitHeaders returns the Age and Cache-Status values for a hit age
 // seconds after creation with ttl seconds of freshness left, building
 // them at most once per second per entry.
-func (e *entry) hitHeaders(age, ttl int64) *hitHeaders {
-	if h := e.hit.Load(); h != nil && h.age == age && h.ttl == ttl {
+func (e *Entry) HitHeaders(age, ttl int64) *HitHeaders {
+	if h := e.hit.Load(); h != nil && h.Age == age && h.TTL == ttl {
 		return h
 	}
 	slot := &sharedHits[uint64(age*31+ttl)%uint64(len(sharedHits))]
-	if h := slot.Load(); h != nil && h.age == age && h.ttl == ttl {
+	if h := slot.Load(); h != nil && h.Age == age && h.TTL == ttl {
 		e.hit.Store(h)
 		return h
 	}
-	h := &hitHeaders{
-		age: age, ttl: ttl,
-		ageV:        []string{strconv.FormatInt(age, 10)},
-		cacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
+	h := &HitHeaders{
+		Age: age, TTL: ttl,
+		AgeV:        []string{strconv.FormatInt(age, 10)},
+		CacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
 	}
 	e.hit.Store(h)
 	slot.Store(h)
 	return h
 }
 
-// prepare computes the derived fields used on every hit.
-func (e *entry) prepare() {
-	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.body)), 10))
-	e.clValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
-	if e.replayed == nil {                          // parseEntry lists them as it decodes
-		e.replayed = make([]headerValues, 0, len(e.header)+1)
-		for _, k := range sortedKeys(e.header) {
+// Prepare computes the derived fields used on every hit.
+func (e *Entry) Prepare() {
+	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
+	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
+	if e.Replayed == nil {                          // parseEntry lists them as it decodes
+		e.Replayed = make([]HeaderValues, 0, len(e.Header)+1)
+		for _, k := range sortedKeys(e.Header) {
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
-			vs := e.header[k]
-			e.replayed = append(e.replayed, headerValues{k, vs[:len(vs):len(vs)]})
+			vs := e.Header[k]
+			e.Replayed = append(e.Replayed, HeaderValues{k, vs[:len(vs):len(vs)]})
 		}
 	}
-	e.replayed = append(e.replayed, headerValues{"Content-Length", e.clValue[:]})
-	if lm := e.header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
+	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
+	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
-			e.lastModified = t
+			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
-			e.lastModified = t
+			e.LastModified = t
 		}
 	}
 }
@@ -184,52 +191,46 @@ func daysIn(m time.Month, year int) int {
 	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
-// strongETag derives a strong validator from the body (128 bits of SHA-256).
-func strongETag(body []byte) string {
-	sum := sha256.Sum256(body)
-	return `"` + hex.EncodeToString(sum[:16]) + `"`
-}
-
-// size is the number of bytes the encoded entry takes; the memory backend
+// Size is the number of bytes the encoded entry takes; the memory backend
 // charges it against the byte budget.
-func (e *entry) size() int {
+func (e *Entry) Size() int {
 	n := entryFixed + 4
-	n += uvlen(len(e.etag)) + len(e.etag)
-	n += uvlen(len(e.key)) + len(e.key)
-	n += uvlen(len(e.counters))
-	for _, c := range e.counters {
-		n += uvlen(len(c.name)) + len(c.name) + 8
+	n += uvlen(len(e.ETag)) + len(e.ETag)
+	n += uvlen(len(e.Key)) + len(e.Key)
+	n += uvlen(len(e.Counters))
+	for _, c := range e.Counters {
+		n += uvlen(len(c.Name)) + len(c.Name) + 8
 	}
-	n += uvlen(len(e.header))
-	for k, vs := range e.header {
+	n += uvlen(len(e.Header))
+	for k, vs := range e.Header {
 		n += uvlen(len(k)) + len(k) + uvlen(len(vs))
 		for _, v := range vs {
 			n += uvlen(len(v)) + len(v)
 		}
 	}
-	n += uvlen(len(e.body)) + len(e.body)
+	n += uvlen(len(e.Body)) + len(e.Body)
 	return n
 }
 
-// memSize estimates the heap an entry holds once decoded: its bytes plus
+// MemSize estimates the heap an entry holds once decoded: its bytes plus
 // the Go structures around them (struct, header map and slices, string
 // headers, counter snapshot). The memory backend charges this against its
 // budget so that the budget bounds real memory, not just payload.
-func (e *entry) memSize() int64 {
+func (e *Entry) MemSize() int64 {
 	// The body's capacity, not its length: every byte of the allocation
 	// stays reachable (append rounds capacity up to the allocator's size
 	// class, so this is the allocation itself).
-	n := int64(cap(e.body)+len(e.key)+len(e.etag)) + 512 // entry struct, hit headers, ristretto item
-	n += 64 + int64(len(e.header))*80                    // map buckets per key
-	n += int64(len(e.header)+1) * 40                     // replayed: name and slice per header
-	for k, vs := range e.header {
+	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 512 // entry struct, hit headers, ristretto item
+	n += 64 + int64(len(e.Header))*80                    // map buckets per key
+	n += int64(len(e.Header)+1) * 40                     // replayed: name and slice per header
+	for k, vs := range e.Header {
 		n += int64(len(k)) + 24
 		for _, v := range vs {
 			n += int64(len(v)) + 16
 		}
 	}
-	for _, c := range e.counters {
-		n += int64(len(c.name)) + 40
+	for _, c := range e.Counters {
+		n += int64(len(c.Name)) + 40
 	}
 	return n
 }
@@ -239,34 +240,34 @@ func uvlen(n int) int {
 	return binary.PutUvarint(b[:], uint64(n))
 }
 
-// encode returns the binary envelope.
-func (e *entry) encode() []byte {
-	b := make([]byte, 0, e.size())
+// Encode returns the binary envelope.
+func (e *Entry) Encode() []byte {
+	b := make([]byte, 0, e.Size())
 	b = append(b, entryMagic...)
 	b = append(b, entryVersion)
-	b = binary.BigEndian.AppendUint16(b, uint16(e.status))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.created))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.freshUntil))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.staleUntil))
-	b = binary.BigEndian.AppendUint64(b, uint64(e.fillNanos))
-	b = appendStr(b, e.etag)
-	b = appendStr(b, e.key)
-	b = binary.AppendUvarint(b, uint64(len(e.counters)))
-	for _, c := range e.counters {
-		b = appendStr(b, c.name)
-		b = binary.BigEndian.AppendUint64(b, c.value)
+	b = binary.BigEndian.AppendUint16(b, uint16(e.Status))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Created))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.FreshUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.FillNanos))
+	b = appendStr(b, e.ETag)
+	b = appendStr(b, e.Key)
+	b = binary.AppendUvarint(b, uint64(len(e.Counters)))
+	for _, c := range e.Counters {
+		b = appendStr(b, c.Name)
+		b = binary.BigEndian.AppendUint64(b, c.Value)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.header)))
-	for _, k := range sortedKeys(e.header) {
-		vs := e.header[k]
+	b = binary.AppendUvarint(b, uint64(len(e.Header)))
+	for _, k := range sortedKeys(e.Header) {
+		vs := e.Header[k]
 		b = appendStr(b, k)
 		b = binary.AppendUvarint(b, uint64(len(vs)))
 		for _, v := range vs {
 			b = appendStr(b, v)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.body)))
-	b = append(b, e.body...)
+	b = binary.AppendUvarint(b, uint64(len(e.Body)))
+	b = append(b, e.Body...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
@@ -332,17 +333,17 @@ func (d *decoder) count(min int) int {
 	return int(n)
 }
 
-// decodeEntry parses an envelope held in a buffer the caller may reuse or
+// DecodeEntry parses an envelope held in a buffer the caller may reuse or
 // write to: the entry gets its own copy of the bytes (one allocation),
 // which its strings and body view. Any malformed input returns errCorrupt.
-func decodeEntry(b []byte) (*entry, error) {
-	return decodeShared(bytes.Clone(b))
+func DecodeEntry(b []byte) (*Entry, error) {
+	return DecodeShared(bytes.Clone(b))
 }
 
-// decodeString parses an envelope held in a string (a go-redis reply).
+// DecodeString parses an envelope held in a string (a go-redis reply).
 // Strings are immutable, so the entry views s without copying anything.
-func decodeString(s string) (*entry, error) {
-	return decodeShared(unsafe.Slice(unsafe.StringData(s), len(s)))
+func DecodeString(s string) (*Entry, error) {
+	return DecodeShared(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // envelopeOK checks the magic, version and checksum of an envelope.
@@ -353,14 +354,14 @@ func envelopeOK(b []byte) bool {
 	return crc32.Checksum(b[:len(b)-4], crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
 }
 
-// decodeShared parses an envelope in bytes that nobody writes to ever
+// DecodeShared parses an envelope in bytes that nobody writes to ever
 // again (a reply buffer the client allocated for this call, a string's
 // bytes, a private copy): the entry's strings, header values and body are
 // views of b, not copies. An entry is never modified once built, so the
 // views stay valid for as long as the entry is reachable.
-func decodeShared(b []byte) (*entry, error) {
+func DecodeShared(b []byte) (*Entry, error) {
 	if !envelopeOK(b) {
-		return nil, errCorrupt
+		return nil, ErrCorrupt
 	}
 	return parseEntry(b)
 }
@@ -369,42 +370,42 @@ func decodeShared(b []byte) (*entry, error) {
 // number of counters, header values and replayed headers, so that a
 // decode allocates once for all of them.
 type decodedEntry struct {
-	e        entry
-	counters [4]counterSnap
+	e        Entry
+	counters [4]CounterSnap
 	values   [6]string
-	replayed [8]headerValues
+	replayed [8]HeaderValues
 }
 
 // parseEntry decodes an envelope envelopeOK accepted; the entry views b.
-func parseEntry(b []byte) (*entry, error) {
+func parseEntry(b []byte) (*Entry, error) {
 	body := b[:len(b)-4]
 	de := &decodedEntry{}
 	e := &de.e
-	e.status = int(binary.BigEndian.Uint16(body[4:6]))
+	e.Status = int(binary.BigEndian.Uint16(body[4:6]))
 	d := decoder{b: body[6:]}
-	e.created = int64(d.u64())
-	e.freshUntil = int64(d.u64())
-	e.staleUntil = int64(d.u64())
-	e.fillNanos = int64(d.u64())
-	e.etag = d.str()
-	e.key = d.str()
+	e.Created = int64(d.u64())
+	e.FreshUntil = int64(d.u64())
+	e.StaleUntil = int64(d.u64())
+	e.FillNanos = int64(d.u64())
+	e.ETag = d.str()
+	e.Key = d.str()
 	if n := d.count(9); n > 0 {
 		if n <= len(de.counters) {
-			e.counters = de.counters[:n:n]
+			e.Counters = de.counters[:n:n]
 		} else {
-			e.counters = make([]counterSnap, n)
+			e.Counters = make([]CounterSnap, n)
 		}
-		for i := range e.counters {
-			e.counters[i] = counterSnap{name: d.str(), value: d.u64()}
+		for i := range e.Counters {
+			e.Counters[i] = CounterSnap{Name: d.str(), Value: d.u64()}
 		}
 	}
 	nh := d.count(2)
-	e.header = make(http.Header, nh)
+	e.Header = make(http.Header, nh)
 	// One backing array for every header's values (most headers have one);
 	// each header gets a slice of it with len == cap, so an append by a
 	// reader copies instead of writing over the next header's values.
 	all := de.values[:0]
-	e.replayed = de.replayed[:0]
+	e.Replayed = de.replayed[:0]
 	prev := ""
 	for i := 0; i < nh && !d.err; i++ {
 		k := d.str()
@@ -423,17 +424,26 @@ func parseEntry(b []byte) (*entry, error) {
 			d.err = true
 			break
 		}
-		e.header[k] = all[first:len(all):len(all)]
+		e.Header[k] = all[first:len(all):len(all)]
 		if k != "Content-Length" {
-			e.replayed = append(e.replayed, headerValues{k, e.header[k]})
+			e.Replayed = append(e.Replayed, HeaderValues{k, e.Header[k]})
 		}
 	}
-	if e.body = d.bytes(); len(e.body) == 0 {
-		e.body = nil
+	if e.Body = d.bytes(); len(e.Body) == 0 {
+		e.Body = nil
 	}
-	if d.err || len(d.b) != 0 || e.status < 100 || e.status > 999 {
-		return nil, errCorrupt
+	if d.err || len(d.b) != 0 || e.Status < 100 || e.Status > 999 {
+		return nil, ErrCorrupt
 	}
-	e.prepare()
+	e.Prepare()
 	return e, nil
 }
+
+// sortedKeys returns the header's names in order (the encoding writes
+// them sorted, so one entry has one encoding).
+func sortedKeys(h http.Header) []string {
+	return slices.Sorted(maps.Keys(h))
+}
+
+// unsafeString views b as a string; b must never be written again.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

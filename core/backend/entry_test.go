@@ -1,4 +1,4 @@
-package core
+package backend
 
 import (
 	"bytes"
@@ -8,34 +8,34 @@ import (
 	"time"
 )
 
-func sampleEntry() *entry {
-	e := &entry{
-		status: 200,
-		header: http.Header{
+func sampleEntry() *Entry {
+	e := &Entry{
+		Status: 200,
+		Header: http.Header{
 			"Content-Type": {"application/json"},
 			"X-Multi":      {"1", "2", ""},
 			"Etag":         {`"abc"`},
 		},
-		body:       []byte(`{"id":1}`),
-		created:    1_700_000_000_000_000_000,
-		freshUntil: 1_700_000_300_000_000_000,
-		staleUntil: 1_700_000_360_000_000_000,
-		fillNanos:  12_345_678,
-		etag:       `"abc"`,
-		key:        "rc:3:rk1...",
-		counters:   []counterSnap{{"rc:v:r:a", 7}, {"rc:v:t:x", 1 << 62}},
+		Body:       []byte(`{"id":1}`),
+		Created:    1_700_000_000_000_000_000,
+		FreshUntil: 1_700_000_300_000_000_000,
+		StaleUntil: 1_700_000_360_000_000_000,
+		FillNanos:  12_345_678,
+		ETag:       `"abc"`,
+		Key:        "rc:3:rk1...",
+		Counters:   []CounterSnap{{"rc:v:r:a", 7}, {"rc:v:t:x", 1 << 62}},
 	}
-	e.prepare()
+	e.Prepare()
 	return e
 }
 
 func TestEntryRoundTrip(t *testing.T) {
 	e := sampleEntry()
-	b := e.encode()
-	if len(b) != e.size() {
-		t.Fatalf("size() = %d, encoded %d", e.size(), len(b))
+	b := e.Encode()
+	if len(b) != e.Size() {
+		t.Fatalf("size() = %d, encoded %d", e.Size(), len(b))
 	}
-	d, err := decodeEntry(b)
+	d, err := DecodeEntry(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,37 +44,37 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 	// The decoded entry owns its body.
 	b[len(b)-5] ^= 0xff
-	if !bytes.Equal(d.body, e.body) {
+	if !bytes.Equal(d.Body, e.Body) {
 		t.Fatal("decoded body aliases the input")
 	}
 }
 
 func TestEntryEmptyParts(t *testing.T) {
-	e := &entry{status: 204, header: http.Header{}, key: "k"}
-	e.prepare()
-	d, err := decodeEntry(e.encode())
+	e := &Entry{Status: 204, Header: http.Header{}, Key: "k"}
+	e.Prepare()
+	d, err := DecodeEntry(e.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.status != 204 || len(d.body) != 0 || len(d.header) != 0 || d.key != "k" {
+	if d.Status != 204 || len(d.Body) != 0 || len(d.Header) != 0 || d.Key != "k" {
 		t.Fatalf("got %#v", d)
 	}
 }
 
 func TestEntryCorruption(t *testing.T) {
-	b := sampleEntry().encode()
+	b := sampleEntry().Encode()
 	// Every truncation and every single-byte flip is detected.
 	for i := 0; i < len(b); i++ {
-		if _, err := decodeEntry(b[:i]); err == nil {
+		if _, err := DecodeEntry(b[:i]); err == nil {
 			t.Fatalf("truncation to %d bytes decoded", i)
 		}
 		c := append([]byte(nil), b...)
 		c[i] ^= 0x01
-		if _, err := decodeEntry(c); err == nil {
+		if _, err := DecodeEntry(c); err == nil {
 			t.Fatalf("flip at %d decoded", i)
 		}
 	}
-	if _, err := decodeEntry(append(append([]byte(nil), b...), 0)); err == nil {
+	if _, err := DecodeEntry(append(append([]byte(nil), b...), 0)); err == nil {
 		t.Fatal("trailing byte decoded")
 	}
 }
@@ -82,17 +82,17 @@ func TestEntryCorruption(t *testing.T) {
 // FuzzDecodeEntry: the decoder never panics, and whatever it accepts
 // re-encodes to the same bytes.
 func FuzzDecodeEntry(f *testing.F) {
-	f.Add(sampleEntry().encode())
+	f.Add(sampleEntry().Encode())
 	f.Add([]byte("RCE\x01"))
 	f.Add([]byte{})
-	e := &entry{status: 200, header: http.Header{}, key: ""}
-	f.Add(e.encode())
+	e := &Entry{Status: 200, Header: http.Header{}, Key: ""}
+	f.Add(e.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decodeEntry(b)
+		e, err := DecodeEntry(b)
 		if err != nil {
 			return
 		}
-		if got := e.encode(); !bytes.Equal(got, b) {
+		if got := e.Encode(); !bytes.Equal(got, b) {
 			t.Fatalf("re-encode differs:\n%x\n%x", got, b)
 		}
 	})
@@ -132,38 +132,38 @@ func FuzzParseIMFFixdate(f *testing.F) {
 // an append on one header overwriting another's values.
 func TestDecodeViews(t *testing.T) {
 	want := sampleEntry()
-	b := want.encode()
+	b := want.Encode()
 	s := string(b)
-	fromString, err := decodeString(s)
+	fromString, err := DecodeString(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(fromString.encode(), b) {
+	if !bytes.Equal(fromString.Encode(), b) {
 		t.Fatal("string decode does not round-trip")
 	}
 	buf := bytes.Clone(b)
-	fromBuf, err := decodeEntry(buf)
+	fromBuf, err := DecodeEntry(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clear(buf)
-	if !bytes.Equal(fromBuf.encode(), b) {
+	if !bytes.Equal(fromBuf.Encode(), b) {
 		t.Fatal("decodeEntry kept a view of the caller's buffer")
 	}
-	for _, e := range []*entry{fromString, fromBuf} {
-		ct := e.header["Content-Type"]
+	for _, e := range []*Entry{fromString, fromBuf} {
+		ct := e.Header["Content-Type"]
 		if cap(ct) != len(ct) {
 			t.Fatalf("header slice len %d cap %d: an append would write over the next header", len(ct), cap(ct))
 		}
 		_ = append(ct, "x")
-		if !bytes.Equal(e.encode(), b) {
+		if !bytes.Equal(e.Encode(), b) {
 			t.Fatal("append to one header changed the entry")
 		}
-		if e.clValue[0] != "8" || e.lastModified != (time.Time{}) {
-			t.Fatalf("derived fields %q %v", e.clValue[0], e.lastModified)
+		if e.CLValue[0] != "8" || e.LastModified != (time.Time{}) {
+			t.Fatalf("derived fields %q %v", e.CLValue[0], e.LastModified)
 		}
 	}
-	if _, err := decodeShared([]byte(s[:len(s)-1])); err == nil {
+	if _, err := DecodeShared([]byte(s[:len(s)-1])); err == nil {
 		t.Fatal("truncated value decoded")
 	}
 }
