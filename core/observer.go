@@ -183,17 +183,6 @@ func (c *Cache) AddObserver(o Observer) {
 	}
 	c.obs.add(o)
 }
-
-// BypassReasons returns every reason a request may skip the cache (the
-// Bypass* constants), in a fixed order: the possible keys of
-// Stats.Bypasses, for exporters that want to publish zeros too.
-func BypassReasons() []string { return slices.Clone(bypassReasons) }
-
-// NotStoredReasons returns every reason a response or value may not be
-// stored (the NotStored* constants), in a fixed order: the possible keys
-// of Stats.NotStored.
-func NotStoredReasons() []string { return slices.Clone(notStoredReasons) }
-
 func (s *regionStats) observer() Observer {
 	if s.obs == nil {
 		return nil
