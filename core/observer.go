@@ -183,6 +183,7 @@ func (c *Cache) AddObserver(o Observer) {
 	}
 	c.obs.add(o)
 }
+
 func (s *regionStats) observer() Observer {
 	if s.obs == nil {
 		return nil
