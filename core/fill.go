@@ -194,7 +194,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
-	reason := ""
+	var reason NotStoredReason
 	switch {
 	case res.err != nil, skip:
 		reason = NotStoredError

@@ -32,13 +32,13 @@ type Observer interface {
 	Miss(region string)
 	// Bypass is a request that skipped the cache; reason is one of the
 	// Bypass* constants.
-	Bypass(region, reason string)
+	Bypass(region string, reason BypassReason)
 	// Store is an entry written to the backend; bytes is the size of the
 	// stored body (the encoded value, for memoization).
 	Store(region string, bytes int)
 	// NotStored is a response or value that was not stored; reason is one
 	// of the NotStored* constants.
-	NotStored(region, reason string)
+	NotStored(region string, reason NotStoredReason)
 	// BackendError is a failed backend operation (the request ran
 	// uncached). op names it: "get", "set", "ensure-counters", "lease",
 	// "invalidate-key", and the like.
@@ -66,13 +66,13 @@ func (NopObserver) Stale(string) {}
 func (NopObserver) Miss(string) {}
 
 // Bypass does nothing.
-func (NopObserver) Bypass(string, string) {}
+func (NopObserver) Bypass(string, BypassReason) {}
 
 // Store does nothing.
 func (NopObserver) Store(string, int) {}
 
 // NotStored does nothing.
-func (NopObserver) NotStored(string, string) {}
+func (NopObserver) NotStored(string, NotStoredReason) {}
 
 // BackendError does nothing.
 func (NopObserver) BackendError(string, string, error) {}
@@ -103,7 +103,7 @@ func (l observerList) Miss(region string) {
 	}
 }
 
-func (l observerList) Bypass(region, reason string) {
+func (l observerList) Bypass(region string, reason BypassReason) {
 	for _, o := range l {
 		o.Bypass(region, reason)
 	}
@@ -115,7 +115,7 @@ func (l observerList) Store(region string, bytes int) {
 	}
 }
 
-func (l observerList) NotStored(region, reason string) {
+func (l observerList) NotStored(region string, reason NotStoredReason) {
 	for _, o := range l {
 		o.NotStored(region, reason)
 	}

@@ -18,8 +18,9 @@ type recObserver struct {
 	mu                             sync.Mutex
 	hits, stale, misses, stores    map[string]uint64 // by region
 	storedBytes                    int
-	bypass, notStored              map[string]uint64 // by reason
-	backendErrs, latency           map[string]uint64 // by op
+	bypass                         map[BypassReason]uint64    // by reason
+	notStored                      map[NotStoredReason]uint64 // by reason
+	backendErrs, latency           map[string]uint64          // by op
 	regionsSeen                    map[string]bool
 	negativeLatency, nilBackendErr bool
 }
@@ -27,12 +28,14 @@ type recObserver struct {
 func newRecObserver() *recObserver {
 	return &recObserver{
 		hits: map[string]uint64{}, stale: map[string]uint64{}, misses: map[string]uint64{}, stores: map[string]uint64{},
-		bypass: map[string]uint64{}, notStored: map[string]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
+		bypass: map[BypassReason]uint64{}, notStored: map[NotStoredReason]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
 		regionsSeen: map[string]bool{},
 	}
 }
 
-func (o *recObserver) add(m map[string]uint64, k, region string) {
+func (o *recObserver) add(m map[string]uint64, k, region string) { recAdd(o, m, k, region) }
+
+func recAdd[K ~string](o *recObserver, m map[K]uint64, k K, region string) {
 	o.mu.Lock()
 	m[k]++
 	o.regionsSeen[region] = true
@@ -42,8 +45,8 @@ func (o *recObserver) add(m map[string]uint64, k, region string) {
 func (o *recObserver) Hit(region string)   { o.add(o.hits, region, region) }
 func (o *recObserver) Stale(region string) { o.add(o.stale, region, region) }
 func (o *recObserver) Miss(region string)  { o.add(o.misses, region, region) }
-func (o *recObserver) Bypass(region, reason string) {
-	o.add(o.bypass, reason, region)
+func (o *recObserver) Bypass(region string, reason BypassReason) {
+	recAdd(o, o.bypass, reason, region)
 }
 func (o *recObserver) Store(region string, n int) {
 	o.add(o.stores, region, region)
@@ -51,7 +54,9 @@ func (o *recObserver) Store(region string, n int) {
 	o.storedBytes += n
 	o.mu.Unlock()
 }
-func (o *recObserver) NotStored(region, reason string) { o.add(o.notStored, reason, region) }
+func (o *recObserver) NotStored(region string, reason NotStoredReason) {
+	recAdd(o, o.notStored, reason, region)
+}
 func (o *recObserver) BackendError(region, op string, err error) {
 	if err == nil {
 		o.mu.Lock()

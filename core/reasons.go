@@ -2,49 +2,59 @@ package core
 
 import "slices"
 
+// BypassReason is why a request skipped the cache entirely: the keys of
+// Stats.Bypasses, the reason Observer.Bypass receives and the detail of
+// the Cache-Status header. The values are stable (Prometheus label values).
+type BypassReason string
+
+// NotStoredReason is why a response (or memoized value) was not stored:
+// the keys of Stats.NotStored and the reason Observer.NotStored receives.
+// The values are stable (Prometheus label values).
+type NotStoredReason string
+
 // Reasons a request skips the cache entirely (counted in Stats.Bypasses and
 // sent in Cache-Status as "fwd=bypass; detail=...").
 const (
-	BypassMethod        = "method"        // not GET or HEAD
-	BypassAuthorization = "authorization" // Authorization header, region does not vary on it
-	BypassCookie        = "cookie"        // a cookie the region neither varies on nor ignores
-	BypassBody          = "body"          // a GET/HEAD carrying a body
-	BypassOverride      = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
-	BypassKey           = "key"           // a key or tag template names a missing route parameter
-	BypassBackend       = "backend-error" // the backend failed: the handler ran uncached
-	BypassClosed        = "closed"        // the Cache was closed
-	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
-	BypassBreaker       = "backend-open"  // the backend's circuit breaker is open
-	BypassPrecondition  = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
-	BypassUpgrade       = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
+	BypassMethod        BypassReason = "method"        // not GET or HEAD
+	BypassAuthorization              = "authorization" // Authorization header, region does not vary on it
+	BypassCookie                     = "cookie"        // a cookie the region neither varies on nor ignores
+	BypassBody                       = "body"          // a GET/HEAD carrying a body
+	BypassOverride                   = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
+	BypassKey                        = "key"           // a key or tag template names a missing route parameter
+	BypassBackend                    = "backend-error" // the backend failed: the handler ran uncached
+	BypassClosed                     = "closed"        // the Cache was closed
+	BypassHead                       = "head-miss"     // a HEAD with no stored GET entry: run, not stored
+	BypassBreaker                    = "backend-open"  // the backend's circuit breaker is open
+	BypassPrecondition               = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
+	BypassUpgrade                    = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
 const (
-	NotStoredStatus       = "status"        // status not in the region's Statuses
-	NotStoredSetCookie    = "set-cookie"    // the response sets a cookie
-	NotStoredCacheControl = "cache-control" // private, no-store or no-cache
-	NotStoredVary         = "vary"          // Vary: * or a header the region does not key on
-	NotStoredFlushed      = "flushed"       // the handler flushed (a stream)
-	NotStoredHijacked     = "hijacked"      // the connection was hijacked
-	NotStoredError        = "error"         // the handler returned an error or aborted
-	NotStoredPanic        = "panic"         // the handler panicked
-	NotStoredTooLarge     = "too-large"     // body over MaxEntryBytes or the backend's limit
-	NotStoredBackend      = "backend-error" // the store call failed
-	NotStoredDropped      = "dropped"       // the memory store's admission policy declined it
-	NotStoredEncode       = "encode"        // a memoized value the codec could not encode
-	NotStoredTrailer      = "trailer"       // the response declares or sends trailers (computed per response)
+	NotStoredStatus       NotStoredReason = "status"        // status not in the region's Statuses
+	NotStoredSetCookie                    = "set-cookie"    // the response sets a cookie
+	NotStoredCacheControl                 = "cache-control" // private, no-store or no-cache
+	NotStoredVary                         = "vary"          // Vary: * or a header the region does not key on
+	NotStoredFlushed                      = "flushed"       // the handler flushed (a stream)
+	NotStoredHijacked                     = "hijacked"      // the connection was hijacked
+	NotStoredError                        = "error"         // the handler returned an error or aborted
+	NotStoredPanic                        = "panic"         // the handler panicked
+	NotStoredTooLarge                     = "too-large"     // body over MaxEntryBytes or the backend's limit
+	NotStoredBackend                      = "backend-error" // the store call failed
+	NotStoredDropped                      = "dropped"       // the memory store's admission policy declined it
+	NotStoredEncode                       = "encode"        // a memoized value the codec could not encode
+	NotStoredTrailer                      = "trailer"       // the response declares or sends trailers (computed per response)
 )
 
-var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}
-var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer}
+var bypassReasons = []BypassReason{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}
+var notStoredReasons = []NotStoredReason{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer}
 
 // BypassReasons returns every reason a request may skip the cache (the
 // Bypass* constants), in a fixed order: the possible keys of
 // Stats.Bypasses, for exporters that want to publish zeros too.
-func BypassReasons() []string { return slices.Clone(bypassReasons) }
+func BypassReasons() []BypassReason { return slices.Clone(bypassReasons) }
 
 // NotStoredReasons returns every reason a response or value may not be
 // stored (the NotStored* constants), in a fixed order: the possible keys
 // of Stats.NotStored.
-func NotStoredReasons() []string { return slices.Clone(notStoredReasons) }
+func NotStoredReasons() []NotStoredReason { return slices.Clone(notStoredReasons) }

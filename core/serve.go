@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-func setBypass(w http.ResponseWriter, reason string) {
+func setBypass(w http.ResponseWriter, reason BypassReason) {
 	h := w.Header()
 	h["X-Cache"] = []string{"BYPASS"}
-	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + reason}
+	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + string(reason)}
 }
 
 func setMiss(rw *ResponseWriter) {

@@ -16,8 +16,8 @@ type Stats struct {
 	Invalidations  uint64            `json:"invalidations"`   // key, tag and region invalidations applied
 	Errors         uint64            `json:"errors"`          // backend errors (the request ran uncached)
 	Corrupt        uint64            `json:"corrupt"`         // stored values that failed to decode (served as misses)
-	Bypasses       map[string]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
-	NotStored      map[string]uint64 `json:"not_stored"`      // responses not stored, by reason
+	Bypasses       map[BypassReason]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
+	NotStored      map[NotStoredReason]uint64 `json:"not_stored"`      // responses not stored, by reason
 	LeaseTimeouts  uint64            `json:"lease_timeouts"`  // waits for another instance's fill that gave up
 	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
 	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
@@ -41,7 +41,7 @@ type regionStats struct {
 	obs    *observerSlot
 }
 
-func reasonIndex(list []string, reason string) int {
+func reasonIndex[R ~string](list []R, reason R) int {
 	for i, r := range list {
 		if r == reason {
 			return i
@@ -50,7 +50,7 @@ func reasonIndex(list []string, reason string) int {
 	return -1
 }
 
-func (s *regionStats) addBypass(reason string) {
+func (s *regionStats) addBypass(reason BypassReason) {
 	if i := reasonIndex(bypassReasons, reason); i >= 0 {
 		s.bypass[i].Add(1)
 	}
@@ -59,7 +59,7 @@ func (s *regionStats) addBypass(reason string) {
 	}
 }
 
-func (s *regionStats) addNotStored(reason string) {
+func (s *regionStats) addNotStored(reason NotStoredReason) {
 	if i := reasonIndex(notStoredReasons, reason); i >= 0 {
 		s.notStored[i].Add(1)
 	}
@@ -76,8 +76,8 @@ func (s *regionStats) snapshot() Stats {
 		StaleIfError: s.staleIfError.Load(), Refreshes: s.refreshes.Load(),
 		RefreshSkipped: s.refreshSkipped.Load(), EarlyRefreshes: s.earlyRefreshes.Load(),
 		LeaseTimeouts: s.leaseTimeouts.Load(),
-		Bypasses:      make(map[string]uint64),
-		NotStored:     make(map[string]uint64),
+		Bypasses:      make(map[BypassReason]uint64),
+		NotStored:     make(map[NotStoredReason]uint64),
 	}
 	for i, r := range bypassReasons {
 		if v := s.bypass[i].Load(); v > 0 {

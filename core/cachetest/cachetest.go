@@ -1546,15 +1546,16 @@ func (s *suite) stats(t *testing.T) {
 	// Compare the counters these requests move (Stats grows new fields).
 	type counters struct {
 		Hits, Misses, Coalesced, Stores, Stale, Invalidations, Errors, Corrupt uint64
-		Bypasses, NotStored                                                    map[string]uint64
+		Bypasses                                                               map[core.BypassReason]uint64
+		NotStored                                                              map[core.NotStoredReason]uint64
 	}
 	have := counters{got.Hits, got.Misses, got.Coalesced, got.Stores, got.Stale, got.Invalidations, got.Errors, got.Corrupt, got.Bypasses, got.NotStored}
 	want := counters{
 		Hits: 3, Misses: 3, Stores: 2, Invalidations: 3,
-		Bypasses: map[string]uint64{
+		Bypasses: map[core.BypassReason]uint64{
 			core.BypassHead: 1, core.BypassCookie: 1, core.BypassAuthorization: 1, core.BypassMethod: 1,
 		},
-		NotStored: map[string]uint64{core.NotStoredStatus: 1},
+		NotStored: map[core.NotStoredReason]uint64{core.NotStoredStatus: 1},
 	}
 	if fmt.Sprintf("%+v", have) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("stats\n got %+v\nwant %+v", have, want)
