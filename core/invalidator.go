@@ -25,13 +25,10 @@ type Invalidator struct {
 // answers 2xx, and before that answer reaches the client, it invalidates
 // the given Tags, Regions and Keys. Unknown regions and bad templates are
 // errors here.
-func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
-	o, err := applyOptions(opts)
+func (c *Cache) Invalidator(opts ...InvalidateOption) (*Invalidator, error) {
+	o, err := invalidateOptions(opts)
 	if err != nil {
 		return nil, err
-	}
-	if o.key != "" {
-		return nil, errors.New("routecache: Key is an option of cached routes; use Keys to invalidate keys")
 	}
 	iv := &Invalidator{c: c, soft: o.soft, keys: map[*Region][]*template{}}
 	if iv.tags, err = compileAll(o.tags); err != nil {

@@ -16,7 +16,7 @@ type mapParams map[string]string
 
 func (m mapParams) Get(n string) (string, bool) { v, ok := m[n]; return v, ok }
 
-func testRoute(t testing.TB, rc RegionConfig, opts ...Option) *Route {
+func testRoute(t testing.TB, rc RegionConfig, opts ...RouteOption) *Route {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {

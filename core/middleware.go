@@ -10,7 +10,7 @@ import "net/http"
 //	mux.Handle("GET /articles/{id}", mw(show))
 //
 // It returns an error for an unknown region or a bad template.
-func (c *Cache) Middleware(region string, opts ...Option) (func(http.Handler) http.Handler, error) {
+func (c *Cache) Middleware(region string, opts ...RouteOption) (func(http.Handler) http.Handler, error) {
 	rt, err := c.Route(region, opts...)
 	if err != nil {
 		return nil, err
@@ -27,7 +27,7 @@ func (c *Cache) Middleware(region string, opts ...Option) (func(http.Handler) ht
 
 // InvalidateMiddleware returns net/http middleware that invalidates the
 // given Tags, Regions or Keys after the wrapped handler answers 2xx.
-func (c *Cache) InvalidateMiddleware(opts ...Option) (func(http.Handler) http.Handler, error) {
+func (c *Cache) InvalidateMiddleware(opts ...InvalidateOption) (func(http.Handler) http.Handler, error) {
 	iv, err := c.Invalidator(opts...)
 	if err != nil {
 		return nil, err

@@ -35,17 +35,14 @@ type Route struct {
 
 // Route builds the decorator for a route cached in the named region. An
 // unknown region or a bad template is an error here, at construction.
-func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
+func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 	r, err := c.Region(region)
 	if err != nil {
 		return nil, err
 	}
-	o, err := applyOptions(opts)
+	o, err := routeOptions(opts)
 	if err != nil {
 		return nil, err
-	}
-	if len(o.regions) > 0 || len(o.keys) > 0 || o.soft {
-		return nil, errors.New("routecache: Regions, Keys and Soft are options of invalidating routes, not cached ones")
 	}
 	rt := &Route{r: r}
 	if o.key != "" {

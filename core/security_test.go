@@ -20,7 +20,7 @@ import (
 // the test that proves it.
 
 // secApp serves handler on pattern, cached in region "r" of a fresh Cache.
-func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...Option) (*Cache, *httptest.Server) {
+func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...RouteOption) (*Cache, *httptest.Server) {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {

@@ -4,23 +4,23 @@ import "sync/atomic"
 
 // Stats is a snapshot of one region's counters since the Cache was created.
 type Stats struct {
-	Hits           uint64            `json:"hits"`            // responses replayed from the cache
-	Misses         uint64            `json:"misses"`          // lookups that ran the handler to fill
-	Coalesced      uint64            `json:"coalesced"`       // hits served to requests that waited for another's fill
-	Stores         uint64            `json:"stores"`          // entries written
-	Stale          uint64            `json:"stale"`           // stale entries served (both kinds)
-	StaleIfError   uint64            `json:"stale_if_error"`  // stale entries served because the handler failed
-	Refreshes      uint64            `json:"refreshes"`       // background refreshes run
-	RefreshSkipped uint64            `json:"refresh_skipped"` // refreshes not started: MaxRefreshes reached
-	EarlyRefreshes uint64            `json:"early_refreshes"` // refreshes started early by XFetch
-	Invalidations  uint64            `json:"invalidations"`   // key, tag and region invalidations applied
-	Errors         uint64            `json:"errors"`          // backend errors (the request ran uncached)
-	Corrupt        uint64            `json:"corrupt"`         // stored values that failed to decode (served as misses)
-	Bypasses       map[BypassReason]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
+	Hits           uint64                     `json:"hits"`            // responses replayed from the cache
+	Misses         uint64                     `json:"misses"`          // lookups that ran the handler to fill
+	Coalesced      uint64                     `json:"coalesced"`       // hits served to requests that waited for another's fill
+	Stores         uint64                     `json:"stores"`          // entries written
+	Stale          uint64                     `json:"stale"`           // stale entries served (both kinds)
+	StaleIfError   uint64                     `json:"stale_if_error"`  // stale entries served because the handler failed
+	Refreshes      uint64                     `json:"refreshes"`       // background refreshes run
+	RefreshSkipped uint64                     `json:"refresh_skipped"` // refreshes not started: MaxRefreshes reached
+	EarlyRefreshes uint64                     `json:"early_refreshes"` // refreshes started early by XFetch
+	Invalidations  uint64                     `json:"invalidations"`   // key, tag and region invalidations applied
+	Errors         uint64                     `json:"errors"`          // backend errors (the request ran uncached)
+	Corrupt        uint64                     `json:"corrupt"`         // stored values that failed to decode (served as misses)
+	Bypasses       map[BypassReason]uint64    `json:"bypasses"`        // requests that skipped the cache, by reason
 	NotStored      map[NotStoredReason]uint64 `json:"not_stored"`      // responses not stored, by reason
-	LeaseTimeouts  uint64            `json:"lease_timeouts"`  // waits for another instance's fill that gave up
-	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
-	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
+	LeaseTimeouts  uint64                     `json:"lease_timeouts"`  // waits for another instance's fill that gave up
+	Breaker        string                     `json:"breaker"`         // the backend's breaker: closed, open or half-open
+	BreakerOpens   uint64                     `json:"breaker_opens"`   // times the breaker opened
 	// The backend's pending invalidations (invalqueue.go), reported in
 	// every region on that backend: counter bumps it refused, queued and
 	// retried until applied (while any is pending the region serves

@@ -17,7 +17,7 @@ import (
 // Cache returns route middleware caching the handler's responses in the
 // named region. It panics on an unknown region or a bad option, at route
 // registration; use NewCache to get the error instead.
-func Cache(rc *core.Cache, region string, opts ...core.Option) echo.MiddlewareFunc {
+func Cache(rc *core.Cache, region string, opts ...core.RouteOption) echo.MiddlewareFunc {
 	m, err := NewCache(rc, region, opts...)
 	if err != nil {
 		panic(err)
@@ -26,7 +26,7 @@ func Cache(rc *core.Cache, region string, opts ...core.Option) echo.MiddlewareFu
 }
 
 // NewCache is Cache returning construction errors.
-func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.MiddlewareFunc, error) {
+func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (echo.MiddlewareFunc, error) {
 	rt, err := rc.Route(region, opts...)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func (k *call) Get(name string) (string, bool) { return params{k.c}.Get(name) }
 // the 2xx (the invalidation is queued for retry; see
 // core.Invalidator.Serve). It panics on a bad option; use NewInvalidate
 // to get the error instead.
-func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
+func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) echo.MiddlewareFunc {
 	m, err := NewInvalidate(rc, opts...)
 	if err != nil {
 		panic(err)
@@ -82,7 +82,7 @@ func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
 }
 
 // NewInvalidate is Invalidate returning construction errors.
-func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, error) {
+func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (echo.MiddlewareFunc, error) {
 	iv, err := rc.Invalidator(opts...)
 	if err != nil {
 		return nil, err

@@ -20,7 +20,7 @@ import (
 // named region. Place it before the route's handler. It panics on an
 // unknown region or a bad option, at route registration (like
 // regexp.MustCompile); use NewCache to get the error instead.
-func Cache(rc *core.Cache, region string, opts ...core.Option) gin.HandlerFunc {
+func Cache(rc *core.Cache, region string, opts ...core.RouteOption) gin.HandlerFunc {
 	h, err := NewCache(rc, region, opts...)
 	if err != nil {
 		panic(err)
@@ -29,7 +29,7 @@ func Cache(rc *core.Cache, region string, opts ...core.Option) gin.HandlerFunc {
 }
 
 // NewCache is Cache returning construction errors.
-func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFunc, error) {
+func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.HandlerFunc, error) {
 	rt, err := rc.Route(region, opts...)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
 // take an invalidation, the client gets 503 instead of the 2xx (the
 // invalidation is queued for retry; see core.Invalidator.Serve). It panics
 // on a bad option; use NewInvalidate to get the error instead.
-func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
+func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) gin.HandlerFunc {
 	h, err := NewInvalidate(rc, opts...)
 	if err != nil {
 		panic(err)
@@ -82,7 +82,7 @@ func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
 }
 
 // NewInvalidate is Invalidate returning construction errors.
-func NewInvalidate(rc *core.Cache, opts ...core.Option) (gin.HandlerFunc, error) {
+func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFunc, error) {
 	iv, err := rc.Invalidator(opts...)
 	if err != nil {
 		return nil, err
