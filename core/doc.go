@@ -51,7 +51,7 @@
 //     Memcached a lease makes one instance fill while the others poll the
 //     store for its entry and for the lease's release.
 //  6. The fill runs the handler on a context detached from the caller's
-//     (bounded by FillTimeout) through a ResponseWriter that streams to the
+//     (bounded by FillTimeout) through a recorder that streams to the
 //     client while keeping a bounded copy, then stores the response if it is
 //     storable (status allowed, no Set-Cookie, no private/no-store/no-cache,
 //     no unkeyed Vary, not flushed, hijacked, failed or over the size cap).

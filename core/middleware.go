@@ -17,7 +17,7 @@ func (c *Cache) Middleware(region string, opts ...RouteOption) (func(http.Handle
 	}
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = rt.Serve(w, req, PathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
+			_ = rt.handle(w, req, pathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
 				h.ServeHTTP(w, r2)
 				return nil
 			})
@@ -34,7 +34,7 @@ func (c *Cache) InvalidateMiddleware(opts ...InvalidateOption) (func(http.Handle
 	}
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = iv.Serve(w, req, PathValues{R: req}, func(w http.ResponseWriter, r2 *http.Request) error {
+			_ = iv.handle(w, req, pathValues{R: req}, func(w http.ResponseWriter, r2 *http.Request) error {
 				h.ServeHTTP(w, r2)
 				return nil
 			})

@@ -99,7 +99,7 @@ func TestObserverMatchesStats(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		_ = rt.Serve(w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.handle(w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(status)
 			fmt.Fprint(w, "body")
 			return nil
@@ -191,7 +191,7 @@ func TestObserverBackendErrors(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		w := httptest.NewRecorder()
-		_ = rt.Serve(w, httptest.NewRequest("GET", "/x", nil), NoParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.handle(w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprint(w, "ok")
 			return nil
 		})
@@ -293,10 +293,10 @@ func TestObserverHitPathAllocs(t *testing.T) {
 		p := mapParams{"id": "1"}
 		next := func(w http.ResponseWriter, r *http.Request) error { _, err := io.WriteString(w, "body"); return err }
 		w := &discardWriter{h: http.Header{}}
-		_ = rt.Serve(w, req, p, "/items/:id", next) // fill
+		_ = rt.handle(w, req, p, "/items/:id", next) // fill
 		return testing.AllocsPerRun(200, func() {
 			clear(w.h)
-			if err := rt.Serve(w, req, p, "/items/:id", next); err != nil {
+			if err := rt.handle(w, req, p, "/items/:id", next); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -260,7 +260,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			req.Host = strings.TrimPrefix(srv.URL, "http://")
 			req.Header.Set("Authorization", auth)
 			req.SetPathValue("rest", "x.css")
-			canonical, keyName, ok := rt.canonicalKey(req, PathValues{R: req}, "GET /me/{rest...}")
+			canonical, keyName, ok := rt.canonicalKey(req, pathValues{R: req}, "GET /me/{rest...}")
 			if !ok {
 				t.Fatal("no key")
 			}
@@ -430,7 +430,7 @@ func TestSecurityOversizedHeadersAndURLs(t *testing.T) {
 		req.SetPathValue("rest", strings.TrimPrefix(longPath, "/big/"))
 		st := getState()
 		defer putState(st)
-		if !rt.build(st, req, PathValues{R: req}, "GET /big/{rest...}") {
+		if !rt.build(st, req, pathValues{R: req}, "GET /big/{rest...}") {
 			t.Fatal("no key")
 		}
 		for _, k := range append([]string{r.storageKey(unsafeString(st.key))}, st.names...) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // Cache returns a handler caching the rest of the route's chain in the
@@ -37,7 +38,7 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.Hand
 	return func(c *gin.Context) {
 		k := calls.Get().(*call)
 		k.c, k.ran = c, false
-		_ = rt.Serve(c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
+		_ = adapter.ServeRoute(rt, c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
 		ran := k.ran
 		k.c = nil
 		calls.Put(k)
@@ -47,13 +48,13 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.Hand
 	}, nil
 }
 
-// call carries one request through rt.Serve; its run is the Next that
+// call carries one request through adapter.ServeRoute; its run is the Next that
 // runs the rest of the chain. Pooled, so a hit allocates no closure; the
-// core calls run only while Serve runs.
+// core calls run only while ServeRoute runs.
 type call struct {
 	c   *gin.Context
 	ran bool
-	run core.Next // serveNext, bound once
+	run adapter.Next // serveNext, bound once
 }
 
 var calls = sync.Pool{New: func() any {
@@ -71,7 +72,7 @@ func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
 // chain answers 2xx, and before the answer is sent, it invalidates the
 // given core.Tags, core.Regions and core.Keys. When the backend does not
 // take an invalidation, the client gets 503 instead of the 2xx (the
-// invalidation is queued for retry; see core.Invalidator.Serve). It panics
+// invalidation is queued for retry; see adapter.ServeInvalidator). It panics
 // on a bad option; use NewInvalidate to get the error instead.
 func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) gin.HandlerFunc {
 	h, err := NewInvalidate(rc, opts...)
@@ -88,7 +89,7 @@ func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFu
 		return nil, err
 	}
 	return func(c *gin.Context) {
-		_ = iv.Serve(c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeInvalidator(iv, c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
 			return runNext(c, w, r)
 		})
 	}, nil
@@ -101,7 +102,7 @@ func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFu
 func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 	origW, origR := c.Writer, c.Request
 	var gw *writer
-	if cw, ok := w.(*core.ResponseWriter); ok {
+	if cw, ok := adapter.AsResponseWriter(w); ok {
 		gw = &writer{ResponseWriter: origW, cw: cw}
 		c.Writer = gw
 	}
@@ -112,7 +113,7 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 		gw.sendPending() // a status set without a body (c.Status(204))
 	}
 	if c.IsAborted() || len(c.Errors) > 0 {
-		return core.ErrSkipStore
+		return adapter.ErrSkipStore
 	}
 	return nil
 }
@@ -121,7 +122,7 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 // writer (which streams to Gin's own writer and records).
 type writer struct {
 	gin.ResponseWriter
-	cw *core.ResponseWriter
+	cw adapter.ResponseWriter
 	// pending is the status Gin would send: with Gin the last WriteHeader
 	// before the first write wins, so it is handed on only then.
 	pending int

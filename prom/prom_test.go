@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 func newCache(t *testing.T, obs core.Observer) *core.Cache {
@@ -54,7 +55,7 @@ func script(t *testing.T, rc *core.Cache) {
 			k, v, _ := strings.Cut(hdr, ": ")
 			req.Header.Set(k, v)
 		}
-		_ = rt.Serve(httptest.NewRecorder(), req, params{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeRoute(rt, httptest.NewRecorder(), req, params{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(status)
 			fmt.Fprint(w, "article ", id)
 			return nil
