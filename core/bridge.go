@@ -37,4 +37,12 @@ func init() {
 		_, ok := w.(*recorder)
 		return ok
 	}
+	bridge.RegionName = regionName
+	bridge.NormalizeRegion = func(rc any) error { return normalize(rc.(*RegionConfig)) }
+	bridge.ParseBytes = parseBytes
+	bridge.KnownScheme = func(scheme string) bool {
+		_, ok := openers[scheme]
+		return ok
+	}
+	bridge.SchemeList = schemeList
 }
