@@ -12,6 +12,16 @@ type BypassReason string
 // The values are stable (Prometheus label values).
 type NotStoredReason string
 
+// InvalidationKind is what an InvalidationEvent invalidated.
+type InvalidationKind string
+
+// The kinds of InvalidationEvent.
+const (
+	InvalidationTag    InvalidationKind = "tag"    // tags (Names holds them)
+	InvalidationRegion InvalidationKind = "region" // a whole region (Region)
+	InvalidationKey    InvalidationKind = "key"    // one key of Region (Names holds it)
+)
+
 // Reasons a request skips the cache entirely (counted in Stats.Bypasses and
 // sent in Cache-Status as "fwd=bypass; detail=...").
 const (
