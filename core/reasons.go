@@ -26,34 +26,34 @@ const (
 // sent in Cache-Status as "fwd=bypass; detail=...").
 const (
 	BypassMethod        BypassReason = "method"        // not GET or HEAD
-	BypassAuthorization              = "authorization" // Authorization header, region does not vary on it
-	BypassCookie                     = "cookie"        // a cookie the region neither varies on nor ignores
-	BypassBody                       = "body"          // a GET/HEAD carrying a body
-	BypassOverride                   = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
-	BypassKey                        = "key"           // a key or tag template names a missing route parameter
-	BypassBackend                    = "backend-error" // the backend failed: the handler ran uncached
-	BypassClosed                     = "closed"        // the Cache was closed
-	BypassHead                       = "head-miss"     // a HEAD with no stored GET entry: run, not stored
-	BypassBreaker                    = "backend-open"  // the backend's circuit breaker is open
-	BypassPrecondition               = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
-	BypassUpgrade                    = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
+	BypassAuthorization BypassReason = "authorization" // Authorization header, region does not vary on it
+	BypassCookie        BypassReason = "cookie"        // a cookie the region neither varies on nor ignores
+	BypassBody          BypassReason = "body"          // a GET/HEAD carrying a body
+	BypassOverride      BypassReason = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
+	BypassKey           BypassReason = "key"           // a key or tag template names a missing route parameter
+	BypassBackend       BypassReason = "backend-error" // the backend failed: the handler ran uncached
+	BypassClosed        BypassReason = "closed"        // the Cache was closed
+	BypassHead          BypassReason = "head-miss"     // a HEAD with no stored GET entry: run, not stored
+	BypassBreaker       BypassReason = "backend-open"  // the backend's circuit breaker is open
+	BypassPrecondition  BypassReason = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
+	BypassUpgrade       BypassReason = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
 const (
 	NotStoredStatus       NotStoredReason = "status"        // status not in the region's Statuses
-	NotStoredSetCookie                    = "set-cookie"    // the response sets a cookie
-	NotStoredCacheControl                 = "cache-control" // private, no-store or no-cache
-	NotStoredVary                         = "vary"          // Vary: * or a header the region does not key on
-	NotStoredFlushed                      = "flushed"       // the handler flushed (a stream)
-	NotStoredHijacked                     = "hijacked"      // the connection was hijacked
-	NotStoredError                        = "error"         // the handler returned an error or aborted
-	NotStoredPanic                        = "panic"         // the handler panicked
-	NotStoredTooLarge                     = "too-large"     // body over MaxEntryBytes or the backend's limit
-	NotStoredBackend                      = "backend-error" // the store call failed
-	NotStoredDropped                      = "dropped"       // the memory store's admission policy declined it
-	NotStoredEncode                       = "encode"        // a memoized value the codec could not encode
-	NotStoredTrailer                      = "trailer"       // the response declares or sends trailers (computed per response)
+	NotStoredSetCookie    NotStoredReason = "set-cookie"    // the response sets a cookie
+	NotStoredCacheControl NotStoredReason = "cache-control" // private, no-store or no-cache
+	NotStoredVary         NotStoredReason = "vary"          // Vary: * or a header the region does not key on
+	NotStoredFlushed      NotStoredReason = "flushed"       // the handler flushed (a stream)
+	NotStoredHijacked     NotStoredReason = "hijacked"      // the connection was hijacked
+	NotStoredError        NotStoredReason = "error"         // the handler returned an error or aborted
+	NotStoredPanic        NotStoredReason = "panic"         // the handler panicked
+	NotStoredTooLarge     NotStoredReason = "too-large"     // body over MaxEntryBytes or the backend's limit
+	NotStoredBackend      NotStoredReason = "backend-error" // the store call failed
+	NotStoredDropped      NotStoredReason = "dropped"       // the memory store's admission policy declined it
+	NotStoredEncode       NotStoredReason = "encode"        // a memoized value the codec could not encode
+	NotStoredTrailer      NotStoredReason = "trailer"       // the response declares or sends trailers (computed per response)
 )
 
 var bypassReasons = []BypassReason{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}

@@ -121,7 +121,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 			})
 			for i := 0; i < 2; i++ {
 				o := secDo(t, srv, "GET", "/public", nil, h, "/admin")
-				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+BypassOverride) || o.body != "served as /admin" {
+				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+string(BypassOverride)) || o.body != "served as /admin" {
 					t.Fatalf("override request %d: %q %q %q", i, o.xcache, o.detail, o.body)
 				}
 			}
@@ -152,7 +152,7 @@ func TestSecurityFatGETBypasses(t *testing.T) {
 	withLength := secDo(t, srv, "GET", "/search?q=cats", strings.NewReader("q=<script>"))
 	chunked := secDo(t, srv, "GET", "/search?q=cats", io.MultiReader(strings.NewReader("q=<img onerror>"))) // unknown length: chunked
 	for _, r := range []secResp{withLength, chunked} {
-		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+BypassBody) || !strings.Contains(r.body, "q=<") {
+		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+string(BypassBody)) || !strings.Contains(r.body, "q=<") {
 			t.Fatalf("fat GET: %q %q %q", r.xcache, r.detail, r.body)
 		}
 	}
@@ -327,7 +327,7 @@ func TestSecuritySetCookieNeverShared(t *testing.T) {
 	// A request with a cookie the region ignores neither keys nor bypasses;
 	// one with any other cookie bypasses.
 	r := secDo(t, srv, "GET", "/home", nil, "Cookie", "session=sess-1")
-	if r.xcache != "BYPASS" || !strings.Contains(r.detail, BypassCookie) {
+	if r.xcache != "BYPASS" || !strings.Contains(r.detail, string(BypassCookie)) {
 		t.Fatalf("cookie request: %q %q", r.xcache, r.detail)
 	}
 }
