@@ -117,7 +117,7 @@ func (r *Region) Config() RegionConfig { return r.cfg }
 // Stats returns a snapshot of the region's counters.
 func (r *Region) Stats() Stats {
 	s := r.stats.snapshot()
-	s.Breaker = r.brk.String()
+	s.Breaker = r.brk.State()
 	if r.brk != nil {
 		s.BreakerOpens = r.brk.opened.Load()
 	}

@@ -19,7 +19,7 @@ type Stats struct {
 	Bypasses       map[BypassReason]uint64    `json:"bypasses"`        // requests that skipped the cache, by reason
 	NotStored      map[NotStoredReason]uint64 `json:"not_stored"`      // responses not stored, by reason
 	LeaseTimeouts  uint64                     `json:"lease_timeouts"`  // waits for another instance's fill that gave up
-	Breaker        string                     `json:"breaker"`         // the backend's breaker: closed, open or half-open
+	Breaker        BreakerState               `json:"breaker"`         // the backend's breaker: closed, open or half-open
 	BreakerOpens   uint64                     `json:"breaker_opens"`   // times the breaker opened
 	// The backend's pending invalidations (invalqueue.go), reported in
 	// every region on that backend: counter bumps it refused, queued and
