@@ -40,13 +40,13 @@ type Observer interface {
 	// of the NotStored* constants.
 	NotStored(region string, reason NotStoredReason)
 	// BackendError is a failed backend operation (the request ran
-	// uncached). op names it: "get", "set", "ensure-counters", "lease",
-	// "invalidate-key", and the like.
-	BackendError(region, op string, err error)
+	// uncached). op names it: one of the Op* constants (OpGet, OpSet,
+	// OpEnsureCounters, OpLease, OpInvalidateKey, ...).
+	BackendError(region string, op BackendOp, err error)
 	// BackendLatency is the duration of one backend operation, failed or
-	// not. op is "get" (a lookup: an entry and its counters, one round
-	// trip) or "set" (an entry stored).
-	BackendLatency(region, op string, d time.Duration)
+	// not. op is OpGet (a lookup: an entry and its counters, one round
+	// trip) or OpSet (an entry stored).
+	BackendLatency(region string, op BackendOp, d time.Duration)
 }
 
 // NopObserver implements every Observer method as a no-op. Embed it in a
@@ -75,10 +75,10 @@ func (NopObserver) Store(string, int) {}
 func (NopObserver) NotStored(string, NotStoredReason) {}
 
 // BackendError does nothing.
-func (NopObserver) BackendError(string, string, error) {}
+func (NopObserver) BackendError(string, BackendOp, error) {}
 
 // BackendLatency does nothing.
-func (NopObserver) BackendLatency(string, string, time.Duration) {}
+func (NopObserver) BackendLatency(string, BackendOp, time.Duration) {}
 
 var _ Observer = NopObserver{}
 
@@ -121,13 +121,13 @@ func (l observerList) NotStored(region string, reason NotStoredReason) {
 	}
 }
 
-func (l observerList) BackendError(region, op string, err error) {
+func (l observerList) BackendError(region string, op BackendOp, err error) {
 	for _, o := range l {
 		o.BackendError(region, op, err)
 	}
 }
 
-func (l observerList) BackendLatency(region, op string, d time.Duration) {
+func (l observerList) BackendLatency(region string, op BackendOp, d time.Duration) {
 	for _, o := range l {
 		o.BackendLatency(region, op, d)
 	}
@@ -205,7 +205,7 @@ func (r *Region) obsStart() (Observer, time.Time) {
 }
 
 // obsLatency reports a backend operation begun at start (see obsStart).
-func (r *Region) obsLatency(o Observer, op string, start time.Time) {
+func (r *Region) obsLatency(o Observer, op BackendOp, start time.Time) {
 	if o != nil {
 		o.BackendLatency(r.name, op, time.Since(start))
 	}

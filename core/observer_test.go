@@ -57,21 +57,21 @@ func (o *recObserver) Store(region string, n int) {
 func (o *recObserver) NotStored(region string, reason NotStoredReason) {
 	recAdd(o, o.notStored, reason, region)
 }
-func (o *recObserver) BackendError(region, op string, err error) {
+func (o *recObserver) BackendError(region string, op BackendOp, err error) {
 	if err == nil {
 		o.mu.Lock()
 		o.nilBackendErr = true
 		o.mu.Unlock()
 	}
-	o.add(o.backendErrs, op, region)
+	o.add(o.backendErrs, string(op), region)
 }
-func (o *recObserver) BackendLatency(region, op string, d time.Duration) {
+func (o *recObserver) BackendLatency(region string, op BackendOp, d time.Duration) {
 	if d < 0 {
 		o.mu.Lock()
 		o.negativeLatency = true
 		o.mu.Unlock()
 	}
-	o.add(o.latency, op, region)
+	o.add(o.latency, string(op), region)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -22,6 +22,23 @@ const (
 	InvalidationKey    InvalidationKind = "key"    // one key of Region (Names holds it)
 )
 
+// BackendOp names a backend operation, in Observer.BackendError and
+// Observer.BackendLatency.
+type BackendOp string
+
+// The backend operations an Observer hears of.
+const (
+	OpGet              BackendOp = "get"               // a lookup: an entry and its counters, one round trip
+	OpSet              BackendOp = "set"               // an entry stored
+	OpEnsureCounters   BackendOp = "ensure-counters"   // counters created before a fill
+	OpGetCounters      BackendOp = "get-counters"      // counters read on their own
+	OpLease            BackendOp = "lease"             // a fill lease taken (Redis, Memcached)
+	OpLeaseRelease     BackendOp = "lease-release"     // a fill lease released
+	OpSoftMarks        BackendOp = "soft-marks"        // soft-invalidation marks read
+	OpInvalidateKey    BackendOp = "invalidate-key"    // a key counter bumped
+	OpInvalidateRegion BackendOp = "invalidate-region" // a region counter bumped
+)
+
 // Reasons a request skips the cache entirely (counted in Stats.Bypasses and
 // sent in Cache-Status as "fwd=bypass; detail=...").
 const (

@@ -196,7 +196,7 @@ func (r *Region) leaseKey(canonical string) string { return r.ns + "l:" + hashKe
 
 // backendError counts and logs (at most once a second per region) a
 // backend failure. The request it happened in runs uncached.
-func (r *Region) backendError(op string, err error) {
+func (r *Region) backendError(op BackendOp, err error) {
 	r.stats.errors.Add(1)
 	if o := r.observer(); o != nil {
 		o.BackendError(r.name, op, err)

@@ -198,10 +198,10 @@ type latencyObserver struct {
 }
 
 // BackendLatency records one backend operation's duration.
-func (l *latencyObserver) BackendLatency(region, op string, d time.Duration) {
-	o, ok := l.known[[2]string{region, op}]
+func (l *latencyObserver) BackendLatency(region string, op core.BackendOp, d time.Duration) {
+	o, ok := l.known[[2]string{region, string(op)}]
 	if !ok {
-		o = l.h.WithLabelValues(region, op)
+		o = l.h.WithLabelValues(region, string(op))
 	}
 	o.Observe(d.Seconds())
 }

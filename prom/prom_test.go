@@ -174,9 +174,9 @@ type countingObserver struct {
 	n  map[[2]string]uint64
 }
 
-func (c *countingObserver) BackendLatency(region, op string, d time.Duration) {
+func (c *countingObserver) BackendLatency(region string, op core.BackendOp, d time.Duration) {
 	c.mu.Lock()
-	c.n[[2]string{region, op}]++
+	c.n[[2]string{region, string(op)}]++
 	c.mu.Unlock()
 }
 
