@@ -191,7 +191,7 @@ func TestMemcacheTooLarge(t *testing.T) {
 	body := strings.Repeat("z", 3<<19)
 	h := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }
 	for i := range 2 {
-		w := serveOnce(rt, "/big", NoParams, h)
+		w := serveOnce(rt, "/big", noParams, h)
 		if w.Code != 200 || w.Body.Len() != len(body) || w.Header().Get("X-Cache") != "MISS" {
 			t.Fatalf("request %d: %d %d %q", i, w.Code, w.Body.Len(), w.Header().Get("X-Cache"))
 		}
@@ -567,7 +567,7 @@ func TestMemcacheCloseKeepsData(t *testing.T) {
 		t.Fatalf("two regions on one URL opened %d clients", len(c.backends))
 	}
 	rt, _ := c.Route("a")
-	serveOnce(rt, "/x", NoParams, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") })
+	serveOnce(rt, "/x", noParams, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

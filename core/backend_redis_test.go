@@ -236,7 +236,7 @@ func TestRedisCorruptEntryIsAMiss(t *testing.T) {
 	c := newBackendCache(t, redisURLs(t)["redis"], RegionConfig{})
 	rt, _ := c.Route("r")
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "fresh") }
-	serveOnce(rt, "/x", NoParams, h)
+	serveOnce(rt, "/x", noParams, h)
 	rb := c.regions["r"].be.(*redisbe.Backend)
 	ctx := context.Background()
 	keys, err := rb.Client().Keys(ctx, c.regions["r"].ns+"e:*").Result()
@@ -248,11 +248,11 @@ func TestRedisCorruptEntryIsAMiss(t *testing.T) {
 		if err := rb.Client().Set(ctx, keys[0], bad, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		w := serveOnce(rt, "/x", NoParams, h)
+		w := serveOnce(rt, "/x", noParams, h)
 		if w.Header().Get("X-Cache") != "MISS" || w.Body.String() != "fresh" {
 			t.Fatalf("case %d: %q %q", i, w.Header().Get("X-Cache"), w.Body.String())
 		}
-		if w := serveOnce(rt, "/x", NoParams, h); w.Header().Get("X-Cache") != "HIT" {
+		if w := serveOnce(rt, "/x", noParams, h); w.Header().Get("X-Cache") != "HIT" {
 			t.Fatalf("case %d: not overwritten", i)
 		}
 	}

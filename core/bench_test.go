@@ -168,7 +168,7 @@ func BenchmarkRedis(b *testing.B) {
 	req.SetPathValue("id", "42")
 	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
 	st := getState()
-	rt.build(st, req, PathValues{R: req}, "GET /articles/{id}")
+	rt.build(st, req, pathValues{R: req}, "GET /articles/{id}")
 	mkeys := append([]string{keys[0]}, func() []string {
 		out := make([]string, len(st.names))
 		for i, n := range st.names {
@@ -218,7 +218,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	req.SetPathValue("id", "42")
 	req.Pattern = "GET /articles/{id}"
 	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
-	canonical, _, _ := rt.canonicalKey(req, PathValues{R: req}, req.Pattern)
+	canonical, _, _ := rt.canonicalKey(req, pathValues{R: req}, req.Pattern)
 	key := c.regions["r"].storageKey(canonical)
 	b.Run("raw-getmulti", func(b *testing.B) {
 		b.ReportAllocs()
@@ -231,7 +231,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	})
 	// The same keys a hit reads (entry + counters), in one raw GetMulti.
 	st := getState()
-	rt.build(st, req, PathValues{R: req}, req.Pattern)
+	rt.build(st, req, pathValues{R: req}, req.Pattern)
 	mkeys := []string{key}
 	for _, n := range st.names {
 		mkeys = append(mkeys, strings.Clone(n))

@@ -30,11 +30,15 @@ type BreakerConfig struct {
 	Cooldown time.Duration
 }
 
+// BreakerState is the state of a backend's circuit breaker, as reported
+// in Stats.Breaker.
+type BreakerState string
+
 // Breaker states, as reported in Stats.Breaker.
 const (
-	BreakerClosed   = "closed"
-	BreakerOpen     = "open"
-	BreakerHalfOpen = "half-open"
+	BreakerClosed   BreakerState = "closed"
+	BreakerOpen     BreakerState = "open"
+	BreakerHalfOpen BreakerState = "half-open"
 )
 
 const (
@@ -121,7 +125,11 @@ func (b *breaker) done(err error) {
 	}
 }
 
-func (b *breaker) String() string {
+func (b *breaker) String() string { return string(b.State()) }
+
+// State returns the breaker's state; a nil breaker (the memory store has
+// none) is closed.
+func (b *breaker) State() BreakerState {
 	if b == nil {
 		return BreakerClosed
 	}

@@ -81,8 +81,13 @@ func TestConstructionErrors(t *testing.T) {
 	if _, err := c.Route("a", Key("a"), Key("b")); err == nil {
 		t.Fatal("two keys accepted")
 	}
-	if _, err := c.Route("a", Regions("a")); err == nil {
-		t.Fatal("Regions accepted on a cached route")
+	// Options of invalidating routes are not options of cached ones (nor
+	// the reverse): misuse does not compile.
+	if _, ok := any(Regions("a")).(RouteOption); ok {
+		t.Fatal("Regions is a RouteOption")
+	}
+	if _, ok := any(Key("a")).(InvalidateOption); ok {
+		t.Fatal("Key is an InvalidateOption")
 	}
 	if _, err := c.Invalidator(); err == nil {
 		t.Fatal("empty invalidator accepted")

@@ -110,7 +110,7 @@ func TestNewWithRedisDownDoesNotFail(t *testing.T) {
 	took := time.Since(start)
 	defer c.Close()
 	rt, _ := c.Route("r")
-	w := serveOnce(rt, "/items/1", NoParams, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	w := serveOnce(rt, "/items/1", noParams, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	if w.Code != 200 || w.Body.String() != "ok" || xc(w) != "BYPASS" {
 		t.Fatalf("request with Redis down: %d %q %q", w.Code, w.Body.String(), xc(w))
 	}

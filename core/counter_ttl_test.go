@@ -168,7 +168,7 @@ func TestCountersExpire(t *testing.T) {
 			}
 			n := counterPaths(t)
 			for i := 0; i < n; i++ {
-				serveOnce(rt, fmt.Sprintf("/p/%d", i), NoParams, h)
+				serveOnce(rt, fmt.Sprintf("/p/%d", i), noParams, h)
 			}
 			ctx := context.Background()
 			for i := 0; i < 10; i++ {
@@ -182,7 +182,7 @@ func TestCountersExpire(t *testing.T) {
 			if err := c.InvalidateTagsSoft(ctx, "p:/p/1"); err != nil {
 				t.Fatal(err)
 			}
-			serveOnce(rt, "/p/2", NoParams, h) // an entry stored after the bumps
+			serveOnce(rt, "/p/2", noParams, h) // an entry stored after the bumps
 			var keys []keyTTL
 			if name == "memcache" {
 				keys = memcacheKeysUnder(t, testServer(t, "ROUTECACHE_TEST_MEMCACHE"), prefix)
@@ -234,7 +234,7 @@ func TestCounterRenewedOnStore(t *testing.T) {
 			r := c.regions["r"]
 			rt, _ := c.Route("r", Tags("shared"))
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }
-			serveOnce(rt, "/a", NoParams, h)
+			serveOnce(rt, "/a", noParams, h)
 			ctx := context.Background()
 			tag := r.tagCounter("shared")
 			// Shorten the tag counter's lifetime to 30 s.
@@ -260,7 +260,7 @@ func TestCounterRenewedOnStore(t *testing.T) {
 				t.Fatalf("tag counter lifetime %v after shortening it", d)
 			}
 			// Another path, same tag: its store renews the counter.
-			if w := serveOnce(rt, "/b", NoParams, h); w.Header().Get("X-Cache") != "MISS" {
+			if w := serveOnce(rt, "/b", noParams, h); w.Header().Get("X-Cache") != "MISS" {
 				t.Fatalf("/b: %s", w.Header().Get("X-Cache"))
 			}
 			if d := ttlOf(); d < time.Hour {

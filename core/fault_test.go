@@ -583,7 +583,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 				// (or never reaches it): it reports nothing to the breaker.
 				w := httptest.NewRecorder()
 				req := httptest.NewRequest("GET", "/items/1", nil)
-				pp := Params(p)
+				pp := params(p)
 				if probe == "cancelled" {
 					ctx, cancel := context.WithCancel(req.Context())
 					cancel()
@@ -591,7 +591,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 				} else {
 					pp = mapParams{}
 				}
-				_ = rt.Serve(w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+				_ = rt.handle(w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 				if w.Code != 200 {
 					t.Fatalf("%s probe: %d", probe, w.Code)
 				}
@@ -965,12 +965,12 @@ func TestFaultRestartResumesAtFirstProbe(t *testing.T) {
 				wg.Add(1)
 				go func(i int) {
 					defer wg.Done()
-					serveOnce(rt, fmt.Sprintf("/items/%d", i%8), NoParams, h)
+					serveOnce(rt, fmt.Sprintf("/items/%d", i%8), noParams, h)
 				}(i)
 			}
 			wg.Wait()
 			srv.kill()
-			serveOnce(rt, "/items/1", NoParams, h) // fails: the breaker opens
+			serveOnce(rt, "/items/1", noParams, h) // fails: the breaker opens
 			if st := c.Stats()["r"]; st.Breaker != BreakerOpen {
 				t.Fatalf("breaker %s after a failure", st.Breaker)
 			}
@@ -979,7 +979,7 @@ func TestFaultRestartResumesAtFirstProbe(t *testing.T) {
 			for i := 0; i < 40; i++ {
 				time.Sleep(cool + 10*time.Millisecond)
 				opens := c.Stats()["r"].BreakerOpens
-				x := xc(serveOnce(rt, "/items/1", NoParams, h))
+				x := xc(serveOnce(rt, "/items/1", noParams, h))
 				if x == "HIT" || x == "MISS" {
 					break
 				}
@@ -991,7 +991,7 @@ func TestFaultRestartResumesAtFirstProbe(t *testing.T) {
 			if failedProbes > 0 {
 				t.Fatalf("%d probes failed on connections left from before the restart", failedProbes)
 			}
-			if w := serveOnce(rt, "/items/1", NoParams, h); xc(w) != "HIT" && xc(w) != "MISS" {
+			if w := serveOnce(rt, "/items/1", noParams, h); xc(w) != "HIT" && xc(w) != "MISS" {
 				t.Fatalf("caching did not resume: %q", xc(w))
 			}
 		})

@@ -16,7 +16,7 @@ import (
 // streamed, so that a failure (5xx, error, panic) can be replaced by the
 // stale entry; a response too large to hold starts streaming and loses
 // that protection.
-func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *backend.Entry, next Next) (err error) {
+func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey, canonical string, names []string, vals []uint64, fallback *backend.Entry, next nextFunc) (err error) {
 	r := rt.r
 	var stored *backend.Entry
 	var fail *failure
@@ -68,7 +68,7 @@ func (rt *Route) fill(w http.ResponseWriter, req *http.Request, f *flight, skey,
 	if o := r.observer(); o != nil {
 		o.Miss(r.name)
 	}
-	rw := &ResponseWriter{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
+	rw := &recorder{w: w, before: w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss}
 	if fallback != nil {
 		rw.hold, rw.hdr = true, w.Header().Clone()
 	}
@@ -152,7 +152,7 @@ var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFail
 // (with the region's FillTimeout), then stores the response if storable.
 // A panic is recovered and returned when recoverPanic is set (a stale
 // entry or a background refresh absorbs it), and re-raised otherwise.
-func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next, recoverPanic bool) (res produced) {
+func (rt *Route) produce(rw *recorder, req *http.Request, skey, canonical string, names []string, vals []uint64, next nextFunc, recoverPanic bool) (res produced) {
 	r := rt.r
 	fillCtx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.FillTimeout)
 	defer cancel()
@@ -176,7 +176,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		// client would take a truncated body for a complete one.
 		return res
 	}
-	skip := errors.Is(res.err, ErrSkipStore)
+	skip := errors.Is(res.err, errSkipStore)
 	if skip {
 		res.err = nil
 	}
@@ -196,7 +196,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 		res.fail = sharedFailure(rw, fillCtx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
-	reason := ""
+	var reason NotStoredReason
 	switch {
 	case res.err != nil, skip:
 		reason = NotStoredError
@@ -256,7 +256,7 @@ func (rt *Route) produce(rw *ResponseWriter, req *http.Request, skey, canonical 
 // 5xx, and nil for a failure only the framework renders (an error with no
 // 5xx committed): a status below 500 is never shared, since a response
 // that was not storable may be personal.
-func sharedFailure(rw *ResponseWriter, timedOut bool) *failure {
+func sharedFailure(rw *recorder, timedOut bool) *failure {
 	switch {
 	case rw.commit && rw.status >= 500:
 		if rw.over || rw.flushed || rw.hijacked {
@@ -277,7 +277,7 @@ func sharedFailure(rw *ResponseWriter, timedOut bool) *failure {
 // to another) with a held-back writer and a detached context. At most one
 // refresh per key runs in this process, and at most MaxRefreshes per
 // region; a refresh that cannot start is skipped.
-func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next Next) {
+func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonical string, names []string, vals []uint64, next nextFunc) {
 	r := rt.r
 	// Join first: a request finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
@@ -311,7 +311,7 @@ func (rt *Route) refresh(w http.ResponseWriter, req *http.Request, skey, canonic
 	}
 	_ = http.NewResponseController(w).Flush()
 	sink := &sinkWriter{h: http.Header{}}
-	rw := &ResponseWriter{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+	rw := &recorder{w: sink, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 	r.stats.refreshes.Add(1)
 	res := rt.produce(rw, req, skey, canonical, names, vals, next, true)
 	stored, failed, fail = res.handed, res.failed, res.fail

@@ -16,14 +16,14 @@ type failResult struct {
 	panicked bool
 }
 
-func serveRecovering(rt *Route, target string, next Next) (res failResult) {
+func serveRecovering(rt *Route, target string, next nextFunc) (res failResult) {
 	res.w = httptest.NewRecorder()
 	defer func() {
 		if v := recover(); v != nil {
 			res.panicked = true
 		}
 	}()
-	_ = rt.Serve(res.w, httptest.NewRequest("GET", target, nil), NoParams, "/p", next)
+	_ = rt.handle(res.w, httptest.NewRequest("GET", target, nil), noParams, "/p", next)
 	return res
 }
 

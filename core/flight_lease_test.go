@@ -29,7 +29,7 @@ type served struct {
 	w *httptest.ResponseRecorder
 }
 
-func serveAsync(rt *Route, target string, p Params, h http.HandlerFunc) <-chan served {
+func serveAsync(rt *Route, target string, p params, h http.HandlerFunc) <-chan served {
 	out := make(chan served, 1)
 	go func() { out <- served{serveOnce(rt, target, p, h)} }()
 	return out
@@ -116,9 +116,9 @@ func TestLeaseWaiterGoesOnWhenHolderStoresNothing(t *testing.T) {
 			}
 			rta, _ := a.Route("r")
 			rtb, _ := b.Route("r")
-			aDone := serveAsync(rta, "/missing", NoParams, h)
+			aDone := serveAsync(rta, "/missing", noParams, h)
 			waitFor(t, "A's fill to start", func() bool { return calls.Load() == 1 })
-			bDone := serveAsync(rtb, "/missing", NoParams, h)
+			bDone := serveAsync(rtb, "/missing", noParams, h)
 			waitUntil(t, "B to poll for A's fill", func() bool { return goroutinesIn("awaitRemote(") == 1 })
 			close(gate)
 			wa, wb := await(t, "A", aDone), await(t, "B", bDone)
@@ -170,9 +170,9 @@ func TestLeaseTakenAfterRemoteFillDoesNotRefill(t *testing.T) {
 	rtb, _ := b.Route("r")
 	var wa *httptest.ResponseRecorder
 	b.regions["r"].be.(*redisbe.Backend).Client().AddHook(&leaseHook{prefix: prefix, fn: func() {
-		wa = serveOnce(rta, "/cold", NoParams, h)
+		wa = serveOnce(rta, "/cold", noParams, h)
 	}})
-	wb := serveOnce(rtb, "/cold", NoParams, h)
+	wb := serveOnce(rtb, "/cold", noParams, h)
 	if wa == nil || xc(wa) != "MISS" {
 		t.Fatal("A did not fill before B's lease request")
 	}

@@ -25,13 +25,10 @@ type Invalidator struct {
 // answers 2xx, and before that answer reaches the client, it invalidates
 // the given Tags, Regions and Keys. Unknown regions and bad templates are
 // errors here.
-func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
-	o, err := applyOptions(opts)
+func (c *Cache) Invalidator(opts ...InvalidateOption) (*Invalidator, error) {
+	o, err := invalidateOptions(opts)
 	if err != nil {
 		return nil, err
-	}
-	if o.key != "" {
-		return nil, errors.New("routecache: Key is an option of cached routes; use Keys to invalidate keys")
 	}
 	iv := &Invalidator{c: c, soft: o.soft, keys: map[*Region][]*template{}}
 	if iv.tags, err = compileAll(o.tags); err != nil {
@@ -64,8 +61,8 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 	return iv, nil
 }
 
-// Serve runs next and, when it answers 2xx, invalidates before the status
-// line is sent.
+// handle runs next and, when it answers 2xx, invalidates before the status
+// line is sent. Adapters reach it through adapter.ServeInvalidator.
 //
 // When an invalidation cannot be applied then (the backend refused it: it
 // is queued and retried, see ErrInvalidationPending; or the Cache was
@@ -81,7 +78,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 // Memcached, a Store) answers 503 without running the handler; a
 // memory-only one runs it uncached. Close waits for the requests already
 // running (see Config.CloseTimeout).
-func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params, next Next) error {
+func (iv *Invalidator) handle(w http.ResponseWriter, req *http.Request, p params, next nextFunc) error {
 	if !iv.c.inflight.enter() {
 		if iv.remote {
 			w.Header().Set("Retry-After", "1")
@@ -93,7 +90,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 	}
 	defer iv.c.inflight.leave()
 	gate := &pendingGate{w: w}
-	rw := &ResponseWriter{w: gate, onCommit: func(rw *ResponseWriter) {
+	rw := &recorder{w: gate, onCommit: func(rw *recorder) {
 		if rw.status >= 200 && rw.status < 300 {
 			if err := iv.fire(req, p); errors.Is(err, ErrInvalidationPending) || errors.Is(err, ErrClosed) {
 				gate.refuse(rw)
@@ -101,7 +98,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 		}
 	}}
 	err := next(rw, req)
-	if errors.Is(err, ErrSkipStore) {
+	if errors.Is(err, errSkipStore) {
 		// The framework reports a failure (Gin's c.Errors, an abort): no
 		// invalidation unless the handler already committed a 2xx, and an
 		// uncommitted response is left for the framework to finish.
@@ -114,7 +111,7 @@ func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p Params,
 }
 
 func ignoreSkip(err error) error {
-	if errors.Is(err, ErrSkipStore) {
+	if errors.Is(err, errSkipStore) {
 		return nil
 	}
 	return err
@@ -122,7 +119,7 @@ func ignoreSkip(err error) error {
 
 // fire runs the invalidations; its error joins those the backend did not
 // take (wrapping ErrInvalidationPending, or ErrClosed).
-func (iv *Invalidator) fire(req *http.Request, p Params) error {
+func (iv *Invalidator) fire(req *http.Request, p params) error {
 	ctx := context.WithoutCancel(req.Context())
 	var errs []error
 	if len(iv.tags) > 0 {

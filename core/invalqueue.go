@@ -323,7 +323,7 @@ func (g *drainGroup) closeAndWait(deadline time.Time) int {
 	return g.n
 }
 
-// pendingGate sits between an invalidating route's ResponseWriter and the
+// pendingGate sits between an invalidating route's recorder and the
 // client: when the invalidation could not be applied, it sends 503 in
 // place of the handler's answer and discards the handler's body.
 type pendingGate struct {
@@ -352,7 +352,7 @@ func (g *pendingGate) Write(b []byte) (int, error) {
 func (g *pendingGate) Unwrap() http.ResponseWriter { return g.w }
 
 // refuse turns the committing response into a 503 (see Invalidator.Serve).
-func (g *pendingGate) refuse(rw *ResponseWriter) {
+func (g *pendingGate) refuse(rw *recorder) {
 	g.refused = true
 	rw.status = http.StatusServiceUnavailable
 	h := g.w.Header()

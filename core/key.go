@@ -17,29 +17,6 @@ import (
 // layout of canonical keys changes so old entries can never match new keys.
 const keyFormat = "rk2"
 
-// Params gives the cache the values of a request's route parameters
-// (":id" in Gin and Echo, "{id}" in net/http patterns). Adapters provide it.
-type Params interface {
-	// Get returns the value of the named parameter and whether it exists.
-	Get(name string) (string, bool)
-}
-
-// NoParams is the Params of a route without parameters.
-var NoParams Params = noParams{}
-
-type noParams struct{}
-
-func (noParams) Get(string) (string, bool) { return "", false }
-
-// PathValues adapts a net/http request (Go 1.22 patterns) to Params.
-type PathValues struct{ R *http.Request }
-
-// Get returns r.PathValue(name); a missing or empty value reports false.
-func (p PathValues) Get(name string) (string, bool) {
-	v := p.R.PathValue(name)
-	return v, v != ""
-}
-
 // keyBuilder appends fields prefixed by their length (a uvarint), so
 // that no two different field sequences produce the same bytes: a field
 // boundary can never be forged by what a value holds.
@@ -234,7 +211,7 @@ func (t *template) params() []string {
 // query-escaped, so a value can never forge the template's own delimiters:
 // with "a:{x}:{y}", x="1:2",y="3" and x="1",y="2:3" give different text.
 // ok is false when a route parameter the template names is missing.
-func (t *template) expand(r *http.Request, p Params) (string, bool) {
+func (t *template) expand(r *http.Request, p params) (string, bool) {
 	if t.static {
 		return t.text, true
 	}
@@ -244,7 +221,7 @@ func (t *template) expand(r *http.Request, p Params) (string, bool) {
 
 // appendTo is expand appending to dst, without allocating when no value
 // needs escaping.
-func (t *template) appendTo(dst []byte, r *http.Request, p Params) ([]byte, bool) {
+func (t *template) appendTo(dst []byte, r *http.Request, p params) ([]byte, bool) {
 	if t.static {
 		return append(dst, t.text...), true
 	}

@@ -18,7 +18,7 @@ type mapParams map[string]string
 
 func (m mapParams) Get(n string) (string, bool) { v, ok := m[n]; return v, ok }
 
-func testRoute(t testing.TB, rc RegionConfig, opts ...Option) *Route {
+func testRoute(t testing.TB, rc RegionConfig, opts ...RouteOption) *Route {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {
@@ -32,14 +32,14 @@ func testRoute(t testing.TB, rc RegionConfig, opts ...Option) *Route {
 	return rt
 }
 
-func keyOf(t testing.TB, rt *Route, method, target string, p Params, hdr ...string) string {
+func keyOf(t testing.TB, rt *Route, method, target string, p params, hdr ...string) string {
 	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	if p == nil {
-		p = NoParams
+		p = noParams
 	}
 	k, _, ok := rt.canonicalKey(req, p, "/p")
 	if !ok {
@@ -188,8 +188,8 @@ func FuzzKey(f *testing.F) {
 			{rt, r1.URL.RawQuery == r2.URL.RawQuery},
 			{canon, canonicalQuery(r1.URL.RawQuery) == canonicalQuery(r2.URL.RawQuery)},
 		} {
-			k1, _, _ := c.rt.canonicalKey(r1, NoParams, "/p")
-			k2, _, _ := c.rt.canonicalKey(r2, NoParams, "/p")
+			k1, _, _ := c.rt.canonicalKey(r1, noParams, "/p")
+			k2, _, _ := c.rt.canonicalKey(r2, noParams, "/p")
 			if same := samePath && c.sameQuery && sameHeader; (k1 == k2) != same {
 				t.Fatalf("key equality %v but requests equal %v:\n%q\n%q", k1 == k2, same, k1, k2)
 			}
@@ -326,7 +326,7 @@ func FuzzRemoteCounterNames(f *testing.F) {
 		req.SetPathValue("id", param)
 		st := getState()
 		defer putState(st)
-		if !rt.build(st, req, PathValues{R: req}, "/p") {
+		if !rt.build(st, req, pathValues{R: req}, "/p") {
 			return
 		}
 		r := rt.r

@@ -39,7 +39,7 @@ func (r *Region) read(ctx context.Context, skey string, names []string, vals []u
 }
 
 // opDone accounts for a backend operation's outcome.
-func (r *Region) opDone(ctx context.Context, op string, err error) {
+func (r *Region) opDone(ctx context.Context, op BackendOp, err error) {
 	if err != nil && ctx.Err() != nil {
 		return // the caller went away: not the backend's fault
 	}

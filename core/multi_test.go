@@ -245,7 +245,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	rt, _ := c.Route("r")
 	r := c.regions["r"]
 	req := httptest.NewRequest("GET", "/dead", nil)
-	canonical, _, _ := rt.canonicalKey(req, NoParams, "/p")
+	canonical, _, _ := rt.canonicalKey(req, noParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
 	lkey := r.leaseKey(canonical)
 	if _, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
@@ -254,7 +254,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	var calls atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { calls.Add(1); fmt.Fprint(w, "ok") }
 	w := httptest.NewRecorder()
-	_ = rt.Serve(w, req, NoParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+	_ = rt.handle(w, req, noParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 	if w.Body.String() != "ok" || calls.Load() != 1 || c.Stats()["r"].LeaseTimeouts != 1 {
 		t.Fatalf("body %q calls %d lease timeouts %d", w.Body.String(), calls.Load(), c.Stats()["r"].LeaseTimeouts)
 	}
@@ -277,11 +277,11 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 	var version atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
 	rtb, _ := b.Route("r", Tags("t"))
-	serveOnce(rtb, "/x", NoParams, h)
-	serveOnce(rtb, "/x", NoParams, h)
+	serveOnce(rtb, "/x", noParams, h)
+	serveOnce(rtb, "/x", noParams, h)
 	nb := nearOf(b)
 	local := nb.Stats().LocalHits
-	serveOnce(rtb, "/x", NoParams, h)
+	serveOnce(rtb, "/x", noParams, h)
 	if nb.Stats().LocalHits == local {
 		t.Fatal("no L1 hit within near_staleness")
 	}
@@ -290,7 +290,7 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "B to re-read counters after near_staleness", func() bool {
-		return serveOnce(rtb, "/x", NoParams, h).Body.String() == "1"
+		return serveOnce(rtb, "/x", noParams, h).Body.String() == "1"
 	})
 }
 

@@ -60,8 +60,8 @@ func TestNearEvictedCounterIsReread(t *testing.T) {
 	}
 	version := 0
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version) }
-	serveOnce(rt, "/items/0", NoParams, h)
-	if w := serveOnce(rt, "/items/0", NoParams, h); w.Header().Get("X-Cache") != "HIT" {
+	serveOnce(rt, "/items/0", noParams, h)
+	if w := serveOnce(rt, "/items/0", noParams, h); w.Header().Get("X-Cache") != "HIT" {
 		t.Fatal("not cached")
 	}
 	name := c.regions["r"].keyCounter("/items/0")
@@ -78,7 +78,7 @@ func TestNearEvictedCounterIsReread(t *testing.T) {
 		t.Fatal(err)
 	}
 	version = 1
-	if w := serveOnce(rt, "/items/0", NoParams, h); w.Body.String() != "1" {
+	if w := serveOnce(rt, "/items/0", noParams, h); w.Body.String() != "1" {
 		t.Fatalf("after the counter moved in Redis: %q (%s), want 1", w.Body.String(), w.Header().Get("X-Cache"))
 	}
 }

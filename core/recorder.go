@@ -6,16 +6,18 @@ import (
 	"net/http"
 )
 
-// ResponseWriter is the writer the cache hands to the downstream handler on
+// recorder is the writer the cache hands to the downstream handler on
 // a miss (and the invalidating writer on mutating routes). It streams to the
-// client while keeping a bounded copy of the response. Adapters wrap it in
-// their framework's writer type; Status, Size and Written let them answer
-// their framework's questions.
+// client while keeping a bounded copy of the response. Adapters see it as
+// an adapter.ResponseWriter (package core/adapter, whose interface its
+// exported methods implement) and wrap it in their framework's writer
+// type; Status, Size and Written let them answer their framework's
+// questions.
 //
 // Headers are committed lazily, at the first Write, Flush or when the
 // handler returns; as in net/http, the first WriteHeader wins (the Gin
 // adapter applies Gin's "last before the first write wins" itself).
-type ResponseWriter struct {
+type recorder struct {
 	w http.ResponseWriter
 	// hold keeps the response from the client (headers in hdr, body in
 	// body) until release: used when a stale entry can stand in for a
@@ -35,17 +37,17 @@ type ResponseWriter struct {
 	clientErr error
 	snapshot  http.Header
 	// onCommit runs once, just before the status line goes to the client.
-	onCommit func(rw *ResponseWriter)
+	onCommit func(rw *recorder)
 }
 
 var (
-	_ http.Flusher  = (*ResponseWriter)(nil)
-	_ http.Hijacker = (*ResponseWriter)(nil)
+	_ http.Flusher  = (*recorder)(nil)
+	_ http.Hijacker = (*recorder)(nil)
 )
 
 // Header returns the response's header map (the client writer's, unless
 // the response is held back).
-func (rw *ResponseWriter) Header() http.Header {
+func (rw *recorder) Header() http.Header {
 	if rw.hdr != nil {
 		return rw.hdr
 	}
@@ -54,7 +56,7 @@ func (rw *ResponseWriter) Header() http.Header {
 
 // WriteHeader records the status; it reaches the client on commit.
 // Informational statuses (1xx, except 101) pass straight through.
-func (rw *ResponseWriter) WriteHeader(code int) {
+func (rw *recorder) WriteHeader(code int) {
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		rw.w.WriteHeader(code)
 		return
@@ -68,7 +70,7 @@ func (rw *ResponseWriter) WriteHeader(code int) {
 // failed client write is remembered, not returned: the recorded copy is
 // what coalesced waiters receive, so the fill does not stop when the first
 // caller goes away.
-func (rw *ResponseWriter) Write(b []byte) (int, error) {
+func (rw *recorder) Write(b []byte) (int, error) {
 	if !rw.commit {
 		rw.doCommit()
 	}
@@ -98,10 +100,10 @@ func (rw *ResponseWriter) Write(b []byte) (int, error) {
 }
 
 // WriteString is Write for strings.
-func (rw *ResponseWriter) WriteString(s string) (int, error) { return rw.Write([]byte(s)) }
+func (rw *recorder) WriteString(s string) (int, error) { return rw.Write([]byte(s)) }
 
 // Flush commits and flushes; a flushed response is a stream and is not stored.
-func (rw *ResponseWriter) Flush() {
+func (rw *recorder) Flush() {
 	if !rw.commit {
 		rw.doCommit()
 	}
@@ -113,7 +115,7 @@ func (rw *ResponseWriter) Flush() {
 }
 
 // Hijack hands over the connection; the response is not stored.
-func (rw *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (rw *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if rw.hold {
 		rw.release()
 	}
@@ -123,18 +125,18 @@ func (rw *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // Unwrap returns the client writer, for http.ResponseController.
-func (rw *ResponseWriter) Unwrap() http.ResponseWriter { return rw.w }
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.w }
 
 // Status returns the status written or pending, 0 if none yet.
-func (rw *ResponseWriter) Status() int { return rw.status }
+func (rw *recorder) Status() int { return rw.status }
 
 // Size returns the body bytes written so far.
-func (rw *ResponseWriter) Size() int { return rw.size }
+func (rw *recorder) Size() int { return rw.size }
 
 // Written reports whether the status line has been committed.
-func (rw *ResponseWriter) Written() bool { return rw.commit }
+func (rw *recorder) Written() bool { return rw.commit }
 
-func (rw *ResponseWriter) doCommit() {
+func (rw *recorder) doCommit() {
 	rw.commit = true
 	if rw.status == 0 {
 		rw.status = http.StatusOK
@@ -152,7 +154,7 @@ func (rw *ResponseWriter) doCommit() {
 
 // release sends a held response: its headers replace the client's, then
 // the status and the body recorded so far; writes stream from then on.
-func (rw *ResponseWriter) release() {
+func (rw *recorder) release() {
 	if !rw.hold {
 		return
 	}
@@ -179,15 +181,15 @@ func (rw *ResponseWriter) release() {
 
 // finish commits a response the handler left uncommitted (an implicit 200,
 // which net/http and Gin would send anyway).
-func (rw *ResponseWriter) finish() {
+func (rw *recorder) finish() {
 	if !rw.commit {
 		rw.doCommit()
 	}
 }
 
 // WriteHeaderNow commits the status and headers without writing a body
-// (Gin's ResponseWriter has the same method).
-func (rw *ResponseWriter) WriteHeaderNow() {
+// (Gin's recorder has the same method).
+func (rw *recorder) WriteHeaderNow() {
 	if !rw.commit {
 		rw.doCommit()
 	}

@@ -149,8 +149,8 @@ func TestRedisClientLogsGoToCacheLogger(t *testing.T) {
 			t.Fatal(err)
 		}
 		routes = append(routes, rt)
-		serveOnce(rt, "/x", NoParams, body)
-		if w := serveOnce(rt, "/x", NoParams, body); w.Header().Get("X-Cache") != "HIT" {
+		serveOnce(rt, "/x", noParams, body)
+		if w := serveOnce(rt, "/x", noParams, body); w.Header().Get("X-Cache") != "HIT" {
 			t.Fatalf("%s: no hit before the outage: %s", name, w.Header().Get("X-Cache"))
 		}
 	}
@@ -165,7 +165,7 @@ func TestRedisClientLogsGoToCacheLogger(t *testing.T) {
 	start := time.Now()
 	for i := 0; time.Since(start) < 3*time.Second; i++ {
 		for _, rt := range routes {
-			serveOnce(rt, fmt.Sprintf("/y/%d", i), NoParams, body)
+			serveOnce(rt, fmt.Sprintf("/y/%d", i), noParams, body)
 		}
 		_ = c.InvalidateTags(context.Background(), "t")
 		time.Sleep(10 * time.Millisecond) // pacing of the traffic, not a synchronisation

@@ -117,7 +117,7 @@ func (r *Region) Config() RegionConfig { return r.cfg }
 // Stats returns a snapshot of the region's counters.
 func (r *Region) Stats() Stats {
 	s := r.stats.snapshot()
-	s.Breaker = r.brk.String()
+	s.Breaker = r.brk.State()
 	if r.brk != nil {
 		s.BreakerOpens = r.brk.opened.Load()
 	}
@@ -180,7 +180,7 @@ func (r *Region) leaseKey(canonical string) string { return r.ns + "l:" + hashKe
 
 // backendError counts and logs (at most once a second per region) a
 // backend failure. The request it happened in runs uncached.
-func (r *Region) backendError(op string, err error) {
+func (r *Region) backendError(op BackendOp, err error) {
 	r.stats.errors.Add(1)
 	if o := r.observer(); o != nil {
 		o.BackendError(r.name, op, err)

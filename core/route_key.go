@@ -59,7 +59,7 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // the region's, the key's, and each declared tag's. Every key part is
 // length-prefixed, so no two different requests share a key. ok is false
 // when a template names a missing route parameter.
-func (rt *Route) build(st *reqState, req *http.Request, p Params, pattern string) bool {
+func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string) bool {
 	r := rt.r
 	kb := keyBuilder{b: st.key}
 	if m := req.Method; m == http.MethodGet || m == http.MethodHead {
@@ -185,7 +185,7 @@ func (r *Region) appendKeyedHeaders(kb *keyBuilder, h http.Header) {
 
 // canonicalKey returns the canonical key text of a request and its key
 // counter's logical name, as copies (for tests and tools).
-func (rt *Route) canonicalKey(req *http.Request, p Params, pattern string) (canonical, keyName string, ok bool) {
+func (rt *Route) canonicalKey(req *http.Request, p params, pattern string) (canonical, keyName string, ok bool) {
 	st := getState()
 	defer putState(st)
 	if !rt.build(st, req, p, pattern) {

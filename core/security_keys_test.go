@@ -241,7 +241,7 @@ func TestSecurityCredentialsNeverReachTheBackend(t *testing.T) {
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Add(hdr[i], hdr[i+1])
 		}
-		k, _, ok := rt.canonicalKey(req, NoParams, "/me")
+		k, _, ok := rt.canonicalKey(req, noParams, "/me")
 		if !ok {
 			t.Fatal("no key")
 		}

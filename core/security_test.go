@@ -22,7 +22,7 @@ import (
 // the test that proves it.
 
 // secApp serves handler on pattern, cached in region "r" of a fresh Cache.
-func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...Option) (*Cache, *httptest.Server) {
+func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...RouteOption) (*Cache, *httptest.Server) {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {
@@ -123,7 +123,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 			})
 			for i := 0; i < 2; i++ {
 				o := secDo(t, srv, "GET", "/public", nil, h, "/admin")
-				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+BypassOverride) || o.body != "served as /admin" {
+				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+string(BypassOverride)) || o.body != "served as /admin" {
 					t.Fatalf("override request %d: %q %q %q", i, o.xcache, o.detail, o.body)
 				}
 			}
@@ -154,7 +154,7 @@ func TestSecurityFatGETBypasses(t *testing.T) {
 	withLength := secDo(t, srv, "GET", "/search?q=cats", strings.NewReader("q=<script>"))
 	chunked := secDo(t, srv, "GET", "/search?q=cats", io.MultiReader(strings.NewReader("q=<img onerror>"))) // unknown length: chunked
 	for _, r := range []secResp{withLength, chunked} {
-		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+BypassBody) || !strings.Contains(r.body, "q=<") {
+		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+string(BypassBody)) || !strings.Contains(r.body, "q=<") {
 			t.Fatalf("fat GET: %q %q %q", r.xcache, r.detail, r.body)
 		}
 	}
@@ -262,7 +262,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			req.Host = strings.TrimPrefix(srv.URL, "http://")
 			req.Header.Set("Authorization", auth)
 			req.SetPathValue("rest", "x.css")
-			canonical, keyName, ok := rt.canonicalKey(req, PathValues{R: req}, "GET /me/{rest...}")
+			canonical, keyName, ok := rt.canonicalKey(req, pathValues{R: req}, "GET /me/{rest...}")
 			if !ok {
 				t.Fatal("no key")
 			}
@@ -329,7 +329,7 @@ func TestSecuritySetCookieNeverShared(t *testing.T) {
 	// A request with a cookie the region ignores neither keys nor bypasses;
 	// one with any other cookie bypasses.
 	r := secDo(t, srv, "GET", "/home", nil, "Cookie", "session=sess-1")
-	if r.xcache != "BYPASS" || !strings.Contains(r.detail, BypassCookie) {
+	if r.xcache != "BYPASS" || !strings.Contains(r.detail, string(BypassCookie)) {
 		t.Fatalf("cookie request: %q %q", r.xcache, r.detail)
 	}
 }
@@ -432,7 +432,7 @@ func TestSecurityOversizedHeadersAndURLs(t *testing.T) {
 		req.SetPathValue("rest", strings.TrimPrefix(longPath, "/big/"))
 		st := getState()
 		defer putState(st)
-		if !rt.build(st, req, PathValues{R: req}, "GET /big/{rest...}") {
+		if !rt.build(st, req, pathValues{R: req}, "GET /big/{rest...}") {
 			t.Fatal("no key")
 		}
 		for _, k := range append([]string{r.storageKey(unsafeString(st.key))}, st.names...) {

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -9,31 +8,19 @@ import (
 	"github.com/routecache/routecache/core/backend"
 )
 
-func setBypass(w http.ResponseWriter, reason string) {
+func setBypass(w http.ResponseWriter, reason BypassReason) {
 	h := w.Header()
 	h["X-Cache"] = []string{"BYPASS"}
-	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + reason}
+	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + string(reason)}
 }
 
-func setMiss(rw *ResponseWriter) {
+func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
 	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
 }
 
-// Serve runs the cache lifecycle for one request: look up, replay a hit,
-// or run next (once per key in this process) and store its response when
-// it is storable. pattern is the route pattern ("/articles/:id"); p gives
-// the route's parameters. It returns next's error, if next ran.
-func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
-	err := rt.serve(w, req, p, pattern, next)
-	if errors.Is(err, ErrSkipStore) {
-		return nil
-	}
-	return err
-}
-
-func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error {
+func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
 	r := rt.r
 	if r.c.closed.Load() {
 		r.stats.addBypass(BypassClosed)
@@ -111,7 +98,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p Params, patte
 
 // wait follows another request's fill of the same key. fallback, if
 // set, is a stale-if-error entry this request may serve if the fill fails.
-func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *backend.Entry, names []string, vals []uint64, next Next) error {
+func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallback *backend.Entry, names []string, vals []uint64, next nextFunc) error {
 	r := rt.r
 	timer := time.NewTimer(r.cfg.FillTimeout)
 	defer timer.Stop()
@@ -149,7 +136,7 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 		// The leader's response was not storable (a cookie, private, a
 		// stream...) or failed in a way only the framework renders (an
 		// error): it was not meant to be shared, so run the handler.
-		setMiss(&ResponseWriter{w: w})
+		setMiss(&recorder{w: w})
 		return next(w, req)
 	}
 	// The leader checked its entry against the counters after storing it,
@@ -157,7 +144,7 @@ func (rt *Route) wait(w http.ResponseWriter, req *http.Request, f *flight, fallb
 	// request's own lookup: the entry must also match what this request
 	// read, or it predates an invalidation this request already saw.
 	if !snapshotAgrees(f.e, names, vals) || r.invalidationPending() {
-		setMiss(&ResponseWriter{w: w})
+		setMiss(&recorder{w: w})
 		return next(w, req)
 	}
 	r.stats.coalesced.Add(1)

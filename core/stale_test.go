@@ -24,10 +24,10 @@ import (
 const staleTestPattern = "/items/:id"
 
 // serveNext runs one GET (or method) through rt with next.
-func serveNext(rt *Route, method, target string, next Next) *httptest.ResponseRecorder {
+func serveNext(rt *Route, method, target string, next nextFunc) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	req := httptest.NewRequest(method, target, nil)
-	_ = rt.Serve(w, req, NoParams, staleTestPattern, next)
+	_ = rt.handle(w, req, noParams, staleTestPattern, next)
 	return w
 }
 
@@ -38,7 +38,7 @@ func entryState(t testing.TB, rt *Route, target string) freshness {
 	req := httptest.NewRequest("GET", target, nil)
 	st := getState()
 	defer putState(st)
-	if !rt.build(st, req, NoParams, staleTestPattern) {
+	if !rt.build(st, req, noParams, staleTestPattern) {
 		t.Fatalf("no key for %s", target)
 	}
 	ctx := context.Background()
@@ -796,15 +796,15 @@ func TestStuckFillIsAbandoned(t *testing.T) {
 		fmt.Fprintf(w, "call %d", calls.Load())
 	}
 	stuck := make(chan *httptest.ResponseRecorder)
-	go func() { stuck <- serveOnce(rt, "/items/1", NoParams, h) }()
+	go func() { stuck <- serveOnce(rt, "/items/1", noParams, h) }()
 	<-started
 	time.Sleep(60 * time.Millisecond) // past FillTimeout: the flight is abandoned
-	if w := serveOnce(rt, "/items/1", NoParams, h); w.Body.String() != "call 2" || w.Header().Get("X-Cache") != "MISS" {
+	if w := serveOnce(rt, "/items/1", noParams, h); w.Body.String() != "call 2" || w.Header().Get("X-Cache") != "MISS" {
 		t.Fatalf("second request: %q %q", w.Header().Get("X-Cache"), w.Body.String())
 	}
 	// Before the fix the second request waited on the stuck flight and ran
 	// the handler without storing it; now its fill stored the response.
-	if w := serveOnce(rt, "/items/1", NoParams, h); w.Header().Get("X-Cache") != "HIT" || w.Body.String() != "call 2" {
+	if w := serveOnce(rt, "/items/1", noParams, h); w.Header().Get("X-Cache") != "HIT" || w.Body.String() != "call 2" {
 		t.Fatalf("third request while the first is stuck: %q %q (calls %d)", w.Header().Get("X-Cache"), w.Body.String(), calls.Load())
 	}
 	close(release)
