@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/bradfitz/gomemcache/memcache"
 )
 
@@ -43,14 +47,14 @@ func mcURL(addrs []string, query string) string {
 
 func mcPrefix() string { return fmt.Sprintf("mc%d", backend.FreshCounter()%1e12) }
 
-func mcOpen(t testing.TB, raw string) *memcacheBackend {
+func mcOpen(t testing.TB, raw string) *memcachebe.Backend {
 	t.Helper()
-	be, err := openBackend(raw, slog.Default())
+	be, err := openBackend(raw, backend.Options{Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
-	return be.(*memcacheBackend)
+	return be.(*memcachebe.Backend)
 }
 
 func mcCache(t testing.TB, raw string, rc RegionConfig) *Cache {
@@ -81,14 +85,14 @@ func TestMemcacheURL(t *testing.T) {
 		{"memcache://127.0.0.1:11211?max_item=8MiB", 100 * time.Millisecond, 64, 8 << 20},
 	}
 	for _, g := range good {
-		be, err := openBackend(g.raw, slog.Default())
+		be, err := openBackend(g.raw, backend.Options{Logger: slog.Default()})
 		if err != nil {
 			t.Errorf("%s: %v", g.raw, err)
 			continue
 		}
-		mb := be.(*memcacheBackend)
-		if mb.client.Timeout != g.timeout || mb.client.MaxIdleConns != g.idle || mb.maxItem != g.item {
-			t.Errorf("%s: timeout %v max_idle %d max_item %d", g.raw, mb.client.Timeout, mb.client.MaxIdleConns, mb.maxItem)
+		mb := be.(*memcachebe.Backend)
+		if mb.Client().Timeout != g.timeout || mb.Client().MaxIdleConns != g.idle || mb.MaxItem() != g.item {
+			t.Errorf("%s: timeout %v max_idle %d max_item %d", g.raw, mb.Client().Timeout, mb.Client().MaxIdleConns, mb.MaxItem())
 		}
 		if !mb.Remote() {
 			t.Errorf("%s: not remote", g.raw)
@@ -119,7 +123,7 @@ func TestMemcacheURL(t *testing.T) {
 		"memcache://127.0.0.1:1?timeout=1s&timeout=2": `backend "memcache://127.0.0.1:1?timeout=1s&timeout=2": option "timeout" given 2 times`,
 	}
 	for raw, want := range bad {
-		_, err := openBackend(raw, slog.Default())
+		_, err := openBackend(raw, backend.Options{Logger: slog.Default()})
 		if err == nil || err.Error() != want {
 			t.Errorf("%s:\n got  %v\n want %s", raw, err, want)
 		}
@@ -131,77 +135,10 @@ func TestMemcacheURL(t *testing.T) {
 	}
 	// An unresolvable host is an error at open (memcache.New would drop it
 	// silently and fail every call with "no servers").
-	_, err := openBackend("memcache://no-such-host.invalid:11211", slog.Default())
+	_, err := openBackend("memcache://no-such-host.invalid:11211", backend.Options{Logger: slog.Default()})
 	if err == nil || !strings.HasPrefix(err.Error(), `backend "memcache://no-such-host.invalid:11211": `) || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Errorf("unresolvable host: %v", err)
 	}
-}
-
-func TestMemcacheExpiry(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	cases := []struct {
-		ttl  time.Duration
-		want time.Duration
-	}{
-		{0, 0},
-		{-time.Second, 0},
-		// Rounded up to whole seconds, plus the second memcached's clock may cut.
-		{time.Nanosecond, 2 * time.Second},
-		{500 * time.Millisecond, 2 * time.Second},
-		{time.Second, 2 * time.Second},
-		{1500 * time.Millisecond, 3 * time.Second},
-		{10 * time.Minute, 10*time.Minute + time.Second},
-		{30*24*time.Hour - time.Second, 30 * 24 * time.Hour}, // the longest relative time
-		// Past 30 days: absolute unix times.
-		{30 * 24 * time.Hour, time.Duration(1_800_000_000+30*24*3600+1) * time.Second},
-		{31 * 24 * time.Hour, time.Duration(1_800_000_000+31*24*3600+1) * time.Second},
-		{100 * 365 * 24 * time.Hour, time.Duration(1<<31-1) * time.Second}, // capped (int32)
-		{time.Duration(1<<63 - 1), time.Duration(1<<31-1) * time.Second},   // no overflow
-	}
-	for _, c := range cases {
-		got := memcacheExpiry(c.ttl, now)
-		if got != c.want {
-			t.Errorf("memcacheExpiry(%v) = %v, want %v", c.ttl, got, c.want)
-		}
-		// What gocache's store will send must be the whole seconds we meant.
-		if int32(got.Seconds()) != int32(c.want/time.Second) {
-			t.Errorf("%v: gocache would send %d", c.ttl, int32(got.Seconds()))
-		}
-	}
-}
-
-// mcTTL asks the server holding key for its remaining TTL with the meta
-// command "mg <key> t" (memcached >= 1.6): -1 is "never expires", and
-// ok=false means the key is absent.
-func mcTTL(t testing.TB, addrs []string, key string) (ttl int64, ok bool) {
-	t.Helper()
-	for _, a := range addrs {
-		c, err := net.DialTimeout("tcp", a, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(c, "mg %s t\r\n", key)
-		line, err := bufio.NewReader(c).ReadString('\n')
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(line, "EN") {
-			continue
-		}
-		for _, f := range strings.Fields(line)[1:] {
-			if v, found := strings.CutPrefix(f, "t"); found {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatalf("mg reply %q", line)
-				}
-				return n, true
-			}
-		}
-		t.Fatalf("mg reply %q", line)
-	}
-	return 0, false
 }
 
 func mcEntry(key string, body []byte, counters ...backend.CounterSnap) *backend.Entry {
@@ -213,178 +150,6 @@ func mcEntry(key string, body []byte, counters ...backend.CounterSnap) *backend.
 	}
 	e.Prepare()
 	return e
-}
-
-// load returns the entry and every counter from one GetMulti; missing
-// counters read 0, a missing entry is nil.
-func TestMemcacheLoad(t *testing.T) {
-	addrs := mcAddrs(t)
-	b := mcOpen(t, mcURL(addrs, ""))
-	ctx := context.Background()
-	p := mcPrefix()
-	names := []string{p + ":v:r:r", p + ":v:k:r:/x", p + ":v:t:a", p + ":v:t:b"}
-	vals := make([]uint64, len(names))
-	if err := b.Counters(ctx, names, vals); err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range vals {
-		if v != 0 {
-			t.Fatalf("%s: fresh counter reads %d", names[i], v)
-		}
-	}
-	if err := b.Ensure(ctx, names, vals); err != nil {
-		t.Fatal(err)
-	}
-	snap := make([]backend.CounterSnap, len(names))
-	for i, v := range vals {
-		if v <= backend.BaseCounter {
-			t.Fatalf("ensure created %s = %d", names[i], v)
-		}
-		snap[i] = backend.CounterSnap{names[i], v}
-	}
-	key := p + ":e:" + hashKey("k")
-	want := mcEntry("k", []byte("hello"), snap...)
-	if err := b.Store(ctx, key, want, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]uint64, len(names)+1)
-	e, err := b.Load(ctx, key, append(names, p+":v:t:missing"), got)
-	if err != nil || e == nil {
-		t.Fatalf("load: %v %v", e, err)
-	}
-	if e.Key != "k" || string(e.Body) != "hello" || e.ETag != want.ETag || len(e.Counters) != len(names) || e.Counters[2] != snap[2] {
-		t.Fatalf("loaded %+v", e)
-	}
-	for i := range names {
-		if got[i] != vals[i] {
-			t.Fatalf("%s: loaded %d, ensured %d", names[i], got[i], vals[i])
-		}
-	}
-	if got[len(names)] != 0 {
-		t.Fatalf("missing counter reads %d", got[len(names)])
-	}
-	// A second ensure keeps the values; counters reads them back.
-	again := make([]uint64, len(names))
-	if err := b.Ensure(ctx, names, again); err != nil {
-		t.Fatal(err)
-	}
-	for i := range names {
-		if again[i] != vals[i] {
-			t.Fatalf("ensure replaced %s: %d -> %d", names[i], vals[i], again[i])
-		}
-	}
-	// An absent entry: nil, no error, counters still filled.
-	got = make([]uint64, len(names))
-	if e, err := b.Load(ctx, p+":e:absent", names, got); e != nil || err != nil || got[0] != vals[0] {
-		t.Fatalf("absent: %v %v %v", e, err, got)
-	}
-	// The entry expires as told: 60 s, +1 for memcached's clock (mg
-	// reports the seconds left).
-	if ttl, ok := mcTTL(t, addrs, key); !ok || ttl < 59 || ttl > 61 {
-		t.Fatalf("entry TTL %d %v, want ~61", ttl, ok)
-	}
-	// Counters expire, after their lifetime (DefaultCounterTTL for a
-	// backend opened without a Cache), never before the entry.
-	if ttl, ok := mcTTL(t, addrs, names[0]); !ok || ttl < int64(DefaultCounterTTL/time.Second)-1 || ttl > int64(DefaultCounterTTL/time.Second)+1 {
-		t.Fatalf("counter TTL %d %v, want ~%d", ttl, ok, int64(DefaultCounterTTL/time.Second))
-	}
-}
-
-// Concurrent ensures of a missing counter agree on one value.
-func TestMemcacheEnsureRace(t *testing.T) {
-	b := mcOpen(t, mcURL(mcAddrs(t), ""))
-	name := mcPrefix() + ":v:t:race"
-	const n = 16
-	got := make([]uint64, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v := []uint64{0}
-			if err := b.Ensure(context.Background(), []string{name}, v); err != nil {
-				t.Error(err)
-			}
-			got[i] = v[0]
-		}()
-	}
-	wg.Wait()
-	for i := range got {
-		if got[i] == 0 || got[i] != got[0] {
-			t.Fatalf("ensure results differ: %v", got)
-		}
-	}
-}
-
-// gocache's store sends a sub-second TTL as 0 (never expires): ours rounds
-// it up (to 2 s: memcached may cut one), so the entry is there for at least
-// its TTL and gone within a few seconds.
-func TestMemcacheSubSecondTTL(t *testing.T) {
-	addrs := mcAddrs(t)
-	b := mcOpen(t, mcURL(addrs, ""))
-	ctx := context.Background()
-	key := mcPrefix() + ":e:short"
-	start := time.Now()
-	if err := b.Store(ctx, key, mcEntry("k", []byte("x")), 500*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if e, err := b.Load(ctx, key, nil, nil); e == nil || err != nil {
-		t.Fatalf("right after store: %v %v", e, err)
-	}
-	if ttl, ok := mcTTL(t, addrs, key); !ok || ttl < 1 || ttl > 2 {
-		t.Fatalf("server TTL %d %v, want 1-2 s (0 or -1 would be never)", ttl, ok)
-	}
-	for {
-		e, err := b.Load(ctx, key, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e == nil {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("a 500ms entry still present after 5s (stored as never-expiring?)")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	gone := time.Since(start)
-	t.Logf("500ms entry gone after %v", gone.Round(time.Millisecond))
-	if gone < 500*time.Millisecond {
-		t.Fatalf("a 500ms entry was gone after %v", gone)
-	}
-}
-
-// gocache's store sends a TTL over 30 days as relative seconds, which
-// memcached reads as a unix time in 1970 (expired at once): ours sends the
-// absolute time.
-func TestMemcacheLongTTL(t *testing.T) {
-	addrs := mcAddrs(t)
-	b := mcOpen(t, mcURL(addrs, ""))
-	ctx := context.Background()
-	key := mcPrefix() + ":e:long"
-	if err := b.Store(ctx, key, mcEntry("k", []byte("x")), 31*24*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if e, err := b.Load(ctx, key, nil, nil); e == nil || err != nil {
-		t.Fatalf("31-day entry absent right after store: %v %v", e, err)
-	}
-	ttl, ok := mcTTL(t, addrs, key)
-	t.Logf("31-day entry: server reports %d s left (31 days + 1 = %d)", ttl, 31*24*3600+1)
-	// (memcached maps an absolute time onto its own clock, which may run a
-	// few seconds apart from the wall clock: allow some slack.)
-	if want := int64(31*24*3600 + 1); !ok || ttl < want-10 || ttl > want+10 {
-		t.Fatalf("server TTL %d %v, want ~%d", ttl, ok, want)
-	}
-	// The longest relative time (30 days - 1 s, +1 s) is sent as is.
-	key30 := key + "30"
-	if err := b.Store(ctx, key30, mcEntry("k", []byte("x")), 30*24*time.Hour-time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if ttl, ok := mcTTL(t, addrs, key30); !ok || ttl < 30*24*3600-5 {
-		t.Fatalf("30-day TTL %d %v", ttl, ok)
-	}
-	b.client.Delete(key)
-	b.client.Delete(key30)
 }
 
 // Values over the item limit are errTooLarge, both when we know the limit
@@ -400,11 +165,11 @@ func TestMemcacheTooLarge(t *testing.T) {
 	}
 	// Just under the limit still fits.
 	e := mcEntry("k", nil)
-	e.Body = make([]byte, 1<<20-memcacheItemOverhead-len(p+":e:fits")-e.Size()-8)
+	e.Body = make([]byte, 1<<20-memcachebe.ItemOverhead-len(p+":e:fits")-e.Size()-8)
 	if err := b.Store(ctx, p+":e:fits", e, time.Minute); err != nil {
 		t.Fatalf("%d-byte entry: %v", len(e.Encode()), err)
 	}
-	b.client.Delete(p + ":e:fits")
+	b.Client().Delete(p + ":e:fits")
 
 	// The servers run with the default -I 1m; claim 4 MiB so the server refuses.
 	b4 := mcOpen(t, mcURL(addrs, "max_item=4MiB"))
@@ -437,96 +202,6 @@ func TestMemcacheTooLarge(t *testing.T) {
 	}
 }
 
-// bump increments; a missing counter is created from a fresh value, never
-// 0 and never a value it had before.
-func TestMemcacheBump(t *testing.T) {
-	b := mcOpen(t, mcURL(mcAddrs(t), ""))
-	ctx := context.Background()
-	name := mcPrefix() + ":v:t:x"
-	read := func() uint64 {
-		v := []uint64{0}
-		if err := b.Counters(ctx, []string{name}, v); err != nil {
-			t.Fatal(err)
-		}
-		return v[0]
-	}
-	seen := map[uint64]bool{}
-	for round := range 5 {
-		if err := b.Bump(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-		v := read()
-		if v <= backend.BaseCounter || seen[v] {
-			t.Fatalf("round %d: bump on a missing counter made %d (seen before: %v)", round, v, seen[v])
-		}
-		seen[v] = true
-		for i := range 3 {
-			if err := b.Bump(ctx, name); err != nil {
-				t.Fatal(err)
-			}
-			if w := read(); w != v+uint64(i)+1 {
-				t.Fatalf("bump %d: %d -> %d", i, v, w)
-			}
-			seen[v+uint64(i)+1] = true
-		}
-		// The counter is lost (evicted, server restarted): the next bump must
-		// not bring back a value an entry may have recorded.
-		if err := b.client.Delete(name); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Many bumps racing on a missing counter: one creates it, the others
-	// increment it; none fails and none is lost.
-	race := name + ":race"
-	const n = 16
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := b.Bump(ctx, race); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	vals := []uint64{0}
-	b.Counters(ctx, []string{race}, vals)
-	it, err := b.client.Get(race)
-	if err != nil || vals[0] <= backend.BaseCounter+n {
-		t.Fatalf("raced counter %d %v", vals[0], err)
-	}
-	t.Logf("raced counter %s", it.Value)
-
-	// Something that is not a number under a counter's name is replaced.
-	junk := name + ":junk"
-	b.client.Set(&memcache.Item{Key: junk, Value: []byte("not a number")})
-	if err := b.Bump(ctx, junk); err != nil {
-		t.Fatal(err)
-	}
-	vals[0] = 0
-	if b.Counters(ctx, []string{junk}, vals); vals[0] <= backend.BaseCounter {
-		t.Fatalf("bump over junk left %d", vals[0])
-	}
-	b.client.Set(&memcache.Item{Key: junk, Value: []byte("junk")})
-	vals[0] = 0
-	if err := b.Ensure(ctx, []string{junk}, vals); err != nil || vals[0] <= backend.BaseCounter {
-		t.Fatalf("ensure over junk: %d %v", vals[0], err)
-	}
-	if v := read2(t, b, junk); v != vals[0] {
-		t.Fatalf("ensure over junk stored %d, returned %d", v, vals[0])
-	}
-}
-
-func read2(t testing.TB, b *memcacheBackend, name string) uint64 {
-	v := []uint64{0}
-	if err := b.Counters(context.Background(), []string{name}, v); err != nil {
-		t.Fatal(err)
-	}
-	return v[0]
-}
-
 // Bytes that are not an entry: load says errCorrupt and still fills the
 // counters; at region level the request is a MISS that overwrites them.
 func TestMemcacheCorrupt(t *testing.T) {
@@ -540,7 +215,7 @@ func TestMemcacheCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := p + ":e:bad"
-	if err := b.client.Set(&memcache.Item{Key: key, Value: []byte("RCE\x01 not really an entry")}); err != nil {
+	if err := b.Client().Set(&memcache.Item{Key: key, Value: []byte("RCE\x01 not really an entry")}); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]uint64, 2)
@@ -559,14 +234,14 @@ func TestMemcacheCorrupt(t *testing.T) {
 	}
 	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), pm, "/items/:id")
 	skey := c.regions["r"].storageKey(canonical)
-	mb := c.regions["r"].be.(*memcacheBackend)
-	good, err := mb.client.Get(skey)
+	mb := c.regions["r"].be.(*memcachebe.Backend)
+	good, err := mb.Client().Get(skey)
 	if err != nil {
 		t.Fatalf("stored entry not under %s: %v", skey, err)
 	}
 	bads := [][]byte{[]byte("garbage"), good.Value[:len(good.Value)/2], {}, append(append([]byte{}, good.Value[:len(good.Value)-1]...), good.Value[len(good.Value)-1]^1)}
 	for i, bad := range bads {
-		if err := mb.client.Set(&memcache.Item{Key: skey, Value: bad}); err != nil {
+		if err := mb.Client().Set(&memcache.Item{Key: skey, Value: bad}); err != nil {
 			t.Fatal(err)
 		}
 		w := serveOnce(rt, "/items/1", pm, h)
@@ -851,8 +526,8 @@ func TestMemcacheInvalidationDuringFill(t *testing.T) {
 			case "key":
 				err = c.InvalidateKey(ctx, "r", "/items/1")
 			case "lost-counter":
-				mb := c.regions["r"].be.(*memcacheBackend)
-				err = mb.client.Delete(c.regions["r"].tagCounter("item:1"))
+				mb := c.regions["r"].be.(*memcachebe.Backend)
+				err = mb.Client().Delete(c.regions["r"].tagCounter("item:1"))
 			}
 			if err != nil {
 				t.Fatal(err)

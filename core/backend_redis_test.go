@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -99,8 +103,8 @@ func TestRedisHitIsOneRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			hook := &countingHook{}
-			rb := c.regions["r"].be.(*redisBackend)
-			rb.client.AddHook(hook)
+			rb := c.regions["r"].be.(*redisbe.Backend)
+			rb.Client().AddHook(hook)
 			p := mapParams{"id": "1"}
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "body") }
 			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
@@ -108,7 +112,7 @@ func TestRedisHitIsOneRoundTrip(t *testing.T) {
 			}
 			var before map[string]int64
 			if name == "redis" {
-				before = commandStats(t, rb.client)
+				before = commandStats(t, rb.Client())
 			}
 			hook.cmds.Store(0)
 			hook.trips.Store(0)
@@ -129,7 +133,7 @@ func TestRedisHitIsOneRoundTrip(t *testing.T) {
 				if hook.cmds.Load() != perHit*hits {
 					t.Fatalf("%d commands for %d hits, want %d GETRANGEs each", hook.cmds.Load(), hits, perHit)
 				}
-				after := commandStats(t, rb.client)
+				after := commandStats(t, rb.Client())
 				if d := after["getrange"] - before["getrange"]; d != perHit*hits {
 					t.Fatalf("server saw %d getrange for %d hits", d, hits)
 				}
@@ -216,8 +220,8 @@ func TestRedisInvalidationDuringFill(t *testing.T) {
 			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
 				t.Fatal("key invalidation not seen")
 			}
-			rb := c.regions["r"].be.(*redisBackend)
-			if err := rb.client.Del(ctx, c.regions["r"].tagCounter("item:1")).Err(); err != nil {
+			rb := c.regions["r"].be.(*redisbe.Backend)
+			if err := rb.Client().Del(ctx, c.regions["r"].tagCounter("item:1")).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
@@ -233,15 +237,15 @@ func TestRedisCorruptEntryIsAMiss(t *testing.T) {
 	rt, _ := c.Route("r")
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "fresh") }
 	serveOnce(rt, "/x", noParams, h)
-	rb := c.regions["r"].be.(*redisBackend)
+	rb := c.regions["r"].be.(*redisbe.Backend)
 	ctx := context.Background()
-	keys, err := rb.client.Keys(ctx, c.regions["r"].ns+"e:*").Result()
+	keys, err := rb.Client().Keys(ctx, c.regions["r"].ns+"e:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("entry keys %v %v", keys, err)
 	}
-	good, _ := rb.client.Get(ctx, keys[0]).Bytes()
+	good, _ := rb.Client().Get(ctx, keys[0]).Bytes()
 	for i, bad := range [][]byte{[]byte("garbage"), good[:len(good)/2], {}, append(append([]byte{}, good[:10]...), 0xff)} {
-		if err := rb.client.Set(ctx, keys[0], bad, 0).Err(); err != nil {
+		if err := rb.Client().Set(ctx, keys[0], bad, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		w := serveOnce(rt, "/x", noParams, h)
@@ -272,4 +276,21 @@ func TestRedisSharedClient(t *testing.T) {
 	if c.regions["a"].be != c.regions["b"].be || c.regions["a"].be == c.regions["c"].be {
 		t.Fatal("same URL should share a backend, different URLs not")
 	}
+}
+
+// sampleEntry is a small entry with headers, a body and counters.
+func sampleEntry() *backend.Entry {
+	e := &backend.Entry{
+		Status:     200,
+		Header:     http.Header{"Content-Type": {"application/json"}, "Etag": {`"abc"`}},
+		Body:       []byte(`{"id":1}`),
+		Created:    1_700_000_000_000_000_000,
+		FreshUntil: 1_700_000_300_000_000_000,
+		StaleUntil: 1_700_000_360_000_000_000,
+		ETag:       `"abc"`,
+		Key:        "rc:3:rk1...",
+		Counters:   []backend.CounterSnap{{Name: "rc:v:r:a", Value: 7}},
+	}
+	e.Prepare()
+	return e
 }

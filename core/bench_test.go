@@ -8,6 +8,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
+	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // Benchmarks run each cached path beside its uncached baseline in the same
@@ -66,8 +72,8 @@ func runHTTPBench(b *testing.B, h http.Handler, want string) {
 	}
 }
 
-func benchCache(b *testing.B, backend string) *Cache {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend.Backend, Prefix: uniquePrefix(b)}}})
+func benchCache(b *testing.B, beURL string) *Cache {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: beURL, Prefix: uniquePrefix(b)}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -142,8 +148,8 @@ func BenchmarkRedis(b *testing.B) {
 	c := benchCache(b, "redis://"+addr+"/0")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT") // warm: stores the entry
-	rb := c.regions["r"].be.(*redisBackend)
-	keys, err := rb.client.Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
+	rb := c.regions["r"].be.(*redisbe.Backend)
+	keys, err := rb.Client().Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
 	if err != nil || len(keys) != 1 {
 		b.Fatalf("keys %v %v", keys, err)
 	}
@@ -151,7 +157,7 @@ func BenchmarkRedis(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := rb.client.Get(ctx, keys[0]).Bytes(); err != nil {
+			if _, err := rb.Client().Get(ctx, keys[0]).Bytes(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -175,7 +181,7 @@ func BenchmarkRedis(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := rb.client.MGet(ctx, mkeys...).Result(); err != nil {
+			if _, err := rb.Client().MGet(ctx, mkeys...).Result(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -207,7 +213,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	c := benchCache(b, "memcache://"+addrs+"?timeout=1s")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT")
-	mb := c.regions["r"].be.(*memcacheBackend)
+	mb := c.regions["r"].be.(*memcachebe.Backend)
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
 	req.SetPathValue("id", "42")
 	req.Pattern = "GET /articles/{id}"
@@ -217,7 +223,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	b.Run("raw-getmulti", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			m, err := mb.client.GetMulti([]string{key})
+			m, err := mb.Client().GetMulti([]string{key})
 			if err != nil || m[key] == nil {
 				b.Fatal(err, len(m))
 			}
@@ -234,7 +240,7 @@ func benchMemcache(b *testing.B, addrs string) {
 	b.Run("raw-getmulti-all", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			m, err := mb.client.GetMulti(mkeys)
+			m, err := mb.Client().GetMulti(mkeys)
 			if err != nil || m[key] == nil {
 				b.Fatal(err, len(m))
 			}
@@ -304,8 +310,7 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 		mux.ServeHTTP(w, req)
 		written += sizes(n)
 	}
-	mb := c.regions["r"].be.(*memoryBackend)
-	mb.client.Wait()
+	c.regions["r"].be.(*memory.Backend).Wait()
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -350,8 +355,8 @@ func benchEntry() *backend.Entry {
 		FillNanos:  12_345,
 		Key:        "rc:r:\x013\x01r\x03GET\x01d\x00\x15GET /articles/{id}\x0c/articles/42\x11page=2&sort=title",
 		Counters: []backend.CounterSnap{
-			{"rc:r:v:r", 1 << 61}, {"rc:r:v:k:0123456789abcdef0123456789abcdef", 1 << 62},
-			{"rc:r:v:t:0123456789abcdef0123456789abcdef", 1<<62 + 5}, {"rc:r:v:t:fedcba9876543210fedcba9876543210", 1<<62 + 9},
+			{Name: "rc:r:v:r", Value: 1 << 61}, {Name: "rc:r:v:k:0123456789abcdef0123456789abcdef", Value: 1 << 62},
+			{Name: "rc:r:v:t:0123456789abcdef0123456789abcdef", Value: 1<<62 + 5}, {Name: "rc:r:v:t:fedcba9876543210fedcba9876543210", Value: 1<<62 + 9},
 		},
 	}
 	e.ETag = e.Header.Get("Etag")

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -134,7 +136,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				// Passes the magic and version check; only the length and
 				// the checksum can refuse it.
 				{"64 MiB behind an envelope header", func() error {
-					return pc.Set(ctx, k1, entryMagic+"\x01"+strings.Repeat("\x00", planted), 0).Err()
+					return pc.Set(ctx, k1, "RCE\x01"+strings.Repeat("\x00", planted), 0).Err()
 				}},
 				{"a list (WRONGTYPE)", func() error {
 					if err := pc.Del(ctx, k1).Err(); err != nil {

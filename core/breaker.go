@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Defaults of BreakerConfig's zero fields.
@@ -28,11 +30,15 @@ type BreakerConfig struct {
 	Cooldown time.Duration
 }
 
+// BreakerState is the state of a backend's circuit breaker, as reported
+// in Stats.Breaker.
+type BreakerState string
+
 // Breaker states, as reported in Stats.Breaker.
 const (
-	BreakerClosed   = "closed"
-	BreakerOpen     = "open"
-	BreakerHalfOpen = "half-open"
+	BreakerClosed   BreakerState = "closed"
+	BreakerOpen     BreakerState = "open"
+	BreakerHalfOpen BreakerState = "half-open"
 )
 
 const (
@@ -94,7 +100,7 @@ func (b *breaker) allow() bool {
 // done records an operation's outcome. Only backend failures count;
 // callers pass nil for "not found", corrupt values and the like. An
 // operation that never reached the backend because it queued too long for
-// one of its own process's connections (errQueued: a burst, not a dead
+// one of its own process's connections (backend.ErrQueued: a burst, not a dead
 // server) counts neither way.
 func (b *breaker) done(err error) {
 	if b == nil || errors.Is(err, backend.ErrQueued) {
@@ -119,7 +125,11 @@ func (b *breaker) done(err error) {
 	}
 }
 
-func (b *breaker) String() string {
+func (b *breaker) String() string { return string(b.State()) }
+
+// State returns the breaker's state; a nil breaker (the memory store has
+// none) is closed.
+func (b *breaker) State() BreakerState {
 	if b == nil {
 		return BreakerClosed
 	}

@@ -1,7 +1,6 @@
 package core
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 
 	"github.com/eko/gocache/lib/v4/store"
 )
@@ -34,8 +35,6 @@ const (
 	DefaultLeaseWait = 2 * time.Second
 	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
 	DefaultPrefix = "rc"
-	// DefaultMemoryBytes is the byte budget of "memory://" without max_bytes.
-	DefaultMemoryBytes = 64 << 20
 )
 
 // Config describes a Cache: its named regions and where it logs.
@@ -212,6 +211,14 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Observer != nil {
 		c.obs.add(cfg.Observer)
 	}
+	// A near cache reports the invalidations other instances made; they
+	// become events once every region is known.
+	var ready atomic.Bool
+	opts := backend.Options{Logger: c.log, OnRemote: func(counter string) {
+		if ready.Load() {
+			c.remoteCounter(counter)
+		}
+	}}
 	byURL := map[string]backend.Backend{}
 	byStore := map[store.StoreInterface]backend.Backend{}
 	names := make([]string, 0, len(cfg.Regions))
@@ -233,13 +240,13 @@ func New(cfg Config) (*Cache, error) {
 		switch {
 		case rc.Store != nil:
 			if be = byStore[rc.Store]; be == nil {
-				be = newStoreBackend(rc.Store)
+				be = openStore(rc.Store)
 				byStore[rc.Store] = be
 				c.backends = append(c.backends, be)
 			}
 		default:
 			if be = byURL[rc.Backend]; be == nil {
-				b, err := openBackend(rc.Backend, c.log)
+				b, err := openBackend(rc.Backend, opts)
 				if err != nil {
 					c.closeBackends()
 					return nil, fmt.Errorf("routecache: region %q: %w", name, err)
@@ -268,61 +275,45 @@ func New(cfg Config) (*Cache, error) {
 	}
 	setCounterLifetimes(c.regions)
 	startClock()
-	for _, be := range c.backends {
-		if nb, ok := be.(*nearBackend); ok {
-			f := c.remoteCounter
-			nb.onRemote.Store(&f)
-		}
-	}
+	ready.Store(true)
 	c.prepareConnections()
 	return c, nil
 }
 
-// prepareConnections hands each Redis backend the region counters its
-// restart check resets (redis_conn.go), then warms the pools of all of
-// them at once: a burst right after New finds connections ready instead of
-// dialling them under its operations' timeouts. It fails open and is
-// bounded (four operation timeouts per backend, 1 s by default): New never
-// fails, and waits little, because a backend is down.
+// prepareConnections hands each backend that prepares (backend.Preparer)
+// the region counters of its regions, grouped by prefix, and lets them
+// prepare at once: a burst right after New finds connections ready
+// instead of dialling them under its operations' timeouts. Each bounds
+// its own preparation and fails open.
 func (c *Cache) prepareConnections() {
 	var wg sync.WaitGroup
 	for _, be := range c.backends {
-		rb, nb := redisOf(be)
-		if rb == nil {
+		p, ok := be.(backend.Preparer)
+		if !ok {
 			continue
 		}
-		var regions []*Region
+		var groups []backend.RegionCounters
+		byPrefix := map[string]int{}
 		for _, name := range c.Regions() {
-			if r := c.regions[name]; r.be == be {
-				regions = append(regions, r)
+			r := c.regions[name]
+			if r.be != be {
+				continue
 			}
+			i, ok := byPrefix[r.cfg.Prefix]
+			if !ok {
+				i = len(groups)
+				byPrefix[r.cfg.Prefix] = i
+				groups = append(groups, backend.RegionCounters{Prefix: r.cfg.Prefix})
+			}
+			groups[i].Counters = append(groups[i].Counters, r.regionCounter)
 		}
-		var drop func()
-		if nb != nil {
-			drop = nb.dropAll
-		}
-		rb.guard.configure(c.log, drop)
-		rb.guard.setRegions(regions)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 4*rb.timeout)
-			defer cancel()
-			rb.warm(ctx)
+			p.Prepare(groups)
 		}()
 	}
 	wg.Wait()
-}
-
-// redisOf returns the Redis backend behind be, and the near cache in front
-// of it if any.
-func redisOf(be backend.Backend) (*redisBackend, *nearBackend) {
-	nb, _ := be.(*nearBackend)
-	if nb != nil {
-		be = nb.inner
-	}
-	rb, _ := be.(*redisBackend)
-	return rb, nb
 }
 
 // normalize applies defaults and validates a region's config in place.

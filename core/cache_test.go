@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -56,8 +58,8 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	rb, _ := c.Region("b")
-	if mb := rb.be.(*memoryBackend); mb.maxBytes != 1<<20 {
-		t.Fatalf("max_bytes = %d", mb.maxBytes)
+	if mb := rb.be.(*memory.Backend); mb.MaxBytes() != 1<<20 {
+		t.Fatalf("max_bytes = %d", mb.MaxBytes())
 	}
 	if got := c.Regions(); len(got) != 2 || got[0] != "a" {
 		t.Fatalf("Regions() = %v", got)
@@ -79,8 +81,13 @@ func TestConstructionErrors(t *testing.T) {
 	if _, err := c.Route("a", Key("a"), Key("b")); err == nil {
 		t.Fatal("two keys accepted")
 	}
-	if _, err := c.Route("a", Regions("a")); err == nil {
-		t.Fatal("Regions accepted on a cached route")
+	// Options of invalidating routes are not options of cached ones (nor
+	// the reverse): misuse does not compile.
+	if _, ok := any(Regions("a")).(RouteOption); ok {
+		t.Fatal("Regions is a RouteOption")
+	}
+	if _, ok := any(Key("a")).(InvalidateOption); ok {
+		t.Fatal("Key is an InvalidateOption")
 	}
 	if _, err := c.Invalidator(); err == nil {
 		t.Fatal("empty invalidator accepted")

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -54,9 +56,9 @@ func TestPlainRedisInvalidationReachesNearReplicas(t *testing.T) {
 			for _, tc := range cases {
 				// The near replica holds the current entry and its counters.
 				waitFor(t, tc.name+": a local hit on the near replica", func() bool {
-					before := nb.localHits.Load()
+					before := nb.Stats().LocalHits
 					w := serveOnce(rt, "/items/1", p, h)
-					return w.Header().Get("X-Cache") == "HIT" && w.Body.String() == fmt.Sprint(version.Load()) && nb.localHits.Load() > before
+					return w.Header().Get("X-Cache") == "HIT" && w.Body.String() == fmt.Sprint(version.Load()) && nb.Stats().LocalHits > before
 				})
 				old := version.Load()
 				version.Add(1)
@@ -84,7 +86,7 @@ func TestPlainRedisInvalidationIsOneRoundTrip(t *testing.T) {
 	for name, base := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
 			c := newBackendCache(t, withQuery(base, "timeout=2s"), RegionConfig{})
-			rb := c.regions["r"].be.(*redisBackend)
+			rb := c.regions["r"].be.(*redisbe.Backend)
 			ctx := context.Background()
 			const n = 5
 			// The first call on a node loads the script (NOSCRIPT, then
@@ -98,13 +100,13 @@ func TestPlainRedisInvalidationIsOneRoundTrip(t *testing.T) {
 			// subscriber of its own (the server's PUBLISH count would
 			// include other tests' invalidations on the same server).
 			prefix := c.regions["r"].cfg.Prefix + ":"
-			sub := rb.client.Subscribe(ctx, invalidationChannel)
+			sub := rb.Client().Subscribe(ctx, redisbe.InvalidationChannel)
 			defer sub.Close()
 			if _, err := sub.Receive(ctx); err != nil {
 				t.Fatal(err)
 			}
 			hook := &countingHook{}
-			rb.client.AddHook(hook)
+			rb.Client().AddHook(hook)
 			for i := 0; i < n; i++ {
 				if err := c.InvalidateKey(ctx, "r", fmt.Sprintf("/k%d", i)); err != nil {
 					t.Fatal(err)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -184,7 +187,7 @@ func TestCountersExpire(t *testing.T) {
 			if name == "memcache" {
 				keys = memcacheKeysUnder(t, testServer(t, "ROUTECACHE_TEST_MEMCACHE"), prefix)
 			} else {
-				keys = redisKeysUnder(t, c.regions["r"].be.(*redisBackend).client, prefix)
+				keys = redisKeysUnder(t, c.regions["r"].be.(*redisbe.Backend).Client(), prefix)
 			}
 			var forever []string
 			var entryMax, counterMin time.Duration
@@ -244,13 +247,13 @@ func TestCounterRenewedOnStore(t *testing.T) {
 					}
 					return -2
 				}
-				return r.be.(*redisBackend).client.PTTL(ctx, tag).Val()
+				return r.be.(*redisbe.Backend).Client().PTTL(ctx, tag).Val()
 			}
 			if name == "memcache" {
-				if err := r.be.(*memcacheBackend).client.Touch(tag, 30); err != nil {
+				if err := r.be.(*memcachebe.Backend).Client().Touch(tag, 30); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := r.be.(*redisBackend).client.PExpire(ctx, tag, 30*time.Second).Err(); err != nil {
+			} else if err := r.be.(*redisbe.Backend).Client().PExpire(ctx, tag, 30*time.Second).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if d := ttlOf(); d <= 0 || d > 31*time.Second {

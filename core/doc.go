@@ -1,7 +1,8 @@
 // Package core is routecache's engine: named cache regions, keys, tags and
 // version-counter invalidation for HTTP responses (and memoized values),
 // on plain net/http types. The Gin and Echo packages (ginadapter,
-// echoadapter) only translate their frameworks to what this package needs.
+// echoadapter) only translate their frameworks to what this package needs,
+// with package core/adapter.
 //
 // # Regions
 //
@@ -9,7 +10,8 @@
 // memory by default, or Redis, Redis Cluster, Memcached, any gocache store),
 // a TTL, stale windows, a key prefix, size and status limits, and the
 // request headers and cookies its keys vary on. Build one with New (or
-// FromSettings, from Pyramid-style settings) and Close it on shutdown:
+// settings.New of package core/settings, from Pyramid-style settings) and
+// Close it on shutdown:
 //
 //	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{
 //		"articles": {Backend: "redis://127.0.0.1:6379/0", TTL: 10 * time.Minute, Stale: time.Minute},
@@ -22,8 +24,9 @@
 //
 // # The life of a cached request
 //
-// Route.Serve (reached through Cache.Middleware, ginadapter.Cache or
-// echoadapter.Cache) runs these steps:
+// A cached route (Cache.Middleware, ginadapter.Cache, echoadapter.Cache,
+// or adapter.ServeRoute of package core/adapter for other frameworks)
+// runs these steps:
 //
 //  1. Bypass checks: only GET and HEAD without a body, without
 //     Authorization or unknown cookies (unless the region varies on them),

@@ -19,8 +19,12 @@ import (
 	"testing"
 	"time"
 
+	memcachebe "github.com/routecache/routecache/core/backend/memcache"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Fault injection against real servers. Each test starts its own private
@@ -587,7 +591,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 				} else {
 					pp = mapParams{}
 				}
-				_ = rt.Serve(w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+				_ = rt.handle(w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 				if w.Code != 200 {
 					t.Fatalf("%s probe: %d", probe, w.Code)
 				}
@@ -629,17 +633,17 @@ func TestFaultCorruptValues(t *testing.T) {
 		},
 		"memcached": func(t *testing.T) (string, func(c *Cache) kv) {
 			return mcURL(mcAddrs(t), ""), func(c *Cache) kv {
-				mb := c.regions["r"].be.(*memcacheBackend)
+				mb := c.regions["r"].be.(*memcachebe.Backend)
 				return kv{
 					get: func(_ context.Context, k string) ([]byte, error) {
-						it, err := mb.client.Get(k)
+						it, err := mb.Client().Get(k)
 						if err != nil {
 							return nil, err
 						}
 						return it.Value, nil
 					},
 					set: func(_ context.Context, k string, v []byte) error {
-						return mb.client.Set(&memcache.Item{Key: k, Value: v})
+						return mb.Client().Set(&memcache.Item{Key: k, Value: v})
 					},
 				}
 			}
@@ -733,10 +737,10 @@ type faultKV struct {
 }
 
 func redisKV(c *Cache) faultKV {
-	rb := c.regions["r"].be.(*redisBackend)
+	rb := c.regions["r"].be.(*redisbe.Backend)
 	return faultKV{
-		get: func(ctx context.Context, k string) ([]byte, error) { return rb.client.Get(ctx, k).Bytes() },
-		set: func(ctx context.Context, k string, v []byte) error { return rb.client.Set(ctx, k, v, 0).Err() },
+		get: func(ctx context.Context, k string) ([]byte, error) { return rb.Client().Get(ctx, k).Bytes() },
+		set: func(ctx context.Context, k string, v []byte) error { return rb.Client().Set(ctx, k, v, 0).Err() },
 	}
 }
 
@@ -888,14 +892,14 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	if !srv.debug {
 		t.Skip("redis-server < 7: DEBUG cannot be enabled from the command line")
 	}
-	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", nil)
+	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	rb := be.(*redisBackend)
+	rb := be.(*redisbe.Backend)
 	dials := &dialCounter{}
-	rb.client.AddHook(dials)
+	rb.Client().AddHook(dials)
 	ctx := context.Background()
 	if _, err := rb.Load(ctx, "k", []string{"a"}, []uint64{0}); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // fill leads a key's flight: it takes the entry another fill (here or on
@@ -287,7 +289,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		p.fail = sharedFailure(rw, ctx.Err() != nil)
 	}
 	sent := canonicalHeader(rw.snapshot)
-	reason := ""
+	var reason NotStoredReason
 	switch {
 	case p.err != nil, skip:
 		reason = NotStoredError

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/internal/testhook"
 )
 

@@ -23,7 +23,7 @@ func serveRecovering(rt *Route, target string, next nextFunc) (res failResult) {
 			res.panicked = true
 		}
 	}()
-	_ = rt.Serve(res.w, httptest.NewRequest("GET", target, nil), noParams, "/p", next)
+	_ = rt.handle(res.w, httptest.NewRequest("GET", target, nil), noParams, "/p", next)
 	return res
 }
 

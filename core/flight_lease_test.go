@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -167,7 +169,7 @@ func TestLeaseTakenAfterRemoteFillDoesNotRefill(t *testing.T) {
 	rta, _ := a.Route("r")
 	rtb, _ := b.Route("r")
 	var wa *httptest.ResponseRecorder
-	b.regions["r"].be.(*redisBackend).client.AddHook(&leaseHook{prefix: prefix, fn: func() {
+	b.regions["r"].be.(*redisbe.Backend).Client().AddHook(&leaseHook{prefix: prefix, fn: func() {
 		wa = serveOnce(rta, "/cold", noParams, h)
 	}})
 	wb := serveOnce(rtb, "/cold", noParams, h)

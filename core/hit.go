@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // notModified reports whether a conditional request is answered 304 by an
@@ -97,7 +99,7 @@ func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) boo
 	return true
 }
 
-func (rf *routeFront) bypass(reason string, next nextFunc) error {
+func (rf *routeFront) bypass(reason BypassReason, next nextFunc) error {
 	setBypass(rf.w, reason)
 	return next(rf.w, rf.req)
 }

@@ -8,8 +8,8 @@ import (
 // InvalidationEvent describes an invalidation, made by this instance or,
 // through a Redis near cache's pub/sub, by another one.
 type InvalidationEvent struct {
-	// Kind is "tag", "region" or "key".
-	Kind string
+	// Kind is InvalidationTag, InvalidationRegion or InvalidationKey.
+	Kind InvalidationKind
 	// Region is the region of a "region" or "key" event.
 	Region string
 	// Names holds the tags of a "tag" event, the key of a "key" event.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // InvalidateTagsSoft marks every entry stored with any of the tags stale

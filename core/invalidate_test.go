@@ -16,7 +16,7 @@ import (
 func serveOnce(rt *Route, target string, p params, h http.HandlerFunc) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", target, nil)
-	_ = rt.Serve(w, req, p, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+	_ = rt.handle(w, req, p, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
 		h(w, r)
 		return nil
 	})
@@ -148,7 +148,7 @@ func TestInvalidationRaces(t *testing.T) {
 				req := httptest.NewRequest("GET", "/items/"+strconv.Itoa(id), nil)
 				req.SetPathValue("id", strconv.Itoa(id))
 				w := httptest.NewRecorder()
-				_ = rt.Serve(w, req, pathValues{R: req}, "/items/{id}", func(w http.ResponseWriter, r *http.Request) error {
+				_ = rt.handle(w, req, pathValues{R: req}, "/items/{id}", func(w http.ResponseWriter, r *http.Request) error {
 					h(w, r)
 					return nil
 				})
@@ -206,7 +206,7 @@ func TestHeaderTagBindsToProducer(t *testing.T) {
 		w := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/board", nil)
 		req.Header.Set("X-Team", team)
-		_ = rt.Serve(w, req, noParams, "/board", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.handle(w, req, noParams, "/board", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprintf(w, "board %d", calls.Add(1))
 			return nil
 		})

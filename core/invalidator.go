@@ -25,13 +25,10 @@ type Invalidator struct {
 // answers 2xx, and before that answer reaches the client, it invalidates
 // the given Tags, Regions and Keys. Unknown regions and bad templates are
 // errors here.
-func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
-	o, err := applyOptions(opts)
+func (c *Cache) Invalidator(opts ...InvalidateOption) (*Invalidator, error) {
+	o, err := invalidateOptions(opts)
 	if err != nil {
 		return nil, err
-	}
-	if o.key != "" {
-		return nil, errors.New("routecache: Key is an option of cached routes; use Keys to invalidate keys")
 	}
 	iv := &Invalidator{c: c, soft: o.soft, keys: map[*Region][]*template{}}
 	if iv.tags, err = compileAll(o.tags); err != nil {
@@ -64,8 +61,8 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 	return iv, nil
 }
 
-// Serve runs next and, when it answers 2xx, invalidates before the status
-// line is sent.
+// handle runs next and, when it answers 2xx, invalidates before the status
+// line is sent. Adapters reach it through adapter.ServeInvalidator.
 //
 // When an invalidation cannot be applied then (the backend refused it: it
 // is queued and retried, see ErrInvalidationPending; or the Cache was
@@ -81,7 +78,7 @@ func (c *Cache) Invalidator(opts ...Option) (*Invalidator, error) {
 // Memcached, a Store) answers 503 without running the handler; a
 // memory-only one runs it uncached. Close waits for the requests already
 // running (see Config.CloseTimeout).
-func (iv *Invalidator) Serve(w http.ResponseWriter, req *http.Request, p params, next nextFunc) error {
+func (iv *Invalidator) handle(w http.ResponseWriter, req *http.Request, p params, next nextFunc) error {
 	if !iv.c.inflight.enter() {
 		if iv.remote {
 			w.Header().Set("Retry-After", "1")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Pending invalidations. An invalidation routecache has accepted never

@@ -17,29 +17,6 @@ import (
 // layout of canonical keys changes so old entries can never match new keys.
 const keyFormat = "rk2"
 
-// params gives the cache the values of a request's route parameters
-// (":id" in Gin and Echo, "{id}" in net/http patterns). Adapters provide it.
-type params interface {
-	// Get returns the value of the named parameter and whether it exists.
-	Get(name string) (string, bool)
-}
-
-// noParams is the params of a route without parameters.
-var noParams params = noParams{}
-
-type noParams struct{}
-
-func (noParams) Get(string) (string, bool) { return "", false }
-
-// pathValues adapts a net/http request (Go 1.22 patterns) to params.
-type pathValues struct{ R *http.Request }
-
-// Get returns r.PathValue(name); a missing or empty value reports false.
-func (p pathValues) Get(name string) (string, bool) {
-	v := p.R.PathValue(name)
-	return v, v != ""
-}
-
 // keyBuilder appends fields prefixed by their length (a uvarint), so
 // that no two different field sequences produce the same bytes: a field
 // boundary can never be forged by what a value holds.

@@ -10,13 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 type mapParams map[string]string
 
 func (m mapParams) Get(n string) (string, bool) { v, ok := m[n]; return v, ok }
 
-func testRoute(t testing.TB, rc RegionConfig, opts ...Option) *Route {
+func testRoute(t testing.TB, rc RegionConfig, opts ...RouteOption) *Route {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {
@@ -343,8 +345,8 @@ func FuzzRemoteCounterNames(f *testing.F) {
 // TestStorageKeyIn checks the allocation-free storage key against the
 // plain one, on a remote and an in-process region.
 func TestStorageKeyIn(t *testing.T) {
-	for _, backend.Backend := range []string{"redis://127.0.0.1:1/0", ""} {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: backend.Backend, Prefix: "p"}}})
+	for _, beURL := range []string{"redis://127.0.0.1:1/0", ""} {
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: beURL, Prefix: "p"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +354,7 @@ func TestStorageKeyIn(t *testing.T) {
 		for _, canonical := range []string{"", "k", strings.Repeat("\x00é", 300)} {
 			st := getState()
 			if got, want := r.storageKeyIn(st, canonical), r.storageKey(canonical); got != want {
-				t.Errorf("backend %q: storageKeyIn(%q) = %q, want %q", backend.Backend, canonical, got, want)
+				t.Errorf("backend %q: storageKeyIn(%q) = %q, want %q", beURL, canonical, got, want)
 			}
 			putState(st)
 			if got, want := backend.EntryKey("p:", canonical), "p:e:"+hashKey(canonical); got != want {

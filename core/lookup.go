@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // lookup loads the call's entry and reads its counters into c.vals; a
@@ -34,7 +36,7 @@ func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 }
 
 // opDone accounts for a backend operation's outcome.
-func (r *Region) opDone(ctx context.Context, op string, err error) {
+func (r *Region) opDone(ctx context.Context, op BackendOp, err error) {
 	if err != nil && ctx.Err() != nil {
 		return // the caller went away: not the backend's fault
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"reflect"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Codec turns memoized values into the bytes stored in a region and back.
@@ -259,7 +261,7 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 	}
 	mf := &memoFront[T]{o: o, key: key, fn: fn}
 	c := &call{r: r, fr: mf, ctx: ctx, fills: true}
-	reason := ""
+	var reason BypassReason
 	switch {
 	case r.c.closed.Load():
 		reason = BypassClosed
@@ -282,7 +284,7 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 // memoNames sets the counters a memoized value depends on: the region's,
 // the key's, and each tag's. A derived tag that is empty makes the call a
 // bypass (its reason is returned).
-func (c *call) memoNames(o *loadOptions, key string) string {
+func (c *call) memoNames(o *loadOptions, key string) BypassReason {
 	r := c.r
 	var extra []string
 	if o.tagFn != nil {
@@ -336,7 +338,7 @@ func (mf *memoFront[T]) accepts(e *backend.Entry) bool {
 
 func (mf *memoFront[T]) detached() bool { return true }
 
-func (mf *memoFront[T]) bypass(c *call, _ string) (err error) {
+func (mf *memoFront[T]) bypass(c *call, _ BypassReason) (err error) {
 	mf.v, err = mf.fn(c.ctx)
 	return err
 }

@@ -172,7 +172,7 @@ func TestMemoizeTagsSharedWithRoutes(t *testing.T) {
 		serve := func(id string) *httptest.ResponseRecorder {
 			w := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/articles/"+id, nil)
-			_ = rt.Serve(w, req, mapParams{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+			_ = rt.handle(w, req, mapParams{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 				handler(w, r)
 				return nil
 			})
@@ -233,7 +233,7 @@ func TestMemoizeInvalidateKey(t *testing.T) {
 		serve := func() *httptest.ResponseRecorder {
 			w := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/articles/42", nil)
-			_ = rt.Serve(w, req, mapParams{"id": "42"}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+			_ = rt.handle(w, req, mapParams{"id": "42"}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 				fmt.Fprint(w, "route body")
 				return nil
 			})

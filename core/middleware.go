@@ -10,14 +10,14 @@ import "net/http"
 //	mux.Handle("GET /articles/{id}", mw(show))
 //
 // It returns an error for an unknown region or a bad template.
-func (c *Cache) Middleware(region string, opts ...Option) (func(http.Handler) http.Handler, error) {
+func (c *Cache) Middleware(region string, opts ...RouteOption) (func(http.Handler) http.Handler, error) {
 	rt, err := c.Route(region, opts...)
 	if err != nil {
 		return nil, err
 	}
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = rt.Serve(w, req, pathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
+			_ = rt.handle(w, req, pathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
 				h.ServeHTTP(w, r2)
 				return nil
 			})
@@ -27,14 +27,14 @@ func (c *Cache) Middleware(region string, opts ...Option) (func(http.Handler) ht
 
 // InvalidateMiddleware returns net/http middleware that invalidates the
 // given Tags, Regions or Keys after the wrapped handler answers 2xx.
-func (c *Cache) InvalidateMiddleware(opts ...Option) (func(http.Handler) http.Handler, error) {
+func (c *Cache) InvalidateMiddleware(opts ...InvalidateOption) (func(http.Handler) http.Handler, error) {
 	iv, err := c.Invalidator(opts...)
 	if err != nil {
 		return nil, err
 	}
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = iv.Serve(w, req, pathValues{R: req}, func(w http.ResponseWriter, r2 *http.Request) error {
+			_ = iv.handle(w, req, pathValues{R: req}, func(w http.ResponseWriter, r2 *http.Request) error {
 				h.ServeHTTP(w, r2)
 				return nil
 			})

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core/backend/near"
+
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,14 +37,14 @@ func instances(t *testing.T, n int, url string, rc RegionConfig) []*Cache {
 	return out
 }
 
-func nearOf(c *Cache) *nearBackend { return c.regions["r"].be.(*nearBackend) }
+func nearOf(c *Cache) *near.Cache { return c.regions["r"].be.(*near.Cache) }
 
 // expectMessage arms nb to notice the next invalidation message about a
 // counter named by match; the returned wait blocks until that message has
 // been applied (bounded at 30 s, for a loaded machine). The channel also
 // carries other tests' invalidations, on the same server: counting every
 // message would end the wait early.
-func expectMessage(t *testing.T, nb *nearBackend, match func(counter string) bool) (wait func()) {
+func expectMessage(t *testing.T, nb *near.Cache, match func(counter string) bool) (wait func()) {
 	t.Helper()
 	got := make(chan struct{}, 1)
 	f := func(counter string) {
@@ -51,7 +55,7 @@ func expectMessage(t *testing.T, nb *nearBackend, match func(counter string) boo
 			}
 		}
 	}
-	nb.applied.Store(&f)
+	nb.OnApplied(f)
 	return func() {
 		t.Helper()
 		select {
@@ -91,7 +95,7 @@ func TestNearCacheCoherence(t *testing.T) {
 	rtb, _ := b.Route("r", Tags("item:{id}"))
 	p := mapParams{"id": "1"}
 	hook := &countingHook{}
-	nearOf(b).client.AddHook(hook)
+	nearOf(b).Client().AddHook(hook)
 	tagCounter := b.regions["r"].tagCounter("item:1")
 	stale := 0
 	const trials = 50
@@ -136,7 +140,7 @@ func TestNearCachePubSubCut(t *testing.T) {
 	serveOnce(rtb, "/items/1", p, h)
 	serveOnce(rtb, "/items/1", p, h)
 	nb := nearOf(b)
-	resubs := nb.resubscribes.Load()
+	resubs := nb.Stats().Resubscribes
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()
 	// Cut every pub/sub connection; while B is incoherent, a change made
@@ -144,7 +148,7 @@ func TestNearCachePubSubCut(t *testing.T) {
 	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B to notice the cut", func() bool { return !nb.coherent.Load() || nb.resubscribes.Load() > resubs })
+	waitFor(t, "B to notice the cut", func() bool { return !nb.Stats().Coherent || nb.Stats().Resubscribes > resubs })
 	version.Add(1)
 	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
 		t.Fatal(err)
@@ -152,11 +156,11 @@ func TestNearCachePubSubCut(t *testing.T) {
 	if w := serveOnce(rtb, "/items/1", p, h); w.Body.String() != "1" {
 		t.Fatalf("stale L1 read after the cut: %q", w.Body.String())
 	}
-	waitFor(t, "B to resubscribe", func() bool { return nb.coherent.Load() && nb.resubscribes.Load() > resubs })
+	waitFor(t, "B to resubscribe", func() bool { return nb.Stats().Coherent && nb.Stats().Resubscribes > resubs })
 	serveOnce(rtb, "/items/1", p, h)
-	local := nb.localHits.Load()
-	if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || nb.localHits.Load() != local+1 {
-		t.Fatalf("L1 hits did not resume: %s, local hits %d -> %d", w.Header().Get("X-Cache"), local, nb.localHits.Load())
+	local := nb.Stats().LocalHits
+	if w := serveOnce(rtb, "/items/1", p, h); w.Header().Get("X-Cache") != "HIT" || nb.Stats().LocalHits != local+1 {
+		t.Fatalf("L1 hits did not resume: %s, local hits %d -> %d", w.Header().Get("X-Cache"), local, nb.Stats().LocalHits)
 	}
 	_ = rta
 }
@@ -250,7 +254,7 @@ func TestLeaseHolderDies(t *testing.T) {
 	var calls atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { calls.Add(1); fmt.Fprint(w, "ok") }
 	w := httptest.NewRecorder()
-	_ = rt.Serve(w, req, noParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+	_ = rt.handle(w, req, noParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 	if w.Body.String() != "ok" || calls.Load() != 1 || c.Stats()["r"].LeaseTimeouts != 1 {
 		t.Fatalf("body %q calls %d lease timeouts %d", w.Body.String(), calls.Load(), c.Stats()["r"].LeaseTimeouts)
 	}
@@ -276,9 +280,9 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 	serveOnce(rtb, "/x", noParams, h)
 	serveOnce(rtb, "/x", noParams, h)
 	nb := nearOf(b)
-	local := nb.localHits.Load()
+	local := nb.Stats().LocalHits
 	serveOnce(rtb, "/x", noParams, h)
-	if nb.localHits.Load() == local {
+	if nb.Stats().LocalHits == local {
 		t.Fatal("no L1 hit within near_staleness")
 	}
 	version.Add(1)

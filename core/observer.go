@@ -32,21 +32,21 @@ type Observer interface {
 	Miss(region string)
 	// Bypass is a request that skipped the cache; reason is one of the
 	// Bypass* constants.
-	Bypass(region, reason string)
+	Bypass(region string, reason BypassReason)
 	// Store is an entry written to the backend; bytes is the size of the
 	// stored body (the encoded value, for memoization).
 	Store(region string, bytes int)
 	// NotStored is a response or value that was not stored; reason is one
 	// of the NotStored* constants.
-	NotStored(region, reason string)
+	NotStored(region string, reason NotStoredReason)
 	// BackendError is a failed backend operation (the request ran
-	// uncached). op names it: "get", "set", "ensure-counters", "lease",
-	// "invalidate-key", and the like.
-	BackendError(region, op string, err error)
+	// uncached). op names it: one of the Op* constants (OpGet, OpSet,
+	// OpEnsureCounters, OpLease, OpInvalidateKey, ...).
+	BackendError(region string, op BackendOp, err error)
 	// BackendLatency is the duration of one backend operation, failed or
-	// not. op is "get" (a lookup: an entry and its counters, one round
-	// trip) or "set" (an entry stored).
-	BackendLatency(region, op string, d time.Duration)
+	// not. op is OpGet (a lookup: an entry and its counters, one round
+	// trip) or OpSet (an entry stored).
+	BackendLatency(region string, op BackendOp, d time.Duration)
 }
 
 // NopObserver implements every Observer method as a no-op. Embed it in a
@@ -66,19 +66,19 @@ func (NopObserver) Stale(string) {}
 func (NopObserver) Miss(string) {}
 
 // Bypass does nothing.
-func (NopObserver) Bypass(string, string) {}
+func (NopObserver) Bypass(string, BypassReason) {}
 
 // Store does nothing.
 func (NopObserver) Store(string, int) {}
 
 // NotStored does nothing.
-func (NopObserver) NotStored(string, string) {}
+func (NopObserver) NotStored(string, NotStoredReason) {}
 
 // BackendError does nothing.
-func (NopObserver) BackendError(string, string, error) {}
+func (NopObserver) BackendError(string, BackendOp, error) {}
 
 // BackendLatency does nothing.
-func (NopObserver) BackendLatency(string, string, time.Duration) {}
+func (NopObserver) BackendLatency(string, BackendOp, time.Duration) {}
 
 var _ Observer = NopObserver{}
 
@@ -103,7 +103,7 @@ func (l observerList) Miss(region string) {
 	}
 }
 
-func (l observerList) Bypass(region, reason string) {
+func (l observerList) Bypass(region string, reason BypassReason) {
 	for _, o := range l {
 		o.Bypass(region, reason)
 	}
@@ -115,19 +115,19 @@ func (l observerList) Store(region string, bytes int) {
 	}
 }
 
-func (l observerList) NotStored(region, reason string) {
+func (l observerList) NotStored(region string, reason NotStoredReason) {
 	for _, o := range l {
 		o.NotStored(region, reason)
 	}
 }
 
-func (l observerList) BackendError(region, op string, err error) {
+func (l observerList) BackendError(region string, op BackendOp, err error) {
 	for _, o := range l {
 		o.BackendError(region, op, err)
 	}
 }
 
-func (l observerList) BackendLatency(region, op string, d time.Duration) {
+func (l observerList) BackendLatency(region string, op BackendOp, d time.Duration) {
 	for _, o := range l {
 		o.BackendLatency(region, op, d)
 	}
@@ -181,16 +181,6 @@ func (c *Cache) AddObserver(o Observer) {
 	c.obs.add(o)
 }
 
-// BypassReasons returns every reason a request may skip the cache (the
-// Bypass* constants), in a fixed order: the possible keys of
-// Stats.Bypasses, for exporters that want to publish zeros too.
-func BypassReasons() []string { return slices.Clone(bypassReasons) }
-
-// NotStoredReasons returns every reason a response or value may not be
-// stored (the NotStored* constants), in a fixed order: the possible keys
-// of Stats.NotStored.
-func NotStoredReasons() []string { return slices.Clone(notStoredReasons) }
-
 // obsStart returns the observers and the start time of a backend
 // operation; without observers it returns nil and reads no clock.
 func (r *Region) obsStart() (Observer, time.Time) {
@@ -202,7 +192,7 @@ func (r *Region) obsStart() (Observer, time.Time) {
 }
 
 // obsLatency reports a backend operation begun at start (see obsStart).
-func (r *Region) obsLatency(o Observer, op string, start time.Time) {
+func (r *Region) obsLatency(o Observer, op BackendOp, start time.Time) {
 	if o != nil {
 		o.BackendLatency(r.name, op, time.Since(start))
 	}

@@ -18,8 +18,9 @@ type recObserver struct {
 	mu                             sync.Mutex
 	hits, stale, misses, stores    map[string]uint64 // by region
 	storedBytes                    int
-	bypass, notStored              map[string]uint64 // by reason
-	backendErrs, latency           map[string]uint64 // by op
+	bypass                         map[BypassReason]uint64    // by reason
+	notStored                      map[NotStoredReason]uint64 // by reason
+	backendErrs, latency           map[string]uint64          // by op
 	regionsSeen                    map[string]bool
 	negativeLatency, nilBackendErr bool
 }
@@ -27,12 +28,14 @@ type recObserver struct {
 func newRecObserver() *recObserver {
 	return &recObserver{
 		hits: map[string]uint64{}, stale: map[string]uint64{}, misses: map[string]uint64{}, stores: map[string]uint64{},
-		bypass: map[string]uint64{}, notStored: map[string]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
+		bypass: map[BypassReason]uint64{}, notStored: map[NotStoredReason]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
 		regionsSeen: map[string]bool{},
 	}
 }
 
-func (o *recObserver) add(m map[string]uint64, k, region string) {
+func (o *recObserver) add(m map[string]uint64, k, region string) { recAdd(o, m, k, region) }
+
+func recAdd[K ~string](o *recObserver, m map[K]uint64, k K, region string) {
 	o.mu.Lock()
 	m[k]++
 	o.regionsSeen[region] = true
@@ -42,8 +45,8 @@ func (o *recObserver) add(m map[string]uint64, k, region string) {
 func (o *recObserver) Hit(region string)   { o.add(o.hits, region, region) }
 func (o *recObserver) Stale(region string) { o.add(o.stale, region, region) }
 func (o *recObserver) Miss(region string)  { o.add(o.misses, region, region) }
-func (o *recObserver) Bypass(region, reason string) {
-	o.add(o.bypass, reason, region)
+func (o *recObserver) Bypass(region string, reason BypassReason) {
+	recAdd(o, o.bypass, reason, region)
 }
 func (o *recObserver) Store(region string, n int) {
 	o.add(o.stores, region, region)
@@ -51,22 +54,24 @@ func (o *recObserver) Store(region string, n int) {
 	o.storedBytes += n
 	o.mu.Unlock()
 }
-func (o *recObserver) NotStored(region, reason string) { o.add(o.notStored, reason, region) }
-func (o *recObserver) BackendError(region, op string, err error) {
+func (o *recObserver) NotStored(region string, reason NotStoredReason) {
+	recAdd(o, o.notStored, reason, region)
+}
+func (o *recObserver) BackendError(region string, op BackendOp, err error) {
 	if err == nil {
 		o.mu.Lock()
 		o.nilBackendErr = true
 		o.mu.Unlock()
 	}
-	o.add(o.backendErrs, op, region)
+	o.add(o.backendErrs, string(op), region)
 }
-func (o *recObserver) BackendLatency(region, op string, d time.Duration) {
+func (o *recObserver) BackendLatency(region string, op BackendOp, d time.Duration) {
 	if d < 0 {
 		o.mu.Lock()
 		o.negativeLatency = true
 		o.mu.Unlock()
 	}
-	o.add(o.latency, op, region)
+	o.add(o.latency, string(op), region)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -94,7 +99,7 @@ func TestObserverMatchesStats(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		_ = rt.Serve(w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.handle(w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(status)
 			fmt.Fprint(w, "body")
 			return nil
@@ -186,7 +191,7 @@ func TestObserverBackendErrors(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		w := httptest.NewRecorder()
-		_ = rt.Serve(w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
+		_ = rt.handle(w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprint(w, "ok")
 			return nil
 		})
@@ -286,10 +291,10 @@ func TestObserverHitPathAllocs(t *testing.T) {
 		p := mapParams{"id": "1"}
 		next := func(w http.ResponseWriter, r *http.Request) error { _, err := io.WriteString(w, "body"); return err }
 		w := &discardWriter{h: http.Header{}}
-		_ = rt.Serve(w, req, p, "/items/:id", next) // fill
+		_ = rt.handle(w, req, p, "/items/:id", next) // fill
 		return testing.AllocsPerRun(200, func() {
 			clear(w.h)
-			if err := rt.Serve(w, req, p, "/items/:id", next); err != nil {
+			if err := rt.handle(w, req, p, "/items/:id", next); err != nil {
 				t.Fatal(err)
 			}
 		})

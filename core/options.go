@@ -2,8 +2,44 @@ package core
 
 import "errors"
 
-// Option configures a cached route or an invalidating route.
-type Option func(*options) error
+// RouteOption configures a cached route: Key and Tags. Cache.Route,
+// Cache.Middleware and the adapters' Cache take them.
+type RouteOption interface {
+	applyRoute(*options) error
+}
+
+// InvalidateOption configures an invalidating route: Tags, Regions, Keys
+// and Soft. Cache.Invalidator, Cache.InvalidateMiddleware and the
+// adapters' Invalidate take them.
+type InvalidateOption interface {
+	applyInvalidate(*options) error
+}
+
+// TagOption is the option Tags returns: both a RouteOption (the tags of a
+// cached route's entries) and an InvalidateOption (the tags a mutating
+// route invalidates).
+type TagOption struct{ templates []string }
+
+func (t TagOption) applyRoute(o *options) error {
+	o.tags = append(o.tags, t.templates...)
+	return nil
+}
+
+func (t TagOption) applyInvalidate(o *options) error {
+	o.tags = append(o.tags, t.templates...)
+	return nil
+}
+
+// routeOption is a RouteOption that only cached routes take.
+type routeOption func(*options) error
+
+func (f routeOption) applyRoute(o *options) error { return f(o) }
+
+// invalidateOption is an InvalidateOption that only invalidating routes
+// take.
+type invalidateOption func(*options) error
+
+func (f invalidateOption) applyInvalidate(o *options) error { return f(o) }
 
 type options struct {
 	soft    bool
@@ -16,64 +52,76 @@ type options struct {
 // Tags declares the tags of a cached route's entries, or the tags a
 // mutating route invalidates. Templates may use {param}, {query:name},
 // {header:Name}, {method} and {path}.
-func Tags(templates ...string) Option {
-	return func(o *options) error {
-		o.tags = append(o.tags, templates...)
-		return nil
-	}
+func Tags(templates ...string) TagOption {
+	return TagOption{templates: templates}
 }
 
 // Key replaces the default key of a cached route by a template, for
 // example "article:{id}"; routes with the same template in one region
 // share entries. Region vary headers, cookies and the principal still
 // apply, and the method is always part of the key.
-func Key(template string) Option {
-	return func(o *options) error {
+func Key(template string) RouteOption {
+	return routeOption(func(o *options) error {
 		if o.key != "" {
 			return errors.New("routecache: Key given twice")
 		}
 		o.key = template
 		return nil
-	}
+	})
 }
 
 // Soft makes a mutating route's tag and region invalidations soft (see
 // Cache.InvalidateTagsSoft): entries are marked stale, not unusable, in
 // regions with SoftInvalidation. Key invalidations stay hard.
-func Soft() Option {
-	return func(o *options) error {
+func Soft() InvalidateOption {
+	return invalidateOption(func(o *options) error {
 		o.soft = true
 		return nil
-	}
+	})
 }
 
 // Regions names whole regions a mutating route invalidates.
-func Regions(names ...string) Option {
-	return func(o *options) error {
+func Regions(names ...string) InvalidateOption {
+	return invalidateOption(func(o *options) error {
 		o.regions = append(o.regions, names...)
 		return nil
-	}
+	})
 }
 
 // Keys names keys of a region that a mutating route invalidates: Key
 // templates ("article:{id}") or, for routes on the default key, "{path}".
-func Keys(region string, templates ...string) Option {
-	return func(o *options) error {
+func Keys(region string, templates ...string) InvalidateOption {
+	return invalidateOption(func(o *options) error {
 		if o.keys == nil {
 			o.keys = map[string][]string{}
 		}
 		o.keys[region] = append(o.keys[region], templates...)
 		return nil
-	}
+	})
 }
 
-func applyOptions(opts []Option) (*options, error) {
+// routeOptions applies the options of a cached route.
+func routeOptions(opts []RouteOption) (*options, error) {
 	o := &options{}
-	for _, f := range opts {
-		if f == nil {
+	for _, opt := range opts {
+		if opt == nil {
 			continue
 		}
-		if err := f(o); err != nil {
+		if err := opt.applyRoute(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// invalidateOptions applies the options of an invalidating route.
+func invalidateOptions(opts []InvalidateOption) (*options, error) {
+	o := &options{}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt.applyInvalidate(o); err != nil {
 			return nil, err
 		}
 	}

@@ -48,7 +48,7 @@ var credentialHeaders = map[string]bool{"Authorization": true, "Proxy-Authorizat
 var preconditionHeaders = []string{"If-Match", "If-Range", "If-Unmodified-Since", "Range"}
 
 // requestBypass returns why a request must not use the cache, or "".
-func (r *Region) requestBypass(req *http.Request) string {
+func (r *Region) requestBypass(req *http.Request) BypassReason {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		return BypassMethod
 	}
@@ -132,7 +132,7 @@ func canonicalHeader(h http.Header) http.Header {
 
 // responseReason returns why a finished response must not be stored, or "".
 // h must be canonical (canonicalHeader).
-func (r *Region) responseReason(status int, h http.Header) string {
+func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
 	if !r.status[status] {
 		return NotStoredStatus
 	}

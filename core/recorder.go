@@ -8,9 +8,11 @@ import (
 
 // recorder is the writer the cache hands to the downstream handler on
 // a miss (and the invalidating writer on mutating routes). It streams to the
-// client while keeping a bounded copy of the response. Adapters wrap it in
-// their framework's writer type; Status, Size and Written let them answer
-// their framework's questions.
+// client while keeping a bounded copy of the response. Adapters see it as
+// an adapter.ResponseWriter (package core/adapter, whose interface its
+// exported methods implement) and wrap it in their framework's writer
+// type; Status, Size and Written let them answer their framework's
+// questions.
 //
 // Headers are committed lazily, at the first Write, Flush or when the
 // handler returns; as in net/http, the first WriteHeader wins (the Gin

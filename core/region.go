@@ -1,13 +1,12 @@
 package core
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"net/http"
 	"slices"
 	"sort"
-	"unsafe"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Region is a named cache policy with its backend. Get one from
@@ -17,7 +16,8 @@ type Region struct {
 	name          string
 	cfg           RegionConfig
 	be            backend.Backend
-	ns            string // Prefix + ":"
+	keys          backend.KeyForm // how keys and counter names are shaped for be
+	ns            string          // Prefix + ":"
 	regionCounter string
 	// keyCounterPrefix and tagCounterPrefix start the logical names of key
 	// and tag counters.
@@ -54,7 +54,7 @@ type Region struct {
 
 func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Region {
 	r := &Region{
-		c: c, name: name, cfg: cfg, be: be, ns: cfg.Prefix + ":",
+		c: c, name: name, cfg: cfg, be: be, keys: backend.FormOf(be), ns: cfg.Prefix + ":",
 		status:       map[int]bool{},
 		varyHeader:   map[string]bool{},
 		varyCookie:   map[string]bool{},
@@ -116,7 +116,7 @@ func (r *Region) Config() RegionConfig { return r.cfg }
 // Stats returns a snapshot of the region's counters.
 func (r *Region) Stats() Stats {
 	s := r.stats.snapshot()
-	s.Breaker = r.brk.String()
+	s.Breaker = r.brk.State()
 	if r.brk != nil {
 		s.BreakerOpens = r.brk.opened.Load()
 	}
@@ -129,11 +129,11 @@ func (r *Region) Stats() Stats {
 }
 
 // counterName turns a counter's logical name into the key it is stored
-// under: itself in process, and for remote stores also itself when it is
-// short and printable (readable in redis-cli), else a SHA-256 under the
-// prefix, so Memcached's 250-byte, no-space rule always holds.
+// under: itself for KeysPlain, and otherwise also itself when it is short
+// and printable (readable in redis-cli), else a SHA-256 under the prefix,
+// so Memcached's 250-byte, no-space rule always holds.
 func (r *Region) counterName(s string) string {
-	if !r.be.Remote() {
+	if r.keys == backend.KeysPlain {
 		return s
 	}
 	if len(s) <= maxPlainCounterName && allOf(s, classPrintable) {
@@ -154,40 +154,24 @@ func (r *Region) tagCounter(tag string) string {
 	return r.counterName(r.tagCounterPrefix + tag)
 }
 
-// storageKey is where an entry lives: the canonical key itself in process,
-// its SHA-256 where it leaves the process.
+// storageKey is where an entry lives: the canonical key itself, or its
+// SHA-256 (backend.EntryKey) for a backend taking KeysHashed.
 func (r *Region) storageKey(canonical string) string {
-	if _, near := r.be.(*nearBackend); near {
-		return canonical // hashed by the near cache only when it goes remote
-	}
-	if r.be.Remote() {
+	if r.keys == backend.KeysHashed {
 		return backend.EntryKey(r.ns, canonical)
 	}
 	return canonical
 }
 
 // storageKeyIn is storageKey built in the request's scratch, without
-// allocating: the result views st and is valid until st is pooled.
+// allocating: the result views st and is valid until st is pooled (a
+// backend copies what it keeps: see backend.Backend).
 func (r *Region) storageKeyIn(st *reqState, canonical string) string {
-	if _, near := r.be.(*nearBackend); near || !r.be.Remote() {
+	if r.keys != backend.KeysHashed {
 		return canonical
-	}
-	if _, user := r.be.(*storeBackend); user {
-		return r.storageKey(canonical) // a store of unknown code may keep its key
 	}
 	st.skey = backend.AppendEntryKey(st.skey[:0], r.ns, canonical)
 	return unsafeString(st.skey)
-}
-
-// entryKey is where a remote backend keeps the entry of a canonical key:
-// the namespace ("prefix:"), then the SHA-256 of the key in hex.
-func entryKey(ns, canonical string) string { return string(backend.AppendEntryKey(nil, ns, canonical)) }
-
-func appendEntryKey(dst []byte, ns, canonical string) []byte {
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(canonical), len(canonical)))
-	dst = append(dst, ns...)
-	dst = append(dst, "e:"...)
-	return hex.AppendEncode(dst, sum[:])
 }
 
 // leaseKey is where the fill lease of a canonical key lives.

@@ -5,18 +5,6 @@ import (
 	"net/http"
 )
 
-// nextFunc runs the rest of the handler chain, writing to w. Adapters build it
-// from their framework's "next"; it returns the handler's error (Echo) or
-// a non-nil error when the framework reports the request as failed or
-// aborted (Gin), which keeps the response out of the cache.
-type nextFunc func(w http.ResponseWriter, r *http.Request) error
-
-// errSkipStore, returned by a nextFunc, keeps a response out of the cache
-// without reporting an error: Serve returns nil. Adapters use it for
-// requests their framework marks as failed without an error value (Gin's
-// c.Errors or an abort, an Echo handler that returned nil uncommitted).
-var errSkipStore = errors.New("routecache: response not storable")
-
 // Route is a compiled cache decorator: one region, a key and tags. It is
 // safe for concurrent use and meant to be built once per route.
 type Route struct {
@@ -35,17 +23,14 @@ type Route struct {
 
 // Route builds the decorator for a route cached in the named region. An
 // unknown region or a bad template is an error here, at construction.
-func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
+func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 	r, err := c.Region(region)
 	if err != nil {
 		return nil, err
 	}
-	o, err := applyOptions(opts)
+	o, err := routeOptions(opts)
 	if err != nil {
 		return nil, err
-	}
-	if len(o.regions) > 0 || len(o.keys) > 0 || o.soft {
-		return nil, errors.New("routecache: Regions, Keys and Soft are options of invalidating routes, not cached ones")
 	}
 	rt := &Route{r: r}
 	if o.key != "" {
@@ -69,6 +54,19 @@ func (c *Cache) Route(region string, opts ...Option) (*Route, error) {
 		}
 	}
 	return rt, nil
+}
+
+// handle runs the cache lifecycle for one request: look up, replay a hit,
+// or run next (once per key in this process) and store its response when
+// it is storable. pattern is the route pattern ("/articles/:id"); p gives
+// the route's parameters. It returns next's error, if next ran, except
+// errSkipStore. Adapters reach it through adapter.ServeRoute.
+func (rt *Route) handle(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
+	err := rt.serve(w, req, p, pattern, next)
+	if errors.Is(err, errSkipStore) {
+		return nil
+	}
+	return err
 }
 
 // Region returns the route's region.

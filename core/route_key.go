@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // reqState is the per-request scratch of a lookup, pooled so that a hit
@@ -140,7 +142,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf), printable: r.prefixPrintable && t.printable})
 	}
 	// Views are taken only now that nbuf has stopped growing.
-	remote := r.be.Remote()
+	remote := r.keys != backend.KeysPlain
 	for _, ref := range st.refs {
 		n := ref.static
 		if n == "" {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	redisbe "github.com/routecache/routecache/core/backend/redis"
 )
 
 // One test per threat, each through a real HTTP server and the net/http
@@ -20,7 +22,7 @@ import (
 // the test that proves it.
 
 // secApp serves handler on pattern, cached in region "r" of a fresh Cache.
-func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...Option) (*Cache, *httptest.Server) {
+func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...RouteOption) (*Cache, *httptest.Server) {
 	t.Helper()
 	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
 	if err != nil {
@@ -121,7 +123,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 			})
 			for i := 0; i < 2; i++ {
 				o := secDo(t, srv, "GET", "/public", nil, h, "/admin")
-				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+BypassOverride) || o.body != "served as /admin" {
+				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+string(BypassOverride)) || o.body != "served as /admin" {
 					t.Fatalf("override request %d: %q %q %q", i, o.xcache, o.detail, o.body)
 				}
 			}
@@ -152,7 +154,7 @@ func TestSecurityFatGETBypasses(t *testing.T) {
 	withLength := secDo(t, srv, "GET", "/search?q=cats", strings.NewReader("q=<script>"))
 	chunked := secDo(t, srv, "GET", "/search?q=cats", io.MultiReader(strings.NewReader("q=<img onerror>"))) // unknown length: chunked
 	for _, r := range []secResp{withLength, chunked} {
-		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+BypassBody) || !strings.Contains(r.body, "q=<") {
+		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+string(BypassBody)) || !strings.Contains(r.body, "q=<") {
 			t.Fatalf("fat GET: %q %q %q", r.xcache, r.detail, r.body)
 		}
 	}
@@ -264,7 +266,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 			if !ok {
 				t.Fatal("no key")
 			}
-			e, _ := r.be.(*memoryBackend).client.Get(r.storageKey(canonical))
+			e, _ := r.be.Load(context.Background(), r.storageKey(canonical), nil, nil)
 			if e == nil {
 				t.Fatalf("no stored entry under the key computed for %s", auth)
 			}
@@ -281,14 +283,14 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 		prefix := uniquePrefix(t)
 		c, srv := secApp(t, RegionConfig{Backend: u, Prefix: prefix, VaryAuthorization: true}, "GET /me/{rest...}", me)
 		check(t, srv)
-		rb := c.regions["r"].be.(*redisBackend)
+		rb := c.regions["r"].be.(*redisbe.Backend)
 		ctx := context.Background()
-		keys, err := rb.client.Keys(ctx, prefix+":*").Result()
+		keys, err := rb.Client().Keys(ctx, prefix+":*").Result()
 		if err != nil || len(keys) < 3 {
 			t.Fatalf("keys %v %v", keys, err)
 		}
 		for _, k := range keys {
-			v, err := rb.client.Get(ctx, k).Result()
+			v, err := rb.Client().Get(ctx, k).Result()
 			if err != nil {
 				t.Fatalf("%s: %v", k, err)
 			}
@@ -327,7 +329,7 @@ func TestSecuritySetCookieNeverShared(t *testing.T) {
 	// A request with a cookie the region ignores neither keys nor bypasses;
 	// one with any other cookie bypasses.
 	r := secDo(t, srv, "GET", "/home", nil, "Cookie", "session=sess-1")
-	if r.xcache != "BYPASS" || !strings.Contains(r.detail, BypassCookie) {
+	if r.xcache != "BYPASS" || !strings.Contains(r.detail, string(BypassCookie)) {
 		t.Fatalf("cookie request: %q %q", r.xcache, r.detail)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // The request lifecycle, shared by cached routes and memoized values:
@@ -66,7 +68,7 @@ type front interface {
 	accepts(e *backend.Entry) bool
 	// bypass runs the producer uncached for the caller (the bypass is
 	// counted already).
-	bypass(c *call, reason string) error
+	bypass(c *call, reason BypassReason) error
 	// detached reports whether fills and refreshes run in the background,
 	// every caller (the leader too) answering from the flight's result,
 	// rather than on the leader's goroutine.
@@ -92,10 +94,10 @@ const (
 	outGone                    // the caller's context ended while it waited
 )
 
-func setBypass(w http.ResponseWriter, reason string) {
+func setBypass(w http.ResponseWriter, reason BypassReason) {
 	h := w.Header()
 	h["X-Cache"] = []string{"BYPASS"}
-	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + reason}
+	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + string(reason)}
 }
 
 func setMiss(rw *recorder) {
@@ -120,7 +122,7 @@ func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p params, patte
 // then call.serve.
 func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
 	r := rt.r
-	reason := ""
+	var reason BypassReason
 	switch {
 	case r.c.closed.Load():
 		reason = BypassClosed
@@ -247,7 +249,7 @@ func (c *call) accepts(e *backend.Entry) bool { return c.route != nil || c.fr.ac
 func (c *call) detached() bool { return c.route == nil && c.fr.detached() }
 
 // bypass runs the producer uncached; see front.bypass.
-func (c *call) bypass(reason string, next nextFunc) error {
+func (c *call) bypass(reason BypassReason, next nextFunc) error {
 	if c.route != nil {
 		return c.route.bypass(reason, next)
 	}

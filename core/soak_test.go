@@ -130,7 +130,7 @@ func TestSoakNoReadOlderThanACompletedInvalidation(t *testing.T) {
 				req := httptest.NewRequest("GET", fmt.Sprintf("/items/%d", id), nil)
 				req.SetPathValue("id", strconv.Itoa(id))
 				w := httptest.NewRecorder()
-				_ = n.rt.Serve(w, req, pathValues{req}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) error {
+				_ = n.rt.handle(w, req, pathValues{R: req}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) error {
 					handler(w, r)
 					return nil
 				})

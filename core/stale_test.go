@@ -28,7 +28,7 @@ const staleTestPattern = "/items/:id"
 func serveNext(rt *Route, method, target string, next nextFunc) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	req := httptest.NewRequest(method, target, nil)
-	_ = rt.Serve(w, req, noParams, staleTestPattern, next)
+	_ = rt.handle(w, req, noParams, staleTestPattern, next)
 	return w
 }
 

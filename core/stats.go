@@ -6,62 +6,25 @@ import (
 	"time"
 )
 
-// Reasons a request skips the cache entirely (counted in Stats.Bypasses and
-// sent in Cache-Status as "fwd=bypass; detail=...").
-const (
-	BypassMethod        = "method"        // not GET or HEAD
-	BypassAuthorization = "authorization" // Authorization header, region does not vary on it
-	BypassCookie        = "cookie"        // a cookie the region neither varies on nor ignores
-	BypassBody          = "body"          // a GET/HEAD carrying a body
-	BypassOverride      = "override"      // X-HTTP-Method-Override, X-Original-URL and the like
-	BypassKey           = "key"           // a key or tag template names a missing route parameter
-	BypassBackend       = "backend-error" // the backend failed: the handler ran uncached
-	BypassClosed        = "closed"        // the Cache was closed
-	BypassHead          = "head-miss"     // a HEAD with no stored GET entry: run, not stored
-	BypassBreaker       = "backend-open"  // the backend's circuit breaker is open
-	BypassPrecondition  = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
-	BypassUpgrade       = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
-)
-
-// Reasons a response was not stored (counted in Stats.NotStored).
-const (
-	NotStoredStatus       = "status"        // status not in the region's Statuses
-	NotStoredSetCookie    = "set-cookie"    // the response sets a cookie
-	NotStoredCacheControl = "cache-control" // private, no-store or no-cache
-	NotStoredVary         = "vary"          // Vary: * or a header the region does not key on
-	NotStoredFlushed      = "flushed"       // the handler flushed (a stream)
-	NotStoredHijacked     = "hijacked"      // the connection was hijacked
-	NotStoredError        = "error"         // the handler returned an error or aborted
-	NotStoredPanic        = "panic"         // the handler panicked
-	NotStoredTooLarge     = "too-large"     // body over MaxEntryBytes or the backend's limit
-	NotStoredBackend      = "backend-error" // the store call failed
-	NotStoredDropped      = "dropped"       // the memory store's admission policy declined it
-	NotStoredEncode       = "encode"        // a memoized value the codec could not encode
-	NotStoredTrailer      = "trailer"       // the response declares or sends trailers (computed per response)
-)
-
-var bypassReasons = []string{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}
-var notStoredReasons = []string{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer}
-
 // Stats is a snapshot of one region's counters since the Cache was created.
 type Stats struct {
-	Hits           uint64            `json:"hits"`            // responses replayed from the cache
-	Misses         uint64            `json:"misses"`          // lookups that ran the handler to fill
-	Coalesced      uint64            `json:"coalesced"`       // hits served to requests that waited for another's fill
-	Stores         uint64            `json:"stores"`          // entries written
-	Stale          uint64            `json:"stale"`           // stale entries served (both kinds)
-	StaleIfError   uint64            `json:"stale_if_error"`  // stale entries served because the handler failed
-	Refreshes      uint64            `json:"refreshes"`       // background refreshes run
-	RefreshSkipped uint64            `json:"refresh_skipped"` // refreshes not started: MaxRefreshes reached
-	EarlyRefreshes uint64            `json:"early_refreshes"` // refreshes started early by XFetch
-	Invalidations  uint64            `json:"invalidations"`   // key, tag and region invalidations applied
-	Errors         uint64            `json:"errors"`          // backend errors (the request ran uncached)
-	Corrupt        uint64            `json:"corrupt"`         // stored values that failed to decode (served as misses)
-	Bypasses       map[string]uint64 `json:"bypasses"`        // requests that skipped the cache, by reason
-	NotStored      map[string]uint64 `json:"not_stored"`      // responses not stored, by reason
-	LeaseTimeouts  uint64            `json:"lease_timeouts"`  // waits for another instance's fill that gave up
-	Breaker        string            `json:"breaker"`         // the backend's breaker: closed, open or half-open
-	BreakerOpens   uint64            `json:"breaker_opens"`   // times the breaker opened
+	Hits           uint64                     `json:"hits"`            // responses replayed from the cache
+	Misses         uint64                     `json:"misses"`          // lookups that ran the handler to fill
+	Coalesced      uint64                     `json:"coalesced"`       // hits served to requests that waited for another's fill
+	Stores         uint64                     `json:"stores"`          // entries written
+	Stale          uint64                     `json:"stale"`           // stale entries served (both kinds)
+	StaleIfError   uint64                     `json:"stale_if_error"`  // stale entries served because the handler failed
+	Refreshes      uint64                     `json:"refreshes"`       // background refreshes run
+	RefreshSkipped uint64                     `json:"refresh_skipped"` // refreshes not started: MaxRefreshes reached
+	EarlyRefreshes uint64                     `json:"early_refreshes"` // refreshes started early by XFetch
+	Invalidations  uint64                     `json:"invalidations"`   // key, tag and region invalidations applied
+	Errors         uint64                     `json:"errors"`          // backend errors (the request ran uncached)
+	Corrupt        uint64                     `json:"corrupt"`         // stored values that failed to decode (served as misses)
+	Bypasses       map[BypassReason]uint64    `json:"bypasses"`        // requests that skipped the cache, by reason
+	NotStored      map[NotStoredReason]uint64 `json:"not_stored"`      // responses not stored, by reason
+	LeaseTimeouts  uint64                     `json:"lease_timeouts"`  // waits for another instance's fill that gave up
+	Breaker        BreakerState               `json:"breaker"`         // the backend's breaker: closed, open or half-open
+	BreakerOpens   uint64                     `json:"breaker_opens"`   // times the breaker opened
 	// The backend's pending invalidations (invalqueue.go), reported in
 	// every region on that backend: counter bumps it refused, queued and
 	// retried until applied (while any is pending the region serves
@@ -160,7 +123,7 @@ func (r *Region) notify(o Observer, ev event) {
 }
 
 // recordBypass counts a request (or call) that skipped the cache.
-func (r *Region) recordBypass(reason string) {
+func (r *Region) recordBypass(reason BypassReason) {
 	if i := slices.Index(bypassReasons, reason); i >= 0 {
 		r.stats.bypass[i].Add(1)
 	}
@@ -170,7 +133,7 @@ func (r *Region) recordBypass(reason string) {
 }
 
 // recordNotStored counts a response (or value) that was not stored.
-func (r *Region) recordNotStored(reason string) {
+func (r *Region) recordNotStored(reason NotStoredReason) {
 	if i := slices.Index(notStoredReasons, reason); i >= 0 {
 		r.stats.notStored[i].Add(1)
 	}
@@ -189,7 +152,7 @@ func (r *Region) recordStore(size int) {
 
 // recordError counts and logs (at most once a second per region) a
 // backend failure. The request it happened in runs uncached.
-func (r *Region) recordError(op string, err error) {
+func (r *Region) recordError(op BackendOp, err error) {
 	r.stats.n[cErrors].Add(1)
 	if o := r.c.obs.get(); o != nil {
 		o.BackendError(r.name, op, err)
@@ -223,8 +186,8 @@ func (s *regionStats) snapshot() Stats {
 		StaleIfError: s.n[cStaleIfError].Load(), Refreshes: s.n[cRefreshes].Load(),
 		RefreshSkipped: s.n[cRefreshSkipped].Load(), EarlyRefreshes: s.n[cEarlyRefreshes].Load(),
 		LeaseTimeouts: s.n[cLeaseTimeouts].Load(),
-		Bypasses:      make(map[string]uint64),
-		NotStored:     make(map[string]uint64),
+		Bypasses:      make(map[BypassReason]uint64),
+		NotStored:     make(map[NotStoredReason]uint64),
 	}
 	for i, r := range bypassReasons {
 		if v := s.bypass[i].Load(); v > 0 {

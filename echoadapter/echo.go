@@ -12,12 +12,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // Cache returns route middleware caching the handler's responses in the
 // named region. It panics on an unknown region or a bad option, at route
 // registration; use NewCache to get the error instead.
-func Cache(rc *core.Cache, region string, opts ...core.Option) echo.MiddlewareFunc {
+func Cache(rc *core.Cache, region string, opts ...core.RouteOption) echo.MiddlewareFunc {
 	m, err := NewCache(rc, region, opts...)
 	if err != nil {
 		panic(err)
@@ -26,7 +27,7 @@ func Cache(rc *core.Cache, region string, opts ...core.Option) echo.MiddlewareFu
 }
 
 // NewCache is Cache returning construction errors.
-func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.MiddlewareFunc, error) {
+func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (echo.MiddlewareFunc, error) {
 	rt, err := rc.Route(region, opts...)
 	if err != nil {
 		return nil, err
@@ -35,7 +36,7 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.Middlewa
 		return func(c echo.Context) error {
 			k := calls.Get().(*call)
 			k.c, k.next = c, next
-			err := rt.Serve(c.Response(), c.Request(), k, c.Path(), k.run)
+			err := adapter.ServeRoute(rt, c.Response(), c.Request(), k, c.Path(), k.run)
 			k.c, k.next = nil, nil
 			calls.Put(k)
 			return err
@@ -43,14 +44,14 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (echo.Middlewa
 	}, nil
 }
 
-// call carries one request through rt.Serve: it is the route's Params and,
+// call carries one request through adapter.ServeRoute: it is the route's Params and,
 // through run, the Next that runs the handler. Pooled, so a hit allocates
 // neither an interface value nor a closure; the core calls both only
-// while Serve runs.
+// while ServeRoute runs.
 type call struct {
 	c    echo.Context
 	next echo.HandlerFunc
-	run  core.Next // serveNext, bound once
+	run  adapter.Next // serveNext, bound once
 }
 
 var calls = sync.Pool{New: func() any {
@@ -71,9 +72,9 @@ func (k *call) Get(name string) (string, bool) { return params{k.c}.Get(name) }
 // invalidates the given core.Tags, core.Regions and core.Keys. When the
 // backend does not take an invalidation, the client gets 503 instead of
 // the 2xx (the invalidation is queued for retry; see
-// core.Invalidator.Serve). It panics on a bad option; use NewInvalidate
+// adapter.ServeInvalidator). It panics on a bad option; use NewInvalidate
 // to get the error instead.
-func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
+func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) echo.MiddlewareFunc {
 	m, err := NewInvalidate(rc, opts...)
 	if err != nil {
 		panic(err)
@@ -82,14 +83,14 @@ func Invalidate(rc *core.Cache, opts ...core.Option) echo.MiddlewareFunc {
 }
 
 // NewInvalidate is Invalidate returning construction errors.
-func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, error) {
+func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (echo.MiddlewareFunc, error) {
 	iv, err := rc.Invalidator(opts...)
 	if err != nil {
 		return nil, err
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			return iv.Serve(c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
+			return adapter.ServeInvalidator(iv, c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
 				// A handler returning nil succeeded, written or not (Echo
 				// answers 200): not a failure that skips invalidation.
 				return runNext(c, next, w, r, false)
@@ -103,11 +104,11 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (echo.MiddlewareFunc, er
 // Echo's own bookkeeping (Committed, Status, Size) and the original
 // response's hooks stay right: the core writer forwards to the original.
 // With skipUncommitted, a nil return without a written response reports
-// core.ErrSkipStore (nothing worth caching); an invalidating route counts
+// adapter.ErrSkipStore (nothing worth caching); an invalidating route counts
 // it as the success Echo answers it with.
 func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *http.Request, skipUncommitted bool) error {
 	origRes, origReq := c.Response(), c.Request()
-	cw, wrapped := w.(*core.ResponseWriter)
+	cw, wrapped := adapter.AsResponseWriter(w)
 	var res *echo.Response
 	if wrapped {
 		res = echo.NewResponse(cw, c.Echo())
@@ -122,7 +123,7 @@ func runNext(c echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *ht
 	if err == nil && skipUncommitted && wrapped && !res.Committed {
 		// Echo reports 200 before anything is written; a handler that
 		// returned nil without writing has no response worth keeping.
-		return core.ErrSkipStore
+		return adapter.ErrSkipStore
 	}
 	return err
 }

@@ -14,13 +14,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // Cache returns a handler caching the rest of the route's chain in the
 // named region. Place it before the route's handler. It panics on an
 // unknown region or a bad option, at route registration (like
 // regexp.MustCompile); use NewCache to get the error instead.
-func Cache(rc *core.Cache, region string, opts ...core.Option) gin.HandlerFunc {
+func Cache(rc *core.Cache, region string, opts ...core.RouteOption) gin.HandlerFunc {
 	h, err := NewCache(rc, region, opts...)
 	if err != nil {
 		panic(err)
@@ -29,7 +30,7 @@ func Cache(rc *core.Cache, region string, opts ...core.Option) gin.HandlerFunc {
 }
 
 // NewCache is Cache returning construction errors.
-func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFunc, error) {
+func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.HandlerFunc, error) {
 	rt, err := rc.Route(region, opts...)
 	if err != nil {
 		return nil, err
@@ -37,7 +38,7 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFu
 	return func(c *gin.Context) {
 		k := calls.Get().(*call)
 		k.c, k.ran = c, false
-		_ = rt.Serve(c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
+		_ = adapter.ServeRoute(rt, c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
 		ran := k.ran
 		k.c = nil
 		calls.Put(k)
@@ -47,13 +48,13 @@ func NewCache(rc *core.Cache, region string, opts ...core.Option) (gin.HandlerFu
 	}, nil
 }
 
-// call carries one request through rt.Serve; its run is the Next that
+// call carries one request through adapter.ServeRoute; its run is the Next that
 // runs the rest of the chain. Pooled, so a hit allocates no closure; the
-// core calls run only while Serve runs.
+// core calls run only while ServeRoute runs.
 type call struct {
 	c   *gin.Context
 	ran bool
-	run core.Next // serveNext, bound once
+	run adapter.Next // serveNext, bound once
 }
 
 var calls = sync.Pool{New: func() any {
@@ -71,9 +72,9 @@ func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
 // chain answers 2xx, and before the answer is sent, it invalidates the
 // given core.Tags, core.Regions and core.Keys. When the backend does not
 // take an invalidation, the client gets 503 instead of the 2xx (the
-// invalidation is queued for retry; see core.Invalidator.Serve). It panics
+// invalidation is queued for retry; see adapter.ServeInvalidator). It panics
 // on a bad option; use NewInvalidate to get the error instead.
-func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
+func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) gin.HandlerFunc {
 	h, err := NewInvalidate(rc, opts...)
 	if err != nil {
 		panic(err)
@@ -82,13 +83,13 @@ func Invalidate(rc *core.Cache, opts ...core.Option) gin.HandlerFunc {
 }
 
 // NewInvalidate is Invalidate returning construction errors.
-func NewInvalidate(rc *core.Cache, opts ...core.Option) (gin.HandlerFunc, error) {
+func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFunc, error) {
 	iv, err := rc.Invalidator(opts...)
 	if err != nil {
 		return nil, err
 	}
 	return func(c *gin.Context) {
-		_ = iv.Serve(c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeInvalidator(iv, c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
 			return runNext(c, w, r)
 		})
 	}, nil
@@ -101,7 +102,7 @@ func NewInvalidate(rc *core.Cache, opts ...core.Option) (gin.HandlerFunc, error)
 func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 	origW, origR := c.Writer, c.Request
 	var gw *writer
-	if cw, ok := w.(*core.ResponseWriter); ok {
+	if cw, ok := adapter.AsResponseWriter(w); ok {
 		gw = &writer{ResponseWriter: origW, cw: cw}
 		c.Writer = gw
 	}
@@ -112,7 +113,7 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 		gw.sendPending() // a status set without a body (c.Status(204))
 	}
 	if c.IsAborted() || len(c.Errors) > 0 {
-		return core.ErrSkipStore
+		return adapter.ErrSkipStore
 	}
 	return nil
 }
@@ -121,7 +122,7 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 // writer (which streams to Gin's own writer and records).
 type writer struct {
 	gin.ResponseWriter
-	cw *core.ResponseWriter
+	cw adapter.ResponseWriter
 	// pending is the status Gin would send: with Gin the last WriteHeader
 	// before the first write wins, so it is handed on only then.
 	pending int

@@ -169,10 +169,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.get(st)), region)
 		}
 		for _, r := range bypass {
-			ch <- prometheus.MustNewConstMetric(c.bypasses, prometheus.CounterValue, float64(st.Bypasses[r]), region, r)
+			ch <- prometheus.MustNewConstMetric(c.bypasses, prometheus.CounterValue, float64(st.Bypasses[r]), region, string(r))
 		}
 		for _, r := range notStored {
-			ch <- prometheus.MustNewConstMetric(c.notStore, prometheus.CounterValue, float64(st.NotStored[r]), region, r)
+			ch <- prometheus.MustNewConstMetric(c.notStore, prometheus.CounterValue, float64(st.NotStored[r]), region, string(r))
 		}
 		open := 0.0
 		if st.Breaker != core.BreakerClosed {
@@ -198,10 +198,10 @@ type latencyObserver struct {
 }
 
 // BackendLatency records one backend operation's duration.
-func (l *latencyObserver) BackendLatency(region, op string, d time.Duration) {
-	o, ok := l.known[[2]string{region, op}]
+func (l *latencyObserver) BackendLatency(region string, op core.BackendOp, d time.Duration) {
+	o, ok := l.known[[2]string{region, string(op)}]
 	if !ok {
-		o = l.h.WithLabelValues(region, op)
+		o = l.h.WithLabelValues(region, string(op))
 	}
 	o.Observe(d.Seconds())
 }

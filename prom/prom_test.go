@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 func newCache(t *testing.T, obs core.Observer) *core.Cache {
@@ -54,7 +55,7 @@ func script(t *testing.T, rc *core.Cache) {
 			k, v, _ := strings.Cut(hdr, ": ")
 			req.Header.Set(k, v)
 		}
-		_ = rt.Serve(httptest.NewRecorder(), req, params{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeRoute(rt, httptest.NewRecorder(), req, params{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(status)
 			fmt.Fprint(w, "article ", id)
 			return nil
@@ -113,8 +114,8 @@ func expected(stats map[string]core.Stats) string {
 			}
 		}
 	}
-	byReason("bypasses_total", "Requests that skipped the cache, by reason.", core.BypassReasons(), func(s core.Stats) map[string]uint64 { return s.Bypasses })
-	byReason("not_stored_total", "Responses and memoized values not stored, by reason.", core.NotStoredReasons(), func(s core.Stats) map[string]uint64 { return s.NotStored })
+	byReason("bypasses_total", "Requests that skipped the cache, by reason.", reasonStrings(core.BypassReasons()), func(s core.Stats) map[string]uint64 { return byString(s.Bypasses) })
+	byReason("not_stored_total", "Responses and memoized values not stored, by reason.", reasonStrings(core.NotStoredReasons()), func(s core.Stats) map[string]uint64 { return byString(s.NotStored) })
 	fmt.Fprintf(&b, "# HELP routecache_breaker_open 1 while the backend's circuit breaker is open or half-open (probing), else 0.\n# TYPE routecache_breaker_open gauge\n")
 	for _, r := range sortedRegions(stats) {
 		open := 0
@@ -173,9 +174,9 @@ type countingObserver struct {
 	n  map[[2]string]uint64
 }
 
-func (c *countingObserver) BackendLatency(region, op string, d time.Duration) {
+func (c *countingObserver) BackendLatency(region string, op core.BackendOp, d time.Duration) {
 	c.mu.Lock()
-	c.n[[2]string{region, op}]++
+	c.n[[2]string{region, string(op)}]++
 	c.mu.Unlock()
 }
 
@@ -271,4 +272,22 @@ func TestNothingRegisteredOnImport(t *testing.T) {
 			t.Fatalf("%s registered on import", mf.GetName())
 		}
 	}
+}
+
+// reasonStrings returns typed reasons as the label values they export as.
+func reasonStrings[R ~string](rs []R) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// byString re-keys a Stats map by the label values.
+func byString[R ~string](m map[R]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for r, v := range m {
+		out[string(r)] = v
+	}
+	return out
 }

@@ -50,11 +50,11 @@ type Handler func(w http.ResponseWriter, r *http.Request, param func(name string
 // options given to ginadapter.Cache, echoadapter.Cache or Cache.Middleware.
 type CacheSpec struct {
 	Region  string
-	Options []core.Option
+	Options []core.RouteOption
 }
 
 // Cached is shorthand for a *CacheSpec.
-func Cached(region string, opts ...core.Option) *CacheSpec {
+func Cached(region string, opts ...core.RouteOption) *CacheSpec {
 	return &CacheSpec{Region: region, Options: opts}
 }
 
@@ -71,7 +71,7 @@ type Route struct {
 	Cache *CacheSpec
 	// Invalidate, when non-empty, makes the route invalidate these
 	// core.Tags / core.Regions / core.Keys after it answers 2xx.
-	Invalidate []core.Option
+	Invalidate []core.InvalidateOption
 	// Handler answers the request.
 	Handler Handler
 }
@@ -552,10 +552,10 @@ func (s *suite) invalidation(t *testing.T) {
 	ok := func(w http.ResponseWriter, r *http.Request, _ func(string) string) { text(w, "done") }
 	e := s.setup(t, map[string]core.RegionConfig{"articles": {}, "pages": {}}, App{Routes: []Route{
 		{Method: "GET", Path: "/articles/:id", Cache: Cached("articles", core.Tags("article:{id}", "articles")), Handler: a.show},
-		{Method: "PUT", Path: "/articles/:id", Invalidate: []core.Option{core.Tags("article:{id}")}, Handler: a.update},
+		{Method: "PUT", Path: "/articles/:id", Invalidate: []core.InvalidateOption{core.Tags("article:{id}")}, Handler: a.update},
 		{Method: "GET", Path: "/pages/:id", Cache: Cached("pages", core.Key("page:{id}")), Handler: page},
-		{Method: "POST", Path: "/pages/:id/touch", Invalidate: []core.Option{core.Keys("pages", "page:{id}")}, Handler: ok},
-		{Method: "POST", Path: "/flush", Invalidate: []core.Option{core.Regions("pages")}, Handler: ok},
+		{Method: "POST", Path: "/pages/:id/touch", Invalidate: []core.InvalidateOption{core.Keys("pages", "page:{id}")}, Handler: ok},
+		{Method: "POST", Path: "/flush", Invalidate: []core.InvalidateOption{core.Regions("pages")}, Handler: ok},
 	}})
 	// The steps below build on each other; each runs as a subtest with e
 	// reporting to it, and a failed step ends the scenario.
@@ -1532,15 +1532,16 @@ func (s *suite) stats(t *testing.T) {
 	// Compare the counters these requests move (Stats grows new fields).
 	type counters struct {
 		Hits, Misses, Coalesced, Stores, Stale, Invalidations, Errors, Corrupt uint64
-		Bypasses, NotStored                                                    map[string]uint64
+		Bypasses                                                               map[core.BypassReason]uint64
+		NotStored                                                              map[core.NotStoredReason]uint64
 	}
 	have := counters{got.Hits, got.Misses, got.Coalesced, got.Stores, got.Stale, got.Invalidations, got.Errors, got.Corrupt, got.Bypasses, got.NotStored}
 	want := counters{
 		Hits: 3, Misses: 3, Stores: 2, Invalidations: 3,
-		Bypasses: map[string]uint64{
+		Bypasses: map[core.BypassReason]uint64{
 			core.BypassHead: 1, core.BypassCookie: 1, core.BypassAuthorization: 1, core.BypassMethod: 1,
 		},
-		NotStored: map[string]uint64{core.NotStoredStatus: 1},
+		NotStored: map[core.NotStoredReason]uint64{core.NotStoredStatus: 1},
 	}
 	if fmt.Sprintf("%+v", have) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("stats\n got %+v\nwant %+v", have, want)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/settings"
 	"github.com/routecache/routecache/echoadapter"
 	"github.com/routecache/routecache/ginadapter"
 	"github.com/routecache/routecache/prom"
@@ -40,11 +41,11 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 		"short":    {Backend: cfg.Backend, TTL: 30 * time.Second},
 	}
 	if cfg.Settings != "" {
-		s, err := core.LoadSettingsFile(cfg.Settings)
+		s, err := settings.LoadFile(cfg.Settings)
 		if err != nil {
 			return nil, err
 		}
-		c, err := core.ConfigFromSettings(core.MergeSettings(s, core.SettingsFromEnv(os.Environ())))
+		c, err := settings.Parse(settings.Merge(s, settings.FromEnv(os.Environ())))
 		if err != nil {
 			return nil, err
 		}

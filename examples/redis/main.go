@@ -12,7 +12,7 @@
 // Flags: -settings (default examples/redis/settings.ini, run from the
 // repository root), -redis (default $REDIS_URL; empty keeps the file's
 // backend). ROUTECACHE_<REGION>_<OPTION> environment variables override
-// the file (core.SettingsFromEnv). Once listening it prints
+// the file (settings.FromEnv). Once listening it prints
 // "listening on http://ADDR" on stdout.
 package main
 
@@ -20,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"github.com/routecache/routecache/internal/exampleserver"
 	"io"
 	"log"
 	"net/http"
@@ -29,6 +28,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/routecache/routecache/core/settings"
+	"github.com/routecache/routecache/internal/exampleserver"
 
 	"github.com/routecache/routecache/core"
 )
@@ -53,15 +55,15 @@ func main() {
 // newCache reads the settings file, lets the environment and the -redis
 // flag override it, and builds the Cache.
 func newCache(path, redisURL string, environ []string) (*core.Cache, error) {
-	file, err := core.LoadSettingsFile(path)
+	file, err := settings.LoadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	s := core.MergeSettings(file, core.SettingsFromEnv(environ))
+	s := settings.Merge(file, settings.FromEnv(environ))
 	if redisURL != "" {
 		s["cache.default.backend"] = redisURL
 	}
-	return core.FromSettings(s)
+	return settings.New(s)
 }
 
 // store is the "database".

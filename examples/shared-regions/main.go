@@ -89,8 +89,8 @@ type app struct {
 // The route options both servers use: the same region, the same Key
 // template and the same tags, so their entries are one.
 var (
-	cacheOpts      = []core.Option{core.Key("article:{id}"), core.Tags("article:{id}", "articles")}
-	invalidateOpts = []core.Option{core.Tags("article:{id}", "articles")}
+	cacheOpts      = []core.RouteOption{core.Key("article:{id}"), core.Tags("article:{id}", "articles")}
+	invalidateOpts = []core.InvalidateOption{core.Tags("article:{id}", "articles")}
 )
 
 func newApp() (*app, error) {

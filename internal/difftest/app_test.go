@@ -209,7 +209,7 @@ func buildGin(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
 		c.AbortWithStatus(http.StatusInternalServerError)
 	}))
-	route := func(path, region string, h gin.HandlerFunc, opts ...core.Option) {
+	route := func(path, region string, h gin.HandlerFunc, opts ...core.RouteOption) {
 		chain := []gin.HandlerFunc{}
 		if rc != nil {
 			m, err := ginadapter.NewCache(rc, region, opts...)
@@ -290,7 +290,7 @@ func buildEcho(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.Logger.SetOutput(io.Discard)
-	route := func(path, region string, h echo.HandlerFunc, inner []echo.MiddlewareFunc, opts ...core.Option) {
+	route := func(path, region string, h echo.HandlerFunc, inner []echo.MiddlewareFunc, opts ...core.RouteOption) {
 		var mws []echo.MiddlewareFunc
 		if rc != nil {
 			m, err := echoadapter.NewCache(rc, region, opts...)
@@ -384,7 +384,7 @@ func buildEcho(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 
 func buildNetHTTP(tb testing.TB, rc *core.Cache, unsafe bool) http.Handler {
 	mux := http.NewServeMux()
-	route := func(pattern, region string, h http.HandlerFunc, opts ...core.Option) {
+	route := func(pattern, region string, h http.HandlerFunc, opts ...core.RouteOption) {
 		var hh http.Handler = h
 		if rc != nil {
 			mw, err := rc.Middleware(region, opts...)

@@ -1,4 +1,4 @@
-package core
+package memcache
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
+
+	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/internal/wire"
 
 	"github.com/bradfitz/gomemcache/memcache"
 	"github.com/eko/gocache/lib/v4/store"
@@ -19,33 +23,33 @@ import (
 
 // Defaults of the memcache:// options.
 const (
-	// DefaultMemcacheTimeout bounds each Memcached operation (dial, read,
+	// DefaultTimeout bounds each Memcached operation (dial, read,
 	// write) when the URL sets no timeout option.
-	DefaultMemcacheTimeout = 100 * time.Millisecond
-	// DefaultMemcacheMaxIdle is the number of idle connections kept per
+	DefaultTimeout = 100 * time.Millisecond
+	// DefaultMaxIdle is the number of idle connections kept per
 	// server when the URL sets no max_idle option. gomemcache's own default
 	// (2) makes a loaded process dial and close hundreds of sockets.
-	DefaultMemcacheMaxIdle = 64
-	// DefaultMemcacheMaxItem is memcached's default item size limit (-I 1m).
-	DefaultMemcacheMaxItem = 1 << 20
+	DefaultMaxIdle = 64
+	// DefaultMaxItem is memcached's default item size limit (-I 1m).
+	DefaultMaxItem = 1 << 20
 )
 
 const (
-	// memcacheItemOverhead is what memcached adds to key and value when it
+	// ItemOverhead is what memcached adds to key and value when it
 	// checks an item against its size limit (item header, CAS, CRLF,
 	// terminators). Measured on memcached 1.6: with a 76-byte key the
 	// largest value accepted under -I 1m is 1048576-76-59 bytes.
-	memcacheItemOverhead = 64
+	ItemOverhead = 64
 	// memcacheMaxRelative is the largest expiration memcached reads as
 	// seconds from now; larger values are absolute unix times.
 	memcacheMaxRelative = 30 * 24 * 60 * 60
 )
 
 func init() {
-	openers["memcache"] = func(u *url.URL) (backend.Backend, error) { return openMemcache(u) }
+	backend.Register("memcache", func(u *url.URL, _ backend.Options) (backend.Backend, error) { return openMemcache(u) })
 }
 
-// memcacheBackend writes entries through gocache's memcache store (the
+// Backend writes entries through gocache's memcache store (the
 // project's storage boundary) and uses the native gomemcache client for
 // what that store lacks: one GetMulti per lookup (the entry and its
 // counters; gomemcache sends one "gets" per server, to all servers in
@@ -56,7 +60,7 @@ func init() {
 // expires), and a TTL over 30 days is read by memcached as an absolute
 // unix time in 1970 (expired at once). Its Clear (flush_all) and tag
 // Invalidate are never called.
-type memcacheBackend struct {
+type Backend struct {
 	client  *memcache.Client
 	st      *memcachestore.MemcacheStore
 	maxItem int
@@ -66,7 +70,7 @@ type memcacheBackend struct {
 }
 
 // openMemcache parses memcache://h1:11211,h2:11211?timeout=100ms&max_idle=64&max_item=1MiB.
-func openMemcache(u *url.URL) (*memcacheBackend, error) {
+func openMemcache(u *url.URL) (*Backend, error) {
 	raw := u.Redacted()
 	if u.User != nil {
 		return nil, fmt.Errorf("backend %q: memcache:// takes no user or password", raw)
@@ -87,9 +91,9 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 			return nil, fmt.Errorf("backend %q: bad port in %q (want 1-65535)", raw, h)
 		}
 	}
-	timeout := DefaultMemcacheTimeout
-	maxIdle := DefaultMemcacheMaxIdle
-	maxItem := int64(DefaultMemcacheMaxItem)
+	timeout := DefaultTimeout
+	maxIdle := DefaultMaxIdle
+	maxItem := int64(DefaultMaxItem)
 	for k, vs := range u.Query() {
 		if len(vs) > 1 {
 			return nil, fmt.Errorf("backend %q: option %q given %d times", raw, k, len(vs))
@@ -109,7 +113,7 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 			}
 			maxIdle = n
 		case "max_item":
-			n, err := parseBytes(v)
+			n, err := backend.ParseBytes(v)
 			if err != nil || n > math.MaxInt32 {
 				return nil, fmt.Errorf("backend %q: max_item: bad size %q (want memcached's -I value, e.g. 1MiB)", raw, v)
 			}
@@ -128,15 +132,16 @@ func openMemcache(u *url.URL) (*memcacheBackend, error) {
 	client := memcache.NewFromSelector(ss)
 	client.Timeout = timeout
 	client.MaxIdleConns = maxIdle
-	return &memcacheBackend{
+	return &Backend{
 		client:     client,
 		st:         memcachestore.NewMemcache(client),
 		maxItem:    int(maxItem),
-		counterTTL: DefaultCounterTTL,
+		counterTTL: backend.DefaultCounterTTL,
 	}, nil
 }
 
-func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
+// Load reads the entry under key and the named counters (backend.Backend).
+func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -159,7 +164,8 @@ func (b *memcacheBackend) Load(ctx context.Context, key string, names []string, 
 	return backend.DecodeShared(it.Value)
 }
 
-func (b *memcacheBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
+// Counters reads the named counters (0 = missing).
+func (b *Backend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -189,23 +195,23 @@ func memcacheCounter(it *memcache.Item) uint64 {
 // bump and by the store of an entry depending on it). A counter that
 // expires or is evicted reads as missing and is re-created with a fresh
 // value: the entries recording the old one are misses.
-func (b *memcacheBackend) counterItem(name string, v uint64) *memcache.Item {
+func (b *Backend) counterItem(name string, v uint64) *memcache.Item {
 	return &memcache.Item{Key: name, Value: strconv.AppendUint(nil, v, 10), Expiration: b.counterExpiry()}
 }
 
 // counterExpiry is counterTTL as memcached's expiration field.
-func (b *memcacheBackend) counterExpiry() int32 {
+func (b *Backend) counterExpiry() int32 {
 	return int32(memcacheExpiry(b.counterTTL, time.Now()) / time.Second)
 }
 
-// setCounterTTL sets how long counters live (counterLifer).
-func (b *memcacheBackend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
+// SetCounterTTL sets how long counters live (counterLifer).
+func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
 // touch renews a counter's lifetime. It is best effort: a counter gone
 // meanwhile stays gone (its entries are misses), and a failure leaves the
 // counter with its previous lifetime; a network failure drops the idle
 // connections as any other does.
-func (b *memcacheBackend) touch(name string, exp int32) {
+func (b *Backend) touch(name string, exp int32) {
 	_ = b.failed(b.client.Touch(name, exp))
 }
 
@@ -213,7 +219,8 @@ func (b *memcacheBackend) touch(name string, exp int32) {
 // deletions or evictions of the same counter.
 const memcacheAttempts = 5
 
-func (b *memcacheBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+// Ensure creates the missing counters with fresh values.
+func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	for i, n := range names {
 		if vals[i] != 0 {
 			continue
@@ -232,7 +239,7 @@ func (b *memcacheBackend) Ensure(ctx context.Context, names []string, vals []uin
 
 // create adds a counter with a fresh value unless one exists, and returns
 // the value now current.
-func (b *memcacheBackend) create(name string) (uint64, error) {
+func (b *Backend) create(name string) (uint64, error) {
 	for range memcacheAttempts {
 		fresh := backend.FreshCounter()
 		err := b.client.Add(b.counterItem(name, fresh))
@@ -267,11 +274,11 @@ func (b *memcacheBackend) create(name string) (uint64, error) {
 	return 0, fmt.Errorf("memcache: counter %q kept changing while being created", name)
 }
 
-// bump increments a counter and renews its lifetime (incr keeps an item's
+// Bump increments a counter and renews its lifetime (incr keeps an item's
 // expiration: a touch follows it); a missing one is created from a fresh
 // random value (never 0 or 1), so a counter lost to eviction or expiry
 // never repeats a value an entry may have recorded.
-func (b *memcacheBackend) Bump(ctx context.Context, name string) error {
+func (b *Backend) Bump(ctx context.Context, name string) error {
 	_, err := b.increment(ctx, name)
 	return err
 }
@@ -279,7 +286,7 @@ func (b *memcacheBackend) Bump(ctx context.Context, name string) error {
 // increment is bump returning the counter's new value, and whether it
 // moved on from a value an entry may hold (false when it was created or
 // replaced).
-func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, error) {
+func (b *Backend) increment(ctx context.Context, name string) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -309,12 +316,13 @@ func (b *memcacheBackend) increment(ctx context.Context, name string) (uint64, e
 	return 0, fmt.Errorf("memcache: counter %q kept disappearing while being bumped", name)
 }
 
-func (b *memcacheBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+// Store writes the entry for ttl.
+func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	v := e.Encode()
-	if len(v)+len(key)+memcacheItemOverhead > b.maxItem {
+	if len(v)+len(key)+ItemOverhead > b.maxItem {
 		return backend.ErrTooLarge
 	}
 	err := b.failed(b.st.Set(ctx, key, v, store.WithExpiration(memcacheExpiry(ttl, time.Now()))))
@@ -376,7 +384,7 @@ func memcacheExpiry(ttl time.Duration, now time.Time) time.Duration {
 // connection pooled before the crash is dead, and each would fail one
 // request in turn — one breaker probe per cooldown, so a busy process
 // took up to max_idle cooldowns to cache again.
-func (b *memcacheBackend) failed(err error) error {
+func (b *Backend) failed(err error) error {
 	var ne net.Error
 	if err != nil && (errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
 		_ = b.client.Close() // closes idle connections only; the client stays usable
@@ -384,7 +392,109 @@ func (b *memcacheBackend) failed(err error) error {
 	return err
 }
 
-func (b *memcacheBackend) Remote() bool { return true }
+// Remote is true: the store is shared between instances.
+func (b *Backend) Remote() bool { return true }
 
-// close drops the idle connections; it never flushes anything.
-func (b *memcacheBackend) Close() error { return b.client.Close() }
+// Close drops the idle connections; it never flushes anything.
+func (b *Backend) Close() error { return b.client.Close() }
+
+// SoftBump moves the counter on and records its mark.
+//
+// Memcached: Increment returns the new value; a counter that had to be
+// created has no "before" any entry could hold, so it gets no mark.
+//
+// SoftBump moves the counter on and records its mark.
+func (b *Backend) SoftBump(ctx context.Context, name string) error {
+	n, err := b.increment(ctx, name)
+	if err != nil || n == 0 {
+		return err
+	}
+	return b.client.Set(&memcache.Item{Key: wire.SoftKey(name), Value: []byte(wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n})), Expiration: b.counterExpiry()})
+}
+
+// SoftMarks reads the soft marks of the named counters.
+func (b *Backend) SoftMarks(_ context.Context, names []string, marks []backend.SoftMark) error {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = wire.SoftKey(n)
+	}
+	got, err := b.client.GetMulti(keys)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		marks[i] = backend.SoftMark{}
+		if it, ok := got[k]; ok {
+			marks[i] = wire.DecodeMark(it.Value)
+		}
+	}
+	return nil
+}
+
+// Acquire takes the lease on key for ttl, if no one holds it.
+func (b *Backend) Acquire(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
+	secs := int32((ttl + time.Second - 1) / time.Second)
+	err := b.client.Add(&memcache.Item{Key: key, Value: []byte(token), Expiration: secs})
+	switch {
+	case err == nil:
+		return token, true, nil
+	case errors.Is(err, memcache.ErrNotStored):
+		return "", false, nil
+	}
+	return "", false, err
+}
+
+// Release is get-compare-delete: not atomic on Memcached, which has no
+// compare-and-delete; a lease that expired in between may be freed early,
+// which costs at most one extra origin call.
+func (b *Backend) Release(_ context.Context, key, token string) error {
+	it, err := b.client.Get(key)
+	if errors.Is(err, memcache.ErrCacheMiss) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if string(it.Value) != token {
+		return nil
+	}
+	if err := b.client.Delete(key); err != nil && !errors.Is(err, memcache.ErrCacheMiss) {
+		return fmt.Errorf("memcache lease release: %w", err)
+	}
+	return nil
+}
+
+// Poll is load's GetMulti with the lease key added.
+func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	keys := make([]string, 0, 2+len(names))
+	keys = append(keys, key)
+	keys = append(keys, names...)
+	keys = append(keys, lkey)
+	items, err := b.client.GetMulti(keys)
+	if err != nil {
+		return nil, false, b.failed(err)
+	}
+	for i, n := range names {
+		vals[i] = memcacheCounter(items[n])
+	}
+	held := items[lkey] != nil
+	it := items[key]
+	if it == nil {
+		return nil, held, nil
+	}
+	e, err := backend.DecodeShared(it.Value)
+	return e, held, err
+}
+
+// unsafeString views b as a string; b must not be written while it is used.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// Client is the gomemcache client (tests inspect the servers with it).
+func (b *Backend) Client() *memcache.Client { return b.client }
+
+// MaxItem is the item size limit the backend assumes (max_item).
+func (b *Backend) MaxItem() int { return b.maxItem }

@@ -1,4 +1,4 @@
-package core
+package redis
 
 import (
 	"cmp"
@@ -15,23 +15,48 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/internal/wire"
+
 	"github.com/eko/gocache/lib/v4/store"
 	redisstore "github.com/eko/gocache/store/redis/v4"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultRedisTimeout bounds each Redis operation (dial, read, write) when
+// DefaultTimeout bounds each Redis operation (dial, read, write) when
 // the URL sets no timeout option.
-const DefaultRedisTimeout = 250 * time.Millisecond
+const DefaultTimeout = 250 * time.Millisecond
 
 func init() {
-	openers["redis"] = func(u *url.URL) (backend.Backend, error) { return openRedis(u, false) }
-	openers["rediss"] = func(u *url.URL) (backend.Backend, error) { return openRedis(u, false) }
-	openers["redis+cluster"] = func(u *url.URL) (backend.Backend, error) { return openRedis(u, true) }
-	openers["rediss+cluster"] = func(u *url.URL) (backend.Backend, error) { return openRedis(u, true) }
+	backend.Register("redis", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, false, o) })
+	backend.Register("rediss", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, false, o) })
+	backend.Register("redis+cluster", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, true, o) })
+	backend.Register("rediss+cluster", func(u *url.URL, o backend.Options) (backend.Backend, error) { return openRedisWith(u, true, o) })
 }
 
-// redisBackend reads with the native go-redis client, so that a lookup is
+// openRedisWith opens a Redis backend with the engine's options.
+func openRedisWith(u *url.URL, cluster bool, o backend.Options) (*Backend, error) {
+	b, err := openRedis(u, cluster)
+	if err == nil {
+		b.SetLogger(o.Log())
+		b.guard.configure(o.Log(), nil)
+	}
+	return b, err
+}
+
+// Prepare registers the region counters the restart check resets
+// (redis_conn.go), then warms the pool, bounded by four operation
+// timeouts: New never fails, and waits little, because Redis is down.
+func (b *Backend) Prepare(regions []backend.RegionCounters) {
+	b.guard.setRegions(regions)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*b.timeout)
+	defer cancel()
+	b.warm(ctx)
+}
+
+var _ backend.Preparer = (*Backend)(nil)
+
+// Backend reads with the native go-redis client, so that a lookup is
 // one pipeline of a bounded GETRANGE of the entry and an MGET of its
 // counters (one round trip), and writes entries as gocache's redis store
 // does (a SET with expiry; through the store itself when the entry records
@@ -39,7 +64,7 @@ func init() {
 // cluster the keys of one lookup live in several slots; the lookup is then
 // one pipeline of GETRANGE and GETs, sent to the nodes concerned in
 // parallel.
-type redisBackend struct {
+type Backend struct {
 	client  redis.UniversalClient
 	st      *redisstore.RedisStore
 	cluster bool
@@ -68,15 +93,10 @@ type redisBackend struct {
 	nodeOpt   *redis.Options // cluster: a node's options (restart check's own connections)
 }
 
-// invalidationChannel is the pub/sub channel every invalidation on a Redis
+// InvalidationChannel is the pub/sub channel every invalidation on a Redis
 // backend is published on (payload "<instance>|<counter>"), whether or not
 // the Cache making it has a near cache: near caches subscribe to it.
-const invalidationChannel = "routecache:inv"
-
-// DefaultCounterTTL is the lifetime of a counter on a backend opened
-// without a Cache (New sets each backend's from its regions; see
-// counterLifetime).
-const DefaultCounterTTL = 24 * time.Hour
+const InvalidationChannel = "routecache:inv"
 
 // op bounds one operation by the URL's timeout, go-redis's retries
 // included: without it a pipeline that times out is retried up to
@@ -86,8 +106,8 @@ const DefaultCounterTTL = 24 * time.Hour
 // The operation first waits for one of the pool's connections (admission,
 // redis_conn.go) on a budget of its own, so that queueing behind a burst
 // does not eat the timeout; an operation that could not get one in time
-// fails with an error wrapping errQueued, which the breaker ignores.
-func (b *redisBackend) op(ctx context.Context) (context.Context, context.CancelFunc) {
+// fails with an error wrapping backend.ErrQueued, which the breaker ignores.
+func (b *Backend) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	if b.adm == nil {
 		return context.WithTimeout(ctx, b.timeout)
 	}
@@ -111,10 +131,10 @@ func (b *redisBackend) op(ctx context.Context) (context.Context, context.CancelF
 // ...). pool_timeout bounds the wait for a free connection (default:
 // timeout + 1 s); New opens min(pool_size, 32) connections per node, or
 // min_idle_conns if larger (see warm).
-func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
+func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 	raw := u.Redacted()
 	q := u.Query()
-	timeout := DefaultRedisTimeout
+	timeout := DefaultTimeout
 	if v := q.Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -134,7 +154,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 		}
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
-	b := &redisBackend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter()), counterTTL: DefaultCounterTTL}
+	b := &Backend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter()), counterTTL: backend.DefaultCounterTTL}
 	b.BoundEntries(0)
 	if cluster {
 		for _, h := range hosts[1:] {
@@ -184,7 +204,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 	return b, nil
 }
 
-// load reads the entry with GETRANGE key 0 maxEntry rather than GET: a
+// Load reads the entry with GETRANGE key 0 maxEntry rather than GET: a
 // value longer than any entry this backend stores (one planted under an
 // entry key, say 64 MiB) costs at most maxEntry+1 bytes to read and is
 // that key's corrupt entry, instead of a read that times out and counts
@@ -199,7 +219,7 @@ func openRedis(u *url.URL, cluster bool) (*redisBackend, error) {
 // maxEntry. (A script doing it all on the server was measured slower: more
 // client instructions, and the server's script call cost about 10µs per
 // hit.)
-func (b *redisBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
+func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	var pipe redis.Pipeliner
@@ -277,7 +297,7 @@ func smallResult(c *redis.StringCmd) (string, error) {
 
 // pipe returns an idle pipeline (Exec leaves a pipeline empty and ready
 // for reuse): a new one costs three allocations on every hit.
-func (b *redisBackend) pipe() *redis.Pipeline {
+func (b *Backend) pipe() *redis.Pipeline {
 	if p, ok := b.pipes.Get().(*redis.Pipeline); ok {
 		return p
 	}
@@ -287,7 +307,7 @@ func (b *redisBackend) pipe() *redis.Pipeline {
 // entryResult decodes the GETRANGE of an entry: "" is absent (GETRANGE's
 // answer for a missing key; an empty value is no entry either), a value
 // longer than maxEntry or of another type is no entry of ours.
-func (b *redisBackend) entryResult(ec *redis.StringCmd) (*backend.Entry, error) {
+func (b *Backend) entryResult(ec *redis.StringCmd) (*backend.Entry, error) {
 	v, err := ec.Result()
 	switch {
 	case err != nil:
@@ -307,7 +327,7 @@ func (b *redisBackend) entryResult(ec *redis.StringCmd) (*backend.Entry, error) 
 // pipeline of bounded reads (smallRead), which a cluster client splits by
 // node and sends in parallel: nil for a missing key, a key of another type
 // or a value too long to be ours, else the string.
-func (b *redisBackend) getMany(ctx context.Context, keys []string) ([]any, error) {
+func (b *Backend) getMany(ctx context.Context, keys []string) ([]any, error) {
 	pipe := b.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(keys))
 	for i, k := range keys {
@@ -334,7 +354,8 @@ func isWrongType(err error) bool {
 	return redis.HasErrorPrefix(err, "WRONGTYPE")
 }
 
-func (b *redisBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
+// Counters reads the named counters (0 = missing).
+func (b *Backend) Counters(ctx context.Context, names []string, vals []uint64) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -350,10 +371,10 @@ func (b *redisBackend) Counters(ctx context.Context, names []string, vals []uint
 	return nil
 }
 
-// ensure creates missing counters with SET NX PX of a fresh random value
+// Ensure creates missing counters with SET NX PX of a fresh random value
 // (living counterTTL) and reads back the value now current, all in one
 // pipeline.
-func (b *redisBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	if !slices.Contains(vals, 0) {
 		return nil
 	}
@@ -446,22 +467,22 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`)
 
-// bump increments a counter (see bumpScript) and publishes the
+// Bump increments a counter (see bumpScript) and publishes the
 // invalidation for the near caches of every instance, with or without a
 // near cache in this one.
-func (b *redisBackend) Bump(ctx context.Context, name string) error {
+func (b *Backend) Bump(ctx context.Context, name string) error {
 	_, err := b.incr(ctx, name, true)
 	return err
 }
 
 // incr runs bumpScript, publishing when asked, and returns the counter's
 // new value.
-func (b *redisBackend) incr(ctx context.Context, name string, publish bool) (uint64, error) {
+func (b *Backend) incr(ctx context.Context, name string, publish bool) (uint64, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	channel, msg := "", ""
 	if publish {
-		channel, msg = invalidationChannel, b.message(name)
+		channel, msg = InvalidationChannel, b.message(name)
 	}
 	v, err := bumpScript.Run(ctx, b.client, []string{name},
 		strconv.FormatUint(backend.FreshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
@@ -472,21 +493,21 @@ func (b *redisBackend) incr(ctx context.Context, name string, publish bool) (uin
 }
 
 // message is the invalidation message of a counter.
-func (b *redisBackend) message(name string) string { return b.instance + "|" + name }
+func (b *Backend) message(name string) string { return b.instance + "|" + name }
 
 // ttlMillis is a lifetime in whole milliseconds (at least 1), as PX takes it.
 func ttlMillis(d time.Duration) string {
 	return strconv.FormatInt(max(int64(d/time.Millisecond), 1), 10)
 }
 
-// setCounterTTL sets how long counters live (counterLifer).
-func (b *redisBackend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
+// SetCounterTTL sets how long counters live (counterLifer).
+func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
 
-// store writes the entry and, in the same pipeline, renews the lifetime of
+// Store writes the entry and, in the same pipeline, renews the lifetime of
 // every counter it depends on: a counter outlives every entry that
 // recorded it (see counterLifetime). PEXPIRE of a counter that has gone
 // meanwhile does nothing; the entry then reads as a miss.
-func (b *redisBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	v := e.Encode()
 	if int64(len(v)) > b.maxEntry {
 		return backend.ErrTooLarge // a lookup would read it as corrupt
@@ -505,13 +526,17 @@ func (b *redisBackend) Store(ctx context.Context, key string, e *backend.Entry, 
 	return set.Err()
 }
 
-func (b *redisBackend) BoundEntries(maxBody int64) {
+// BoundEntries raises the largest entry stored and read (backend.EntryBounder).
+func (b *Backend) BoundEntries(maxBody int64) {
 	b.maxEntry = max(b.maxEntry, backend.MaxEntrySize(maxBody))
 	b.maxEntryArg = b.maxEntry
 }
 
-func (b *redisBackend) Remote() bool { return true }
-func (b *redisBackend) Close() error {
+// Remote is true: the store is shared between instances.
+func (b *Backend) Remote() bool { return true }
+
+// Close releases the backend's resources.
+func (b *Backend) Close() error {
 	redisLogs.unregister(b.logReg)
 	return b.client.Close()
 }
@@ -589,10 +614,138 @@ func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.current().WarnContext(context.WithoutCancel(ctx), "routecache: redis client", args...)
 }
 
-// setLogger routes go-redis's log lines to the Cache's logger while this
+// SetLogger routes go-redis's log lines to the Cache's logger while this
 // backend is open (see redisLogger).
-func (b *redisBackend) SetLogger(log *slog.Logger) {
+func (b *Backend) SetLogger(log *slog.Logger) {
 	if b.logReg == nil && log != nil {
 		b.logReg = redisLogs.register(log)
 	}
 }
+
+// SoftBump moves the counter on and records its mark.
+//
+// Redis: the counter moves on (bumpScript, nothing published yet), then
+// the mark is written and the bump published in one script (markScript):
+// a near cache told of the bump finds its mark. The mark lives as long as
+// a counter. (The mark's key lives in another cluster slot than the
+// counter's, hence two scripts.)
+//
+// SoftBump moves the counter on and records its mark.
+func (b *Backend) SoftBump(ctx context.Context, name string) error {
+	n, err := b.incr(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	err = markScript.Run(ctx, b.client, []string{wire.SoftKey(name)},
+		wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), InvalidationChannel, b.message(name)).Err()
+	if err != nil {
+		return fmt.Errorf("publish invalidation: %w", err)
+	}
+	return nil
+}
+
+// SoftMarks reads the soft marks of the named counters.
+func (b *Backend) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = wire.SoftKey(n)
+	}
+	res, err := b.getMany(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, v := range res {
+		marks[i] = backend.SoftMark{}
+		if s, ok := v.(string); ok {
+			marks[i] = wire.DecodeMark([]byte(s))
+		}
+	}
+	return nil
+}
+
+// releaseScript deletes the lease only if it still holds our token, so a
+// holder whose lease expired cannot free someone else's.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Acquire takes the lease on key for ttl, if no one holds it.
+func (b *Backend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	ctx, cancel := b.op(ctx) // bounded like every Redis call, retries included
+	defer cancel()
+	token := strconv.FormatUint(backend.FreshCounter(), 36)
+	ok, err := b.client.SetNX(ctx, key, token, ttl).Result()
+	if err != nil {
+		return "", false, err
+	}
+	return token, ok, nil
+}
+
+// Release gives the lease back if token still holds it.
+func (b *Backend) Release(ctx context.Context, key, token string) error {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	return releaseScript.Run(ctx, b.client, []string{key}, token).Err()
+}
+
+// Poll is load (the entry's bounded GETRANGE, its counters) with a bounded
+// read of the lease key, in one pipeline. It is on the miss path only. A
+// foreign value too long to be a token reads as no lease.
+func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	ctx, cancel := b.op(ctx)
+	defer cancel()
+	pipe := b.client.Pipeline()
+	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
+	_ = pipe.Process(ctx, ec)
+	cmds := make([]*redis.StringCmd, len(names)+1)
+	for i, n := range names {
+		cmds[i] = smallRead(ctx, pipe, n)
+	}
+	cmds[len(names)] = smallRead(ctx, pipe, lkey)
+	if err := execErr(pipe.Exec(ctx)); err != nil {
+		return nil, false, err
+	}
+	for i := range names {
+		v, err := smallResult(cmds[i])
+		if err != nil {
+			return nil, false, err
+		}
+		vals[i] = backend.ParseDecimal(v)
+	}
+	// Any value under the lease key holds it, a foreign one too (SET NX
+	// could not take it either): only its absence releases the wait.
+	token, err := cmds[len(names)].Result()
+	held := err == nil && token != "" || isWrongType(err)
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+		return nil, false, err
+	}
+	e, err := b.entryResult(ec)
+	return e, held, err
+}
+
+// atomicTime is a lock-free "at most once per interval" gate.
+type atomicTime struct{ last atomic.Int64 }
+
+func (a *atomicTime) every(d time.Duration) bool {
+	now := time.Now().UnixNano()
+	last := a.last.Load()
+	if now-last < int64(d) {
+		return false
+	}
+	return a.last.CompareAndSwap(last, now)
+}
+
+// Client is the go-redis client (a near cache subscribes with it; tests
+// inspect the server with it).
+func (b *Backend) Client() redis.UniversalClient { return b.client }
+
+// Instance names this backend in the invalidation messages it publishes
+// ("<instance>|<counter>" on InvalidationChannel).
+func (b *Backend) Instance() string { return b.instance }
+
+// OnReset sets the logger of the restart check and adds f to what runs
+// after it reset counters or saw a node's run_id change (a near cache
+// drops its local counters).
+func (b *Backend) OnReset(log *slog.Logger, f func()) { b.guard.configure(log, f) }

@@ -1,9 +1,8 @@
-package core
+package memory
 
 import (
 	"fmt"
 	"hash/maphash"
-	"strconv"
 	"sync"
 	"testing"
 )
@@ -92,20 +91,4 @@ func TestCounterMapFilter(t *testing.T) {
 			t.Fatalf("%s created but filtered out", name)
 		}
 	}
-}
-
-// FuzzParseDecimal checks the counters' digit loop against strconv.
-func FuzzParseDecimal(f *testing.F) {
-	for _, s := range []string{"", "0", "1", "42", "9999999999999999999", "18446744073709551615", "18446744073709551616", "-1", "+1", "1_0", "0x10", " 1", "１"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			want = 0
-		}
-		if got := backend.ParseDecimal(s); got != want {
-			t.Fatalf("parseDecimal(%q) = %d, want %d", s, got, want)
-		}
-	})
 }

@@ -1,4 +1,17 @@
-package core
+// Package settings configures routecache's regions from a flat map of
+// string keys, the way Pyramid applications configure dogpile.cache
+// regions in their .ini file:
+//
+//	cache.regions = articles, short
+//	cache.default.stale = 1m
+//	cache.articles.backend = redis://127.0.0.1:6379/0
+//	cache.articles.ttl = 10m
+//	cache.short.ttl = 30s
+//
+// The map can come from a file (LoadFile), from the environment
+// (FromEnv), from code, or from several of them (Merge). Parse turns it
+// into a core.Config; New into a *core.Cache.
+package settings
 
 import (
 	"errors"
@@ -9,19 +22,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Settings: regions configured from a flat map of string keys, the way
-// Pyramid applications configure dogpile.cache regions in their .ini file.
-//
-//	cache.regions = articles, short
-//	cache.default.stale = 1m
-//	cache.articles.backend = redis://127.0.0.1:6379/0
-//	cache.articles.ttl = 10m
-//	cache.short.ttl = 30s
-//
-// The map can come from a file (LoadSettingsFile), from the environment
-// (SettingsFromEnv), from code, or from several of them (MergeSettings).
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/internal/bridge"
+)
 
 const settingsPrefix = "cache."
 
@@ -41,7 +45,7 @@ func settingsErr(key, format string, args ...any) error {
 	return fmt.Errorf("routecache: settings: "+key+": "+format, args...)
 }
 
-// ConfigFromSettings builds a Config from Pyramid-style settings.
+// Parse builds a core.Config from Pyramid-style settings.
 //
 // Keys (whitespace around keys and values is trimmed):
 //
@@ -49,7 +53,7 @@ func settingsErr(key, format string, args ...any) error {
 //	cache.<region>.<option>          an option of one listed region
 //	cache.default.<option>           an option for every region that does not set it
 //
-// Options, each mapping to the RegionConfig field of the same meaning:
+// Options, each mapping to the core.RegionConfig field of the same meaning:
 //
 //	backend             Backend: store URL, e.g. redis://127.0.0.1:6379/0
 //	ttl                 TTL: Go duration (30s, 10m, 1h30m), ≥ 0
@@ -80,21 +84,21 @@ func settingsErr(key, format string, args ...any) error {
 // A list may also be split over several lines (as continuation lines of
 // an ini file produce); a line may end with a comma. Empty list items are
 // errors. An empty value sets the field's zero value, which is the default
-// documented on RegionConfig (for example "cache.articles.ttl =" gives
-// DefaultTTL even when cache.default.ttl is set). A region option replaces
+// documented on core.RegionConfig (for example "cache.articles.ttl =" gives
+// core.DefaultTTL even when cache.default.ttl is set). A region option replaces
 // the cache.default one as a whole; lists are not merged.
 //
 // Keys that do not start with "cache." are ignored, so an application can
 // pass its whole settings map. Every other problem is an error naming the
 // key: a key under "cache." that is none of the above (including options of
 // a region missing from cache.regions), and a value that does not parse or
-// that New would reject. All such errors are reported together (joined, in
+// that core.New would reject. All such errors are reported together (joined, in
 // key order). Checks that need the backend itself (for example a Redis
-// URL's options) happen in New.
+// URL's options) happen in core.New.
 //
 // Config.Logger and RegionConfig.Store cannot be set from settings; set
-// them on the returned Config before calling New.
-func ConfigFromSettings(s map[string]string) (Config, error) {
+// them on the returned Config before calling core.New.
+func Parse(s map[string]string) (core.Config, error) {
 	keys := make(map[string]string, len(s))
 	var dup []string
 	for k, v := range s {
@@ -120,12 +124,12 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 	raw, ok := keys[regionsKey]
 	if !ok {
 		errs = append(errs, settingsErr(regionsKey, "missing (list the region names, e.g. %q)", "cache.regions = articles, short"))
-		return Config{}, joinSettingsErrs(errs)
+		return core.Config{}, joinSettingsErrs(errs)
 	}
 	names, err := parseSettingsList(raw)
 	if err != nil {
 		errs = append(errs, settingsErr(regionsKey, "%w", err))
-		return Config{}, joinSettingsErrs(errs)
+		return core.Config{}, joinSettingsErrs(errs)
 	}
 	if len(names) == 0 {
 		errs = append(errs, settingsErr(regionsKey, "no regions listed"))
@@ -133,8 +137,8 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 	listed := make(map[string]bool, len(names))
 	for _, name := range names {
 		switch {
-		case !regionName.MatchString(name):
-			errs = append(errs, settingsErr(regionsKey, "region name %q must match %s", name, regionName))
+		case !bridge.RegionName.MatchString(name):
+			errs = append(errs, settingsErr(regionsKey, "region name %q must match %s", name, bridge.RegionName))
 		case name == settingsDefaultScope:
 			errs = append(errs, settingsErr(regionsKey, "region name %q is reserved for cache.default.<option>", name))
 		case listed[name]:
@@ -143,7 +147,7 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 		listed[name] = true
 	}
 	if len(errs) > 0 {
-		return Config{}, joinSettingsErrs(errs)
+		return core.Config{}, joinSettingsErrs(errs)
 	}
 
 	sorted := make([]string, 0, len(keys))
@@ -153,7 +157,7 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 		}
 	}
 	sort.Strings(sorted)
-	appliers := map[string][]func(*RegionConfig){} // region (or "default") -> setters
+	appliers := map[string][]func(*core.RegionConfig){} // region (or "default") -> setters
 	for _, k := range sorted {
 		rest := k[len(settingsPrefix):]
 		i := strings.LastIndexByte(rest, '.')
@@ -178,15 +182,15 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 		appliers[region] = append(appliers[region], set)
 	}
 	if len(errs) > 0 {
-		return Config{}, joinSettingsErrs(errs)
+		return core.Config{}, joinSettingsErrs(errs)
 	}
 
-	cfg := Config{Regions: make(map[string]RegionConfig, len(names))}
+	cfg := core.Config{Regions: make(map[string]core.RegionConfig, len(names))}
 	if v := keys[secretKey]; v != "" {
 		cfg.Secret = []byte(v)
 	}
 	for _, name := range names {
-		var rc RegionConfig
+		var rc core.RegionConfig
 		for _, set := range appliers[settingsDefaultScope] {
 			set(&rc)
 		}
@@ -198,19 +202,19 @@ func ConfigFromSettings(s map[string]string) (Config, error) {
 	return cfg, nil
 }
 
-// FromSettings is New(ConfigFromSettings(s)): it builds a Cache from
-// Pyramid-style settings. See ConfigFromSettings for the keys, and
-// LoadSettingsFile, SettingsFromEnv and MergeSettings for their sources:
+// New is core.New(Parse(s)): it builds a Cache from
+// Pyramid-style settings. See Parse for the keys, and
+// LoadFile, FromEnv and Merge for their sources:
 //
-//	file, err := core.LoadSettingsFile("production.ini")
+//	file, err := settings.LoadFile("production.ini")
 //	...
-//	rc, err := core.FromSettings(core.MergeSettings(file, core.SettingsFromEnv(os.Environ())))
-func FromSettings(s map[string]string) (*Cache, error) {
-	cfg, err := ConfigFromSettings(s)
+//	rc, err := settings.New(settings.Merge(file, settings.FromEnv(os.Environ())))
+func New(s map[string]string) (*core.Cache, error) {
+	cfg, err := Parse(s)
 	if err != nil {
 		return nil, err
 	}
-	return New(cfg)
+	return core.New(cfg)
 }
 
 func joinSettingsErrs(errs []error) error {
@@ -233,8 +237,8 @@ func isSettingsOption(opt string) bool {
 // corresponding RegionConfig field. The setter is checked against the
 // same rules New applies (normalize), on a config holding only that
 // field, so a value accepted here is never rejected by New for itself.
-func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
-	var set func(*RegionConfig)
+func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
+	var set func(*core.RegionConfig)
 	switch opt {
 	case "backend":
 		if v != "" {
@@ -242,7 +246,7 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 				return nil, err
 			}
 		}
-		set = func(rc *RegionConfig) { rc.Backend = v }
+		set = func(rc *core.RegionConfig) { rc.Backend = v }
 	case "ttl", "stale", "fill_timeout":
 		d, err := parseSettingsDuration(v)
 		if err != nil {
@@ -250,11 +254,11 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		}
 		switch opt {
 		case "ttl":
-			set = func(rc *RegionConfig) { rc.TTL = d }
+			set = func(rc *core.RegionConfig) { rc.TTL = d }
 		case "stale":
-			set = func(rc *RegionConfig) { rc.Stale = d }
+			set = func(rc *core.RegionConfig) { rc.Stale = d }
 		default:
-			set = func(rc *RegionConfig) { rc.FillTimeout = d }
+			set = func(rc *core.RegionConfig) { rc.FillTimeout = d }
 		}
 	case "stale_if_error", "lease_wait":
 		d, err := parseSettingsDuration(v)
@@ -262,9 +266,9 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 			return nil, err
 		}
 		if opt == "stale_if_error" {
-			set = func(rc *RegionConfig) { rc.StaleIfError = d }
+			set = func(rc *core.RegionConfig) { rc.StaleIfError = d }
 		} else {
-			set = func(rc *RegionConfig) { rc.LeaseWait = d }
+			set = func(rc *core.RegionConfig) { rc.LeaseWait = d }
 		}
 	case "lease_ttl":
 		var d time.Duration = -1
@@ -274,7 +278,7 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 				return nil, err
 			}
 		}
-		set = func(rc *RegionConfig) { rc.LeaseTTL = d }
+		set = func(rc *core.RegionConfig) { rc.LeaseTTL = d }
 	case "early_refresh":
 		var beta float64
 		if v != "" {
@@ -283,7 +287,7 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 				return nil, fmt.Errorf("bad number %q", v)
 			}
 		}
-		set = func(rc *RegionConfig) { rc.EarlyRefresh = beta }
+		set = func(rc *core.RegionConfig) { rc.EarlyRefresh = beta }
 	case "max_refreshes":
 		var n int
 		if v != "" {
@@ -292,18 +296,18 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 				return nil, fmt.Errorf("bad integer %q", v)
 			}
 		}
-		set = func(rc *RegionConfig) { rc.MaxRefreshes = n }
+		set = func(rc *core.RegionConfig) { rc.MaxRefreshes = n }
 	case "prefix":
-		set = func(rc *RegionConfig) { rc.Prefix = v }
+		set = func(rc *core.RegionConfig) { rc.Prefix = v }
 	case "max_entry_bytes":
 		var n int64
 		if v != "" {
 			var err error
-			if n, err = parseBytes(v); err != nil {
+			if n, err = bridge.ParseBytes(v); err != nil {
 				return nil, err
 			}
 		}
-		set = func(rc *RegionConfig) { rc.MaxEntryBytes = n }
+		set = func(rc *core.RegionConfig) { rc.MaxEntryBytes = n }
 	case "statuses":
 		items, err := parseSettingsList(v)
 		if err != nil {
@@ -317,7 +321,7 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 			}
 			codes = append(codes, n)
 		}
-		set = func(rc *RegionConfig) { rc.Statuses = append([]int(nil), codes...) }
+		set = func(rc *core.RegionConfig) { rc.Statuses = append([]int(nil), codes...) }
 	case "vary_headers", "vary_cookies", "ignore_cookies":
 		items, err := parseSettingsList(v)
 		if err != nil {
@@ -325,11 +329,11 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		}
 		switch opt {
 		case "vary_headers":
-			set = func(rc *RegionConfig) { rc.VaryHeaders = append([]string(nil), items...) }
+			set = func(rc *core.RegionConfig) { rc.VaryHeaders = append([]string(nil), items...) }
 		case "vary_cookies":
-			set = func(rc *RegionConfig) { rc.VaryCookies = append([]string(nil), items...) }
+			set = func(rc *core.RegionConfig) { rc.VaryCookies = append([]string(nil), items...) }
 		default:
-			set = func(rc *RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
+			set = func(rc *core.RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
 	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query":
 		b, err := parseSettingsBool(v)
@@ -338,20 +342,20 @@ func parseSettingsValue(opt, v string) (func(*RegionConfig), error) {
 		}
 		switch opt {
 		case "soft_invalidation":
-			set = func(rc *RegionConfig) { rc.SoftInvalidation = b }
+			set = func(rc *core.RegionConfig) { rc.SoftInvalidation = b }
 		case "ignore_client_ip_headers":
-			set = func(rc *RegionConfig) { rc.IgnoreClientIPHeaders = b }
+			set = func(rc *core.RegionConfig) { rc.IgnoreClientIPHeaders = b }
 		case "canonical_query":
-			set = func(rc *RegionConfig) { rc.CanonicalQuery = b }
+			set = func(rc *core.RegionConfig) { rc.CanonicalQuery = b }
 		default:
-			set = func(rc *RegionConfig) { rc.VaryAuthorization = b }
+			set = func(rc *core.RegionConfig) { rc.VaryAuthorization = b }
 		}
 	default:
 		return nil, fmt.Errorf("unknown option %q", opt) // unreachable: checked by the caller
 	}
-	var one RegionConfig
+	var one core.RegionConfig
 	set(&one)
-	if err := normalize(&one); err != nil {
+	if err := bridge.NormalizeRegion(&one); err != nil {
 		return nil, err
 	}
 	return set, nil
@@ -424,24 +428,24 @@ func checkSettingsBackend(v string) error {
 		return fmt.Errorf("bad backend URL: %w", err)
 	}
 	if u.Scheme == "" {
-		return fmt.Errorf("backend URL has no scheme (want one of %s)", schemeList())
+		return fmt.Errorf("backend URL has no scheme (want one of %s)", bridge.SchemeList())
 	}
-	if _, ok := openers[u.Scheme]; !ok {
-		return fmt.Errorf("unknown backend scheme %q (want one of %s)", u.Scheme, schemeList())
+	if !bridge.KnownScheme(u.Scheme) {
+		return fmt.Errorf("unknown backend scheme %q (want one of %s)", u.Scheme, bridge.SchemeList())
 	}
 	return nil
 }
 
-// SettingsFromEnv maps environment variables to settings keys. Pass
+// FromEnv maps environment variables to settings keys. Pass
 // os.Environ() in real use; the result composes with other sources
-// through MergeSettings.
+// through Merge.
 //
 //	ROUTECACHE_REGIONS=articles,short   → cache.regions
 //	ROUTECACHE_SECRET=…                 → cache.secret
 //	ROUTECACHE_DEFAULT_<OPTION>=v       → cache.default.<option>
 //	ROUTECACHE_<REGION>_<OPTION>=v      → cache.<region>.<option>
 //
-// <OPTION> is an option name of ConfigFromSettings in any case, e.g.
+// <OPTION> is an option name of Parse in any case, e.g.
 // ROUTECACHE_ARTICLES_MAX_ENTRY_BYTES → cache.articles.max_entry_bytes.
 // <REGION> is a region name upper-cased, with '-' and '.' replaced by
 // '_': region "api-v1.eu" is ROUTECACHE_API_V1_EU_TTL. It is matched
@@ -449,14 +453,14 @@ func checkSettingsBackend(v string) error {
 // and maps to the name as written there. A region not listed there (or
 // whose env form is shared by two listed names) maps to its env form
 // lower-cased: ROUTECACHE_ARTICLES_TTL → cache.articles.ttl, which suits
-// the usual lower-case names listed in a settings file; ConfigFromSettings
+// the usual lower-case names listed in a settings file; Parse
 // reports any such key whose region is not in the final cache.regions.
 //
 // Variables that start with ROUTECACHE_ but do not end in _<OPTION> (such
 // as ROUTECACHE_TEST_REDIS) are ignored, as are all other variables. When
 // several variables map to the same key, the first in environ wins, as
 // with os.Getenv.
-func SettingsFromEnv(environ []string) map[string]string {
+func FromEnv(environ []string) map[string]string {
 	const prefix = "ROUTECACHE_"
 	out := map[string]string{}
 	byEnv := map[string][]string{} // env form -> listed region names
@@ -523,7 +527,7 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// LoadSettingsFile reads settings from an ini-style file such as a
+// LoadFile reads settings from an ini-style file such as a
 // Pyramid application's production.ini:
 //
 //	[app:main]
@@ -537,14 +541,14 @@ func containsString(list []string, s string) bool {
 //
 // Lines are "key = value" (split at the first '='; key and value
 // trimmed). A line starting with whitespace continues the previous value:
-// it is appended after a newline, which ConfigFromSettings reads as a list
+// it is appended after a newline, which Parse reads as a list
 // separator. Lines whose first non-blank character is '#' or ';' are
 // comments (there are no comments after a value: URLs may hold '#' and
 // ';'); blank lines are skipped. Section headers ("[app:main]") are
 // allowed and ignored: keys from all sections are merged into one map, a
 // later line winning over an earlier one. Keys keep their case and there
 // is no %(name)s interpolation. Errors name the file and line.
-func LoadSettingsFile(path string) (map[string]string, error) {
+func LoadFile(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("routecache: settings: %w", err)
@@ -604,14 +608,14 @@ func quoteSettingsLine(s string) string {
 	return strconv.Quote(s)
 }
 
-// MergeSettings merges settings maps into a new one; for a key present in
+// Merge merges settings maps into a new one; for a key present in
 // several maps, the later map wins. Keys are trimmed of surrounding
 // whitespace first, so " cache.regions" and "cache.regions" are the same
 // key. Nil maps are allowed. Typical use: a file overridden by the
 // environment,
 //
-//	core.MergeSettings(fileSettings, core.SettingsFromEnv(os.Environ()))
-func MergeSettings(maps ...map[string]string) map[string]string {
+//	settings.Merge(fileSettings, settings.FromEnv(os.Environ()))
+func Merge(maps ...map[string]string) map[string]string {
 	n := 0
 	for _, m := range maps {
 		n += len(m)

@@ -1,4 +1,4 @@
-package core
+package redis
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -23,12 +25,6 @@ import (
 // ---------------------------------------------------------------------------
 // Admission: queueing for a connection is not a backend failure
 // ---------------------------------------------------------------------------
-
-// errQueued marks a failure that never reached the backend: the operation
-// waited for a connection of its own process (a burst queueing for the
-// pool) and gave up. The breaker does not count it: it says nothing about
-// the backend's health.
-var errQueued = errors.New("routecache: no connection free in time (the process's own queue)")
 
 // admission bounds the operations in flight on one Redis backend to the
 // pool's size, so that an operation never waits inside go-redis's pool
@@ -52,7 +48,7 @@ func newAdmission(size int, wait, timeout time.Duration) *admission {
 }
 
 // enter takes a slot. It returns ctx's error if the caller went away, or
-// an error wrapping errQueued.
+// an error wrapping backend.ErrQueued.
 func (a *admission) enter(ctx context.Context) error {
 	select {
 	case a.slots <- struct{}{}:
@@ -94,14 +90,16 @@ func (a *admission) alive() {
 }
 
 // connHook turns an operation refused by admission (its context carries
-// errQueued as the cause) into that error, without touching the pool;
+// backend.ErrQueued as the cause) into that error, without touching the pool;
 // marks go-redis's own pool timeouts the same way; and gives a command
 // that timed out one more attempt when the server answered other commands
 // meanwhile (see retryable).
 type connHook struct{ a *admission }
 
+// DialHook passes dials through.
 func (connHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
+// ProcessHook reports a queued operation's cause (see admission).
 func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if err := refused(ctx); err != nil {
@@ -119,6 +117,7 @@ func (h connHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// ProcessPipelineHook does for pipelines what ProcessHook does.
 func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if err := refused(ctx); err != nil {
@@ -219,7 +218,7 @@ const maxWarmConns = 32
 // initialised, so the restart check below runs for it) and leaves them idle
 // in the pool. It fails open: errors are ignored, and it returns when ctx
 // ends (New bounds it).
-func (b *redisBackend) warm(ctx context.Context) {
+func (b *Backend) warm(ctx context.Context) {
 	n := b.warmConns
 	if n <= 0 {
 		return
@@ -278,8 +277,8 @@ func warmClient(ctx context.Context, c *redis.Client, n int) {
 
 // restartGuard holds what the OnConnect hook needs.
 type restartGuard struct {
-	groups atomic.Pointer[[]markerGroup] // set by New; nil until then
-	mu     sync.Mutex                    // guards what follows
+	groups atomic.Pointer[[]backend.RegionCounters] // set by Prepare; nil until then
+	mu     sync.Mutex                               // guards what follows
 	nodes  map[string]*nodeEpoch
 	// onReset runs after counters were reset or a node's run_id changed
 	// (a near cache drops its local counters).
@@ -287,12 +286,6 @@ type restartGuard struct {
 	log     *slog.Logger
 	noInfo  atomic.Bool   // INFO is refused: restarts cannot be detected
 	resets  atomic.Uint64 // region counters reset after a restart
-}
-
-// markerGroup lists the region counters kept under one key prefix.
-type markerGroup struct {
-	prefix   string
-	counters []string
 }
 
 type nodeEpoch struct {
@@ -338,29 +331,18 @@ func (g *restartGuard) logger() *slog.Logger {
 
 // setRegions registers the region counters to reset, grouped by prefix;
 // nodes already seen are checked again at their next connection.
-func (g *restartGuard) setRegions(regions []*Region) {
-	byPrefix := map[string]int{}
-	var groups []markerGroup
-	for _, r := range regions {
-		i, ok := byPrefix[r.cfg.Prefix]
-		if !ok {
-			i = len(groups)
-			byPrefix[r.cfg.Prefix] = i
-			groups = append(groups, markerGroup{prefix: r.cfg.Prefix})
-		}
-		groups[i].counters = append(groups[i].counters, r.regionCounter)
-	}
+func (g *restartGuard) setRegions(groups []backend.RegionCounters) {
 	g.groups.Store(&groups)
 }
 
 // onConnect is the go-redis OnConnect hook of the node at addr.
-func (b *redisBackend) onConnect(addr string) func(ctx context.Context, cn *redis.Conn) error {
+func (b *Backend) onConnect(addr string) func(ctx context.Context, cn *redis.Conn) error {
 	return func(ctx context.Context, cn *redis.Conn) error {
 		return b.checkNode(ctx, cn, addr)
 	}
 }
 
-func (b *redisBackend) checkNode(ctx context.Context, cn *redis.Conn, addr string) error {
+func (b *Backend) checkNode(ctx context.Context, cn *redis.Conn, addr string) error {
 	g := &b.guard
 	if g.noInfo.Load() {
 		return nil
@@ -431,7 +413,7 @@ func (g *restartGuard) reset() {
 // verifyMarkers compares the node's markers with runID, resets the region
 // counters whose marker differs, then sets the markers. It returns the
 // counters reset.
-func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []markerGroup) ([]string, error) {
+func (b *Backend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nodeEpoch, runID string, groups []backend.RegionCounters) ([]string, error) {
 	if b.cluster && n.tag == "" {
 		tag, ok, err := ownedTag(ctx, cn)
 		if err != nil {
@@ -444,7 +426,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 	}
 	var keys, counters []string
 	for _, gr := range groups {
-		for _, c := range gr.counters {
+		for _, c := range gr.Counters {
 			k := c + ":epoch"
 			if b.cluster {
 				k += ":{" + n.tag + "}" // the slot of the tag, on this node
@@ -507,7 +489,7 @@ func (b *redisBackend) verifyMarkers(ctx context.Context, cn *redis.Conn, n *nod
 // the cluster client: this runs inside go-redis's OnConnect, possibly for
 // the connection that loads the cluster's slot map, which the cluster
 // client would wait for.)
-func (b *redisBackend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
+func (b *Backend) resetCounter(ctx context.Context, cn *redis.Conn, name string) error {
 	v := strconv.FormatUint(backend.FreshCounter(), 10)
 	err := cn.Set(ctx, name, v, 0).Err()
 	for range 3 {

@@ -1,18 +1,18 @@
-package core_test
+package settings_test
 
 import (
 	"fmt"
 
-	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/settings"
 )
 
-// FromSettings builds the regions from Pyramid-style settings: the map an
-// application reads from its .ini file (core.LoadSettingsFile) and the
-// environment (core.SettingsFromEnv), merged with core.MergeSettings.
+// New builds the regions from Pyramid-style settings: the map an
+// application reads from its .ini file (settings.LoadFile) and the
+// environment (settings.FromEnv), merged with settings.Merge.
 // Keys outside "cache." belong to the application and are ignored;
 // mistakes under "cache." are errors that name the key.
-func ExampleFromSettings() {
-	settings := map[string]string{
+func ExampleNew() {
+	s := map[string]string{
 		"pyramid.reload_templates": "false", // not a cache key: ignored
 		"cache.regions":            "articles, short",
 		"cache.default.stale":      "1m", // every region, unless it sets its own
@@ -21,7 +21,7 @@ func ExampleFromSettings() {
 		"cache.short.ttl":          "30s",
 		"cache.short.stale":        "0s",
 	}
-	rc, err := core.FromSettings(settings)
+	rc, err := settings.New(s)
 	if err != nil {
 		panic(err)
 	}
@@ -32,8 +32,8 @@ func ExampleFromSettings() {
 		fmt.Printf("%s: ttl=%v stale=%v statuses=%v backend=%s\n", name, cfg.TTL, cfg.Stale, cfg.Statuses, cfg.Backend)
 	}
 
-	settings["cache.articles.ttl"] = "ten"
-	_, err = core.FromSettings(settings)
+	s["cache.articles.ttl"] = "ten"
+	_, err = settings.New(s)
 	fmt.Println(err)
 	// Output:
 	// articles: ttl=10m0s stale=1m0s statuses=[200 404] backend=memory://

@@ -1,4 +1,4 @@
-package core
+package backend
 
 import (
 	"bytes"
@@ -14,14 +14,14 @@ import (
 // must never panic nor allocate more than the input can describe, and
 // whatever it accepts re-encodes to the same bytes.
 func FuzzDecodeEntryChecksummed(f *testing.F) {
-	for _, e := range []*backend.Entry{sampleEntry(), {Status: 200}} {
+	for _, e := range []*Entry{sampleEntry(), {Status: 200}} {
 		b := e.Encode()
 		f.Add(b[:len(b)-4]) // without its checksum
 	}
 	f.Add([]byte("RCE\x01\x00\xc8"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := binary.BigEndian.AppendUint32(append([]byte(nil), b...), crc32.Checksum(b, crcTable))
-		e, err := backend.DecodeEntry(in)
+		e, err := DecodeEntry(in)
 		if err != nil {
 			return
 		}

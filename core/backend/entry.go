@@ -1,13 +1,13 @@
-package core
+package backend
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"hash/crc32"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,18 +35,23 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// errCorrupt reports an entry that cannot be decoded.
-var errCorrupt = errors.New("routecache: corrupt entry")
+// ErrCorrupt reports a stored value that does not decode to an entry:
+// the engine serves it as a miss and overwrites it.
+var ErrCorrupt = errors.New("routecache: corrupt entry")
 
-// counterSnap is the value an invalidation counter had before the handler
+// CounterSnap is the value an invalidation counter had before the handler
 // that produced an entry ran.
-type counterSnap struct {
+type CounterSnap struct {
 	Name  string
 	Value uint64
 }
 
-// entry is one cached response. It is immutable once stored: hits share it.
-type entry struct {
+// Entry is one cached response, the envelope every backend stores. It is
+// immutable once stored: hits share it, and neither a backend nor a
+// caller of Load may modify one (see Backend for ownership). The stored
+// fields are the first ten; the others are derived by Prepare (or by the
+// decoder) and never stored.
+type Entry struct {
 	Status     int
 	Header     http.Header // replayable headers only
 	Body       []byte
@@ -56,32 +61,34 @@ type entry struct {
 	FillNanos  int64 // how long the handler took: XFetch's delta
 	ETag       string
 	Key        string // canonical key text, compared on every hit
-	Counters   []backend.CounterSnap
+	Counters   []CounterSnap
 
 	// derived on creation or decode, never stored
 	CLValue      [1]string // the Content-Length header value, shared by hits
-	clDigits     [20]byte  // clValue[0]'s bytes
+	clDigits     [20]byte  // CLValue[0]'s bytes
 	LastModified time.Time
-	// producer is the route that stored the entry in this process (nil
-	// for entries decoded from a remote value and for memoize).
-	Producer *Route
-	// replayed lists the headers a hit writes, Content-Length included,
+	// Producer identifies what stored the entry in this process: the
+	// engine sets it (to its route) before the store and compares it by
+	// identity on a hit. It is nil for entries decoded from a stored
+	// value. Backends neither read nor set it.
+	Producer any
+	// Replayed lists the headers a hit writes, Content-Length included,
 	// in a slice: iterating a map on every hit costs more than the writes.
-	Replayed []backend.HeaderValues
+	Replayed []HeaderValues
 	// hit caches the Age and Cache-Status values of the current second.
-	hit atomic.Pointer[backend.HitHeaders]
+	hit atomic.Pointer[HitHeaders]
 }
 
-// headerValues is one header of a replayed response. Its values are
+// HeaderValues is one header of a replayed response. Its values are
 // handed out with len == cap, so an Add by later code copies them instead
 // of writing into the entry.
-type headerValues struct {
+type HeaderValues struct {
 	Name   string
 	Values []string
 }
 
-// hitHeaders are the per-second header values of an entry's hits.
-type hitHeaders struct {
+// HitHeaders are the per-second header values of an entry's hits.
+type HitHeaders struct {
 	Age, TTL          int64
 	AgeV, CacheStatus []string
 }
@@ -90,12 +97,12 @@ type hitHeaders struct {
 // age and ttl. An entry decoded from a remote value lives for one request,
 // so its own cache (entry.hit) never serves a second hit; this table lets
 // it reuse the values another entry built for the same age and ttl.
-var sharedHits [64]atomic.Pointer[backend.HitHeaders]
+var sharedHits [64]atomic.Pointer[HitHeaders]
 
-// hitHeaders returns the Age and Cache-Status values for a hit age
+// HitHeaders returns the Age and Cache-Status values for a hit age
 // seconds after creation with ttl seconds of freshness left, building
 // them at most once per second per entry.
-func (e *backend.Entry) HitHeaders(age, ttl int64) *backend.HitHeaders {
+func (e *Entry) HitHeaders(age, ttl int64) *HitHeaders {
 	if h := e.hit.Load(); h != nil && h.Age == age && h.TTL == ttl {
 		return h
 	}
@@ -104,7 +111,7 @@ func (e *backend.Entry) HitHeaders(age, ttl int64) *backend.HitHeaders {
 		e.hit.Store(h)
 		return h
 	}
-	h := &backend.HitHeaders{
+	h := &HitHeaders{
 		Age: age, TTL: ttl,
 		AgeV:        []string{strconv.FormatInt(age, 10)},
 		CacheStatus: []string{"routecache; hit; ttl=" + strconv.FormatInt(ttl, 10)},
@@ -114,21 +121,21 @@ func (e *backend.Entry) HitHeaders(age, ttl int64) *backend.HitHeaders {
 	return h
 }
 
-// prepare computes the derived fields used on every hit.
-func (e *backend.Entry) Prepare() {
+// Prepare computes the derived fields used on every hit.
+func (e *Entry) Prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
 	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
 	if e.Replayed == nil {                          // parseEntry lists them as it decodes
-		e.Replayed = make([]backend.HeaderValues, 0, len(e.Header)+1)
+		e.Replayed = make([]HeaderValues, 0, len(e.Header)+1)
 		for _, k := range sortedKeys(e.Header) {
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
 			vs := e.Header[k]
-			e.Replayed = append(e.Replayed, backend.HeaderValues{k, vs[:len(vs):len(vs)]})
+			e.Replayed = append(e.Replayed, HeaderValues{k, vs[:len(vs):len(vs)]})
 		}
 	}
-	e.Replayed = append(e.Replayed, backend.HeaderValues{"Content-Length", e.CLValue[:]})
+	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
 	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
 			e.LastModified = t
@@ -184,15 +191,9 @@ func daysIn(m time.Month, year int) int {
 	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
-// strongETag derives a strong validator from the body (128 bits of SHA-256).
-func strongETag(body []byte) string {
-	sum := sha256.Sum256(body)
-	return `"` + hex.EncodeToString(sum[:16]) + `"`
-}
-
-// size is the number of bytes the encoded entry takes; the memory backend
+// Size is the number of bytes the encoded entry takes; the memory backend
 // charges it against the byte budget.
-func (e *backend.Entry) Size() int {
+func (e *Entry) Size() int {
 	n := entryFixed + 4
 	n += uvlen(len(e.ETag)) + len(e.ETag)
 	n += uvlen(len(e.Key)) + len(e.Key)
@@ -211,11 +212,11 @@ func (e *backend.Entry) Size() int {
 	return n
 }
 
-// memSize estimates the heap an entry holds once decoded: its bytes plus
+// MemSize estimates the heap an entry holds once decoded: its bytes plus
 // the Go structures around them (struct, header map and slices, string
 // headers, counter snapshot). The memory backend charges this against its
 // budget so that the budget bounds real memory, not just payload.
-func (e *backend.Entry) MemSize() int64 {
+func (e *Entry) MemSize() int64 {
 	// The body's capacity, not its length: every byte of the allocation
 	// stays reachable (append rounds capacity up to the allocator's size
 	// class, so this is the allocation itself).
@@ -239,8 +240,8 @@ func uvlen(n int) int {
 	return binary.PutUvarint(b[:], uint64(n))
 }
 
-// encode returns the binary envelope.
-func (e *backend.Entry) Encode() []byte {
+// Encode returns the binary envelope.
+func (e *Entry) Encode() []byte {
 	b := make([]byte, 0, e.Size())
 	b = append(b, entryMagic...)
 	b = append(b, entryVersion)
@@ -332,17 +333,17 @@ func (d *decoder) count(min int) int {
 	return int(n)
 }
 
-// decodeEntry parses an envelope held in a buffer the caller may reuse or
+// DecodeEntry parses an envelope held in a buffer the caller may reuse or
 // write to: the entry gets its own copy of the bytes (one allocation),
 // which its strings and body view. Any malformed input returns errCorrupt.
-func decodeEntry(b []byte) (*backend.Entry, error) {
-	return backend.DecodeShared(bytes.Clone(b))
+func DecodeEntry(b []byte) (*Entry, error) {
+	return DecodeShared(bytes.Clone(b))
 }
 
-// decodeString parses an envelope held in a string (a go-redis reply).
+// DecodeString parses an envelope held in a string (a go-redis reply).
 // Strings are immutable, so the entry views s without copying anything.
-func decodeString(s string) (*backend.Entry, error) {
-	return backend.DecodeShared(unsafe.Slice(unsafe.StringData(s), len(s)))
+func DecodeString(s string) (*Entry, error) {
+	return DecodeShared(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // envelopeOK checks the magic, version and checksum of an envelope.
@@ -353,14 +354,14 @@ func envelopeOK(b []byte) bool {
 	return crc32.Checksum(b[:len(b)-4], crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
 }
 
-// decodeShared parses an envelope in bytes that nobody writes to ever
+// DecodeShared parses an envelope in bytes that nobody writes to ever
 // again (a reply buffer the client allocated for this call, a string's
 // bytes, a private copy): the entry's strings, header values and body are
 // views of b, not copies. An entry is never modified once built, so the
 // views stay valid for as long as the entry is reachable.
-func decodeShared(b []byte) (*backend.Entry, error) {
+func DecodeShared(b []byte) (*Entry, error) {
 	if !envelopeOK(b) {
-		return nil, backend.ErrCorrupt
+		return nil, ErrCorrupt
 	}
 	return parseEntry(b)
 }
@@ -369,14 +370,14 @@ func decodeShared(b []byte) (*backend.Entry, error) {
 // number of counters, header values and replayed headers, so that a
 // decode allocates once for all of them.
 type decodedEntry struct {
-	e        backend.Entry
-	counters [4]backend.CounterSnap
+	e        Entry
+	counters [4]CounterSnap
 	values   [6]string
-	replayed [8]backend.HeaderValues
+	replayed [8]HeaderValues
 }
 
 // parseEntry decodes an envelope envelopeOK accepted; the entry views b.
-func parseEntry(b []byte) (*backend.Entry, error) {
+func parseEntry(b []byte) (*Entry, error) {
 	body := b[:len(b)-4]
 	de := &decodedEntry{}
 	e := &de.e
@@ -392,10 +393,10 @@ func parseEntry(b []byte) (*backend.Entry, error) {
 		if n <= len(de.counters) {
 			e.Counters = de.counters[:n:n]
 		} else {
-			e.Counters = make([]backend.CounterSnap, n)
+			e.Counters = make([]CounterSnap, n)
 		}
 		for i := range e.Counters {
-			e.Counters[i] = backend.CounterSnap{Name: d.str(), Value: d.u64()}
+			e.Counters[i] = CounterSnap{Name: d.str(), Value: d.u64()}
 		}
 	}
 	nh := d.count(2)
@@ -425,15 +426,24 @@ func parseEntry(b []byte) (*backend.Entry, error) {
 		}
 		e.Header[k] = all[first:len(all):len(all)]
 		if k != "Content-Length" {
-			e.Replayed = append(e.Replayed, backend.HeaderValues{k, e.Header[k]})
+			e.Replayed = append(e.Replayed, HeaderValues{k, e.Header[k]})
 		}
 	}
 	if e.Body = d.bytes(); len(e.Body) == 0 {
 		e.Body = nil
 	}
 	if d.err || len(d.b) != 0 || e.Status < 100 || e.Status > 999 {
-		return nil, backend.ErrCorrupt
+		return nil, ErrCorrupt
 	}
 	e.Prepare()
 	return e, nil
 }
+
+// sortedKeys returns the header's names in order (the encoding writes
+// them sorted, so one entry has one encoding).
+func sortedKeys(h http.Header) []string {
+	return slices.Sorted(maps.Keys(h))
+}
+
+// unsafeString views b as a string; b must never be written again.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,4 +1,4 @@
-package core
+package backend
 
 import (
 	"bytes"
@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-func sampleEntry() *backend.Entry {
-	e := &backend.Entry{
+func sampleEntry() *Entry {
+	e := &Entry{
 		Status: 200,
 		Header: http.Header{
 			"Content-Type": {"application/json"},
@@ -23,7 +23,7 @@ func sampleEntry() *backend.Entry {
 		FillNanos:  12_345_678,
 		ETag:       `"abc"`,
 		Key:        "rc:3:rk1...",
-		Counters:   []backend.CounterSnap{{"rc:v:r:a", 7}, {"rc:v:t:x", 1 << 62}},
+		Counters:   []CounterSnap{{"rc:v:r:a", 7}, {"rc:v:t:x", 1 << 62}},
 	}
 	e.Prepare()
 	return e
@@ -35,7 +35,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	if len(b) != e.Size() {
 		t.Fatalf("size() = %d, encoded %d", e.Size(), len(b))
 	}
-	d, err := backend.DecodeEntry(b)
+	d, err := DecodeEntry(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,9 +50,9 @@ func TestEntryRoundTrip(t *testing.T) {
 }
 
 func TestEntryEmptyParts(t *testing.T) {
-	e := &backend.Entry{Status: 204, Header: http.Header{}, Key: "k"}
+	e := &Entry{Status: 204, Header: http.Header{}, Key: "k"}
 	e.Prepare()
-	d, err := backend.DecodeEntry(e.Encode())
+	d, err := DecodeEntry(e.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +65,16 @@ func TestEntryCorruption(t *testing.T) {
 	b := sampleEntry().Encode()
 	// Every truncation and every single-byte flip is detected.
 	for i := 0; i < len(b); i++ {
-		if _, err := backend.DecodeEntry(b[:i]); err == nil {
+		if _, err := DecodeEntry(b[:i]); err == nil {
 			t.Fatalf("truncation to %d bytes decoded", i)
 		}
 		c := append([]byte(nil), b...)
 		c[i] ^= 0x01
-		if _, err := backend.DecodeEntry(c); err == nil {
+		if _, err := DecodeEntry(c); err == nil {
 			t.Fatalf("flip at %d decoded", i)
 		}
 	}
-	if _, err := backend.DecodeEntry(append(append([]byte(nil), b...), 0)); err == nil {
+	if _, err := DecodeEntry(append(append([]byte(nil), b...), 0)); err == nil {
 		t.Fatal("trailing byte decoded")
 	}
 }
@@ -85,10 +85,10 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(sampleEntry().Encode())
 	f.Add([]byte("RCE\x01"))
 	f.Add([]byte{})
-	e := &backend.Entry{Status: 200, Header: http.Header{}, Key: ""}
+	e := &Entry{Status: 200, Header: http.Header{}, Key: ""}
 	f.Add(e.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := backend.DecodeEntry(b)
+		e, err := DecodeEntry(b)
 		if err != nil {
 			return
 		}
@@ -134,7 +134,7 @@ func TestDecodeViews(t *testing.T) {
 	want := sampleEntry()
 	b := want.Encode()
 	s := string(b)
-	fromString, err := backend.DecodeString(s)
+	fromString, err := DecodeString(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestDecodeViews(t *testing.T) {
 		t.Fatal("string decode does not round-trip")
 	}
 	buf := bytes.Clone(b)
-	fromBuf, err := backend.DecodeEntry(buf)
+	fromBuf, err := DecodeEntry(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestDecodeViews(t *testing.T) {
 	if !bytes.Equal(fromBuf.Encode(), b) {
 		t.Fatal("decodeEntry kept a view of the caller's buffer")
 	}
-	for _, e := range []*backend.Entry{fromString, fromBuf} {
+	for _, e := range []*Entry{fromString, fromBuf} {
 		ct := e.Header["Content-Type"]
 		if cap(ct) != len(ct) {
 			t.Fatalf("header slice len %d cap %d: an append would write over the next header", len(ct), cap(ct))
@@ -163,7 +163,7 @@ func TestDecodeViews(t *testing.T) {
 			t.Fatalf("derived fields %q %v", e.CLValue[0], e.LastModified)
 		}
 	}
-	if _, err := backend.DecodeShared([]byte(s[:len(s)-1])); err == nil {
+	if _, err := DecodeShared([]byte(s[:len(s)-1])); err == nil {
 		t.Fatal("truncated value decoded")
 	}
 }

@@ -1,4 +1,4 @@
-package core
+package near
 
 import (
 	"context"
@@ -12,15 +12,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	redisbe "github.com/routecache/routecache/core/backend/redis"
+
+	"github.com/routecache/routecache/core/backend"
+
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultNearStaleness is how long a near cache on Memcached trusts the
+// DefaultStaleness is how long a near cache on Memcached trusts the
 // counter values it read, when the URL sets no near_staleness.
-const DefaultNearStaleness = time.Second
+const DefaultStaleness = time.Second
 
-// nearBackend is an in-process L1 in front of a Redis or Memcached
+// Cache is an in-process L1 in front of a Redis or Memcached
 // backend, enabled by the URL option near_max_bytes. It keeps decoded
 // entries (bounded by the byte budget) and the counter values it read.
 // A lookup whose entry and counters are all local costs no round trip.
@@ -34,8 +38,9 @@ const DefaultNearStaleness = time.Second
 // pub/sub, a local counter is trusted for near_staleness (default 1 s)
 // after it was read: an invalidation made by another instance can go
 // unseen for that long.
-type nearBackend struct {
+type Cache struct {
 	inner     backend.Backend
+	redis     *redisbe.Backend // inner, when it is Redis (set by Wrap)
 	l1        *ristretto.Cache[string, *backend.Entry]
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
@@ -53,7 +58,7 @@ type nearBackend struct {
 	channel  string
 	instance string
 	coherent atomic.Bool
-	onRemote atomic.Pointer[func(counter string)]
+	onRemote func(counter string) // backend.Options.OnRemote
 	cancel   context.CancelFunc
 	done     chan struct{}
 	psMu     sync.Mutex
@@ -71,8 +76,11 @@ type nearCounter struct {
 	checked int64
 }
 
-// wrapNear builds the near cache when the URL asks for one.
-func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger) (backend.Backend, error) {
+// Wrap puts a near cache in front of inner when the URL asks for one
+// (near_max_bytes, near_staleness in q; u names the backend in errors).
+// On Redis its coherence comes from the backend's pub/sub channel; on
+// any other backend, from near_staleness.
+func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options) (backend.Backend, error) {
 	nb := q.Get("near_max_bytes")
 	ns := q.Get("near_staleness")
 	if nb == "" {
@@ -81,7 +89,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger)
 		}
 		return inner, nil
 	}
-	maxBytes, err := parseBytes(nb)
+	maxBytes, err := backend.ParseBytes(nb)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", u.Redacted(), err)
 	}
@@ -98,16 +106,17 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)
 	}
-	n := &nearBackend{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: log}
-	rb, isRedis := inner.(*redisBackend)
+	n := &Cache{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
+	rb, isRedis := inner.(*redisbe.Backend)
+	n.redis = rb
 	switch {
 	case isRedis:
 		if ns != "" {
 			return nil, fmt.Errorf("backend %q: near_staleness applies to memcache:// only (Redis near caches are kept coherent by pub/sub)", u.Redacted())
 		}
-		n.client = rb.client
-		n.channel = invalidationChannel
-		n.instance = rb.instance // its messages are published by rb
+		n.client = rb.Client()
+		n.channel = redisbe.InvalidationChannel
+		n.instance = rb.Instance() // its messages are published by rb
 		ctx, cancel := context.WithCancel(context.Background())
 		n.cancel, n.done = cancel, make(chan struct{})
 		ready := make(chan struct{})
@@ -117,7 +126,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger)
 		case <-time.After(2 * time.Second):
 		}
 	default:
-		n.staleness = DefaultNearStaleness
+		n.staleness = DefaultStaleness
 		if ns != "" {
 			d, err := time.ParseDuration(ns)
 			if err != nil || d <= 0 {
@@ -131,7 +140,7 @@ func wrapNear(inner backend.Backend, u *url.URL, q url.Values, log *slog.Logger)
 
 // subscribe keeps the pub/sub subscription and marks the near cache
 // incoherent whenever it is not known to be live.
-func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
+func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 	defer close(n.done)
 	ps := n.client.Subscribe(ctx, n.channel)
 	n.psMu.Lock()
@@ -177,8 +186,8 @@ func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
 				(*f)(counter)
 			}
 			if inst != n.instance {
-				if f := n.onRemote.Load(); f != nil {
-					(*f)(counter)
+				if n.onRemote != nil {
+					n.onRemote(counter)
 				}
 			}
 		case *redis.Pong:
@@ -186,21 +195,21 @@ func (n *nearBackend) subscribe(ctx context.Context, ready chan struct{}) {
 	}
 }
 
-func (n *nearBackend) lose(err error) {
+func (n *Cache) lose(err error) {
 	if n.coherent.Swap(false) {
 		n.log.Warn("routecache: near cache pub/sub lost; reading through to Redis until it is back", "err", err)
 	}
 	n.dropAll()
 }
 
-func (n *nearBackend) drop(counter string) {
+func (n *Cache) drop(counter string) {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.del(counter)
 	n.mu.Unlock()
 }
 
-func (n *nearBackend) dropAll() {
+func (n *Cache) dropAll() {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.reset()
@@ -208,14 +217,15 @@ func (n *nearBackend) dropAll() {
 }
 
 // usableLocally reports whether local counters may be trusted now.
-func (n *nearBackend) trusted() bool {
+func (n *Cache) trusted() bool {
 	if n.client != nil {
 		return n.coherent.Load()
 	}
 	return true
 }
 
-func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
+// Load reads the entry under key and the named counters (backend.Backend).
+func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
 		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
@@ -239,17 +249,9 @@ func (n *nearBackend) Load(ctx context.Context, key string, names []string, vals
 	return e, nil
 }
 
-// remoteKey is where the remote backend keeps an entry whose canonical key
-// is given (the same key a region without near cache uses): the prefix,
-// then the SHA-256 of the canonical key. A near hit never computes it.
-func remoteKey(canonical string) string {
-	i := strings.IndexByte(canonical, ':')
-	return backend.EntryKey(canonical[:i+1], canonical)
-}
-
 // localCounters fills vals from local copies, if all are present and
 // (on Memcached) recent enough.
-func (n *nearBackend) localCounters(names []string, vals []uint64) bool {
+func (n *Cache) localCounters(names []string, vals []uint64) bool {
 	var oldest int64
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
@@ -268,7 +270,7 @@ func (n *nearBackend) localCounters(names []string, vals []uint64) bool {
 
 // install keeps counter values read from the backend, unless an
 // invalidation was seen since the read began.
-func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
+func (n *Cache) install(epoch uint64, names []string, vals []uint64) {
 	if !n.trusted() {
 		return
 	}
@@ -285,7 +287,8 @@ func (n *nearBackend) install(epoch uint64, names []string, vals []uint64) {
 	}
 }
 
-func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint64) error {
+// Counters reads the named counters (0 = missing).
+func (n *Cache) Counters(ctx context.Context, names []string, vals []uint64) error {
 	epoch := n.epoch.Load()
 	if err := n.inner.Counters(ctx, names, vals); err != nil {
 		return err
@@ -294,11 +297,13 @@ func (n *nearBackend) Counters(ctx context.Context, names []string, vals []uint6
 	return nil
 }
 
-func (n *nearBackend) Ensure(ctx context.Context, names []string, vals []uint64) error {
+// Ensure creates the missing counters with fresh values.
+func (n *Cache) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	return n.inner.Ensure(ctx, names, vals)
 }
 
-func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+// Store writes the entry for ttl.
+func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
@@ -307,26 +312,51 @@ func (n *nearBackend) Store(ctx context.Context, key string, e *backend.Entry, t
 	return nil
 }
 
-// bump invalidates remotely and drops the local copy. On Redis the inner
+// Bump invalidates remotely and drops the local copy. On Redis the inner
 // backend publishes the invalidation itself (in the same round trip), as
 // it does for a Cache without near cache, so every near cache hears of
 // every invalidation whichever instance made it.
-func (n *nearBackend) Bump(ctx context.Context, name string) error {
+func (n *Cache) Bump(ctx context.Context, name string) error {
 	err := n.inner.Bump(ctx, name)
 	n.drop(name)
 	return err
 }
 
-// setCounterTTL passes the counters' lifetime to the inner backend.
-func (n *nearBackend) SetCounterTTL(d time.Duration) {
+// SetCounterTTL passes the counters' lifetime to the inner backend.
+func (n *Cache) SetCounterTTL(d time.Duration) {
 	if cl, ok := n.inner.(backend.CounterLifer); ok {
 		cl.SetCounterTTL(d)
 	}
 }
 
-func (n *nearBackend) Remote() bool { return true }
+// Remote is true: the store is shared between instances.
+func (n *Cache) Remote() bool { return true }
 
-func (n *nearBackend) Close() error {
+// KeyForm is KeysNear: the L1 keeps entries under their canonical key (a
+// near hit hashes nothing); the key goes to the remote store as
+// backend.RemoteEntryKey, the key an instance without near cache uses.
+func (n *Cache) KeyForm() backend.KeyForm { return backend.KeysNear }
+
+// Prepare prepares the inner backend; a restart it detects drops the
+// local counters too.
+func (n *Cache) Prepare(regions []backend.RegionCounters) {
+	if n.redis != nil {
+		n.redis.OnReset(n.log, n.dropAll)
+	}
+	if p, ok := n.inner.(backend.Preparer); ok {
+		p.Prepare(regions)
+	}
+}
+
+// BoundEntries passes the bound to the inner backend.
+func (n *Cache) BoundEntries(maxBody int64) {
+	if b, ok := n.inner.(backend.EntryBounder); ok {
+		b.BoundEntries(maxBody)
+	}
+}
+
+// Close releases the backend's resources.
+func (n *Cache) Close() error {
 	if n.cancel != nil {
 		n.cancel()
 		n.psMu.Lock()
@@ -340,17 +370,114 @@ func (n *nearBackend) Close() error {
 	return n.inner.Close()
 }
 
+// Acquire takes the lease on key for ttl, if no one holds it.
+//
 // leaser passes the inner backend's leases through.
-func (n *nearBackend) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+func (n *Cache) Acquire(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
 	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Acquire(ctx, key, ttl)
 	}
 	return "", true, nil
 }
 
-func (n *nearBackend) Release(ctx context.Context, key, token string) error {
+// Release gives the lease back if token still holds it.
+func (n *Cache) Release(ctx context.Context, key, token string) error {
 	if l, ok := n.inner.(backend.Leaser); ok {
 		return l.Release(ctx, key, token)
 	}
 	return nil
+}
+
+// SoftBump moves the counter on and records its mark.
+func (n *Cache) SoftBump(ctx context.Context, name string) error {
+	sb, ok := n.inner.(backend.SoftBumper)
+	if !ok {
+		return n.Bump(ctx, name)
+	}
+	err := sb.SoftBump(ctx, name)
+	n.drop(name)
+	return err
+}
+
+// SoftMarks reads the soft marks of the named counters.
+func (n *Cache) SoftMarks(ctx context.Context, names []string, marks []backend.SoftMark) error {
+	if sb, ok := n.inner.(backend.SoftBumper); ok {
+		return sb.SoftMarks(ctx, names, marks)
+	}
+	clear(marks)
+	return nil
+}
+
+// Poll reads the remote store, past the L1 (which may hold an entry from
+// before an invalidation under the same key, and would hide the new one),
+// and keeps what it read as load does.
+func (n *Cache) Poll(ctx context.Context, key, lkey string, names []string, vals []uint64) (*backend.Entry, bool, error) {
+	p, ok := n.inner.(backend.LeasePoller)
+	if !ok {
+		e, err := n.inner.Load(ctx, backend.RemoteEntryKey(key), names, vals)
+		return e, false, err
+	}
+	n.remoteLoads.Add(1)
+	epoch := n.epoch.Load()
+	e, held, err := p.Poll(ctx, backend.RemoteEntryKey(key), lkey, names, vals)
+	if err != nil {
+		return e, held, err
+	}
+	n.install(epoch, names, vals)
+	if e != nil {
+		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
+			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
+			n.l1.Wait()
+		}
+	}
+	return e, held, nil
+}
+
+// Stats are a near cache's counts, for tests and diagnostics.
+type Stats struct {
+	// LocalHits are lookups answered from the process (entry and every
+	// counter local); RemoteLoads went to the remote store.
+	LocalHits, RemoteLoads uint64
+	// Messages are the invalidation messages received; Resubscribes the
+	// (re)subscriptions to the channel.
+	Messages, Resubscribes uint64
+	// Coherent is whether local counters are trusted now (the pub/sub
+	// subscription is live; always true on Memcached).
+	Coherent bool
+}
+
+// Stats returns the near cache's counts.
+func (n *Cache) Stats() Stats {
+	return Stats{
+		LocalHits: n.localHits.Load(), RemoteLoads: n.remoteLoads.Load(),
+		Messages: n.messages.Load(), Resubscribes: n.resubscribes.Load(),
+		Coherent: n.trusted(),
+	}
+}
+
+// Client is the Redis client the near cache subscribes with (nil on
+// Memcached).
+func (n *Cache) Client() redis.UniversalClient { return n.client }
+
+// OnApplied sets a function told of each counter an invalidation message
+// dropped, after it was dropped (tests wait on it).
+func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
+
+// Remember keeps counter values as a read from the remote store does
+// (tests fill the local counters with it).
+func (n *Cache) Remember(names []string, vals []uint64) { n.install(n.epoch.Load(), names, vals) }
+
+// LocalCounters is the number of counter values kept locally.
+func (n *Cache) LocalCounters() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.local.len()
+}
+
+// HasLocal reports whether a counter's value is kept locally.
+func (n *Cache) HasLocal(name string) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	_, ok := n.local.idx[name]
+	return ok
 }

@@ -1,4 +1,4 @@
-package core
+package settings
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/internal/bridge"
 )
 
 // settingsWith returns a settings map listing regions "articles, short"
@@ -78,14 +81,14 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"no scheme", settingsWith("cache.articles.backend", "127.0.0.1:6379"),
 			p + `cache.articles.backend: bad backend URL: first path segment in URL cannot contain colon`},
 		{"no scheme path", settingsWith("cache.articles.backend", "localhost"),
-			p + `cache.articles.backend: backend URL has no scheme (want one of ` + schemeList() + `)`},
+			p + `cache.articles.backend: backend URL has no scheme (want one of ` + bridge.SchemeList() + `)`},
 		{"unknown scheme", settingsWith("cache.articles.backend", "mongodb://h/0"),
-			p + `cache.articles.backend: unknown backend scheme "mongodb" (want one of ` + schemeList() + `)`},
+			p + `cache.articles.backend: unknown backend scheme "mongodb" (want one of ` + bridge.SchemeList() + `)`},
 	}
 	seen := map[string]string{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ConfigFromSettings(tc.s)
+			_, err := Parse(tc.s)
 			if err == nil {
 				t.Fatalf("no error, want %q", tc.want)
 			}
@@ -95,10 +98,10 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cr3tpw") {
 				t.Fatalf("error leaks the URL's password: %s", err)
 			}
-			// FromSettings reports the same error and opens nothing.
-			c, err2 := FromSettings(tc.s)
+			// New reports the same error and opens nothing.
+			c, err2 := New(tc.s)
 			if c != nil || err2 == nil || err2.Error() != tc.want {
-				t.Fatalf("FromSettings = %v, %v", c, err2)
+				t.Fatalf("New = %v, %v", c, err2)
 			}
 		})
 		if prev, ok := seen[tc.want]; ok {
@@ -109,11 +112,11 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 }
 
 func TestConfigFromSettingsWraps(t *testing.T) {
-	_, err := ConfigFromSettings(settingsWith("cache.articles.statuses", "2OO"))
+	_, err := Parse(settingsWith("cache.articles.statuses", "2OO"))
 	if !errors.Is(err, strconv.ErrSyntax) {
 		t.Fatalf("strconv's error is not wrapped: %v", err)
 	}
-	_, err = ConfigFromSettings(settingsWith("cache.articles.ttl", "ten"))
+	_, err = Parse(settingsWith("cache.articles.ttl", "ten"))
 	inner := errors.Unwrap(errors.Unwrap(err))
 	if inner == nil || inner.Error() != `time: invalid duration "ten"` {
 		t.Fatalf("ParseDuration's error is not wrapped: %v", err)
@@ -121,7 +124,7 @@ func TestConfigFromSettingsWraps(t *testing.T) {
 }
 
 func TestConfigFromSettingsReportsAllErrors(t *testing.T) {
-	_, err := ConfigFromSettings(settingsWith(
+	_, err := Parse(settingsWith(
 		"cache.short.ttl", "-1s",
 		"cache.articles.ttl", "ten",
 		"cache.nope", "x",
@@ -164,11 +167,11 @@ func TestConfigFromSettingsValues(t *testing.T) {
 		"pyramid.reload_templates":          "true", // not ours: ignored
 		"cache":                             "ignored too",
 	}
-	cfg, err := ConfigFromSettings(s)
+	cfg, err := Parse(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]RegionConfig{
+	want := map[string]core.RegionConfig{
 		"articles": {
 			Backend: "memory://?max_bytes=16MiB", TTL: 10 * time.Minute, Stale: time.Minute,
 			FillTimeout: 5 * time.Second, Prefix: "myapp", MaxEntryBytes: 512 << 10,
@@ -192,7 +195,7 @@ func TestConfigFromSettingsValues(t *testing.T) {
 		t.Fatal("regions share a default list")
 	}
 
-	c, err := FromSettings(s)
+	c, err := New(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,28 +205,28 @@ func TestConfigFromSettingsValues(t *testing.T) {
 	}
 	r, _ := c.Region("short")
 	if rc := r.Config(); rc.TTL != 30*time.Second || rc.Stale != 0 || rc.Backend != "memory://" ||
-		rc.MaxEntryBytes != DefaultMaxEntryBytes || !reflect.DeepEqual(rc.Statuses, []int{200}) {
+		rc.MaxEntryBytes != core.DefaultMaxEntryBytes || !reflect.DeepEqual(rc.Statuses, []int{200}) {
 		t.Fatalf("short: %+v", rc)
 	}
 }
 
 // Only cache.regions: every region gets RegionConfig's documented defaults.
 func TestConfigFromSettingsDefaults(t *testing.T) {
-	c, err := FromSettings(map[string]string{"cache.regions": "a"})
+	c, err := New(map[string]string{"cache.regions": "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	r, _ := c.Region("a")
 	rc := r.Config()
-	if rc.TTL != DefaultTTL || rc.Stale != 0 || rc.FillTimeout != DefaultFillTimeout || rc.Prefix != DefaultPrefix ||
-		rc.MaxEntryBytes != DefaultMaxEntryBytes || rc.Backend != "memory://" || rc.VaryAuthorization {
+	if rc.TTL != core.DefaultTTL || rc.Stale != 0 || rc.FillTimeout != core.DefaultFillTimeout || rc.Prefix != core.DefaultPrefix ||
+		rc.MaxEntryBytes != core.DefaultMaxEntryBytes || rc.Backend != "memory://" || rc.VaryAuthorization {
 		t.Fatalf("defaults not applied: %+v", rc)
 	}
 }
 
 func TestSettingsEmptyValueResetsDefault(t *testing.T) {
-	cfg, err := ConfigFromSettings(settingsWith(
+	cfg, err := Parse(settingsWith(
 		"cache.default.ttl", "1m",
 		"cache.default.vary_authorization", "on",
 		"cache.default.backend", "memory://?max_bytes=1MiB",
@@ -247,7 +250,7 @@ func TestSettingsBools(t *testing.T) {
 		"true": true, "TRUE": true, "1": true, "yes": true, "On": true,
 		"false": false, "0": false, "no": false, "off": false, "": false,
 	} {
-		cfg, err := ConfigFromSettings(settingsWith("cache.articles.vary_authorization", v))
+		cfg, err := Parse(settingsWith("cache.articles.vary_authorization", v))
 		if err != nil {
 			t.Fatalf("%q: %v", v, err)
 		}
@@ -257,9 +260,9 @@ func TestSettingsBools(t *testing.T) {
 	}
 }
 
-// Errors New finds (here a memory:// option) come back from FromSettings.
+// Errors New finds (here a memory:// option) come back from New.
 func TestFromSettingsNewError(t *testing.T) {
-	_, err := FromSettings(settingsWith("cache.articles.backend", "memory://?size=1"))
+	_, err := New(settingsWith("cache.articles.backend", "memory://?size=1"))
 	if err == nil || !strings.HasPrefix(err.Error(), `routecache: region "articles": backend`) ||
 		!strings.Contains(err.Error(), `unknown option "size"`) {
 		t.Fatalf("got %v", err)
@@ -278,13 +281,13 @@ func TestSettingsFromEnv(t *testing.T) {
 		"ROUTECACHE_SHORT_STALE=", // empty value kept: resets to the zero value
 		"ROUTECACHE_short_Fill_Timeout=3s",
 		"ROUTECACHE_DEFAULT_STATUSES=200,404",
-		"ROUTECACHE_OTHER_TTL=1m",       // not listed: lower-cased, reported by ConfigFromSettings
+		"ROUTECACHE_OTHER_TTL=1m",       // not listed: lower-cased, reported by Parse
 		"ROUTECACHE_TEST_REDIS=1.2.3.4", // no option suffix: ignored
 		"ROUTECACHE_TTL=1m",             // no region: ignored
 		"ROUTECACHE_ARTICLES_TTL=20m",   // duplicate: the first wins
 		"ROUTECACHE_NOEQUALS",
 	}
-	got := SettingsFromEnv(env)
+	got := FromEnv(env)
 	want := map[string]string{
 		"cache.regions":                  "articles, api-v1.eu,Short",
 		"cache.articles.ttl":             "10m",
@@ -299,7 +302,7 @@ func TestSettingsFromEnv(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %v\nwant %v", got, want)
 	}
-	_, err := ConfigFromSettings(got)
+	_, err := Parse(got)
 	if err == nil || err.Error() != `routecache: settings: cache.other.ttl: region "other" is not listed in cache.regions (articles, api-v1.eu, Short)` {
 		t.Fatalf("got %v", err)
 	}
@@ -307,13 +310,13 @@ func TestSettingsFromEnv(t *testing.T) {
 
 func TestSettingsFromEnvWithoutRegions(t *testing.T) {
 	// Regions listed in a file; the environment overrides one of them.
-	got := SettingsFromEnv([]string{"ROUTECACHE_ARTICLES_TTL=1m", "ROUTECACHE_MY_REGION_STALE=5s"})
+	got := FromEnv([]string{"ROUTECACHE_ARTICLES_TTL=1m", "ROUTECACHE_MY_REGION_STALE=5s"})
 	want := map[string]string{"cache.articles.ttl": "1m", "cache.my_region.stale": "5s"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v", got)
 	}
 	// Two listed names with one env form: neither is picked.
-	got = SettingsFromEnv([]string{"ROUTECACHE_REGIONS=a-b,a.b", "ROUTECACHE_A_B_TTL=1m"})
+	got = FromEnv([]string{"ROUTECACHE_REGIONS=a-b,a.b", "ROUTECACHE_A_B_TTL=1m"})
 	if got["cache.a_b.ttl"] != "1m" || len(got) != 2 {
 		t.Fatalf("ambiguous: %v", got)
 	}
@@ -321,16 +324,16 @@ func TestSettingsFromEnvWithoutRegions(t *testing.T) {
 
 func TestMergeSettings(t *testing.T) {
 	file := map[string]string{"cache.regions": "articles", "cache.articles.ttl": "10m", "app.debug": "true"}
-	env := SettingsFromEnv([]string{"ROUTECACHE_ARTICLES_TTL=30s"})
-	got := MergeSettings(file, nil, env, map[string]string{" cache.articles.stale ": "1m"})
+	env := FromEnv([]string{"ROUTECACHE_ARTICLES_TTL=30s"})
+	got := Merge(file, nil, env, map[string]string{" cache.articles.stale ": "1m"})
 	want := map[string]string{"cache.regions": "articles", "cache.articles.ttl": "30s", "app.debug": "true", "cache.articles.stale": "1m"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v", got)
 	}
 	if file["cache.articles.ttl"] != "10m" {
-		t.Fatal("MergeSettings modified its input")
+		t.Fatal("Merge modified its input")
 	}
-	cfg, err := ConfigFromSettings(got)
+	cfg, err := Parse(got)
 	if err != nil || cfg.Regions["articles"].TTL != 30*time.Second {
 		t.Fatalf("%v %+v", err, cfg)
 	}
@@ -382,7 +385,7 @@ func TestParseSettingsFile(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
-	cfg, err := ConfigFromSettings(got)
+	cfg, err := Parse(got)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,11 +437,11 @@ func TestLoadSettingsFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(sampleSettingsFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m, err := LoadSettingsFile(path)
+	m, err := LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := FromSettings(MergeSettings(m, SettingsFromEnv([]string{"ROUTECACHE_SHORT_TTL=45s"})))
+	c, err := New(Merge(m, FromEnv([]string{"ROUTECACHE_SHORT_TTL=45s"})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,12 +455,12 @@ func TestLoadSettingsFile(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("[app:main]\ncache.regions = a\noops\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadSettingsFile(bad); err == nil || err.Error() != `routecache: settings: `+bad+`:3: want "key = value", got "oops"` {
+	if _, err := LoadFile(bad); err == nil || err.Error() != `routecache: settings: `+bad+`:3: want "key = value", got "oops"` {
 		t.Fatalf("got %v", err)
 	}
 
 	missing := filepath.Join(dir, "missing.ini")
-	_, err = LoadSettingsFile(missing)
+	_, err = LoadFile(missing)
 	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(err.Error(), "routecache: settings: open "+missing) {
 		t.Fatalf("got %v", err)
 	}
@@ -481,16 +484,16 @@ func FuzzSettings(f *testing.F) {
 			checkFuzzSettings(t, m)
 		}
 		// The same text read as an environment, one variable a line.
-		checkFuzzSettings(t, SettingsFromEnv(strings.Split(text, "\n")))
+		checkFuzzSettings(t, FromEnv(strings.Split(text, "\n")))
 	})
 }
 
-// checkFuzzSettings: ConfigFromSettings never panics, is deterministic, and
+// checkFuzzSettings: Parse never panics, is deterministic, and
 // whatever it accepts, New accepts too (backends swapped for a small
 // memory store so that the fuzzer opens no connection).
 func checkFuzzSettings(t *testing.T, m map[string]string) {
-	cfg, err := ConfigFromSettings(m)
-	cfg2, err2 := ConfigFromSettings(m)
+	cfg, err := Parse(m)
+	cfg2, err2 := Parse(m)
 	if (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) || !reflect.DeepEqual(cfg, cfg2) {
 		t.Fatalf("not deterministic: %v / %v", err, err2)
 	}
@@ -514,9 +517,9 @@ func checkFuzzSettings(t *testing.T, m map[string]string) {
 		rc.Backend = "memory://?max_bytes=64KiB"
 		cfg.Regions[name] = rc
 	}
-	c, err := New(cfg)
+	c, err := core.New(cfg)
 	if err != nil {
-		t.Fatalf("ConfigFromSettings accepted what New rejects: %v\nsettings: %q", err, m)
+		t.Fatalf("Parse accepted what New rejects: %v\nsettings: %q", err, m)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -524,7 +527,7 @@ func checkFuzzSettings(t *testing.T, m map[string]string) {
 }
 
 func TestSettingsStaleAndLeaseOptions(t *testing.T) {
-	cfg, err := ConfigFromSettings(map[string]string{
+	cfg, err := Parse(map[string]string{
 		"cache.regions":          "a",
 		"cache.a.stale_if_error": "2m",
 		"cache.a.early_refresh":  "1.5",
@@ -542,7 +545,7 @@ func TestSettingsStaleAndLeaseOptions(t *testing.T) {
 	for key, val := range map[string]string{
 		"cache.a.early_refresh": "-1", "cache.a.max_refreshes": "x", "cache.a.lease_wait": "-1s", "cache.a.stale_if_error": "soon",
 	} {
-		_, err := ConfigFromSettings(map[string]string{"cache.regions": "a", key: val})
+		_, err := Parse(map[string]string{"cache.regions": "a", key: val})
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s = %s: error %v should name the key", key, val, err)
 		}
@@ -552,19 +555,19 @@ func TestSettingsStaleAndLeaseOptions(t *testing.T) {
 // The HMAC secret comes from cache.secret or ROUTECACHE_SECRET, and the
 // client-address opt-out from a region option.
 func TestSettingsSecretAndClientIPHeaders(t *testing.T) {
-	s := MergeSettings(map[string]string{
+	s := Merge(map[string]string{
 		"cache.regions":                          "a",
 		"cache.a.ignore_client_ip_headers":       "yes",
 		"cache.default.ignore_client_ip_headers": "no",
-	}, SettingsFromEnv([]string{"ROUTECACHE_SECRET=s3cret"}))
-	cfg, err := ConfigFromSettings(s)
+	}, FromEnv([]string{"ROUTECACHE_SECRET=s3cret"}))
+	cfg, err := Parse(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(cfg.Secret) != "s3cret" || !cfg.Regions["a"].IgnoreClientIPHeaders {
 		t.Fatalf("secret %q, region %+v", cfg.Secret, cfg.Regions["a"])
 	}
-	if _, err := ConfigFromSettings(map[string]string{"cache.regions": "a", "cache.a.secret": "x"}); err == nil {
+	if _, err := Parse(map[string]string{"cache.regions": "a", "cache.a.secret": "x"}); err == nil {
 		t.Fatal("a per-region secret was accepted")
 	}
 }
