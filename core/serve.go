@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -104,18 +103,6 @@ func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
 	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
-}
-
-// Serve runs the cache lifecycle for one request: look up, replay a hit,
-// or run next (once per key in this process) and store its response when
-// it is storable. pattern is the route pattern ("/articles/:id"); p gives
-// the route's parameters. It returns next's error, if next ran.
-func (rt *Route) Serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
-	err := rt.serve(w, req, p, pattern, next)
-	if errors.Is(err, errSkipStore) {
-		return nil
-	}
-	return err
 }
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
