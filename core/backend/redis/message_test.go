@@ -62,15 +62,15 @@ func TestMessagePreviousReceiver(t *testing.T) {
 func TestMessageTolerated(t *testing.T) {
 	for _, tc := range []struct {
 		payload, inst string
-		want           backend.Event
-		ok             bool
+		want          backend.Event
+		ok            bool
 	}{
 		{"1f2e3d|rc:v:t:x", "1f2e3d", backend.Event{Counter: "rc:v:t:x"}, true},
 		{"1f2e3d|rc:v:k:r:a|b", "1f2e3d", backend.Event{Counter: "rc:v:k:r:a|b"}, true},
-		{"1f2e3d/q/r/n|c", "1f2e3d", backend.Event{Counter: "c"}, true},          // unknown kind
-		{"1f2e3d/t/|c", "1f2e3d", backend.Event{Counter: "c"}, true},             // missing field
-		{"1f2e3d/t//bad%4|c", "1f2e3d", backend.Event{Counter: "c"}, true},       // cut escape
-		{"1f2e3d/t//bad%zz|c", "1f2e3d", backend.Event{Counter: "c"}, true},      // bad escape
+		{"1f2e3d/q/r/n|c", "1f2e3d", backend.Event{Counter: "c"}, true},     // unknown kind
+		{"1f2e3d/t/|c", "1f2e3d", backend.Event{Counter: "c"}, true},        // missing field
+		{"1f2e3d/t//bad%4|c", "1f2e3d", backend.Event{Counter: "c"}, true},  // cut escape
+		{"1f2e3d/t//bad%zz|c", "1f2e3d", backend.Event{Counter: "c"}, true}, // bad escape
 		{"1f2e3d/k/r/n/later/fields|c", "1f2e3d", backend.Event{Counter: "c", Kind: backend.EventKey, Region: "r", Name: "n"}, true},
 		{"no separator", "", backend.Event{}, false},
 	} {
