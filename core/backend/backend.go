@@ -1,7 +1,8 @@
 // Package backend is the contract between routecache's engine and the
 // stores it caches in: the Backend interface every store implements, the
-// optional capabilities a store may add (soft invalidation, leases,
-// bounded reads, counter lifetimes, key shaping, connection preparation),
+// optional capabilities a store may add (soft invalidation, invalidation
+// events told to other instances, leases, bounded reads, counter
+// lifetimes, key shaping, connection preparation),
 // the stored envelope (Entry) and the registry of URL schemes (Register,
 // Open), in the manner of database/sql/driver.
 //
