@@ -69,7 +69,7 @@ type Cache struct {
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
 	// applied, when set (by tests), is told of each counter a message
-	// dropped, after it was dropped.
+	// dropped, after it was dropped and the message handed to onRemote.
 	applied atomic.Pointer[func(counter string)]
 }
 
@@ -184,11 +184,11 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 				continue
 			}
 			n.drop(ev.Counter)
-			if f := n.applied.Load(); f != nil {
-				(*f)(ev.Counter)
-			}
 			if inst != n.instance && n.onRemote != nil {
 				n.onRemote(ev)
+			}
+			if f := n.applied.Load(); f != nil {
+				(*f)(ev.Counter)
 			}
 		case *redis.Pong:
 		}
@@ -476,7 +476,8 @@ func (n *Cache) Stats() Stats {
 func (n *Cache) Client() redis.UniversalClient { return n.client }
 
 // OnApplied sets a function told of each counter an invalidation message
-// dropped, after it was dropped (tests wait on it).
+// dropped, after it was dropped and another instance's event was handed
+// to backend.Options.OnRemote (tests wait on it).
 func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
 
 // Remember keeps counter values as a read from the remote store does
