@@ -214,9 +214,9 @@ func New(cfg Config) (*Cache, error) {
 	// A near cache reports the invalidations other instances made; they
 	// become events once every region is known.
 	var ready atomic.Bool
-	opts := backend.Options{Logger: c.log, OnRemote: func(counter string) {
+	opts := backend.Options{Logger: c.log, OnRemote: func(ev backend.Event) {
 		if ready.Load() {
-			c.remoteCounter(counter)
+			c.remoteEvent(ev)
 		}
 	}}
 	byURL := map[string]backend.Backend{}

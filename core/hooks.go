@@ -1,8 +1,9 @@
 package core
 
 import (
-	"strings"
 	"sync"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // InvalidationEvent describes an invalidation, made by this instance or,
@@ -16,8 +17,8 @@ type InvalidationEvent struct {
 	Names []string
 	// Remote is set when another instance made the invalidation.
 	Remote bool
-	// Soft is set for InvalidateTagsSoft / InvalidateRegionSoft (local
-	// events only: pub/sub carries the counter, not the kind of bump).
+	// Soft is set for InvalidateTagsSoft / InvalidateRegionSoft (and
+	// the purge endpoint's soft purges), made here or remotely.
 	Soft bool
 	// Pending is set on a local event when some of its counter bumps were
 	// not applied yet: the backend refused them and they are queued,
@@ -46,21 +47,46 @@ func (c *Cache) OnInvalidate(f func(InvalidationEvent)) {
 	c.hooks.mu.Unlock()
 }
 
-// remoteCounter turns a counter name received over pub/sub back into an
-// event, for the regions of this Cache that share its prefix.
-func (c *Cache) remoteCounter(counter string) {
-	for _, name := range c.Regions() {
-		r := c.regions[name]
-		switch {
-		case strings.HasPrefix(counter, r.tagCounterPrefix):
-			c.recordInvalidation(InvalidationEvent{Kind: "tag", Names: []string{counter[len(r.tagCounterPrefix):]}, Remote: true}, 0)
-			return
-		case counter == r.regionCounter:
-			c.recordInvalidation(InvalidationEvent{Kind: "region", Region: r.name, Remote: true}, 0)
-			return
-		case strings.HasPrefix(counter, r.keyCounterPrefix):
-			c.recordInvalidation(InvalidationEvent{Kind: "key", Region: r.name, Names: []string{counter[len(r.keyCounterPrefix):]}, Remote: true}, 0)
+// remoteEvent reports an invalidation another instance made, as its
+// message described it (backend.Event), when it concerns this Cache: the
+// counter it bumped is the one this Cache's regions name for that tag,
+// region or key (the same Prefix and backend form). Nothing is parsed
+// back from the counter name, which may be a hash. A message of the
+// previous format (backend.EventCounter, naming only the counter) is not
+// reported: the near cache that received it has dropped the counter.
+func (c *Cache) remoteEvent(ev backend.Event) {
+	e := InvalidationEvent{Remote: true, Soft: ev.Soft}
+	switch ev.Kind {
+	case backend.EventTag:
+		if !c.ownsTagCounter(ev.Name, ev.Counter) {
 			return
 		}
+		e.Kind, e.Names = InvalidationTag, []string{ev.Name}
+	case backend.EventRegion:
+		r := c.regions[ev.Region]
+		if r == nil || r.regionCounter != ev.Counter {
+			return
+		}
+		e.Kind, e.Region = InvalidationRegion, ev.Region
+	case backend.EventKey:
+		r := c.regions[ev.Region]
+		if r == nil || r.keyCounter(ev.Name) != ev.Counter {
+			return
+		}
+		e.Kind, e.Region, e.Names = InvalidationKey, ev.Region, []string{ev.Name}
+	default:
+		return
 	}
+	c.recordInvalidation(e, 0)
+}
+
+// ownsTagCounter reports whether counter is the tag's counter in one of
+// this Cache's counter spaces.
+func (c *Cache) ownsTagCounter(tag, counter string) bool {
+	for _, r := range c.regions {
+		if r.tagCounter(tag) == counter {
+			return true
+		}
+	}
+	return false
 }

@@ -58,7 +58,8 @@ func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) er
 		q := g.regions[0].q
 		queued := false // once one bump here is queued, queue the rest without waiting
 		for _, t := range tags {
-			if err := q.apply(ctx, g.regions[0].tagCounter(t), soft, !queued); err != nil { // the name routes read (hashed where needed)
+			ev := backend.Event{Counter: g.regions[0].tagCounter(t), Kind: backend.EventTag, Name: t, Soft: soft} // the counter routes read (hashed where needed)
+			if err := q.apply(ctx, ev, !queued); err != nil {
 				errs = append(errs, err)
 				queued = true
 			}
@@ -95,7 +96,7 @@ func (c *Cache) invalidateRegion(ctx context.Context, soft bool, name string) er
 	if c.shut {
 		return c.lostAfterClose(fmt.Sprintf("invalidate region %q", name), r)
 	}
-	if err := r.q.apply(ctx, r.regionCounter, soft, true); err != nil {
+	if err := r.q.apply(ctx, backend.Event{Counter: r.regionCounter, Kind: backend.EventRegion, Region: name, Soft: soft}, true); err != nil {
 		r.recordError("invalidate-region", err)
 		c.recordInvalidation(InvalidationEvent{Kind: "region", Region: name, Soft: soft, Pending: true}, 1, r)
 		return fmt.Errorf("routecache: invalidate region %q: %w", name, err)
@@ -123,7 +124,7 @@ func (c *Cache) InvalidateKey(ctx context.Context, region, key string) error {
 	if c.shut {
 		return c.lostAfterClose(fmt.Sprintf("invalidate key %q in region %q", key, region), r)
 	}
-	if err := r.q.apply(ctx, r.keyCounter(key), false, true); err != nil {
+	if err := r.q.apply(ctx, backend.Event{Counter: r.keyCounter(key), Kind: backend.EventKey, Region: region, Name: key}, true); err != nil {
 		r.recordError("invalidate-key", err)
 		c.recordInvalidation(InvalidationEvent{Kind: "key", Region: region, Names: []string{key}, Pending: true}, 1, r)
 		return fmt.Errorf("routecache: invalidate key %q in region %q: %w", key, region, err)

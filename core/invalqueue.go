@@ -15,12 +15,15 @@ import (
 
 // Pending invalidations. An invalidation routecache has accepted never
 // vanishes: a counter bump the backend refused (down, paused, timed out,
-// closed) is queued, per backend, and retried with backoff until the
-// backend takes it. The queue is applied in order and coalesces a bump
-// with one of the same counter still waiting (the later application
-// satisfies both: a bump applied at time t invalidates everything an
-// earlier request for it would have). Retrying may bump a counter twice
-// (a timed-out INCR may have landed): that only costs a miss.
+// closed) is queued, per backend, with the event it tells other instances
+// of (backend.Event), and retried with backoff until the backend takes
+// it: a retried bump publishes the same event. The queue is applied in
+// order and coalesces a bump with one of the same counter still waiting
+// (the later application satisfies both: a bump applied at time t
+// invalidates everything an earlier request for it would have; the same
+// counter is the same tag, region or key, so the same event). Retrying may
+// bump a counter twice (a timed-out INCR may have landed): that only costs
+// a miss, and the other instances may hear of the invalidation twice.
 //
 // While any bump is pending on a backend, the regions on that backend
 // serve nothing from the cache in this process (lookups are misses, fills
@@ -51,9 +54,10 @@ var ErrInvalidationPending = errors.New("routecache: invalidation not applied ye
 // applied, and counted in Stats.InvalidationsLost.
 var ErrClosed = errors.New("routecache: cache is closed")
 
+// pendingBump is a queued bump: ev.Counter is the counter, ev.Soft asks
+// for a soft bump, and the rest is what the bump publishes.
 type pendingBump struct {
-	name string
-	soft bool
+	ev   backend.Event
 	done chan struct{} // closed once applied
 }
 
@@ -90,21 +94,35 @@ func newBumpQueue(c *Cache, be backend.Backend) *bumpQueue {
 // pendingErr wraps a backend failure of an accepted invalidation.
 func pendingErr(err error) error { return fmt.Errorf("%w: %w", ErrInvalidationPending, err) }
 
-// apply bumps a counter. With nothing pending on the backend it is
+// bump applies one counter bump with its event: through the backend's
+// EventBumper, which tells other instances what it was, or else softly
+// when asked and the backend can, or hard.
+func bump(ctx context.Context, be backend.Backend, ev backend.Event) error {
+	if eb, ok := be.(backend.EventBumper); ok {
+		return eb.BumpEvent(ctx, ev)
+	}
+	if sb, ok := be.(backend.SoftBumper); ok && ev.Soft {
+		return sb.SoftBump(ctx, ev.Counter)
+	}
+	return be.Bump(ctx, ev.Counter)
+}
+
+// apply bumps ev.Counter (softly if ev.Soft), telling the backend what the
+// bump is for. With nothing pending on the backend it is
 // applied at once, and queued if that fails. Otherwise it is queued behind
 // the pending bumps (in order) and, when wait is set, the call waits for
 // the worker's next attempt: nil once applied, or a pending error. A
 // pending error means the bump was accepted and will be retried.
-func (q *bumpQueue) apply(ctx context.Context, name string, soft, wait bool) error {
+func (q *bumpQueue) apply(ctx context.Context, ev backend.Event, wait bool) error {
 	if q.pending.Load() == 0 {
-		err := bumpCounter(ctx, q.be, name, soft)
+		err := bump(ctx, q.be, ev)
 		if err == nil {
 			return nil
 		}
-		q.add(name, soft)
+		q.add(ev)
 		return pendingErr(err)
 	}
-	it, failed := q.add(name, soft)
+	it, failed := q.add(ev)
 	if !wait {
 		return pendingErr(errors.New("behind other pending invalidations"))
 	}
@@ -134,19 +152,21 @@ func (q *bumpQueue) err() error {
 
 // add queues a bump (or joins a waiting one of the same counter) and
 // makes sure the worker runs; it returns the item and the channel closed
-// at the worker's next failed attempt.
-func (q *bumpQueue) add(name string, soft bool) (*pendingBump, chan struct{}) {
+// at the worker's next failed attempt. The queue keeps its own copy of
+// the event's strings (they may alias the caller's memory).
+func (q *bumpQueue) add(ev backend.Event) (*pendingBump, chan struct{}) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	it, ok := q.byName[name]
+	it, ok := q.byName[ev.Counter]
 	if ok {
-		it.soft = it.soft && soft // a hard bump subsumes a soft one
+		it.ev.Soft = it.ev.Soft && ev.Soft // a hard bump subsumes a soft one
 	} else {
-		it = &pendingBump{name: strings.Clone(name), soft: soft, done: make(chan struct{})}
+		ev.Counter, ev.Region, ev.Name = strings.Clone(ev.Counter), strings.Clone(ev.Region), strings.Clone(ev.Name)
+		it = &pendingBump{ev: ev, done: make(chan struct{})}
 		q.items = append(q.items, it)
-		q.byName[it.name] = it
+		q.byName[it.ev.Counter] = it
 		q.pending.Add(1)
-		q.logFailure(name)
+		q.logFailure(ev.Counter)
 	}
 	if !q.running && q.ctx.Err() == nil {
 		q.running = true
@@ -181,13 +201,13 @@ func (q *bumpQueue) run(stopped chan struct{}) {
 			return
 		}
 		it := q.items[0]
-		if q.byName[it.name] == it {
-			delete(q.byName, it.name) // being attempted: a new request queues anew
+		if q.byName[it.ev.Counter] == it {
+			delete(q.byName, it.ev.Counter) // being attempted: a new request queues anew
 		}
-		soft := it.soft
+		ev := it.ev
 		q.mu.Unlock()
 		ctx, cancel := context.WithTimeout(q.ctx, invalAttemptTimeout)
-		err := bumpCounter(ctx, q.be, it.name, soft)
+		err := bump(ctx, q.be, ev)
 		cancel()
 		q.mu.Lock()
 		close(q.attempt)
@@ -201,8 +221,8 @@ func (q *bumpQueue) run(stopped chan struct{}) {
 			backoff = invalRetryMin
 			continue
 		}
-		if _, ok := q.byName[it.name]; !ok {
-			q.byName[it.name] = it
+		if _, ok := q.byName[it.ev.Counter]; !ok {
+			q.byName[it.ev.Counter] = it
 		}
 		q.lastErr = err
 		close(q.failed)
@@ -258,7 +278,7 @@ func (q *bumpQueue) abandon() []string {
 	defer q.mu.Unlock()
 	var names []string
 	for _, it := range q.items {
-		names = append(names, it.name)
+		names = append(names, it.ev.Counter)
 	}
 	q.items, q.byName = nil, map[string]*pendingBump{}
 	q.lost.Add(uint64(len(names)))

@@ -1,11 +1,5 @@
 package core
 
-import (
-	"context"
-
-	"github.com/routecache/routecache/core/backend"
-)
-
 // Soft invalidation marks entries stale instead of unusable: in a region
 // with SoftInvalidation, an entry whose only changed counters were bumped
 // softly is served as STALE (at once) while one request refreshes it, as
@@ -15,11 +9,4 @@ import (
 // still holds "after". Any later bump, soft or hard, ends that grace.
 // Nothing is read on a hit: the marks are fetched only when a counter
 // does not match, and only in regions that enable SoftInvalidation.
-
-// bumpCounter bumps a counter, softly when asked and the backend can.
-func bumpCounter(ctx context.Context, be backend.Backend, name string, soft bool) error {
-	if sb, ok := be.(backend.SoftBumper); ok && soft {
-		return sb.SoftBump(ctx, name)
-	}
-	return be.Bump(ctx, name)
-}
+// (The bump itself is invalqueue.go's bump.)

@@ -1,7 +1,8 @@
 // Package backend is the contract between routecache's engine and the
 // stores it caches in: the Backend interface every store implements, the
-// optional capabilities a store may add (soft invalidation, leases,
-// bounded reads, counter lifetimes, key shaping, connection preparation),
+// optional capabilities a store may add (soft invalidation, invalidation
+// events told to other instances, leases, bounded reads, counter
+// lifetimes, key shaping, connection preparation),
 // the stored envelope (Entry) and the registry of URL schemes (Register,
 // Open), in the manner of database/sql/driver.
 //
@@ -91,6 +92,54 @@ type SoftBumper interface {
 	SoftBump(ctx context.Context, name string) error
 	// SoftMarks fills marks with each counter's last mark (zero if none).
 	SoftMarks(ctx context.Context, names []string, marks []SoftMark) error
+}
+
+// EventKind is what an invalidation Event invalidated.
+type EventKind uint8
+
+const (
+	// EventCounter is an event that names only its counter: what a
+	// receiver makes of a message in the previous format (a counter name
+	// and nothing else), which says nothing it could report.
+	EventCounter EventKind = iota
+	// EventTag is a tag's invalidation (Name is the tag).
+	EventTag
+	// EventRegion is a whole region's invalidation (Region).
+	EventRegion
+	// EventKey is one key's invalidation (Region, and Name is the key).
+	EventKey
+)
+
+// Event is what one counter bump invalidated: the engine hands it to an
+// EventBumper with the bump, and a backend that tells other instances of
+// it (a Redis near cache's pub/sub) hands it to their engines through
+// Options.OnRemote, so that no receiver reads the invalidation back from a
+// counter name (which may be a hash).
+type Event struct {
+	// Counter is the counter bumped, under the name the engine passed to
+	// the backend (hashed when long or not printable: KeyForm).
+	Counter string
+	// Kind says what Region and Name hold.
+	Kind EventKind
+	// Region is the region of an EventRegion or EventKey.
+	Region string
+	// Name is the tag of an EventTag, the key of an EventKey; any bytes.
+	Name string
+	// Soft asks for a soft bump (SoftBumper) where the backend has one,
+	// and tells the receivers the invalidation was soft.
+	Soft bool
+}
+
+// EventBumper is implemented by backends that tell other instances what
+// an invalidation was (Redis publishes it with the bump). The engine bumps
+// through BumpEvent when the backend has it, and through SoftBump or Bump
+// otherwise. The strings in ev follow the ownership rule of Backend's
+// methods: valid only during the call.
+type EventBumper interface {
+	// BumpEvent bumps ev.Counter as Bump does (as SoftBump does when
+	// ev.Soft is set and the backend is a SoftBumper) and tells the other
+	// instances of ev.
+	BumpEvent(ctx context.Context, ev Event) error
 }
 
 // Leaser is implemented by backends shared between instances: a lease on
@@ -207,10 +256,12 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// OnRemote, if set, is told of each invalidation another instance
-	// made that the backend hears of (a near cache's pub/sub), with the
-	// counter name the publisher sent. It may be called from the
-	// backend's own goroutines, concurrently.
-	OnRemote func(counter string)
+	// made that the backend hears of (a near cache's pub/sub), as the
+	// publisher's EventBumper described it (Kind EventCounter, with only
+	// the Counter, for a publisher that sent the counter name alone). It
+	// may be called from the backend's own goroutines, concurrently; the
+	// event's strings are the receiver's to keep.
+	OnRemote func(ev Event)
 }
 
 // Log is o.Logger, or slog.Default() when unset.

@@ -33,11 +33,13 @@ const DefaultStaleness = time.Second
 // channel "routecache:inv", by the Redis backend itself in the increment's
 // round trip, whether or not its Cache has a near cache; every near cache
 // subscribes and drops its local copy of the counter named in a message,
-// so its next read goes to Redis. While the subscription is down, the L1 is bypassed; when it is
+// so its next read goes to Redis, and hands another instance's event (what
+// the invalidation was, carried by the message: redis/message.go) to
+// backend.Options.OnRemote. While the subscription is down, the L1 is bypassed; when it is
 // back, every local counter is dropped. On Memcached, which has no
 // pub/sub, a local counter is trusted for near_staleness (default 1 s)
 // after it was read: an invalidation made by another instance can go
-// unseen for that long.
+// unseen for that long, and is never reported (nothing carries it).
 type Cache struct {
 	inner     backend.Backend
 	redis     *redisbe.Backend // inner, when it is Redis (set by Wrap)
@@ -58,7 +60,7 @@ type Cache struct {
 	channel  string
 	instance string
 	coherent atomic.Bool
-	onRemote func(counter string) // backend.Options.OnRemote
+	onRemote func(ev backend.Event) // backend.Options.OnRemote
 	cancel   context.CancelFunc
 	done     chan struct{}
 	psMu     sync.Mutex
@@ -67,7 +69,7 @@ type Cache struct {
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
 	// applied, when set (by tests), is told of each counter a message
-	// dropped, after it was dropped.
+	// dropped, after it was dropped and the message handed to onRemote.
 	applied atomic.Pointer[func(counter string)]
 }
 
@@ -177,18 +179,16 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 			}
 		case *redis.Message:
 			n.messages.Add(1)
-			inst, counter, ok := strings.Cut(m.Payload, "|")
+			inst, ev, ok := redisbe.ParseMessage(m.Payload)
 			if !ok {
 				continue
 			}
-			n.drop(counter)
-			if f := n.applied.Load(); f != nil {
-				(*f)(counter)
+			n.drop(ev.Counter)
+			if inst != n.instance && n.onRemote != nil {
+				n.onRemote(ev)
 			}
-			if inst != n.instance {
-				if n.onRemote != nil {
-					n.onRemote(counter)
-				}
+			if f := n.applied.Load(); f != nil {
+				(*f)(ev.Counter)
 			}
 		case *redis.Pong:
 		}
@@ -319,6 +319,22 @@ func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl tim
 func (n *Cache) Bump(ctx context.Context, name string) error {
 	err := n.inner.Bump(ctx, name)
 	n.drop(name)
+	return err
+}
+
+// BumpEvent bumps through the inner backend's EventBumper (Redis
+// publishes ev with the bump) or, on another backend, as SoftBump or Bump
+// do, and drops the local copy (backend.EventBumper).
+func (n *Cache) BumpEvent(ctx context.Context, ev backend.Event) error {
+	eb, ok := n.inner.(backend.EventBumper)
+	switch {
+	case !ok && ev.Soft:
+		return n.SoftBump(ctx, ev.Counter)
+	case !ok:
+		return n.Bump(ctx, ev.Counter)
+	}
+	err := eb.BumpEvent(ctx, ev)
+	n.drop(ev.Counter)
 	return err
 }
 
@@ -460,7 +476,8 @@ func (n *Cache) Stats() Stats {
 func (n *Cache) Client() redis.UniversalClient { return n.client }
 
 // OnApplied sets a function told of each counter an invalidation message
-// dropped, after it was dropped (tests wait on it).
+// dropped, after it was dropped and another instance's event was handed
+// to backend.Options.OnRemote (tests wait on it).
 func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
 
 // Remember keeps counter values as a read from the remote store does

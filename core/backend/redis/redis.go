@@ -94,8 +94,10 @@ type Backend struct {
 }
 
 // InvalidationChannel is the pub/sub channel every invalidation on a Redis
-// backend is published on (payload "<instance>|<counter>"), whether or not
-// the Cache making it has a near cache: near caches subscribe to it.
+// backend is published on (payload "<instance>/<kind>/<region>/<name>|<counter>",
+// or "<instance>|<counter>" for a bump that carries no event: message.go),
+// whether or not the Cache making it has a near cache: near caches
+// subscribe to it.
 const InvalidationChannel = "routecache:inv"
 
 // op bounds one operation by the URL's timeout, go-redis's retries
@@ -471,18 +473,29 @@ return 1`)
 // invalidation for the near caches of every instance, with or without a
 // near cache in this one.
 func (b *Backend) Bump(ctx context.Context, name string) error {
-	_, err := b.incr(ctx, name, true)
+	_, err := b.incr(ctx, name, b.message(name))
 	return err
 }
 
-// incr runs bumpScript, publishing when asked, and returns the counter's
-// new value.
-func (b *Backend) incr(ctx context.Context, name string, publish bool) (uint64, error) {
+// BumpEvent bumps ev.Counter, softly when ev.Soft is set, and publishes
+// the invalidation with what it was (message.go), in the same round trip
+// (backend.EventBumper).
+func (b *Backend) BumpEvent(ctx context.Context, ev backend.Event) error {
+	if ev.Soft {
+		return b.softBump(ctx, ev.Counter, b.eventMessage(ev))
+	}
+	_, err := b.incr(ctx, ev.Counter, b.eventMessage(ev))
+	return err
+}
+
+// incr runs bumpScript, publishing msg unless it is empty, and returns
+// the counter's new value.
+func (b *Backend) incr(ctx context.Context, name, msg string) (uint64, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	channel, msg := "", ""
-	if publish {
-		channel, msg = InvalidationChannel, b.message(name)
+	channel := ""
+	if msg != "" {
+		channel = InvalidationChannel
 	}
 	v, err := bumpScript.Run(ctx, b.client, []string{name},
 		strconv.FormatUint(backend.FreshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
@@ -491,9 +504,6 @@ func (b *Backend) incr(ctx context.Context, name string, publish bool) (uint64, 
 	}
 	return backend.ParseDecimal(v), nil
 }
-
-// message is the invalidation message of a counter.
-func (b *Backend) message(name string) string { return b.instance + "|" + name }
 
 // ttlMillis is a lifetime in whole milliseconds (at least 1), as PX takes it.
 func ttlMillis(d time.Duration) string {
@@ -629,17 +639,20 @@ func (b *Backend) SetLogger(log *slog.Logger) {
 // a near cache told of the bump finds its mark. The mark lives as long as
 // a counter. (The mark's key lives in another cluster slot than the
 // counter's, hence two scripts.)
-//
-// SoftBump moves the counter on and records its mark.
 func (b *Backend) SoftBump(ctx context.Context, name string) error {
-	n, err := b.incr(ctx, name, false)
+	return b.softBump(ctx, name, b.message(name))
+}
+
+// softBump is SoftBump publishing msg.
+func (b *Backend) softBump(ctx context.Context, name, msg string) error {
+	n, err := b.incr(ctx, name, "")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	err = markScript.Run(ctx, b.client, []string{wire.SoftKey(name)},
-		wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), InvalidationChannel, b.message(name)).Err()
+		wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), InvalidationChannel, msg).Err()
 	if err != nil {
 		return fmt.Errorf("publish invalidation: %w", err)
 	}
@@ -742,7 +755,7 @@ func (a *atomicTime) every(d time.Duration) bool {
 func (b *Backend) Client() redis.UniversalClient { return b.client }
 
 // Instance names this backend in the invalidation messages it publishes
-// ("<instance>|<counter>" on InvalidationChannel).
+// (the head of every message on InvalidationChannel: message.go).
 func (b *Backend) Instance() string { return b.instance }
 
 // OnReset sets the logger of the restart check and adds f to what runs
