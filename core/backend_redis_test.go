@@ -277,20 +277,3 @@ func TestRedisSharedClient(t *testing.T) {
 		t.Fatal("same URL should share a backend, different URLs not")
 	}
 }
-
-// sampleEntry is a small entry with headers, a body and counters.
-func sampleEntry() *backend.Entry {
-	e := &backend.Entry{
-		Status:     200,
-		Header:     http.Header{"Content-Type": {"application/json"}, "Etag": {`"abc"`}},
-		Body:       []byte(`{"id":1}`),
-		Created:    1_700_000_000_000_000_000,
-		FreshUntil: 1_700_000_300_000_000_000,
-		StaleUntil: 1_700_000_360_000_000_000,
-		ETag:       `"abc"`,
-		Key:        "rc:3:rk1...",
-		Counters:   []backend.CounterSnap{{Name: "rc:v:r:a", Value: 7}},
-	}
-	e.Prepare()
-	return e
-}

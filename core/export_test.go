@@ -1,0 +1,68 @@
+package core
+
+import (
+	"net/http"
+
+	"github.com/routecache/routecache/core/backend"
+)
+
+// Internals exposed to the black-box tests (package core_test), the
+// standard library's export_test.go pattern: a behavioural test that must
+// inject a fault into a region's backend, or find the exact key an entry
+// or counter lives under, asks here. Everything else is tested through the
+// public API.
+
+// RegionBackend returns the backend the named region of c stores in.
+func RegionBackend(c *Cache, region string) backend.Backend { return c.regions[region].be }
+
+// RegionPrefix returns the named region's key prefix (its Prefix, or the
+// default New chose).
+func RegionPrefix(c *Cache, region string) string { return c.regions[region].cfg.Prefix }
+
+// RegionNamespace returns the named region's key namespace (Prefix + ":").
+func RegionNamespace(c *Cache, region string) string { return c.regions[region].ns }
+
+// TagCounter returns the backend name of a tag's version counter.
+func TagCounter(c *Cache, region, tag string) string { return c.regions[region].tagCounter(tag) }
+
+// KeyCounter returns the backend name of a key's version counter.
+func KeyCounter(c *Cache, region, key string) string { return c.regions[region].keyCounter(key) }
+
+// StorageKey returns the backend key the entry of a request to rt is
+// stored under ("" if the request has no key).
+func StorageKey(rt *Route, req *http.Request, p params, pattern string) string {
+	canonical, _, ok := rt.canonicalKey(req, p, pattern)
+	if !ok {
+		return ""
+	}
+	return rt.r.storageKey(canonical)
+}
+
+// CanonicalKey returns the canonical key text of a request to rt.
+func CanonicalKey(rt *Route, req *http.Request, p params, pattern string) (canonical string, ok bool) {
+	canonical, _, ok = rt.canonicalKey(req, p, pattern)
+	return canonical, ok
+}
+
+// LeaseKey returns the backend key of the fill lease of a request to rt.
+func LeaseKey(rt *Route, req *http.Request, p params, pattern string) string {
+	canonical, _, _ := rt.canonicalKey(req, p, pattern)
+	return rt.r.leaseKey(canonical)
+}
+
+// OpenBackend opens a backend URL as New does.
+func OpenBackend(raw string, opts backend.Options) (backend.Backend, error) {
+	return openBackend(raw, opts)
+}
+
+// StrongETag is the ETag the engine gives a stored body.
+func StrongETag(body []byte) string { return strongETag(body) }
+
+// Closing reports whether Close has started on c.
+func Closing(c *Cache) bool { return c.closed.Load() }
+
+// BackendClients returns how many backend clients c opened.
+func BackendClients(c *Cache) int { return len(c.backends) }
+
+// IsSoft reports whether iv invalidates softly (marks stale).
+func IsSoft(iv *Invalidator) bool { return iv.soft }
