@@ -2,6 +2,7 @@ package core
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/routecache/routecache/core/backend"
 )
@@ -38,10 +39,32 @@ func StorageKey(rt *Route, req *http.Request, p params, pattern string) string {
 	return rt.r.storageKey(canonical)
 }
 
-// CanonicalKey returns the canonical key text of a request to rt.
-func CanonicalKey(rt *Route, req *http.Request, p params, pattern string) (canonical string, ok bool) {
-	canonical, _, ok = rt.canonicalKey(req, p, pattern)
-	return canonical, ok
+// CanonicalKey returns the canonical key text of a request to rt and its
+// key counter's logical name.
+func CanonicalKey(rt *Route, req *http.Request, p params, pattern string) (canonical, keyName string, ok bool) {
+	return rt.canonicalKey(req, p, pattern)
+}
+
+// KeyedForwardHeaders and ClientIPHeaders are the forwarding headers every
+// default key includes.
+var (
+	KeyedForwardHeaders = keyedForwardHeaders
+	ClientIPHeaders     = clientIPHeaders
+)
+
+// CounterNames returns the backend names of the version counters a
+// request to rt reads (the region's first, then the key's, then its tags'),
+// as copies; ok is false if the request has no key.
+func CounterNames(rt *Route, req *http.Request, p params, pattern string) (names []string, ok bool) {
+	st := getState()
+	defer putState(st)
+	if !rt.build(st, req, p, pattern) {
+		return nil, false
+	}
+	for _, n := range st.names {
+		names = append(names, strings.Clone(n))
+	}
+	return names, true
 }
 
 // LeaseKey returns the backend key of the fill lease of a request to rt.

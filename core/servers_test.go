@@ -20,15 +20,3 @@ func testServer(t testing.TB, env string) string {
 	}
 	return v
 }
-
-// testServerOptional returns the variable's value, or "" outside CI when it
-// is unset (callers then test only what needs no server). Under CI=true an
-// unset variable fails the test, as testServer does.
-func testServerOptional(t testing.TB, env string) string {
-	t.Helper()
-	v := os.Getenv(env)
-	if v == "" && os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not set under CI=true: the test command must start the server (run `make test`)", env)
-	}
-	return v
-}

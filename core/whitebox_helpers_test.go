@@ -1,8 +1,12 @@
 package core
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"testing"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // Helpers of the white-box tests (package core) whose black-box twins
@@ -17,4 +21,9 @@ func serveOnce(rt *Route, target string, p params, h http.HandlerFunc) *httptest
 		return nil
 	})
 	return w
+}
+
+// uniquePrefix keeps tests apart on shared servers without ever flushing.
+func uniquePrefix(t testing.TB) string {
+	return fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
 }
