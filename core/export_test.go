@@ -89,3 +89,16 @@ func BackendClients(c *Cache) int { return len(c.backends) }
 
 // IsSoft reports whether iv invalidates softly (marks stale).
 func IsSoft(iv *Invalidator) bool { return iv.soft }
+
+// MemoWaiters returns how many callers wait on the in-process fill of a
+// memoized key (-1: no fill runs).
+func MemoWaiters(c *Cache, region, key string) int {
+	r := c.regions[region]
+	skey := r.storageKey(r.memoKey(key))
+	r.flights.mu.Lock()
+	defer r.flights.mu.Unlock()
+	if f, ok := r.flights.m[skey]; ok {
+		return f.waiters
+	}
+	return -1
+}

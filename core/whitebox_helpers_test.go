@@ -2,6 +2,8 @@ package core
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -27,3 +29,5 @@ func serveOnce(rt *Route, target string, p params, h http.HandlerFunc) *httptest
 func uniquePrefix(t testing.TB) string {
 	return fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
