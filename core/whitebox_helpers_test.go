@@ -1,14 +1,10 @@
 package core
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"testing"
-
-	"github.com/routecache/routecache/core/backend"
 )
 
 // Helpers of the white-box tests (package core) whose black-box twins
@@ -23,11 +19,6 @@ func serveOnce(rt *Route, target string, p params, h http.HandlerFunc) *httptest
 		return nil
 	})
 	return w
-}
-
-// uniquePrefix keeps tests apart on shared servers without ever flushing.
-func uniquePrefix(t testing.TB) string {
-	return fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
