@@ -1,8 +1,11 @@
 package core
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/routecache/routecache/core/backend"
 )
@@ -102,3 +105,38 @@ func MemoWaiters(c *Cache, region, key string) int {
 	}
 	return -1
 }
+
+// Freshness is what a stored entry may be used for now (EntryFreshness).
+type Freshness = freshness
+
+// The freshness classes of a stored entry.
+const (
+	Unusable  = unusable
+	Fresh     = fresh
+	StaleOK   = staleOK
+	ErrorOnly = errorOnly
+)
+
+// EntryFreshness classifies what the stored entry of a GET of target to
+// rt (no route parameters; route pattern pattern) is good for now, without
+// running a request (so without counting or refreshing anything). ok is
+// false if the request has no key.
+func EntryFreshness(rt *Route, target, pattern string) (f Freshness, ok bool, err error) {
+	req := httptest.NewRequest("GET", target, nil)
+	st := getState()
+	defer putState(st)
+	if !rt.build(st, req, noParams, pattern) {
+		return unusable, false, nil
+	}
+	canonical := unsafeString(st.key)
+	c := &call{r: rt.r, rt: rt, route: &routeFront{}, ctx: context.Background(), canonical: canonical,
+		skey: rt.r.storageKey(canonical), names: st.names, vals: st.vals}
+	e, err := c.lookup()
+	if err != nil {
+		return unusable, true, err
+	}
+	return c.classify(e, time.Now().UnixNano()), true, nil
+}
+
+// RouteCache returns the Cache rt belongs to.
+func RouteCache(rt *Route) *Cache { return rt.r.c }

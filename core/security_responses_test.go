@@ -143,3 +143,38 @@ func TestSecurityUpgradeBypasses(t *testing.T) {
 		t.Fatalf("upgrade request: %q %q", v.xcache, v.body)
 	}
 }
+
+// A response held back for stale-if-error reaches the client with every
+// header set before its release, including those set after the first
+// write: storability is decided on those, so a late Set-Cookie or
+// Cache-Control: private keeps it out of the cache.
+func TestSecurityHeldResponseJudgedAsSent(t *testing.T) {
+	for _, late := range [][2]string{{"Set-Cookie", "sid=alice"}, {"Cache-Control", "private"}} {
+		t.Run(late[0], func(t *testing.T) {
+			rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
+			var calls atomic.Int64
+			next := func(w http.ResponseWriter, r *http.Request) error {
+				n := calls.Add(1)
+				fmt.Fprintf(w, "page %d", n)
+				if n > 1 {
+					w.Header().Set(late[0], late[1]) // after the first write
+				}
+				return nil
+			}
+			if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "MISS" {
+				t.Fatalf("fill: %q", xc(w))
+			}
+			waitState(t, rt, "/items/1", core.ErrorOnly)
+			w := serveNext(rt, "GET", "/items/1", next)
+			if w.Body.String() != "page 2" || w.Header().Get(late[0]) != late[1] {
+				t.Fatalf("held response: %q %v", w.Body.String(), w.Header())
+			}
+			if st := rt.Region().Stats(); st.Stores != 1 {
+				t.Fatalf("the held response with a late %s was stored (%d stores)", late[0], st.Stores)
+			}
+			if w := serveNext(rt, "GET", "/items/1", next); xc(w) == "HIT" {
+				t.Fatalf("another client got the held response: %q %v", w.Body.String(), w.Header())
+			}
+		})
+	}
+}
