@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
 	memcachebe "github.com/routecache/routecache/core/backend/memcache"
 
 	"github.com/routecache/routecache/core/backend"
@@ -28,28 +29,11 @@ import (
 // command starts (ROUTECACHE_TEST_MEMCACHE=host:port,host:port): no mocks.
 // Keys are namespaced by a random prefix; nothing is ever flushed.
 
-func mcAddrs(t testing.TB) []string {
-	return strings.Split(testServer(t, "ROUTECACHE_TEST_MEMCACHE"), ",")
-}
-
-// mcURL builds a memcache:// URL. Unless the query sets one, it uses a 2 s
-// timeout: the default 100ms is for production, and a busy test machine
-// (the race detector, parallel packages) can exceed it on loopback.
-func mcURL(addrs []string, query string) string {
-	if !strings.Contains(query, "timeout=") {
-		if query != "" {
-			query += "&"
-		}
-		query += "timeout=2s"
-	}
-	return "memcache://" + strings.Join(addrs, ",") + "?" + query
-}
-
 func mcPrefix() string { return fmt.Sprintf("mc%d", backend.FreshCounter()%1e12) }
 
 func mcOpen(t testing.TB, raw string) *memcachebe.Backend {
 	t.Helper()
-	be, err := openBackend(raw, backend.Options{Logger: slog.Default()})
+	be, err := core.OpenBackend(raw, backend.Options{Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +41,13 @@ func mcOpen(t testing.TB, raw string) *memcachebe.Backend {
 	return be.(*memcachebe.Backend)
 }
 
-func mcCache(t testing.TB, raw string, rc RegionConfig) *Cache {
+func mcCache(t testing.TB, raw string, rc core.RegionConfig) *core.Cache {
 	t.Helper()
 	rc.Backend = raw
 	if rc.Prefix == "" {
 		rc.Prefix = mcPrefix()
 	}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +69,7 @@ func TestMemcacheURL(t *testing.T) {
 		{"memcache://127.0.0.1:11211?max_item=8MiB", 100 * time.Millisecond, 64, 8 << 20},
 	}
 	for _, g := range good {
-		be, err := openBackend(g.raw, backend.Options{Logger: slog.Default()})
+		be, err := core.OpenBackend(g.raw, backend.Options{Logger: slog.Default()})
 		if err != nil {
 			t.Errorf("%s: %v", g.raw, err)
 			continue
@@ -123,19 +107,19 @@ func TestMemcacheURL(t *testing.T) {
 		"memcache://127.0.0.1:1?timeout=1s&timeout=2": `backend "memcache://127.0.0.1:1?timeout=1s&timeout=2": option "timeout" given 2 times`,
 	}
 	for raw, want := range bad {
-		_, err := openBackend(raw, backend.Options{Logger: slog.Default()})
+		_, err := core.OpenBackend(raw, backend.Options{Logger: slog.Default()})
 		if err == nil || err.Error() != want {
 			t.Errorf("%s:\n got  %v\n want %s", raw, err, want)
 		}
 		// Through New, the region names itself in front.
-		_, err = New(Config{Regions: map[string]RegionConfig{"a": {Backend: raw}}})
+		_, err = core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {Backend: raw}}})
 		if err == nil || err.Error() != `routecache: region "a": `+want {
 			t.Errorf("New with %s: %v", raw, err)
 		}
 	}
 	// An unresolvable host is an error at open (memcache.New would drop it
 	// silently and fail every call with "no servers").
-	_, err := openBackend("memcache://no-such-host.invalid:11211", backend.Options{Logger: slog.Default()})
+	_, err := core.OpenBackend("memcache://no-such-host.invalid:11211", backend.Options{Logger: slog.Default()})
 	if err == nil || !strings.HasPrefix(err.Error(), `backend "memcache://no-such-host.invalid:11211": `) || !strings.Contains(err.Error(), "no-such-host.invalid") {
 		t.Errorf("unresolvable host: %v", err)
 	}
@@ -146,7 +130,7 @@ func mcEntry(key string, body []byte, counters ...backend.CounterSnap) *backend.
 	e := &backend.Entry{
 		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: body,
 		Created: now, FreshUntil: now + int64(time.Minute), StaleUntil: now + int64(time.Minute),
-		ETag: strongETag(body), Key: key, Counters: counters,
+		ETag: core.StrongETag(body), Key: key, Counters: counters,
 	}
 	e.Prepare()
 	return e
@@ -186,7 +170,7 @@ func TestMemcacheTooLarge(t *testing.T) {
 
 	// At region level: the response is served in full, counted as too-large,
 	// and is not a backend error.
-	c := mcCache(t, mcURL(addrs, "max_item=4MiB"), RegionConfig{MaxEntryBytes: 4 << 20})
+	c := mcCache(t, mcURL(addrs, "max_item=4MiB"), core.RegionConfig{MaxEntryBytes: 4 << 20})
 	rt, _ := c.Route("r")
 	body := strings.Repeat("z", 3<<19)
 	h := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }
@@ -197,7 +181,7 @@ func TestMemcacheTooLarge(t *testing.T) {
 		}
 	}
 	st := c.Stats()["r"]
-	if st.NotStored[NotStoredTooLarge] != 2 || st.Errors != 0 || st.Stores != 0 {
+	if st.NotStored[core.NotStoredTooLarge] != 2 || st.Errors != 0 || st.Stores != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -224,17 +208,16 @@ func TestMemcacheCorrupt(t *testing.T) {
 		t.Fatalf("load of junk: %v %v %v (want errCorrupt and %v)", e, err, got, vals)
 	}
 
-	c := mcCache(t, mcURL(addrs, ""), RegionConfig{})
-	rt, _ := c.Route("r", Tags("item:{id}"))
+	c := mcCache(t, mcURL(addrs, ""), core.RegionConfig{})
+	rt, _ := c.Route("r", core.Tags("item:{id}"))
 	pm := mapParams{"id": "1"}
 	var calls atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "fresh %d", calls.Add(1)) }
 	if w := serveOnce(rt, "/items/1", pm, h); w.Header().Get("X-Cache") != "MISS" {
 		t.Fatal("first not a miss")
 	}
-	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), pm, "/items/:id")
-	skey := c.regions["r"].storageKey(canonical)
-	mb := c.regions["r"].be.(*memcachebe.Backend)
+	skey := core.StorageKey(rt, newGet("/items/1"), pm, "/items/:id")
+	mb := core.RegionBackend(c, "r").(*memcachebe.Backend)
 	good, err := mb.Client().Get(skey)
 	if err != nil {
 		t.Fatalf("stored entry not under %s: %v", skey, err)
@@ -255,12 +238,6 @@ func TestMemcacheCorrupt(t *testing.T) {
 	if st := c.Stats()["r"]; st.Corrupt != uint64(len(bads)) || st.Errors != 0 { // once per request that read one
 		t.Fatalf("stats %+v", st)
 	}
-}
-
-func newGet(target string) *http.Request {
-	req, _ := http.NewRequest("GET", "http://example.com"+target, nil)
-	req.Host = "example.com"
-	return req
 }
 
 // mcProxy is a counting TCP proxy in front of one memcached: it counts the
@@ -377,8 +354,8 @@ func startMCProxies(t testing.TB, addrs []string) ([]*mcProxy, []string) {
 // counters and the tag counters in one GetMulti; and nothing else.
 func TestMemcacheHitIsOneRoundTrip(t *testing.T) {
 	proxies, paddrs := startMCProxies(t, mcAddrs(t))
-	c := mcCache(t, mcURL(paddrs, ""), RegionConfig{})
-	rt, err := c.Route("r", Tags("item:{id}", "items", "shop:{id}"))
+	c := mcCache(t, mcURL(paddrs, ""), core.RegionConfig{})
+	rt, err := c.Route("r", core.Tags("item:{id}", "items", "shop:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,8 +474,8 @@ func TestMemcacheInvalidationDuringFill(t *testing.T) {
 	addrs := mcAddrs(t)
 	for _, kind := range []string{"tag", "region", "key", "lost-counter"} {
 		t.Run(kind, func(t *testing.T) {
-			c := mcCache(t, mcURL(addrs, ""), RegionConfig{})
-			rt, err := c.Route("r", Tags("item:{id}"))
+			c := mcCache(t, mcURL(addrs, ""), core.RegionConfig{})
+			rt, err := c.Route("r", core.Tags("item:{id}"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -526,8 +503,8 @@ func TestMemcacheInvalidationDuringFill(t *testing.T) {
 			case "key":
 				err = c.InvalidateKey(ctx, "r", "/items/1")
 			case "lost-counter":
-				mb := c.regions["r"].be.(*memcachebe.Backend)
-				err = mb.Client().Delete(c.regions["r"].tagCounter("item:1"))
+				mb := core.RegionBackend(c, "r").(*memcachebe.Backend)
+				err = mb.Client().Delete(core.TagCounter(c, "r", "item:1"))
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -559,12 +536,12 @@ func TestMemcacheCloseKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Delete(key)
-	c, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: mcURL(addrs, "")}, "b": {Backend: mcURL(addrs, "")}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {Backend: mcURL(addrs, "")}, "b": {Backend: mcURL(addrs, "")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.backends) != 1 {
-		t.Fatalf("two regions on one URL opened %d clients", len(c.backends))
+	if core.BackendClients(c) != 1 {
+		t.Fatalf("two regions on one URL opened %d clients", core.BackendClients(c))
 	}
 	rt, _ := c.Route("a")
 	serveOnce(rt, "/x", noParams, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") })
@@ -585,15 +562,15 @@ func TestMemcacheDeadServerFailsOpen(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	c := mcCache(t, mcURL([]string{dead}, "timeout=50ms"), RegionConfig{})
-	rt, _ := c.Route("r", Tags("item:{id}"))
+	c := mcCache(t, mcURL([]string{dead}, "timeout=50ms"), core.RegionConfig{})
+	rt, _ := c.Route("r", core.Tags("item:{id}"))
 	for i := range 3 {
 		w := serveOnce(rt, "/items/1", mapParams{"id": "1"}, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 		if w.Code != 200 || w.Body.String() != "ok" || w.Header().Get("X-Cache") != "BYPASS" {
 			t.Fatalf("request %d: %d %q %q", i, w.Code, w.Body.String(), w.Header().Get("X-Cache"))
 		}
 	}
-	if st := c.Stats()["r"]; st.Errors != 3 || st.Bypasses[BypassBackend] != 3 {
+	if st := c.Stats()["r"]; st.Errors != 3 || st.Bypasses[core.BypassBackend] != 3 {
 		t.Fatalf("stats %+v", st)
 	}
 	if err := c.InvalidateTags(context.Background(), "item:1"); err == nil {

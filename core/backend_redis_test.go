@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -9,24 +9,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/routecache/routecache/core"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
-
-	"github.com/routecache/routecache/core/backend"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// uniquePrefix keeps tests apart on shared servers without ever flushing.
-func uniquePrefix(t testing.TB) string {
-	return fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
-}
-
-func redisURLs(t testing.TB) map[string]string {
-	return map[string]string{
-		"redis":   "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0",
-		"cluster": "redis+cluster://" + testServer(t, "ROUTECACHE_TEST_REDIS_CLUSTER"),
-	}
-}
 
 func TestRedisURLErrors(t *testing.T) {
 	cases := map[string]string{
@@ -45,13 +32,13 @@ func TestRedisURLErrors(t *testing.T) {
 		"redis+cluster://127.0.0.1:1?read_only=maybe": "read_only",
 	}
 	for raw, want := range cases {
-		_, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: raw}}})
+		_, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {Backend: raw}}})
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "routecache: ") {
 			t.Errorf("%s: error %v, want it to contain %q", raw, err, want)
 		}
 	}
 	// A password never shows in an error.
-	_, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: "redis://u:hunter2@127.0.0.1/0"}}})
+	_, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {Backend: "redis://u:hunter2@127.0.0.1/0"}}})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("password leaked or no error: %v", err)
 	}
@@ -76,20 +63,6 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	}
 }
 
-func newBackendCache(t testing.TB, url string, rc RegionConfig) *Cache {
-	t.Helper()
-	rc.Backend = url
-	if rc.Prefix == "" {
-		rc.Prefix = uniquePrefix(t)
-	}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // A hit on a Redis region is one round trip: one pipeline of a bounded
 // GETRANGE of the entry and an MGET of the region, key and tag counters
 // (counted by a client hook and, on the standalone server, by INFO
@@ -97,13 +70,13 @@ func newBackendCache(t testing.TB, url string, rc RegionConfig) *Cache {
 func TestRedisHitIsOneRoundTrip(t *testing.T) {
 	for name, u := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, u, RegionConfig{})
-			rt, err := c.Route("r", Tags("item:{id}", "items"))
+			c := newBackendCache(t, u, core.RegionConfig{})
+			rt, err := c.Route("r", core.Tags("item:{id}", "items"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			hook := &countingHook{}
-			rb := c.regions["r"].be.(*redisbe.Backend)
+			rb := core.RegionBackend(c, "r").(*redisbe.Backend)
 			rb.Client().AddHook(hook)
 			p := mapParams{"id": "1"}
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "body") }
@@ -173,8 +146,8 @@ func commandStats(t testing.TB, c redis.UniversalClient) map[string]int64 {
 func TestRedisInvalidationDuringFill(t *testing.T) {
 	for name, u := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, u, RegionConfig{})
-			rt, err := c.Route("r", Tags("item:{id}"))
+			c := newBackendCache(t, u, core.RegionConfig{})
+			rt, err := c.Route("r", core.Tags("item:{id}"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,8 +193,8 @@ func TestRedisInvalidationDuringFill(t *testing.T) {
 			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
 				t.Fatal("key invalidation not seen")
 			}
-			rb := c.regions["r"].be.(*redisbe.Backend)
-			if err := rb.Client().Del(ctx, c.regions["r"].tagCounter("item:1")).Err(); err != nil {
+			rb := core.RegionBackend(c, "r").(*redisbe.Backend)
+			if err := rb.Client().Del(ctx, core.TagCounter(c, "r", "item:1")).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if w := serveOnce(rt, "/items/1", p, h); w.Header().Get("X-Cache") != "MISS" {
@@ -233,13 +206,13 @@ func TestRedisInvalidationDuringFill(t *testing.T) {
 
 // Corrupt and truncated values under a live key are misses, then overwritten.
 func TestRedisCorruptEntryIsAMiss(t *testing.T) {
-	c := newBackendCache(t, redisURLs(t)["redis"], RegionConfig{})
+	c := newBackendCache(t, redisURLs(t)["redis"], core.RegionConfig{})
 	rt, _ := c.Route("r")
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "fresh") }
 	serveOnce(rt, "/x", noParams, h)
-	rb := c.regions["r"].be.(*redisbe.Backend)
+	rb := core.RegionBackend(c, "r").(*redisbe.Backend)
 	ctx := context.Background()
-	keys, err := rb.Client().Keys(ctx, c.regions["r"].ns+"e:*").Result()
+	keys, err := rb.Client().Keys(ctx, core.RegionNamespace(c, "r")+"e:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("entry keys %v %v", keys, err)
 	}
@@ -268,29 +241,12 @@ func TestRedisCorruptEntryIsAMiss(t *testing.T) {
 // Regions naming the same URL share one client.
 func TestRedisSharedClient(t *testing.T) {
 	u := redisURLs(t)["redis"]
-	c, err := New(Config{Regions: map[string]RegionConfig{"a": {Backend: u}, "b": {Backend: u}, "c": {Backend: u + "?timeout=1s"}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {Backend: u}, "b": {Backend: u}, "c": {Backend: u + "?timeout=1s"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.regions["a"].be != c.regions["b"].be || c.regions["a"].be == c.regions["c"].be {
+	if core.RegionBackend(c, "a") != core.RegionBackend(c, "b") || core.RegionBackend(c, "a") == core.RegionBackend(c, "c") {
 		t.Fatal("same URL should share a backend, different URLs not")
 	}
-}
-
-// sampleEntry is a small entry with headers, a body and counters.
-func sampleEntry() *backend.Entry {
-	e := &backend.Entry{
-		Status:     200,
-		Header:     http.Header{"Content-Type": {"application/json"}, "Etag": {`"abc"`}},
-		Body:       []byte(`{"id":1}`),
-		Created:    1_700_000_000_000_000_000,
-		FreshUntil: 1_700_000_300_000_000_000,
-		StaleUntil: 1_700_000_360_000_000_000,
-		ETag:       `"abc"`,
-		Key:        "rc:3:rk1...",
-		Counters:   []backend.CounterSnap{{Name: "rc:v:r:a", Value: 7}},
-	}
-	e.Prepare()
-	return e
 }

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 	memcachebe "github.com/routecache/routecache/core/backend/memcache"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
@@ -37,13 +39,13 @@ func benchHandler(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(benchBody)
 }
 
-func benchMux(b testing.TB, c *Cache) http.Handler {
+func benchMux(b testing.TB, c *core.Cache) http.Handler {
 	mux := http.NewServeMux()
 	if c == nil {
 		mux.HandleFunc("GET /articles/{id}", benchHandler)
 		return mux
 	}
-	mw, err := c.Middleware("r", Tags("article:{id}", "articles"))
+	mw, err := c.Middleware("r", core.Tags("article:{id}", "articles"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,8 +74,8 @@ func runHTTPBench(b *testing.B, h http.Handler, want string) {
 	}
 }
 
-func benchCache(b *testing.B, beURL string) *Cache {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: beURL, Prefix: uniquePrefix(b)}}})
+func benchCache(b *testing.B, beURL string) *core.Cache {
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: beURL, Prefix: uniquePrefix(b)}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,8 +94,8 @@ func BenchmarkNetHTTP(b *testing.B) {
 func BenchmarkNetHTTPParallel(b *testing.B) {
 	for _, tc := range []struct {
 		name string
-		c    func(b *testing.B) *Cache
-	}{{"uncached", func(*testing.B) *Cache { return nil }}, {"memory-hit", func(b *testing.B) *Cache { return benchCache(b, "") }}} {
+		c    func(b *testing.B) *core.Cache
+	}{{"uncached", func(*testing.B) *core.Cache { return nil }}, {"memory-hit", func(b *testing.B) *core.Cache { return benchCache(b, "") }}} {
 		b.Run(tc.name, func(b *testing.B) {
 			h := benchMux(b, tc.c(b))
 			req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
@@ -148,8 +150,8 @@ func BenchmarkRedis(b *testing.B) {
 	c := benchCache(b, "redis://"+addr+"/0")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT") // warm: stores the entry
-	rb := c.regions["r"].be.(*redisbe.Backend)
-	keys, err := rb.Client().Keys(context.Background(), c.regions["r"].ns+"e:*").Result()
+	rb := core.RegionBackend(c, "r").(*redisbe.Backend)
+	keys, err := rb.Client().Keys(context.Background(), core.RegionNamespace(c, "r")+"e:*").Result()
 	if err != nil || len(keys) != 1 {
 		b.Fatalf("keys %v %v", keys, err)
 	}
@@ -166,17 +168,9 @@ func BenchmarkRedis(b *testing.B) {
 	// one raw MGET: what the hit costs on the wire, without the cache.
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
 	req.SetPathValue("id", "42")
-	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
-	st := getState()
-	rt.build(st, req, pathValues{R: req}, "GET /articles/{id}")
-	mkeys := append([]string{keys[0]}, func() []string {
-		out := make([]string, len(st.names))
-		for i, n := range st.names {
-			out[i] = strings.Clone(n)
-		}
-		return out
-	}()...)
-	putState(st)
+	rt, _ := c.Route("r", core.Tags("article:{id}", "articles"))
+	names, _ := core.CounterNames(rt, req, adapter.PathValues{R: req}, "GET /articles/{id}")
+	mkeys := append([]string{keys[0]}, names...)
 	b.Run("raw-mget", func(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
@@ -213,13 +207,12 @@ func benchMemcache(b *testing.B, addrs string) {
 	c := benchCache(b, "memcache://"+addrs+"?timeout=1s")
 	h := benchMux(b, c)
 	runHTTPBench(b, h, "HIT")
-	mb := c.regions["r"].be.(*memcachebe.Backend)
+	mb := core.RegionBackend(c, "r").(*memcachebe.Backend)
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
 	req.SetPathValue("id", "42")
 	req.Pattern = "GET /articles/{id}"
-	rt, _ := c.Route("r", Tags("article:{id}", "articles"))
-	canonical, _, _ := rt.canonicalKey(req, pathValues{R: req}, req.Pattern)
-	key := c.regions["r"].storageKey(canonical)
+	rt, _ := c.Route("r", core.Tags("article:{id}", "articles"))
+	key := core.StorageKey(rt, req, adapter.PathValues{R: req}, req.Pattern)
 	b.Run("raw-getmulti", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -230,13 +223,8 @@ func benchMemcache(b *testing.B, addrs string) {
 		}
 	})
 	// The same keys a hit reads (entry + counters), in one raw GetMulti.
-	st := getState()
-	rt.build(st, req, pathValues{R: req}, req.Pattern)
-	mkeys := []string{key}
-	for _, n := range st.names {
-		mkeys = append(mkeys, strings.Clone(n))
-	}
-	putState(st)
+	names, _ := core.CounterNames(rt, req, adapter.PathValues{R: req}, req.Pattern)
+	mkeys := append([]string{key}, names...)
 	b.Run("raw-getmulti-all", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -291,12 +279,12 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: fmt.Sprintf("memory://?max_bytes=%d", budget)}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: fmt.Sprintf("memory://?max_bytes=%d", budget)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	mw, err := c.Middleware("r", Tags("article:{id}", "articles"))
+	mw, err := c.Middleware("r", core.Tags("article:{id}", "articles"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +298,7 @@ func memoryBudgetCase(t *testing.T, budget int, sizes func(int) int, total int) 
 		mux.ServeHTTP(w, req)
 		written += sizes(n)
 	}
-	c.regions["r"].be.(*memory.Backend).Wait()
+	core.RegionBackend(c, "r").(*memory.Backend).Wait()
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -345,7 +333,7 @@ func benchEntry() *backend.Entry {
 		Status: 200,
 		Header: http.Header{
 			"Content-Type":  {"application/json"},
-			"Etag":          {strongETag(benchBody)},
+			"Etag":          {core.StrongETag(benchBody)},
 			"Last-Modified": {"Tue, 25 Nov 2025 22:46:45 GMT"},
 		},
 		Body:       benchBody,

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/backend"
 
 	"github.com/redis/go-redis/v9"
@@ -81,10 +82,10 @@ func netOutput(t *testing.T, c redis.UniversalClient) int64 {
 // hostileCache is a Cache on url whose breaker opens at the first backend
 // error, so that one planted value counted as a failure would show as
 // every other key bypassing; bodies are capped at 64 KiB.
-func hostileCache(t *testing.T, url string) (*Cache, *Region, *Route) {
+func hostileCache(t *testing.T, url string) (*core.Cache, *core.Region, *core.Route) {
 	t.Helper()
-	rc := RegionConfig{Backend: url, Prefix: uniquePrefix(t), MaxEntryBytes: 64 << 10}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: time.Hour}})
+	rc := core.RegionConfig{Backend: url, Prefix: uniquePrefix(t), MaxEntryBytes: 64 << 10}
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Breaker: core.BreakerConfig{Failures: 1, Cooldown: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func hostileCache(t *testing.T, url string) (*Cache, *Region, *Route) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, c.regions["r"], rt
+	return c, rt.Region(), rt
 }
 
 func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
@@ -110,8 +111,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				fmt.Fprintf(w, "%s #%d", req.URL.Path, calls.Add(1))
 			}
 			skeyOf := func(id string) string {
-				canonical, _, _ := rt.canonicalKey(newGet("/items/"+id), mapParams{"id": id}, "/items/:id")
-				return r.storageKey(canonical)
+				return core.StorageKey(rt, newGet("/items/"+id), mapParams{"id": id}, "/items/:id")
 			}
 			hit := func(id, want string) {
 				t.Helper()
@@ -172,7 +172,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 					t.Fatalf("%s: corrupt %d -> %d, errors %d -> %d: want one corrupt value and no backend error",
 						p.what, before.Corrupt, after.Corrupt, before.Errors, after.Errors)
 				}
-				if after.Breaker != BreakerClosed || after.BreakerOpens != 0 {
+				if after.Breaker != core.BreakerClosed || after.BreakerOpens != 0 {
 					t.Fatalf("%s: breaker %s (opened %d times), want closed", p.what, after.Breaker, after.BreakerOpens)
 				}
 				// The other key still hits; the planted one was repaired.
@@ -190,7 +190,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				if err != nil || !strings.HasPrefix(string(e.Body), "/items/1 #") {
 					t.Fatalf("%s: after the fill the key holds %d bytes that are no entry of /items/1 (%v)", p.what, len(v), err)
 				}
-				if st := r.Stats(); st.Errors != 0 || st.Corrupt != uint64(i+1) || st.Breaker != BreakerClosed {
+				if st := r.Stats(); st.Errors != 0 || st.Corrupt != uint64(i+1) || st.Breaker != core.BreakerClosed {
 					t.Fatalf("%s: stats %+v", p.what, st)
 				}
 			}
@@ -204,7 +204,7 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 func TestEntryOverReadBoundIsNotStored(t *testing.T) {
 	for name, u := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, u, RegionConfig{MaxEntryBytes: 1 << 10})
+			c := newBackendCache(t, u, core.RegionConfig{MaxEntryBytes: 1 << 10})
 			rt, _ := c.Route("r")
 			big := strings.Repeat("h", backend.EntryAllowance+2<<10) // the allowance plus more than the body cap
 			h := func(w http.ResponseWriter, req *http.Request) {
@@ -217,7 +217,7 @@ func TestEntryOverReadBoundIsNotStored(t *testing.T) {
 				}
 			}
 			st := c.Stats()["r"]
-			if st.NotStored[NotStoredTooLarge] != 2 || st.Stores != 0 || st.Corrupt != 0 || st.Errors != 0 {
+			if st.NotStored[core.NotStoredTooLarge] != 2 || st.Stores != 0 || st.Corrupt != 0 || st.Errors != 0 {
 				t.Fatalf("stats %+v", st)
 			}
 		})

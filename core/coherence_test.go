@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -9,18 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// withQuery appends URL query options to a backend URL.
-func withQuery(u, opts string) string {
-	if strings.Contains(u, "?") {
-		return u + "&" + opts
-	}
-	return u + "?" + opts
-}
 
 // An invalidation made by a Cache without a near cache (a worker, an admin
 // tool) reaches the near caches on the same Redis and prefix: the plain
@@ -30,13 +23,13 @@ func withQuery(u, opts string) string {
 func TestPlainRedisInvalidationReachesNearReplicas(t *testing.T) {
 	for name, base := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
-			rc := RegionConfig{Prefix: uniquePrefix(t), SoftInvalidation: true}
+			rc := core.RegionConfig{Prefix: uniquePrefix(t), SoftInvalidation: true}
 			near := instances(t, 1, withQuery(base, "near_max_bytes=4MiB&timeout=2s"), rc)[0]
 			plain := instances(t, 1, withQuery(base, "timeout=2s"), rc)[0]
 			nb := nearOf(near)
 			var version atomic.Int64
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
-			rt, err := near.Route("r", Tags("item:{id}"))
+			rt, err := near.Route("r", core.Tags("item:{id}"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,8 +78,8 @@ func TestPlainRedisInvalidationReachesNearReplicas(t *testing.T) {
 func TestPlainRedisInvalidationIsOneRoundTrip(t *testing.T) {
 	for name, base := range redisURLs(t) {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, withQuery(base, "timeout=2s"), RegionConfig{})
-			rb := c.regions["r"].be.(*redisbe.Backend)
+			c := newBackendCache(t, withQuery(base, "timeout=2s"), core.RegionConfig{})
+			rb := core.RegionBackend(c, "r").(*redisbe.Backend)
 			ctx := context.Background()
 			const n = 5
 			// The first call on a node loads the script (NOSCRIPT, then
@@ -99,7 +92,7 @@ func TestPlainRedisInvalidationIsOneRoundTrip(t *testing.T) {
 			// The messages about this Cache's counters, seen by a
 			// subscriber of its own (the server's PUBLISH count would
 			// include other tests' invalidations on the same server).
-			prefix := c.regions["r"].cfg.Prefix + ":"
+			prefix := core.RegionPrefix(c, "r") + ":"
 			sub := rb.Client().Subscribe(ctx, redisbe.InvalidationChannel)
 			defer sub.Close()
 			if _, err := sub.Receive(ctx); err != nil {

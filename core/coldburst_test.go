@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
 )
 
 // A burst of requests for one cold key on freshly built Caches must not
@@ -31,16 +33,16 @@ func TestColdBurstFreshInstancesNoBreakerOpens(t *testing.T) {
 
 func coldBurst(t *testing.T, url string) {
 	const N, burst = 3, 500
-	cs := instances(t, N, url, RegionConfig{})
+	cs := instances(t, N, url, core.RegionConfig{})
 	var origin atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) {
 		origin.Add(1)
 		time.Sleep(10 * time.Millisecond) // a handler that takes a while
 		fmt.Fprint(w, "cold")
 	}
-	rts := make([]*Route, N)
+	rts := make([]*core.Route, N)
 	for i, c := range cs {
-		rt, err := c.Route("r", Tags("item:{id}"))
+		rt, err := c.Route("r", core.Tags("item:{id}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,8 +79,8 @@ func coldBurst(t *testing.T, url string) {
 		st := c.Stats()["r"]
 		errs += st.Errors
 		opens += st.BreakerOpens
-		bypassBackend += st.Bypasses[BypassBackend]
-		bypassBreaker += st.Bypasses[BypassBreaker]
+		bypassBackend += st.Bypasses[core.BypassBackend]
+		bypassBreaker += st.Bypasses[core.BypassBreaker]
 	}
 	t.Logf("%d requests over %d fresh Caches: %d origin calls, X-Cache %v, backend errors %d, breaker opens %d, backend-error bypasses %d, breaker bypasses %d, bypass details %v",
 		burst, N, origin.Load(), xcache, errs, opens, bypassBackend, bypassBreaker, details)
@@ -103,7 +105,7 @@ func coldBurst(t *testing.T, url string) {
 func TestNewWithRedisDownDoesNotFail(t *testing.T) {
 	port := freePort(t) // nothing listens there
 	start := time.Now()
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: "redis://127.0.0.1:" + port + "/0"}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: "redis://127.0.0.1:" + port + "/0"}}})
 	if err != nil {
 		t.Fatalf("New with Redis down: %v", err)
 	}

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
 	memcachebe "github.com/routecache/routecache/core/backend/memcache"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
@@ -152,10 +153,10 @@ func TestCountersExpire(t *testing.T) {
 	urls["memcache"] = "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE")
 	for name, base := range urls {
 		t.Run(name, func(t *testing.T) {
-			rc := RegionConfig{TTL: time.Minute, Stale: 30 * time.Second, SoftInvalidation: true}
+			rc := core.RegionConfig{TTL: time.Minute, Stale: 30 * time.Second, SoftInvalidation: true}
 			c := newBackendCache(t, withQuery(base, "timeout=2s"), rc)
-			prefix := c.regions["r"].cfg.Prefix
-			rt, err := c.Route("r", Tags("p:{path}", "all"))
+			prefix := core.RegionPrefix(c, "r")
+			rt, err := c.Route("r", core.Tags("p:{path}", "all"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +188,7 @@ func TestCountersExpire(t *testing.T) {
 			if name == "memcache" {
 				keys = memcacheKeysUnder(t, testServer(t, "ROUTECACHE_TEST_MEMCACHE"), prefix)
 			} else {
-				keys = redisKeysUnder(t, c.regions["r"].be.(*redisbe.Backend).Client(), prefix)
+				keys = redisKeysUnder(t, core.RegionBackend(c, "r").(*redisbe.Backend).Client(), prefix)
 			}
 			var forever []string
 			var entryMax, counterMin time.Duration
@@ -230,30 +231,29 @@ func TestCounterRenewedOnStore(t *testing.T) {
 	urls["memcache"] = "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE")
 	for name, base := range urls {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, withQuery(base, "timeout=2s"), RegionConfig{TTL: time.Hour})
-			r := c.regions["r"]
-			rt, _ := c.Route("r", Tags("shared"))
+			c := newBackendCache(t, withQuery(base, "timeout=2s"), core.RegionConfig{TTL: time.Hour})
+			rt, _ := c.Route("r", core.Tags("shared"))
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") }
 			serveOnce(rt, "/a", noParams, h)
 			ctx := context.Background()
-			tag := r.tagCounter("shared")
+			tag := core.TagCounter(c, "r", "shared")
 			// Shorten the tag counter's lifetime to 30 s.
 			ttlOf := func() time.Duration {
 				if name == "memcache" {
-					for _, k := range memcacheKeysUnder(t, testServer(t, "ROUTECACHE_TEST_MEMCACHE"), r.cfg.Prefix) {
+					for _, k := range memcacheKeysUnder(t, testServer(t, "ROUTECACHE_TEST_MEMCACHE"), core.RegionPrefix(c, "r")) {
 						if k.key == tag {
 							return k.ttl
 						}
 					}
 					return -2
 				}
-				return r.be.(*redisbe.Backend).Client().PTTL(ctx, tag).Val()
+				return core.RegionBackend(c, "r").(*redisbe.Backend).Client().PTTL(ctx, tag).Val()
 			}
 			if name == "memcache" {
-				if err := r.be.(*memcachebe.Backend).Client().Touch(tag, 30); err != nil {
+				if err := core.RegionBackend(c, "r").(*memcachebe.Backend).Client().Touch(tag, 30); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := r.be.(*redisbe.Backend).Client().PExpire(ctx, tag, 30*time.Second).Err(); err != nil {
+			} else if err := core.RegionBackend(c, "r").(*redisbe.Backend).Client().PExpire(ctx, tag, 30*time.Second).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if d := ttlOf(); d <= 0 || d > 31*time.Second {

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"bufio"
@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 	memcachebe "github.com/routecache/routecache/core/backend/memcache"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
@@ -221,13 +223,13 @@ func (l *loadStats) add(o loadStats) {
 // the net/http middleware in region "r"; its origin answers "item <id>".
 type faultApp struct {
 	timeout time.Duration // the backend's, for loadStats.overTimeout
-	c       *Cache
+	c       *core.Cache
 	srv     *httptest.Server
 	client  *http.Client
 	origin  atomic.Int64
 }
 
-func newFaultApp(t testing.TB, backendURL string, rc RegionConfig, brk BreakerConfig) *faultApp {
+func newFaultApp(t testing.TB, backendURL string, rc core.RegionConfig, brk core.BreakerConfig) *faultApp {
 	t.Helper()
 	rc.Backend = backendURL
 	if rc.Prefix == "" {
@@ -236,12 +238,12 @@ func newFaultApp(t testing.TB, backendURL string, rc RegionConfig, brk BreakerCo
 	if rc.TTL == 0 {
 		rc.TTL = time.Minute
 	}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: brk})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Breaker: brk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &faultApp{c: c}
-	mw, err := c.Middleware("r", Tags("item:{id}"))
+	mw, err := c.Middleware("r", core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +312,7 @@ func (a *faultApp) load(goroutines, perG int, slowOver time.Duration) loadStats 
 	return res
 }
 
-func (a *faultApp) stats() Stats { return a.c.Stats()["r"] }
+func (a *faultApp) stats() core.Stats { return a.c.Stats()["r"] }
 
 type faultBackend struct {
 	name    string
@@ -340,7 +342,7 @@ func TestFaultBackendKilledUnderLoad(t *testing.T) {
 	for _, fb := range faultBackends {
 		t.Run(fb.name, func(t *testing.T) {
 			srv := fb.start(t)
-			a := newFaultApp(t, fb.url(srv.addr()), RegionConfig{}, BreakerConfig{})
+			a := newFaultApp(t, fb.url(srv.addr()), core.RegionConfig{}, core.BreakerConfig{})
 			a.timeout = fb.timeout
 			slowOver := fb.timeout + stuckAfter
 			const G = 8
@@ -387,7 +389,7 @@ func TestFaultBackendKilledUnderLoad(t *testing.T) {
 			dead.add(more)
 			s2 := a.stats()
 			dErr, dOpens := s2.Errors-s1.Errors, s2.BreakerOpens-s1.BreakerOpens
-			skipped := s2.Bypasses[BypassBreaker] - s1.Bypasses[BypassBreaker]
+			skipped := s2.Bypasses[core.BypassBreaker] - s1.Bypasses[core.BypassBreaker]
 			t.Logf("%s dead: %d requests during and after the kill until the breaker opened (%d backend errors; it opened %v after the kill); then %d requests: %d backend errors, %d re-opens, %d skipped by the breaker",
 				fb.name, requestsToOpen, errorsToOpen, time.Duration(openedAfter.Load()).Round(time.Millisecond), more.total, dErr, dOpens, skipped)
 			if dErr > dOpens+G {
@@ -419,7 +421,7 @@ func TestFaultBackendKilledUnderLoad(t *testing.T) {
 			if !resumed {
 				t.Fatalf("caching did not resume after the restart: %+v stats %+v", back, st)
 			}
-			if st.Breaker != BreakerClosed {
+			if st.Breaker != core.BreakerClosed {
 				t.Fatalf("breaker %s after recovery", st.Breaker)
 			}
 			t.Logf("%s totals: %d requests, %d not 200-with-the-right-body, %d slower than the %v timeout, %d slower than %v (max %v), X-Cache %v, origin calls %d; stats %+v",
@@ -445,7 +447,7 @@ func TestFaultSlowBackend(t *testing.T) {
 			if fb.name == "redis" && !srv.debug {
 				t.Skip("redis-server < 7: DEBUG cannot be enabled from the command line")
 			}
-			a := newFaultApp(t, fb.url(srv.addr()), RegionConfig{}, BreakerConfig{})
+			a := newFaultApp(t, fb.url(srv.addr()), core.RegionConfig{}, core.BreakerConfig{})
 			a.timeout = fb.timeout
 			slowOver := fb.timeout + stuckAfter
 			const stall = 3 * time.Second
@@ -510,10 +512,10 @@ func TestFaultSlowBackend(t *testing.T) {
 				break
 			}
 			st := a.stats()
-			bypassed := st.Bypasses[BypassBackend] - before.Bypasses[BypassBackend]
+			bypassed := st.Bypasses[core.BypassBackend] - before.Bypasses[core.BypassBackend]
 			t.Logf("%s stalled %v: %d requests, %d slower than the timeout, %d slower than %v (max %v), %d backend-error bypasses, %d breaker skips, %d errors, %d breaker opens, X-Cache %v",
 				fb.name, stall, during.total, during.overTimeout, during.slow, slowOver, during.maxLatency.Round(time.Millisecond), bypassed,
-				st.Bypasses[BypassBreaker]-before.Bypasses[BypassBreaker], st.Errors-before.Errors, st.BreakerOpens-before.BreakerOpens, during.xcache)
+				st.Bypasses[core.BypassBreaker]-before.Bypasses[core.BypassBreaker], st.Errors-before.Errors, st.BreakerOpens-before.BreakerOpens, during.xcache)
 			if during.bad != 0 {
 				t.Fatalf("%d requests not answered 200 with their body: %v", during.bad, during.badExamples)
 			}
@@ -522,7 +524,7 @@ func TestFaultSlowBackend(t *testing.T) {
 			}
 			// The first requests in flight wait for the timeout, then the
 			// breaker opens; each probe after a cooldown may wait once more.
-			probes := int(stall/DefaultBreakerCooldown) + 1
+			probes := int(stall/core.DefaultBreakerCooldown) + 1
 			if during.slow > G+probes {
 				t.Fatalf("%d of %d requests slower than %v", during.slow, during.total, slowOver)
 			}
@@ -556,13 +558,13 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 		t.Run(fb.name, func(t *testing.T) {
 			srv := fb.start(t)
 			cool := 100 * time.Millisecond
-			rc := RegionConfig{Backend: fb.url(srv.addr()), Prefix: uniquePrefix(t)}
-			c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, Breaker: BreakerConfig{Failures: 1, Cooldown: cool}})
+			rc := core.RegionConfig{Backend: fb.url(srv.addr()), Prefix: uniquePrefix(t)}
+			c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Breaker: core.BreakerConfig{Failures: 1, Cooldown: cool}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			rt, _ := c.Route("r", Tags("item:{id}"))
+			rt, _ := c.Route("r", core.Tags("item:{id}"))
 			p := mapParams{"id": "1"}
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }
 			serveOnce(rt, "/items/1", p, h)
@@ -573,7 +575,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 			if w := serveOnce(rt, "/items/1", p, h); w.Code != 200 || xc(w) != "BYPASS" {
 				t.Fatalf("dead: %d %q", w.Code, xc(w))
 			}
-			if st := c.Stats()["r"]; st.Breaker != BreakerOpen {
+			if st := c.Stats()["r"]; st.Breaker != core.BreakerOpen {
 				t.Fatalf("breaker %s", st.Breaker)
 			}
 			srv.start()
@@ -583,7 +585,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 				// (or never reaches it): it reports nothing to the breaker.
 				w := httptest.NewRecorder()
 				req := httptest.NewRequest("GET", "/items/1", nil)
-				pp := params(p)
+				pp := adapter.Params(p)
 				if probe == "cancelled" {
 					ctx, cancel := context.WithCancel(req.Context())
 					cancel()
@@ -591,7 +593,7 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 				} else {
 					pp = mapParams{}
 				}
-				_ = rt.handle(w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+				_ = adapter.ServeRoute(rt, w, req, pp, "/items/:id", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 				if w.Code != 200 {
 					t.Fatalf("%s probe: %d", probe, w.Code)
 				}
@@ -624,16 +626,16 @@ func TestFaultBreakerProbeLost(t *testing.T) {
 // counter, and the Redis cluster.)
 func TestFaultCorruptValues(t *testing.T) {
 	type kv = faultKV
-	backends := map[string]func(t *testing.T) (string, func(c *Cache) kv){
-		"redis": func(t *testing.T) (string, func(c *Cache) kv) {
+	backends := map[string]func(t *testing.T) (string, func(c *core.Cache) kv){
+		"redis": func(t *testing.T) (string, func(c *core.Cache) kv) {
 			return redisURLs(t)["redis"], redisKV
 		},
-		"redis-cluster": func(t *testing.T) (string, func(c *Cache) kv) {
+		"redis-cluster": func(t *testing.T) (string, func(c *core.Cache) kv) {
 			return redisURLs(t)["cluster"], redisKV
 		},
-		"memcached": func(t *testing.T) (string, func(c *Cache) kv) {
-			return mcURL(mcAddrs(t), ""), func(c *Cache) kv {
-				mb := c.regions["r"].be.(*memcachebe.Backend)
+		"memcached": func(t *testing.T) (string, func(c *core.Cache) kv) {
+			return mcURL(mcAddrs(t), ""), func(c *core.Cache) kv {
+				mb := core.RegionBackend(c, "r").(*memcachebe.Backend)
 				return kv{
 					get: func(_ context.Context, k string) ([]byte, error) {
 						it, err := mb.Client().Get(k)
@@ -652,18 +654,16 @@ func TestFaultCorruptValues(t *testing.T) {
 	for _, name := range []string{"redis", "redis-cluster", "memcached"} {
 		t.Run(name, func(t *testing.T) {
 			u, mk := backends[name](t)
-			c := newBackendCache(t, u, RegionConfig{})
+			c := newBackendCache(t, u, core.RegionConfig{})
 			kvs := mk(c)
-			r := c.regions["r"]
-			rt, _ := c.Route("r", Tags("item:{id}"))
+			rt, _ := c.Route("r", core.Tags("item:{id}"))
 			var calls atomic.Int64
 			h := func(w http.ResponseWriter, req *http.Request) {
 				fmt.Fprintf(w, "%s #%d", req.URL.Path, calls.Add(1))
 			}
 			ctx := context.Background()
 			skeyOf := func(path, id string) string {
-				canonical, _, _ := rt.canonicalKey(newGet(path), mapParams{"id": id}, "/items/:id")
-				return r.storageKey(canonical)
+				return core.StorageKey(rt, newGet(path), mapParams{"id": id}, "/items/:id")
 			}
 			// Two live entries.
 			serveOnce(rt, "/items/1", mapParams{"id": "1"}, h)
@@ -695,7 +695,7 @@ func TestFaultCorruptValues(t *testing.T) {
 			// A junk value under a tag counter: the entry depending on it
 			// is a miss, and the counter is repaired by the next fill
 			// (memcached's create replaces it, Redis's ensure must too).
-			if err := kvs.set(ctx, r.tagCounter("item:1"), []byte("not-a-number")); err != nil {
+			if err := kvs.set(ctx, core.TagCounter(c, "r", "item:1"), []byte("not-a-number")); err != nil {
 				t.Fatal(err)
 			}
 			n := calls.Load()
@@ -713,7 +713,7 @@ func TestFaultCorruptValues(t *testing.T) {
 			if err := c.InvalidateTags(ctx, "item:1"); err != nil {
 				t.Fatalf("invalidation after a junk counter: %v", err)
 			}
-			if err := kvs.set(ctx, r.tagCounter("item:2"), []byte("junk")); err != nil {
+			if err := kvs.set(ctx, core.TagCounter(c, "r", "item:2"), []byte("junk")); err != nil {
 				t.Fatal(err)
 			}
 			if err := c.InvalidateTags(ctx, "item:2"); err != nil {
@@ -736,8 +736,8 @@ type faultKV struct {
 	set func(ctx context.Context, key string, v []byte) error
 }
 
-func redisKV(c *Cache) faultKV {
-	rb := c.regions["r"].be.(*redisbe.Backend)
+func redisKV(c *core.Cache) faultKV {
+	rb := core.RegionBackend(c, "r").(*redisbe.Backend)
 	return faultKV{
 		get: func(ctx context.Context, k string) ([]byte, error) { return rb.Client().Get(ctx, k).Bytes() },
 		set: func(ctx context.Context, k string, v []byte) error { return rb.Client().Set(ctx, k, v, 0).Err() },
@@ -752,7 +752,7 @@ func redisKV(c *Cache) faultKV {
 func TestFaultHandlerFailureReleasesWaiters(t *testing.T) {
 	for _, mode := range []string{"panic", "timeout", "timeout-ignored"} {
 		t.Run(mode, func(t *testing.T) {
-			c, err := New(Config{Regions: map[string]RegionConfig{"r": {FillTimeout: time.Second}}})
+			c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {FillTimeout: time.Second}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -892,7 +892,7 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	if !srv.debug {
 		t.Skip("redis-server < 7: DEBUG cannot be enabled from the command line")
 	}
-	be, err := openBackend("redis://"+srv.addr()+"/0?timeout=100ms", backend.Options{})
+	be, err := core.OpenBackend("redis://"+srv.addr()+"/0?timeout=100ms", backend.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,9 +946,9 @@ func TestFaultRestartResumesAtFirstProbe(t *testing.T) {
 		t.Run(fb.name, func(t *testing.T) {
 			srv := fb.start(t)
 			cool := 50 * time.Millisecond
-			c, err := New(Config{
-				Regions: map[string]RegionConfig{"r": {Backend: fb.url(srv.addr()), Prefix: uniquePrefix(t)}},
-				Breaker: BreakerConfig{Failures: 1, Cooldown: cool},
+			c, err := core.New(core.Config{
+				Regions: map[string]core.RegionConfig{"r": {Backend: fb.url(srv.addr()), Prefix: uniquePrefix(t)}},
+				Breaker: core.BreakerConfig{Failures: 1, Cooldown: cool},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -971,7 +971,7 @@ func TestFaultRestartResumesAtFirstProbe(t *testing.T) {
 			wg.Wait()
 			srv.kill()
 			serveOnce(rt, "/items/1", noParams, h) // fails: the breaker opens
-			if st := c.Stats()["r"]; st.Breaker != BreakerOpen {
+			if st := c.Stats()["r"]; st.Breaker != core.BreakerOpen {
 				t.Fatalf("breaker %s after a failure", st.Breaker)
 			}
 			srv.start()

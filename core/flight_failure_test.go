@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"fmt"
@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // failResult is one request's outcome in the failing-origin tests.
@@ -16,14 +19,14 @@ type failResult struct {
 	panicked bool
 }
 
-func serveRecovering(rt *Route, target string, next nextFunc) (res failResult) {
+func serveRecovering(rt *core.Route, target string, next adapter.Next) (res failResult) {
 	res.w = httptest.NewRecorder()
 	defer func() {
 		if v := recover(); v != nil {
 			res.panicked = true
 		}
 	}()
-	_ = rt.handle(res.w, httptest.NewRequest("GET", target, nil), noParams, "/p", next)
+	_ = adapter.ServeRoute(rt, res.w, httptest.NewRequest("GET", target, nil), noParams, "/p", next)
 	return res
 }
 
@@ -48,7 +51,7 @@ func TestFailedFillSharedWithWaiters(t *testing.T) {
 			if mode == "timeout" || mode == "timeout-ignored" {
 				fillTimeout = 3 * time.Second // the bound under test
 			}
-			rt := testRoute(t, RegionConfig{FillTimeout: fillTimeout})
+			rt := testRoute(t, core.RegionConfig{FillTimeout: fillTimeout})
 			var calls atomic.Int64
 			var healthy atomic.Bool
 			entered, release := make(chan struct{}), make(chan struct{})
@@ -158,7 +161,7 @@ func TestPersonalResponseNotSharedWithWaiters(t *testing.T) {
 		"private":    func(h http.Header, n int64) { h.Set("Cache-Control", "private") },
 	} {
 		t.Run(name, func(t *testing.T) {
-			rt := testRoute(t, RegionConfig{})
+			rt := testRoute(t, core.RegionConfig{})
 			var calls atomic.Int64
 			entered, release := make(chan struct{}), make(chan struct{})
 			next := func(w http.ResponseWriter, r *http.Request) error {

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
 	"github.com/redis/go-redis/v9"
@@ -29,7 +31,7 @@ type served struct {
 	w *httptest.ResponseRecorder
 }
 
-func serveAsync(rt *Route, target string, p params, h http.HandlerFunc) <-chan served {
+func serveAsync(rt *core.Route, target string, p adapter.Params, h http.HandlerFunc) <-chan served {
 	out := make(chan served, 1)
 	go func() { out <- served{serveOnce(rt, target, p, h)} }()
 	return out
@@ -52,7 +54,7 @@ func await(t *testing.T, what string, ch <-chan served) *httptest.ResponseRecord
 // the holder stores it.
 func TestLeaseWaiterSeesRemoteEntryThroughNearCache(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=4MiB&timeout=5s"
-	cs := instances(t, 2, url, RegionConfig{LeaseWait: longLeaseWait})
+	cs := instances(t, 2, url, core.RegionConfig{LeaseWait: longLeaseWait})
 	a, b := cs[0], cs[1]
 	var version, calls atomic.Int64
 	var gated atomic.Bool
@@ -64,15 +66,15 @@ func TestLeaseWaiterSeesRemoteEntryThroughNearCache(t *testing.T) {
 		}
 		fmt.Fprint(w, version.Load())
 	}
-	rta, _ := a.Route("r", Tags("item:{id}"))
-	rtb, _ := b.Route("r", Tags("item:{id}"))
+	rta, _ := a.Route("r", core.Tags("item:{id}"))
+	rtb, _ := b.Route("r", core.Tags("item:{id}"))
 	p := mapParams{"id": "1"}
 	serveOnce(rta, "/items/1", p, h) // A fills version 0
 	serveOnce(rtb, "/items/1", p, h) // B reads it into its L1
 	if w := serveOnce(rtb, "/items/1", p, h); xc(w) != "HIT" || calls.Load() != 1 {
 		t.Fatalf("B: %s, %d calls", xc(w), calls.Load())
 	}
-	arrived := expectMessage(t, nearOf(b), underPrefix(b.regions["r"].cfg.Prefix))
+	arrived := expectMessage(t, nearOf(b), underPrefix(core.RegionPrefix(b, "r")))
 	version.Add(1)
 	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
 		t.Fatal(err)
@@ -103,7 +105,7 @@ func TestLeaseWaiterGoesOnWhenHolderStoresNothing(t *testing.T) {
 		"redis-near": "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=1MiB",
 	} {
 		t.Run(name, func(t *testing.T) {
-			cs := instances(t, 2, url, RegionConfig{LeaseWait: longLeaseWait})
+			cs := instances(t, 2, url, core.RegionConfig{LeaseWait: longLeaseWait})
 			a, b := cs[0], cs[1]
 			var calls atomic.Int64
 			gate := make(chan struct{})
@@ -162,14 +164,14 @@ func (h *leaseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 func TestLeaseTakenAfterRemoteFillDoesNotRefill(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s"
 	prefix := uniquePrefix(t)
-	cs := instances(t, 2, url, RegionConfig{Prefix: prefix, LeaseWait: longLeaseWait})
+	cs := instances(t, 2, url, core.RegionConfig{Prefix: prefix, LeaseWait: longLeaseWait})
 	a, b := cs[0], cs[1]
 	var calls atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "call ", calls.Add(1)) }
 	rta, _ := a.Route("r")
 	rtb, _ := b.Route("r")
 	var wa *httptest.ResponseRecorder
-	b.regions["r"].be.(*redisbe.Backend).Client().AddHook(&leaseHook{prefix: prefix, fn: func() {
+	core.RegionBackend(b, "r").(*redisbe.Backend).Client().AddHook(&leaseHook{prefix: prefix, fn: func() {
 		wa = serveOnce(rta, "/cold", noParams, h)
 	}})
 	wb := serveOnce(rtb, "/cold", noParams, h)
@@ -189,7 +191,7 @@ func TestLeaseOneOriginCallPerColdKeyUnderLoad(t *testing.T) {
 		"memcache": "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=5s",
 	} {
 		t.Run(name, func(t *testing.T) {
-			cs := instances(t, 3, url, RegionConfig{LeaseWait: longLeaseWait})
+			cs := instances(t, 3, url, core.RegionConfig{LeaseWait: longLeaseWait})
 			var calls atomic.Int64
 			h := func(w http.ResponseWriter, r *http.Request) {
 				calls.Add(1)

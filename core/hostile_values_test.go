@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/routecache/routecache/core"
 )
 
 // A hostile value planted under a counter key (the region's own counter,
@@ -29,15 +31,14 @@ func TestHostileCounterValueIsBounded(t *testing.T) {
 				for _, id := range []string{"1", "2"} {
 					serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
 				}
-				st := getState()
-				if !rt.build(st, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id") {
+				names, ok := core.CounterNames(rt, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
+				if !ok {
 					t.Fatal("build")
 				}
-				target := st.names[0] // the region counter
+				target := names[0] // the region counter
 				if which == "key counter" {
-					target = strings.Clone(st.names[1])
+					target = names[1]
 				}
-				putState(st)
 				ctx := context.Background()
 				t.Cleanup(func() { pc.Del(context.Background(), target) })
 				if err := pc.Set(ctx, target, strings.Repeat("7", planted), 0).Err(); err != nil {
@@ -52,7 +53,7 @@ func TestHostileCounterValueIsBounded(t *testing.T) {
 				if sent > 16<<20 {
 					t.Errorf("%s: the servers sent %d bytes for 4 requests: the read of a planted counter is not bounded", which, sent)
 				}
-				if s := r.Stats(); s.Breaker != BreakerClosed {
+				if s := r.Stats(); s.Breaker != core.BreakerClosed {
 					t.Errorf("%s: breaker %s", which, s.Breaker)
 				}
 			})
@@ -72,10 +73,8 @@ func TestHostileKeyCounterLeavesOtherKeysCached(t *testing.T) {
 	for _, id := range []string{"1", "2", "2"} {
 		serveOnce(rt, "/items/"+id, mapParams{"id": id}, h)
 	}
-	st := getState()
-	rt.build(st, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
-	target := strings.Clone(st.names[1])
-	putState(st)
+	names, _ := core.CounterNames(rt, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
+	target := names[1]
 	t.Cleanup(func() { pc.Del(context.Background(), target) })
 	if err := pc.Set(context.Background(), target, strings.Repeat("7", planted), 0).Err(); err != nil {
 		t.Fatal(err)
@@ -99,8 +98,7 @@ func TestHostileLeaseValueLeavesOtherKeysCached(t *testing.T) {
 	_, r, rt := hostileCache(t, u)
 	h := func(w http.ResponseWriter, req *http.Request) { fmt.Fprint(w, req.URL.Path) }
 	serveOnce(rt, "/items/2", mapParams{"id": "2"}, h)
-	canonical, _, _ := rt.canonicalKey(newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
-	lkey := r.leaseKey(canonical)
+	lkey := core.LeaseKey(rt, newGet("/items/1"), mapParams{"id": "1"}, "/items/:id")
 	t.Cleanup(func() { pc.Del(context.Background(), lkey) })
 	if err := pc.Set(context.Background(), lkey, strings.Repeat("x", planted), 0).Err(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+
+	"github.com/routecache/routecache/core"
 )
 
 // InvalidateKey by the path in its one escaped form reaches every spelling
@@ -15,7 +17,7 @@ import (
 func TestInvalidateKeyReachesEverySpelling(t *testing.T) {
 	var version atomic.Int64
 	version.Store(1)
-	c, srv := secApp(t, RegionConfig{}, "GET /articles/{id}", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{}, "GET /articles/{id}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "article %s v%d", r.PathValue("id"), version.Load())
 	})
 	cases := []struct{ key, canonical string }{

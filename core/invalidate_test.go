@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -10,30 +10,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-)
 
-// serveOnce runs one request through a route with handler h.
-func serveOnce(rt *Route, target string, p params, h http.HandlerFunc) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", target, nil)
-	_ = rt.handle(w, req, p, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
-		h(w, r)
-		return nil
-	})
-	return w
-}
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
+)
 
 // A response computed before an invalidation and stored after it is never
 // served: the handler is held mid-flight while the tag is invalidated.
 func TestInvalidationDuringFillIsNotServed(t *testing.T) {
 	for _, kind := range []string{"tag", "region", "key"} {
 		t.Run(kind, func(t *testing.T) {
-			c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+			c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			rt, err := c.Route("r", Tags("item:{id}"))
+			rt, err := c.Route("r", core.Tags("item:{id}"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,12 +78,12 @@ func TestInvalidationDuringFillIsNotServed(t *testing.T) {
 // Writers change the data and invalidate; readers must never get data
 // older than the last invalidation that completed before they started.
 func TestInvalidationRaces(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rt, err := c.Route("r", Tags("item:{id}"))
+	rt, err := c.Route("r", core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +140,7 @@ func TestInvalidationRaces(t *testing.T) {
 				req := httptest.NewRequest("GET", "/items/"+strconv.Itoa(id), nil)
 				req.SetPathValue("id", strconv.Itoa(id))
 				w := httptest.NewRecorder()
-				_ = rt.handle(w, req, pathValues{R: req}, "/items/{id}", func(w http.ResponseWriter, r *http.Request) error {
+				_ = adapter.ServeRoute(rt, w, req, adapter.PathValues{R: req}, "/items/{id}", func(w http.ResponseWriter, r *http.Request) error {
 					h(w, r)
 					return nil
 				})
@@ -192,12 +184,12 @@ func TestInvalidationRaces(t *testing.T) {
 // reaches a request naming another one (the hit path's values-only
 // shortcut must not apply here).
 func TestHeaderTagBindsToProducer(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rt, err := c.Route("r", Tags("team:{header:X-Team}"))
+	rt, err := c.Route("r", core.Tags("team:{header:X-Team}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +198,7 @@ func TestHeaderTagBindsToProducer(t *testing.T) {
 		w := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/board", nil)
 		req.Header.Set("X-Team", team)
-		_ = rt.handle(w, req, noParams, "/board", func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeRoute(rt, w, req, noParams, "/board", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprintf(w, "board %d", calls.Add(1))
 			return nil
 		})

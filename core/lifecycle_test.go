@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -14,27 +14,28 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
 )
 
 // lifecycleApp serves GET /items/{id} cached in region "r" with tag
 // item:{id}, and PUT /items/{id} invalidating that tag. The data is a
 // version per item; PUT bumps it. A PUT's handler may be held (hold).
 type lifecycleApp struct {
-	c       *Cache
+	c       *core.Cache
 	mux     *http.ServeMux
 	version [16]atomic.Int64
 	hold    chan struct{} // when non-nil, PUT handlers wait on it
 	entered chan int      // PUT handlers report here once they changed the data
 }
 
-func newLifecycleApp(t *testing.T, c *Cache) *lifecycleApp {
+func newLifecycleApp(t *testing.T, c *core.Cache) *lifecycleApp {
 	t.Helper()
 	a := &lifecycleApp{c: c, mux: http.NewServeMux(), entered: make(chan int, 64)}
-	mw, err := c.Middleware("r", Tags("item:{id}"))
+	mw, err := c.Middleware("r", core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := c.InvalidateMiddleware(Tags("item:{id}"))
+	inv, err := c.InvalidateMiddleware(core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +71,8 @@ func (a *lifecycleApp) do(method string, id int) *httptest.ResponseRecorder {
 func TestCloseWithInvalidatingRequestsInFlightAppliesThem(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0"
 	prefix := uniquePrefix(t)
-	rc := RegionConfig{Backend: url, Prefix: prefix, TTL: time.Hour}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	rc := core.RegionConfig{Backend: url, Prefix: prefix, TTL: time.Hour}
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestCloseWithInvalidatingRequestsInFlightAppliesThem(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
-	waitFor(t, "Close to start", c.closed.Load)
+	waitFor(t, "Close to start", func() bool { return core.Closing(c) })
 	close(a.hold)
 	var codes []int
 	for i := 0; i < n; i++ {
@@ -107,7 +108,7 @@ func TestCloseWithInvalidatingRequestsInFlightAppliesThem(t *testing.T) {
 			t.Errorf("PUT answered %d, want 204 (invalidation applied)", code)
 		}
 	}
-	c2, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	c2, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +158,8 @@ func TestInvalidationPausedRedisIsRetried(t *testing.T) {
 	srv := startRedisProc(t)
 	url := "redis://" + srv.addr() + "/0?timeout=100ms"
 	prefix := uniquePrefix(t)
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}},
-		Breaker: BreakerConfig{Failures: 1 << 20}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}},
+		Breaker: core.BreakerConfig{Failures: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestInvalidationPausedRedisIsRetried(t *testing.T) {
 	// Programmatic: the call reports the failure, the bump stays queued.
 	a.version[1].Add(1)
 	err = c.InvalidateTags(context.Background(), "item:1")
-	if !errors.Is(err, ErrInvalidationPending) {
+	if !errors.Is(err, core.ErrInvalidationPending) {
 		t.Fatalf("InvalidateTags against a paused Redis: %v, want ErrInvalidationPending", err)
 	}
 	if st := c.Stats()["r"]; st.InvalidationsPending != 1 {
@@ -194,7 +195,7 @@ func TestInvalidationPausedRedisIsRetried(t *testing.T) {
 	}
 	unpause()
 	// A new Cache (another instance) sees both invalidations.
-	c2, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}})
+	c2, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,8 +223,8 @@ func TestInvalidationPausedRedisIsRetried(t *testing.T) {
 func TestCloseDrainsPendingInvalidations(t *testing.T) {
 	srv := startRedisProc(t)
 	url := "redis://" + srv.addr() + "/0?timeout=100ms"
-	rc := RegionConfig{Backend: url, Prefix: uniquePrefix(t), TTL: time.Hour}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}, CloseTimeout: time.Minute})
+	rc := core.RegionConfig{Backend: url, Prefix: uniquePrefix(t), TTL: time.Hour}
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}, CloseTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,13 +235,13 @@ func TestCloseDrainsPendingInvalidations(t *testing.T) {
 	unpause := pauseWrites(t, srv.addr())
 	for i := 0; i < 3; i++ {
 		a.version[i].Add(1)
-		if err := c.InvalidateTags(context.Background(), fmt.Sprintf("item:%d", i)); !errors.Is(err, ErrInvalidationPending) {
+		if err := c.InvalidateTags(context.Background(), fmt.Sprintf("item:%d", i)); !errors.Is(err, core.ErrInvalidationPending) {
 			t.Fatalf("invalidate: %v", err)
 		}
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
-	waitFor(t, "Close to start", c.closed.Load)
+	waitFor(t, "Close to start", func() bool { return core.Closing(c) })
 	unpause()
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
@@ -248,7 +249,7 @@ func TestCloseDrainsPendingInvalidations(t *testing.T) {
 	if st := c.Stats()["r"]; st.InvalidationsLost != 0 || st.InvalidationsPending != 0 {
 		t.Fatalf("lost %d pending %d", st.InvalidationsLost, st.InvalidationsPending)
 	}
-	c2, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	c2, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,14 +270,14 @@ func TestCloseReportsInvalidationsItCannotApply(t *testing.T) {
 	srv := startRedisProc(t)
 	url := "redis://" + srv.addr() + "/0?timeout=100ms"
 	var logs syncBuffer
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: uniquePrefix(t)}},
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: url, Prefix: uniquePrefix(t)}},
 		CloseTimeout: 300 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := newLifecycleApp(t, c)
 	pauseWrites(t, srv.addr())
-	if err := c.InvalidateKey(context.Background(), "r", "/items/1"); !errors.Is(err, ErrInvalidationPending) {
+	if err := c.InvalidateKey(context.Background(), "r", "/items/1"); !errors.Is(err, core.ErrInvalidationPending) {
 		t.Fatalf("invalidate: %v", err)
 	}
 	err = c.Close()
@@ -289,7 +290,7 @@ func TestCloseReportsInvalidationsItCannotApply(t *testing.T) {
 	if !strings.Contains(logs.String(), "invalidations lost at close") {
 		t.Fatalf("no log line: %s", logs.String())
 	}
-	if err := c.InvalidateTags(context.Background(), "item:1"); !errors.Is(err, ErrClosed) {
+	if err := c.InvalidateTags(context.Background(), "item:1"); !errors.Is(err, core.ErrClosed) {
 		t.Fatalf("invalidate after Close: %v", err)
 	}
 	if st := c.Stats()["r"]; st.InvalidationsLost != 2 {

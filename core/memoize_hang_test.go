@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
 )
 
 // A memoized function that ignores its context holds neither the callers
@@ -15,14 +17,14 @@ import (
 // (bounded by the longest FillTimeout plus a second). The 10 s bounds below
 // only detect a hang; they are not performance assertions.
 func TestMemoStuckFillDoesNotHang(t *testing.T) {
-	rc, err := New(Config{Regions: map[string]RegionConfig{"r": {FillTimeout: 100 * time.Millisecond}}})
+	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {FillTimeout: 100 * time.Millisecond}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	block := make(chan struct{})
 	defer close(block)
 	started := make(chan struct{})
-	go Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) {
+	go core.Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) {
 		close(started)
 		<-block // ignores ctx
 		return "v", nil
@@ -30,7 +32,7 @@ func TestMemoStuckFillDoesNotHang(t *testing.T) {
 	<-started
 	got := make(chan error, 1)
 	go func() {
-		v, err := Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) { return "own", nil })
+		v, err := core.Load(context.Background(), rc, "r", "k", func(ctx context.Context) (string, error) { return "own", nil })
 		if v != "" {
 			err = fmt.Errorf("waiter got %q: it called fn itself", v)
 		}

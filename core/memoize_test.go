@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // Tests of memoization (Load, Memoize). Behaviour is asserted by counting
@@ -42,7 +45,7 @@ var memoBackendURLs = []struct {
 
 // eachMemoBackend runs f once per backend, on a fresh Cache with one
 // region "articles" (rc applied) under a unique prefix.
-func eachMemoBackend(t *testing.T, rc RegionConfig, f func(t *testing.T, c *Cache)) {
+func eachMemoBackend(t *testing.T, rc core.RegionConfig, f func(t *testing.T, c *core.Cache)) {
 	for _, b := range memoBackendURLs {
 		t.Run(b.name, func(t *testing.T) {
 			cfg := rc
@@ -53,26 +56,14 @@ func eachMemoBackend(t *testing.T, rc RegionConfig, f func(t *testing.T, c *Cach
 	}
 }
 
-func memoCache(t testing.TB, rc RegionConfig) *Cache {
+func memoCache(t testing.TB, rc core.RegionConfig) *core.Cache {
 	t.Helper()
-	c, err := New(Config{Regions: map[string]RegionConfig{"articles": rc}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"articles": rc}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// memoWaiters returns how many callers wait on the in-process fill of key.
-func memoWaiters(c *Cache, region, key string) int {
-	r := c.regions[region]
-	skey := r.storageKey(r.memoKey(key))
-	r.flights.mu.Lock()
-	defer r.flights.mu.Unlock()
-	if f, ok := r.flights.m[skey]; ok {
-		return f.waiters
-	}
-	return -1
 }
 
 // memoPoll polls cond (bounded: about 10 s) and fails with msg if it never holds.
@@ -99,16 +90,16 @@ type article struct {
 // 50 concurrent callers over 5 cold keys: the function runs once per key;
 // the 45 others wait for those runs and get their values.
 func TestMemoizeOneOriginCallPerKey(t *testing.T) {
-	eachMemoBackend(t, RegionConfig{}, func(t *testing.T, c *Cache) {
+	eachMemoBackend(t, core.RegionConfig{}, func(t *testing.T, c *core.Cache) {
 		const keys, callers = 5, 50
 		var calls [keys]atomic.Int64
 		release := make(chan struct{})
-		get, err := Memoize(c, "articles", func(id int) string { return "article:" + strconv.Itoa(id) },
+		get, err := core.Memoize(c, "articles", func(id int) string { return "article:" + strconv.Itoa(id) },
 			func(ctx context.Context, id int) (article, error) {
 				calls[id].Add(1)
 				<-release
 				return article{ID: id, Title: "title " + strconv.Itoa(id)}, nil
-			}, WithKeyTags(func(key string) []string { return []string{key} }))
+			}, core.WithKeyTags(func(key string) []string { return []string{key} }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +116,7 @@ func TestMemoizeOneOriginCallPerKey(t *testing.T) {
 		// Every key's fill is running and holds its 9 other callers.
 		for id := 0; id < keys; id++ {
 			key := "article:" + strconv.Itoa(id)
-			memoPoll(t, "waiters of "+key, func() bool { return memoWaiters(c, "articles", key) == callers/keys-1 })
+			memoPoll(t, "waiters of "+key, func() bool { return core.MemoWaiters(c, "articles", key) == callers/keys-1 })
 		}
 		close(release)
 		wg.Wait()
@@ -154,17 +145,17 @@ func TestMemoizeOneOriginCallPerKey(t *testing.T) {
 // A route tagged "article:{id}" and a memoized repository method tagged
 // "article:42" are invalidated by one InvalidateTags.
 func TestMemoizeTagsSharedWithRoutes(t *testing.T) {
-	eachMemoBackend(t, RegionConfig{}, func(t *testing.T, c *Cache) {
-		rt, err := c.Route("articles", Tags("article:{id}"))
+	eachMemoBackend(t, core.RegionConfig{}, func(t *testing.T, c *core.Cache) {
+		rt, err := c.Route("articles", core.Tags("article:{id}"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var routeCalls, repoCalls atomic.Int64
 		handler := func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "page %d", routeCalls.Add(1)) }
-		repo, err := Memoize(c, "articles", func(id int) string { return "article:" + strconv.Itoa(id) },
+		repo, err := core.Memoize(c, "articles", func(id int) string { return "article:" + strconv.Itoa(id) },
 			func(ctx context.Context, id int) (string, error) {
 				return fmt.Sprintf("row %d v%d", id, repoCalls.Add(1)), nil
-			}, WithKeyTags(func(key string) []string { return []string{key, "articles"} }))
+			}, core.WithKeyTags(func(key string) []string { return []string{key, "articles"} }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +163,7 @@ func TestMemoizeTagsSharedWithRoutes(t *testing.T) {
 		serve := func(id string) *httptest.ResponseRecorder {
 			w := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/articles/"+id, nil)
-			_ = rt.handle(w, req, mapParams{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+			_ = adapter.ServeRoute(rt, w, req, mapParams{"id": id}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 				handler(w, r)
 				return nil
 			})
@@ -213,12 +204,12 @@ func TestMemoizeTagsSharedWithRoutes(t *testing.T) {
 // InvalidateKey reaches a memoized key; a route whose Key template expands
 // to the same text shares the key counter, never the entry.
 func TestMemoizeInvalidateKey(t *testing.T) {
-	eachMemoBackend(t, RegionConfig{}, func(t *testing.T, c *Cache) {
+	eachMemoBackend(t, core.RegionConfig{}, func(t *testing.T, c *core.Cache) {
 		ctx := context.Background()
 		var calls atomic.Int64
 		load := func(key string) string {
 			t.Helper()
-			v, err := Load(ctx, c, "articles", key, func(context.Context) (string, error) {
+			v, err := core.Load(ctx, c, "articles", key, func(context.Context) (string, error) {
 				return fmt.Sprintf("memo %s v%d", key, calls.Add(1)), nil
 			})
 			if err != nil {
@@ -226,14 +217,14 @@ func TestMemoizeInvalidateKey(t *testing.T) {
 			}
 			return v
 		}
-		rt, err := c.Route("articles", Key("article:{id}"))
+		rt, err := c.Route("articles", core.Key("article:{id}"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		serve := func() *httptest.ResponseRecorder {
 			w := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/articles/42", nil)
-			_ = rt.handle(w, req, mapParams{"id": "42"}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
+			_ = adapter.ServeRoute(rt, w, req, mapParams{"id": "42"}, "/articles/:id", func(w http.ResponseWriter, r *http.Request) error {
 				fmt.Fprint(w, "route body")
 				return nil
 			})
@@ -280,35 +271,35 @@ type unencodable struct {
 }
 
 func TestMemoizeCodecErrors(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
+	c := memoCache(t, core.RegionConfig{})
 	ctx := context.Background()
 
 	t.Run("marshal", func(t *testing.T) {
 		var calls atomic.Int64
 		fn := func(context.Context) (unencodable, error) { calls.Add(1); return unencodable{}, nil }
 		for i := 0; i < 2; i++ {
-			if _, err := Load(ctx, c, "articles", "bad-value", fn); err != nil {
+			if _, err := core.Load(ctx, c, "articles", "bad-value", fn); err != nil {
 				t.Fatalf("an encoding failure must not fail the call: %v", err)
 			}
 		}
 		if calls.Load() != 2 {
 			t.Fatalf("calls %d: an unencodable value is not cached, want 2", calls.Load())
 		}
-		if n := c.Stats()["articles"].NotStored[NotStoredEncode]; n != 2 {
+		if n := c.Stats()["articles"].NotStored[core.NotStoredEncode]; n != 2 {
 			t.Fatalf("not_stored[encode] = %d, want 2", n)
 		}
 	})
 
 	t.Run("undecodable stored value is a miss", func(t *testing.T) {
 		// "not json" stored raw, then read as JSON: corrupt, recomputed, overwritten.
-		if _, err := Load(ctx, c, "articles", "k", func(context.Context) (string, error) { return "not json", nil }, WithCodec(BytesCodec)); err != nil {
+		if _, err := core.Load(ctx, c, "articles", "k", func(context.Context) (string, error) { return "not json", nil }, core.WithCodec(core.BytesCodec)); err != nil {
 			t.Fatal(err)
 		}
 		before := c.Stats()["articles"].Corrupt
 		var calls atomic.Int64
 		fn := func(context.Context) (int, error) { calls.Add(1); return 7, nil }
 		for i := 0; i < 2; i++ {
-			v, err := Load(ctx, c, "articles", "k", fn)
+			v, err := core.Load(ctx, c, "articles", "k", fn)
 			if err != nil || v != 7 {
 				t.Fatalf("got %d, %v", v, err)
 			}
@@ -324,20 +315,20 @@ func TestMemoizeCodecErrors(t *testing.T) {
 	t.Run("bytes codec", func(t *testing.T) {
 		var calls atomic.Int64
 		fn := func(context.Context) ([]byte, error) { calls.Add(1); return []byte("raw bytes"), nil }
-		b, err := Load(ctx, c, "articles", "raw", fn, WithCodec(BytesCodec))
+		b, err := core.Load(ctx, c, "articles", "raw", fn, core.WithCodec(core.BytesCodec))
 		if err != nil || string(b) != "raw bytes" {
 			t.Fatal(string(b), err)
 		}
 		b[0] = 'X' // the caller's copy; the cached value must not change
-		b, err = Load(ctx, c, "articles", "raw", fn, WithCodec(BytesCodec))
+		b, err = core.Load(ctx, c, "articles", "raw", fn, core.WithCodec(core.BytesCodec))
 		if err != nil || string(b) != "raw bytes" || calls.Load() != 1 {
 			t.Fatalf("%q %v calls %d", b, err, calls.Load())
 		}
-		if _, err := BytesCodec.Marshal(42); err == nil || !strings.HasPrefix(err.Error(), "routecache: ") {
+		if _, err := core.BytesCodec.Marshal(42); err == nil || !strings.HasPrefix(err.Error(), "routecache: ") {
 			t.Fatalf("BytesCodec.Marshal(42): %v", err)
 		}
 		var n int
-		if err := BytesCodec.Unmarshal([]byte("1"), &n); err == nil {
+		if err := core.BytesCodec.Unmarshal([]byte("1"), &n); err == nil {
 			t.Fatal("BytesCodec.Unmarshal into *int: no error")
 		}
 	})
@@ -346,12 +337,15 @@ func TestMemoizeCodecErrors(t *testing.T) {
 		key := func(i int) string { return strconv.Itoa(i) }
 		fn := func(context.Context, int) (int, error) { return 0, nil }
 		cases := map[string]func() error{
-			"bytes codec for int": func() error { _, err := Memoize(c, "articles", key, fn, WithCodec(BytesCodec)); return err },
-			"unknown region":      func() error { _, err := Memoize(c, "nope", key, fn); return err },
-			"nil key func":        func() error { _, err := Memoize[int, int](c, "articles", nil, fn); return err },
-			"nil codec":           func() error { _, err := Memoize(c, "articles", key, fn, WithCodec(nil)); return err },
-			"empty tag":           func() error { _, err := Memoize(c, "articles", key, fn, WithTags("")); return err },
-			"nil cache":           func() error { _, err := Memoize(nil, "articles", key, fn); return err },
+			"bytes codec for int": func() error {
+				_, err := core.Memoize(c, "articles", key, fn, core.WithCodec(core.BytesCodec))
+				return err
+			},
+			"unknown region": func() error { _, err := core.Memoize(c, "nope", key, fn); return err },
+			"nil key func":   func() error { _, err := core.Memoize[int, int](c, "articles", nil, fn); return err },
+			"nil codec":      func() error { _, err := core.Memoize(c, "articles", key, fn, core.WithCodec(nil)); return err },
+			"empty tag":      func() error { _, err := core.Memoize(c, "articles", key, fn, core.WithTags("")); return err },
+			"nil cache":      func() error { _, err := core.Memoize(nil, "articles", key, fn); return err },
 		}
 		for name, f := range cases {
 			if err := f(); err == nil || !strings.HasPrefix(err.Error(), "routecache: ") {
@@ -359,11 +353,11 @@ func TestMemoizeCodecErrors(t *testing.T) {
 			}
 		}
 		ran := false
-		_, err := Load(ctx, c, "articles", "", func(context.Context) (int, error) { ran = true; return 0, nil })
+		_, err := core.Load(ctx, c, "articles", "", func(context.Context) (int, error) { ran = true; return 0, nil })
 		if err == nil || ran {
 			t.Errorf("empty key: err %v, fn ran %v", err, ran)
 		}
-		if _, err := Load(ctx, c, "nope", "k", func(context.Context) (int, error) { ran = true; return 0, nil }); err == nil || ran {
+		if _, err := core.Load(ctx, c, "nope", "k", func(context.Context) (int, error) { ran = true; return 0, nil }); err == nil || ran {
 			t.Errorf("unknown region: err %v, fn ran %v", err, ran)
 		}
 	})
@@ -375,10 +369,10 @@ func TestMemoizeCodecErrors(t *testing.T) {
 func TestMemoizeInvalidationDuringFill(t *testing.T) {
 	for _, kind := range []string{"tag", "region", "key"} {
 		t.Run(kind, func(t *testing.T) {
-			eachMemoBackend(t, RegionConfig{}, func(t *testing.T, c *Cache) {
+			eachMemoBackend(t, core.RegionConfig{}, func(t *testing.T, c *core.Cache) {
 				var version, calls atomic.Int64
 				entered, release := make(chan struct{}), make(chan struct{})
-				get, err := Memoize(c, "articles", func(id int) string { return "item:" + strconv.Itoa(id) },
+				get, err := core.Memoize(c, "articles", func(id int) string { return "item:" + strconv.Itoa(id) },
 					func(ctx context.Context, id int) (int64, error) {
 						v := version.Load() // the function reads the data...
 						if calls.Add(1) == 1 {
@@ -386,7 +380,7 @@ func TestMemoizeInvalidationDuringFill(t *testing.T) {
 							<-release // ...and is slow to answer
 						}
 						return v, nil
-					}, WithKeyTags(func(key string) []string { return []string{key} }))
+					}, core.WithKeyTags(func(key string) []string { return []string{key} }))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -413,7 +407,7 @@ func TestMemoizeInvalidationDuringFill(t *testing.T) {
 				// A caller starting after the invalidation joins the running fill...
 				late := make(chan result)
 				go func() { v, err := get(ctx, 1); late <- result{v, err} }()
-				memoPoll(t, "late caller joins the fill", func() bool { return memoWaiters(c, "articles", "item:1") == 1 })
+				memoPoll(t, "late caller joins the fill", func() bool { return core.MemoWaiters(c, "articles", "item:1") == 1 })
 				close(release)
 				if r := <-first; r.err != nil || r.v != 0 {
 					t.Fatalf("first caller: %+v (it started before the change: 0 is right)", r)
@@ -440,14 +434,14 @@ func TestMemoizeInvalidationDuringFill(t *testing.T) {
 // Writers change the data and invalidate; readers must never get a value
 // older than the last invalidation that completed before they started.
 func TestMemoizeInvalidationRaces(t *testing.T) {
-	eachMemoBackend(t, RegionConfig{}, func(t *testing.T, c *Cache) {
+	eachMemoBackend(t, core.RegionConfig{}, func(t *testing.T, c *core.Cache) {
 		const keys = 4
 		var data [keys]atomic.Int64      // the "database"
 		var committed [keys]atomic.Int64 // versions whose invalidation has completed
 		var stale, served atomic.Int64
-		get, err := Memoize(c, "articles", func(id int) string { return "item:" + strconv.Itoa(id) },
+		get, err := core.Memoize(c, "articles", func(id int) string { return "item:" + strconv.Itoa(id) },
 			func(ctx context.Context, id int) (int64, error) { return data[id].Load(), nil },
-			WithKeyTags(func(key string) []string { return []string{key} }))
+			core.WithKeyTags(func(key string) []string { return []string{key} }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,7 +506,7 @@ var errOrigin = errors.New("origin down")
 // Callers that waited for a failing run get its error; nothing is stored
 // and the next call runs the function again.
 func TestMemoizeErrorSharedWithWaiters(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
+	c := memoCache(t, core.RegionConfig{})
 	var calls atomic.Int64
 	release := make(chan struct{})
 	fn := func(context.Context) (string, error) {
@@ -526,11 +520,11 @@ func TestMemoizeErrorSharedWithWaiters(t *testing.T) {
 	errs := make(chan error, callers)
 	for i := 0; i < callers; i++ {
 		go func() {
-			_, err := Load(context.Background(), c, "articles", "k", fn)
+			_, err := core.Load(context.Background(), c, "articles", "k", fn)
 			errs <- err
 		}()
 	}
-	memoPoll(t, "waiters", func() bool { return memoWaiters(c, "articles", "k") == callers-1 })
+	memoPoll(t, "waiters", func() bool { return core.MemoWaiters(c, "articles", "k") == callers-1 })
 	close(release)
 	for i := 0; i < callers; i++ {
 		if err := <-errs; !errors.Is(err, errOrigin) {
@@ -538,10 +532,10 @@ func TestMemoizeErrorSharedWithWaiters(t *testing.T) {
 		}
 	}
 	st := c.Stats()["articles"]
-	if calls.Load() != 1 || st.Stores != 0 || st.NotStored[NotStoredError] != 1 {
+	if calls.Load() != 1 || st.Stores != 0 || st.NotStored[core.NotStoredError] != 1 {
 		t.Fatalf("calls %d stores %d not_stored %v", calls.Load(), st.Stores, st.NotStored)
 	}
-	if v, err := Load(context.Background(), c, "articles", "k", fn); err != nil || v != "ok" || calls.Load() != 2 {
+	if v, err := core.Load(context.Background(), c, "articles", "k", fn); err != nil || v != "ok" || calls.Load() != 2 {
 		t.Fatalf("after the error: %q %v calls %d", v, err, calls.Load())
 	}
 }
@@ -549,7 +543,7 @@ func TestMemoizeErrorSharedWithWaiters(t *testing.T) {
 // A panic is re-raised in the caller that started the run; the callers
 // that waited get an error.
 func TestMemoizePanic(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
+	c := memoCache(t, core.RegionConfig{})
 	release := make(chan struct{})
 	fn := func(context.Context) (int, error) {
 		<-release
@@ -558,15 +552,15 @@ func TestMemoizePanic(t *testing.T) {
 	leader := make(chan any, 1)
 	go func() {
 		defer func() { leader <- recover() }()
-		_, _ = Load(context.Background(), c, "articles", "p", fn)
+		_, _ = core.Load(context.Background(), c, "articles", "p", fn)
 	}()
-	memoPoll(t, "fill started", func() bool { return memoWaiters(c, "articles", "p") == 0 })
+	memoPoll(t, "fill started", func() bool { return core.MemoWaiters(c, "articles", "p") == 0 })
 	waiter := make(chan error, 1)
 	go func() {
-		_, err := Load(context.Background(), c, "articles", "p", fn)
+		_, err := core.Load(context.Background(), c, "articles", "p", fn)
 		waiter <- err
 	}()
-	memoPoll(t, "waiter joined", func() bool { return memoWaiters(c, "articles", "p") == 1 })
+	memoPoll(t, "waiter joined", func() bool { return core.MemoWaiters(c, "articles", "p") == 1 })
 	close(release)
 	if v := <-leader; v != "boom" {
 		t.Fatalf("leader recovered %v, want the panic", v)
@@ -574,7 +568,7 @@ func TestMemoizePanic(t *testing.T) {
 	if err := <-waiter; err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Fatalf("waiter: %v", err)
 	}
-	if n := c.Stats()["articles"].NotStored[NotStoredPanic]; n != 1 {
+	if n := c.Stats()["articles"].NotStored[core.NotStoredPanic]; n != 1 {
 		t.Fatalf("not_stored[panic] = %d", n)
 	}
 }
@@ -582,7 +576,7 @@ func TestMemoizePanic(t *testing.T) {
 // A caller whose context ends stops waiting; the run goes on for the
 // others and its value is stored.
 func TestMemoizeCallerGivesUp(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
+	c := memoCache(t, core.RegionConfig{})
 	release := make(chan struct{})
 	var calls atomic.Int64
 	fn := func(ctx context.Context) (int, error) {
@@ -593,7 +587,7 @@ func TestMemoizeCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Load(ctx, c, "articles", "g", fn)
+		_, err := core.Load(ctx, c, "articles", "g", fn)
 		done <- err
 	}()
 	memoPoll(t, "fill started", func() bool { return calls.Load() == 1 })
@@ -603,7 +597,7 @@ func TestMemoizeCallerGivesUp(t *testing.T) {
 	}
 	close(release)
 	memoPoll(t, "value stored", func() bool { return c.Stats()["articles"].Stores == 1 })
-	if v, err := Load(context.Background(), c, "articles", "g", fn); err != nil || v != 5 || calls.Load() != 1 {
+	if v, err := core.Load(context.Background(), c, "articles", "g", fn); err != nil || v != 5 || calls.Load() != 1 {
 		t.Fatalf("%d %v calls %d", v, err, calls.Load())
 	}
 }
@@ -614,32 +608,32 @@ func memoAge() { time.Sleep(5 * time.Millisecond) }
 // Stale-if-error: within the window, a failing (or panicking) function
 // is replaced by the stale value; outside of it the error comes back.
 func TestMemoizeStaleIfError(t *testing.T) {
-	c := memoCache(t, RegionConfig{TTL: time.Millisecond, StaleIfError: time.Hour})
+	c := memoCache(t, core.RegionConfig{TTL: time.Millisecond, StaleIfError: time.Hour})
 	ctx := context.Background()
-	v, err := Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "v1", nil })
+	v, err := core.Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "v1", nil })
 	if err != nil || v != "v1" {
 		t.Fatal(v, err)
 	}
 	memoAge()
-	v, err = Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "", errOrigin })
+	v, err = core.Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "", errOrigin })
 	if err != nil || v != "v1" {
 		t.Fatalf("failing function with a stale value: %q %v", v, err)
 	}
-	v, err = Load(ctx, c, "articles", "s", func(context.Context) (string, error) { panic("boom") })
+	v, err = core.Load(ctx, c, "articles", "s", func(context.Context) (string, error) { panic("boom") })
 	if err != nil || v != "v1" {
 		t.Fatalf("panicking function with a stale value: %q %v", v, err)
 	}
 	if st := c.Stats()["articles"]; st.StaleIfError != 2 || st.Stale != 2 {
 		t.Fatalf("stale_if_error %d stale %d, want 2 2", st.StaleIfError, st.Stale)
 	}
-	if _, err := Load(ctx, c, "articles", "other", func(context.Context) (string, error) { return "", errOrigin }); !errors.Is(err, errOrigin) {
+	if _, err := core.Load(ctx, c, "articles", "other", func(context.Context) (string, error) { return "", errOrigin }); !errors.Is(err, errOrigin) {
 		t.Fatalf("no stale value: %v", err)
 	}
 	// An invalidated value is never a stand-in.
 	if err := c.InvalidateKey(ctx, "articles", "s"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "", errOrigin }); !errors.Is(err, errOrigin) {
+	if _, err := core.Load(ctx, c, "articles", "s", func(context.Context) (string, error) { return "", errOrigin }); !errors.Is(err, errOrigin) {
 		t.Fatalf("invalidated stale value served: %v", err)
 	}
 }
@@ -647,19 +641,19 @@ func TestMemoizeStaleIfError(t *testing.T) {
 // Stale-while-revalidate: the stale value comes back at once and one
 // background run replaces it.
 func TestMemoizeStaleWhileRevalidate(t *testing.T) {
-	c := memoCache(t, RegionConfig{TTL: time.Millisecond, Stale: time.Hour})
+	c := memoCache(t, core.RegionConfig{TTL: time.Millisecond, Stale: time.Hour})
 	ctx := context.Background()
 	var calls atomic.Int64
 	fn := func(context.Context) (string, error) { return "v" + strconv.FormatInt(calls.Add(1), 10), nil }
-	if v, _ := Load(ctx, c, "articles", "w", fn); v != "v1" {
+	if v, _ := core.Load(ctx, c, "articles", "w", fn); v != "v1" {
 		t.Fatal(v)
 	}
 	memoAge()
-	if v, err := Load(ctx, c, "articles", "w", fn); err != nil || v != "v1" {
+	if v, err := core.Load(ctx, c, "articles", "w", fn); err != nil || v != "v1" {
 		t.Fatalf("stale read: %q %v", v, err)
 	}
 	memoPoll(t, "background refresh stored", func() bool { return c.Stats()["articles"].Stores == 2 })
-	if v, err := Load(ctx, c, "articles", "w", fn); err != nil || v != "v2" {
+	if v, err := core.Load(ctx, c, "articles", "w", fn); err != nil || v != "v2" {
 		t.Fatalf("after refresh: %q %v", v, err)
 	}
 	if st := c.Stats()["articles"]; st.Refreshes < 1 || st.Stale < 1 {
@@ -669,41 +663,20 @@ func TestMemoizeStaleWhileRevalidate(t *testing.T) {
 
 // A dead backend never fails a call: the function runs, the error is counted.
 func TestMemoizeBackendDownFailsOpen(t *testing.T) {
-	c := memoCache(t, RegionConfig{Backend: "redis://127.0.0.1:1/0?timeout=100ms"})
+	c := memoCache(t, core.RegionConfig{Backend: "redis://127.0.0.1:1/0?timeout=100ms"})
 	var calls atomic.Int64
 	for i := 0; i < 3; i++ {
-		v, err := Load(context.Background(), c, "articles", "k", func(context.Context) (int, error) {
+		v, err := core.Load(context.Background(), c, "articles", "k", func(context.Context) (int, error) {
 			calls.Add(1)
 			return 9, nil
-		}, WithTags("t"))
+		}, core.WithTags("t"))
 		if err != nil || v != 9 {
 			t.Fatalf("call %d: %d %v", i, v, err)
 		}
 	}
 	st := c.Stats()["articles"]
-	if calls.Load() != 3 || st.Errors == 0 || st.Bypasses[BypassBackend] == 0 {
+	if calls.Load() != 3 || st.Errors == 0 || st.Bypasses[core.BypassBackend] == 0 {
 		t.Fatalf("calls %d errors %d bypasses %v", calls.Load(), st.Errors, st.Bypasses)
-	}
-}
-
-// A memo key never equals a route key, whatever the key text.
-func TestMemoizeKeyNeverCollidesWithRoutes(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
-	r := c.regions["articles"]
-	rt, err := c.Route("articles", Key("{id}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"x", "3:GET", "1:m1:x", "m", ""} {
-		canonical, _, ok := rt.canonicalKey(httptest.NewRequest("GET", "/", nil), mapParams{"id": k}, "/:id")
-		if ok && canonical == r.memoKey(k) {
-			t.Fatalf("key %q: route and memo share %q", k, canonical)
-		}
-		var marker keyBuilder
-		marker.field("m")
-		if !strings.Contains(r.memoKey(k), string(marker.b)) {
-			t.Fatalf("memo key %q lacks its marker", r.memoKey(k))
-		}
 	}
 }
 
@@ -712,7 +685,7 @@ func memoXCache(w *httptest.ResponseRecorder) string { return w.Header().Get("X-
 // Close waits for a memoized fill running in the background (its caller
 // gave up) before releasing the backends; after Close, calls run uncached.
 func TestMemoizeCloseWaitsForBackgroundFill(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"articles": {}}, Logger: quietLogger()})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"articles": {}}, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -726,7 +699,7 @@ func TestMemoizeCloseWaitsForBackgroundFill(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { _, err := Load(ctx, c, "articles", "k", fn); done <- err }()
+	go func() { _, err := core.Load(ctx, c, "articles", "k", fn); done <- err }()
 	memoPoll(t, "fill started", started.Load)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -741,25 +714,25 @@ func TestMemoizeCloseWaitsForBackgroundFill(t *testing.T) {
 	}
 	var calls atomic.Int64
 	for i := 0; i < 2; i++ {
-		if v, err := Load(context.Background(), c, "articles", "k", func(context.Context) (int, error) { calls.Add(1); return 2, nil }); err != nil || v != 2 {
+		if v, err := core.Load(context.Background(), c, "articles", "k", func(context.Context) (int, error) { calls.Add(1); return 2, nil }); err != nil || v != 2 {
 			t.Fatalf("after Close: %d %v", v, err)
 		}
 	}
-	if calls.Load() != 2 || c.Stats()["articles"].Bypasses[BypassClosed] != 2 {
+	if calls.Load() != 2 || c.Stats()["articles"].Bypasses[core.BypassClosed] != 2 {
 		t.Fatalf("calls %d bypasses %v", calls.Load(), c.Stats()["articles"].Bypasses)
 	}
 }
 
 // An interface result type, nil included, round-trips.
 func TestMemoizeInterfaceResult(t *testing.T) {
-	c := memoCache(t, RegionConfig{})
+	c := memoCache(t, core.RegionConfig{})
 	for i := 0; i < 2; i++ {
-		v, err := Load(context.Background(), c, "articles", "nil", func(context.Context) (any, error) { return nil, nil })
+		v, err := core.Load(context.Background(), c, "articles", "nil", func(context.Context) (any, error) { return nil, nil })
 		if err != nil || v != nil {
 			t.Fatalf("%v %v", v, err)
 		}
 	}
-	v, err := Load(context.Background(), c, "articles", "map", func(context.Context) (any, error) { return map[string]any{"a": 1.0}, nil })
+	v, err := core.Load(context.Background(), c, "articles", "map", func(context.Context) (any, error) { return map[string]any{"a": 1.0}, nil })
 	if m, ok := v.(map[string]any); err != nil || !ok || m["a"] != 1.0 {
 		t.Fatalf("%v %v", v, err)
 	}

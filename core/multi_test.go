@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 	"github.com/routecache/routecache/core/backend/near"
 
 	"github.com/routecache/routecache/core/backend"
@@ -18,26 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// instances opens n Caches on one Redis URL, as n replicas would.
-func instances(t *testing.T, n int, url string, rc RegionConfig) []*Cache {
-	t.Helper()
-	rc.Backend = url
-	if rc.Prefix == "" {
-		rc.Prefix = uniquePrefix(t)
-	}
-	out := make([]*Cache, n)
-	for i := range out {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		out[i] = c
-	}
-	return out
-}
-
-func nearOf(c *Cache) *near.Cache { return c.regions["r"].be.(*near.Cache) }
+func nearOf(c *core.Cache) *near.Cache { return core.RegionBackend(c, "r").(*near.Cache) }
 
 // expectMessage arms nb to notice the next invalidation message about a
 // counter named by match; the returned wait blocks until that message has
@@ -71,32 +54,20 @@ func underPrefix(prefix string) func(string) bool {
 	return func(counter string) bool { return strings.HasPrefix(counter, prefix+":") }
 }
 
-// waitFor polls cond for up to 30 s (a bound for a loaded machine, not an
-// assertion on time).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // An invalidation on instance A is seen by B's next read once the pub/sub
 // message has arrived, and an L1 hit on B costs no round trip.
 func TestNearCacheCoherence(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=4MiB"
-	cs := instances(t, 2, url, RegionConfig{})
+	cs := instances(t, 2, url, core.RegionConfig{})
 	a, b := cs[0], cs[1]
 	var version atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
-	rta, _ := a.Route("r", Tags("item:{id}"))
-	rtb, _ := b.Route("r", Tags("item:{id}"))
+	rta, _ := a.Route("r", core.Tags("item:{id}"))
+	rtb, _ := b.Route("r", core.Tags("item:{id}"))
 	p := mapParams{"id": "1"}
 	hook := &countingHook{}
 	nearOf(b).Client().AddHook(hook)
-	tagCounter := b.regions["r"].tagCounter("item:1")
+	tagCounter := core.TagCounter(b, "r", "item:1")
 	stale := 0
 	const trials = 50
 	for i := 0; i < trials; i++ {
@@ -130,12 +101,12 @@ func TestNearCacheCoherence(t *testing.T) {
 func TestNearCachePubSubCut(t *testing.T) {
 	addr := testServer(t, "ROUTECACHE_TEST_REDIS")
 	url := "redis://" + addr + "/0?timeout=5s&near_max_bytes=4MiB"
-	cs := instances(t, 2, url, RegionConfig{})
+	cs := instances(t, 2, url, core.RegionConfig{})
 	a, b := cs[0], cs[1]
 	var version atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
-	rta, _ := a.Route("r", Tags("item:{id}"))
-	rtb, _ := b.Route("r", Tags("item:{id}"))
+	rta, _ := a.Route("r", core.Tags("item:{id}"))
+	rtb, _ := b.Route("r", core.Tags("item:{id}"))
 	p := mapParams{"id": "1"}
 	serveOnce(rtb, "/items/1", p, h)
 	serveOnce(rtb, "/items/1", p, h)
@@ -172,7 +143,7 @@ func TestLeaseOneOriginCallAcrossInstances(t *testing.T) {
 		"memcache": "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s",
 	} {
 		t.Run(name, func(t *testing.T) {
-			cs := instances(t, 3, url, RegionConfig{LeaseWait: 10 * time.Second})
+			cs := instances(t, 3, url, core.RegionConfig{LeaseWait: 10 * time.Second})
 			var calls atomic.Int64
 			release := make(chan struct{})
 			h := func(w http.ResponseWriter, r *http.Request) {
@@ -240,29 +211,28 @@ func TestLeaseHolderDies(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s"
 	// The dead lease lives 2 s: long enough that it is still held when the
 	// request below runs, even on a loaded machine.
-	cs := instances(t, 1, url, RegionConfig{LeaseTTL: 2 * time.Second, LeaseWait: 50 * time.Millisecond})
+	cs := instances(t, 1, url, core.RegionConfig{LeaseTTL: 2 * time.Second, LeaseWait: 50 * time.Millisecond})
 	c := cs[0]
 	rt, _ := c.Route("r")
-	r := c.regions["r"]
+	be := core.RegionBackend(c, "r")
 	req := httptest.NewRequest("GET", "/dead", nil)
-	canonical, _, _ := rt.canonicalKey(req, noParams, "/p")
 	// A "crashed instance" takes the lease and never gives it back.
-	lkey := r.leaseKey(canonical)
-	if _, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
+	lkey := core.LeaseKey(rt, req, noParams, "/p")
+	if _, got, err := be.(backend.Leaser).Acquire(context.Background(), lkey, 2*time.Second); err != nil || !got {
 		t.Fatalf("acquire: %v %v", got, err)
 	}
 	var calls atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { calls.Add(1); fmt.Fprint(w, "ok") }
 	w := httptest.NewRecorder()
-	_ = rt.handle(w, req, noParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
+	_ = adapter.ServeRoute(rt, w, req, noParams, "/p", func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil })
 	if w.Body.String() != "ok" || calls.Load() != 1 || c.Stats()["r"].LeaseTimeouts != 1 {
 		t.Fatalf("body %q calls %d lease timeouts %d", w.Body.String(), calls.Load(), c.Stats()["r"].LeaseTimeouts)
 	}
 	// After the lease TTL the key is free: a new lease is granted.
 	waitFor(t, "the dead lease to expire", func() bool {
-		tok, got, err := r.be.(backend.Leaser).Acquire(context.Background(), lkey, time.Second)
+		tok, got, err := be.(backend.Leaser).Acquire(context.Background(), lkey, time.Second)
 		if got {
-			_ = r.be.(backend.Leaser).Release(context.Background(), lkey, tok)
+			_ = be.(backend.Leaser).Release(context.Background(), lkey, tok)
 		}
 		return err == nil && got
 	})
@@ -272,11 +242,11 @@ func TestLeaseHolderDies(t *testing.T) {
 // near_staleness, then re-reads them.
 func TestNearCacheMemcacheStaleness(t *testing.T) {
 	url := "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s&near_max_bytes=4MiB&near_staleness=200ms"
-	cs := instances(t, 2, url, RegionConfig{})
+	cs := instances(t, 2, url, core.RegionConfig{})
 	a, b := cs[0], cs[1]
 	var version atomic.Int64
 	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
-	rtb, _ := b.Route("r", Tags("t"))
+	rtb, _ := b.Route("r", core.Tags("t"))
 	serveOnce(rtb, "/x", noParams, h)
 	serveOnce(rtb, "/x", noParams, h)
 	nb := nearOf(b)
@@ -296,13 +266,13 @@ func TestNearCacheMemcacheStaleness(t *testing.T) {
 
 func TestOnInvalidateHooks(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=1MiB"
-	cs := instances(t, 2, url, RegionConfig{})
+	cs := instances(t, 2, url, core.RegionConfig{})
 	a, b := cs[0], cs[1]
 	var mu sync.Mutex
-	var got []InvalidationEvent
-	b.OnInvalidate(func(ev InvalidationEvent) { mu.Lock(); got = append(got, ev); mu.Unlock() })
-	var local []InvalidationEvent
-	a.OnInvalidate(func(ev InvalidationEvent) { local = append(local, ev) })
+	var got []core.InvalidationEvent
+	b.OnInvalidate(func(ev core.InvalidationEvent) { mu.Lock(); got = append(got, ev); mu.Unlock() })
+	var local []core.InvalidationEvent
+	a.OnInvalidate(func(ev core.InvalidationEvent) { local = append(local, ev) })
 	ctx := context.Background()
 	if err := a.InvalidateTags(ctx, "article:7"); err != nil {
 		t.Fatal(err)
@@ -319,7 +289,7 @@ func TestOnInvalidateHooks(t *testing.T) {
 	waitFor(t, "3 remote events on B", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
 	mu.Lock()
 	defer mu.Unlock()
-	want := []InvalidationEvent{
+	want := []core.InvalidationEvent{
 		{Kind: "tag", Names: []string{"article:7"}, Remote: true},
 		{Kind: "region", Region: "r", Remote: true},
 		{Kind: "key", Region: "r", Names: []string{"/articles/7"}, Remote: true},

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
 )
 
 // nearHeldBytes is the live heap after GC.
@@ -25,15 +26,14 @@ func liveHeap() int64 {
 // that budget, where the map used to keep every counter it ever read.
 func TestNearLocalCountersBounded(t *testing.T) {
 	url := "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?near_max_bytes=1MiB"
-	c := newBackendCache(t, url, RegionConfig{})
+	c := newBackendCache(t, url, core.RegionConfig{})
 	nb := nearOf(c)
-	r := c.regions["r"]
 	const paths = 300_000
 	before := liveHeap()
 	names := make([]string, 1)
 	vals := make([]uint64, 1)
 	for i := 0; i < paths; i++ {
-		names[0] = r.keyCounter(fmt.Sprintf("/articles/%d?page=%d", i, i%7))
+		names[0] = core.KeyCounter(c, "r", fmt.Sprintf("/articles/%d?page=%d", i, i%7))
 		vals[0] = uint64(i) + 2
 		nb.Remember(names, vals)
 	}
@@ -52,7 +52,7 @@ func TestNearLocalCountersBounded(t *testing.T) {
 func TestNearEvictedCounterIsReread(t *testing.T) {
 	addr := testServer(t, "ROUTECACHE_TEST_REDIS")
 	url := "redis://" + addr + "/0?near_max_bytes=64KiB"
-	c := newBackendCache(t, url, RegionConfig{TTL: time.Hour})
+	c := newBackendCache(t, url, core.RegionConfig{TTL: time.Hour})
 	nb := nearOf(c)
 	rt, err := c.Route("r")
 	if err != nil {
@@ -64,10 +64,10 @@ func TestNearEvictedCounterIsReread(t *testing.T) {
 	if w := serveOnce(rt, "/items/0", noParams, h); w.Header().Get("X-Cache") != "HIT" {
 		t.Fatal("not cached")
 	}
-	name := c.regions["r"].keyCounter("/items/0")
+	name := core.KeyCounter(c, "r", "/items/0")
 	// Fill the local counters far past their bound with other paths.
 	for i := 1; i < 20_000; i++ {
-		nb.Remember([]string{c.regions["r"].keyCounter(fmt.Sprintf("/other/%d", i))}, []uint64{uint64(i) + 2})
+		nb.Remember([]string{core.KeyCounter(c, "r", fmt.Sprintf("/other/%d", i))}, []uint64{uint64(i) + 2})
 	}
 	if nb.HasLocal(name) {
 		t.Fatalf("the first counter survived %d newer ones in a 64 KiB near cache", 20_000)

@@ -1,16 +1,17 @@
-package core
+package core_test
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // recObserver counts every event it receives.
@@ -18,9 +19,9 @@ type recObserver struct {
 	mu                             sync.Mutex
 	hits, stale, misses, stores    map[string]uint64 // by region
 	storedBytes                    int
-	bypass                         map[BypassReason]uint64    // by reason
-	notStored                      map[NotStoredReason]uint64 // by reason
-	backendErrs, latency           map[string]uint64          // by op
+	bypass                         map[core.BypassReason]uint64    // by reason
+	notStored                      map[core.NotStoredReason]uint64 // by reason
+	backendErrs, latency           map[string]uint64               // by op
 	regionsSeen                    map[string]bool
 	negativeLatency, nilBackendErr bool
 }
@@ -28,7 +29,7 @@ type recObserver struct {
 func newRecObserver() *recObserver {
 	return &recObserver{
 		hits: map[string]uint64{}, stale: map[string]uint64{}, misses: map[string]uint64{}, stores: map[string]uint64{},
-		bypass: map[BypassReason]uint64{}, notStored: map[NotStoredReason]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
+		bypass: map[core.BypassReason]uint64{}, notStored: map[core.NotStoredReason]uint64{}, backendErrs: map[string]uint64{}, latency: map[string]uint64{},
 		regionsSeen: map[string]bool{},
 	}
 }
@@ -45,7 +46,7 @@ func recAdd[K ~string](o *recObserver, m map[K]uint64, k K, region string) {
 func (o *recObserver) Hit(region string)   { o.add(o.hits, region, region) }
 func (o *recObserver) Stale(region string) { o.add(o.stale, region, region) }
 func (o *recObserver) Miss(region string)  { o.add(o.misses, region, region) }
-func (o *recObserver) Bypass(region string, reason BypassReason) {
+func (o *recObserver) Bypass(region string, reason core.BypassReason) {
 	recAdd(o, o.bypass, reason, region)
 }
 func (o *recObserver) Store(region string, n int) {
@@ -54,10 +55,10 @@ func (o *recObserver) Store(region string, n int) {
 	o.storedBytes += n
 	o.mu.Unlock()
 }
-func (o *recObserver) NotStored(region string, reason NotStoredReason) {
+func (o *recObserver) NotStored(region string, reason core.NotStoredReason) {
 	recAdd(o, o.notStored, reason, region)
 }
-func (o *recObserver) BackendError(region string, op BackendOp, err error) {
+func (o *recObserver) BackendError(region string, op core.BackendOp, err error) {
 	if err == nil {
 		o.mu.Lock()
 		o.nilBackendErr = true
@@ -65,7 +66,7 @@ func (o *recObserver) BackendError(region string, op BackendOp, err error) {
 	}
 	o.add(o.backendErrs, string(op), region)
 }
-func (o *recObserver) BackendLatency(region string, op BackendOp, d time.Duration) {
+func (o *recObserver) BackendLatency(region string, op core.BackendOp, d time.Duration) {
 	if d < 0 {
 		o.mu.Lock()
 		o.negativeLatency = true
@@ -74,14 +75,12 @@ func (o *recObserver) BackendLatency(region string, op BackendOp, d time.Duratio
 	o.add(o.latency, string(op), region)
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // After a scripted run of routes and memoized loads, the observer saw
 // exactly what Stats counted.
 func TestObserverMatchesStats(t *testing.T) {
 	obs := newRecObserver()
-	c, err := New(Config{
-		Regions:  map[string]RegionConfig{"r": {TTL: time.Millisecond, Stale: time.Hour}, "long": {}},
+	c, err := core.New(core.Config{
+		Regions:  map[string]core.RegionConfig{"r": {TTL: time.Millisecond, Stale: time.Hour}, "long": {}},
 		Observer: obs,
 		Logger:   quietLogger(),
 	})
@@ -89,7 +88,7 @@ func TestObserverMatchesStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rt, err := c.Route("long", Tags("item:{id}"))
+	rt, err := c.Route("long", core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func TestObserverMatchesStats(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		_ = rt.handle(w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeRoute(rt, w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(status)
 			fmt.Fprint(w, "body")
 			return nil
@@ -128,15 +127,15 @@ func TestObserverMatchesStats(t *testing.T) {
 	}
 	// Memoized values report the same events.
 	for i := 0; i < 2; i++ {
-		if _, err := Load(ctx, c, "long", "k", func(context.Context) (int, error) { return 1, nil }); err != nil {
+		if _, err := core.Load(ctx, c, "long", "k", func(context.Context) (int, error) { return 1, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Load(ctx, c, "r", "s", func(context.Context) (string, error) { return "v", nil }); err != nil {
+	if _, err := core.Load(ctx, c, "r", "s", func(context.Context) (string, error) { return "v", nil }); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond) // past the 1 ms TTL: the next load is stale
-	if _, err := Load(ctx, c, "r", "s", func(context.Context) (string, error) { return "v", nil }); err != nil {
+	if _, err := core.Load(ctx, c, "r", "s", func(context.Context) (string, error) { return "v", nil }); err != nil {
 		t.Fatal(err)
 	}
 	memoPoll(t, "refresh stored", func() bool { return c.Stats()["r"].Stores == 2 })
@@ -156,7 +155,7 @@ func TestObserverMatchesStats(t *testing.T) {
 	if !maps.Equal(obs.bypass, long.Bypasses) {
 		t.Errorf("bypasses: observer %v, Stats %v", obs.bypass, long.Bypasses)
 	}
-	if !maps.Equal(obs.notStored, long.NotStored) || obs.notStored[NotStoredStatus] != 2 {
+	if !maps.Equal(obs.notStored, long.NotStored) || obs.notStored[core.NotStoredStatus] != 2 {
 		t.Errorf("not stored: observer %v, Stats %v", obs.notStored, long.NotStored)
 	}
 	// Every lookup and every store is timed; nothing failed.
@@ -175,10 +174,10 @@ func TestObserverMatchesStats(t *testing.T) {
 // many as Stats.Errors counts.
 func TestObserverBackendErrors(t *testing.T) {
 	obs := newRecObserver()
-	c, err := New(Config{
-		Regions: map[string]RegionConfig{"r": {Backend: "redis://127.0.0.1:1/0?timeout=100ms"}},
+	c, err := core.New(core.Config{
+		Regions: map[string]core.RegionConfig{"r": {Backend: "redis://127.0.0.1:1/0?timeout=100ms"}},
 		Logger:  quietLogger(),
-		Breaker: BreakerConfig{Failures: -1},
+		Breaker: core.BreakerConfig{Failures: -1},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +190,7 @@ func TestObserverBackendErrors(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		w := httptest.NewRecorder()
-		_ = rt.handle(w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
+		_ = adapter.ServeRoute(rt, w, httptest.NewRequest("GET", "/x", nil), noParams, "/x", func(w http.ResponseWriter, r *http.Request) error {
 			fmt.Fprint(w, "ok")
 			return nil
 		})
@@ -212,7 +211,7 @@ func TestObserverBackendErrors(t *testing.T) {
 	if total != st.Errors || obs.backendErrs["get"] != 2 || obs.backendErrs["invalidate-region"] != 1 || obs.nilBackendErr {
 		t.Errorf("observer errors %v (total %d), Stats.Errors %d", obs.backendErrs, total, st.Errors)
 	}
-	if obs.latency["get"] != 2 || obs.bypass[BypassBackend] != 2 {
+	if obs.latency["get"] != 2 || obs.bypass[core.BypassBackend] != 2 {
 		t.Errorf("latency %v bypass %v", obs.latency, obs.bypass)
 	}
 }
@@ -220,13 +219,13 @@ func TestObserverBackendErrors(t *testing.T) {
 // Observers added later receive events from then on, after earlier ones.
 func TestObserverAddObserver(t *testing.T) {
 	first, second := newRecObserver(), newRecObserver()
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}, Observer: first, Logger: quietLogger()})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}, Observer: first, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	load := func() {
-		if _, err := Load(context.Background(), c, "r", "k", func(context.Context) (int, error) { return 1, nil }); err != nil {
+		if _, err := core.Load(context.Background(), c, "r", "k", func(context.Context) (int, error) { return 1, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -237,70 +236,5 @@ func TestObserverAddObserver(t *testing.T) {
 	if first.misses["r"] != 1 || first.hits["r"] != 1 || second.misses["r"] != 0 || second.hits["r"] != 1 {
 		t.Fatalf("first %v/%v second %v/%v", first.misses, first.hits, second.misses, second.hits)
 	}
-	var _ Observer = NopObserver{}
-}
-
-// discardWriter is an http.ResponseWriter that allocates nothing.
-type discardWriter struct{ h http.Header }
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) WriteHeader(int)             {}
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-
-// An observer adds no allocation to the hit path, and without one the
-// hit path pays only a nil check.
-func TestObserverHitPathAllocs(t *testing.T) {
-	// The observer's own calls allocate nothing, with or without observers.
-	for _, o := range []Observer{nil, NopObserver{}, newRecObserver()} {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}, Observer: o, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := c.regions["r"]
-		if o, ok := o.(*recObserver); ok {
-			// Warm the maps so that counting allocates nothing.
-			o.Hit("r")
-			o.BackendLatency("r", "get", 0)
-		}
-		n := testing.AllocsPerRun(100, func() {
-			ob, t0 := r.obsStart()
-			r.obsLatency(ob, "get", t0)
-			r.record(evHit)
-			r.recordBypass(BypassCookie)
-		})
-		c.Close()
-		if n != 0 {
-			t.Errorf("observer %T: %v allocations per event", o, n)
-		}
-	}
-	if observerTestRace {
-		t.Log("the whole hit path is compared without -race only (sync.Pool drops items at random under -race)")
-		return
-	}
-	allocs := func(o Observer) float64 {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}, Observer: o, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		rt, err := c.Route("r", Tags("item:{id}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := httptest.NewRequest("GET", "/items/1", nil)
-		p := mapParams{"id": "1"}
-		next := func(w http.ResponseWriter, r *http.Request) error { _, err := io.WriteString(w, "body"); return err }
-		w := &discardWriter{h: http.Header{}}
-		_ = rt.handle(w, req, p, "/items/:id", next) // fill
-		return testing.AllocsPerRun(200, func() {
-			clear(w.h)
-			if err := rt.handle(w, req, p, "/items/:id", next); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	without, with := allocs(nil), allocs(NopObserver{})
-	if with != without {
-		t.Fatalf("hit path allocations: %v with an observer, %v without", with, without)
-	}
+	var _ core.Observer = core.NopObserver{}
 }

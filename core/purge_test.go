@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -8,23 +8,25 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/routecache/routecache/core"
 )
 
 func TestPurgeHandler(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"a": {}, "b": {}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"a": {}, "b": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.PurgeHandler(PurgeConfig{}); err == nil {
+	if _, err := c.PurgeHandler(core.PurgeConfig{}); err == nil {
 		t.Fatal("purge without token accepted")
 	}
-	h, err := c.PurgeHandler(PurgeConfig{Token: "s3cret", MaxBodyBytes: 256})
+	h, err := c.PurgeHandler(core.PurgeConfig{Token: "s3cret", MaxBodyBytes: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events []InvalidationEvent
-	c.OnInvalidate(func(ev InvalidationEvent) { events = append(events, ev) })
+	var events []core.InvalidationEvent
+	c.OnInvalidate(func(ev core.InvalidationEvent) { events = append(events, ev) })
 	do := func(method, auth, body string, hdr ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, "/_cache/purge", strings.NewReader(body))
 		if auth != "" {
@@ -73,7 +75,7 @@ func TestPurgeHandler(t *testing.T) {
 		t.Fatalf("events %+v", events)
 	}
 	// The purge really invalidates: an entry cached under the tag is gone.
-	rt, _ := c.Route("a", Tags("article:{id}"))
+	rt, _ := c.Route("a", core.Tags("article:{id}"))
 	p := mapParams{"id": "9"}
 	n := 0
 	hh := func(w http.ResponseWriter, r *http.Request) { n++ }

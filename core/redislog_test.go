@@ -1,6 +1,6 @@
 //go:build linux
 
-package core
+package core_test
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
 )
 
 // recordingHandler keeps the messages of the records it receives.
@@ -133,7 +134,7 @@ func captureStderr(t *testing.T) func() []string {
 func TestRedisClientLogsGoToCacheLogger(t *testing.T) {
 	addr, srv := startRedis(t)
 	h := &recordingHandler{}
-	c, err := New(Config{Logger: slog.New(h), Regions: map[string]RegionConfig{
+	c, err := core.New(core.Config{Logger: slog.New(h), Regions: map[string]core.RegionConfig{
 		"near":  {Backend: "redis://" + addr + "/0?near_max_bytes=1MiB", Prefix: uniquePrefix(t)},
 		"plain": {Backend: "redis://" + addr + "/0", Prefix: uniquePrefix(t)},
 	}})
@@ -142,9 +143,9 @@ func TestRedisClientLogsGoToCacheLogger(t *testing.T) {
 	}
 	defer c.Close()
 	body := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }
-	var routes []*Route
+	var routes []*core.Route
 	for _, name := range []string{"near", "plain"} {
-		rt, err := c.Route(name, Tags("t"))
+		rt, err := c.Route(name, core.Tags("t"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
 )
 
 // A memcached restart is no stale-read risk (see docs/operations.md):
@@ -60,19 +62,19 @@ func TestMemcachedRestartServesNoOldEntries(t *testing.T) {
 }
 
 type restartApp struct {
-	c   *Cache
-	rt  *Route
+	c   *core.Cache
+	rt  *core.Route
 	rev atomic.Int64
 }
 
 func newRestartApp(t *testing.T, url string) *restartApp {
 	t.Helper()
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url + "?timeout=500ms", Prefix: uniquePrefix(t), TTL: time.Hour}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: url + "?timeout=500ms", Prefix: uniquePrefix(t), TTL: time.Hour}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	rt, err := c.Route("r", Tags("item:{id}"))
+	rt, err := c.Route("r", core.Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
 )
 
 // startRedisPersistent starts a private redis-server whose SAVE writes an
@@ -70,8 +71,8 @@ func TestRedisRestoredSnapshotServesNoOldEntries(t *testing.T) {
 				sep = "&"
 			}
 			prefix := uniquePrefix(t)
-			open := func(u string) *Cache {
-				c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: u, Prefix: prefix, TTL: time.Hour}}})
+			open := func(u string) *core.Cache {
+				c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: u, Prefix: prefix, TTL: time.Hour}}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -81,8 +82,8 @@ func TestRedisRestoredSnapshotServesNoOldEntries(t *testing.T) {
 			plain, near := open(url), open(url+sep+"near_max_bytes=4MiB")
 			var rev atomic.Int64
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "rev %d", rev.Load()) }
-			route := func(c *Cache) *Route {
-				rt, err := c.Route("r", Tags("item:{id}"))
+			route := func(c *core.Cache) *core.Route {
+				rt, err := c.Route("r", core.Tags("item:{id}"))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -90,7 +91,7 @@ func TestRedisRestoredSnapshotServesNoOldEntries(t *testing.T) {
 			}
 			p := mapParams{"id": "1"}
 			rtPlain, rtNear := route(plain), route(near)
-			hitWith := func(rt *Route, body string) {
+			hitWith := func(rt *core.Route, body string) {
 				t.Helper()
 				waitFor(t, "HIT "+body, func() bool {
 					w := serveOnce(rt, "/items/1", p, h)
@@ -128,7 +129,7 @@ func TestRedisRestoredSnapshotServesNoOldEntries(t *testing.T) {
 			const reads = 97
 			for _, c := range []struct {
 				name string
-				rt   *Route
+				rt   *core.Route
 			}{{"plain", rtPlain}, {"near", rtNear}, {"fresh", rtFresh}} {
 				stale, served, attempts := 0, 0, 0
 				xcache := map[string]int{}

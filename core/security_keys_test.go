@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/internal/rawreq"
 )
 
@@ -60,7 +61,7 @@ func TestSecurityAnyAuthorizationLineBypasses(t *testing.T) {
 		fmt.Fprint(w, "anonymous page")
 	}
 	t.Run("default", func(t *testing.T) {
-		_, srv := secApp(t, RegionConfig{}, "GET /me", me)
+		_, srv := secApp(t, core.RegionConfig{}, "GET /me", me)
 		a := rawDo(t, srv, "/me", "Authorization:", "Authorization: Bearer attacker")
 		if a.body != "page of Bearer attacker" || a.xcache != "BYPASS" {
 			t.Fatalf("attacker: %q %q", a.xcache, a.body)
@@ -75,7 +76,7 @@ func TestSecurityAnyAuthorizationLineBypasses(t *testing.T) {
 		}
 	})
 	t.Run("VaryAuthorization", func(t *testing.T) {
-		_, srv := secApp(t, RegionConfig{VaryAuthorization: true}, "GET /me", me)
+		_, srv := secApp(t, core.RegionConfig{VaryAuthorization: true}, "GET /me", me)
 		a := rawDo(t, srv, "/me", "Authorization:", "Authorization: Bearer attacker")
 		if a.body != "page of Bearer attacker" {
 			t.Fatalf("attacker: %q", a.body)
@@ -99,7 +100,7 @@ func TestSecurityAnyAuthorizationLineBypasses(t *testing.T) {
 // path (as Echo's router and Gin's UseRawPath do) differently: it gets a
 // key of its own, while InvalidateKey by the escaped path reaches both.
 func TestSecurityRawPathIsPartOfTheKey(t *testing.T) {
-	c, srv := secApp(t, RegionConfig{}, "GET /a/{rest...}", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{}, "GET /a/{rest...}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "raw=%q path=%q", r.URL.RawPath, r.URL.Path)
 	})
 	for _, pair := range [][2]string{
@@ -137,9 +138,9 @@ func TestSecurityRawPathIsPartOfTheKey(t *testing.T) {
 // {header:Name} keeps header lines apart: "en" + "fr" on two lines and
 // "en,fr" on one are different requests to a handler reading the lines.
 func TestSecurityHeaderTemplateKeepsLinesApart(t *testing.T) {
-	_, srv := secApp(t, RegionConfig{}, "GET /t", func(w http.ResponseWriter, r *http.Request) {
+	_, srv := secApp(t, core.RegionConfig{}, "GET /t", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%q", r.Header.Values("Accept-Language"))
-	}, Key("t:{header:Accept-Language}"))
+	}, core.Key("t:{header:Accept-Language}"))
 	cases := [][]string{
 		{"Accept-Language: en", "Accept-Language: fr"},
 		{"Accept-Language: en,fr"},
@@ -170,9 +171,9 @@ func TestSecurityHeaderTemplateKeepsLinesApart(t *testing.T) {
 // X-Forwarded-For and X-Real-Ip (and platform headers). A handler
 // reflecting one must not hand its answer to requests without it.
 func TestSecuritySchemeAndClientIPHeadersArePartOfTheKey(t *testing.T) {
-	for _, h := range append(append([]string{}, keyedForwardHeaders...), clientIPHeaders...) {
+	for _, h := range append(append([]string{}, core.KeyedForwardHeaders...), core.ClientIPHeaders...) {
 		t.Run(h, func(t *testing.T) {
-			_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+			_, srv := secApp(t, core.RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(w, "seen %q", r.Header.Values(h))
 			})
 			if a := secDo(t, srv, "GET", "/p", nil, h, "evil"); a.xcache != "MISS" {
@@ -186,7 +187,7 @@ func TestSecuritySchemeAndClientIPHeadersArePartOfTheKey(t *testing.T) {
 		})
 	}
 	t.Run("IgnoreClientIPHeaders", func(t *testing.T) {
-		_, srv := secApp(t, RegionConfig{IgnoreClientIPHeaders: true}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+		_, srv := secApp(t, core.RegionConfig{IgnoreClientIPHeaders: true}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, "same for everyone")
 		})
 		secDo(t, srv, "GET", "/p", nil, "X-Forwarded-For", "192.0.2.1")
@@ -205,30 +206,30 @@ func TestSecuritySchemeAndClientIPHeadersArePartOfTheKey(t *testing.T) {
 // unkeyed hash of it reaches the backend.
 func TestSecurityCredentialsNeverReachTheBackend(t *testing.T) {
 	for _, h := range []string{"Authorization", "authorization", "Proxy-Authorization", "Cookie"} {
-		_, err := New(Config{Regions: map[string]RegionConfig{"r": {VaryHeaders: []string{h}}}})
+		_, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {VaryHeaders: []string{h}}}})
 		if err == nil || !strings.Contains(err.Error(), "credentials") {
 			t.Errorf("VaryHeaders %q: %v", h, err)
 		}
 	}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for _, tpl := range []string{"{header:Authorization}", "u:{header:cookie}", "{header:Proxy-Authorization}"} {
-		if _, err := c.Route("r", Key(tpl)); err == nil || !strings.Contains(err.Error(), "credentials") {
+		if _, err := c.Route("r", core.Key(tpl)); err == nil || !strings.Contains(err.Error(), "credentials") {
 			t.Errorf("Key(%q): %v", tpl, err)
 		}
-		if _, err := c.Route("r", Tags(tpl)); err == nil {
+		if _, err := c.Route("r", core.Tags(tpl)); err == nil {
 			t.Errorf("Tags(%q): no error", tpl)
 		}
 	}
 
 	const session, token = "sess-5ecret-value", "tok-5ecret-value"
 	secret := []byte("shared by the replicas")
-	keyOf := func(t *testing.T, cfg Config, target string, hdr ...string) string {
+	keyOf := func(t *testing.T, cfg core.Config, target string, hdr ...string) string {
 		t.Helper()
-		c, err := New(cfg)
+		c, err := core.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,14 +242,14 @@ func TestSecurityCredentialsNeverReachTheBackend(t *testing.T) {
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Add(hdr[i], hdr[i+1])
 		}
-		k, _, ok := rt.canonicalKey(req, noParams, "/me")
+		k, _, ok := core.CanonicalKey(rt, req, noParams, "/me")
 		if !ok {
 			t.Fatal("no key")
 		}
 		return k
 	}
-	rc := RegionConfig{VaryCookies: []string{"sid"}, VaryAuthorization: true}
-	cfg := Config{Regions: map[string]RegionConfig{"r": rc}, Secret: secret}
+	rc := core.RegionConfig{VaryCookies: []string{"sid"}, VaryAuthorization: true}
+	cfg := core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Secret: secret}
 	hdr := []string{"Cookie", "sid=" + session, "Authorization", "Bearer " + token}
 	k1 := keyOf(t, cfg, "/me", hdr...)
 	for _, s := range []string{session, token, sha256Hex(session), sha256Hex("Bearer " + token)} {
@@ -259,7 +260,7 @@ func TestSecurityCredentialsNeverReachTheBackend(t *testing.T) {
 	if k2 := keyOf(t, cfg, "/me", hdr...); k2 != k1 {
 		t.Fatal("two Caches with the same Secret key one credential differently: replicas would not share")
 	}
-	if k3 := keyOf(t, Config{Regions: cfg.Regions}, "/me", hdr...); k3 == k1 {
+	if k3 := keyOf(t, core.Config{Regions: cfg.Regions}, "/me", hdr...); k3 == k1 {
 		t.Fatal("a Cache without Secret keyed the credential as one with it")
 	}
 	if k4 := keyOf(t, cfg, "/me", "Cookie", "sid="+session+"; sid=other", "Authorization", "Bearer "+token); k4 == k1 {

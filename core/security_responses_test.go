@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/routecache/routecache/core"
 )
 
 // Threats through the response: what decides that an answer may be shared
@@ -26,7 +28,7 @@ func TestSecurityNonCanonicalResponseHeaders(t *testing.T) {
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			var calls atomic.Int64
-			_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+			_, srv := secApp(t, core.RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 				w.Header()[tc.key] = []string{tc.value}
 				fmt.Fprintf(w, "answer %d", calls.Add(1))
 			})
@@ -41,7 +43,7 @@ func TestSecurityNonCanonicalResponseHeaders(t *testing.T) {
 		})
 	}
 	t.Run("stored canonical", func(t *testing.T) {
-		_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+		_, srv := secApp(t, core.RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["x-note"] = []string{"a"}
 			w.Header()["X-Note"] = []string{"b"}
 			w.Header()["connection"] = []string{"x-hop"}
@@ -62,51 +64,16 @@ func TestSecurityNonCanonicalResponseHeaders(t *testing.T) {
 	})
 }
 
-// A response held back for stale-if-error reaches the client with every
-// header set before its release, including those set after the first
-// write: storability is decided on those, so a late Set-Cookie or
-// Cache-Control: private keeps it out of the cache.
-func TestSecurityHeldResponseJudgedAsSent(t *testing.T) {
-	for _, late := range [][2]string{{"Set-Cookie", "sid=alice"}, {"Cache-Control", "private"}} {
-		t.Run(late[0], func(t *testing.T) {
-			rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
-			var calls atomic.Int64
-			next := func(w http.ResponseWriter, r *http.Request) error {
-				n := calls.Add(1)
-				fmt.Fprintf(w, "page %d", n)
-				if n > 1 {
-					w.Header().Set(late[0], late[1]) // after the first write
-				}
-				return nil
-			}
-			if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "MISS" {
-				t.Fatalf("fill: %q", xc(w))
-			}
-			waitState(t, rt, "/items/1", errorOnly)
-			w := serveNext(rt, "GET", "/items/1", next)
-			if w.Body.String() != "page 2" || w.Header().Get(late[0]) != late[1] {
-				t.Fatalf("held response: %q %v", w.Body.String(), w.Header())
-			}
-			if st := rt.r.Stats(); st.Stores != 1 {
-				t.Fatalf("the held response with a late %s was stored (%d stores)", late[0], st.Stores)
-			}
-			if w := serveNext(rt, "GET", "/items/1", next); xc(w) == "HIT" {
-				t.Fatalf("another client got the held response: %q %v", w.Body.String(), w.Header())
-			}
-		})
-	}
-}
-
 // Statuses that answer a range or conditional request depend on request
 // headers no key holds: a region refuses them at construction.
 func TestSecurityRequestDependentStatusesRefused(t *testing.T) {
 	for _, s := range []int{206, 304, 412, 416} {
-		_, err := New(Config{Regions: map[string]RegionConfig{"r": {Statuses: []int{200, s}}}})
+		_, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Statuses: []int{200, s}}}})
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprint(s)) || !strings.HasPrefix(err.Error(), "routecache: ") {
 			t.Errorf("Statuses with %d: %v", s, err)
 		}
 	}
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {Statuses: []int{200, 301, 404, 410}}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Statuses: []int{200, 301, 404, 410}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +85,7 @@ func TestSecurityRequestDependentStatusesRefused(t *testing.T) {
 // and a stored 200 must not stand in for it.
 func TestSecurityRangeAndPreconditionsBypass(t *testing.T) {
 	var calls atomic.Int64
-	_, srv := secApp(t, RegionConfig{}, "GET /f", func(w http.ResponseWriter, r *http.Request) {
+	_, srv := secApp(t, core.RegionConfig{}, "GET /f", func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		http.ServeContent(w, r, "f.txt", time.Unix(1700000000, 0), strings.NewReader("0123456789"))
 	})
@@ -151,7 +118,7 @@ func TestSecurityTrailersNotStored(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var calls atomic.Int64
-			_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+			_, srv := secApp(t, core.RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 				h(w)
 				fmt.Fprintf(w, "body %d", calls.Add(1))
 				w.Header().Set(http.TrailerPrefix+"Set-Cookie", "sid=late")
@@ -168,11 +135,46 @@ func TestSecurityTrailersNotStored(t *testing.T) {
 // A protocol upgrade (a WebSocket handshake) is never answered from the
 // cache: the handler must get it.
 func TestSecurityUpgradeBypasses(t *testing.T) {
-	_, srv := secApp(t, RegionConfig{}, "GET /ws", func(w http.ResponseWriter, r *http.Request) {
+	_, srv := secApp(t, core.RegionConfig{}, "GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "upgrade=%q", r.Header.Get("Upgrade"))
 	})
 	secDo(t, srv, "GET", "/ws", nil)
 	if v := secDo(t, srv, "GET", "/ws", nil, "Connection", "Upgrade", "Upgrade", "websocket"); v.xcache != "BYPASS" || v.body != `upgrade="websocket"` {
 		t.Fatalf("upgrade request: %q %q", v.xcache, v.body)
+	}
+}
+
+// A response held back for stale-if-error reaches the client with every
+// header set before its release, including those set after the first
+// write: storability is decided on those, so a late Set-Cookie or
+// Cache-Control: private keeps it out of the cache.
+func TestSecurityHeldResponseJudgedAsSent(t *testing.T) {
+	for _, late := range [][2]string{{"Set-Cookie", "sid=alice"}, {"Cache-Control", "private"}} {
+		t.Run(late[0], func(t *testing.T) {
+			rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
+			var calls atomic.Int64
+			next := func(w http.ResponseWriter, r *http.Request) error {
+				n := calls.Add(1)
+				fmt.Fprintf(w, "page %d", n)
+				if n > 1 {
+					w.Header().Set(late[0], late[1]) // after the first write
+				}
+				return nil
+			}
+			if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "MISS" {
+				t.Fatalf("fill: %q", xc(w))
+			}
+			waitState(t, rt, "/items/1", core.ErrorOnly)
+			w := serveNext(rt, "GET", "/items/1", next)
+			if w.Body.String() != "page 2" || w.Header().Get(late[0]) != late[1] {
+				t.Fatalf("held response: %q %v", w.Body.String(), w.Header())
+			}
+			if st := rt.Region().Stats(); st.Stores != 1 {
+				t.Fatalf("the held response with a late %s was stored (%d stores)", late[0], st.Stores)
+			}
+			if w := serveNext(rt, "GET", "/items/1", next); xc(w) == "HIT" {
+				t.Fatalf("another client got the held response: %q %v", w.Body.String(), w.Header())
+			}
+		})
 	}
 }

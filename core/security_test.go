@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 )
 
@@ -22,9 +24,9 @@ import (
 // the test that proves it.
 
 // secApp serves handler on pattern, cached in region "r" of a fresh Cache.
-func secApp(t *testing.T, rc RegionConfig, pattern string, handler http.HandlerFunc, opts ...RouteOption) (*Cache, *httptest.Server) {
+func secApp(t *testing.T, rc core.RegionConfig, pattern string, handler http.HandlerFunc, opts ...core.RouteOption) (*core.Cache, *httptest.Server) {
 	t.Helper()
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": rc}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func secDo(t *testing.T, srv *httptest.Server, method, target string, body io.Re
 func TestSecurityForwardedHeadersArePartOfTheKey(t *testing.T) {
 	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Scheme", "X-Forwarded-Proto", "Forwarded"} {
 		t.Run(h, func(t *testing.T) {
-			_, srv := secApp(t, RegionConfig{}, "GET /page", func(w http.ResponseWriter, r *http.Request) {
+			_, srv := secApp(t, core.RegionConfig{}, "GET /page", func(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(w, `<script src="%s/app.js">`, r.Header.Get(h))
 			})
 			evil := secDo(t, srv, "GET", "/page", nil, h, "evil.example")
@@ -114,7 +116,7 @@ func TestSecurityForwardedHeadersArePartOfTheKey(t *testing.T) {
 func TestSecurityOverrideHeadersBypass(t *testing.T) {
 	for _, h := range []string{"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
 		t.Run(h, func(t *testing.T) {
-			c, srv := secApp(t, RegionConfig{}, "GET /public", func(w http.ResponseWriter, r *http.Request) {
+			c, srv := secApp(t, core.RegionConfig{}, "GET /public", func(w http.ResponseWriter, r *http.Request) {
 				if v := r.Header.Get(h); v != "" {
 					fmt.Fprintf(w, "served as %s", v) // the framework honoured the override
 					return
@@ -123,7 +125,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 			})
 			for i := 0; i < 2; i++ {
 				o := secDo(t, srv, "GET", "/public", nil, h, "/admin")
-				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+string(BypassOverride)) || o.body != "served as /admin" {
+				if o.xcache != "BYPASS" || !strings.Contains(o.detail, "detail="+string(core.BypassOverride)) || o.body != "served as /admin" {
 					t.Fatalf("override request %d: %q %q %q", i, o.xcache, o.detail, o.body)
 				}
 			}
@@ -133,7 +135,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 			if p := secDo(t, srv, "GET", "/public", nil); p.xcache != "HIT" || p.body != "public page" {
 				t.Fatalf("clean entry: %q %q", p.xcache, p.body)
 			}
-			if st := c.Stats()["r"]; st.Bypasses[BypassOverride] != 2 || st.Stores != 1 {
+			if st := c.Stats()["r"]; st.Bypasses[core.BypassOverride] != 2 || st.Stores != 1 {
 				t.Fatalf("stats %+v", st)
 			}
 		})
@@ -143,7 +145,7 @@ func TestSecurityOverrideHeadersBypass(t *testing.T) {
 // A GET with a body (the handler may read it: "fat GET") skips the cache,
 // whether the body has a length or is chunked.
 func TestSecurityFatGETBypasses(t *testing.T) {
-	c, srv := secApp(t, RegionConfig{}, "GET /search", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{}, "GET /search", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if len(b) > 0 {
 			fmt.Fprintf(w, "results for %s", b)
@@ -154,7 +156,7 @@ func TestSecurityFatGETBypasses(t *testing.T) {
 	withLength := secDo(t, srv, "GET", "/search?q=cats", strings.NewReader("q=<script>"))
 	chunked := secDo(t, srv, "GET", "/search?q=cats", io.MultiReader(strings.NewReader("q=<img onerror>"))) // unknown length: chunked
 	for _, r := range []secResp{withLength, chunked} {
-		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+string(BypassBody)) || !strings.Contains(r.body, "q=<") {
+		if r.xcache != "BYPASS" || !strings.Contains(r.detail, "detail="+string(core.BypassBody)) || !strings.Contains(r.body, "q=<") {
 			t.Fatalf("fat GET: %q %q %q", r.xcache, r.detail, r.body)
 		}
 	}
@@ -163,7 +165,7 @@ func TestSecurityFatGETBypasses(t *testing.T) {
 			t.Fatalf("clean request %d: %q %q", i, r.xcache, r.body)
 		}
 	}
-	if st := c.Stats()["r"]; st.Bypasses[BypassBody] != 2 {
+	if st := c.Stats()["r"]; st.Bypasses[core.BypassBody] != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -184,7 +186,7 @@ func TestSecurityParameterCloaking(t *testing.T) {
 		for _, order := range [][2]string{{pr[0], pr[1]}, {pr[1], pr[0]}} {
 			t.Run(order[0]+" then "+order[1], func(t *testing.T) {
 				// Fresh server per order, so the first request is the one filling.
-				_, srv := secApp(t, RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
+				_, srv := secApp(t, core.RegionConfig{}, "GET /p", func(w http.ResponseWriter, r *http.Request) {
 					q := r.URL.Query()
 					fmt.Fprintf(w, "a=%q b=%q callback=%q raw=%s", q.Get("a"), q.Get("b"), q.Get("callback"), r.URL.RawQuery)
 				})
@@ -222,7 +224,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 	}
 	const alice, bob = "Bearer alice-7f3a9c1e5d", "Bearer bob-0b2e8d6c4a"
 	t.Run("default: Authorization bypasses", func(t *testing.T) {
-		c, srv := secApp(t, RegionConfig{}, "GET /me/{rest...}", me)
+		c, srv := secApp(t, core.RegionConfig{}, "GET /me/{rest...}", me)
 		a := secDo(t, srv, "GET", "/me/x.css", nil, "Authorization", alice)
 		if a.xcache != "BYPASS" || a.body != "account page of alice" {
 			t.Fatalf("alice: %q %q", a.xcache, a.body)
@@ -232,7 +234,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 				t.Fatalf("attacker fetching the deceptive URL: %q %q", r.xcache, r.body)
 			}
 		}
-		if st := c.Stats()["r"]; st.Bypasses[BypassAuthorization] != 1 {
+		if st := c.Stats()["r"]; st.Bypasses[core.BypassAuthorization] != 1 {
 			t.Fatalf("stats %+v", st)
 		}
 	})
@@ -252,21 +254,21 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 	}
 	secrets := []string{"alice-7f3a9c1e5d", "bob-0b2e8d6c4a", "7f3a9c1e5d", "0b2e8d6c4a"}
 	t.Run("VaryAuthorization memory", func(t *testing.T) {
-		c, srv := secApp(t, RegionConfig{VaryAuthorization: true}, "GET /me/{rest...}", me)
+		c, srv := secApp(t, core.RegionConfig{VaryAuthorization: true}, "GET /me/{rest...}", me)
 		check(t, srv)
 		// Scan what the memory backend holds for each principal.
-		r := c.regions["r"]
+		be := core.RegionBackend(c, "r")
 		rt, _ := c.Route("r")
 		for _, auth := range []string{alice, bob} {
 			req := httptest.NewRequest("GET", srv.URL+"/me/x.css", nil)
 			req.Host = strings.TrimPrefix(srv.URL, "http://")
 			req.Header.Set("Authorization", auth)
 			req.SetPathValue("rest", "x.css")
-			canonical, keyName, ok := rt.canonicalKey(req, pathValues{R: req}, "GET /me/{rest...}")
+			canonical, keyName, ok := core.CanonicalKey(rt, req, adapter.PathValues{R: req}, "GET /me/{rest...}")
 			if !ok {
 				t.Fatal("no key")
 			}
-			e, _ := r.be.Load(context.Background(), r.storageKey(canonical), nil, nil)
+			e, _ := be.Load(context.Background(), core.StorageKey(rt, req, adapter.PathValues{R: req}, "GET /me/{rest...}"), nil, nil)
 			if e == nil {
 				t.Fatalf("no stored entry under the key computed for %s", auth)
 			}
@@ -281,9 +283,9 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 	t.Run("VaryAuthorization redis", func(t *testing.T) {
 		u := redisURLs(t)["redis"]
 		prefix := uniquePrefix(t)
-		c, srv := secApp(t, RegionConfig{Backend: u, Prefix: prefix, VaryAuthorization: true}, "GET /me/{rest...}", me)
+		c, srv := secApp(t, core.RegionConfig{Backend: u, Prefix: prefix, VaryAuthorization: true}, "GET /me/{rest...}", me)
 		check(t, srv)
-		rb := c.regions["r"].be.(*redisbe.Backend)
+		rb := core.RegionBackend(c, "r").(*redisbe.Backend)
 		ctx := context.Background()
 		keys, err := rb.Client().Keys(ctx, prefix+":*").Result()
 		if err != nil || len(keys) < 3 {
@@ -308,7 +310,7 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 // request carrying a cookie the region does not key on skips the cache.
 func TestSecuritySetCookieNeverShared(t *testing.T) {
 	var n atomic.Int64
-	c, srv := secApp(t, RegionConfig{}, "GET /home", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{}, "GET /home", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := r.Cookie("session"); err != nil {
 			http.SetCookie(w, &http.Cookie{Name: "session", Value: fmt.Sprintf("sess-%d", n.Add(1))})
 		}
@@ -323,13 +325,13 @@ func TestSecuritySetCookieNeverShared(t *testing.T) {
 	if c1 == "" || c1 == c2 {
 		t.Fatalf("cookies %q %q: the second visitor got the first one's session", c1, c2)
 	}
-	if st := c.Stats()["r"]; st.NotStored[NotStoredSetCookie] != 2 || st.Stores != 0 {
+	if st := c.Stats()["r"]; st.NotStored[core.NotStoredSetCookie] != 2 || st.Stores != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	// A request with a cookie the region ignores neither keys nor bypasses;
 	// one with any other cookie bypasses.
 	r := secDo(t, srv, "GET", "/home", nil, "Cookie", "session=sess-1")
-	if r.xcache != "BYPASS" || !strings.Contains(r.detail, string(BypassCookie)) {
+	if r.xcache != "BYPASS" || !strings.Contains(r.detail, string(core.BypassCookie)) {
 		t.Fatalf("cookie request: %q %q", r.xcache, r.detail)
 	}
 }
@@ -338,7 +340,7 @@ func TestSecuritySetCookieNeverShared(t *testing.T) {
 // handler after it was found storable elsewhere (e.g. by a framework
 // hook); Authorization and Cookie request headers are never keyed raw.
 func TestSecurityCookiesKeyedOnlyWhenDeclared(t *testing.T) {
-	c, srv := secApp(t, RegionConfig{VaryCookies: []string{"lang"}, IgnoreCookies: []string{"_ga"}}, "GET /news", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{VaryCookies: []string{"lang"}, IgnoreCookies: []string{"_ga"}}, "GET /news", func(w http.ResponseWriter, r *http.Request) {
 		lang := "en"
 		if ck, err := r.Cookie("lang"); err == nil {
 			lang = ck.Value
@@ -362,7 +364,7 @@ func TestSecurityCookiesKeyedOnlyWhenDeclared(t *testing.T) {
 			t.Fatalf("Cookie %q: %q %q, want %s %q", tc.cookie, r.xcache, r.body, tc.x, tc.want)
 		}
 	}
-	if st := c.Stats()["r"]; st.Bypasses[BypassCookie] != 1 {
+	if st := c.Stats()["r"]; st.Bypasses[core.BypassCookie] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -378,7 +380,7 @@ func TestSecurityPrivateAndUnkeyedVaryNotStored(t *testing.T) {
 		{"vary star", "Vary", "*"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, srv := secApp(t, RegionConfig{}, "GET /x", func(w http.ResponseWriter, r *http.Request) {
+			c, srv := secApp(t, core.RegionConfig{}, "GET /x", func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set(tc.header, tc.value)
 				fmt.Fprintf(w, "for %s", r.UserAgent())
 			})
@@ -401,10 +403,10 @@ func TestSecurityOversizedHeadersAndURLs(t *testing.T) {
 	longPath := "/big/" + strings.Repeat("p", 16<<10)
 	longQuery := "?q=" + strings.Repeat("q", 16<<10) + "&tag=" + strings.Repeat("t", 300)
 	longHeader := strings.Repeat("h", 32<<10)
-	run := func(t *testing.T, rc RegionConfig) *Cache {
+	run := func(t *testing.T, rc core.RegionConfig) *core.Cache {
 		c, srv := secApp(t, rc, "GET /big/{rest...}", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%d %d %d", len(r.URL.Path), len(r.URL.RawQuery), len(r.Header.Get("X-Long")))
-		}, Tags("t:{query:tag}", "h:{header:X-Long}"))
+		}, core.Tags("t:{query:tag}", "h:{header:X-Long}"))
 		for _, want := range []string{"MISS", "HIT"} {
 			r := secDo(t, srv, "GET", longPath+longQuery, nil, "X-Long", longHeader, "X-Forwarded-Host", longHeader)
 			if r.code != 200 || r.xcache != want || r.body != fmt.Sprintf("%d %d %d", len(longPath), len(longQuery)-1, len(longHeader)) {
@@ -420,22 +422,20 @@ func TestSecurityOversizedHeadersAndURLs(t *testing.T) {
 		}
 		return c
 	}
-	t.Run("memory", func(t *testing.T) { run(t, RegionConfig{VaryHeaders: []string{"X-Long"}}) })
+	t.Run("memory", func(t *testing.T) { run(t, core.RegionConfig{VaryHeaders: []string{"X-Long"}}) })
 	t.Run("memcached", func(t *testing.T) {
 		addrs := mcAddrs(t)
-		c := run(t, RegionConfig{VaryHeaders: []string{"X-Long"}, Backend: mcURL(addrs, ""), Prefix: mcPrefix()})
+		c := run(t, core.RegionConfig{VaryHeaders: []string{"X-Long"}, Backend: mcURL(addrs, ""), Prefix: mcPrefix()})
 		// Every name the backend uses for this request fits Memcached's rules.
-		r := c.regions["r"]
-		rt, _ := c.Route("r", Tags("t:{query:tag}", "h:{header:X-Long}"))
+		rt, _ := c.Route("r", core.Tags("t:{query:tag}", "h:{header:X-Long}"))
 		req := httptest.NewRequest("GET", longPath+longQuery, nil)
 		req.Header.Set("X-Long", longHeader)
 		req.SetPathValue("rest", strings.TrimPrefix(longPath, "/big/"))
-		st := getState()
-		defer putState(st)
-		if !rt.build(st, req, pathValues{R: req}, "GET /big/{rest...}") {
+		names, ok := core.CounterNames(rt, req, adapter.PathValues{R: req}, "GET /big/{rest...}")
+		if !ok {
 			t.Fatal("no key")
 		}
-		for _, k := range append([]string{r.storageKey(unsafeString(st.key))}, st.names...) {
+		for _, k := range append([]string{core.StorageKey(rt, req, adapter.PathValues{R: req}, "GET /big/{rest...}")}, names...) {
 			if len(k) > 250 || strings.ContainsAny(k, " \r\n\t\x00") {
 				t.Fatalf("memcache key of %d bytes or with a space/control byte: %.80q", len(k), k)
 			}
@@ -444,7 +444,7 @@ func TestSecurityOversizedHeadersAndURLs(t *testing.T) {
 	t.Run("very long request line is refused by net/http, not the cache", func(t *testing.T) {
 		// Past the server's MaxHeaderBytes (1 MiB) the request never reaches
 		// the cache: nothing to store, nothing to panic.
-		_, srv := secApp(t, RegionConfig{}, "GET /big/{rest...}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") })
+		_, srv := secApp(t, core.RegionConfig{}, "GET /big/{rest...}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "x") })
 		r := secDo(t, srv, "GET", "/big/"+strings.Repeat("z", 2<<20), nil)
 		if r.code != http.StatusRequestHeaderFieldsTooLarge && r.code != http.StatusRequestURITooLong && r.code != http.StatusBadRequest {
 			t.Fatalf("status %d", r.code)
@@ -480,7 +480,7 @@ func TestSecurityKeyCollisions(t *testing.T) {
 	}
 	for _, p := range pairs {
 		t.Run(p.name, func(t *testing.T) {
-			_, srv := secApp(t, RegionConfig{VaryHeaders: []string{"X-V"}}, "GET /", echo)
+			_, srv := secApp(t, core.RegionConfig{VaryHeaders: []string{"X-V"}}, "GET /", echo)
 			a := secDo(t, srv, "GET", p.a.target, nil, p.a.hdr...)
 			b := secDo(t, srv, "GET", p.b.target, nil, p.b.hdr...)
 			if a.code != 200 || b.code != 200 {
@@ -502,9 +502,9 @@ func TestSecurityKeyCollisions(t *testing.T) {
 	}
 	// Key templates: values containing the template's separators.
 	t.Run("template separators", func(t *testing.T) {
-		_, srv := secApp(t, RegionConfig{}, "GET /t", func(w http.ResponseWriter, r *http.Request) {
+		_, srv := secApp(t, core.RegionConfig{}, "GET /t", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "a=%s b=%s", r.URL.Query().Get("a"), r.URL.Query().Get("b"))
-		}, Key("t:{query:a}:{query:b}"))
+		}, core.Key("t:{query:a}:{query:b}"))
 		a := secDo(t, srv, "GET", "/t?a="+url.QueryEscape("1:2")+"&b=3", nil)
 		b := secDo(t, srv, "GET", "/t?a=1&b="+url.QueryEscape("2:3"), nil)
 		if a.body == b.body || b.xcache != "MISS" {
@@ -517,19 +517,19 @@ func TestSecurityKeyCollisions(t *testing.T) {
 // such a request invalidates nothing; PURGE on a cached route is just a
 // method the cache does not handle.
 func TestSecurityPurgeRequiresToken(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.PurgeHandler(PurgeConfig{}); err == nil {
+	if _, err := c.PurgeHandler(core.PurgeConfig{}); err == nil {
 		t.Fatal("a purge handler without a token was built")
 	}
-	ph, err := c.PurgeHandler(PurgeConfig{Token: "op-secret"})
+	ph, err := c.PurgeHandler(core.PurgeConfig{Token: "op-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw, _ := c.Middleware("r", Tags("articles"))
+	mw, _ := c.Middleware("r", core.Tags("articles"))
 	var calls atomic.Int64
 	mux := http.NewServeMux()
 	mux.Handle("/_cache/purge", ph)
@@ -572,7 +572,7 @@ func TestSecurityPurgeRequiresToken(t *testing.T) {
 // amplification). Invalidation is the server's business.
 func TestSecurityClientCacheControlDoesNotBypass(t *testing.T) {
 	var calls atomic.Int64
-	_, srv := secApp(t, RegionConfig{TTL: time.Minute}, "GET /hot", func(w http.ResponseWriter, r *http.Request) {
+	_, srv := secApp(t, core.RegionConfig{TTL: time.Minute}, "GET /hot", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hot %d", calls.Add(1))
 	})
 	secDo(t, srv, "GET", "/hot", nil)

@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // The soak: several Caches on private Redis and Memcached servers, readers
@@ -32,8 +34,8 @@ const soakHop = 5 * time.Second
 type soakNode struct {
 	name  string
 	group string // caches of one group share a backend and prefix
-	c     *Cache
-	rt    *Route
+	c     *core.Cache
+	rt    *core.Route
 	allow time.Duration
 }
 
@@ -87,17 +89,17 @@ func TestSoakNoReadOlderThanACompletedInvalidation(t *testing.T) {
 		id, _ := strconv.Atoi(r.PathValue("id"))
 		fmt.Fprint(w, db[id].Load())
 	}
-	rc := RegionConfig{Prefix: uniquePrefix(t), TTL: time.Minute, LeaseWait: 5 * time.Second, FillTimeout: 10 * time.Second}
+	rc := core.RegionConfig{Prefix: uniquePrefix(t), TTL: time.Minute, LeaseWait: 5 * time.Second, FillTimeout: 10 * time.Second}
 	redisURL := "redis://" + rs.addr() + "/0?timeout=2s"
 	mcURL := "memcache://" + ms.addr() + "?timeout=2s"
 	var nodes []*soakNode
 	add := func(name, group, url string, allow time.Duration) *soakNode {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: rc.Prefix, TTL: rc.TTL, LeaseWait: rc.LeaseWait, FillTimeout: rc.FillTimeout}}, Logger: quietLogger()})
+		c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Backend: url, Prefix: rc.Prefix, TTL: rc.TTL, LeaseWait: rc.LeaseWait, FillTimeout: rc.FillTimeout}}, Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		rt, err := c.Route("r", Tags("item:{id}"))
+		rt, err := c.Route("r", core.Tags("item:{id}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +132,7 @@ func TestSoakNoReadOlderThanACompletedInvalidation(t *testing.T) {
 				req := httptest.NewRequest("GET", fmt.Sprintf("/items/%d", id), nil)
 				req.SetPathValue("id", strconv.Itoa(id))
 				w := httptest.NewRecorder()
-				_ = n.rt.handle(w, req, pathValues{R: req}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) error {
+				_ = adapter.ServeRoute(n.rt, w, req, adapter.PathValues{R: req}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) error {
 					handler(w, r)
 					return nil
 				})

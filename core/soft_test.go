@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+
+	"github.com/routecache/routecache/core"
 )
 
 // A soft invalidation serves the old entry as STALE at once, refreshes it
@@ -23,8 +25,8 @@ func TestSoftInvalidation(t *testing.T) {
 	}
 	for name, url := range backends {
 		t.Run(name, func(t *testing.T) {
-			c := newBackendCache(t, url, RegionConfig{SoftInvalidation: true})
-			rt, _ := c.Route("r", Tags("item:{id}"))
+			c := newBackendCache(t, url, core.RegionConfig{SoftInvalidation: true})
+			rt, _ := c.Route("r", core.Tags("item:{id}"))
 			p := mapParams{"id": "1"}
 			var version atomic.Int64
 			h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, version.Load()) }
@@ -74,8 +76,8 @@ func TestSoftInvalidation(t *testing.T) {
 
 // Without SoftInvalidation, a soft invalidation is a hard one.
 func TestSoftInvalidationOffIsHard(t *testing.T) {
-	c := newBackendCache(t, "", RegionConfig{})
-	rt, _ := c.Route("r", Tags("t"))
+	c := newBackendCache(t, "", core.RegionConfig{})
+	rt, _ := c.Route("r", core.Tags("t"))
 	n := 0
 	h := func(w http.ResponseWriter, r *http.Request) { n++; fmt.Fprint(w, n) }
 	serveOnce(rt, "/x", noParams, h)
@@ -86,22 +88,22 @@ func TestSoftInvalidationOffIsHard(t *testing.T) {
 		t.Fatalf("got %s %q", w.Header().Get("X-Cache"), w.Body.String())
 	}
 	// Declarative Soft() on an invalidating route.
-	iv, err := c.Invalidator(Tags("t"), Soft())
-	if err != nil || !iv.soft {
+	iv, err := c.Invalidator(core.Tags("t"), core.Soft())
+	if err != nil || !core.IsSoft(iv) {
 		t.Fatal(err)
 	}
-	if _, ok := any(Soft()).(RouteOption); ok {
+	if _, ok := any(core.Soft()).(core.RouteOption); ok {
 		t.Fatal("Soft is an option of cached routes")
 	}
 }
 
 func TestSoftPurge(t *testing.T) {
-	c := newBackendCache(t, "", RegionConfig{SoftInvalidation: true})
-	rt, _ := c.Route("r", Tags("t"))
+	c := newBackendCache(t, "", core.RegionConfig{SoftInvalidation: true})
+	rt, _ := c.Route("r", core.Tags("t"))
 	n := 0
 	h := func(w http.ResponseWriter, r *http.Request) { n++; fmt.Fprint(w, n) }
 	serveOnce(rt, "/x", noParams, h)
-	ph, _ := c.PurgeHandler(PurgeConfig{Token: "k"})
+	ph, _ := c.PurgeHandler(core.PurgeConfig{Token: "k"})
 	req := httptest.NewRequest("PURGE", "/_cache/purge", nil)
 	req.Header.Set("Authorization", "Bearer k")
 	req.Header.Set("Surrogate-Key", "t")

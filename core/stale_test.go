@@ -1,4 +1,4 @@
-package core
+package core_test
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/routecache/routecache/core/internal/testhook"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
 )
 
 // Tests of the two lifetimes (fresh, then stale-while-revalidate and
@@ -25,35 +26,29 @@ import (
 const staleTestPattern = "/items/:id"
 
 // serveNext runs one GET (or method) through rt with next.
-func serveNext(rt *Route, method, target string, next nextFunc) *httptest.ResponseRecorder {
+func serveNext(rt *core.Route, method, target string, next adapter.Next) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	req := httptest.NewRequest(method, target, nil)
-	_ = rt.handle(w, req, noParams, staleTestPattern, next)
+	_ = adapter.ServeRoute(rt, w, req, noParams, staleTestPattern, next)
 	return w
 }
 
 // entryState classifies what the stored entry of target is good for now,
 // without running a request (so without counting or refreshing anything).
-func entryState(t testing.TB, rt *Route, target string) freshness {
+func entryState(t testing.TB, rt *core.Route, target string) core.Freshness {
 	t.Helper()
-	req := httptest.NewRequest("GET", target, nil)
-	st := getState()
-	defer putState(st)
-	if !rt.build(st, req, noParams, staleTestPattern) {
+	f, ok, err := core.EntryFreshness(rt, target, staleTestPattern)
+	if !ok {
 		t.Fatalf("no key for %s", target)
 	}
-	canonical := unsafeString(st.key)
-	c := &call{r: rt.r, rt: rt, route: &routeFront{}, ctx: context.Background(), canonical: canonical,
-		skey: rt.r.storageKey(canonical), names: st.names, vals: st.vals}
-	e, err := c.lookup()
 	if err != nil {
 		t.Fatalf("lookup: %v", err)
 	}
-	return c.classify(e, time.Now().UnixNano())
+	return f
 }
 
 // waitState polls (bounded) until target's entry reaches want.
-func waitState(t testing.TB, rt *Route, target string, want freshness) {
+func waitState(t testing.TB, rt *core.Route, target string, want core.Freshness) {
 	t.Helper()
 	for i := 0; i < 6000; i++ { // 30 s: a bound for a loaded machine
 		if entryState(t, rt, target) == want {
@@ -63,32 +58,6 @@ func waitState(t testing.TB, rt *Route, target string, want freshness) {
 	}
 	t.Fatalf("%s never reached state %d (now %d)", target, want, entryState(t, rt, target))
 }
-
-// waitUntil polls cond (bounded: about 60 s, for a loaded machine) and
-// fails with msg if it never holds.
-func waitUntil(t testing.TB, msg string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 12000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting: %s", msg)
-}
-
-func xc(w *httptest.ResponseRecorder) string { return w.Header().Get("X-Cache") }
-
-// flightWaiters is how many requests wait on an in-process flight now
-// (counted through the engine's test hook): a deterministic way to know
-// that followers are parked on a flight before the test lets its leader
-// finish.
-func flightWaiters() int { return testhook.Waiting(testhook.Flight) }
-
-// leaseWaiters is how many calls poll for another instance's fill now.
-func leaseWaiters() int { return testhook.Waiting(testhook.Lease) }
-
-func init() { testhook.Enable() }
 
 // Within the stale window a request is answered from the stale entry at
 // once, and exactly one background refresh runs per key, however many
@@ -101,7 +70,7 @@ func TestStaleWhileRevalidateOneRefreshPerKey(t *testing.T) {
 }
 
 func testOneRefreshPerKey(t *testing.T, maxRefreshes int) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute, MaxRefreshes: maxRefreshes})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute, MaxRefreshes: maxRefreshes})
 	var calls atomic.Int64
 	entered := make(chan struct{})
 	release := make(chan struct{})
@@ -117,7 +86,7 @@ func testOneRefreshPerKey(t *testing.T, maxRefreshes int) {
 	if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "MISS" || w.Body.String() != "v1" {
 		t.Fatalf("fill: %q %q", xc(w), w.Body.String())
 	}
-	waitState(t, rt, "/items/1", staleOK)
+	waitState(t, rt, "/items/1", core.StaleOK)
 
 	const n = 20
 	type result struct{ xcache, body string }
@@ -153,7 +122,7 @@ func testOneRefreshPerKey(t *testing.T, maxRefreshes int) {
 	if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "HIT" || w.Body.String() != "v2" {
 		t.Fatalf("after refresh: %q %q, want HIT v2", xc(w), w.Body.String())
 	}
-	st := rt.r.Stats()
+	st := rt.Region().Stats()
 	if st.Stale != n || st.Refreshes != 1 || st.Stores != 2 || st.Misses != 1 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -168,7 +137,7 @@ func testOneRefreshPerKey(t *testing.T, maxRefreshes int) {
 // real connection the client reads the whole stale body while the
 // handler refreshing the entry is still blocked.
 func TestStaleServedBeforeRefreshCompletes(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {TTL: 50 * time.Millisecond, Stale: time.Minute}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {TTL: 50 * time.Millisecond, Stale: time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +207,8 @@ func staleByHead(t testing.TB, url string) bool {
 // A refresh whose key is invalidated while its handler runs does not
 // produce a servable entry: the next request is a MISS with new data.
 func TestStaleRefreshInvalidatedMeanwhileNotServed(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute}, Tags("items"))
-	c := rt.r.c
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute}, core.Tags("items"))
+	c := core.RouteCache(rt)
 	var version, calls atomic.Int64
 	entered, release := make(chan struct{}), make(chan struct{})
 	next := func(w http.ResponseWriter, r *http.Request) error {
@@ -252,7 +221,7 @@ func TestStaleRefreshInvalidatedMeanwhileNotServed(t *testing.T) {
 		return nil
 	}
 	serveNext(rt, "GET", "/items/1", next)
-	waitState(t, rt, "/items/1", staleOK)
+	waitState(t, rt, "/items/1", core.StaleOK)
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- serveNext(rt, "GET", "/items/1", next) }()
 	<-entered
@@ -276,7 +245,7 @@ func TestStaleRefreshInvalidatedMeanwhileNotServed(t *testing.T) {
 // request that cannot start one is still served stale, runs no handler,
 // and is counted in RefreshSkipped. A later stale request refreshes.
 func TestStaleMaxRefreshesBound(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute, MaxRefreshes: 1})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute, MaxRefreshes: 1})
 	var calls sync.Map // path -> *atomic.Int64
 	entered, release := make(chan struct{}), make(chan struct{})
 	next := func(w http.ResponseWriter, r *http.Request) error {
@@ -298,8 +267,8 @@ func TestStaleMaxRefreshesBound(t *testing.T) {
 	}
 	serveNext(rt, "GET", "/items/1", next)
 	serveNext(rt, "GET", "/items/2", next)
-	waitState(t, rt, "/items/1", staleOK)
-	waitState(t, rt, "/items/2", staleOK)
+	waitState(t, rt, "/items/1", core.StaleOK)
+	waitState(t, rt, "/items/2", core.StaleOK)
 	done := make(chan struct{})
 	go func() { serveNext(rt, "GET", "/items/1", next); close(done) }()
 	<-entered // /items/1's refresh holds the only slot
@@ -310,7 +279,7 @@ func TestStaleMaxRefreshesBound(t *testing.T) {
 	if n := count("/items/2"); n != 1 {
 		t.Fatalf("/items/2 origin calls %d, want 1: its refresh should have been skipped", n)
 	}
-	if st := rt.r.Stats(); st.RefreshSkipped != 1 || st.Refreshes != 1 {
+	if st := rt.Region().Stats(); st.RefreshSkipped != 1 || st.Refreshes != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	close(release)
@@ -324,7 +293,7 @@ func TestStaleMaxRefreshesBound(t *testing.T) {
 	if w := serveNext(rt, "GET", "/items/2", next); xc(w) != "HIT" || w.Body.String() != "/items/2 v2" {
 		t.Fatalf("after refresh: %q %q", xc(w), w.Body.String())
 	}
-	if st := rt.r.Stats(); st.RefreshSkipped != 1 || st.Refreshes != 2 {
+	if st := rt.Region().Stats(); st.RefreshSkipped != 1 || st.Refreshes != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -334,7 +303,7 @@ func TestStaleMaxRefreshesBound(t *testing.T) {
 func TestStaleRefreshFailureKeepsStaleEntry(t *testing.T) {
 	for _, mode := range []string{"500", "panic", "error"} {
 		t.Run(mode, func(t *testing.T) {
-			rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute})
+			rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, Stale: time.Minute})
 			var calls atomic.Int64
 			next := func(w http.ResponseWriter, r *http.Request) error {
 				if calls.Add(1) == 1 {
@@ -353,14 +322,14 @@ func TestStaleRefreshFailureKeepsStaleEntry(t *testing.T) {
 				return nil
 			}
 			serveNext(rt, "GET", "/items/1", next)
-			waitState(t, rt, "/items/1", staleOK)
+			waitState(t, rt, "/items/1", core.StaleOK)
 			for i := 0; i < 3; i++ {
 				w := serveNext(rt, "GET", "/items/1", next)
 				if xc(w) != "STALE" || w.Body.String() != "good" || w.Code != 200 {
 					t.Fatalf("request %d: %d %q %q", i, w.Code, xc(w), w.Body.String())
 				}
 			}
-			if st := rt.r.Stats(); st.Stores != 1 || st.Refreshes != 3 || calls.Load() != 4 {
+			if st := rt.Region().Stats(); st.Stores != 1 || st.Refreshes != 3 || calls.Load() != 4 {
 				t.Fatalf("calls %d, stats %+v", calls.Load(), st)
 			}
 		})
@@ -374,7 +343,7 @@ func TestStaleRefreshFailureKeepsStaleEntry(t *testing.T) {
 func TestStaleIfError(t *testing.T) {
 	for _, mode := range []string{"500", "503", "error", "panic", "timeout"} {
 		t.Run(mode, func(t *testing.T) {
-			rc := RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute}
+			rc := core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute}
 			if mode == "timeout" {
 				rc.FillTimeout = 300 * time.Millisecond
 			}
@@ -408,7 +377,7 @@ func TestStaleIfError(t *testing.T) {
 			if w := serveNext(rt, "GET", "/items/1", next); xc(w) != "MISS" || w.Body.String() != "good1" {
 				t.Fatalf("fill: %q %q", xc(w), w.Body.String())
 			}
-			waitState(t, rt, "/items/1", errorOnly)
+			waitState(t, rt, "/items/1", core.ErrorOnly)
 			fail.Store(true)
 			for i := 0; i < 2; i++ {
 				w := serveNext(rt, "GET", "/items/1", next)
@@ -419,7 +388,7 @@ func TestStaleIfError(t *testing.T) {
 					t.Fatal("a header of the failed response leaked into the stale one")
 				}
 			}
-			st := rt.r.Stats()
+			st := rt.Region().Stats()
 			if st.StaleIfError != 2 || st.Stale != 2 || st.Stores != 1 || calls.Load() != 3 {
 				t.Fatalf("calls %d, stats %+v", calls.Load(), st)
 			}
@@ -437,7 +406,7 @@ func TestStaleIfError(t *testing.T) {
 // Without a stale entry (or past the window) a failure goes through as it
 // is: the client sees the 500, and it is not stored.
 func TestStaleIfErrorWithoutEntryPassesFailure(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
 	var calls atomic.Int64
 	next := func(w http.ResponseWriter, r *http.Request) error {
 		calls.Add(1)
@@ -451,7 +420,7 @@ func TestStaleIfErrorWithoutEntryPassesFailure(t *testing.T) {
 			t.Fatalf("request %d: %d %q %q", i, w.Code, xc(w), w.Body.String())
 		}
 	}
-	if st := rt.r.Stats(); calls.Load() != 2 || st.Stores != 0 || st.StaleIfError != 0 || st.NotStored[NotStoredStatus] != 2 {
+	if st := rt.Region().Stats(); calls.Load() != 2 || st.Stores != 0 || st.StaleIfError != 0 || st.NotStored[core.NotStoredStatus] != 2 {
 		t.Fatalf("calls %d stats %+v", calls.Load(), st)
 	}
 }
@@ -459,7 +428,7 @@ func TestStaleIfErrorWithoutEntryPassesFailure(t *testing.T) {
 // Concurrent requests waiting for a fill that fails are all answered
 // from the stale entry; the handler runs once.
 func TestStaleIfErrorWaitersServedStale(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
 	var calls atomic.Int64
 	var fail atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -475,7 +444,7 @@ func TestStaleIfErrorWaitersServedStale(t *testing.T) {
 		return nil
 	}
 	serveNext(rt, "GET", "/items/1", next)
-	waitState(t, rt, "/items/1", errorOnly)
+	waitState(t, rt, "/items/1", core.ErrorOnly)
 	fail.Store(true)
 	const n = 10
 	out := make(chan *httptest.ResponseRecorder, n)
@@ -496,7 +465,7 @@ func TestStaleIfErrorWaitersServedStale(t *testing.T) {
 	if calls.Load() != 2 {
 		t.Fatalf("origin called %d times, want 2: followers must not run the failing handler", calls.Load())
 	}
-	if st := rt.r.Stats(); st.StaleIfError != n || st.Stores != 1 {
+	if st := rt.Region().Stats(); st.StaleIfError != n || st.Stores != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -505,7 +474,7 @@ func TestStaleIfErrorWaitersServedStale(t *testing.T) {
 // streaming once it outgrows the cap and loses stale-if-error protection:
 // the client gets it whole, nothing is stored.
 func TestStaleIfErrorTooLargeStreamsThrough(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute, MaxEntryBytes: 64})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute, MaxEntryBytes: 64})
 	var fail atomic.Bool
 	big := strings.Repeat("x", 500)
 	next := func(w http.ResponseWriter, r *http.Request) error {
@@ -520,13 +489,13 @@ func TestStaleIfErrorTooLargeStreamsThrough(t *testing.T) {
 		return nil
 	}
 	serveNext(rt, "GET", "/items/1", next)
-	waitState(t, rt, "/items/1", errorOnly)
+	waitState(t, rt, "/items/1", core.ErrorOnly)
 	fail.Store(true)
 	w := serveNext(rt, "GET", "/items/1", next)
 	if w.Code != 500 || w.Body.String() != big || xc(w) != "MISS" {
 		t.Fatalf("large failure: %d %q body %d bytes", w.Code, xc(w), w.Body.Len())
 	}
-	if st := rt.r.Stats(); st.StaleIfError != 0 || st.Stores != 1 || st.NotStored[NotStoredTooLarge] != 1 {
+	if st := rt.Region().Stats(); st.StaleIfError != 0 || st.Stores != 1 || st.NotStored[core.NotStoredTooLarge] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -536,7 +505,7 @@ func TestStaleIfErrorTooLargeStreamsThrough(t *testing.T) {
 // complete response: the panic reaches the server, which aborts the
 // connection, as it would without the cache.
 func TestStaleIfErrorLargeResponsePanicPropagates(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute, MaxEntryBytes: 64})
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute, MaxEntryBytes: 64})
 	var fail atomic.Bool
 	next := func(w http.ResponseWriter, r *http.Request) error {
 		if fail.Load() {
@@ -547,7 +516,7 @@ func TestStaleIfErrorLargeResponsePanicPropagates(t *testing.T) {
 		return nil
 	}
 	serveNext(rt, "GET", "/items/1", next)
-	waitState(t, rt, "/items/1", errorOnly)
+	waitState(t, rt, "/items/1", core.ErrorOnly)
 	fail.Store(true)
 	var recovered any
 	func() {
@@ -565,15 +534,15 @@ func TestInvalidatedEntryNeverServedStale(t *testing.T) {
 	for _, window := range []string{"stale", "stale-if-error"} {
 		for _, kind := range []string{"tag", "key", "region"} {
 			t.Run(window+"/"+kind, func(t *testing.T) {
-				rc := RegionConfig{TTL: 50 * time.Millisecond}
-				want := staleOK
+				rc := core.RegionConfig{TTL: 50 * time.Millisecond}
+				want := core.StaleOK
 				if window == "stale" {
 					rc.Stale = time.Minute
 				} else {
 					rc.StaleIfError = time.Minute
-					want = errorOnly
+					want = core.ErrorOnly
 				}
-				rt := testRoute(t, rc, Tags("items"))
+				rt := testRoute(t, rc, core.Tags("items"))
 				var fail atomic.Bool
 				var calls atomic.Int64
 				next := func(w http.ResponseWriter, r *http.Request) error {
@@ -592,16 +561,16 @@ func TestInvalidatedEntryNeverServedStale(t *testing.T) {
 				var err error
 				switch kind {
 				case "tag":
-					err = rt.r.c.InvalidateTags(ctx, "items")
+					err = core.RouteCache(rt).InvalidateTags(ctx, "items")
 				case "key":
-					err = rt.r.c.InvalidateKey(ctx, "r", "/items/1")
+					err = core.RouteCache(rt).InvalidateKey(ctx, "r", "/items/1")
 				case "region":
-					err = rt.r.c.InvalidateRegion(ctx, "r")
+					err = core.RouteCache(rt).InvalidateRegion(ctx, "r")
 				}
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s := entryState(t, rt, "/items/1"); s != unusable {
+				if s := entryState(t, rt, "/items/1"); s != core.Unusable {
 					t.Fatalf("invalidated entry classified %d", s)
 				}
 				fail.Store(true)
@@ -614,7 +583,7 @@ func TestInvalidatedEntryNeverServedStale(t *testing.T) {
 				if w.Code != 200 || xc(w) != "MISS" || w.Body.String() != "v3" {
 					t.Fatalf("after invalidation: %d %q %q", w.Code, xc(w), w.Body.String())
 				}
-				if st := rt.r.Stats(); st.Stale != 0 || st.StaleIfError != 0 {
+				if st := rt.Region().Stats(); st.Stale != 0 || st.StaleIfError != 0 {
 					t.Fatalf("stale served: %+v", st)
 				}
 			})
@@ -628,7 +597,7 @@ func TestInvalidatedEntryNeverServedStale(t *testing.T) {
 // versions), and the refreshes are few compared with the hits.
 func TestEarlyRefreshBeforeExpiry(t *testing.T) {
 	const ttl = 300 * time.Millisecond
-	rt := testRoute(t, RegionConfig{TTL: ttl, EarlyRefresh: 1})
+	rt := testRoute(t, core.RegionConfig{TTL: ttl, EarlyRefresh: 1})
 	var calls atomic.Int64
 	next := func(w http.ResponseWriter, r *http.Request) error {
 		n := calls.Add(1)
@@ -662,7 +631,7 @@ func TestEarlyRefreshBeforeExpiry(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	st := rt.r.Stats()
+	st := rt.Region().Stats()
 	t.Logf("hits %d misses %d origin calls %d early refreshes %d seamless version changes %d", hits, misses, calls.Load(), st.EarlyRefreshes, seamless)
 	if seamless < 2 || st.EarlyRefreshes < 2 {
 		t.Fatalf("no early refresh before expiry: %d seamless changes, stats %+v", seamless, st)
@@ -680,7 +649,7 @@ func TestEarlyRefreshBeforeExpiry(t *testing.T) {
 // is not refreshed early: it expires and misses.
 func TestEarlyRefreshOnlyNearExpiry(t *testing.T) {
 	t.Run("far from expiry", func(t *testing.T) {
-		rt := testRoute(t, RegionConfig{TTL: time.Hour, EarlyRefresh: 1})
+		rt := testRoute(t, core.RegionConfig{TTL: time.Hour, EarlyRefresh: 1})
 		var calls atomic.Int64
 		next := func(w http.ResponseWriter, r *http.Request) error {
 			calls.Add(1)
@@ -691,12 +660,12 @@ func TestEarlyRefreshOnlyNearExpiry(t *testing.T) {
 		for i := 0; i < 500; i++ {
 			serveNext(rt, "GET", "/items/1", next)
 		}
-		if st := rt.r.Stats(); st.EarlyRefreshes != 0 || calls.Load() != 1 || st.Hits != 499 {
+		if st := rt.Region().Stats(); st.EarlyRefreshes != 0 || calls.Load() != 1 || st.Hits != 499 {
 			t.Fatalf("calls %d stats %+v", calls.Load(), st)
 		}
 	})
 	t.Run("off", func(t *testing.T) {
-		rt := testRoute(t, RegionConfig{TTL: 100 * time.Millisecond})
+		rt := testRoute(t, core.RegionConfig{TTL: 100 * time.Millisecond})
 		var calls atomic.Int64
 		next := func(w http.ResponseWriter, r *http.Request) error {
 			calls.Add(1)
@@ -712,7 +681,7 @@ func TestEarlyRefreshOnlyNearExpiry(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		if st := rt.r.Stats(); st.EarlyRefreshes != 0 || st.Refreshes != 0 || misses < 2 {
+		if st := rt.Region().Stats(); st.EarlyRefreshes != 0 || st.Refreshes != 0 || misses < 2 {
 			t.Fatalf("misses %d stats %+v", misses, st)
 		}
 	})
@@ -721,7 +690,7 @@ func TestEarlyRefreshOnlyNearExpiry(t *testing.T) {
 // Under concurrent hits, early refreshes stay bounded: at most one runs
 // per key at a time, and they are a small fraction of the hits.
 func TestEarlyRefreshConcurrentBounded(t *testing.T) {
-	rt := testRoute(t, RegionConfig{TTL: 200 * time.Millisecond, EarlyRefresh: 2})
+	rt := testRoute(t, core.RegionConfig{TTL: 200 * time.Millisecond, EarlyRefresh: 2})
 	var calls, running, maxRunning atomic.Int64
 	next := func(w http.ResponseWriter, r *http.Request) error {
 		calls.Add(1)
@@ -744,7 +713,7 @@ func TestEarlyRefreshConcurrentBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 2000 && rt.r.Stats().EarlyRefreshes < 3; i++ {
+			for i := 0; i < 2000 && rt.Region().Stats().EarlyRefreshes < 3; i++ {
 				if xc(serveNext(rt, "GET", "/items/1", next)) == "HIT" {
 					hits.Add(1)
 				}
@@ -753,7 +722,7 @@ func TestEarlyRefreshConcurrentBounded(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	st := rt.r.Stats()
+	st := rt.Region().Stats()
 	t.Logf("hits %d, origin calls %d, stats %+v", hits.Load(), calls.Load(), st)
 	if st.EarlyRefreshes < 3 {
 		t.Fatalf("too few early refreshes: %+v", st)
@@ -770,7 +739,7 @@ func TestEarlyRefreshConcurrentBounded(t *testing.T) {
 // hold its key: a request arriving after FillTimeout leads a new fill,
 // whose response is stored and served while the stuck one still runs.
 func TestStuckFillIsAbandoned(t *testing.T) {
-	c, err := New(Config{Regions: map[string]RegionConfig{"r": {FillTimeout: 30 * time.Millisecond}}})
+	c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {FillTimeout: 30 * time.Millisecond}}})
 	if err != nil {
 		t.Fatal(err)
 	}
