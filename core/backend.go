@@ -58,7 +58,7 @@ func openBackend(raw string, opts backend.Options) (backend.Backend, error) {
 		return open(u, opts)
 	}
 	if u.Scheme == "memory" {
-		return nil, fmt.Errorf("backend %q: a memory backend needs no near cache", u.Redacted())
+		return nil, fmt.Errorf("backend %q: a memory backend needs no near cache", backend.DisplayURL(u))
 	}
 	inner := *u
 	iq := u.Query()

@@ -273,7 +273,7 @@ func (o Options) Log() *slog.Logger {
 }
 
 // Opener opens a backend from its URL (the scheme is the one it was
-// registered under). Errors name the URL by u.Redacted(), never by its
+// registered under). Errors name the URL by DisplayURL(u), never by its
 // full text, which may hold a password.
 type Opener func(u *url.URL, opts Options) (Backend, error)
 
@@ -309,6 +309,18 @@ func Schemes() []string {
 	return names
 }
 
+// DisplayURL is how errors and logs quote a backend URL: as the user wrote
+// it, with any password replaced by "xxxxx". url.URL.Redacted alone would
+// turn "memory://?max_bytes=1GiB" into "memory:?max_bytes=1GiB".
+func DisplayURL(u *url.URL) string {
+	s := u.Redacted()
+	if u.Scheme != "" && u.Opaque == "" && u.Host == "" && u.User == nil && !u.OmitHost &&
+		!strings.HasPrefix(s, u.Scheme+"://") {
+		s = u.Scheme + "://" + strings.TrimPrefix(s, u.Scheme+":")
+	}
+	return s
+}
+
 // ParseURL parses a backend URL and finds the opener of its scheme.
 func ParseURL(raw string) (*url.URL, Opener, error) {
 	u, err := url.Parse(raw)
@@ -322,13 +334,13 @@ func ParseURL(raw string) (*url.URL, Opener, error) {
 		return nil, nil, fmt.Errorf("backend URL does not parse: %w", err)
 	}
 	if u.Scheme == "" {
-		return nil, nil, fmt.Errorf("backend %q: missing scheme (want one of %s)", u.Redacted(), strings.Join(Schemes(), ", "))
+		return nil, nil, fmt.Errorf("backend %q: missing scheme (want one of %s)", DisplayURL(u), strings.Join(Schemes(), ", "))
 	}
 	openersMu.RLock()
 	open, ok := openers[u.Scheme]
 	openersMu.RUnlock()
 	if !ok {
-		return nil, nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", u.Redacted(), u.Scheme, strings.Join(Schemes(), ", "))
+		return nil, nil, fmt.Errorf("backend %q: unknown scheme %q (want one of %s)", DisplayURL(u), u.Scheme, strings.Join(Schemes(), ", "))
 	}
 	return u, open, nil
 }

@@ -71,7 +71,7 @@ type Backend struct {
 
 // openMemcache parses memcache://h1:11211,h2:11211?timeout=100ms&max_idle=64&max_item=1MiB.
 func openMemcache(u *url.URL) (*Backend, error) {
-	raw := u.Redacted()
+	raw := backend.DisplayURL(u)
 	if u.User != nil {
 		return nil, fmt.Errorf("backend %q: memcache:// takes no user or password", raw)
 	}

@@ -159,7 +159,7 @@ func lenOf(m *map[uint64]*namedCounter) int {
 // Open opens memory://[?max_bytes=SIZE] (default DefaultMaxBytes).
 func Open(u *url.URL) (*Backend, error) {
 	if u.Host != "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("backend %q: memory:// takes no host or path", u.Redacted())
+		return nil, fmt.Errorf("backend %q: memory:// takes no host or path", backend.DisplayURL(u))
 	}
 	maxBytes := int64(DefaultMaxBytes)
 	for k, vs := range u.Query() {
@@ -167,11 +167,11 @@ func Open(u *url.URL) (*Backend, error) {
 		case "max_bytes":
 			n, err := backend.ParseBytes(vs[len(vs)-1])
 			if err != nil {
-				return nil, fmt.Errorf("backend %q: max_bytes: %w", u.Redacted(), err)
+				return nil, fmt.Errorf("backend %q: max_bytes: %w", backend.DisplayURL(u), err)
 			}
 			maxBytes = n
 		default:
-			return nil, fmt.Errorf("backend %q: unknown option %q (memory:// takes max_bytes)", u.Redacted(), k)
+			return nil, fmt.Errorf("backend %q: unknown option %q (memory:// takes max_bytes)", backend.DisplayURL(u), k)
 		}
 	}
 	return New(maxBytes)

@@ -87,13 +87,13 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 	ns := q.Get("near_staleness")
 	if nb == "" {
 		if ns != "" {
-			return nil, fmt.Errorf("backend %q: near_staleness needs near_max_bytes", u.Redacted())
+			return nil, fmt.Errorf("backend %q: near_staleness needs near_max_bytes", backend.DisplayURL(u))
 		}
 		return inner, nil
 	}
 	maxBytes, err := backend.ParseBytes(nb)
 	if err != nil {
-		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", backend.DisplayURL(u), err)
 	}
 	seed := maphash.MakeSeed()
 	// near_max_bytes bounds the entries and the local counters together:
@@ -106,7 +106,7 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backend %q: near cache: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("backend %q: near cache: %w", backend.DisplayURL(u), err)
 	}
 	n := &Cache{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
 	rb, isRedis := inner.(*redisbe.Backend)
@@ -114,7 +114,7 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 	switch {
 	case isRedis:
 		if ns != "" {
-			return nil, fmt.Errorf("backend %q: near_staleness applies to memcache:// only (Redis near caches are kept coherent by pub/sub)", u.Redacted())
+			return nil, fmt.Errorf("backend %q: near_staleness applies to memcache:// only (Redis near caches are kept coherent by pub/sub)", backend.DisplayURL(u))
 		}
 		n.client = rb.Client()
 		n.channel = redisbe.InvalidationChannel
@@ -132,7 +132,7 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 		if ns != "" {
 			d, err := time.ParseDuration(ns)
 			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("backend %q: near_staleness: bad duration %q (want e.g. 500ms)", u.Redacted(), ns)
+				return nil, fmt.Errorf("backend %q: near_staleness: bad duration %q (want e.g. 500ms)", backend.DisplayURL(u), ns)
 			}
 			n.staleness = d
 		}

@@ -134,7 +134,7 @@ func (b *Backend) op(ctx context.Context) (context.Context, context.CancelFunc) 
 // timeout + 1 s); New opens min(pool_size, 32) connections per node, or
 // min_idle_conns if larger (see warm).
 func openRedis(u *url.URL, cluster bool) (*Backend, error) {
-	raw := u.Redacted()
+	raw := backend.DisplayURL(u)
 	q := u.Query()
 	timeout := DefaultTimeout
 	if v := q.Get("timeout"); v != "" {
