@@ -28,10 +28,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/backend"
 )
 
 func main() {
@@ -82,7 +87,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-	cfg.Logger.Info("demo ready", "framework", cfg.Framework, "backend", backendName(cfg.Backend), "delay", cfg.Delay)
+	cfg.Logger.Info("demo ready", "framework", cfg.Framework, "backends", backendsInUse(rc), "delay", cfg.Delay)
 
 	select {
 	case err := <-served:
@@ -101,9 +106,28 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	return nil
 }
 
-func backendName(b string) string {
-	if b == "" {
+// backendsInUse names each region's backend as the Cache opened it
+// (from -backend or -settings), passwords hidden: "articles=redis://...".
+func backendsInUse(rc *core.Cache) string {
+	var parts []string
+	for _, name := range rc.Regions() {
+		r, err := rc.Region(name)
+		if err != nil {
+			continue
+		}
+		parts = append(parts, name+"="+displayBackend(r.Config().Backend))
+	}
+	return strings.Join(parts, " ")
+}
+
+// displayBackend quotes a backend URL for the log.
+func displayBackend(raw string) string {
+	if raw == "" {
 		return "memory:// (embedded)"
 	}
-	return b
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return backend.DisplayURL(u)
 }
