@@ -144,10 +144,13 @@ func (p params) Get(name string) (string, bool) {
 }
 
 // PurgeHandler returns the core's authenticated purge endpoint as an Echo
-// handler (see core.Cache.PurgeHandler); mount it on POST and PURGE:
+// handler (see core.Cache.PurgeHandler). Mount it on every method, so
+// that other methods get its 405 with Allow and JSON error, as on Gin and
+// net/http:
 //
 //	purge, err := echoadapter.PurgeHandler(rc, core.PurgeConfig{Token: token})
-//	e.Match([]string{http.MethodPost, "PURGE"}, "/_cache/purge", purge)
+//	e.Any("/_cache/purge", purge)
+//	e.Add("PURGE", "/_cache/purge", purge)
 func PurgeHandler(rc *core.Cache, cfg core.PurgeConfig) (echo.HandlerFunc, error) {
 	h, err := rc.PurgeHandler(cfg)
 	if err != nil {

@@ -165,10 +165,12 @@ func (w *writer) Status() int {
 func (w *writer) Unwrap() http.ResponseWriter { return w.cw }
 
 // PurgeHandler returns the core's authenticated purge endpoint as a Gin
-// handler (see core.Cache.PurgeHandler); mount it on POST and PURGE:
+// handler (see core.Cache.PurgeHandler). Mount it on every method, so
+// that other methods get its 405 with Allow (Gin's router would answer
+// 404), as on Echo and net/http:
 //
 //	purge, err := ginadapter.PurgeHandler(rc, core.PurgeConfig{Token: token})
-//	r.POST("/_cache/purge", purge)
+//	r.Any("/_cache/purge", purge)
 //	r.Handle("PURGE", "/_cache/purge", purge)
 func PurgeHandler(rc *core.Cache, cfg core.PurgeConfig) (gin.HandlerFunc, error) {
 	h, err := rc.PurgeHandler(cfg)

@@ -105,7 +105,7 @@ func newServer(cfg config) (http.Handler, *core.Cache, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prom.NewCollector(rc))
 	a.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	var purge http.Handler // mounted at /_cache/purge for POST and PURGE
+	var purge http.Handler // mounted at /_cache/purge for every method (POST and PURGE purge; others get its 405)
 	if cfg.PurgeTok != "" {
 		if purge, err = rc.PurgeHandler(core.PurgeConfig{Token: cfg.PurgeTok}); err != nil {
 			_ = rc.Close()
@@ -155,7 +155,9 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	r.GET("/stats", func(c *gin.Context) { a.stats(c.Writer, c.Request) })
 	r.GET("/metrics", gin.WrapH(a.metrics))
 	if purge != nil {
-		r.POST("/_cache/purge", gin.WrapH(purge))
+		// Every method reaches the purge handler, which answers 405 with
+		// Allow for the wrong ones, on every framework alike.
+		r.Any("/_cache/purge", gin.WrapH(purge))
 		r.Handle("PURGE", "/_cache/purge", gin.WrapH(purge))
 	}
 	return r
@@ -198,7 +200,8 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	})
 	e.GET("/metrics", echo.WrapHandler(a.metrics))
 	if purge != nil {
-		e.Match([]string{http.MethodPost, "PURGE"}, "/_cache/purge", echo.WrapHandler(purge))
+		e.Any("/_cache/purge", echo.WrapHandler(purge)) // 405 from the handler, as on Gin
+		e.Add("PURGE", "/_cache/purge", echo.WrapHandler(purge))
 	}
 	return e
 }
@@ -236,8 +239,7 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 	mux.HandleFunc("GET /stats", a.stats)
 	mux.Handle("GET /metrics", a.metrics)
 	if purge != nil {
-		mux.Handle("POST /_cache/purge", purge)
-		mux.Handle("PURGE /_cache/purge", purge)
+		mux.Handle("/_cache/purge", purge) // every method: the handler answers 405 itself
 	}
 	return mux, nil
 }
