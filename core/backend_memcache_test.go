@@ -85,7 +85,7 @@ func TestMemcacheURL(t *testing.T) {
 	}
 
 	bad := map[string]string{
-		"memcache://":                                 `backend "memcache:": no server (want memcache://host:port[,host:port...])`, // url.URL prints "memcache://" so
+		"memcache://":                                 `backend "memcache://": no server (want memcache://host:port[,host:port...])`, // quoted as written
 		"memcache:127.0.0.1:11211":                    `backend "memcache:127.0.0.1:11211": no server (want memcache://host:port[,host:port...])`,
 		"memcache://127.0.0.1":                        `backend "memcache://127.0.0.1": bad host "127.0.0.1" (want host:port)`,
 		"memcache://:11211":                           `backend "memcache://:11211": bad host ":11211" (want host:port)`,
