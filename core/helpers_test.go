@@ -14,6 +14,7 @@ import (
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/adapter"
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/backendtest"
 	"github.com/routecache/routecache/core/internal/testhook"
 )
 
@@ -73,14 +74,7 @@ func testRoute(t testing.TB, rc core.RegionConfig, opts ...core.RouteOption) *co
 // under CI=true it fails it: CI must never pass by skipping.
 func testServer(t testing.TB, env string) string {
 	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set under CI=true: the test command must start the server (run `make test`)", env)
-		}
-		t.Skipf("%s not set: run `make test` to start the servers", env)
-	}
-	return v
+	return backendtest.Server(t, env)
 }
 
 // testServerOptional returns the variable's value, or "" outside CI when it

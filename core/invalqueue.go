@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/internal/throttle"
 )
 
 // Pending invalidations. An invalidation routecache has accepted never
@@ -81,7 +82,7 @@ type bumpQueue struct {
 	kick    chan struct{}
 	ctx     context.Context // cancelled when Close gives up
 	cancel  context.CancelFunc
-	logged  atomicTime
+	logged  throttle.Gate
 }
 
 func newBumpQueue(c *Cache, be backend.Backend) *bumpQueue {
@@ -182,7 +183,7 @@ func (q *bumpQueue) add(ev backend.Event) (*pendingBump, chan struct{}) {
 }
 
 func (q *bumpQueue) logFailure(name string) {
-	if q.logged.every(time.Second) {
+	if q.logged.Every(time.Second) {
 		q.c.log.Warn("routecache: invalidation queued for retry; regions on this backend serve nothing from the cache until it is applied",
 			"counter", name, "pending", q.pending.Load())
 	}

@@ -372,7 +372,7 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 	body, err := mf.o.codec.Marshal(p.val)
 	if err != nil {
 		r.recordNotStored(NotStoredEncode)
-		if r.errLogged.every(time.Second) {
+		if r.errLogged.Every(time.Second) {
 			r.c.log.Error("routecache: memoized value does not encode; not cached", "region", r.name, "key", mf.key, "err", err)
 		}
 		return p
@@ -439,7 +439,7 @@ func (mf *memoFront[T]) decode(r *Region, body []byte) (T, bool) {
 	var v T
 	if err := mf.o.codec.Unmarshal(body, &v); err != nil {
 		r.record(evCorrupt)
-		if r.errLogged.every(time.Second) {
+		if r.errLogged.Every(time.Second) {
 			r.c.log.Warn("routecache: memoized value does not decode; recomputing", "region", r.name, "key", mf.key, "err", err)
 		}
 		var zero T

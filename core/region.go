@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/internal/throttle"
 )
 
 // Region is a named cache policy with its backend. Get one from
@@ -49,7 +50,7 @@ type Region struct {
 	q            *bumpQueue    // the backend's pending invalidations (invalqueue.go)
 	refreshSem   chan struct{} // bounds background refreshes
 	// errLogged rate-limits error logs: one per second per region.
-	errLogged atomicTime
+	errLogged throttle.Gate
 }
 
 func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Region {

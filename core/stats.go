@@ -157,7 +157,7 @@ func (r *Region) recordError(op BackendOp, err error) {
 	if o := r.c.obs.get(); o != nil {
 		o.BackendError(r.name, op, err)
 	}
-	if r.errLogged.every(time.Second) {
+	if r.errLogged.Every(time.Second) {
 		r.c.log.Error("routecache: backend error", "region", r.name, "op", op, "err", err)
 	}
 }
@@ -200,16 +200,4 @@ func (s *regionStats) snapshot() Stats {
 		}
 	}
 	return st
-}
-
-// atomicTime is a lock-free "at most once per interval" gate.
-type atomicTime struct{ last atomic.Int64 }
-
-func (a *atomicTime) every(d time.Duration) bool {
-	now := time.Now().UnixNano()
-	last := a.last.Load()
-	if now-last < int64(d) {
-		return false
-	}
-	return a.last.CompareAndSwap(last, now)
 }

@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -319,6 +321,22 @@ func DisplayURL(u *url.URL) string {
 		s = u.Scheme + "://" + strings.TrimPrefix(s, u.Scheme+":")
 	}
 	return s
+}
+
+// Hosts splits a URL's comma-separated host:port list, checking each
+// entry; errors name the bad entry, for the driver to prefix with the URL.
+func Hosts(u *url.URL) ([]string, error) {
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range hosts {
+		host, port, err := net.SplitHostPort(h)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("bad host %q (want host:port)", h)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("bad port in %q (want 1-65535)", h)
+		}
+	}
+	return hosts, nil
 }
 
 // ParseURL parses a backend URL and finds the opener of its scheme.

@@ -81,15 +81,9 @@ func openMemcache(u *url.URL) (*Backend, error) {
 	if u.Opaque != "" || u.Host == "" {
 		return nil, fmt.Errorf("backend %q: no server (want memcache://host:port[,host:port...])", raw)
 	}
-	hosts := strings.Split(u.Host, ",")
-	for _, h := range hosts {
-		host, port, err := net.SplitHostPort(h)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("backend %q: bad host %q (want host:port)", raw, h)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return nil, fmt.Errorf("backend %q: bad port in %q (want 1-65535)", raw, h)
-		}
+	hosts, err := backend.Hosts(u)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", raw, err)
 	}
 	timeout := DefaultTimeout
 	maxIdle := DefaultMaxIdle

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/internal/wire"
+	"github.com/routecache/routecache/core/internal/throttle"
 
 	"github.com/eko/gocache/lib/v4/store"
 	redisstore "github.com/eko/gocache/store/redis/v4"
@@ -145,15 +145,9 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 		timeout = d
 	}
 	q.Del("timeout")
-	hosts := strings.Split(u.Host, ",")
-	for _, h := range hosts {
-		host, port, err := net.SplitHostPort(h)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("backend %q: bad host %q (want host:port)", raw, h)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return nil, fmt.Errorf("backend %q: bad port in %q", raw, h)
-		}
+	hosts, err := backend.Hosts(u)
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", raw, err)
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
 	b := &Backend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter()), counterTTL: backend.DefaultCounterTTL}
@@ -575,7 +569,7 @@ var redisLogs = &redisLogger{}
 type redisLogger struct {
 	mu         sync.Mutex
 	targets    []*redisLogTarget // open backends' loggers, oldest first
-	gate       atomicTime
+	gate       throttle.Gate
 	suppressed atomic.Uint64
 }
 
@@ -610,7 +604,7 @@ func (l *redisLogger) current() *slog.Logger {
 
 // Printf implements go-redis's internal.Logging.
 func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	if !l.gate.every(time.Second) {
+	if !l.gate.Every(time.Second) {
 		l.suppressed.Add(1)
 		return
 	}
@@ -736,18 +730,6 @@ func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, va
 	}
 	e, err := b.entryResult(ec)
 	return e, held, err
-}
-
-// atomicTime is a lock-free "at most once per interval" gate.
-type atomicTime struct{ last atomic.Int64 }
-
-func (a *atomicTime) every(d time.Duration) bool {
-	now := time.Now().UnixNano()
-	last := a.last.Load()
-	if now-last < int64(d) {
-		return false
-	}
-	return a.last.CompareAndSwap(last, now)
 }
 
 // Client is the go-redis client (a near cache subscribes with it; tests
