@@ -99,10 +99,25 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + string(reason)}
 }
 
+// setMiss marks a response the cache did not answer. A fill's recorder
+// knows its region: its Cache-Status then says (RFC 9211) "stored" when
+// the response is storable as its headers go out, or the reason it is not
+// in detail=, so that curl -i tells why a route is not cached. A body
+// that outgrows MaxEntryBytes after the headers went out, or a store that
+// fails, is not stored despite "stored" (counted in Stats.NotStored).
 func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
-	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+	switch {
+	case rw.r == nil:
+		h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+	default:
+		if reason := rw.r.commitReason(rw.rt, rw.status, canonicalHeader(h)); reason != "" {
+			h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
+		} else {
+			h["Cache-Status"] = []string{"routecache; fwd=uri-miss; stored"}
+		}
+	}
 }
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
@@ -113,6 +128,8 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	switch {
 	case r.c.closed.Load():
 		reason = BypassClosed
+	case rt.skip != nil && rt.skip(req):
+		reason = BypassSkip
 	default:
 		reason = r.requestBypass(req)
 		if reason == "" && !r.brk.allow() {
