@@ -128,6 +128,13 @@ type RegionConfig struct {
 	// the ceiling. private, no-store and no-cache refuse storage whether
 	// it is set or not. False (the default) ignores those directives.
 	UseCacheControl bool
+	// CDNHeaders adds, for a CDN in front, Surrogate-Key (the entry's tags,
+	// space-separated) and CDN-Cache-Control (RFC 9213: its TTL and stale
+	// windows) to every response the region stores, and so to its hits,
+	// unless the handler set them. The CDN caches what routecache caches;
+	// purging it by the same tags is the application's part. False (the
+	// default) adds neither.
+	CDNHeaders bool
 	// VaryHeaders are request headers whose values are part of the key.
 	// A response with "Vary" naming a header not listed here is not stored.
 	VaryHeaders []string

@@ -243,7 +243,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		_ = http.NewResponseController(rf.w).Flush()
 		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 	} else {
-		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss, r: r, rt: c.rt}
+		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss, fill: c}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -315,6 +315,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	}
 	p.snap = c.snapshot()
 	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start, life)
+	if r.cfg.CDNHeaders {
+		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
+	}
 	e.Producer = c.rt
 	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
 		e.ETag = strongETag(e.Body)

@@ -39,6 +39,9 @@ type call struct {
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
 	fallback *backend.Entry
+	// st is a route's request state (its tags' texts: see tagTexts); nil
+	// for a memoized value.
+	st *reqState
 	// fills is set when the call may fill and refresh (a HEAD only reads:
 	// its response has no body to store for GET).
 	fills bool
@@ -108,15 +111,20 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
-	switch {
-	case rw.r == nil:
+	c := rw.fill
+	if c == nil {
 		h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
-	default:
-		if reason := rw.r.commitReason(rw.rt, rw.status, canonicalHeader(h)); reason != "" {
-			h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
-		} else {
-			h["Cache-Status"] = []string{"routecache; fwd=uri-miss; stored"}
-		}
+		return
+	}
+	ch := canonicalHeader(h)
+	if reason := c.r.commitReason(c.rt, rw.status, ch); reason != "" {
+		h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
+		return
+	}
+	h["Cache-Status"] = []string{"routecache; fwd=uri-miss; stored"}
+	if c.r.cfg.CDNHeaders {
+		life, _ := c.r.responseLifetime(c.rt, rw.status, ch)
+		c.setCDNHeaders(h, life)
 	}
 }
 
@@ -152,7 +160,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	// and one store per field costs less than copying a whole literal.
 	f, c := &st.front, &st.call
 	f.w, f.req = w, req
-	c.r, c.rt, c.route, c.ctx = r, rt, f, req.Context()
+	c.r, c.rt, c.route, c.ctx, c.st = r, rt, f, req.Context(), st
 	c.canonical = unsafeString(st.key)
 	c.skey = r.storageKeyIn(st, c.canonical)
 	c.names, c.vals = st.names, st.vals

@@ -23,6 +23,7 @@ func (s *suite) options(t *testing.T) {
 	t.Run("SkipIf", s.optSkipIf)
 	t.Run("KeyFunc", s.optKeyFunc)
 	t.Run("CacheStatusDetail", s.optCacheStatus)
+	t.Run("CDNHeaders", s.optCDNHeaders)
 }
 
 // hitTTL returns the ttl parameter of a hit's Cache-Status: the entry's
@@ -258,4 +259,48 @@ func (s *suite) optCacheStatus(t *testing.T) {
 	if cs := r.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "routecache; hit; ttl=") {
 		t.Fatalf("hit: Cache-Status %q, want \"routecache; hit; ttl=N\"", cs)
 	}
+}
+
+func (s *suite) optCDNHeaders(t *testing.T) {
+	var calls counter
+	handler := func(w http.ResponseWriter, r *http.Request, p func(string) string) {
+		if r.URL.Query().Get("own") == "1" {
+			w.Header().Set("Surrogate-Key", "mine")
+		}
+		text(w, fmt.Sprintf("a %s #%d", p("id"), calls.inc()))
+	}
+	e := s.setup(t, map[string]core.RegionConfig{
+		"cdn":   {TTL: 5 * time.Minute, StaleIfError: time.Hour, CDNHeaders: true},
+		"plain": {},
+	}, App{Routes: []Route{
+		{Method: "GET", Path: "/a/:id", Cache: Cached("cdn", core.Tags("article:{id}", "articles")), Handler: handler},
+		{Method: "GET", Path: "/short/:id", Cache: Cached("cdn", core.Tags("articles"), core.TTL(30*time.Second)), Handler: handler},
+		{Method: "GET", Path: "/plain/:id", Cache: Cached("plain", core.Tags("articles")), Handler: handler},
+	}})
+	check := func(r resp, keys, cc string) {
+		t.Helper()
+		if got := r.Header.Get("Surrogate-Key"); got != keys {
+			t.Fatalf("%v: Surrogate-Key %q, want %q", r, got, keys)
+		}
+		if got := r.Header.Get("CDN-Cache-Control"); got != cc {
+			t.Fatalf("%v: CDN-Cache-Control %q, want %q", r, got, cc)
+		}
+	}
+	// The leader's response and every hit carry them.
+	miss := e.get("/a/7")
+	e.expect(miss, 200, "MISS", "a 7 #1")
+	check(miss, "article:7 articles", "max-age=300, stale-if-error=3600")
+	hit := e.get("/a/7")
+	e.expect(hit, 200, "HIT", "a 7 #1")
+	check(hit, "article:7 articles", "max-age=300, stale-if-error=3600")
+	// The route's own lifetime is the one announced.
+	e.get("/short/1")
+	check(e.get("/short/1"), "articles", "max-age=30, stale-if-error=3600")
+	// The handler's own Surrogate-Key is kept.
+	own := e.get("/a/8?own=1")
+	check(own, "mine", "max-age=300, stale-if-error=3600")
+	check(e.get("/a/8?own=1"), "mine", "max-age=300, stale-if-error=3600")
+	// Off by default.
+	e.get("/plain/1")
+	check(e.get("/plain/1"), "", "")
 }

@@ -36,7 +36,7 @@ var settingsOptions = []string{
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
-	"status_ttl", "use_cache_control",
+	"status_ttl", "use_cache_control", "cdn_headers",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -361,7 +361,7 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 		default:
 			set = func(rc *core.RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "use_cache_control":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "use_cache_control", "cdn_headers":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
@@ -375,6 +375,8 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			set = func(rc *core.RegionConfig) { rc.CanonicalQuery = b }
 		case "use_cache_control":
 			set = func(rc *core.RegionConfig) { rc.UseCacheControl = b }
+		case "cdn_headers":
+			set = func(rc *core.RegionConfig) { rc.CDNHeaders = b }
 		default:
 			set = func(rc *core.RegionConfig) { rc.VaryAuthorization = b }
 		}

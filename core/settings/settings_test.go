@@ -49,7 +49,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -578,12 +578,13 @@ func TestSettingsStatusTTLAndCacheControl(t *testing.T) {
 		"cache.regions":             "a",
 		"cache.a.status_ttl":        "404:30s, 410 : 1h",
 		"cache.a.use_cache_control": "on",
+		"cache.a.cdn_headers":       "yes",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := cfg.Regions["a"]
-	if len(a.StatusTTL) != 2 || a.StatusTTL[404] != 30*time.Second || a.StatusTTL[410] != time.Hour || !a.UseCacheControl {
+	if len(a.StatusTTL) != 2 || a.StatusTTL[404] != 30*time.Second || a.StatusTTL[410] != time.Hour || !a.UseCacheControl || !a.CDNHeaders {
 		t.Fatalf("got StatusTTL %v UseCacheControl %v", a.StatusTTL, a.UseCacheControl)
 	}
 	for val, want := range map[string]string{
