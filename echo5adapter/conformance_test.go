@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v5"
 	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/backend/backendtest"
 	"github.com/routecache/routecache/core/cachetest"
 	"github.com/routecache/routecache/echo5adapter"
 )
@@ -23,10 +23,10 @@ func TestConformance(t *testing.T) {
 // The same scenarios on every backend the test command starts.
 func TestConformanceBackends(t *testing.T) {
 	backends := map[string]string{
-		"redis":         "redis://" + serverEnv(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s",
-		"redis-near":    "redis://" + serverEnv(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s&near_max_bytes=8MiB",
-		"redis-cluster": "redis+cluster://" + serverEnv(t, "ROUTECACHE_TEST_REDIS_CLUSTER") + "?timeout=2s",
-		"memcache":      "memcache://" + serverEnv(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s",
+		"redis":         "redis://" + backendtest.Server(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s",
+		"redis-near":    "redis://" + backendtest.Server(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=5s&near_max_bytes=8MiB",
+		"redis-cluster": "redis+cluster://" + backendtest.Server(t, "ROUTECACHE_TEST_REDIS_CLUSTER") + "?timeout=5s",
+		"memcache":      "memcache://" + backendtest.Server(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=5s",
 	}
 	for name, url := range backends {
 		t.Run(name, func(t *testing.T) { cachetest.Run(t, Echo5Front, cachetest.WithBackend(url)) })
@@ -40,20 +40,6 @@ func TestConformanceAutoHead(t *testing.T) {
 	cachetest.Run(t, cachetest.Front{Name: "echo5-autohead", Build: func(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 		return build(t, rc, app, true)
 	}}, cachetest.Memory)
-}
-
-// serverEnv returns the address the test command exported in env: outside
-// CI a missing server skips the test, under CI it fails it.
-func serverEnv(t *testing.T, env string) string {
-	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set under CI=true: run make test", env)
-		}
-		t.Skipf("%s not set: run make test to start the servers", env)
-	}
-	return v
 }
 
 // Echo5Front is the Echo v5 front of the conformance suite.

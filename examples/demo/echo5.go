@@ -24,6 +24,7 @@ func echo5Routes(rc *core.Cache, a *app, purge http.Handler, log *slog.Logger) h
 	cacheArticle := echo5adapter.Cache(rc, "articles", articleTags)
 	cacheList := echo5adapter.Cache(rc, "articles", listTags)
 	cacheMe := echo5adapter.Cache(rc, "short")
+	cacheHeadlines := echo5adapter.Cache(rc, "articles", listTags, headlinesTTL)
 
 	show := func(c *echo.Context) error {
 		a.getArticle(c.Response(), c.Request(), c.Param("id"))
@@ -46,6 +47,10 @@ func echo5Routes(rc *core.Cache, a *app, purge http.Handler, log *slog.Logger) h
 		a.me(c.Response(), c.Request())
 		return nil
 	}, cacheMe)
+	e.GET("/headlines", func(c *echo.Context) error {
+		a.headlines(c.Response(), c.Request())
+		return nil
+	}, cacheHeadlines)
 	e.GET("/stats", func(c *echo.Context) error {
 		a.stats(c.Response(), c.Request())
 		return nil
