@@ -120,10 +120,12 @@ func newServer(cfg config) (http.Handler, *core.Cache, error) {
 		h = ginRoutes(rc, a, purge)
 	case "echo":
 		h = echoRoutes(rc, a, purge)
+	case "echo5":
+		h = echo5Routes(rc, a, purge, log) // echo5.go
 	case "nethttp":
 		h, err = netHTTPRoutes(rc, a, purge)
 	default:
-		err = fmt.Errorf("unknown -framework %q (want gin, echo or nethttp)", cfg.Framework)
+		err = fmt.Errorf("unknown -framework %q (want gin, echo, echo5 or nethttp)", cfg.Framework)
 	}
 	if err != nil {
 		_ = rc.Close()
