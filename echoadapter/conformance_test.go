@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/cachetest"
 	"github.com/routecache/routecache/echoadapter"
@@ -58,6 +59,9 @@ func buildEcho(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 	}
 	for _, rt := range app.Routes {
 		var mws []echo.MiddlewareFunc
+		if rt.Gzip == cachetest.GzipOutside {
+			mws = append(mws, middleware.Gzip())
+		}
 		if rt.Cache != nil {
 			m, err := echoadapter.NewCache(rc, rt.Cache.Region, rt.Cache.Options...)
 			if err != nil {
@@ -71,6 +75,9 @@ func buildEcho(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 				t.Fatalf("NewInvalidate for %s %s: %v", rt.Method, rt.Path, err)
 			}
 			mws = append(mws, m)
+		}
+		if rt.Gzip == cachetest.GzipInside {
+			mws = append(mws, middleware.Gzip())
 		}
 		handler := rt.Handler
 		h := func(c echo.Context) error {

@@ -74,6 +74,10 @@ type Route struct {
 	Invalidate []core.InvalidateOption
 	// Handler answers the request.
 	Handler Handler
+	// Gzip, when not GzipNone, puts the front's usual gzip middleware on
+	// the route (gin-contrib/gzip, Echo's middleware.Gzip, a net/http
+	// gzip handler): before the cache or between it and Handler.
+	Gzip GzipPlacement
 }
 
 // App is what a front builds.
@@ -158,6 +162,7 @@ func Run(t *testing.T, front Front, newCache NewCache) {
 	t.Run("Coalescing", s.coalescing)
 	t.Run("Expiry", s.expiry)
 	t.Run("Stats", s.stats)
+	t.Run("Compression", s.compression)
 }
 
 // ---------------------------------------------------------------------------
