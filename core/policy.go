@@ -131,8 +131,11 @@ func canonicalHeader(h http.Header) http.Header {
 }
 
 // responseReason returns why a finished response must not be stored, or "".
-// h must be canonical (canonicalHeader).
-func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
+// before (the headers set before the cache ran) and h must be canonical
+// (canonicalHeader). A Vary an outer middleware set before the cache ran
+// is that middleware's business; Accept-Encoding is judged by
+// encodingReason.
+func (r *Region) responseReason(status int, before, h http.Header) NotStoredReason {
 	if !r.status[status] {
 		return NotStoredStatus
 	}
@@ -154,7 +157,7 @@ func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
 	for _, v := range h["Vary"] {
 		for _, name := range strings.Split(v, ",") {
 			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
-			if name == "" {
+			if name == "" || name == headerAE || varies(before["Vary"], name) {
 				continue
 			}
 			if name == "*" || !r.varyHeader[name] {

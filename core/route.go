@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"net/http"
+	"sync/atomic"
 )
 
 // Route is a compiled cache decorator: one region, a key and tags. It is
@@ -19,6 +20,9 @@ type Route struct {
 	// exactly the counters the request named, and a hit compares values
 	// only.
 	namesFromKey bool
+	// codingKeyed is set once a response of the route varied on
+	// Accept-Encoding: its keys then hold the request's coding (compress.go).
+	codingKeyed atomic.Bool
 }
 
 // Route builds the decorator for a route cached in the named region. An
