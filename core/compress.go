@@ -314,12 +314,18 @@ func (r *Region) compressEntry(e *backend.Entry) {
 	}
 }
 
-// identityETag is the identity representation's ETag of a gzip copy's.
+// identityETag is the identity representation's ETag of a gzip entry's:
+// the handler's, for a copy Compress made; for a body that was gzipped
+// before the cache saw it, a strong ETag suffixed "-identity", so the two
+// representations never share a strong validator. Weak ones are kept.
 func identityETag(etag string) string {
-	if strings.HasPrefix(etag, `"`) && strings.HasSuffix(etag, gzipETagSuffix+`"`) && len(etag) > len(gzipETagSuffix)+2 {
+	if len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
+		return etag
+	}
+	if strings.HasSuffix(etag, gzipETagSuffix+`"`) && len(etag) > len(gzipETagSuffix)+2 {
 		return etag[:len(etag)-len(gzipETagSuffix)-1] + `"`
 	}
-	return etag
+	return etag[:len(etag)-1] + `-identity"`
 }
 
 // identityView is how a gzip entry is replayed decoded: its headers

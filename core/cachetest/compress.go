@@ -111,14 +111,21 @@ var aeClients = []aeClient{
 // spellings of Accept-Encoding.
 func (s *suite) compression(t *testing.T) {
 	for _, place := range []GzipPlacement{GzipOutside, GzipInside} {
-		t.Run("middleware-"+place.String(), func(t *testing.T) { s.gzipPlacement(t, place) })
+		t.Run("middleware-"+place.String(), func(t *testing.T) { s.gzipPlacement(t, place, false) })
 	}
+	for _, place := range []GzipPlacement{GzipNone, GzipOutside, GzipInside} {
+		t.Run("region-middleware-"+place.String(), func(t *testing.T) { s.gzipPlacement(t, place, true) })
+	}
+	t.Run("region-not-compressed", s.compressSkips)
 }
 
-func (s *suite) gzipPlacement(t *testing.T, place GzipPlacement) {
+// gzipPlacement: a gzip and a plain client each get a HIT with the right
+// body, in a coding they accept, whatever the placement; compress sets
+// the region's Compress.
+func (s *suite) gzipPlacement(t *testing.T, place GzipPlacement, compress bool) {
 	want := jsonBody(4 << 10)
 	var calls counter
-	e := s.setup(t, map[string]core.RegionConfig{"gz": {}}, App{Routes: []Route{
+	e := s.setup(t, map[string]core.RegionConfig{"gz": {Compress: compress}}, App{Routes: []Route{
 		{Method: "GET", Path: "/gz", Cache: Cached("gz"), Gzip: place, Handler: func(w http.ResponseWriter, r *http.Request, _ func(string) string) {
 			calls.inc()
 			w.Header().Set("Content-Type", "application/json")
@@ -147,11 +154,32 @@ func (s *suite) gzipPlacement(t *testing.T, place GzipPlacement) {
 		check(plain, r, "MISS")
 	}
 	plainHit := check(plain, e.get("/gz"), "HIT")
-	if n := calls.load(); n > 2 {
-		t.Fatalf("origin ran %d times for a gzip and a plain client, want at most 2", n)
+	maxCalls := int64(2) // inside: one entry per coding
+	if compress || place == GzipOutside {
+		maxCalls = 1 // one entry serves both
 	}
-	if place == GzipInside && gzHit.Header.Get("Content-Encoding") != "gzip" {
-		t.Fatalf("inside: the gzip client's HIT is not compressed: %v", gzHit)
+	if n := calls.load(); n > maxCalls {
+		t.Fatalf("origin ran %d times for a gzip and a plain client, want at most %d", n, maxCalls)
+	}
+	if place != GzipOutside {
+		if gzHit.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("the gzip client's HIT is not compressed: %v", gzHit)
+		}
+		if ce := plainHit.Header.Get("Content-Encoding"); ce != "" {
+			t.Fatalf("the plain client's HIT has Content-Encoding %q", ce)
+		}
+		for _, r := range []resp{gzHit, plainHit} {
+			if got := r.Header.Get("Content-Length"); got != strconv.Itoa(len(r.Body)) {
+				t.Fatalf("HIT Content-Length %q for a %d-byte body", got, len(r.Body))
+			}
+		}
+	}
+	if compress {
+		for _, r := range []resp{gzHit, plainHit} {
+			if !strings.Contains(strings.Join(r.Header.Values("Vary"), ","), "Accept-Encoding") {
+				t.Fatalf("HIT of a compressing region without Vary: Accept-Encoding: %v", r.Header)
+			}
+		}
 	}
 	// Every other spelling hits one of those entries.
 	for _, c := range aeClients {
@@ -166,8 +194,8 @@ func (s *suite) gzipPlacement(t *testing.T, place GzipPlacement) {
 	if n := calls.load(); n != before {
 		t.Fatalf("distinct Accept-Encoding values called the origin %d more times", n-before)
 	}
-	if st := e.stats("gz"); st.Stores > 2 {
-		t.Fatalf("%d entries stored, want at most one per coding (2)", st.Stores)
+	if st := e.stats("gz"); st.Stores > uint64(maxCalls) {
+		t.Fatalf("%d entries stored, want at most %d", st.Stores, maxCalls)
 	}
 	// HEAD and 304 answer from the client's own variant.
 	for _, c := range []struct {
@@ -195,5 +223,34 @@ func (s *suite) gzipPlacement(t *testing.T, place GzipPlacement) {
 		gzHit.Header.Get("Content-Encoding") != plainHit.Header.Get("Content-Encoding") &&
 		!strings.HasPrefix(gzHit.Header.Get("ETag"), "W/") {
 		t.Fatalf("one strong ETag %s for two encodings", gzHit.Header.Get("ETag"))
+	}
+}
+
+// compressSkips: a compressing region stores small bodies and binary
+// types as written, and a miss says Vary: Accept-Encoding too.
+func (s *suite) compressSkips(t *testing.T) {
+	small := `{"ok":true}`
+	png := strings.Repeat("\x89PNG fake image bytes ", 100)
+	e := s.setup(t, map[string]core.RegionConfig{"gz": {Compress: true}}, App{Routes: []Route{
+		{Method: "GET", Path: "/small", Cache: Cached("gz"), Handler: func(w http.ResponseWriter, r *http.Request, _ func(string) string) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, small)
+		}},
+		{Method: "GET", Path: "/png", Cache: Cached("gz"), Handler: func(w http.ResponseWriter, r *http.Request, _ func(string) string) {
+			w.Header().Set("Content-Type", "image/png")
+			_, _ = io.WriteString(w, png)
+		}},
+	}})
+	for path, want := range map[string]string{"/small": small, "/png": png} {
+		miss := e.get(path, "Accept-Encoding", "gzip")
+		e.expect(miss, 200, "MISS", want)
+		for _, r := range []resp{miss, e.get(path, "Accept-Encoding", "gzip"), e.get(path)} {
+			if r.Body != want || r.Header.Get("Content-Encoding") != "" {
+				t.Fatalf("%s: %v, want the body as written", path, r)
+			}
+			if !strings.Contains(strings.Join(r.Header.Values("Vary"), ","), "Accept-Encoding") {
+				t.Fatalf("%s: no Vary: Accept-Encoding on %v", path, r)
+			}
+		}
 	}
 }
