@@ -34,7 +34,7 @@ var settingsOptions = []string{
 	"backend", "ttl", "stale", "stale_if_error", "early_refresh", "max_refreshes",
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
-	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
+	"soft_invalidation", "ignore_client_ip_headers", "canonical_query", "compress",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -74,6 +74,7 @@ func settingsErr(key, format string, args ...any) error {
 //	soft_invalidation   SoftInvalidation: the same booleans
 //	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
 //	canonical_query     CanonicalQuery: the same booleans
+//	compress            Compress: the same booleans
 //
 // One key is not a region option:
 //
@@ -335,7 +336,7 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 		default:
 			set = func(rc *core.RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "compress":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
@@ -347,6 +348,8 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			set = func(rc *core.RegionConfig) { rc.IgnoreClientIPHeaders = b }
 		case "canonical_query":
 			set = func(rc *core.RegionConfig) { rc.CanonicalQuery = b }
+		case "compress":
+			set = func(rc *core.RegionConfig) { rc.Compress = b }
 		default:
 			set = func(rc *core.RegionConfig) { rc.VaryAuthorization = b }
 		}
