@@ -408,6 +408,7 @@ func BenchmarkCompress(b *testing.B) {
 	}{
 		{"uncached", false, false, ""},
 		{"hit-identity-region", false, true, ""},
+		{"hit-identity-region-gzip-client", false, true, "gzip, deflate, br, zstd"},
 		{"hit-compress-gzip-client", true, true, "gzip, deflate, br, zstd"},
 		{"hit-compress-identity-client", true, true, ""},
 	} {

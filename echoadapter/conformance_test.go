@@ -29,9 +29,8 @@ func newEcho() *echo.Echo {
 	return e
 }
 
-// recoverer is what Echo's middleware.Recover does, without its logging
-// (and without importing echo/middleware, whose rate limiter pulls in
-// golang.org/x/time): a panic becomes an error for the HTTPErrorHandler.
+// recoverer is what Echo's middleware.Recover does, without its logging:
+// a panic becomes an error for the HTTPErrorHandler.
 func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
