@@ -372,3 +372,68 @@ func BenchmarkDecodeEntry(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCompress: the hit cost of region compression, for a 20 KiB
+// JSON body: a gzip client (the stored copy as is) and an identity client
+// (a gunzip per hit) in a Compress region, beside an identity hit in a
+// region without it and the uncached handler.
+func BenchmarkCompress(b *testing.B) {
+	body := []byte(realisticJSON(20 << 10))
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = []string{"application/json"}
+		_, _ = w.Write(body)
+	})
+	mux := func(compress, cached bool) http.Handler {
+		m := http.NewServeMux()
+		if !cached {
+			m.Handle("GET /page", handler)
+			return m
+		}
+		c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {Prefix: uniquePrefix(b), Compress: compress}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		mw, err := c.Middleware("r")
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.Handle("GET /page", mw(handler))
+		return m
+	}
+	for _, tc := range []struct {
+		name             string
+		compress, cached bool
+		ae               string
+	}{
+		{"uncached", false, false, ""},
+		{"hit-identity-region", false, true, ""},
+		{"hit-identity-region-gzip-client", false, true, "gzip, deflate, br, zstd"},
+		{"hit-compress-gzip-client", true, true, "gzip, deflate, br, zstd"},
+		{"hit-compress-identity-client", true, true, ""},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := mux(tc.compress, tc.cached)
+			req, _ := http.NewRequest("GET", "/page", nil)
+			if tc.ae != "" {
+				req.Header.Set("Accept-Encoding", tc.ae)
+			}
+			w := &benchWriter{h: http.Header{}}
+			h.ServeHTTP(w, req)
+			clear(w.h)
+			h.ServeHTTP(w, req)
+			if tc.cached && w.h.Get("X-Cache") != "HIT" {
+				b.Fatalf("X-Cache %q, want HIT", w.h.Get("X-Cache"))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clear(w.h)
+				w.n = 0
+				h.ServeHTTP(w, req)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(w.n), "body-B/op")
+		})
+	}
+}

@@ -136,8 +136,20 @@ type RegionConfig struct {
 	// default) adds neither.
 	CDNHeaders bool
 	// VaryHeaders are request headers whose values are part of the key.
-	// A response with "Vary" naming a header not listed here is not stored.
+	// A response with "Vary" naming a header not listed here is not stored
+	// (Accept-Encoding aside: see Compress). Accept-Encoding listed here is
+	// keyed normalised, never as sent: on the one coding among gzip, br
+	// and zstd the request accepts first, or identity.
 	VaryHeaders []string
+	// Compress stores responses gzipped: an identity response with a
+	// compressible Content-Type (text, JSON, XML, JavaScript, SVG...) and
+	// a body of at least 256 bytes is stored gzip-compressed once (when
+	// that is smaller), replayed as stored to clients that accept gzip
+	// and decoded for those that do not. Every response of the region's
+	// routes then carries Vary: Accept-Encoding, and a gzip copy's strong
+	// ETag gets a "-gzip" suffix. MaxEntryBytes still bounds the body as
+	// the handler writes it. False (the default) stores bodies as written.
+	Compress bool
 	// VaryCookies are cookies whose values are part of the key. A request
 	// carrying any other cookie (not in IgnoreCookies) bypasses the cache.
 	VaryCookies []string

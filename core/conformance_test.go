@@ -27,6 +27,9 @@ func buildNetHTTP(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler 
 		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			handler(w, r, r.PathValue)
 		})
+		if rt.Gzip == cachetest.GzipInside {
+			h = gzipHandler(h)
+		}
 		if len(rt.Invalidate) > 0 {
 			mw, err := rc.InvalidateMiddleware(rt.Invalidate...)
 			if err != nil {
@@ -40,6 +43,9 @@ func buildNetHTTP(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler 
 				t.Fatalf("Middleware for %s %s: %v", rt.Method, rt.Path, err)
 			}
 			h = mw(h)
+		}
+		if rt.Gzip == cachetest.GzipOutside {
+			h = gzipHandler(h)
 		}
 		mux.Handle(rt.Method+" "+serveMuxPath(rt.Path), h) // "GET /x" also answers HEAD
 	}

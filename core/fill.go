@@ -83,7 +83,11 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	}
 	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
 	defer cancelStore()
-	if p.store != nil && r.storeEntry(storeCtx, c.skey, p.store) && p.share == nil && c.unchanged(storeCtx) {
+	skey := c.skey
+	if p.skey != "" {
+		skey = p.skey // the key of the response's coding (compress.go)
+	}
+	if p.store != nil && r.storeEntry(storeCtx, skey, p.store) && p.share == nil && c.unchanged(storeCtx) {
 		// Hand the entry to waiters only if no invalidation landed meanwhile.
 		f.e = p.store
 	}
@@ -216,6 +220,7 @@ type produced struct {
 	// counted). share, if set, is handed to the flight's callers whether
 	// or not it was stored (a memoized value: they check its snapshot).
 	store, share *backend.Entry
+	skey         string                // where store goes, when not the call's key
 	snap         []backend.CounterSnap // the snapshot it was computed under
 	val          any                   // the memoized function's value
 	failed       bool                  // 5xx, error, panic or timeout
@@ -244,6 +249,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 	} else {
 		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss, fill: c}
+		if r.cfg.Compress {
+			rw.onCommit = setMissVary
+		}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -287,8 +295,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if p.failed {
 		p.fail = sharedFailure(rw, ctx.Err() != nil)
 	}
-	sent := canonicalHeader(rw.snapshot)
+	sent, before := canonicalHeader(rw.snapshot), canonicalHeader(rw.before)
 	var reason NotStoredReason
+	keyed := false // keyed on the request's content coding (compress.go)
 	switch {
 	case p.err != nil, skip:
 		reason = NotStoredError
@@ -303,7 +312,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
 	default:
-		reason = r.responseReason(rw.status, sent)
+		if reason = r.responseReason(rw.status, before, sent); reason == "" {
+			reason, keyed = r.encodingReason(rf.req, before, sent)
+		}
 	}
 	life, fresh := r.responseLifetime(c.rt, rw.status, sent)
 	if reason == "" && !fresh {
@@ -314,7 +325,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		return p
 	}
 	p.snap = c.snapshot()
-	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start, life)
+	e := r.newEntry(rw.status, storedHeader(before, sent), rw.body, c.canonical, p.snap, start, life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
@@ -326,6 +337,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if e.Header.Get("Last-Modified") == "" {
 		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
 	}
+	p.skey = c.encodeEntry(e, rf.req, keyed)
 	e.Prepare()
 	p.store = e
 	return p

@@ -11,16 +11,18 @@ import (
 // notModified reports whether a conditional request is answered 304 by an
 // entry (RFC 9110 §13.1): If-None-Match, with weak comparison, wins over
 // If-Modified-Since, which is only checked without it.
-func notModified(req *http.Request, e *backend.Entry) bool {
+// etag and lastModified are the representation's (compress.go replays
+// a gzip entry decoded, with its identity ETag).
+func notModified(req *http.Request, etag string, lastModified time.Time) bool {
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
-		return etagMatches(inm, e.ETag)
+		return etagMatches(inm, etag)
 	}
-	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !e.LastModified.IsZero() {
+	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !lastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		if err != nil {
 			return false
 		}
-		return !e.LastModified.Truncate(time.Second).After(t)
+		return !lastModified.Truncate(time.Second).After(t)
 	}
 	return false
 }
@@ -50,8 +52,13 @@ var (
 // replay writes an entry to w as the answer to req. state is "HIT" or
 // "STALE". Header values are the entry's own slices, shared read-only.
 func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, state string) {
+	r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, state)
+}
+
+// replayAs is replay with the representation's headers, ETag and body.
+func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, replayed []backend.HeaderValues, etag string, body []byte, now int64, state string) {
 	h := w.Header()
-	for _, hv := range e.Replayed {
+	for _, hv := range replayed {
 		h[hv.Name] = hv.Values
 	}
 	age := (now - e.Created) / int64(time.Second)
@@ -66,7 +73,7 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Ent
 	} else {
 		h["X-Cache"] = xCacheHit
 	}
-	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, e)) {
+	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, etag, e.LastModified)) {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		delete(h, "Content-Encoding")
@@ -74,8 +81,8 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Ent
 		return
 	}
 	w.WriteHeader(e.Status)
-	if req.Method != http.MethodHead && len(e.Body) > 0 {
-		_, _ = w.Write(e.Body)
+	if req.Method != http.MethodHead && len(body) > 0 {
+		_, _ = w.Write(body)
 	}
 }
 
@@ -90,13 +97,23 @@ type routeFront struct {
 }
 
 func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) bool {
-	c.r.record(ev)
-	state := "HIT"
-	if ev == evStale || ev == evStaleIfError {
-		state = "STALE"
+	// An encoded entry may need decoding (compress.go): always in a
+	// compressing region; for a waiter, whose coding the fill did not share.
+	if c.r.cfg.Compress || ev == evCoalescedHit {
+		if done, ok := rf.replayCoded(c, e, now, ev); done {
+			return ok
+		}
 	}
-	c.r.replay(rf.w, rf.req, e, now, state)
+	c.r.record(ev)
+	c.r.replay(rf.w, rf.req, e, now, replayState(ev))
 	return true
+}
+
+func replayState(ev event) string {
+	if ev == evStale || ev == evStaleIfError {
+		return "STALE"
+	}
+	return "HIT"
 }
 
 func (rf *routeFront) bypass(reason BypassReason, next nextFunc) error {

@@ -132,8 +132,11 @@ func canonicalHeader(h http.Header) http.Header {
 }
 
 // responseReason returns why a finished response must not be stored, or "".
-// h must be canonical (canonicalHeader).
-func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
+// before (the headers set before the cache ran) and h must be canonical
+// (canonicalHeader). A Vary an outer middleware set before the cache ran
+// is that middleware's business; Accept-Encoding is judged by
+// encodingReason.
+func (r *Region) responseReason(status int, before, h http.Header) NotStoredReason {
 	if !r.status[status] {
 		return NotStoredStatus
 	}
@@ -155,7 +158,7 @@ func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
 	for _, v := range h["Vary"] {
 		for _, name := range strings.Split(v, ",") {
 			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
-			if name == "" {
+			if name == "" || name == headerAE || varies(before["Vary"], name) {
 				continue
 			}
 			if name == "*" || !r.varyHeader[name] {
@@ -167,10 +170,10 @@ func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
 }
 
 // commitReason predicts, as a fill's headers go out, why its response
-// will not be stored, or "" when it is storable so far. h must be
-// canonical.
-func (r *Region) commitReason(rt *Route, status int, h http.Header) NotStoredReason {
-	if reason := r.responseReason(status, h); reason != "" {
+// will not be stored, or "" when it is storable so far. before (the
+// headers set before the cache ran) and h must be canonical.
+func (r *Region) commitReason(rt *Route, status int, before, h http.Header) NotStoredReason {
+	if reason := r.responseReason(status, before, h); reason != "" {
 		return reason
 	}
 	if hasTrailers(h) {

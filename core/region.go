@@ -32,6 +32,9 @@ type Region struct {
 	prefixPrintable bool
 	status          map[int]bool
 	varyHeaders     []string // canonical, sorted
+	// keyCoding is set when VaryHeaders lists Accept-Encoding: keys hold
+	// the request's normalised coding, never the header as sent.
+	keyCoding bool
 	// keyedHeaders are the headers every key holds, all lines of each:
 	// the forwarding headers, the client-address ones unless ignored,
 	// and VaryHeaders.
@@ -92,7 +95,13 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 	if !cfg.IgnoreClientIPHeaders {
 		r.keyedHeaders = append(r.keyedHeaders, clientIPHeaders...)
 	}
-	r.keyedHeaders = append(r.keyedHeaders, r.varyHeaders...)
+	for _, h := range r.varyHeaders {
+		if h == headerAE {
+			r.keyCoding = true
+			continue
+		}
+		r.keyedHeaders = append(r.keyedHeaders, h)
+	}
 	r.keyedIndex = make(map[string]int, len(r.keyedHeaders))
 	for i, h := range r.keyedHeaders {
 		r.keyedIndex[h] = i

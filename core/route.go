@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,9 @@ type Route struct {
 	ttl, stale, staleIfError time.Duration
 	skip                     func(*http.Request) bool   // SkipIf
 	keyFn                    func(*http.Request) string // KeyFunc
+	// codingKeyed is set once a response of the route varied on
+	// Accept-Encoding: its keys then hold the request's coding (compress.go).
+	codingKeyed atomic.Bool
 }
 
 // Route builds the decorator for a route cached in the named region. An

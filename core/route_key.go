@@ -132,6 +132,13 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 		// credential: it may be a tenant or user id.
 		kb.macOne(r.c, rt.keyFn(req))
 	}
+	// Last, the request's content coding, normalised (compress.go): ""
+	// until the route's responses vary on Accept-Encoding.
+	if r.keyCoding || rt.codingKeyed.Load() {
+		kb.field(normalizedCoding(req.Header))
+	} else {
+		kb.field("")
+	}
 	st.key = kb.b
 	for i, t := range rt.tags {
 		if t.static {

@@ -117,7 +117,7 @@ func setMiss(rw *recorder) {
 		return
 	}
 	ch := canonicalHeader(h)
-	if reason := c.r.commitReason(c.rt, rw.status, ch); reason != "" {
+	if reason := c.r.commitReason(c.rt, rw.status, canonicalHeader(rw.before), ch); reason != "" {
 		h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/backend/backendtest"
 	"github.com/routecache/routecache/core/cachetest"
@@ -54,8 +55,7 @@ func newEcho(autoHead bool) *echo.Echo {
 }
 
 // recoverer is what Echo's middleware.Recover does, without its stack
-// capture (and without importing echo/v5/middleware): a panic becomes an
-// error for the HTTPErrorHandler.
+// capture: a panic becomes an error for the HTTPErrorHandler.
 func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) (err error) {
 		defer func() {
@@ -84,6 +84,9 @@ func build(t testing.TB, rc *core.Cache, app cachetest.App, autoHead bool) http.
 	}
 	for _, rt := range app.Routes {
 		var mws []echo.MiddlewareFunc
+		if rt.Gzip == cachetest.GzipOutside {
+			mws = append(mws, middleware.Gzip())
+		}
 		if rt.Cache != nil {
 			m, err := echo5adapter.NewCache(rc, rt.Cache.Region, rt.Cache.Options...)
 			if err != nil {
@@ -97,6 +100,9 @@ func build(t testing.TB, rc *core.Cache, app cachetest.App, autoHead bool) http.
 				t.Fatalf("NewInvalidate for %s %s: %v", rt.Method, rt.Path, err)
 			}
 			mws = append(mws, m)
+		}
+		if rt.Gzip == cachetest.GzipInside {
+			mws = append(mws, middleware.Gzip())
 		}
 		handler := rt.Handler
 		h := func(c *echo.Context) error {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/cachetest"
 	"github.com/routecache/routecache/echoadapter"
@@ -28,9 +29,8 @@ func newEcho() *echo.Echo {
 	return e
 }
 
-// recoverer is what Echo's middleware.Recover does, without its logging
-// (and without importing echo/middleware, whose rate limiter pulls in
-// golang.org/x/time): a panic becomes an error for the HTTPErrorHandler.
+// recoverer is what Echo's middleware.Recover does, without its logging:
+// a panic becomes an error for the HTTPErrorHandler.
 func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
@@ -58,6 +58,9 @@ func buildEcho(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 	}
 	for _, rt := range app.Routes {
 		var mws []echo.MiddlewareFunc
+		if rt.Gzip == cachetest.GzipOutside {
+			mws = append(mws, middleware.Gzip())
+		}
 		if rt.Cache != nil {
 			m, err := echoadapter.NewCache(rc, rt.Cache.Region, rt.Cache.Options...)
 			if err != nil {
@@ -71,6 +74,9 @@ func buildEcho(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 				t.Fatalf("NewInvalidate for %s %s: %v", rt.Method, rt.Path, err)
 			}
 			mws = append(mws, m)
+		}
+		if rt.Gzip == cachetest.GzipInside {
+			mws = append(mws, middleware.Gzip())
 		}
 		handler := rt.Handler
 		h := func(c echo.Context) error {

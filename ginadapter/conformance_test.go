@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	gzip "github.com/gin-contrib/gzip"
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/cachetest"
@@ -38,6 +39,9 @@ func buildGin(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 	}
 	for _, rt := range app.Routes {
 		var chain []gin.HandlerFunc
+		if rt.Gzip == cachetest.GzipOutside {
+			chain = append(chain, gzip.Gzip(gzip.DefaultCompression))
+		}
 		if rt.Cache != nil {
 			h, err := ginadapter.NewCache(rc, rt.Cache.Region, rt.Cache.Options...)
 			if err != nil {
@@ -51,6 +55,9 @@ func buildGin(t testing.TB, rc *core.Cache, app cachetest.App) http.Handler {
 				t.Fatalf("NewInvalidate for %s %s: %v", rt.Method, rt.Path, err)
 			}
 			chain = append(chain, h)
+		}
+		if rt.Gzip == cachetest.GzipInside {
+			chain = append(chain, gzip.Gzip(gzip.DefaultCompression))
 		}
 		handler := rt.Handler
 		chain = append(chain, func(c *gin.Context) { handler(c.Writer, c.Request, c.Param) })

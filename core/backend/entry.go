@@ -90,6 +90,9 @@ type Entry struct {
 	Replayed []HeaderValues
 	// hit caches the Age and Cache-Status values of the current second.
 	hit atomic.Pointer[HitHeaders]
+	// Derived holds what the engine derives from the entry once and reuses
+	// on its hits (a decoded representation's headers). Never stored.
+	Derived atomic.Value
 }
 
 // HeaderValues is one header of a replayed response. Its values are

@@ -74,6 +74,10 @@ type Route struct {
 	Invalidate []core.InvalidateOption
 	// Handler answers the request.
 	Handler Handler
+	// Gzip, when not GzipNone, puts the front's usual gzip middleware on
+	// the route (gin-contrib/gzip, Echo's middleware.Gzip, a net/http
+	// gzip handler): before the cache or between it and Handler.
+	Gzip GzipPlacement
 }
 
 // App is what a front builds.
@@ -159,6 +163,7 @@ func Run(t *testing.T, front Front, newCache NewCache) {
 	t.Run("Expiry", s.expiry)
 	t.Run("Stats", s.stats)
 	t.Run("Options", s.options)
+	t.Run("Compression", s.compression)
 }
 
 // ---------------------------------------------------------------------------
@@ -855,10 +860,18 @@ func (s *suite) safetyVary(t *testing.T) {
 		{Method: "GET", Path: "/plain", Cache: Cached("plain"), Handler: vary},
 		{Method: "GET", Path: "/lang", Cache: Cached("lang"), Handler: vary},
 	}})
-	for _, target := range []string{"/plain?vary=*", "/plain?vary=Accept-Language", "/plain?vary=Accept-Encoding", "/lang?vary=*", "/lang?vary=Accept-Language,%20Accept-Encoding"} {
+	for _, target := range []string{"/plain?vary=*", "/plain?vary=Accept-Language", "/lang?vary=*"} {
 		a, b := e.get(target, "Accept-Language", "en"), e.get(target, "Accept-Language", "en")
 		if a.cache() != "MISS" || b.cache() != "MISS" || a.Body == b.Body {
 			t.Fatalf("%s was stored: %v then %v", target, a, b)
+		}
+	}
+	// Accept-Encoding is keyed normalised, once a response varies on it
+	// (see compress.go): an identity response is stored.
+	for _, target := range []string{"/plain?vary=Accept-Encoding", "/lang?vary=Accept-Language,%20Accept-Encoding"} {
+		a, b := e.get(target, "Accept-Language", "en"), e.get(target, "Accept-Language", "en")
+		if a.cache() != "MISS" || b.cache() != "HIT" || a.Body != b.Body {
+			t.Fatalf("%s was not stored: %v then %v", target, a, b)
 		}
 	}
 	// Vary on a header the region keys on: one entry per value.
@@ -880,8 +893,8 @@ func (s *suite) safetyVary(t *testing.T) {
 		t.Fatalf("HIT Vary = %q", v)
 	}
 	nsPlain, nsLang := e.stats("plain").NotStored[core.NotStoredVary], e.stats("lang").NotStored[core.NotStoredVary]
-	if nsPlain != 6 || nsLang != 4 {
-		t.Fatalf("not stored for vary: plain %d, lang %d; want 6, 4", nsPlain, nsLang)
+	if nsPlain != 4 || nsLang != 2 {
+		t.Fatalf("not stored for vary: plain %d, lang %d; want 4, 2", nsPlain, nsLang)
 	}
 }
 

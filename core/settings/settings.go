@@ -36,7 +36,7 @@ var settingsOptions = []string{
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
-	"status_ttl", "use_cache_control", "cdn_headers",
+	"status_ttl", "use_cache_control", "cdn_headers", "compress",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -76,6 +76,7 @@ func settingsErr(key, format string, args ...any) error {
 //	soft_invalidation   SoftInvalidation: the same booleans
 //	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
 //	canonical_query     CanonicalQuery: the same booleans
+//	compress            Compress: the same booleans
 //
 // One key is not a region option:
 //
@@ -361,7 +362,7 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 		default:
 			set = func(rc *core.RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "use_cache_control", "cdn_headers":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "use_cache_control", "cdn_headers", "compress":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
@@ -377,6 +378,8 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			set = func(rc *core.RegionConfig) { rc.UseCacheControl = b }
 		case "cdn_headers":
 			set = func(rc *core.RegionConfig) { rc.CDNHeaders = b }
+		case "compress":
+			set = func(rc *core.RegionConfig) { rc.Compress = b }
 		default:
 			set = func(rc *core.RegionConfig) { rc.VaryAuthorization = b }
 		}

@@ -49,7 +49,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers, compress)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -160,6 +160,7 @@ func TestConfigFromSettingsValues(t *testing.T) {
 		"cache.articles.vary_cookies":       "lang",
 		"cache.articles.ignore_cookies":     "_ga, _gid",
 		"cache.articles.vary_authorization": "Yes",
+		"cache.articles.compress":           "on",
 		"cache.short.ttl":                   "30s",
 		"cache.short.stale":                 "0s", // overrides the default
 		"cache.short.statuses":              "",   // back to the zero value: only 200
@@ -178,7 +179,7 @@ func TestConfigFromSettingsValues(t *testing.T) {
 			Statuses:    []int{200, 301, 404},
 			VaryHeaders: []string{"Accept-Language", "Accept-Encoding"},
 			VaryCookies: []string{"lang"}, IgnoreCookies: []string{"_ga", "_gid"},
-			VaryAuthorization: true,
+			VaryAuthorization: true, Compress: true,
 		},
 		"short": {TTL: 30 * time.Second, VaryHeaders: []string{"Accept-Language"}},
 		"api-v1.eu": {

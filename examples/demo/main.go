@@ -6,6 +6,7 @@
 //	go run ./examples/demo -framework echo5     # ... on Echo v5
 //	go run ./examples/demo -framework nethttp   # ... on net/http's ServeMux
 //	go run ./examples/demo -addr 127.0.0.1:0 -delay 200ms
+//	go run ./examples/demo -gzip                # regions store responses gzipped
 //
 // Routes (identical on every framework):
 //
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&cfg.Settings, "settings", "", "ini-style settings file defining the regions articles and short (cache.regions = articles, short; see docs/configuration.md)")
 	flag.BoolVar(&cfg.Near, "near", false, "put a near cache (16 MiB) in front of the articles region; needs a Redis or Memcached -backend")
 	flag.StringVar(&cfg.PurgeTok, "purge-token", "", "mount the purge endpoint at /_cache/purge, requiring this bearer token")
+	flag.BoolVar(&cfg.Gzip, "gzip", false, "store responses gzipped (RegionConfig.Compress): gzip clients get the stored copy, others a decoded one")
 	flag.StringVar(&cfg.Data, "data", "", "keep the articles in this Redis (redis://host:port/db) so several demo processes share them; default: in process")
 	flag.Parse()
 

@@ -30,6 +30,7 @@ type config struct {
 	Near      bool          // near cache in front of the articles region
 	PurgeTok  string        // bearer token of /_cache/purge ("" = not mounted)
 	Data      string        // redis:// URL of shared article data ("" = in process)
+	Gzip      bool          // regions store responses gzipped (gzip.go)
 	Logger    *slog.Logger  // nil = slog.Default()
 }
 
@@ -68,7 +69,7 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 		a.Backend = u.String()
 		rs["articles"] = a
 	}
-	return rs, nil
+	return withGzip(rs, cfg.Gzip), nil
 }
 
 // The decorators every framework uses, so the three setups stay identical:
