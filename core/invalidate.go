@@ -57,6 +57,17 @@ func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) er
 	for _, g := range spaces {
 		q := g.regions[0].q
 		queued := false // once one bump here is queued, queue the rest without waiting
+		// The tag epoch first, then the tags (runtimetags.go): a fill that
+		// reads a tag's counter after its bump reads the epoch after its
+		// own. A failed epoch bump is queued like any other, ahead of the
+		// tags' (the queue applies in order).
+		if len(tags) == 0 {
+			continue
+		}
+		if err := q.apply(ctx, backend.Event{Counter: g.regions[0].epochCounter, Kind: backend.EventCounter}, true); err != nil {
+			errs = append(errs, err)
+			queued = true
+		}
 		for _, t := range tags {
 			ev := backend.Event{Counter: g.regions[0].tagCounter(t), Kind: backend.EventTag, Name: t, Soft: soft} // the counter routes read (hashed where needed)
 			if err := q.apply(ctx, ev, !queued); err != nil {

@@ -42,6 +42,10 @@ type call struct {
 	// fills is set when the call may fill and refresh (a HEAD only reads:
 	// its response has no body to store for GET).
 	fills bool
+	// epoch is the tag epoch read before the producer ran (epochOK: it
+	// was read); see runtimetags.go.
+	epoch   uint64
+	epochOK bool
 	// abandonAfter is the age past which a running flight of the key is
 	// abandoned to a new one (flightGroup.join): a route's FillTimeout;
 	// never for a memoized value, whose callers share its one background run.
