@@ -35,6 +35,7 @@ var settingsOptions = []string{
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
+	"tag_headers", "max_tags",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -74,6 +75,8 @@ func settingsErr(key, format string, args ...any) error {
 //	soft_invalidation   SoftInvalidation: the same booleans
 //	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
 //	canonical_query     CanonicalQuery: the same booleans
+//	tag_headers         TagHeaders: comma-separated response header names
+//	max_tags            MaxTags: integer ≥ 0
 //
 // One key is not a region option:
 //
@@ -297,6 +300,21 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			}
 		}
 		set = func(rc *core.RegionConfig) { rc.MaxRefreshes = n }
+	case "max_tags":
+		var n int
+		if v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("bad integer %q", v)
+			}
+		}
+		set = func(rc *core.RegionConfig) { rc.MaxTags = n }
+	case "tag_headers":
+		items, err := parseSettingsList(v)
+		if err != nil {
+			return nil, err
+		}
+		set = func(rc *core.RegionConfig) { rc.TagHeaders = append([]string(nil), items...) }
 	case "prefix":
 		set = func(rc *core.RegionConfig) { rc.Prefix = v }
 	case "max_entry_bytes":
