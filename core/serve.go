@@ -46,6 +46,10 @@ type call struct {
 	// was read); see runtimetags.go.
 	epoch   uint64
 	epochOK bool
+	// xnames and xvals are scratch for reading an entry's runtime tags'
+	// counters on a hit (call.validRuntime), kept with the pooled call.
+	xnames []string
+	xvals  []uint64
 	// abandonAfter is the age past which a running flight of the key is
 	// abandoned to a new one (flightGroup.join): a route's FillTimeout;
 	// never for a memoized value, whose callers share its one background run.
