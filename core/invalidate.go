@@ -23,8 +23,10 @@ func (c *Cache) InvalidateRegionSoft(ctx context.Context, name string) error {
 }
 
 // InvalidateTags makes every entry that was stored with any of the tags
-// unusable, in every region. It costs one counter update per tag and
-// backend, whatever the number of entries.
+// unusable, in every region, including entries whose handler added the
+// tags at run time (AddTags). It costs one counter update per tag and
+// backend, plus one of the backend's tag epoch, whatever the number of
+// entries.
 //
 // An increment the backend does not take is not lost: it is queued and
 // retried until applied, and the error returned wraps
