@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,4 +91,60 @@ func TestRuntimeTagsRefreshAndHeldFill(t *testing.T) {
 			get("MISS", "v4")
 		})
 	}
+}
+
+// Goroutines the handler starts may add tags until it returns; a tag added
+// after that is ignored and counted, and does not reach the stored entry.
+func TestRuntimeTagsGoroutines(t *testing.T) {
+	rt := testRoute(t, core.RegionConfig{})
+	c := core.RouteCache(rt)
+	late, lateDone := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	next := func(w http.ResponseWriter, r *http.Request) error {
+		n := calls.Add(1)
+		ctx := r.Context()
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				core.AddTags(ctx, fmt.Sprintf("g:%d", i), "shared")
+			}()
+		}
+		wg.Wait()
+		if n == 1 {
+			go func() {
+				defer close(lateDone)
+				<-late
+				core.AddTags(ctx, "late")
+			}()
+		}
+		_, err := fmt.Fprintf(w, "v%d", n)
+		return err
+	}
+	get := func(want, body string) {
+		t.Helper()
+		if w := serveNext(rt, http.MethodGet, "/items/1", next); xc(w) != want || w.Body.String() != body {
+			t.Fatalf("got %s %q, want %s %q", xc(w), w.Body.String(), want, body)
+		}
+	}
+	get("MISS", "v1")
+	close(late)
+	<-lateDone
+	if st := c.Stats()["r"]; st.InvalidTags != 1 {
+		t.Fatalf("InvalidTags %d, want 1 (the late tag)", st.InvalidTags)
+	}
+	if err := c.InvalidateTags(context.Background(), "late"); err != nil {
+		t.Fatal(err)
+	}
+	get("HIT", "v1")
+	if err := c.InvalidateTags(context.Background(), "g:5"); err != nil {
+		t.Fatal(err)
+	}
+	get("MISS", "v2")
+	get("HIT", "v2")
+	if err := c.InvalidateTags(context.Background(), "shared"); err != nil {
+		t.Fatal(err)
+	}
+	get("MISS", "v3")
 }
