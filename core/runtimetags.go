@@ -156,7 +156,8 @@ func isTagSeparator(r rune) bool { return r == ' ' || r == ',' || r == '\t' }
 
 // tagHeaderHook is the recorder's commit hook of a fill in a region with
 // TagHeaders (nil without): the tag headers leave the response before its
-// status line, after then for a miss the X-Cache headers are set.
+// status line, before a miss's own headers are set (a CDN's Surrogate-Key
+// the cache emits is then not taken for the handler's).
 func (r *Region) tagHeaderHook(ts *tagSet, miss bool) func(*recorder) {
 	switch {
 	case len(r.tagHeaders) == 0 || ts == nil:
@@ -165,7 +166,7 @@ func (r *Region) tagHeaderHook(ts *tagSet, miss bool) func(*recorder) {
 		}
 		return nil
 	case miss:
-		return func(rw *recorder) { setMiss(rw); ts.takeHeaders(rw.Header()) }
+		return func(rw *recorder) { ts.takeHeaders(rw.Header()); setMiss(rw) }
 	}
 	return func(rw *recorder) { ts.takeHeaders(rw.Header()) }
 }
