@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
@@ -106,26 +107,36 @@ const counterSlack = time.Minute
 // still be served; a counter that expires anyway (evicted, or shortened by
 // an instance with shorter lifetimes) is re-created from a fresh random
 // value, and the entries recording the old one are misses.
-func counterLifetime(cfgs []RegionConfig) time.Duration {
-	var d time.Duration
-	for _, rc := range cfgs {
-		d = max(d, rc.TTL+max(rc.Stale, rc.StaleIfError)+rc.FillTimeout)
-	}
-	return d + counterSlack
+func counterLifetime(r *Region, rt *Route) time.Duration {
+	return r.longest(rt) + r.cfg.FillTimeout + counterSlack
 }
 
-// setCounterLifetimes gives each backend whose counters expire the
-// lifetime its regions need (counterLifetime).
-func setCounterLifetimes(regions map[string]*Region) {
-	cfgs := map[backend.Backend][]RegionConfig{}
-	for _, r := range regions {
-		cfgs[r.be] = append(cfgs[r.be], r.cfg)
+// counterLives is how long each backend whose counters expire keeps them
+// (counterLifetime): set for the regions by New, raised by a route whose
+// own lifetime is longer (core.TTL, core.StaleFor).
+type counterLives struct {
+	mu sync.Mutex
+	d  map[backend.Backend]time.Duration
+}
+
+// need makes r's backend keep counters at least as long as an entry of
+// rt (nil: of the region) needs.
+func (cl *counterLives) need(r *Region, rt *Route) {
+	lifer, ok := r.be.(backend.CounterLifer)
+	if !ok {
+		return
 	}
-	for be, list := range cfgs {
-		if cl, ok := be.(backend.CounterLifer); ok {
-			cl.SetCounterTTL(counterLifetime(list))
-		}
+	d := counterLifetime(r, rt)
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if d <= cl.d[r.be] {
+		return
 	}
+	if cl.d == nil {
+		cl.d = map[backend.Backend]time.Duration{}
+	}
+	cl.d[r.be] = d
+	lifer.SetCounterTTL(d)
 }
 
 // schemeList names the registered schemes for error messages.

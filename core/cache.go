@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -116,6 +117,27 @@ type RegionConfig struct {
 	// Statuses lists the response statuses that may be stored.
 	// Nil means only 200.
 	Statuses []int
+	// StatusTTL stores responses with the listed statuses, each fresh for
+	// its own TTL in place of the route's or region's: negative caching,
+	// for example {404: 30 * time.Second}. It adds to Statuses. Statuses
+	// that answer a range or conditional request (206, 304, 412, 416) are
+	// refused, as in Statuses; TTLs must be positive. Nil means none.
+	StatusTTL map[int]time.Duration
+	// UseCacheControl lets the handler's Cache-Control set its entry's
+	// lifetime: s-maxage, else max-age, its freshness; stale-while-
+	// revalidate and stale-if-error its stale windows; must-revalidate
+	// turns both windows off; max-age=0 (or s-maxage=0) means not stored.
+	// Each is capped by the route's or region's own value, which stays
+	// the ceiling. private, no-store and no-cache refuse storage whether
+	// it is set or not. False (the default) ignores those directives.
+	UseCacheControl bool
+	// CDNHeaders adds, for a CDN in front, Surrogate-Key (the entry's tags,
+	// space-separated) and CDN-Cache-Control (RFC 9213: its TTL and stale
+	// windows) to every response the region stores, and so to its hits,
+	// unless the handler set them. The CDN caches what routecache caches;
+	// purging it by the same tags is the application's part. False (the
+	// default) adds neither.
+	CDNHeaders bool
 	// VaryHeaders are request headers whose values are part of the key.
 	// A response with "Vary" naming a header not listed here is not stored.
 	VaryHeaders []string
@@ -186,6 +208,7 @@ type Cache struct {
 	closed atomic.Bool
 	obs    observerSlot // see observer.go
 	bg     background   // background fills and refreshes (memoize), awaited by Close (flight.go)
+	lives  counterLives // how long each backend keeps counters (backend.go)
 
 	// Invalidation lifecycle (invalqueue.go): a queue of pending bumps per
 	// backend, the invalidating requests Close waits for, and invMu, held
@@ -287,7 +310,9 @@ func New(cfg Config) (*Cache, error) {
 		}
 		c.regions[name] = r
 	}
-	setCounterLifetimes(c.regions)
+	for _, name := range names {
+		c.lives.need(c.regions[name], nil)
+	}
 	startClock()
 	ready.Store(true)
 	c.prepareConnections()
@@ -388,11 +413,17 @@ func normalize(rc *RegionConfig) error {
 		rc.Statuses = []int{http.StatusOK}
 	}
 	for _, s := range rc.Statuses {
-		if s < 200 || s > 599 {
-			return fmt.Errorf("status %d cannot be cached", s)
+		if err := cacheableStatus(s); err != nil {
+			return err
 		}
-		if requestDependentStatus[s] {
-			return fmt.Errorf("status %d cannot be cached: it answers a range or conditional request, so it depends on request headers the key does not hold", s)
+	}
+	rc.StatusTTL = maps.Clone(rc.StatusTTL) // the caller's map may change later
+	for s, d := range rc.StatusTTL {
+		if err := cacheableStatus(s); err != nil {
+			return fmt.Errorf("StatusTTL: %w", err)
+		}
+		if d <= 0 {
+			return fmt.Errorf("StatusTTL: status %d: TTL %v must be positive", s, d)
 		}
 	}
 	for _, h := range rc.VaryHeaders {
@@ -414,6 +445,17 @@ func normalize(rc *RegionConfig) error {
 				return fmt.Errorf("cookie name %q is not valid", ck)
 			}
 		}
+	}
+	return nil
+}
+
+// cacheableStatus reports why a status may not be stored, or nil.
+func cacheableStatus(s int) error {
+	if s < 200 || s > 599 {
+		return fmt.Errorf("status %d cannot be cached", s)
+	}
+	if requestDependentStatus[s] {
+		return fmt.Errorf("status %d cannot be cached: it answers a range or conditional request, so it depends on request headers the key does not hold", s)
 	}
 	return nil
 }

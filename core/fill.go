@@ -194,8 +194,8 @@ func (c *call) refill(f *flight, next nextFunc) {
 
 // newEntry builds the entry of a response (or memoized value) whose
 // producer started at start, with the counter snapshot read before it ran
-// and the region's lifetimes.
-func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time) *backend.Entry {
+// and its lifetime.
+func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) *backend.Entry {
 	e := &backend.Entry{
 		Status:    status,
 		Header:    header,
@@ -205,17 +205,16 @@ func (r *Region) newEntry(status int, header http.Header, body []byte, canonical
 		Key:       canonical,
 		Counters:  snap,
 	}
-	e.FreshUntil = e.Created + int64(r.cfg.TTL)
-	e.StaleUntil = e.FreshUntil + int64(max(r.cfg.Stale, r.cfg.StaleIfError))
+	l.apply(e)
 	return e
 }
 
-// storeEntry writes e for its kept lifetime and accounts for the outcome:
+// storeEntry writes e for its kept lifetime (until StaleUntil) and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
 // error. It reports whether the entry was stored.
 func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) bool {
 	o, t0 := r.obsStart()
-	err := r.be.Store(ctx, skey, e, r.cfg.TTL+max(r.cfg.Stale, r.cfg.StaleIfError))
+	err := r.be.Store(ctx, skey, e, time.Duration(e.StaleUntil-e.Created))
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
@@ -269,7 +268,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
 		rw.onCommit = r.tagHeaderHook(tags, false)
 	} else {
-		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, true)}
+		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, true), fill: c}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -334,12 +333,19 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	default:
 		reason = r.responseReason(rw.status, sent)
 	}
+	life, fresh := r.responseLifetime(c.rt, rw.status, sent)
+	if reason == "" && !fresh {
+		reason = NotStoredCacheControl // max-age=0 with UseCacheControl
+	}
 	if reason != "" {
 		r.recordNotStored(reason)
 		return p
 	}
 	p.snap = c.snapshot()
-	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start)
+	e := r.newEntry(rw.status, storedHeader(canonicalHeader(rw.before), sent), rw.body, c.canonical, p.snap, start, life)
+	if r.cfg.CDNHeaders {
+		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
+	}
 	e.Producer = c.rt
 	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
 		e.ETag = strongETag(e.Body)

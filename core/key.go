@@ -53,6 +53,17 @@ func (k *keyBuilder) mac(c *Cache, vs []string) {
 	c.macs.Put(h)
 }
 
+// macOne appends a marked field holding the HMAC of one value (KeyFunc's
+// part): the mark keeps a key with it apart from one without.
+func (k *keyBuilder) macOne(c *Cache, v string) {
+	k.field("f")
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	io.WriteString(h, v)
+	k.b = h.Sum(k.b)
+	c.macs.Put(h)
+}
+
 // cookieValues returns the values of every cookie named name, in order
 // (a request may repeat one; frameworks read the first, handlers may not).
 func cookieValues(req *http.Request, name string) []string {

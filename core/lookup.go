@@ -64,13 +64,18 @@ func (c *call) classify(e *backend.Entry, now int64) freshness {
 	if e == nil || e.Key != c.canonical || now >= e.StaleUntil && now >= e.FreshUntil || r.invalidationPending() {
 		return unusable // (a pending invalidation may concern any entry: invalqueue.go)
 	}
+	swrUntil, staleUntil := e.SWRUntil, e.StaleUntil
+	if swrUntil == 0 {
+		// An entry of envelope version 1: its windows are the region's.
+		swrUntil, staleUntil = e.FreshUntil+int64(r.cfg.Stale), e.FreshUntil+int64(r.cfg.StaleIfError)
+	}
 	var f freshness
 	switch {
 	case now < e.FreshUntil:
 		f = fresh
-	case now < e.FreshUntil+int64(r.cfg.Stale):
+	case now < swrUntil:
 		f = staleOK
-	case now < e.FreshUntil+int64(r.cfg.StaleIfError):
+	case now < staleUntil:
 		f = errorOnly
 	default:
 		return unusable

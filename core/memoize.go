@@ -377,7 +377,7 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 		}
 		return p
 	}
-	e := r.newEntry(http.StatusOK, nil, body, c.canonical, p.snap, start)
+	e := r.newEntry(http.StatusOK, nil, body, c.canonical, p.snap, start, r.regionLifetime())
 	e.Prepare()
 	p.share = e
 	if int64(len(body)) > r.cfg.MaxEntryBytes {

@@ -1,8 +1,14 @@
 package core
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
 
-// RouteOption configures a cached route: Key and Tags. Cache.Route,
+// RouteOption configures a cached route: Key, Tags, TTL, StaleFor,
+// SkipIf and KeyFunc. Cache.Route,
 // Cache.Middleware and the adapters' Cache take them.
 type RouteOption interface {
 	applyRoute(*options) error
@@ -47,6 +53,10 @@ type options struct {
 	tags    []string
 	regions []string
 	keys    map[string][]string
+	// A route's own lifetime (TTL, StaleFor): 0 and -1 mean the region's.
+	ttl, stale, staleIfError time.Duration
+	skip                     func(*http.Request) bool
+	keyFn                    func(*http.Request) string
 }
 
 // Tags declares the tags of a cached route's entries, or the tags a
@@ -66,6 +76,78 @@ func Key(template string) RouteOption {
 			return errors.New("routecache: Key given twice")
 		}
 		o.key = template
+		return nil
+	})
+}
+
+// TTL sets how long the route's entries are fresh, in place of its
+// region's TTL: Pyramid's expires=. The region's StatusTTL still applies
+// to the statuses it lists, and with UseCacheControl the handler may
+// shorten it. d must be positive.
+func TTL(d time.Duration) RouteOption {
+	return routeOption(func(o *options) error {
+		switch {
+		case d <= 0:
+			return fmt.Errorf("routecache: TTL %v must be positive", d)
+		case o.ttl != 0:
+			return errors.New("routecache: TTL given twice")
+		}
+		o.ttl = d
+		return nil
+	})
+}
+
+// StaleFor sets the route's stale windows in place of its region's Stale
+// (stale-while-revalidate) and StaleIfError: how long after its TTL an
+// entry is served stale while one request refreshes it, and how long it
+// may stand in for a failing handler. 0 turns a window off; negative is
+// an error.
+func StaleFor(stale, staleIfError time.Duration) RouteOption {
+	return routeOption(func(o *options) error {
+		switch {
+		case stale < 0 || staleIfError < 0:
+			return fmt.Errorf("routecache: StaleFor(%v, %v): windows must not be negative", stale, staleIfError)
+		case o.stale >= 0:
+			return errors.New("routecache: StaleFor given twice")
+		}
+		o.stale, o.staleIfError = stale, staleIfError
+		return nil
+	})
+}
+
+// SkipIf bypasses the cache for requests f reports true for, before any
+// lookup: the handler runs uncached and nothing is stored. Such requests
+// are counted under BypassSkip. f runs on every request of the route, so
+// it must be fast and safe for concurrent use.
+func SkipIf(f func(*http.Request) bool) RouteOption {
+	return routeOption(func(o *options) error {
+		if f == nil {
+			return errors.New("routecache: SkipIf: nil function")
+		}
+		if o.skip != nil {
+			return errors.New("routecache: SkipIf given twice")
+		}
+		o.skip = f
+		return nil
+	})
+}
+
+// KeyFunc adds an application-derived part to every key of the route,
+// for example a tenant that earlier middleware took from a verified
+// token: requests with different parts never share an entry. The part
+// enters the key as an HMAC under Config.Secret, like credentials, so its
+// value never reaches the backend in clear. f runs on every request of
+// the route (after the bypass checks), so it must be fast and safe for
+// concurrent use; "" is a part like any other.
+func KeyFunc(f func(*http.Request) string) RouteOption {
+	return routeOption(func(o *options) error {
+		if f == nil {
+			return errors.New("routecache: KeyFunc: nil function")
+		}
+		if o.keyFn != nil {
+			return errors.New("routecache: KeyFunc given twice")
+		}
+		o.keyFn = f
 		return nil
 	})
 }
@@ -102,7 +184,7 @@ func Keys(region string, templates ...string) InvalidateOption {
 
 // routeOptions applies the options of a cached route.
 func routeOptions(opts []RouteOption) (*options, error) {
-	o := &options{}
+	o := &options{stale: -1, staleIfError: -1}
 	for _, opt := range opts {
 		if opt == nil {
 			continue

@@ -3,6 +3,7 @@ package core
 import (
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -160,6 +161,27 @@ func (r *Region) responseReason(status int, h http.Header) NotStoredReason {
 			if name == "*" || !r.varyHeader[name] {
 				return NotStoredVary
 			}
+		}
+	}
+	return ""
+}
+
+// commitReason predicts, as a fill's headers go out, why its response
+// will not be stored, or "" when it is storable so far. h must be
+// canonical.
+func (r *Region) commitReason(rt *Route, status int, h http.Header) NotStoredReason {
+	if reason := r.responseReason(status, h); reason != "" {
+		return reason
+	}
+	if hasTrailers(h) {
+		return NotStoredTrailer
+	}
+	if _, ok := r.responseLifetime(rt, status, h); !ok {
+		return NotStoredCacheControl
+	}
+	if cl := h.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > r.cfg.MaxEntryBytes {
+			return NotStoredTooLarge
 		}
 	}
 	return ""

@@ -54,6 +54,7 @@ const (
 	BypassBreaker       BypassReason = "backend-open"  // the backend's circuit breaker is open
 	BypassPrecondition  BypassReason = "precondition"  // Range, If-Range, If-Match or If-Unmodified-Since
 	BypassUpgrade       BypassReason = "upgrade"       // a protocol upgrade (Upgrade header, e.g. a WebSocket handshake)
+	BypassSkip          BypassReason = "skip"          // the route's SkipIf function said so
 )
 
 // Reasons a response was not stored (counted in Stats.NotStored).
@@ -77,7 +78,7 @@ const (
 	NotStoredTooManyTags NotStoredReason = "too-many-tags" // more runtime tags than RegionConfig.MaxTags
 )
 
-var bypassReasons = []BypassReason{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade}
+var bypassReasons = []BypassReason{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade, BypassSkip}
 var notStoredReasons = []NotStoredReason{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer, NotStoredInvalidated, NotStoredTooManyTags}
 
 // BypassReasons returns every reason a request may skip the cache (the

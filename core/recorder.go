@@ -38,6 +38,9 @@ type recorder struct {
 	snapshot  http.Header
 	// onCommit runs once, just before the status line goes to the client.
 	onCommit func(rw *recorder)
+	// fill is the call whose fill this recorder records (nil otherwise):
+	// setMiss reads its region, route and tags.
+	fill *call
 }
 
 var (

@@ -88,6 +88,9 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 	for _, s := range cfg.Statuses {
 		r.status[s] = true
 	}
+	for s := range cfg.StatusTTL {
+		r.status[s] = true
+	}
 	for _, h := range cfg.VaryHeaders {
 		h = http.CanonicalHeaderKey(h)
 		if !r.varyHeader[h] {

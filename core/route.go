@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Route is a compiled cache decorator: one region, a key and tags. It is
@@ -19,6 +20,11 @@ type Route struct {
 	// exactly the counters the request named, and a hit compares values
 	// only.
 	namesFromKey bool
+	// ttl, stale and staleIfError are the route's own lifetime (TTL,
+	// StaleFor): 0 and -1 mean its region's.
+	ttl, stale, staleIfError time.Duration
+	skip                     func(*http.Request) bool   // SkipIf
+	keyFn                    func(*http.Request) string // KeyFunc
 }
 
 // Route builds the decorator for a route cached in the named region. An
@@ -32,7 +38,7 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Route{r: r}
+	rt := &Route{r: r, ttl: o.ttl, stale: o.stale, staleIfError: o.staleIfError, skip: o.skip, keyFn: o.keyFn}
 	if o.key != "" {
 		if rt.key, err = parseTemplate(o.key); err != nil {
 			return nil, err
@@ -53,6 +59,7 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 			}
 		}
 	}
+	c.lives.need(r, rt)
 	return rt, nil
 }
 

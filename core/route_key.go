@@ -128,6 +128,11 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	if r.cfg.VaryAuthorization {
 		kb.mac(r.c, req.Header["Authorization"])
 	}
+	if rt.keyFn != nil {
+		// The application's part (KeyFunc), keyed by HMAC like a
+		// credential: it may be a tenant or user id.
+		kb.macOne(r.c, rt.keyFn(req))
+	}
 	st.key = kb.b
 	for i, t := range rt.tags {
 		if t.static {

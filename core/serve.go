@@ -39,6 +39,9 @@ type call struct {
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
 	fallback *backend.Entry
+	// st is a route's request state (its tags' texts: see tagTexts); nil
+	// for a memoized value.
+	st *reqState
 	// fills is set when the call may fill and refresh (a HEAD only reads:
 	// its response has no body to store for GET).
 	fills bool
@@ -107,10 +110,30 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 	h["Cache-Status"] = []string{"routecache; fwd=bypass; detail=" + string(reason)}
 }
 
+// setMiss marks a response the cache did not answer. A fill's recorder
+// knows its region: its Cache-Status then says (RFC 9211) "stored" when
+// the response is storable as its headers go out, or the reason it is not
+// in detail=, so that curl -i tells why a route is not cached. A body
+// that outgrows MaxEntryBytes after the headers went out, or a store that
+// fails, is not stored despite "stored" (counted in Stats.NotStored).
 func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
-	h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+	c := rw.fill
+	if c == nil {
+		h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+		return
+	}
+	ch := canonicalHeader(h)
+	if reason := c.r.commitReason(c.rt, rw.status, ch); reason != "" {
+		h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
+		return
+	}
+	h["Cache-Status"] = []string{"routecache; fwd=uri-miss; stored"}
+	if c.r.cfg.CDNHeaders {
+		life, _ := c.r.responseLifetime(c.rt, rw.status, ch)
+		c.setCDNHeaders(h, life)
+	}
 }
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
@@ -121,6 +144,8 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	switch {
 	case r.c.closed.Load():
 		reason = BypassClosed
+	case rt.skip != nil && rt.skip(req):
+		reason = BypassSkip
 	default:
 		reason = r.requestBypass(req)
 		if reason == "" && !r.brk.allow() {
@@ -143,7 +168,7 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	// and one store per field costs less than copying a whole literal.
 	f, c := &st.front, &st.call
 	f.w, f.req = w, req
-	c.r, c.rt, c.route, c.ctx = r, rt, f, req.Context()
+	c.r, c.rt, c.route, c.ctx, c.st = r, rt, f, req.Context(), st
 	c.canonical = unsafeString(st.key)
 	c.skey = r.storageKeyIn(st, c.canonical)
 	c.names, c.vals = st.names, st.vals

@@ -19,7 +19,7 @@ import (
 // unsigned varints, strings and byte slices length-prefixed by a uvarint):
 //
 //	magic "RCE" | version 1 | status u16 | created i64 | fresh-until i64 |
-//	stale-until i64 | fill-nanos i64 | etag str | canonical key str | n-counters uv |
+//	stale-until i64 | swr-until i64 | fill-nanos i64 | etag str | canonical key str | n-counters uv |
 //	{name str, value u64}* | n-headers uv | {name str, n-values uv, {value str}*}* |
 //	body bytes | crc32c u32 (of everything before it)
 //
@@ -28,9 +28,14 @@ import (
 // never a panic and never a wrong response.
 const (
 	entryMagic   = "RCE"
-	entryVersion = 1
-	// entryFixed is the size of magic, version, status and three timestamps.
-	entryFixed = 3 + 1 + 2 + 8*4
+	entryVersion = 2
+	// entryV1 is the previous version, still decoded: it has no
+	// stale-while-revalidate end (SWRUntil is 0).
+	entryV1 = 1
+	// entryFixed is the size of magic, version, status and five
+	// timestamps (four in version 1).
+	entryFixed   = 3 + 1 + 2 + 8*5
+	entryFixedV1 = entryFixed - 8
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -49,19 +54,27 @@ type CounterSnap struct {
 // Entry is one cached response, the envelope every backend stores. It is
 // immutable once stored: hits share it, and neither a backend nor a
 // caller of Load may modify one (see Backend for ownership). The stored
-// fields are the first ten; the others are derived by Prepare (or by the
+// fields are the first eleven; the others are derived by Prepare (or by the
 // decoder) and never stored.
 type Entry struct {
 	Status     int
 	Header     http.Header // replayable headers only
 	Body       []byte
 	Created    int64 // unix nanoseconds
-	FreshUntil int64
+	FreshUntil int64 // unix nanoseconds: fresh before it
+	// StaleUntil is when the entry stops being usable at all: the end of
+	// the longer of its stale-while-revalidate and stale-if-error windows.
+	// Backends keep it until then.
 	StaleUntil int64
-	FillNanos  int64 // how long the handler took: XFetch's delta
-	ETag       string
-	Key        string // canonical key text, compared on every hit
-	Counters   []CounterSnap
+	// SWRUntil is the end of its stale-while-revalidate window (between
+	// FreshUntil and StaleUntil; the rest up to StaleUntil is
+	// stale-if-error only). 0 in an entry of envelope version 1, whose
+	// windows are its region's.
+	SWRUntil  int64
+	FillNanos int64 // how long the handler took: XFetch's delta
+	ETag      string
+	Key       string // canonical key text, compared on every hit
+	Counters  []CounterSnap
 
 	// derived on creation or decode, never stored
 	CLValue      [1]string // the Content-Length header value, shared by hits
@@ -249,6 +262,7 @@ func (e *Entry) Encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Created))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.FreshUntil))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.StaleUntil))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.SWRUntil))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.FillNanos))
 	b = appendStr(b, e.ETag)
 	b = appendStr(b, e.Key)
@@ -348,7 +362,8 @@ func DecodeString(s string) (*Entry, error) {
 
 // envelopeOK checks the magic, version and checksum of an envelope.
 func envelopeOK(b []byte) bool {
-	if len(b) < entryFixed+4 || string(b[:3]) != entryMagic || b[3] != entryVersion {
+	if len(b) < entryFixedV1+4 || string(b[:3]) != entryMagic ||
+		b[3] != entryVersion && b[3] != entryV1 || b[3] == entryVersion && len(b) < entryFixed+4 {
 		return false
 	}
 	return crc32.Checksum(b[:len(b)-4], crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
@@ -386,6 +401,9 @@ func parseEntry(b []byte) (*Entry, error) {
 	e.Created = int64(d.u64())
 	e.FreshUntil = int64(d.u64())
 	e.StaleUntil = int64(d.u64())
+	if b[3] == entryVersion {
+		e.SWRUntil = int64(d.u64())
+	}
 	e.FillNanos = int64(d.u64())
 	e.ETag = d.str()
 	e.Key = d.str()

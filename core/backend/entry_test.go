@@ -2,6 +2,8 @@ package backend
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"net/http"
 	"reflect"
 	"testing"
@@ -20,6 +22,7 @@ func sampleEntry() *Entry {
 		Created:    1_700_000_000_000_000_000,
 		FreshUntil: 1_700_000_300_000_000_000,
 		StaleUntil: 1_700_000_360_000_000_000,
+		SWRUntil:   1_700_000_330_000_000_000,
 		FillNanos:  12_345_678,
 		ETag:       `"abc"`,
 		Key:        "rc:3:rk1...",
@@ -46,6 +49,32 @@ func TestEntryRoundTrip(t *testing.T) {
 	b[len(b)-5] ^= 0xff
 	if !bytes.Equal(d.Body, e.Body) {
 		t.Fatal("decoded body aliases the input")
+	}
+}
+
+// An entry stored by the previous release (envelope version 1, without
+// the stale-while-revalidate end) still decodes, with SWRUntil 0: the
+// engine then applies its region's windows.
+func TestEntryVersion1Decodes(t *testing.T) {
+	e := sampleEntry()
+	b := e.Encode()
+	// Version 1 is version 2 without swr-until, which follows the three
+	// timestamps after magic, version and status.
+	at := 3 + 1 + 2 + 8*3
+	v1 := append(append([]byte(nil), b[:at]...), b[at+8:len(b)-4]...)
+	v1[3] = 1
+	v1 = binary.BigEndian.AppendUint32(v1, crc32.Checksum(v1, crcTable))
+	d, err := DecodeEntry(v1)
+	if err != nil {
+		t.Fatalf("version 1 envelope: %v", err)
+	}
+	if d.SWRUntil != 0 || d.FreshUntil != e.FreshUntil || d.StaleUntil != e.StaleUntil || d.FillNanos != e.FillNanos ||
+		d.Key != e.Key || !bytes.Equal(d.Body, e.Body) {
+		t.Fatalf("version 1 decode: got %+v", d)
+	}
+	v1[3] = 3
+	if _, err := DecodeEntry(v1); err == nil {
+		t.Fatal("an unknown version decoded")
 	}
 }
 

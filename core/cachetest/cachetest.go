@@ -158,6 +158,7 @@ func Run(t *testing.T, front Front, newCache NewCache) {
 	t.Run("Coalescing", s.coalescing)
 	t.Run("Expiry", s.expiry)
 	t.Run("Stats", s.stats)
+	t.Run("Options", s.options)
 	t.Run("RuntimeTags", s.runtimeTags)
 }
 

@@ -16,6 +16,7 @@ package settings
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"sort"
@@ -35,6 +36,7 @@ var settingsOptions = []string{
 	"fill_timeout", "lease_ttl", "lease_wait", "prefix", "max_entry_bytes",
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
+	"status_ttl", "use_cache_control", "cdn_headers",
 	"tag_headers", "max_tags",
 }
 
@@ -340,6 +342,30 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			codes = append(codes, n)
 		}
 		set = func(rc *core.RegionConfig) { rc.Statuses = append([]int(nil), codes...) }
+	case "status_ttl":
+		// "404:30s, 410:1h": statuses with their own TTLs.
+		items, err := parseSettingsList(v)
+		if err != nil {
+			return nil, err
+		}
+		ttls := map[int]time.Duration{}
+		for _, it := range items {
+			code, d, ok := strings.Cut(it, ":")
+			if !ok {
+				return nil, fmt.Errorf("bad status_ttl item %q (want status:duration, such as 404:30s)", it)
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(code))
+			if err != nil {
+				return nil, fmt.Errorf("bad status %q: %w", code, err)
+			}
+			if _, dup := ttls[n]; dup {
+				return nil, fmt.Errorf("status %d given twice", n)
+			}
+			if ttls[n], err = parseSettingsDuration(strings.TrimSpace(d)); err != nil {
+				return nil, err
+			}
+		}
+		set = func(rc *core.RegionConfig) { rc.StatusTTL = maps.Clone(ttls) }
 	case "vary_headers", "vary_cookies", "ignore_cookies":
 		items, err := parseSettingsList(v)
 		if err != nil {
@@ -353,7 +379,7 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 		default:
 			set = func(rc *core.RegionConfig) { rc.IgnoreCookies = append([]string(nil), items...) }
 		}
-	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query":
+	case "vary_authorization", "soft_invalidation", "ignore_client_ip_headers", "canonical_query", "use_cache_control", "cdn_headers":
 		b, err := parseSettingsBool(v)
 		if err != nil {
 			return nil, err
@@ -365,6 +391,10 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			set = func(rc *core.RegionConfig) { rc.IgnoreClientIPHeaders = b }
 		case "canonical_query":
 			set = func(rc *core.RegionConfig) { rc.CanonicalQuery = b }
+		case "use_cache_control":
+			set = func(rc *core.RegionConfig) { rc.UseCacheControl = b }
+		case "cdn_headers":
+			set = func(rc *core.RegionConfig) { rc.CDNHeaders = b }
 		default:
 			set = func(rc *core.RegionConfig) { rc.VaryAuthorization = b }
 		}

@@ -49,7 +49,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, tag_headers, max_tags)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers, tag_headers, max_tags)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -569,6 +569,36 @@ func TestSettingsSecretAndClientIPHeaders(t *testing.T) {
 	}
 	if _, err := Parse(map[string]string{"cache.regions": "a", "cache.a.secret": "x"}); err == nil {
 		t.Fatal("a per-region secret was accepted")
+	}
+}
+
+// Negative caching and the handler's Cache-Control from settings.
+func TestSettingsStatusTTLAndCacheControl(t *testing.T) {
+	cfg, err := Parse(map[string]string{
+		"cache.regions":             "a",
+		"cache.a.status_ttl":        "404:30s, 410 : 1h",
+		"cache.a.use_cache_control": "on",
+		"cache.a.cdn_headers":       "yes",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Regions["a"]
+	if len(a.StatusTTL) != 2 || a.StatusTTL[404] != 30*time.Second || a.StatusTTL[410] != time.Hour || !a.UseCacheControl || !a.CDNHeaders {
+		t.Fatalf("got StatusTTL %v UseCacheControl %v", a.StatusTTL, a.UseCacheControl)
+	}
+	for val, want := range map[string]string{
+		"404":           "bad status_ttl item",
+		"x:1s":          "bad status",
+		"404:soon":      "bad duration",
+		"304:1s":        "status 304 cannot be cached",
+		"404:0s":        "TTL 0s must be positive",
+		"404:1s,404:2s": "status 404 given twice",
+	} {
+		_, err := Parse(map[string]string{"cache.regions": "a", "cache.a.status_ttl": val})
+		if err == nil || !strings.Contains(err.Error(), "cache.a.status_ttl") || !strings.Contains(err.Error(), want) {
+			t.Errorf("status_ttl = %q: error %v, want one naming the key and saying %q", val, err, want)
+		}
 	}
 }
 

@@ -87,6 +87,26 @@ func (a *app) listArticles(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
+// headlinesLifetime is the /headlines route's own lifetime (core.TTL), shorter
+// than its region's 5 minutes: a front-page box that may lag a little less.
+const headlinesLifetime = 10 * time.Second
+
+// headlines serves GET /headlines: the first three titles, cached for
+// headlinesLifetime in the articles region, tagged like the list.
+func (a *app) headlines(w http.ResponseWriter, r *http.Request) {
+	a.origin(r.Context())
+	list, err := a.data.list(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	titles := []string{}
+	for _, art := range list[:min(3, len(list))] {
+		titles = append(titles, art.Title)
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"headlines": titles})
+}
+
 // putArticle serves PUT /articles/:id with a body {"title": "..."}. The
 // route's invalidating decorator bumps the tags article:{id} and articles
 // when this answers 2xx, before the answer reaches the client.

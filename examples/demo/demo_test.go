@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +71,16 @@ func testDemo(t *testing.T, framework string) {
 	// HEAD shares GET's entry.
 	res = c.do("HEAD", "/articles/1", nil, nil)
 	c.expect(res, 200, "HIT")
+
+	// /headlines has its own, shorter lifetime (core.TTL): its hits say so.
+	c.expect(c.do("GET", "/headlines", nil, nil), 200, "MISS")
+	res = c.do("GET", "/headlines", nil, nil)
+	c.expect(res, 200, "HIT")
+	if cs := res.header.Get("Cache-Status"); !strings.HasPrefix(cs, "routecache; hit; ttl=") {
+		t.Errorf("/headlines hit: Cache-Status %q", cs)
+	} else if ttl, err := strconv.Atoi(strings.TrimPrefix(cs, "routecache; hit; ttl=")); err != nil || ttl < 0 || ttl > int(headlinesLifetime/time.Second) {
+		t.Errorf("/headlines hit: Cache-Status %q, want a ttl of at most %v (core.TTL), not the region's 5 minutes", cs, headlinesLifetime)
+	}
 
 	// The list is cached too.
 	c.expect(c.do("GET", "/articles", nil, nil), 200, "MISS")

@@ -2,7 +2,8 @@
 // slow origin, cached per route on Gin, Echo or plain net/http.
 //
 //	go run ./examples/demo                      # Gin on 127.0.0.1:8080
-//	go run ./examples/demo -framework echo      # the same API on Echo
+//	go run ./examples/demo -framework echo      # the same API on Echo v4
+//	go run ./examples/demo -framework echo5     # ... on Echo v5
 //	go run ./examples/demo -framework nethttp   # ... on net/http's ServeMux
 //	go run ./examples/demo -addr 127.0.0.1:0 -delay 200ms
 //
@@ -42,7 +43,7 @@ import (
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address (port 0 picks a free port)")
-	flag.StringVar(&cfg.Framework, "framework", "gin", "web framework: gin, echo or nethttp")
+	flag.StringVar(&cfg.Framework, "framework", "gin", "web framework: gin, echo (v4), echo5 or nethttp")
 	flag.StringVar(&cfg.Backend, "backend", "", `cache backend URL for both regions ("" = embedded memory, e.g. "memory://?max_bytes=16MiB")`)
 	flag.DurationVar(&cfg.Delay, "delay", 50*time.Millisecond, "simulated latency of the origin handlers")
 	flag.StringVar(&cfg.Settings, "settings", "", "ini-style settings file defining the regions articles and short (cache.regions = articles, short; see docs/configuration.md)")

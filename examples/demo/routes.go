@@ -77,6 +77,8 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 var (
 	articleTags = core.Tags("article:{id}", "articles")
 	listTags    = core.Tags("articles")
+	// /headlines has a lifetime of its own in the articles region.
+	headlinesTTL = core.TTL(headlinesLifetime)
 )
 
 // newServer builds the Cache and the HTTP handler of the demo for
@@ -118,10 +120,12 @@ func newServer(cfg config) (http.Handler, *core.Cache, error) {
 		h = ginRoutes(rc, a, purge)
 	case "echo":
 		h = echoRoutes(rc, a, purge)
+	case "echo5":
+		h = echo5Routes(rc, a, purge, log) // echo5.go
 	case "nethttp":
 		h, err = netHTTPRoutes(rc, a, purge)
 	default:
-		err = fmt.Errorf("unknown -framework %q (want gin, echo or nethttp)", cfg.Framework)
+		err = fmt.Errorf("unknown -framework %q (want gin, echo, echo5 or nethttp)", cfg.Framework)
 	}
 	if err != nil {
 		_ = rc.Close()
@@ -140,6 +144,7 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	cacheArticle := ginadapter.Cache(rc, "articles", articleTags)
 	cacheList := ginadapter.Cache(rc, "articles", listTags)
 	cacheMe := ginadapter.Cache(rc, "short")
+	cacheHeadlines := ginadapter.Cache(rc, "articles", listTags, headlinesTTL)
 
 	show := func(c *gin.Context) { a.getArticle(c.Writer, c.Request, c.Param("id")) }
 	list := func(c *gin.Context) { a.listArticles(c.Writer, c.Request) }
@@ -152,6 +157,7 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	r.PUT("/articles/:id", ginadapter.Invalidate(rc, articleTags),
 		func(c *gin.Context) { a.putArticle(c.Writer, c.Request, c.Param("id")) })
 	r.GET("/me", cacheMe, me)
+	r.GET("/headlines", cacheHeadlines, func(c *gin.Context) { a.headlines(c.Writer, c.Request) })
 	r.GET("/stats", func(c *gin.Context) { a.stats(c.Writer, c.Request) })
 	r.GET("/metrics", gin.WrapH(a.metrics))
 	if purge != nil {
@@ -172,6 +178,7 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	cacheArticle := echoadapter.Cache(rc, "articles", articleTags)
 	cacheList := echoadapter.Cache(rc, "articles", listTags)
 	cacheMe := echoadapter.Cache(rc, "short")
+	cacheHeadlines := echoadapter.Cache(rc, "articles", listTags, headlinesTTL)
 
 	show := func(c echo.Context) error {
 		a.getArticle(c.Response(), c.Request(), c.Param("id"))
@@ -194,6 +201,10 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 		a.me(c.Response(), c.Request())
 		return nil
 	}, cacheMe)
+	e.GET("/headlines", func(c echo.Context) error {
+		a.headlines(c.Response(), c.Request())
+		return nil
+	}, cacheHeadlines)
 	e.GET("/stats", func(c echo.Context) error {
 		a.stats(c.Response(), c.Request())
 		return nil
@@ -222,6 +233,10 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 	if err != nil {
 		return nil, err
 	}
+	cacheHeadlines, err := rc.Middleware("articles", listTags, headlinesTTL)
+	if err != nil {
+		return nil, err
+	}
 	invalidate, err := rc.InvalidateMiddleware(articleTags)
 	if err != nil {
 		return nil, err
@@ -236,6 +251,7 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 		a.putArticle(w, r, r.PathValue("id"))
 	})))
 	mux.Handle("GET /me", cacheMe(http.HandlerFunc(a.me)))
+	mux.Handle("GET /headlines", cacheHeadlines(http.HandlerFunc(a.headlines)))
 	mux.HandleFunc("GET /stats", a.stats)
 	mux.Handle("GET /metrics", a.metrics)
 	if purge != nil {

@@ -199,6 +199,7 @@ type frontDef struct {
 var fronts = []frontDef{
 	{"gin", buildGin},
 	{"echo", buildEcho},
+	{"echo5", buildEcho5}, // app_echo5_test.go
 	{"nethttp", buildNetHTTP},
 }
 

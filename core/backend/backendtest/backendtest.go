@@ -119,6 +119,7 @@ func entry(h *harness, key string, body []byte, counters ...backend.CounterSnap)
 		Created:    now,
 		FreshUntil: now + int64(time.Minute),
 		StaleUntil: now + int64(2*time.Minute),
+		SWRUntil:   now + int64(90*time.Second),
 		FillNanos:  1234,
 		ETag:       `"e"`,
 		Key:        h.ns + key,
@@ -135,7 +136,7 @@ func sameEntry(t *testing.T, got, want *backend.Entry) {
 	}
 	if got.Status != want.Status || !bytes.Equal(got.Body, want.Body) || got.Key != want.Key || got.ETag != want.ETag ||
 		got.Created != want.Created || got.FreshUntil != want.FreshUntil || got.StaleUntil != want.StaleUntil ||
-		got.FillNanos != want.FillNanos || !reflect.DeepEqual(got.Header, want.Header) ||
+		got.SWRUntil != want.SWRUntil || got.FillNanos != want.FillNanos || !reflect.DeepEqual(got.Header, want.Header) ||
 		len(got.Counters) != len(want.Counters) {
 		t.Fatalf("loaded entry differs:\n got %+v\nwant %+v", got, want)
 	}
@@ -255,7 +256,7 @@ func testTTL(t *testing.T, h *harness) {
 	// cache keeps a copy until StaleUntil).
 	short := entry(h, "ttl", []byte("x"))
 	short.FreshUntil = time.Now().Add(time.Second).UnixNano()
-	short.StaleUntil = short.FreshUntil
+	short.StaleUntil, short.SWRUntil = short.FreshUntil, short.FreshUntil
 	if err := h.be.Store(ctx, key, short, time.Second); err != nil {
 		t.Fatal(err)
 	}

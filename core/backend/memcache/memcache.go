@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -66,7 +67,7 @@ type Backend struct {
 	maxItem int
 	// counterTTL is how long a counter lives after it was created, bumped
 	// or touched by the store of an entry depending on it (counterLifer).
-	counterTTL time.Duration
+	counterTTL atomic.Int64 // a time.Duration; SetCounterTTL may raise it at any time
 }
 
 // openMemcache parses memcache://h1:11211,h2:11211?timeout=100ms&max_idle=64&max_item=1MiB.
@@ -126,12 +127,13 @@ func openMemcache(u *url.URL) (*Backend, error) {
 	client := memcache.NewFromSelector(ss)
 	client.Timeout = timeout
 	client.MaxIdleConns = maxIdle
-	return &Backend{
-		client:     client,
-		st:         memcachestore.NewMemcache(client),
-		maxItem:    int(maxItem),
-		counterTTL: backend.DefaultCounterTTL,
-	}, nil
+	b := &Backend{
+		client:  client,
+		st:      memcachestore.NewMemcache(client),
+		maxItem: int(maxItem),
+	}
+	b.SetCounterTTL(backend.DefaultCounterTTL)
+	return b, nil
 }
 
 // Load reads the entry under key and the named counters (backend.Backend).
@@ -195,11 +197,14 @@ func (b *Backend) counterItem(name string, v uint64) *memcache.Item {
 
 // counterExpiry is counterTTL as memcached's expiration field.
 func (b *Backend) counterExpiry() int32 {
-	return int32(memcacheExpiry(b.counterTTL, time.Now()) / time.Second)
+	return int32(memcacheExpiry(b.counterLife(), time.Now()) / time.Second)
 }
 
 // SetCounterTTL sets how long counters live (counterLifer).
-func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
+func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL.Store(int64(d)) }
+
+// counterLife is how long counters live now.
+func (b *Backend) counterLife() time.Duration { return time.Duration(b.counterTTL.Load()) }
 
 // touch renews a counter's lifetime. It is best effort: a counter gone
 // meanwhile stays gone (its entries are misses), and a failure leaves the

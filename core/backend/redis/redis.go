@@ -81,7 +81,7 @@ type Backend struct {
 	// counterTTL is how long a counter lives after it was created, bumped
 	// or last renewed by the store of an entry depending on it (see
 	// setCounterTTL).
-	counterTTL time.Duration
+	counterTTL atomic.Int64 // a time.Duration; SetCounterTTL may raise it at any time
 	// logReg is this backend's registration with redisLogs (go-redis's
 	// own log lines), removed by close.
 	logReg *redisLogTarget
@@ -150,7 +150,8 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 		return nil, fmt.Errorf("backend %q: %w", raw, err)
 	}
 	scheme := strings.TrimSuffix(u.Scheme, "+cluster")
-	b := &Backend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter()), counterTTL: backend.DefaultCounterTTL}
+	b := &Backend{cluster: cluster, timeout: timeout, instance: fmt.Sprintf("%x", backend.FreshCounter())}
+	b.SetCounterTTL(backend.DefaultCounterTTL)
 	b.BoundEntries(0)
 	if cluster {
 		for _, h := range hosts[1:] {
@@ -383,7 +384,7 @@ func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 		if vals[i] != 0 {
 			continue
 		}
-		pipe.SetNX(ctx, n, strconv.FormatUint(backend.FreshCounter(), 10), b.counterTTL)
+		pipe.SetNX(ctx, n, strconv.FormatUint(backend.FreshCounter(), 10), b.counterLife())
 		cmds = append(cmds, smallRead(ctx, pipe, n))
 		idx = append(idx, i)
 	}
@@ -411,7 +412,7 @@ func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 		pipe := b.client.Pipeline()
 		for _, i := range junk {
 			vals[i] = backend.FreshCounter()
-			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), b.counterTTL)
+			pipe.Set(ctx, names[i], strconv.FormatUint(vals[i], 10), b.counterLife())
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -492,7 +493,7 @@ func (b *Backend) incr(ctx context.Context, name, msg string) (uint64, error) {
 		channel = InvalidationChannel
 	}
 	v, err := bumpScript.Run(ctx, b.client, []string{name},
-		strconv.FormatUint(backend.FreshCounter(), 10), ttlMillis(b.counterTTL), channel, msg).Text()
+		strconv.FormatUint(backend.FreshCounter(), 10), ttlMillis(b.counterLife()), channel, msg).Text()
 	if err != nil {
 		return 0, err
 	}
@@ -505,7 +506,10 @@ func ttlMillis(d time.Duration) string {
 }
 
 // SetCounterTTL sets how long counters live (counterLifer).
-func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL = d }
+func (b *Backend) SetCounterTTL(d time.Duration) { b.counterTTL.Store(int64(d)) }
+
+// counterLife is how long counters live now.
+func (b *Backend) counterLife() time.Duration { return time.Duration(b.counterTTL.Load()) }
 
 // Store writes the entry and, in the same pipeline, renews the lifetime of
 // every counter it depends on: a counter outlives every entry that
@@ -524,7 +528,7 @@ func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl t
 	pipe := b.client.Pipeline()
 	set := pipe.Set(ctx, key, v, ttl) // what the gocache store sends
 	for _, c := range e.Counters {
-		pipe.PExpire(ctx, c.Name, b.counterTTL)
+		pipe.PExpire(ctx, c.Name, b.counterLife())
 	}
 	_, _ = pipe.Exec(ctx)
 	return set.Err()
@@ -646,7 +650,7 @@ func (b *Backend) softBump(ctx context.Context, name, msg string) error {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	err = markScript.Run(ctx, b.client, []string{wire.SoftKey(name)},
-		wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterTTL), InvalidationChannel, msg).Err()
+		wire.EncodeMark(backend.SoftMark{Old: n - 1, New: n}), ttlMillis(b.counterLife()), InvalidationChannel, msg).Err()
 	if err != nil {
 		return fmt.Errorf("publish invalidation: %w", err)
 	}

@@ -1,0 +1,156 @@
+// Package echo5adapter puts routecache in front of Echo v5 routes
+// (github.com/labstack/echo/v5). It only translates between *echo.Context
+// and the net/http types the core works on: every caching rule lives in
+// package core. Applications still on Echo v4 use echoadapter, which has
+// the same API.
+//
+//	e.GET("/articles/:id", show, echo5adapter.Cache(rc, "articles", core.Tags("article:{id}")))
+//	e.PUT("/articles/:id", update, echo5adapter.Invalidate(rc, core.Tags("article:{id}")))
+package echo5adapter
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/labstack/echo/v5"
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
+)
+
+// Cache returns route middleware caching the handler's responses in the
+// named region. It panics on an unknown region or a bad option, at route
+// registration; use NewCache to get the error instead.
+func Cache(rc *core.Cache, region string, opts ...core.RouteOption) echo.MiddlewareFunc {
+	m, err := NewCache(rc, region, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// NewCache is Cache returning construction errors.
+func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (echo.MiddlewareFunc, error) {
+	rt, err := rc.Route(region, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			k := calls.Get().(*call)
+			k.c, k.next = c, next
+			err := adapter.ServeRoute(rt, c.Response(), c.Request(), k, c.Path(), k.run)
+			k.c, k.next = nil, nil
+			calls.Put(k)
+			return err
+		}
+	}, nil
+}
+
+// call carries one request through adapter.ServeRoute: it is the route's
+// Params and, through run, the Next that runs the handler. Pooled, so a
+// hit allocates neither an interface value nor a closure; the core calls
+// both only while ServeRoute runs.
+type call struct {
+	c    *echo.Context
+	next echo.HandlerFunc
+	run  adapter.Next // serveNext, bound once
+}
+
+var calls = sync.Pool{New: func() any {
+	k := &call{}
+	k.run = k.serveNext
+	return k
+}}
+
+func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
+	return runNext(k.c, k.next, w, r, true)
+}
+
+// Get returns the value of the route parameter name.
+func (k *call) Get(name string) (string, bool) { return k.c.PathValues().Get(name) }
+
+// Invalidate returns route middleware for mutating routes: after the
+// handler answers 2xx (and returned nil), before the answer is sent, it
+// invalidates the given core.Tags, core.Regions and core.Keys. When the
+// backend does not take an invalidation, the client gets 503 instead of
+// the 2xx (the invalidation is queued for retry; see
+// adapter.ServeInvalidator). It panics on a bad option; use NewInvalidate
+// to get the error instead.
+func Invalidate(rc *core.Cache, opts ...core.InvalidateOption) echo.MiddlewareFunc {
+	m, err := NewInvalidate(rc, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// NewInvalidate is Invalidate returning construction errors.
+func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (echo.MiddlewareFunc, error) {
+	iv, err := rc.Invalidator(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			return adapter.ServeInvalidator(iv, c.Response(), c.Request(), params{c}, func(w http.ResponseWriter, r *http.Request) error {
+				// A handler returning nil succeeded, written or not (Echo
+				// answers 200): not a failure that skips invalidation.
+				return runNext(c, next, w, r, false)
+			})
+		}
+	}, nil
+}
+
+// runNext runs the handler writing to w with r as its request, restoring
+// the context's writer and request afterwards (also when the handler
+// panics). When w is the core's writer, the handler gets a fresh
+// *echo.Response over it: echo.UnwrapResponse, which Echo's error handler
+// and middleware use to ask whether the response is committed, then finds
+// one whose Committed, Status and Size describe what the handler wrote,
+// while the core writer forwards to the original response (and its
+// Before and After hooks). With skipUncommitted, a nil return without a
+// written response reports adapter.ErrSkipStore (nothing worth caching);
+// an invalidating route counts it as the success Echo answers it with.
+func runNext(c *echo.Context, next echo.HandlerFunc, w http.ResponseWriter, r *http.Request, skipUncommitted bool) error {
+	origRes, origReq := c.Response(), c.Request()
+	cw, wrapped := adapter.AsResponseWriter(w)
+	var res *echo.Response
+	if wrapped {
+		res = echo.NewResponse(cw, c.Logger())
+		res.Status = http.StatusOK // as Echo resets its own: the status sent unless one is set
+		c.SetResponse(res)
+	}
+	c.SetRequest(r)
+	defer func() {
+		c.SetResponse(origRes)
+		c.SetRequest(origReq)
+	}()
+	err := next(c)
+	if err == nil && skipUncommitted && wrapped && !res.Committed && cw.Status() == 0 {
+		// Echo answers 200 to a handler that returned nil without
+		// writing; that empty answer is not worth keeping.
+		return adapter.ErrSkipStore
+	}
+	return err
+}
+
+// params gives the core an Echo route's parameters. A struct holding one
+// pointer: making it a Params allocates nothing.
+type params struct{ c *echo.Context }
+
+func (p params) Get(name string) (string, bool) { return p.c.PathValues().Get(name) }
+
+// PurgeHandler returns the core's authenticated purge endpoint as an Echo
+// handler (see core.Cache.PurgeHandler). Mount it with Any, which in Echo
+// v5 matches every method, PURGE included, so that other methods get its
+// 405 with Allow and JSON error, as on Gin and net/http:
+//
+//	purge, err := echo5adapter.PurgeHandler(rc, core.PurgeConfig{Token: token})
+//	e.Any("/_cache/purge", purge)
+func PurgeHandler(rc *core.Cache, cfg core.PurgeConfig) (echo.HandlerFunc, error) {
+	h, err := rc.PurgeHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return echo.WrapHandler(h), nil
+}
