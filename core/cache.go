@@ -36,6 +36,9 @@ const (
 	DefaultLeaseWait = 2 * time.Second
 	// DefaultPrefix namespaces every key when RegionConfig.Prefix is "".
 	DefaultPrefix = "rc"
+	// DefaultMaxTags bounds the runtime tags of one entry when
+	// RegionConfig.MaxTags is 0.
+	DefaultMaxTags = 64
 )
 
 // Config describes a Cache: its named regions and where it logs.
@@ -190,6 +193,17 @@ type RegionConfig struct {
 	// waiters; the fill runs on a context detached from the first caller's.
 	// 0 means DefaultFillTimeout (30 s).
 	FillTimeout time.Duration
+	// TagHeaders are response headers whose values are tags of the entry
+	// (runtime tags, as with AddTags), split on spaces and commas: for
+	// example "Surrogate-Key" or "Cache-Tag". The cache reads them from
+	// the headers the handler sends and removes them, so they never reach
+	// the client and are not stored. Nil means none.
+	TagHeaders []string
+	// MaxTags bounds the runtime tags (AddTags and TagHeaders) of one
+	// entry: a response with more is not stored (never truncated), and
+	// counted as not stored "too-many-tags". 0 means DefaultMaxTags (64).
+	// Negative is an error.
+	MaxTags int
 }
 
 // Cache is the registry of regions. It is safe for concurrent use; create
@@ -370,6 +384,11 @@ func normalize(rc *RegionConfig) error {
 		return fmt.Errorf("EarlyRefresh %v must be a number >= 0", rc.EarlyRefresh)
 	case rc.MaxRefreshes < 0:
 		return fmt.Errorf("MaxRefreshes %d is negative", rc.MaxRefreshes)
+	case rc.MaxTags < 0:
+		return fmt.Errorf("MaxTags %d is negative", rc.MaxTags)
+	}
+	if rc.MaxTags == 0 {
+		rc.MaxTags = DefaultMaxTags
 	}
 	if rc.LeaseWait < 0 {
 		return fmt.Errorf("LeaseWait %v is negative", rc.LeaseWait)
@@ -425,6 +444,11 @@ func normalize(rc *RegionConfig) error {
 		}
 		if credentialHeaders[http.CanonicalHeaderKey(h)] {
 			return fmt.Errorf("VaryHeaders: %q holds credentials, which never enter a key in clear: use VaryAuthorization or VaryCookies", h)
+		}
+	}
+	for _, h := range rc.TagHeaders {
+		if h == "" || !validToken(h) {
+			return fmt.Errorf("TagHeaders: %q is not a header name", h)
 		}
 	}
 	for _, list := range [][]string{rc.VaryCookies, rc.IgnoreCookies} {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,14 +40,15 @@ func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Sec
 
 // tagTexts returns the route's tags for this request as InvalidateTags
 // names them (a template's values query-escaped, so never a space), in
-// the route's order: the request's counter names past the region's and
-// the key's are the tags', each under the tag counter prefix.
+// the route's order, then the runtime tags added so far that are not
+// among them: the request's counter names past the region's and the
+// key's are the declared tags', each under the tag counter prefix.
 func (c *call) tagTexts() []string {
-	if c.st == nil || c.rt == nil || len(c.rt.tags) == 0 {
+	if c.st == nil || c.rt == nil {
 		return nil
 	}
 	st, r := c.st, c.r
-	out := make([]string, 0, len(c.rt.tags))
+	var out []string
 	for i, t := range c.rt.tags {
 		if t.static {
 			out = append(out, t.text)
@@ -54,6 +56,13 @@ func (c *call) tagTexts() []string {
 		}
 		ref := st.refs[2+i]
 		out = append(out, string(st.nbuf[ref.s+len(r.tagCounterPrefix):ref.e]))
+	}
+	if c.rtags != nil {
+		for _, t := range c.rtags.list() {
+			if !slices.Contains(out, t) && !strings.ContainsAny(t, " \t,") {
+				out = append(out, t)
+			}
+		}
 	}
 	return out
 }

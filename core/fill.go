@@ -28,13 +28,20 @@ func (c *call) fill(f *flight, next nextFunc) {
 		return
 	}
 	// The counters this entry will carry are the ones read before the
-	// producer runs: an invalidation while it runs makes it unusable.
-	if err := r.be.Ensure(c.ctx, c.names, c.vals); err != nil {
+	// producer runs: an invalidation while it runs makes it unusable. The
+	// tag epoch is read with them, outside the entry's snapshot
+	// (runtimetags.go).
+	n := len(c.names)
+	names, vals := append(c.names[:n:n], r.epochCounter), make([]uint64, n+1)
+	copy(vals, c.vals)
+	if err := r.be.Ensure(c.ctx, names, vals); err != nil {
 		r.opDone(c.ctx, "ensure-counters", err)
 		r.recordBypass(BypassBackend)
 		f.bypassed = true
 		return
 	}
+	copy(c.vals, vals)
+	c.epoch, c.epochOK = vals[n], true
 	r.record(evMiss)
 	c.produce(f, false, next)
 }
@@ -76,7 +83,9 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	r := c.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
 	defer cancel()
+	ctx, tags := r.newTagSet(ctx)
 	p := c.runProducer(ctx, refresh, next)
+	c.addRuntimeTags(ctx, tags, &p)
 	f.ran, f.val, f.err, f.panicked, f.failed, f.fail, f.snap = true, p.val, p.err, p.panicked, p.failed, p.fail, p.snap
 	if p.store == nil && p.share == nil {
 		return
@@ -87,24 +96,37 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.skey != "" {
 		skey = p.skey // the key of the response's coding (compress.go)
 	}
-	if p.store != nil && r.storeEntry(storeCtx, skey, p.store) && p.share == nil && c.unchanged(storeCtx) {
+	if p.store != nil && r.storeEntry(storeCtx, skey, p.store) && p.share == nil && c.unchanged(storeCtx, p.snap) {
 		// Hand the entry to waiters only if no invalidation landed meanwhile.
 		f.e = p.store
 	}
 	if p.share != nil {
 		f.e = p.share
+		if len(p.snap) > len(c.names) && !c.unchanged(storeCtx, p.snap) {
+			// A runtime tag (which waiters did not read) moved: they look
+			// up again.
+			f.e, f.snap = nil, nil
+		}
 	}
 }
 
-// unchanged reports whether the call's counters still hold the values it
-// read before its producer ran.
-func (c *call) unchanged(ctx context.Context) bool {
-	now := make([]uint64, len(c.names))
-	if err := c.r.be.Counters(ctx, c.names, now); err != nil {
+// unchanged reports whether the counters of snap, the snapshot of what the
+// call produced, still hold their values: the call's own, read before its
+// producer ran, and its runtime tags'.
+func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
+	names, want := c.names, c.vals
+	if len(snap) > len(c.names) {
+		names, want = make([]string, len(snap)), make([]uint64, len(snap))
+		for i, s := range snap {
+			names[i], want[i] = s.Name, s.Value
+		}
+	}
+	now := make([]uint64, len(names))
+	if err := c.r.be.Counters(ctx, names, now); err != nil {
 		return false
 	}
 	for i := range now {
-		if now[i] != c.vals[i] {
+		if now[i] != want[i] {
 			return false
 		}
 	}
@@ -167,6 +189,7 @@ func (c *call) refill(f *flight, next nextFunc) {
 		defer release()
 	}
 	r.record(evRefresh)
+	c.readEpoch(context.WithoutCancel(c.ctx))
 	c.produce(f, true, next)
 	if f.err != nil {
 		r.c.log.Warn("routecache: background refresh failed", "region", r.name, "key", c.canonical, "err", f.err)
@@ -243,15 +266,19 @@ var panicFailure = plainFailure(http.StatusInternalServerError, detailSharedFail
 // released.
 func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next nextFunc) (p produced) {
 	r := c.r
+	tags := tagSetOf(ctx)
+	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
 	var rw *recorder
 	if refresh {
 		_ = http.NewResponseController(rf.w).Flush()
 		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+		rw.onCommit = r.tagHeaderHook(tags, nil)
 	} else {
-		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: setMiss, fill: c}
+		onMiss := setMiss
 		if r.cfg.Compress {
-			rw.onCommit = setMissVary
+			onMiss = setMissVary
 		}
+		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -290,6 +317,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
+		if tags != nil {
+			tags.takeHeaders(rw.hdr)
+		}
 		rw.snapshot = rw.hdr.Clone()
 	}
 	if p.failed {

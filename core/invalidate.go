@@ -23,8 +23,10 @@ func (c *Cache) InvalidateRegionSoft(ctx context.Context, name string) error {
 }
 
 // InvalidateTags makes every entry that was stored with any of the tags
-// unusable, in every region. It costs one counter update per tag and
-// backend, whatever the number of entries.
+// unusable, in every region, including entries whose handler added the
+// tags at run time (AddTags). It costs one counter update per tag and
+// backend, plus one of the backend's tag epoch, whatever the number of
+// entries.
 //
 // An increment the backend does not take is not lost: it is queued and
 // retried until applied, and the error returned wraps
@@ -57,6 +59,17 @@ func (c *Cache) invalidateTags(ctx context.Context, soft bool, tags []string) er
 	for _, g := range spaces {
 		q := g.regions[0].q
 		queued := false // once one bump here is queued, queue the rest without waiting
+		// The tag epoch first, then the tags (runtimetags.go): a fill that
+		// reads a tag's counter after its bump reads the epoch after its
+		// own. A failed epoch bump is queued like any other, ahead of the
+		// tags' (the queue applies in order).
+		if len(tags) == 0 {
+			continue
+		}
+		if err := q.apply(ctx, backend.Event{Counter: g.regions[0].epochCounter, Kind: backend.EventCounter}, true); err != nil {
+			errs = append(errs, err)
+			queued = true
+		}
 		for _, t := range tags {
 			ev := backend.Event{Counter: g.regions[0].tagCounter(t), Kind: backend.EventTag, Name: t, Soft: soft} // the counter routes read (hashed where needed)
 			if err := q.apply(ctx, ev, !queued); err != nil {

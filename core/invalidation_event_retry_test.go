@@ -101,7 +101,7 @@ func TestRemoteInvalidationRetried(t *testing.T) {
 			oddTag := "t\x00\xff|/%"
 			longKey := "/articles/" + strings.Repeat("k", 300)
 			ctl.mu.Lock()
-			ctl.refuse = 3 // the first tag's bump, then two retries
+			ctl.refuse = 3 // the tag epoch's bump (a tag invalidation's first), then two retries
 			ctl.mu.Unlock()
 			ctx := context.Background()
 			if err := a.InvalidateTagsSoft(ctx, longTag, oddTag); !errors.Is(err, core.ErrInvalidationPending) {
@@ -139,11 +139,11 @@ func TestRemoteInvalidationRetried(t *testing.T) {
 				}
 				tries[ev.Counter]++
 			}
-			if len(first) != 3 {
-				t.Fatalf("bumps of %d counters, want 3: %+v", len(first), ctl.attempts)
+			if len(first) != 4 {
+				t.Fatalf("bumps of %d counters, want 4 (the tag epoch, two tags, a key): %+v", len(first), ctl.attempts)
 			}
 			if tries[ctl.attempts[0].Counter] != 4 {
-				t.Fatalf("the first tag's bump was tried %d times, want 4 (refused 3 times)", tries[ctl.attempts[0].Counter])
+				t.Fatalf("the tag epoch's bump was tried %d times, want 4 (refused 3 times)", tries[ctl.attempts[0].Counter])
 			}
 			if st := a.Stats()["r"]; st.InvalidationRetries < 2 || st.InvalidationsPending != 0 || st.InvalidationsLost != 0 {
 				t.Fatalf("stats %+v", st)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/routecache/routecache/core/backend"
 )
@@ -114,19 +115,21 @@ func (c *call) valid(e *backend.Entry) bool {
 		}
 	}
 	// Stored by this very route under this key (classify compared the key
-	// text): its counters are the ones named here, in the same order.
-	if rt != nil && e.Producer == rt && rt.namesFromKey && len(e.Counters) == len(vals) {
-		for i, c := range e.Counters {
+	// text): its counters are the ones named here, in the same order, then
+	// its runtime tags' if it has any (runtimetags.go).
+	if rt != nil && e.Producer == rt && rt.namesFromKey && len(e.Counters) >= len(vals) {
+		for i, c := range e.Counters[:len(vals)] {
 			if c.Value != vals[i] {
 				return false
 			}
 		}
-		return true
+		return len(e.Counters) == len(vals) || c.validRuntime(e.Counters[len(vals):])
 	}
-	// Fast path: the entry was stored by this route, same counters in order.
-	if len(e.Counters) == len(names) {
+	// Fast path: the entry was stored by this route, same counters in order
+	// (then maybe runtime tags').
+	if len(e.Counters) >= len(names) {
 		same := true
-		for i, c := range e.Counters {
+		for i, c := range e.Counters[:len(names)] {
 			if c.Name != names[i] {
 				same = false
 				break
@@ -136,7 +139,7 @@ func (c *call) valid(e *backend.Entry) bool {
 			}
 		}
 		if same {
-			return true
+			return len(e.Counters) == len(names) || c.validRuntime(e.Counters[len(names):])
 		}
 	}
 	// The entry depends on counters this route did not fetch (another route
@@ -172,6 +175,28 @@ func (c *call) valid(e *backend.Entry) bool {
 			}
 		}
 		if ev[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validRuntime reports whether the counters of an entry's runtime tags,
+// which the lookup did not read, still hold their snapshot values: one
+// more read, into the call's pooled scratch.
+func (c *call) validRuntime(snap []backend.CounterSnap) bool {
+	names := c.xnames[:0]
+	for _, s := range snap {
+		names = append(names, s.Name)
+	}
+	vals := slices.Grow(c.xvals[:0], len(names))[:len(names)]
+	c.xnames, c.xvals = names, vals
+	if err := c.r.be.Counters(c.ctx, names, vals); err != nil {
+		c.r.opDone(c.ctx, OpGetCounters, err)
+		return false
+	}
+	for i, s := range snap {
+		if vals[i] != s.Value {
 			return false
 		}
 	}

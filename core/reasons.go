@@ -72,10 +72,14 @@ const (
 	NotStoredDropped      NotStoredReason = "dropped"       // the memory store's admission policy declined it
 	NotStoredEncode       NotStoredReason = "encode"        // a memoized value the codec could not encode
 	NotStoredTrailer      NotStoredReason = "trailer"       // the response declares or sends trailers (computed per response)
+	// A tag the entry carries was invalidated while it was produced
+	// (runtime tags: AddTags, RegionConfig.TagHeaders).
+	NotStoredInvalidated NotStoredReason = "invalidated-during-fill"
+	NotStoredTooManyTags NotStoredReason = "too-many-tags" // more runtime tags than RegionConfig.MaxTags
 )
 
 var bypassReasons = []BypassReason{BypassMethod, BypassAuthorization, BypassCookie, BypassBody, BypassOverride, BypassKey, BypassBackend, BypassClosed, BypassHead, BypassBreaker, BypassPrecondition, BypassUpgrade, BypassSkip}
-var notStoredReasons = []NotStoredReason{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer}
+var notStoredReasons = []NotStoredReason{NotStoredStatus, NotStoredSetCookie, NotStoredCacheControl, NotStoredVary, NotStoredFlushed, NotStoredHijacked, NotStoredError, NotStoredPanic, NotStoredTooLarge, NotStoredBackend, NotStoredDropped, NotStoredEncode, NotStoredTrailer, NotStoredInvalidated, NotStoredTooManyTags}
 
 // BypassReasons returns every reason a request may skip the cache (the
 // Bypass* constants), in a fixed order: the possible keys of

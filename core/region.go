@@ -20,6 +20,11 @@ type Region struct {
 	keys          backend.KeyForm // how keys and counter names are shaped for be
 	ns            string          // Prefix + ":"
 	regionCounter string
+	// epochCounter is the namespace's tag epoch, bumped by every tag
+	// invalidation before its tag counters (runtimetags.go).
+	epochCounter string
+	// tagHeaders are the canonical names of RegionConfig.TagHeaders.
+	tagHeaders []string
 	// keyCounterPrefix and tagCounterPrefix start the logical names of key
 	// and tag counters.
 	keyCounterPrefix, tagCounterPrefix string
@@ -67,6 +72,12 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 	r.refreshSem = make(chan struct{}, cfg.MaxRefreshes)
 	r.flights.memory = failureMemory
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)
+	r.epochCounter = r.counterName(r.ns + "v:e")
+	for _, h := range cfg.TagHeaders {
+		if h = http.CanonicalHeaderKey(h); !slices.Contains(r.tagHeaders, h) {
+			r.tagHeaders = append(r.tagHeaders, h)
+		}
+	}
 	r.keyCounterPrefix = r.ns + "v:k:" + name + ":"
 	r.tagCounterPrefix = r.ns + "v:t:"
 	r.prefixPrintable = allOf(r.keyCounterPrefix, classPrintable) && allOf(r.tagCounterPrefix, classPrintable)

@@ -51,7 +51,8 @@ func getState() *reqState {
 func putState(st *reqState) {
 	clear(st.names) // drop views and strings before pooling
 	// Drop what outlives the request (its writer, request, entries).
-	st.call.ctx, st.call.fallback = nil, nil
+	st.call.ctx, st.call.fallback, st.call.rtags = nil, nil, nil
+	clear(st.call.xnames) // entries' counter names
 	st.front = routeFront{}
 	if cap(st.key) > 64<<10 || cap(st.nbuf) > 64<<10 {
 		return // do not pool huge buffers

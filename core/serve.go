@@ -42,9 +42,19 @@ type call struct {
 	// st is a route's request state (its tags' texts: see tagTexts); nil
 	// for a memoized value.
 	st *reqState
+	// rtags collects a route fill's runtime tags (AddTags, TagHeaders).
+	rtags *tagSet
 	// fills is set when the call may fill and refresh (a HEAD only reads:
 	// its response has no body to store for GET).
 	fills bool
+	// epoch is the tag epoch read before the producer ran (epochOK: it
+	// was read); see runtimetags.go.
+	epoch   uint64
+	epochOK bool
+	// xnames and xvals are scratch for reading an entry's runtime tags'
+	// counters on a hit (call.validRuntime), kept with the pooled call.
+	xnames []string
+	xvals  []uint64
 	// abandonAfter is the age past which a running flight of the key is
 	// abandoned to a new one (flightGroup.join): a route's FillTimeout;
 	// never for a memoized value, whose callers share its one background run.

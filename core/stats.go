@@ -25,6 +25,7 @@ type Stats struct {
 	LeaseTimeouts  uint64                     `json:"lease_timeouts"`  // waits for another instance's fill that gave up
 	Breaker        BreakerState               `json:"breaker"`         // the backend's breaker: closed, open or half-open
 	BreakerOpens   uint64                     `json:"breaker_opens"`   // times the breaker opened
+	InvalidTags    uint64                     `json:"invalid_tags"`    // runtime tags ignored: empty, too long, or added after the fill
 	// The backend's pending invalidations (invalqueue.go), reported in
 	// every region on that backend: counter bumps it refused, queued and
 	// retried until applied (while any is pending the region serves
@@ -61,6 +62,7 @@ const (
 	cInvalidations
 	cErrors
 	cCorrupt
+	cInvalidTags
 	nCounters
 )
 
@@ -80,6 +82,7 @@ const (
 	evRefreshSkipped              // a refresh not started (MaxRefreshes): RefreshSkipped
 	evLeaseTimeout                // a wait for another instance's fill gave up: LeaseTimeouts
 	evCorrupt                     // a stored value that does not decode: Corrupt
+	evInvalidTag                  // a runtime tag ignored: InvalidTags
 	nEvents
 )
 
@@ -96,6 +99,7 @@ var eventCounters = [nEvents][2]uint8{
 	evRefreshSkipped: {cRefreshSkipped, cNone},
 	evLeaseTimeout:   {cLeaseTimeouts, cNone},
 	evCorrupt:        {cCorrupt, cNone},
+	evInvalidTag:     {cInvalidTags, cNone},
 }
 
 // record counts ev and reports it to the observers.
@@ -186,6 +190,7 @@ func (s *regionStats) snapshot() Stats {
 		StaleIfError: s.n[cStaleIfError].Load(), Refreshes: s.n[cRefreshes].Load(),
 		RefreshSkipped: s.n[cRefreshSkipped].Load(), EarlyRefreshes: s.n[cEarlyRefreshes].Load(),
 		LeaseTimeouts: s.n[cLeaseTimeouts].Load(),
+		InvalidTags:   s.n[cInvalidTags].Load(),
 		Bypasses:      make(map[BypassReason]uint64),
 		NotStored:     make(map[NotStoredReason]uint64),
 	}

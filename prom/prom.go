@@ -27,6 +27,7 @@
 //	routecache_refresh_skipped_total{region}        refreshes not started (MaxRefreshes reached)
 //	routecache_early_refreshes_total{region}        refreshes started early by XFetch
 //	routecache_lease_timeouts_total{region}         waits for another instance's fill that gave up
+//	routecache_invalid_tags_total{region}           runtime tags ignored (empty, too long, added after the fill)
 //	routecache_breaker_opens_total{region}          times the backend's circuit breaker opened
 //	routecache_breaker_open{region}                 1 while the breaker is open or probing, else 0
 //	routecache_invalidations_pending{region}        invalidations the backend refused, queued for retry (gauge)
@@ -119,6 +120,7 @@ func NewCollector(rc *core.Cache, opts ...Option) *Collector {
 		{"refresh_skipped_total", "Background refreshes not started because MaxRefreshes were running.", func(s core.Stats) uint64 { return s.RefreshSkipped }},
 		{"early_refreshes_total", "Refreshes started early by XFetch.", func(s core.Stats) uint64 { return s.EarlyRefreshes }},
 		{"lease_timeouts_total", "Waits for another instance's fill that gave up.", func(s core.Stats) uint64 { return s.LeaseTimeouts }},
+		{"invalid_tags_total", "Runtime tags ignored: empty, too long, or added after the fill.", func(s core.Stats) uint64 { return s.InvalidTags }},
 		{"breaker_opens_total", "Times the backend's circuit breaker opened.", func(s core.Stats) uint64 { return s.BreakerOpens }},
 		{"invalidation_retries_total", "Failed retries of invalidations the backend refused (queued until applied).", func(s core.Stats) uint64 { return s.InvalidationRetries }},
 		{"invalidations_lost_total", "Invalidations never applied: given up at Close, or made after it.", func(s core.Stats) uint64 { return s.InvalidationsLost }},

@@ -80,6 +80,8 @@ printf '%-28s %8s %8s %8s %7s\n' "path (instructions/op)" cached base added rati
 pair ginadapter 'BenchmarkGin/memory-hit' 'BenchmarkGin/uncached' "Gin memory hit"
 pair echoadapter 'BenchmarkEcho/memory-hit' 'BenchmarkEcho/uncached' "Echo memory hit"
 pair core 'BenchmarkNetHTTP$/memory-hit' 'BenchmarkNetHTTP$/uncached' "net/http memory hit"
+pair core 'BenchmarkRuntimeTags/memory-hit-1$' 'BenchmarkRuntimeTags/memory-hit-0$' "hit with 1 runtime tag vs none"
+pair core 'BenchmarkRuntimeTags/memory-hit-8$' 'BenchmarkRuntimeTags/memory-hit-0$' "hit with 8 runtime tags vs none"
 if [[ -n "${ROUTECACHE_TEST_REDIS:-}" ]]; then
     pair core 'BenchmarkRedis/near-hit' 'BenchmarkRedis/memory-hit' "near hit vs memory hit"
 fi

@@ -164,6 +164,7 @@ func Run(t *testing.T, front Front, newCache NewCache) {
 	t.Run("Stats", s.stats)
 	t.Run("Options", s.options)
 	t.Run("Compression", s.compression)
+	t.Run("RuntimeTags", s.runtimeTags)
 }
 
 // ---------------------------------------------------------------------------

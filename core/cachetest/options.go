@@ -276,6 +276,10 @@ func (s *suite) optCDNHeaders(t *testing.T) {
 		{Method: "GET", Path: "/a/:id", Cache: Cached("cdn", core.Tags("article:{id}", "articles")), Handler: handler},
 		{Method: "GET", Path: "/short/:id", Cache: Cached("cdn", core.Tags("articles"), core.TTL(30*time.Second)), Handler: handler},
 		{Method: "GET", Path: "/plain/:id", Cache: Cached("plain", core.Tags("articles")), Handler: handler},
+		{Method: "GET", Path: "/rt/:id", Cache: Cached("cdn", core.Tags("articles")), Handler: func(w http.ResponseWriter, r *http.Request, p func(string) string) {
+			core.AddTags(r.Context(), "item:"+p("id"), "item:6", "articles")
+			text(w, "list #"+fmt.Sprint(calls.inc()))
+		}},
 	}})
 	check := func(r resp, keys, cc string) {
 		t.Helper()
@@ -300,6 +304,9 @@ func (s *suite) optCDNHeaders(t *testing.T) {
 	own := e.get("/a/8?own=1")
 	check(own, "mine", "max-age=300, stale-if-error=3600")
 	check(e.get("/a/8?own=1"), "mine", "max-age=300, stale-if-error=3600")
+	// Runtime tags (AddTags) are listed after the declared ones.
+	e.get("/rt/5")
+	check(e.get("/rt/5"), "articles item:5 item:6", "max-age=300, stale-if-error=3600")
 	// Off by default.
 	e.get("/plain/1")
 	check(e.get("/plain/1"), "", "")

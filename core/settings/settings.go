@@ -37,6 +37,7 @@ var settingsOptions = []string{
 	"statuses", "vary_headers", "vary_cookies", "ignore_cookies", "vary_authorization",
 	"soft_invalidation", "ignore_client_ip_headers", "canonical_query",
 	"status_ttl", "use_cache_control", "cdn_headers", "compress",
+	"tag_headers", "max_tags",
 }
 
 // settingsDefaultScope is the pseudo-region whose options apply to every
@@ -77,6 +78,8 @@ func settingsErr(key, format string, args ...any) error {
 //	ignore_client_ip_headers  IgnoreClientIPHeaders: the same booleans
 //	canonical_query     CanonicalQuery: the same booleans
 //	compress            Compress: the same booleans
+//	tag_headers         TagHeaders: comma-separated response header names
+//	max_tags            MaxTags: integer ≥ 0
 //
 // One key is not a region option:
 //
@@ -300,6 +303,21 @@ func parseSettingsValue(opt, v string) (func(*core.RegionConfig), error) {
 			}
 		}
 		set = func(rc *core.RegionConfig) { rc.MaxRefreshes = n }
+	case "max_tags":
+		var n int
+		if v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("bad integer %q", v)
+			}
+		}
+		set = func(rc *core.RegionConfig) { rc.MaxTags = n }
+	case "tag_headers":
+		items, err := parseSettingsList(v)
+		if err != nil {
+			return nil, err
+		}
+		set = func(rc *core.RegionConfig) { rc.TagHeaders = append([]string(nil), items...) }
 	case "prefix":
 		set = func(rc *core.RegionConfig) { rc.Prefix = v }
 	case "max_entry_bytes":

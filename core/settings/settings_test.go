@@ -49,7 +49,7 @@ func TestConfigFromSettingsErrors(t *testing.T) {
 		{"unknown key", settingsWith("cache.ttl", "1m"),
 			p + `cache.ttl: unknown key (want cache.regions, cache.secret, cache.<region>.<option> or cache.default.<option>)`},
 		{"unknown option", settingsWith("cache.articles.tll", "1m"),
-			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers, compress)`},
+			p + `cache.articles.tll: unknown option "tll" (want one of backend, ttl, stale, stale_if_error, early_refresh, max_refreshes, fill_timeout, lease_ttl, lease_wait, prefix, max_entry_bytes, statuses, vary_headers, vary_cookies, ignore_cookies, vary_authorization, soft_invalidation, ignore_client_ip_headers, canonical_query, status_ttl, use_cache_control, cdn_headers, compress, tag_headers, max_tags)`},
 		{"region not listed", settingsWith("cache.artcles.ttl", "1m"),
 			p + `cache.artcles.ttl: region "artcles" is not listed in cache.regions (articles, short)`},
 		{"bad duration", settingsWith("cache.articles.ttl", "ten"),
@@ -600,5 +600,27 @@ func TestSettingsStatusTTLAndCacheControl(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cache.a.status_ttl") || !strings.Contains(err.Error(), want) {
 			t.Errorf("status_ttl = %q: error %v, want one naming the key and saying %q", val, err, want)
 		}
+	}
+}
+
+// Runtime tags: the headers read as tags and the bound per entry.
+func TestSettingsRuntimeTags(t *testing.T) {
+	cfg, err := Parse(map[string]string{
+		"cache.regions":       "a",
+		"cache.a.tag_headers": "Surrogate-Key, Cache-Tag",
+		"cache.a.max_tags":    "16",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Regions["a"]
+	if len(a.TagHeaders) != 2 || a.TagHeaders[0] != "Surrogate-Key" || a.TagHeaders[1] != "Cache-Tag" || a.MaxTags != 16 {
+		t.Fatalf("got %+v", a)
+	}
+	if _, err := Parse(map[string]string{"cache.regions": "a", "cache.a.max_tags": "x"}); err == nil || !strings.Contains(err.Error(), "cache.a.max_tags") {
+		t.Errorf("max_tags = x: error %v should name the key", err)
+	}
+	if _, err := Parse(map[string]string{"cache.regions": "a", "cache.a.max_tags": "-1"}); err == nil || !strings.Contains(err.Error(), "MaxTags") {
+		t.Errorf("max_tags = -1: error %v, want one naming MaxTags", err)
 	}
 }
