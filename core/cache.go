@@ -75,9 +75,19 @@ type Config struct {
 // RegionConfig is the policy shared by every route cached in one region.
 // The zero value of each field is a documented default.
 type RegionConfig struct {
-	// Backend is the store URL. "" means "memory://": the embedded
-	// ristretto store with a 64 MiB budget ("memory://?max_bytes=16MiB"
-	// sets another). Regions with the same URL share one store.
+	// Backend is the store URL. "" means "memory://". Regions with the
+	// same URL share one store (and one connection pool). The forms:
+	//
+	//	memory://                                 embedded ristretto store, 64 MiB budget
+	//	memory://?max_bytes=16MiB                 the same with another budget
+	//	redis://[user:pass@]host:port[/db]        Redis (?timeout=250ms, go-redis options such as pool_size)
+	//	rediss://[user:pass@]host:port[/db]       the same over TLS
+	//	redis+cluster://h1:7000,h2:7001           Redis Cluster (no /db); rediss+cluster:// over TLS
+	//	memcache://h1:11211,h2:11211              Memcached (?timeout=100ms&max_idle=64&max_item=1MiB)
+	//	redis://host:6379/0?near_max_bytes=16MiB  any redis…:// or memcache:// URL with a near
+	//	                                          cache in process (near_staleness=1s on memcache://)
+	//
+	// docs/configuration.md ("Backend URLs") lists every option.
 	Backend string
 	// Store, when non-nil, is a gocache store used instead of Backend. It
 	// must accept and return []byte (string is accepted back too).

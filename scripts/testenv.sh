@@ -2,8 +2,13 @@
 # testenv.sh — start / stop the throw-away cache servers used by the
 # integration tests (`make test`, `.ci/run`).
 #
-#   scripts/testenv.sh up   DIR   start servers, write DIR/env, DIR/pids
+#   scripts/testenv.sh up   DIR   check the prerequisites, start servers,
+#                                 write DIR/env, DIR/pids
 #   scripts/testenv.sh down DIR   stop everything listed in DIR/pids, remove DIR
+#   scripts/testenv.sh check      only check the prerequisites: go (at least
+#                                 go.mod's version), the server binaries or the
+#                                 right to install them (root, or sudo without
+#                                 a password prompt), free ports
 #
 # `up` starts, on free loopback ports chosen at run time (never 6379/11211,
 # and never relying on any server that was already running):
@@ -42,8 +47,9 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
     cat >&2 <<EOF
-usage: $0 up DIR     start test servers; writes DIR/env and DIR/pids
+usage: $0 up DIR     check the prerequisites, start test servers; writes DIR/env and DIR/pids
        $0 down DIR   stop the servers recorded in DIR/pids and remove DIR
+       $0 check      only check the prerequisites (go, server binaries or apt rights, ports)
 EOF
     exit 2
 }
@@ -107,6 +113,61 @@ ensure_binaries() {
 
     ((ok)) || die "could not install redis-server and memcached with apt-get; install them by hand and retry"
     have_binaries || die "apt-get succeeded but redis-server/redis-cli/memcached are still not on PATH"
+}
+
+# ---------------------------------------------------------------------------
+# Prerequisites (checked before anything starts; README.md, "Tests")
+# ---------------------------------------------------------------------------
+
+# check_go: the go command is on PATH and at least the version go.mod
+# declares (the tests are built with it right after `up`).
+check_go() {
+    command -v go >/dev/null 2>&1 ||
+        die "go is not on PATH: install the Go toolchain (go.mod's go line names the lowest version)"
+    local gomod want have
+    gomod="$(dirname "${BASH_SOURCE[0]}")/../go.mod"
+    [[ -f $gomod ]] || return 0
+    want=$(sed -n 's/^go \([0-9][0-9.]*\).*/\1/p' "$gomod" | head -n 1)
+    have=$(go env GOVERSION 2>/dev/null | sed -n 's/^go\([0-9][0-9.]*\).*/\1/p')
+    [[ -n $want && -n $have ]] || return 0
+    if [[ $(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1) != "$want" ]]; then
+        die "go $have is older than go $want, the version go.mod declares: install go $want or later"
+    fi
+}
+
+# check_install_rights: when a server binary is missing, apt-get must be
+# there and usable (as root, or through sudo without a password prompt).
+check_install_rights() {
+    have_binaries && return 0
+    command -v apt-get >/dev/null 2>&1 ||
+        die "redis-server, redis-cli or memcached is missing and apt-get is not available: install them (Debian: redis-server memcached) and retry"
+    [[ $(id -u) -eq 0 ]] && return 0
+    command -v sudo >/dev/null 2>&1 ||
+        die "redis-server, redis-cli or memcached is missing, and installing them with apt-get needs root or sudo: run as root, or install them (apt-get install redis-server memcached)"
+    sudo -n true 2>/dev/null ||
+        die "redis-server, redis-cli or memcached is missing, and sudo asks for a password: run 'sudo apt-get install redis-server memcached' once, or run as root"
+}
+
+# check_ports: enough free ports in PORT_MIN..PORT_MAX for the six servers,
+# three of them with their cluster bus port (PORT+10000) free as well.
+# Uses ss when present; without it, pick_port probes each port itself.
+check_ports() {
+    command -v ss >/dev/null 2>&1 || return 0
+    local busy free=0 with_bus=0 p
+    busy=" $(ss -Hltn 2>/dev/null | awk '{n=split($4, a, ":"); print a[n]}' | tr '\n' ' ') "
+    for ((p = PORT_MIN; p <= PORT_MAX; p++)); do
+        [[ $busy == *" $p "* ]] && continue
+        free=$((free + 1))
+        [[ $busy == *" $((p + 10000)) "* ]] || with_bus=$((with_bus + 1))
+    done
+    ((free >= 6 && with_bus >= 3)) ||
+        die "not enough free loopback ports: need 6 in $PORT_MIN-$PORT_MAX ($free free), 3 of them with PORT+10000 free in $((PORT_MIN + 10000))-$((PORT_MAX + 10000)) ($with_bus)"
+}
+
+check_prereqs() {
+    check_go
+    check_install_rights
+    check_ports
 }
 
 # ---------------------------------------------------------------------------
@@ -292,6 +353,7 @@ join_comma() {
 
 cmd_up() {
     local dir=$1
+    check_prereqs
     ensure_binaries
 
     mkdir -p "$dir"
@@ -385,9 +447,9 @@ cmd_down() {
     fi
 }
 
-(($# == 2)) || usage
-case $1 in
-up) cmd_up "$2" ;;
-down) cmd_down "$2" ;;
+case ${1:-}/$# in
+check/1) check_prereqs && log "prerequisites ok" ;;
+up/2) cmd_up "$2" ;;
+down/2) cmd_down "$2" ;;
 *) usage ;;
 esac
