@@ -91,6 +91,7 @@ type routeFront struct {
 
 func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) bool {
 	c.r.record(ev)
+	c.traceReplay(e, now, ev)
 	state := "HIT"
 	if ev == evStale || ev == evStaleIfError {
 		state = "STALE"
