@@ -51,7 +51,7 @@ func ExampleInstrument() {
 		fmt.Print(s.Name)
 		for _, kv := range s.Attributes {
 			if kv.Key != otelcache.AgeKey { // varies
-				fmt.Printf(" %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Printf(" %s=%s", kv.Key, kv.Value.String())
 			}
 		}
 		fmt.Println()
@@ -103,7 +103,7 @@ func ExampleLoadEvent() {
 			fmt.Print(s.Name, ": ", ev.Name)
 			for _, kv := range ev.Attributes {
 				if kv.Key == otelcache.OutcomeKey {
-					fmt.Print(" ", kv.Value.Emit())
+					fmt.Print(" ", kv.Value.String())
 				}
 			}
 			fmt.Println()

@@ -172,7 +172,7 @@ func wantAttrs(t *testing.T, what string, kvs []attribute.KeyValue, want ...attr
 	got := attrs(kvs)
 	for _, w := range want {
 		if v, ok := got[w.Key]; !ok || v != w.Value {
-			t.Errorf("%s: %s = %v, want %v (all: %v)", what, w.Key, v.Emit(), w.Value.Emit(), kvs)
+			t.Errorf("%s: %s = %v, want %v (all: %v)", what, w.Key, v.String(), w.Value.String(), kvs)
 		}
 	}
 }
@@ -181,7 +181,7 @@ func wantAttrs(t *testing.T, what string, kvs []attribute.KeyValue, want ...attr
 func noAttr(t *testing.T, what string, kvs []attribute.KeyValue, key attribute.Key) {
 	t.Helper()
 	if v, ok := attrs(kvs)[key]; ok {
-		t.Errorf("%s: has %s = %v, want none", what, key, v.Emit())
+		t.Errorf("%s: has %s = %v, want none", what, key, v.String())
 	}
 }
 
@@ -226,7 +226,7 @@ func TestMemoryRequestAttributesAndFillSpan(t *testing.T) {
 	hit := one(t, exp)
 	wantAttrs(t, "hit", hit.server.Attributes, otelcache.RegionKey.String("r"), otelcache.OutcomeKey.String("hit"))
 	if age, ok := attrs(hit.server.Attributes)[otelcache.AgeKey]; !ok || age.AsFloat64() < 0 {
-		t.Errorf("hit: age %v, want a number of seconds >= 0", age.Emit())
+		t.Errorf("hit: age %v, want a number of seconds >= 0", age.String())
 	}
 	if len(hit.children) != 0 {
 		t.Errorf("hit: spans %v, want none", hit.names())

@@ -116,7 +116,7 @@ func (p *printer) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) 
 		fmt.Fprintf(&b, "span %q trace=%s", s.Name(), s.SpanContext().TraceID())
 		for _, kv := range s.Attributes() {
 			if strings.HasPrefix(string(kv.Key), "routecache.") || kv.Key == "http.route" {
-				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 			}
 		}
 		if s.Status().Description != "" {

@@ -73,7 +73,7 @@ func has(t *testing.T, s tracetest.SpanStub, want ...attribute.KeyValue) {
 	}
 	for _, w := range want {
 		if v, ok := got[w.Key]; !ok || v != w.Value {
-			t.Errorf("span %q: %s = %v, want %v", s.Name, w.Key, v.Emit(), w.Value.Emit())
+			t.Errorf("span %q: %s = %v, want %v", s.Name, w.Key, v.String(), w.Value.String())
 		}
 	}
 }
