@@ -2,6 +2,7 @@ package otelcache_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +159,8 @@ func TestNoTracing(t *testing.T) {
 	}
 	if err := otelcache.Instrument(nil, otelcache.Options{}); err == nil {
 		t.Error("Instrument(nil) did not fail")
+	}
+	if err := otelcache.Instrument(rc, otelcache.Options{MeterProvider: mp, Buckets: []float64{1, 0.5}}); err == nil || !strings.HasPrefix(err.Error(), "routecache: ") {
+		t.Errorf("decreasing Buckets: %v", err)
 	}
 }

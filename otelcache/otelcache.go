@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -98,7 +99,8 @@ var DefaultBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // Instrument adds an observer to rc (Cache.AddObserver) that sets the
 // cache's attributes on each request's span and starts spans for backend
 // operations and fills, and registers rc's metrics with the MeterProvider.
-// Call it once per Cache; an observer cannot be removed.
+// Call it once per Cache; an observer cannot be removed. A nil Cache or
+// Buckets that are not increasing are an error.
 func Instrument(rc *core.Cache, opts Options) error {
 	if rc == nil {
 		return errors.New("routecache: otelcache: nil Cache")
@@ -122,6 +124,11 @@ func Instrument(rc *core.Cache, opts Options) error {
 		buckets := opts.Buckets
 		if buckets == nil {
 			buckets = DefaultBuckets
+		}
+		for i, b := range buckets {
+			if math.IsNaN(b) || math.IsInf(b, 0) || i > 0 && b <= buckets[i-1] {
+				return fmt.Errorf("routecache: otelcache: Buckets %v are not finite and increasing", buckets)
+			}
 		}
 		if err := registerMetrics(rc, mp.Meter(ScopeName), o, buckets); err != nil {
 			return fmt.Errorf("routecache: otelcache: %w", err)
