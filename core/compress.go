@@ -448,6 +448,7 @@ func (rf *routeFront) replayCoded(c *call, e *backend.Entry, now int64, ev event
 		body = out
 	}
 	c.r.record(ev)
+	c.traceReplay(e, now, ev)
 	c.r.replayAs(rf.w, req, e, v.replayed, v.etag, body, now, replayState(ev))
 	return true, true
 }

@@ -34,9 +34,12 @@ func (c *call) fill(f *flight, next nextFunc) {
 	n := len(c.names)
 	names, vals := append(c.names[:n:n], r.epochCounter), make([]uint64, n+1)
 	copy(vals, c.vals)
-	if err := r.be.Ensure(c.ctx, names, vals); err != nil {
+	ectx, sp := r.startOp(c.ctx, OpEnsureCounters)
+	err := r.be.Ensure(ectx, names, vals)
+	endOp(sp, err)
+	if err != nil {
 		r.opDone(c.ctx, "ensure-counters", err)
-		r.recordBypass(BypassBackend)
+		c.recordBypass(BypassBackend)
 		f.bypassed = true
 		return
 	}
@@ -81,22 +84,28 @@ func (c *call) leasing() bool {
 // outcome in f.
 func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	r := c.r
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
+	fctx, sp := c.startFill(refresh)
+	var p produced
+	defer c.endFill(sp, refresh, &p)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
 	defer cancel()
 	ctx, tags := r.newTagSet(ctx)
-	p := c.runProducer(ctx, refresh, next)
+	p = c.runProducer(ctx, refresh, next)
 	c.addRuntimeTags(ctx, tags, &p)
 	f.ran, f.val, f.err, f.panicked, f.failed, f.fail, f.snap = true, p.val, p.err, p.panicked, p.failed, p.fail, p.snap
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(c.ctx), r.cfg.FillTimeout)
+	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
 	defer cancelStore()
 	skey := c.skey
 	if p.skey != "" {
 		skey = p.skey // the key of the response's coding (compress.go)
 	}
-	if p.store != nil && r.storeEntry(storeCtx, skey, p.store) && p.share == nil && c.unchanged(storeCtx, p.snap) {
+	if p.store != nil {
+		p.reason = r.storeEntry(storeCtx, skey, p.store)
+	}
+	if p.store != nil && p.reason == "" && p.share == nil && c.unchanged(storeCtx, p.snap) {
 		// Hand the entry to waiters only if no invalidation landed meanwhile.
 		f.e = p.store
 	}
@@ -122,7 +131,10 @@ func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
 		}
 	}
 	now := make([]uint64, len(names))
-	if err := c.r.be.Counters(ctx, names, now); err != nil {
+	ctx, sp := c.r.startOp(ctx, OpGetCounters)
+	err := c.r.be.Counters(ctx, names, now)
+	endOp(sp, err)
+	if err != nil {
 		return false
 	}
 	for i := range now {
@@ -215,26 +227,28 @@ func (r *Region) newEntry(status int, header http.Header, body []byte, canonical
 
 // storeEntry writes e for its kept lifetime (until StaleUntil) and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
-// error. It reports whether the entry was stored.
-func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) bool {
+// error. It returns why the entry was not stored, "" once stored.
+func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) NotStoredReason {
 	o, t0 := r.obsStart()
-	err := r.be.Store(ctx, skey, e, time.Duration(e.StaleUntil-e.Created))
+	sctx, sp := r.startOp(ctx, OpSet)
+	err := r.be.Store(sctx, skey, e, time.Duration(e.StaleUntil-e.Created))
+	endOp(sp, err)
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
 	case errors.Is(err, backend.ErrTooLarge):
 		r.recordNotStored(NotStoredTooLarge)
-		return false
+		return NotStoredTooLarge
 	case errors.Is(err, backend.ErrDropped):
 		r.recordNotStored(NotStoredDropped)
-		return false
+		return NotStoredDropped
 	default:
 		r.opDone(ctx, "set", err)
 		r.recordNotStored(NotStoredBackend)
-		return false
+		return NotStoredBackend
 	}
 	r.recordStore(len(e.Body))
-	return true
+	return ""
 }
 
 // produced is the outcome of one run of a producer.
@@ -250,6 +264,7 @@ type produced struct {
 	err          error                 // the producer's error
 	panicked     any                   // a recovered panic value, to re-raise
 	fail         *failure              // what a route's waiters answer for a failure
+	reason       NotStoredReason       // why it was not stored (counted), for the Tracers
 }
 
 // panicFailure is what the waiters of a fill whose handler panicked
@@ -288,7 +303,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
-				r.recordNotStored(NotStoredPanic)
+				p.notStored(r, NotStoredPanic)
 				p.failed, p.panicked, p.fail = true, v, panicFailure
 				if refresh || rw.hold {
 					r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
@@ -351,7 +366,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		reason = NotStoredCacheControl // max-age=0 with UseCacheControl
 	}
 	if reason != "" {
-		r.recordNotStored(reason)
+		p.notStored(r, reason)
 		return p
 	}
 	p.snap = c.snapshot()

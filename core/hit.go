@@ -105,6 +105,7 @@ func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) boo
 		}
 	}
 	c.r.record(ev)
+	c.traceReplay(e, now, ev)
 	c.r.replay(rf.w, rf.req, e, now, replayState(ev))
 	return true
 }

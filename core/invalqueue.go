@@ -114,7 +114,9 @@ func bump(ctx context.Context, be backend.Backend, ev backend.Event) error {
 // the pending bumps (in order) and, when wait is set, the call waits for
 // the worker's next attempt: nil once applied, or a pending error. A
 // pending error means the bump was accepted and will be retried.
-func (q *bumpQueue) apply(ctx context.Context, ev backend.Event, wait bool) error {
+func (q *bumpQueue) apply(ctx context.Context, ev backend.Event, wait bool) (err error) {
+	ctx, sp := q.startBump(ctx, ev)
+	defer func() { endOp(sp, err) }()
 	if q.pending.Load() == 0 {
 		err := bump(ctx, q.be, ev)
 		if err == nil {

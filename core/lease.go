@@ -77,7 +77,9 @@ func (c *call) acquireLease() (release func(), got bool) {
 	r := c.r
 	l := r.be.(backend.Leaser)
 	lkey := r.leaseKey(c.canonical)
-	token, got, err := l.Acquire(c.ctx, lkey, r.cfg.LeaseTTL)
+	actx, sp := r.startOp(c.ctx, OpLease)
+	token, got, err := l.Acquire(actx, lkey, r.cfg.LeaseTTL)
+	endOp(sp, err)
 	switch {
 	case err != nil:
 		r.opDone(c.ctx, "lease", err)
@@ -86,7 +88,10 @@ func (c *call) acquireLease() (release func(), got bool) {
 		return func() {}, false
 	}
 	return func() {
-		if rerr := l.Release(context.WithoutCancel(c.ctx), lkey, token); rerr != nil {
+		rctx, sp := r.startOp(context.WithoutCancel(c.ctx), OpLeaseRelease)
+		rerr := l.Release(rctx, lkey, token)
+		endOp(sp, rerr)
+		if rerr != nil {
 			r.opDone(c.ctx, "lease-release", rerr)
 		}
 	}, true
@@ -141,7 +146,9 @@ func (c *call) pollLease(p backend.LeasePoller, lkey string) (*backend.Entry, bo
 	}
 	r := c.r
 	o, t0 := r.obsStart()
-	e, held, err := p.Poll(c.ctx, c.skey, lkey, c.names, c.vals)
+	ctx, sp := r.startOp(c.ctx, OpLeasePoll)
+	e, held, err := p.Poll(ctx, c.skey, lkey, c.names, c.vals)
+	endOp(sp, err)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, backend.ErrCorrupt) {
 		r.brk.done(nil)

@@ -23,7 +23,9 @@ func (c *call) recheck() (*backend.Entry, error) { return c.read(false) }
 func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 	r := c.r
 	o, t0 := r.obsStart()
-	e, err := r.be.Load(c.ctx, c.skey, c.names, c.vals)
+	ctx, sp := r.startOp(c.ctx, OpGet)
+	e, err := r.be.Load(ctx, c.skey, c.names, c.vals)
+	endOp(sp, err)
 	r.obsLatency(o, "get", t0)
 	if errors.Is(err, backend.ErrCorrupt) {
 		if countCorrupt {
@@ -164,7 +166,10 @@ func (c *call) valid(e *backend.Entry) bool {
 		return true
 	}
 	ev := make([]uint64, len(extra))
-	if err := c.r.be.Counters(c.ctx, extra, ev); err != nil {
+	ctx, sp := c.r.startOp(c.ctx, OpGetCounters)
+	err := c.r.be.Counters(ctx, extra, ev)
+	endOp(sp, err)
+	if err != nil {
 		c.r.recordError("get-counters", err)
 		return false
 	}

@@ -273,7 +273,7 @@ func load[T any](ctx context.Context, r *Region, o *loadOptions, key string, fn 
 		reason = c.memoNames(o, key)
 	}
 	if reason != "" {
-		r.recordBypass(reason)
+		c.recordBypass(reason)
 		err := mf.bypass(c, reason)
 		return mf.v, err
 	}
@@ -319,13 +319,14 @@ type memoFront[T any] struct {
 	v       T // the caller's value
 }
 
-func (mf *memoFront[T]) replay(c *call, e *backend.Entry, _ int64, ev event) bool {
+func (mf *memoFront[T]) replay(c *call, e *backend.Entry, now int64, ev event) bool {
 	v, ok := mf.decode(c.r, e.Body)
 	if !ok {
 		return false
 	}
 	mf.v = v
 	c.r.record(ev)
+	c.traceReplay(e, now, ev)
 	return true
 }
 
@@ -353,14 +354,14 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 		defer func() {
 			if v := recover(); v != nil {
 				p.failed, p.panicked = true, v
-				r.recordNotStored(NotStoredPanic)
+				p.notStored(r, NotStoredPanic)
 				r.c.log.Error("routecache: memoized function panicked", "region", r.name, "key", mf.key, "panic", v)
 			}
 		}()
 		v, err := mf.fn(ctx)
 		if err != nil {
 			p.failed, p.err = true, err
-			r.recordNotStored(NotStoredError)
+			p.notStored(r, NotStoredError)
 			return
 		}
 		p.val = v
@@ -371,7 +372,7 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 	p.snap = c.snapshot()
 	body, err := mf.o.codec.Marshal(p.val)
 	if err != nil {
-		r.recordNotStored(NotStoredEncode)
+		p.notStored(r, NotStoredEncode)
 		if r.errLogged.Every(time.Second) {
 			r.c.log.Error("routecache: memoized value does not encode; not cached", "region", r.name, "key", mf.key, "err", err)
 		}
@@ -381,7 +382,7 @@ func (mf *memoFront[T]) produce(c *call, ctx context.Context, _ bool) (p produce
 	e.Prepare()
 	p.share = e
 	if int64(len(body)) > r.cfg.MaxEntryBytes {
-		r.recordNotStored(NotStoredTooLarge)
+		p.notStored(r, NotStoredTooLarge)
 		return p
 	}
 	p.store = e

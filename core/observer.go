@@ -140,10 +140,12 @@ type observerSlot struct {
 	p  atomic.Pointer[observerSet]
 }
 
-// observerSet is an immutable set of observers; o fans out to all of them.
+// observerSet is an immutable set of observers; o fans out to all of
+// them, tracer to those that are Tracers too (nil if none: tracing.go).
 type observerSet struct {
-	list []Observer
-	o    Observer
+	list   []Observer
+	o      Observer
+	tracer Tracer
 }
 
 // get returns the current observers, or nil when there are none.
@@ -167,6 +169,7 @@ func (s *observerSlot) add(o Observer) {
 	} else {
 		set.o = observerList(set.list)
 	}
+	set.tracer = tracersOf(set.list)
 	s.p.Store(set)
 }
 

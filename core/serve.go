@@ -155,14 +155,14 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 		}
 	}
 	if reason != "" {
-		r.recordBypass(reason)
+		r.recordBypassIn(req.Context(), reason, false)
 		setBypass(w, reason)
 		return next(w, req)
 	}
 	st := getState()
 	defer putState(st)
 	if !rt.build(st, req, p, pattern) {
-		r.recordBypass(BypassKey)
+		r.recordBypassIn(req.Context(), BypassKey, false)
 		setBypass(w, BypassKey)
 		return next(w, req)
 	}
@@ -185,7 +185,7 @@ func (c *call) serve(next nextFunc) error {
 	r := c.r
 	e, err := c.lookup()
 	if err != nil {
-		r.recordBypass(BypassBackend)
+		c.recordBypass(BypassBackend)
 		return c.bypass(BypassBackend, next)
 	}
 	now := nowNano()
@@ -217,7 +217,7 @@ func (c *call) serve(next nextFunc) error {
 	}
 	if !c.fills {
 		// A HEAD response has no body to store for GET; run it uncached.
-		r.recordBypass(BypassHead)
+		c.recordBypass(BypassHead)
 		return c.bypass(BypassHead, next)
 	}
 	return c.miss(next)
@@ -288,6 +288,7 @@ func (c *call) runProducer(ctx context.Context, refresh bool, next nextFunc) pro
 
 // settle answers from a landed flight; see front.settle.
 func (c *call) settle(f *flight, o outcome, next nextFunc) error {
+	c.traceSettle(o)
 	if c.route != nil {
 		return c.route.settle(c, f, o, next)
 	}

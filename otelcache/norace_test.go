@@ -1,0 +1,6 @@
+//go:build !race
+
+package otelcache_test
+
+// raceEnabled reports a -race build.
+const raceEnabled = false
