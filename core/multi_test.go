@@ -71,6 +71,10 @@ func TestNearCacheCoherence(t *testing.T) {
 	stale := 0
 	const trials = 50
 	for i := 0; i < trials; i++ {
+		// B trusts its local counters only while its subscription is live
+		// (until then it reads through to Redis): on a loaded machine the
+		// subscription New starts may not be up by the first trial.
+		waitFor(t, "B's invalidation subscription", func() bool { return nearOf(b).Stats().Coherent })
 		serveOnce(rta, "/items/1", p, h)
 		serveOnce(rtb, "/items/1", p, h) // B learns entry and counters
 		before := hook.trips.Load()
