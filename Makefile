@@ -21,6 +21,7 @@
 # Variables:
 #   PKG=./core/...        packages to vet/test (default ./...)
 #   GOTESTFLAGS='-run X'  extra flags for go test (e.g. -run, -v, -timeout)
+#   TEST_TIMEOUT=30m      go test's per-package timeout in `test` (default 30m)
 
 # Every recipe runs as ONE bash script with strict error handling, so the
 # trap in `test` covers all of its steps.
@@ -35,6 +36,9 @@ GOTESTFLAGS ?=
 # Passed through the environment, unexpanded, so that a value such as
 # '-run ^(A|B)$$' reaches go test as written (split on spaces only).
 export RC_GOTESTFLAGS := $(value GOTESTFLAGS)
+# go test's per-package limit: its default (10m) is too short for core on a
+# loaded machine; a -timeout in GOTESTFLAGS comes later and wins.
+TEST_TIMEOUT ?= 30m
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
@@ -52,13 +56,13 @@ test:
 	echo "+ $(GO) vet $(PKG)"
 	$(GO) vet $(PKG)
 	read -ra flags <<< "$$RC_GOTESTFLAGS" # words, never shell syntax
-	echo "+ $(GO) test -race -count=1 $${flags[*]} $(PKG)"
-	$(GO) test -race -count=1 "$${flags[@]}" $(PKG)
+	echo "+ $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $${flags[*]} $(PKG)"
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
 
 test-short:
 	@read -ra flags <<< "$$RC_GOTESTFLAGS"
 	$(GO) vet $(PKG)
-	$(GO) test -race -count=1 "$${flags[@]}" $(PKG)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
 
 # The soak of core's TestSoakNoReadOlderThanACompletedInvalidation, for
 # minutes instead of the seconds the test command gives it.

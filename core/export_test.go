@@ -16,6 +16,10 @@ import (
 // or counter lives under, asks here. Everything else is tested through the
 // public API.
 
+// FailureMemory is how long a key's failed contended fill is shared with
+// the callers that follow it (flight.go).
+const FailureMemory = failureMemory
+
 // RegionBackend returns the backend the named region of c stores in.
 func RegionBackend(c *Cache, region string) backend.Backend { return c.regions[region].be }
 

@@ -869,12 +869,20 @@ func TestFaultHandlerFailureReleasesWaiters(t *testing.T) {
 // dialCounter counts the connections a go-redis client opens: during a
 // stall every attempt after a timeout needs a new one (the timed-out
 // connection is discarded), so it counts attempts.
-type dialCounter struct{ n atomic.Int64 }
+// dialCounter counts the connections go-redis opened (n) and its dial
+// attempts (tries). An attempt made once the operation's deadline has
+// passed fails at once without reaching the server: go-redis retries
+// until the context is marked done, which a loaded machine may do late.
+type dialCounter struct{ n, tries atomic.Int64 }
 
 func (h *dialCounter) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		h.n.Add(1)
-		return next(ctx, network, addr)
+		h.tries.Add(1)
+		c, err := next(ctx, network, addr)
+		if err == nil {
+			h.n.Add(1)
+		}
+		return c, err
 	}
 }
 func (h *dialCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
@@ -886,7 +894,11 @@ func (h *dialCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // stopped answering, each operation makes one attempt and gives up, instead
 // of go-redis retrying a timed-out pipeline max_retries (3) more times
 // (about five times the timeout per operation, measured 545ms for 100ms).
-// Attempts are counted by the connections opened, not timed.
+// Attempts are counted by the connections opened, not timed: an attempt
+// reaches the server only on a connection opened before the deadline, and
+// the first attempt holds it until then. (go-redis may still try to dial
+// past the deadline while the context's cancellation waits for a CPU;
+// such a dial fails at once, and is logged, not counted.)
 func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 	srv := startRedisProc(t)
 	if !srv.debug {
@@ -919,15 +931,17 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprint(conn, "DEBUG SLEEP 3\r\n")
-	time.Sleep(20 * time.Millisecond) // let the server take it
+	// Long enough for the five operations however slow the machine is;
+	// the server is killed (SIGKILL) at cleanup.
+	fmt.Fprint(conn, "DEBUG SLEEP 120\r\n")
+	waitStalled(t, srv.addr())
 	for _, op := range ops {
-		d0 := dials.n.Load()
+		d0, t0 := dials.n.Load(), dials.tries.Load()
 		start := time.Now()
 		err := op.run()
 		took := time.Since(start)
 		n := dials.n.Load() - d0
-		t.Logf("%s against a stalled server: %v after %v, %d connections opened", op.name, err, took.Round(time.Millisecond), n)
+		t.Logf("%s against a stalled server: %v after %v, %d connections opened (%d dial attempts)", op.name, err, took.Round(time.Millisecond), n, dials.tries.Load()-t0)
 		if err == nil {
 			t.Fatalf("%s succeeded against a stalled server", op.name)
 		}
@@ -935,6 +949,27 @@ func TestFaultRedisTimeoutBoundsEachOperation(t *testing.T) {
 			t.Errorf("%s: %d reconnections (retries) against a stalled server; the timeout should bound the operation", op.name, n)
 		}
 	}
+}
+
+// waitStalled returns once the Redis server at addr has stopped answering
+// (a DEBUG SLEEP sent on another connection has begun): a PING on a fresh
+// connection gets no answer in 500ms. An answer means the server has not
+// taken the DEBUG SLEEP yet.
+func waitStalled(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, "the server to stall", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = bufio.NewReader(c).ReadString('\n')
+		return err != nil
+	})
 }
 
 // After a restart, caching resumes at the first breaker probe: the

@@ -157,15 +157,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-// waitUntil polls cond (bounded: about 60 s, for a loaded machine) and
-// fails with msg if it never holds.
+// waitUntil polls cond for up to 60 s of wall-clock time (a bound for a
+// loaded machine, where a 5 ms sleep may last far longer) and fails with
+// msg if it never holds.
 func waitUntil(t testing.TB, msg string, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 12000; i++ {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
 		if cond() {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		if time.Now().After(deadline) {
+			break
+		}
 	}
 	t.Fatalf("timed out waiting: %s", msg)
 }

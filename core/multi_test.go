@@ -75,6 +75,10 @@ func TestNearCacheCoherence(t *testing.T) {
 	stale := 0
 	const trials = 50
 	for i := 0; i < trials; i++ {
+		// B trusts its local counters only while its subscription is live
+		// (until then it reads through to Redis): on a loaded machine the
+		// subscription New starts may not be up by the first trial.
+		waitFor(t, "B's invalidation subscription", func() bool { return nearOf(b).Stats().Coherent })
 		serveOnce(rta, "/items/1", p, h)
 		serveOnce(rtb, "/items/1", p, h) // B learns entry and counters
 		before := hook.trips.Load()
@@ -143,11 +147,14 @@ func TestNearCachePubSubCut(t *testing.T) {
 // 200 concurrent cold requests spread over 3 instances call the origin once.
 func TestLeaseOneOriginCallAcrossInstances(t *testing.T) {
 	for name, url := range map[string]string{
-		"redis":    "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s",
-		"memcache": "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=2s",
+		// Generous timeouts and lease wait: 200 requests dialling at once
+		// on a loaded machine can take seconds, and an operation that
+		// times out is a BYPASS (an origin call) that is not the lease's.
+		"redis":    "redis://" + testServer(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=30s",
+		"memcache": "memcache://" + testServer(t, "ROUTECACHE_TEST_MEMCACHE") + "?timeout=30s",
 	} {
 		t.Run(name, func(t *testing.T) {
-			cs := instances(t, 3, url, core.RegionConfig{LeaseWait: 10 * time.Second})
+			cs := instances(t, 3, url, core.RegionConfig{LeaseWait: 2 * time.Minute})
 			var calls atomic.Int64
 			release := make(chan struct{})
 			h := func(w http.ResponseWriter, r *http.Request) {
@@ -192,9 +199,13 @@ func TestLeaseOneOriginCallAcrossInstances(t *testing.T) {
 				}(i)
 			}
 			started.Wait()
-			// Give every request time to reach its instance before the fill ends.
+			// Every request reaches its instance before the fill ends: the
+			// one running the handler, the others waiting, in their process
+			// (flight) or for another instance's lease.
 			waitFor(t, "the first origin call", func() bool { return calls.Load() >= 1 })
-			time.Sleep(200 * time.Millisecond)
+			waitUntil(t, "every other request to wait for the fill", func() bool {
+				return calls.Load() > 1 || flightWaiters()+leaseWaiters() >= n-1
+			})
 			close(release)
 			wg.Wait()
 			if c := calls.Load(); c != 1 {
