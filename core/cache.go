@@ -48,9 +48,9 @@ type Config struct {
 	Regions map[string]RegionConfig
 	// Logger receives backend errors. Nil means slog.Default().
 	Logger *slog.Logger
-	// Breaker tunes the circuit breaker kept for each Redis or Memcached
-	// backend (the embedded memory store has none). The zero value opens
-	// after 5 consecutive failures for 1 s.
+	// Breaker tunes the circuit breaker kept for each remote backend:
+	// Redis, Memcached and a gocache Store (the embedded memory store has
+	// none). The zero value opens after 5 consecutive failures for 1 s.
 	Breaker BreakerConfig
 	// Secret keys the HMAC that stands in for credential values in keys
 	// (Authorization lines with VaryAuthorization, VaryCookies values), so
