@@ -106,7 +106,7 @@ bench:
 	trap 'exit 143' TERM
 	$(TESTENV) up "$$state"
 	. "$$state/env"
-	{ $(GO) test -run '^$$' -bench 'Gin|Echo|NetHTTP$$|Miss|Redis|Memcache' -benchmem -count $(BENCHCOUNT) -cpu 1 ./core ./ginadapter ./echoadapter
+	{ $(GO) test -run '^$$' -bench 'Gin|Echo|NetHTTP$$|Miss|Redis|Memcache' -benchmem -count $(BENCHCOUNT) -cpu 1 ./core ./ginadapter ./echoadapter ./echo5adapter
 	  $(GO) test -run '^$$' -bench 'NetHTTPParallel' -benchmem -count $(BENCHCOUNT) -cpu 1,2 ./core
 	} > bench.out
 	grep '^Benchmark' bench.out

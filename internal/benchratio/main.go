@@ -4,7 +4,7 @@
 // With -count > 1 it keeps each benchmark's fastest run, the figure least
 // disturbed by other work on a shared machine.
 //
-//	go test -run '^$' -bench . -benchmem -count 5 ./core ./ginadapter ./echoadapter | go run ./internal/benchratio
+//	go test -run '^$' -bench . -benchmem -count 5 ./core ./ginadapter ./echoadapter ./echo5adapter | go run ./internal/benchratio
 package main
 
 import (
@@ -32,6 +32,7 @@ var pairs = []struct {
 }{
 	{"BenchmarkGin/memory-hit", "BenchmarkGin/uncached", "hit adds <= 100 ns and <= 2 allocs"},
 	{"BenchmarkEcho/memory-hit", "BenchmarkEcho/uncached", "hit adds <= 100 ns and <= 2 allocs"},
+	{"BenchmarkEcho5/memory-hit", "BenchmarkEcho5/uncached", "hit adds <= 100 ns and <= 2 allocs"},
 	{"BenchmarkNetHTTP/memory-hit", "BenchmarkNetHTTP/uncached", "hit adds <= 100 ns and <= 2 allocs"},
 	{"BenchmarkMiss/memory-miss", "BenchmarkMiss/uncached", "reported (recording and storing)"},
 	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-get", "ratio <= 1.10, one round trip"},
