@@ -38,8 +38,7 @@ type config struct {
 // must define "articles" and "short"), with -near applied.
 func regions(cfg config) (map[string]core.RegionConfig, error) {
 	rs := map[string]core.RegionConfig{
-		// MaxTags: the list page carries a tag per article it shows (100).
-		"articles": {Backend: cfg.Backend, TTL: 5 * time.Minute, MaxTags: 200},
+		"articles": {Backend: cfg.Backend, TTL: 5 * time.Minute},
 		"short":    {Backend: cfg.Backend, TTL: 30 * time.Second},
 	}
 	if cfg.Settings != "" {
@@ -73,15 +72,12 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 	return withGzip(rs, cfg.Gzip), nil
 }
 
-// The decorators every framework uses, so the setups stay identical: an
-// article is tagged with its own tag and the list's; the list pages with
-// the list's, plus, at run time (core.AddTags), the tag of every article
-// they show; a PUT invalidates the tag of the article it changed, which
-// drops the article and exactly the list pages that showed it.
+// The decorators every framework uses, so the three setups stay identical:
+// an article is tagged with its own tag and the list's; the list with the
+// list's; a PUT invalidates both tags of the article it changed.
 var (
 	articleTags = core.Tags("article:{id}", "articles")
 	listTags    = core.Tags("articles")
-	putTags     = core.Tags("article:{id}")
 	// /headlines has a lifetime of its own in the articles region.
 	headlinesTTL = core.TTL(headlinesLifetime)
 )
@@ -159,7 +155,7 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	r.HEAD("/articles/:id", cacheArticle, show)
 	r.GET("/articles", cacheList, list)
 	r.HEAD("/articles", cacheList, list)
-	r.PUT("/articles/:id", ginadapter.Invalidate(rc, putTags),
+	r.PUT("/articles/:id", ginadapter.Invalidate(rc, articleTags),
 		func(c *gin.Context) { a.putArticle(c.Writer, c.Request, c.Param("id")) })
 	r.GET("/me", cacheMe, me)
 	r.GET("/headlines", cacheHeadlines, func(c *gin.Context) { a.headlines(c.Writer, c.Request) })
@@ -201,7 +197,7 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	e.PUT("/articles/:id", func(c echo.Context) error {
 		a.putArticle(c.Response(), c.Request(), c.Param("id"))
 		return nil
-	}, echoadapter.Invalidate(rc, putTags))
+	}, echoadapter.Invalidate(rc, articleTags))
 	e.GET("/me", func(c echo.Context) error {
 		a.me(c.Response(), c.Request())
 		return nil
@@ -242,7 +238,7 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 	if err != nil {
 		return nil, err
 	}
-	invalidate, err := rc.InvalidateMiddleware(putTags)
+	invalidate, err := rc.InvalidateMiddleware(articleTags)
 	if err != nil {
 		return nil, err
 	}
