@@ -133,8 +133,13 @@ func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 			err = next(rctx, cmds)
 			cancel()
 		}
+		answered := false
 		for _, c := range cmds {
-			h.done(c.Err(), c)
+			ok, _ := h.record(c.Err(), c)
+			answered = answered || ok
+		}
+		if answered {
+			h.a.alive() // once per pipeline: it reads the clock
 		}
 		if errors.Is(err, redis.ErrPoolTimeout) {
 			err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
@@ -145,9 +150,21 @@ func (h connHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 
 // done records the server's progress and marks pool timeouts as queueing.
 func (h connHook) done(err error, cmd redis.Cmder) error {
+	answered, err := h.record(err, cmd)
+	if answered {
+		h.a.alive()
+	}
+	return err
+}
+
+// record reports whether the server answered the command (the caller
+// then records progress, once per pipeline: that reads the clock), marks
+// a pool timeout as queueing (the error returned), and records a failure
+// by the network.
+func (h connHook) record(err error, cmd redis.Cmder) (bool, error) {
 	switch {
 	case err == nil || errors.Is(err, redis.Nil) || isRedisReply(err):
-		h.a.alive()
+		return true, err
 	case errors.Is(err, redis.ErrPoolTimeout):
 		err = fmt.Errorf("%w: %w", backend.ErrQueued, err)
 		cmd.SetErr(err)
@@ -155,7 +172,7 @@ func (h connHook) done(err error, cmd redis.Cmder) error {
 	default:
 		h.a.failure.Store(time.Now().UnixNano())
 	}
-	return err
+	return false, err
 }
 
 // began returns when the operation began: its deadline minus the timeout

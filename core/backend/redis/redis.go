@@ -73,7 +73,7 @@ type Backend struct {
 	// refused) and the most a lookup reads of a value: see boundEntries.
 	maxEntry    int64
 	maxEntryArg any       // maxEntry as a command argument, boxed once
-	pipes       sync.Pool // idle *redis.Pipeline for load
+	loads       sync.Pool // idle *loadOp for Load
 	// instance names this backend in the invalidation messages it
 	// publishes (a near cache in front of it shares it, to tell its own
 	// messages from other instances').
@@ -125,14 +125,23 @@ func (b *Backend) op(ctx context.Context) (context.Context, context.CancelFunc) 
 	}
 }
 
+// defaultProtocol is the RESP version a connection speaks when the URL
+// sets no protocol option: 2. go-redis's default, RESP3, adds push
+// notifications, which this backend does not use (its pub/sub has a
+// connection of its own either way) and which go-redis looks for around
+// every command and every connection taken from the pool; the replies of
+// the commands the backend sends read the same under both.
+const defaultProtocol = 2
+
 // openRedis parses redis://[user:pass@]host:port/db?timeout=..&pool_size=..
 // (rediss:// for TLS) and redis+cluster://h1:7000,h2:7001?... . The
 // timeout option sets dial, read and write timeouts (default 250ms) and
 // bounds each operation, retries included; the other query options are
 // go-redis's own (pool_size, pool_timeout, min_idle_conns, max_retries,
-// ...). pool_timeout bounds the wait for a free connection (default:
-// timeout + 1 s); New opens min(pool_size, 32) connections per node, or
-// min_idle_conns if larger (see warm).
+// ...; protocol defaults to 2, see defaultProtocol). pool_timeout bounds
+// the wait for a free connection (default: timeout + 1 s); New opens
+// min(pool_size, 32) connections per node, or min_idle_conns if larger
+// (see warm).
 func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 	raw := backend.DisplayURL(u)
 	q := u.Query()
@@ -145,6 +154,10 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 		timeout = d
 	}
 	q.Del("timeout")
+	// RESP2 unless the URL asks for another protocol: the backend uses
+	// nothing RESP3 adds, and go-redis's RESP3 push-notification checks
+	// run around every command (see defaultProtocol).
+	protocol := q.Get("protocol") == ""
 	hosts, err := backend.Hosts(u)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", raw, err)
@@ -166,6 +179,9 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 			return nil, fmt.Errorf("backend %q: %w", raw, err)
 		}
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		if protocol {
+			opt.Protocol = defaultProtocol
+		}
 		nodeOpt := opt.NewClient
 		if nodeOpt == nil {
 			nodeOpt = redis.NewClient
@@ -190,6 +206,9 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 			return nil, fmt.Errorf("backend %q: %w", raw, err)
 		}
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
+		if protocol {
+			opt.Protocol = defaultProtocol
+		}
 		opt.OnConnect = b.onConnect(opt.Addr)
 		size := poolSize(opt.PoolSize, false)
 		b.adm = newAdmission(size, cmp.Or(opt.PoolTimeout, timeout+time.Second), timeout)
@@ -219,32 +238,73 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	ctx, cancel := b.op(ctx)
 	defer cancel()
-	var pipe redis.Pipeliner
+	op := b.loadOp(len(names) + 1)
+	defer b.loads.Put(op)
+	pipe := op.pipe
 	if b.cluster {
-		pipe = b.client.Pipeline()
-	} else {
-		p := b.pipe()
-		defer b.pipes.Put(p)
-		pipe = p
+		pipe = b.client.Pipeline().(*redis.Pipeline) // not reused: see loadOp
 	}
-	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
-	_ = pipe.Process(ctx, ec)
-	var small [8]*redis.StringCmd
-	cmds := small[:0]
-	for _, n := range names {
-		cmds = append(cmds, smallRead(ctx, pipe, n))
+	ec := op.reads[0].set(key, b.maxEntryArg)
+	for i, n := range names {
+		op.reads[i+1].set(n, smallReadEnd)
 	}
+	_ = pipe.BatchProcess(ctx, op.cmds[:len(names)+1]...)
 	if err := execErr(pipe.Exec(ctx)); err != nil {
 		return nil, err
 	}
-	for i, c := range cmds {
-		v, err := smallResult(c)
+	for i := range names {
+		v, err := smallResult(op.reads[i+1].cmd)
 		if err != nil {
 			return nil, err
 		}
 		vals[i] = backend.ParseDecimal(v)
 	}
 	return b.entryResult(ec)
+}
+
+// loadOp holds what Load sends, reused from one lookup to the next: a new
+// pipeline, its commands and their argument lists cost two allocations per
+// key read and four to grow the pipeline's queue on every hit. The commands
+// are go-redis's own (so hooks, retries and the cluster's routing see
+// nothing new), set afresh before each use; a StringCmd keeps no state
+// past its result, which Load reads before the loadOp goes back to the
+// pool. (The pipeline of a single-node client is reused too; a cluster's
+// is not, as before.)
+type loadOp struct {
+	pipe  *redis.Pipeline
+	reads []*boundedRead // the entry's, then one per counter
+	cmds  []redis.Cmder  // reads[i].cmd, as the pipeline takes them
+}
+
+// boundedRead is one reusable GETRANGE key 0 end.
+type boundedRead struct {
+	args [4]any
+	cmd  *redis.StringCmd
+}
+
+// set readies the read of key's first end+1 bytes and returns its command.
+func (r *boundedRead) set(key string, end any) *redis.StringCmd {
+	r.args[1], r.args[3] = key, end
+	r.cmd.SetErr(nil)
+	r.cmd.SetVal("")
+	return r.cmd
+}
+
+// loadOp returns an idle loadOp with at least n reads.
+func (b *Backend) loadOp(n int) *loadOp {
+	op, _ := b.loads.Get().(*loadOp)
+	if op == nil {
+		op = &loadOp{pipe: b.client.Pipeline().(*redis.Pipeline)}
+	}
+	for len(op.reads) < n {
+		r := &boundedRead{args: [4]any{"getrange", "", 0, smallReadEnd}}
+		// The command's context is not used by a StringCmd (the pipeline
+		// runs under Exec's); Background keeps no request alive in the pool.
+		r.cmd = redis.NewStringCmd(context.Background(), r.args[:]...)
+		op.reads = append(op.reads, r)
+		op.cmds = append(op.cmds, r.cmd)
+	}
+	return op
 }
 
 // execErr is a pipeline's failure as a whole (the connection, a timeout,
@@ -290,15 +350,6 @@ func smallResult(c *redis.StringCmd) (string, error) {
 		return "", nil
 	}
 	return v, nil
-}
-
-// pipe returns an idle pipeline (Exec leaves a pipeline empty and ready
-// for reuse): a new one costs three allocations on every hit.
-func (b *Backend) pipe() *redis.Pipeline {
-	if p, ok := b.pipes.Get().(*redis.Pipeline); ok {
-		return p
-	}
-	return b.client.Pipeline().(*redis.Pipeline)
 }
 
 // entryResult decodes the GETRANGE of an entry: "" is absent (GETRANGE's
