@@ -72,7 +72,7 @@ type Backend struct {
 	// maxEntry is the size of the largest entry stored (larger ones are
 	// refused) and the most a lookup reads of a value: see boundEntries.
 	maxEntry    int64
-	maxEntryArg any       // maxEntry as a command argument, boxed once
+	maxEntryArg any       // maxEntry as a command argument: decimal text, boxed once
 	loads       sync.Pool // idle *loadOp for Load
 	// instance names this backend in the invalidation messages it
 	// publishes (a near cache in front of it shares it, to tell its own
@@ -110,17 +110,33 @@ const InvalidationChannel = "routecache:inv"
 // does not eat the timeout; an operation that could not get one in time
 // fails with an error wrapping backend.ErrQueued, which the breaker ignores.
 func (b *Backend) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel, admitted := b.begin(ctx)
+	if !admitted {
+		return ctx, cancel
+	}
+	return ctx, func() { b.end(cancel, true) }
+}
+
+// begin is op without the closure it returns (an allocation on the hit's
+// path): the caller defers end(cancel, admitted).
+func (b *Backend) begin(ctx context.Context) (context.Context, context.CancelFunc, bool) {
 	if b.adm == nil {
-		return context.WithTimeout(ctx, b.timeout)
+		ctx, cancel := context.WithTimeout(ctx, b.timeout)
+		return ctx, cancel, false
 	}
 	if err := b.adm.enter(ctx); err != nil {
 		ctx, cancel := context.WithCancelCause(ctx)
 		cancel(err) // queuedHook reports the cause
-		return ctx, func() {}
+		return ctx, func() {}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	return ctx, func() {
-		cancel()
+	return ctx, cancel, true
+}
+
+// end ends an operation begin started.
+func (b *Backend) end(cancel context.CancelFunc, admitted bool) {
+	cancel()
+	if admitted {
 		b.adm.leave()
 	}
 }
@@ -236,8 +252,8 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 // client instructions, and the server's script call cost about 10µs per
 // hit.)
 func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
-	ctx, cancel := b.op(ctx)
-	defer cancel()
+	ctx, cancel, admitted := b.begin(ctx)
+	defer b.end(cancel, admitted)
 	op := b.loadOp(len(names) + 1)
 	defer b.loads.Put(op)
 	pipe := op.pipe
@@ -263,10 +279,10 @@ func (b *Backend) Load(ctx context.Context, key string, names []string, vals []u
 }
 
 // loadOp holds what Load sends, reused from one lookup to the next: a new
-// pipeline, its commands and their argument lists cost two allocations per
-// key read and four to grow the pipeline's queue on every hit. The commands
-// are go-redis's own (so hooks, retries and the cluster's routing see
-// nothing new), set afresh before each use; a StringCmd keeps no state
+// pipeline, its commands and their argument lists cost three allocations
+// per key read and four to grow the pipeline's queue on every hit. The
+// commands are go-redis's own (so hooks, retries and the cluster's routing
+// see nothing new), set afresh before each use; a StringCmd keeps no state
 // past its result, which Load reads before the loadOp goes back to the
 // pool. (The pipeline of a single-node client is reused too; a cluster's
 // is not, as before.)
@@ -276,15 +292,27 @@ type loadOp struct {
 	cmds  []redis.Cmder  // reads[i].cmd, as the pipeline takes them
 }
 
-// boundedRead is one reusable GETRANGE key 0 end.
+// boundedRead is one reusable GETRANGE key start end.
+//
+// On a single node the key argument is a pointer to key (go-redis writes
+// a *string as the string), so that setting it allocates nothing; a
+// cluster client reads the key argument to route the command, as a
+// string only, so there it is the string itself.
 type boundedRead struct {
-	args [4]any
-	cmd  *redis.StringCmd
+	args  [4]any
+	key   string
+	byRef bool // args[1] is &key
+	cmd   *redis.StringCmd
 }
 
 // set readies the read of key's first end+1 bytes and returns its command.
 func (r *boundedRead) set(key string, end any) *redis.StringCmd {
-	r.args[1], r.args[3] = key, end
+	if r.byRef {
+		r.key = key
+	} else {
+		r.args[1] = key
+	}
+	r.args[3] = end
 	r.cmd.SetErr(nil)
 	r.cmd.SetVal("")
 	return r.cmd
@@ -297,7 +325,10 @@ func (b *Backend) loadOp(n int) *loadOp {
 		op = &loadOp{pipe: b.client.Pipeline().(*redis.Pipeline)}
 	}
 	for len(op.reads) < n {
-		r := &boundedRead{args: [4]any{"getrange", "", 0, smallReadEnd}}
+		r := &boundedRead{args: [4]any{"getrange", "", rangeStart, smallReadEnd}, byRef: !b.cluster}
+		if r.byRef {
+			r.args[1] = &r.key
+		}
 		// The command's context is not used by a StringCmd (the pipeline
 		// runs under Exec's); Background keeps no request alive in the pool.
 		r.cmd = redis.NewStringCmd(context.Background(), r.args[:]...)
@@ -326,12 +357,16 @@ const smallReadMax = 64
 
 // smallReadEnd is GETRANGE's inclusive end for smallReadMax+1 bytes (one
 // more than allowed, to tell a value at the bound from a longer one),
-// boxed once.
-var smallReadEnd any = smallReadMax
+// boxed once, as text (go-redis writes a string argument as is; an integer
+// it formats on every command). rangeStart is GETRANGE's start, likewise.
+var (
+	smallReadEnd any = strconv.Itoa(smallReadMax)
+	rangeStart   any = "0"
+)
 
 // smallRead queues a bounded read of a counter-sized value on pipe.
 func smallRead(ctx context.Context, pipe redis.Pipeliner, key string) *redis.StringCmd {
-	c := redis.NewStringCmd(ctx, "getrange", key, 0, smallReadEnd)
+	c := redis.NewStringCmd(ctx, "getrange", key, rangeStart, smallReadEnd)
 	_ = pipe.Process(ctx, c)
 	return c
 }
@@ -588,7 +623,7 @@ func (b *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl t
 // BoundEntries raises the largest entry stored and read (backend.EntryBounder).
 func (b *Backend) BoundEntries(maxBody int64) {
 	b.maxEntry = max(b.maxEntry, backend.MaxEntrySize(maxBody))
-	b.maxEntryArg = b.maxEntry
+	b.maxEntryArg = strconv.FormatInt(b.maxEntry, 10) // text: go-redis writes it as is
 }
 
 // Remote is true: the store is shared between instances.
@@ -759,7 +794,7 @@ func (b *Backend) Poll(ctx context.Context, key, lkey string, names []string, va
 	ctx, cancel := b.op(ctx)
 	defer cancel()
 	pipe := b.client.Pipeline()
-	ec := redis.NewStringCmd(ctx, "getrange", key, 0, b.maxEntryArg)
+	ec := redis.NewStringCmd(ctx, "getrange", key, rangeStart, b.maxEntryArg)
 	_ = pipe.Process(ctx, ec)
 	cmds := make([]*redis.StringCmd, len(names)+1)
 	for i, n := range names {
