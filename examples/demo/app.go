@@ -84,7 +84,19 @@ func (a *app) listArticles(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
+	tagShown(r, list)
 	writeJSON(w, http.StatusOK, list)
+}
+
+// tagShown tags the entry being filled with the tag of every article a
+// list page shows (core.AddTags): a PUT of one of them invalidates the
+// page, a PUT of another leaves it cached.
+func tagShown(r *http.Request, shown []article) {
+	tags := make([]string, len(shown))
+	for i, art := range shown {
+		tags[i] = "article:" + strconv.Itoa(art.ID)
+	}
+	core.AddTags(r.Context(), tags...)
 }
 
 // headlinesLifetime is the /headlines route's own lifetime (core.TTL), shorter
@@ -101,7 +113,9 @@ func (a *app) headlines(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	titles := []string{}
-	for _, art := range list[:min(3, len(list))] {
+	shown := list[:min(3, len(list))]
+	tagShown(r, shown)
+	for _, art := range shown {
 		titles = append(titles, art.Title)
 	}
 	writeJSON(w, http.StatusOK, map[string][]string{"headlines": titles})

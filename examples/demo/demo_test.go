@@ -91,8 +91,9 @@ func testDemo(t *testing.T, framework string) {
 		t.Fatalf("list: %d articles, err %v", len(list), err)
 	}
 
-	// PUT invalidates the article and the list: the next GETs are MISSes
-	// with the new title.
+	// PUT invalidates the article's tag, which drops the article and the
+	// list (tagged at run time with every article it shows): the next GETs
+	// are MISSes with the new title.
 	res = c.do("PUT", "/articles/1", nil, strings.NewReader(`{"title":"Edited"}`))
 	if res.status != 200 {
 		t.Fatalf("PUT: %d %s", res.status, res.body)
@@ -112,6 +113,24 @@ func testDemo(t *testing.T, framework string) {
 		t.Error("list after PUT does not have the new title")
 	}
 	c.expect(c.do("GET", "/articles/1", nil, nil), 200, "HIT")
+
+	// Runtime tags: /headlines shows articles 1-3 and tags itself with
+	// theirs (core.AddTags). A PUT of an article it does not show leaves
+	// it cached; a PUT of one it shows drops it.
+	c.expect(c.do("GET", "/headlines", nil, nil), 200, "MISS") // the PUT of 1 dropped it
+	c.expect(c.do("GET", "/headlines", nil, nil), 200, "HIT")
+	if res := c.do("PUT", "/articles/50", nil, strings.NewReader(`{"title":"Not a headline"}`)); res.status != 200 {
+		t.Fatalf("PUT 50: %d %s", res.status, res.body)
+	}
+	c.expect(c.do("GET", "/headlines", nil, nil), 200, "HIT")
+	if res := c.do("PUT", "/articles/2", nil, strings.NewReader(`{"title":"New headline"}`)); res.status != 200 {
+		t.Fatalf("PUT 2: %d %s", res.status, res.body)
+	}
+	res = c.do("GET", "/headlines", nil, nil)
+	c.expect(res, 200, "MISS")
+	if !strings.Contains(res.body, "New headline") {
+		t.Errorf("/headlines after PUT /articles/2: %s, want the new title", res.body)
+	}
 
 	// Bad requests: not 2xx, so nothing is invalidated.
 	if res := c.do("PUT", "/articles/1", nil, strings.NewReader(`{"title":`)); res.status != 400 {
@@ -299,6 +318,35 @@ func TestDemoFlags(t *testing.T) {
 	}
 	if _, _, err := newServer(config{Settings: "no-such-file.ini"}); err == nil {
 		t.Fatal("missing settings file accepted")
+	}
+}
+
+// A -settings file replaces the built-in regions; one that leaves the
+// articles region's max_tags unset still lets the list page, tagged with
+// its 100 articles, be stored (not "too-many-tags" past the default 64):
+// its second GET is a HIT, and a PUT of one of its articles drops it.
+func TestDemoListCachedWithSettingsWithoutMaxTags(t *testing.T) {
+	ini := filepath.Join(t.TempDir(), "s.ini")
+	body := "cache.regions = articles, short\ncache.default.backend = memory://\n"
+	if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, rc, err := newServer(config{Framework: "gin", Settings: ini, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := &client{t: t, base: srv.URL}
+	c.expect(c.do("GET", "/articles", nil, nil), 200, "MISS")
+	c.expect(c.do("GET", "/articles", nil, nil), 200, "HIT")
+	if res := c.do("PUT", "/articles/100", nil, strings.NewReader(`{"title":"Last"}`)); res.status != 200 {
+		t.Fatalf("PUT 100: %d %s", res.status, res.body)
+	}
+	c.expect(c.do("GET", "/articles", nil, nil), 200, "MISS")
+	if st := rc.Stats()["articles"]; len(st.NotStored) != 0 {
+		t.Fatalf("NotStored %v, want none", st.NotStored)
 	}
 }
 

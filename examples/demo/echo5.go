@@ -42,7 +42,7 @@ func echo5Routes(rc *core.Cache, a *app, purge http.Handler, log *slog.Logger) h
 	e.PUT("/articles/:id", func(c *echo.Context) error {
 		a.putArticle(c.Response(), c.Request(), c.Param("id"))
 		return nil
-	}, echo5adapter.Invalidate(rc, articleTags))
+	}, echo5adapter.Invalidate(rc, putTags))
 	e.GET("/me", func(c *echo.Context) error {
 		a.me(c.Response(), c.Request())
 		return nil

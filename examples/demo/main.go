@@ -11,8 +11,11 @@
 // Routes (identical on every framework):
 //
 //	GET  /articles/:id  cached in region "articles" (TTL 5m), tags article:{id}, articles
-//	GET  /articles      cached in region "articles", tag articles
-//	PUT  /articles/:id  {"title": "..."}: updates, then invalidates article:{id} and articles
+//	GET  /articles      cached in region "articles", tag articles, and at run time
+//	                    (core.AddTags) article:N for every article it shows
+//	GET  /headlines     articles 1-3: as /articles, with a lifetime of 10s (core.TTL)
+//	PUT  /articles/:id  {"title": "..."}: updates, then invalidates article:{id}:
+//	                    the article and every list page that showed it
 //	GET  /me            personalised (Authorization: Bearer NAME); never shared
 //	GET  /stats         origin_calls and per-region cache counters
 //

@@ -34,11 +34,19 @@ type config struct {
 	Logger    *slog.Logger  // nil = slog.Default()
 }
 
+// listMaxTags is the articles region's MaxTags: the list page carries a
+// runtime tag per article it shows (numArticles), more than the default
+// (core.DefaultMaxTags, 64), past which its entry would not be stored
+// ("too-many-tags") and every request for it would call the origin.
+const listMaxTags = 200
+
 // regions returns the demo's regions: built in, or from -settings (which
-// must define "articles" and "short"), with -near applied.
+// must define "articles" and "short"), with -near applied. A settings file
+// that leaves the articles region's max_tags unset gets listMaxTags too:
+// the file replaces the built-in regions, and the list page needs it.
 func regions(cfg config) (map[string]core.RegionConfig, error) {
 	rs := map[string]core.RegionConfig{
-		"articles": {Backend: cfg.Backend, TTL: 5 * time.Minute},
+		"articles": {Backend: cfg.Backend, TTL: 5 * time.Minute, MaxTags: listMaxTags},
 		"short":    {Backend: cfg.Backend, TTL: 30 * time.Second},
 	}
 	if cfg.Settings != "" {
@@ -56,6 +64,10 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 			}
 		}
 		rs = c.Regions
+		if a := rs["articles"]; a.MaxTags == 0 {
+			a.MaxTags = listMaxTags
+			rs["articles"] = a
+		}
 	}
 	if cfg.Near {
 		a := rs["articles"]
@@ -72,12 +84,15 @@ func regions(cfg config) (map[string]core.RegionConfig, error) {
 	return withGzip(rs, cfg.Gzip), nil
 }
 
-// The decorators every framework uses, so the three setups stay identical:
-// an article is tagged with its own tag and the list's; the list with the
-// list's; a PUT invalidates both tags of the article it changed.
+// The decorators every framework uses, so the setups stay identical: an
+// article is tagged with its own tag and the list's; the list pages with
+// the list's, plus, at run time (core.AddTags), the tag of every article
+// they show; a PUT invalidates the tag of the article it changed, which
+// drops the article and exactly the list pages that showed it.
 var (
 	articleTags = core.Tags("article:{id}", "articles")
 	listTags    = core.Tags("articles")
+	putTags     = core.Tags("article:{id}")
 	// /headlines has a lifetime of its own in the articles region.
 	headlinesTTL = core.TTL(headlinesLifetime)
 )
@@ -155,7 +170,7 @@ func ginRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	r.HEAD("/articles/:id", cacheArticle, show)
 	r.GET("/articles", cacheList, list)
 	r.HEAD("/articles", cacheList, list)
-	r.PUT("/articles/:id", ginadapter.Invalidate(rc, articleTags),
+	r.PUT("/articles/:id", ginadapter.Invalidate(rc, putTags),
 		func(c *gin.Context) { a.putArticle(c.Writer, c.Request, c.Param("id")) })
 	r.GET("/me", cacheMe, me)
 	r.GET("/headlines", cacheHeadlines, func(c *gin.Context) { a.headlines(c.Writer, c.Request) })
@@ -197,7 +212,7 @@ func echoRoutes(rc *core.Cache, a *app, purge http.Handler) http.Handler {
 	e.PUT("/articles/:id", func(c echo.Context) error {
 		a.putArticle(c.Response(), c.Request(), c.Param("id"))
 		return nil
-	}, echoadapter.Invalidate(rc, articleTags))
+	}, echoadapter.Invalidate(rc, putTags))
 	e.GET("/me", func(c echo.Context) error {
 		a.me(c.Response(), c.Request())
 		return nil
@@ -238,7 +253,7 @@ func netHTTPRoutes(rc *core.Cache, a *app, purge http.Handler) (http.Handler, er
 	if err != nil {
 		return nil, err
 	}
-	invalidate, err := rc.InvalidateMiddleware(articleTags)
+	invalidate, err := rc.InvalidateMiddleware(putTags)
 	if err != nil {
 		return nil, err
 	}
