@@ -2,7 +2,10 @@
 // prints each cached path against its uncached baseline from the same
 // run: the extra nanoseconds and allocations per request, and the ratio.
 // With -count > 1 it keeps each benchmark's fastest run, the figure least
-// disturbed by other work on a shared machine.
+// disturbed by other work on a shared machine. A second table sets
+// routecache beside a peer library on the same route (bench/gincache:
+// chenyahui/gin-cache), each against the same uncached baseline, and a
+// third shows how the parallel benchmarks scale from -cpu 1 to -cpu 2.
 //
 //	go test -run '^$' -bench . -benchmem -count 5 ./core ./ginadapter ./echoadapter ./echo5adapter | go run ./internal/benchratio
 package main
@@ -43,6 +46,26 @@ var pairs = []struct {
 	{"BenchmarkMemcache/one-server/memcache-hit", "BenchmarkMemcache/one-server/raw-getmulti", "ratio <= 1.10 (one memcached server)"},
 }
 
+// trios lists peer comparisons: a peer's cached path, ours and the
+// uncached baseline, all from one benchmark run.
+var trios = []struct {
+	peer, ours, base string
+	label            string
+}{
+	{"BenchmarkGinCache/gin-cache-hit", "BenchmarkGinCache/routecache-hit", "BenchmarkGinCache/uncached", "Gin memory hit: chenyahui/gin-cache v1.10.0 vs routecache"},
+	{"BenchmarkGinCacheParallel/gin-cache-hit", "BenchmarkGinCacheParallel/routecache-hit", "BenchmarkGinCacheParallel/uncached", "the same, b.RunParallel"},
+}
+
+// parallel lists the benchmarks whose speed-up from -cpu 1 to -cpu 2 is
+// printed.
+var parallel = []string{
+	"BenchmarkNetHTTPParallel/uncached",
+	"BenchmarkNetHTTPParallel/memory-hit",
+	"BenchmarkGinCacheParallel/uncached",
+	"BenchmarkGinCacheParallel/routecache-hit",
+	"BenchmarkGinCacheParallel/gin-cache-hit",
+}
+
 func main() {
 	best := map[string]map[string]result{} // name -> procs -> fastest
 	sc := bufio.NewScanner(os.Stdin)
@@ -78,12 +101,45 @@ func main() {
 			fmt.Printf("%-46s %10.1f %10.1f %+9.1f %7.2f %+8.0f  %s\n", strings.TrimPrefix(name, "Benchmark"), c.ns, b.ns, c.ns-b.ns, c.ns/b.ns, c.allocs-b.allocs, p.goal)
 		}
 	}
+	printTrios(best)
 	// Parallel scaling: how much faster each path runs on 2 cores than 1.
-	for _, name := range []string{"BenchmarkNetHTTPParallel/uncached", "BenchmarkNetHTTPParallel/memory-hit"} {
+	header := false
+	for _, name := range parallel {
 		one, ok1 := best[name]["1"]
 		two, ok2 := best[name]["2"]
-		if ok1 && ok2 {
-			fmt.Printf("%-32s  -cpu 1: %.1f ns/op, -cpu 2: %.1f ns/op, speed-up %.2fx\n", strings.TrimPrefix(name, "Benchmark"), one.ns, two.ns, one.ns/two.ns)
+		if !ok1 || !ok2 {
+			continue
+		}
+		if !header {
+			fmt.Printf("\n%-40s %10s %10s %9s\n", "parallel path", "-cpu 1 ns", "-cpu 2 ns", "speed-up")
+			header = true
+		}
+		fmt.Printf("%-40s %10.1f %10.1f %8.2fx\n", strings.TrimPrefix(name, "Benchmark"), one.ns, two.ns, one.ns/two.ns)
+	}
+}
+
+// printTrios prints each peer comparison found in the input: the uncached
+// baseline, the peer's hit and ours, what each adds to the baseline, and
+// ours over the peer's (below 1: ours is faster).
+func printTrios(best map[string]map[string]result) {
+	header := false
+	for _, t := range trios {
+		for _, procs := range []string{"1", "2"} {
+			p, ok1 := best[t.peer][procs]
+			o, ok2 := best[t.ours][procs]
+			b, ok3 := best[t.base][procs]
+			if !ok1 || !ok2 || !ok3 {
+				continue
+			}
+			if !header {
+				fmt.Printf("\n%-60s %9s %9s %9s %8s %8s %8s %8s %9s\n", "beside a peer (ns/op)", "uncached", "peer", "ours", "peer +ns", "ours +ns", "peer +al", "ours +al", "ours/peer")
+				header = true
+			}
+			label := t.label
+			if procs != "1" {
+				label += " -cpu " + procs
+			}
+			fmt.Printf("%-60s %9.1f %9.1f %9.1f %+8.1f %+8.1f %+8.0f %+8.0f %9.2f\n", label, b.ns, p.ns, o.ns, p.ns-b.ns, o.ns-b.ns, p.allocs-b.allocs, o.allocs-b.allocs, o.ns/p.ns)
 		}
 	}
 }
