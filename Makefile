@@ -50,6 +50,16 @@ TEST_TIMEOUT ?= 30m
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
+# bench/gincache is a module of its own, which ./... at the root does not
+# enter: with the default PKG, vet and test it too (its tests check that
+# the benchmarks' caches hit).
+define NESTED_TEST
+if [[ "$(PKG)" == "./..." ]]; then
+	  echo "+ (cd bench/gincache && $(GO) vet ./... && $(GO) test -race -count=1 $${flags[*]} ./...)"
+	  ( cd bench/gincache && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" ./... )
+	fi
+endef
+
 .PHONY: test test-short test-loaded soak servers-up servers-down bench bench-instr bench-contention
 
 test:
@@ -66,11 +76,13 @@ test:
 	read -ra flags <<< "$$RC_GOTESTFLAGS" # words, never shell syntax
 	echo "+ $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $${flags[*]} $(PKG)"
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
+	$(NESTED_TEST)
 
 test-short:
 	@read -ra flags <<< "$$RC_GOTESTFLAGS"
 	$(GO) vet $(PKG)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
+	$(NESTED_TEST)
 
 # The soak of core's TestSoakNoReadOlderThanACompletedInvalidation, for
 # minutes instead of the seconds the test command gives it.
