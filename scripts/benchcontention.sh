@@ -3,9 +3,10 @@
 # parallel hit benchmarks on 2 Ps with the mutex and block profiles on
 # (every event: -test.mutexprofilefraction 1, -test.blockprofilerate 1)
 # and prints each profile's top entries (go tool pprof -top), kept to the
-# samples whose stack passes through b.RunParallel: the timed requests'
-# own waits, not the fill before the timer nor the testing framework's
-# (its main goroutine blocks for the whole run waiting on the benchmark).
+# samples whose stack passes through the goroutines b.RunParallel starts
+# (testing.(*B).RunParallel.func1): the timed requests' own waits, not the
+# fill before the timer nor the testing framework's (the benchmark's own
+# goroutine waits in RunParallel for the whole run).
 # An empty table means no timed request waited on a mutex or blocked.
 # The peer (chenyahui/gin-cache) is profiled the same way, for contrast.
 #
@@ -29,7 +30,7 @@ profile() {
         grep '^Benchmark'
     for kind in mutex block; do
         echo "--- $label: $kind profile, timed requests' stacks (whole profile: $(go tool pprof -top -nodecount=1 "$bin" "$work/$kind.out" 2>/dev/null | grep -o 'of .* total' || echo 'empty'))"
-        go tool pprof -top -nodecount="$TOP" -focus 'RunParallel' "$bin" "$work/$kind.out" 2>&1 |
+        go tool pprof -top -nodecount="$TOP" -focus 'RunParallel\.func1' "$bin" "$work/$kind.out" 2>&1 |
             sed -n '/^Showing\|^ *flat\|^ *[0-9.]\+[a-zµ]*s\? \+[0-9.]\+%/p' | head -n $((TOP + 2))
     done
     echo

@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
@@ -28,6 +29,53 @@ type result struct {
 // line matches "BenchmarkGin/memory-hit-2   123  456.7 ns/op  0 B/op  0 allocs/op".
 var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-(\d+))?\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op\s+([\d.]+) allocs/op)?`)
 
+// name matches a benchmark's name at the start of a line whose figures
+// did not follow it (a log line written during the run came between), and
+// figures matches those figures on a later line of their own.
+var (
+	name    = regexp.MustCompile(`^(Benchmark\S+?)(?:-(\d+))?\s`)
+	figures = regexp.MustCompile(`^\s*\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op\s+([\d.]+) allocs/op)?`)
+)
+
+// parse reads benchmark output and keeps each benchmark's fastest run per
+// GOMAXPROCS (the -N suffix; none is 1). A name whose figures come on a
+// later line, after log output, is joined to them.
+func parse(r io.Reader) map[string]map[string]result {
+	best := map[string]map[string]result{} // name -> procs -> fastest
+	var pending []string                   // [name, procs] awaiting figures
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		text := sc.Text()
+		var bench, procs string
+		var r result
+		if m := line.FindStringSubmatch(text); m != nil {
+			bench, procs = m[1], m[2]
+			r = result{ns: num(m[3]), bytes: num(m[4]), allocs: num(m[5])}
+			pending = nil
+		} else if m := name.FindStringSubmatch(text); m != nil {
+			pending = m[1:3]
+			continue
+		} else if m := figures.FindStringSubmatch(text); m != nil && pending != nil {
+			bench, procs = pending[0], pending[1]
+			r = result{ns: num(m[1]), bytes: num(m[2]), allocs: num(m[3])}
+			pending = nil
+		} else {
+			continue
+		}
+		if procs == "" {
+			procs = "1"
+		}
+		if best[bench] == nil {
+			best[bench] = map[string]result{}
+		}
+		if old, ok := best[bench][procs]; !ok || r.ns < old.ns {
+			best[bench][procs] = r
+		}
+	}
+	return best
+}
+
 // pairs lists what is compared: cached path, baseline, goal.
 var pairs = []struct {
 	cached, base string
@@ -37,6 +85,7 @@ var pairs = []struct {
 	{"BenchmarkEcho/memory-hit", "BenchmarkEcho/uncached", "hit adds <= 100 ns and <= 2 allocs"},
 	{"BenchmarkEcho5/memory-hit", "BenchmarkEcho5/uncached", "hit adds <= 100 ns and <= 2 allocs"},
 	{"BenchmarkNetHTTP/memory-hit", "BenchmarkNetHTTP/uncached", "hit adds <= 100 ns and <= 2 allocs"},
+	{"BenchmarkNetHTTPParallel/memory-hit", "BenchmarkNetHTTPParallel/uncached", "reported: b.RunParallel, -cpu 1 and 2"},
 	{"BenchmarkMiss/memory-miss", "BenchmarkMiss/uncached", "reported (recording and storing)"},
 	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-get", "ratio <= 1.10, one round trip"},
 	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-mget", "reported: the hit's own keys in one raw MGET"},
@@ -67,25 +116,7 @@ var parallel = []string{
 }
 
 func main() {
-	best := map[string]map[string]result{} // name -> procs -> fastest
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		m := line.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		procs := m[2]
-		if procs == "" {
-			procs = "1"
-		}
-		r := result{ns: num(m[3]), bytes: num(m[4]), allocs: num(m[5])}
-		if best[m[1]] == nil {
-			best[m[1]] = map[string]result{}
-		}
-		if old, ok := best[m[1]][procs]; !ok || r.ns < old.ns {
-			best[m[1]][procs] = r
-		}
-	}
+	best := parse(os.Stdin)
 	fmt.Printf("%-46s %10s %10s %9s %7s %8s  %s\n", "cached path", "ns/op", "base ns", "+ns", "ratio", "+allocs", "goal")
 	for _, p := range pairs {
 		for _, procs := range []string{"1", "2"} {
@@ -132,14 +163,14 @@ func printTrios(best map[string]map[string]result) {
 				continue
 			}
 			if !header {
-				fmt.Printf("\n%-60s %9s %9s %9s %8s %8s %8s %8s %9s\n", "beside a peer (ns/op)", "uncached", "peer", "ours", "peer +ns", "ours +ns", "peer +al", "ours +al", "ours/peer")
+				fmt.Printf("\n%-64s %9s %9s %9s %8s %8s %8s %8s %9s\n", "beside a peer (ns/op)", "uncached", "peer", "ours", "peer +ns", "ours +ns", "peer +al", "ours +al", "ours/peer")
 				header = true
 			}
 			label := t.label
 			if procs != "1" {
 				label += " -cpu " + procs
 			}
-			fmt.Printf("%-60s %9.1f %9.1f %9.1f %+8.1f %+8.1f %+8.0f %+8.0f %9.2f\n", label, b.ns, p.ns, o.ns, p.ns-b.ns, o.ns-b.ns, p.allocs-b.allocs, o.allocs-b.allocs, o.ns/p.ns)
+			fmt.Printf("%-64s %9.1f %9.1f %9.1f %+8.1f %+8.1f %+8.0f %+8.0f %9.2f\n", label, b.ns, p.ns, o.ns, p.ns-b.ns, o.ns-b.ns, p.allocs-b.allocs, o.allocs-b.allocs, o.ns/p.ns)
 		}
 	}
 }
