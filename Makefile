@@ -9,9 +9,17 @@
 #                     then `. .testenv/env` and run go test by hand.
 #   make servers-down stop the servers in .testenv/.
 #   make bench        run the benchmarks beside their baselines (starts its
-#                     own servers) and print the ratios.
+#                     own servers) and print the ratios: each hit against its
+#                     uncached baseline, Gin beside chenyahui/gin-cache
+#                     (bench/gincache, a module of its own), the parallel
+#                     paths at -cpu 1 and 2, the memory budget, a 64-client
+#                     loopback load test (LOADTEST=4s per variant) and the
+#                     contention profile (bench-contention).
 #   make bench-instr  instructions per request of the hit paths (callgrind):
-#                     the figure that does not move with the machine's load.
+#                     the figure that does not move with the machine's load;
+#                     REPEAT, N1, N2 pass through to scripts/benchinstr.sh.
+#   make bench-contention  mutex and block profiles of the parallel hit
+#                     benchmarks (-cpu 2), top entries: does a hit wait?
 #   make soak         the coherence soak for SOAK=2m (default) against its
 #                     own Redis and memcached, faults injected
 #   make test-loaded  `make test` while CPU burners occupy every core
@@ -42,7 +50,17 @@ TEST_TIMEOUT ?= 30m
 TESTENV     := scripts/testenv.sh
 STATE_DIR   := .testenv
 
-.PHONY: test test-short test-loaded soak servers-up servers-down bench bench-instr
+# bench/gincache is a module of its own, which ./... at the root does not
+# enter: with the default PKG, vet and test it too (its tests check that
+# the benchmarks' caches hit).
+define NESTED_TEST
+if [[ "$(PKG)" == "./..." ]]; then
+	  echo "+ (cd bench/gincache && $(GO) vet ./... && $(GO) test -race -count=1 $${flags[*]} ./...)"
+	  ( cd bench/gincache && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" ./... )
+	fi
+endef
+
+.PHONY: test test-short test-loaded soak servers-up servers-down bench bench-instr bench-contention
 
 test:
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
@@ -58,11 +76,13 @@ test:
 	read -ra flags <<< "$$RC_GOTESTFLAGS" # words, never shell syntax
 	echo "+ $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $${flags[*]} $(PKG)"
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
+	$(NESTED_TEST)
 
 test-short:
 	@read -ra flags <<< "$$RC_GOTESTFLAGS"
 	$(GO) vet $(PKG)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) "$${flags[@]}" $(PKG)
+	$(NESTED_TEST)
 
 # The soak of core's TestSoakNoReadOlderThanACompletedInvalidation, for
 # minutes instead of the seconds the test command gives it.
@@ -98,7 +118,10 @@ servers-down:
 # Benchmarks, each cached path beside its uncached baseline in the same
 # run, with the servers the Redis and Memcached benchmarks need; prints the
 # ratios (fastest of BENCHCOUNT runs) and keeps the raw output in bench.out.
+# bench/gincache is a nested module (it requires chenyahui/gin-cache, the
+# main module does not), so its benchmarks run from its own directory.
 BENCHCOUNT ?= 5
+LOADTEST   ?= 4s
 bench:
 	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/routecache-testenv.XXXXXX")
 	trap '$(TESTENV) down "$$state"' EXIT
@@ -108,6 +131,9 @@ bench:
 	. "$$state/env"
 	{ $(GO) test -run '^$$' -bench 'Gin|Echo|NetHTTP$$|Miss|Redis|Memcache' -benchmem -count $(BENCHCOUNT) -cpu 1 ./core ./ginadapter ./echoadapter ./echo5adapter
 	  $(GO) test -run '^$$' -bench 'NetHTTPParallel' -benchmem -count $(BENCHCOUNT) -cpu 1,2 ./core
+	  ( cd bench/gincache
+	    $(GO) test -run '^$$' -bench 'GinCache$$' -benchmem -count $(BENCHCOUNT) -cpu 1 .
+	    $(GO) test -run '^$$' -bench 'GinCacheParallel' -benchmem -count $(BENCHCOUNT) -cpu 1,2 . )
 	} > bench.out
 	grep '^Benchmark' bench.out
 	echo
@@ -115,6 +141,17 @@ bench:
 	echo
 	echo "+ go test -run TestMemoryBudget -v ./core"
 	$(GO) test -run 'TestMemoryBudget' -v -count=1 ./core | grep -E 'filled|^ok|FAIL'
+	echo
+	echo "+ go run ./examples/loadtest -duration $(LOADTEST) -c 64 -rounds 1 (memory hit vs uncached)"
+	$(GO) run ./examples/loadtest -duration $(LOADTEST) -c 64 -rounds 1 -redis '' -memcache ''
+	echo
+	echo "+ scripts/benchcontention.sh"
+	scripts/benchcontention.sh
+
+# Mutex and block profiles of the parallel hit benchmarks (2 Ps), top
+# entries of the timed requests' stacks.
+bench-contention:
+	@scripts/benchcontention.sh
 
 # Instructions per request of each hit path beside its baseline, counted
 # by valgrind's callgrind (repeatable on a shared machine, unlike ns/op);

@@ -1,9 +1,11 @@
 // Command loadtest drives cached and uncached copies of one route over
 // loopback HTTP with concurrent clients for a bounded time, and prints
-// requests/s, p50/p99 latency and origin calls for each, so the figures in
-// docs/benchmarks.md can be reproduced on other hardware:
+// requests/s, p50/p99 latency and origin calls for each, and each cached
+// variant's requests/s and p99 as ratios to the uncached one's from the
+// same run, so the figures in docs/benchmarks.md can be reproduced on
+// other hardware:
 //
-//	go run ./examples/loadtest -duration 5s -c 32 [-rounds 3] [-redis 127.0.0.1:6379] [-memcache 127.0.0.1:11211]
+//	go run ./examples/loadtest -duration 5s -c 64 [-rounds 3] [-redis 127.0.0.1:6379] [-memcache 127.0.0.1:11211]
 //
 // The variants are driven in turn, -rounds times, and each is reported by
 // its median round, so a change in the machine's load during the run
@@ -50,7 +52,7 @@ type variant struct {
 
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long to drive each variant")
-	conc := flag.Int("c", 32, "concurrent clients")
+	conc := flag.Int("c", 64, "concurrent clients")
 	redisAddr := flag.String("redis", os.Getenv("ROUTECACHE_TEST_REDIS"), "Redis host:port for the redis variant (empty: skip)")
 	mcAddr := flag.String("memcache", os.Getenv("ROUTECACHE_TEST_MEMCACHE"), "Memcached host:port list for the memcache variant (empty: skip)")
 	rounds := flag.Int("rounds", 3, "drive the variants in turn this many times and report each one's median round (drift in the machine's load then hits every variant alike)")
@@ -79,20 +81,28 @@ func main() {
 			results[i] = append(results[i], res)
 		}
 	}
-	fmt.Printf("%-10s %12s %10s %10s %12s\n", "variant", "requests/s", "p50", "p99", "origin calls")
-	var base float64
+	fmt.Printf("loadtest: %d clients over loopback, %s per variant, median of %d round(s)\n", *conc, *duration, *rounds)
+	report(os.Stdout, vs, results)
+}
+
+// report prints each variant's median round (by requests/s) and, for the
+// cached variants, their requests/s and p99 over the uncached variant's
+// (the first): a req/s ratio above 1 and a p99 ratio below 1 mean the
+// cache serves more, faster.
+func report(w io.Writer, vs []variant, results [][]result) {
+	fmt.Fprintf(w, "%-10s %12s %10s %10s %12s %11s %9s\n", "variant", "requests/s", "p50", "p99", "origin calls", "req/s ratio", "p99 ratio")
+	var base result
 	for i, v := range vs {
-		rs := results[i]
+		rs := slices.Clone(results[i])
 		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.rps, b.rps) })
 		med := rs[len(rs)/2] // the median round by requests/s
-		rps, p50, p99, origin := med.rps, med.p50, med.p99, med.origin
-		ratio := ""
-		if v.name == "uncached" {
-			base = rps
-		} else if base > 0 {
-			ratio = fmt.Sprintf("  (%.2fx uncached)", rps/base)
+		ratios := ""
+		if i == 0 {
+			base = med
+		} else if base.rps > 0 && base.p99 > 0 {
+			ratios = fmt.Sprintf(" %10.2fx %8.2fx", med.rps/base.rps, float64(med.p99)/float64(base.p99))
 		}
-		fmt.Printf("%-10s %12.0f %10s %10s %12d%s\n", v.name, rps, p50.Round(time.Microsecond), p99.Round(time.Microsecond), origin, ratio)
+		fmt.Fprintf(w, "%-10s %12.0f %10s %10s %12d%s\n", v.name, med.rps, med.p50.Round(time.Microsecond), med.p99.Round(time.Microsecond), med.origin, ratios)
 	}
 }
 
