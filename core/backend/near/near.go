@@ -45,9 +45,11 @@ type Cache struct {
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
 
-	mu sync.RWMutex
+	// mu serialises the writes to local (install, drop, dropAll) with the
+	// epoch check; reads of local take no lock.
+	mu sync.Mutex
 	// local holds the counter values read, bounded by a quarter of
-	// near_max_bytes (nearcounters.go); the entries get the rest.
+	// near_max_bytes (counters.go); the entries get the rest.
 	local localCounters
 	// epoch moves on every invalidation seen; a remote read started in an
 	// older epoch does not install its counter values (they may be stale).
@@ -244,8 +246,6 @@ func (n *Cache) localCounters(names []string, vals []uint64) bool {
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
 	for i, name := range names {
 		c, ok := n.local.get(name)
 		if !ok || c.checked < oldest {
@@ -471,16 +471,10 @@ func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
 func (n *Cache) Remember(names []string, vals []uint64) { n.install(n.epoch.Load(), names, vals) }
 
 // LocalCounters is the number of counter values kept locally.
-func (n *Cache) LocalCounters() int {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.local.len()
-}
+func (n *Cache) LocalCounters() int { return n.local.len() }
 
 // HasLocal reports whether a counter's value is kept locally.
 func (n *Cache) HasLocal(name string) bool {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	_, ok := n.local.idx[name]
+	_, ok := n.local.get(name)
 	return ok
 }
