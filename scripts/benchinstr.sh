@@ -12,9 +12,9 @@
 # totals divided by N2-N1 is the cost of one request, with the set-up
 # (cache creation, the first fill) cancelled out. That is done REPEAT
 # times (default 3) and the median printed. Work of background
-# goroutines the requests cause (ristretto's admission policy) is
-# included. Needs valgrind (apt-get install valgrind); the Redis near-cache
-# pair needs ROUTECACHE_TEST_REDIS (make servers-up; . .testenv/env).
+# goroutines the requests cause is included. Needs valgrind (apt-get
+# install valgrind); the Redis near-cache pair needs
+# ROUTECACHE_TEST_REDIS (make servers-up; . .testenv/env).
 set -euo pipefail
 
 N1=${N1:-20000}
@@ -50,8 +50,7 @@ total() {
 }
 
 # perop PKG BENCH: instructions per iteration, the median of REPEAT
-# measurements (ristretto's admission policy runs on its own goroutine
-# and drops batches when busy, so its share varies a little by run).
+# measurements.
 perop() {
     local pkg=$1 bench=$2 t1 t2 i all=()
     [[ -x "$work/$(basename "$pkg").test" ]] ||
