@@ -136,9 +136,9 @@ func (m *Map[V]) Set(key string, val V, cost int64, ttl time.Duration) bool {
 	if ttl > 0 {
 		it.expires = time.Now().Add(ttl).UnixNano()
 	}
-	// A new item's flag is set: the hand passes it once before it may be
-	// evicted, so what was just stored is not the first to go.
-	it.ref.Store(1)
+	// A new item's flag is clear: items never read since they were
+	// stored (a scan's) go before those that were. The eviction this Set
+	// may make spares the item itself.
 	s.mu.Lock()
 	s.put(m, it)
 	s.mu.Unlock()

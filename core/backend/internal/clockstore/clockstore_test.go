@@ -208,3 +208,21 @@ func BenchmarkLoadHit(b *testing.B) {
 		}
 	})
 }
+
+// Cold items stored after a hot one, never read, go before it: in a map
+// of ten items (each trial a new hash seed, so a new spread over shards),
+// a key read before every insertion is never the one evicted.
+func TestClockEvictsUnreadBeforeRead(t *testing.T) {
+	for trial := 0; trial < 200; trial++ {
+		m := New[int](10 * (6 + ItemOverhead))
+		for i := 0; i < 10; i++ {
+			m.Set(fmt.Sprintf("k%05d", i), i, 6, 0)
+		}
+		for i := 10; i < 100; i++ {
+			if _, ok := m.Load("k00000"); !ok {
+				t.Fatalf("trial %d: the key read before every insertion was evicted at %d", trial, i)
+			}
+			m.Set(fmt.Sprintf("k%05d", i), i, 6, 0)
+		}
+	}
+}
