@@ -78,7 +78,7 @@ type RegionConfig struct {
 	// Backend is the store URL. "" means "memory://". Regions with the
 	// same URL share one store (and one connection pool). The forms:
 	//
-	//	memory://                                 embedded ristretto store, 64 MiB budget
+	//	memory://                                 embedded store (lock-free reads, CLOCK eviction), 64 MiB budget
 	//	memory://?max_bytes=16MiB                 the same with another budget
 	//	redis://[user:pass@]host:port[/db]        Redis (?timeout=250ms, go-redis options such as pool_size)
 	//	rediss://[user:pass@]host:port[/db]       the same over TLS

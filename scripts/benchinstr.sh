@@ -17,10 +17,10 @@
 # totals divided by N2-N1 is the cost of one request, with the set-up
 # (cache creation, the first fill) cancelled out. That is done REPEAT
 # times (default 3) and the median printed. Work of background
-# goroutines the requests cause (ristretto's admission policy) is
-# included. Needs valgrind (apt-get install valgrind); the Redis pairs
-# (hit vs raw MGET and GET, near vs memory hit) need ROUTECACHE_TEST_REDIS
-# (make servers-up; . .testenv/env; make bench-instr starts its own).
+# goroutines the requests cause is included. Needs valgrind (apt-get
+# install valgrind); the Redis pairs (hit vs raw MGET and GET, near vs
+# memory hit) need ROUTECACHE_TEST_REDIS (make servers-up;
+# . .testenv/env; make bench-instr starts its own).
 set -euo pipefail
 
 N1=${N1:-20000}
@@ -59,10 +59,10 @@ total() {
 }
 
 # perop PKG BENCH: instructions per iteration, the median of REPEAT
-# measurements (ristretto's admission policy runs on its own goroutine
-# and drops batches when busy, so its share varies a little by run).
-# Built in the package's own directory, so that a nested module's go.mod
-# (bench/gincache) is the one used.
+# measurements (the scheduler's idle spinning while a request waits on
+# a server varies a little by run). Built in the package's own
+# directory, so that a nested module's go.mod (bench/gincache) is the
+# one used.
 perop() {
     local pkg=$1 bench=$2 t1 t2 i all=() bin
     bin=$(binary "$pkg")

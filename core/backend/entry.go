@@ -231,12 +231,14 @@ func (e *Entry) Size() int {
 // MemSize estimates the heap an entry holds once decoded: its bytes plus
 // the Go structures around them (struct, header map and slices, string
 // headers, counter snapshot). The memory backend charges this against its
-// budget so that the budget bounds real memory, not just payload.
+// budget so that the budget bounds real memory, not just payload; its
+// store adds its own per-item overhead (the item and its slot,
+// clockstore.ItemOverhead, 96 bytes) on top.
 func (e *Entry) MemSize() int64 {
 	// The body's capacity, not its length: every byte of the allocation
 	// stays reachable (append rounds capacity up to the allocator's size
 	// class, so this is the allocation itself).
-	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 512 // entry struct, hit headers, ristretto item
+	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 320 // entry struct, hit headers
 	n += 64 + int64(len(e.Header))*80                    // map buckets per key
 	n += int64(len(e.Header)+1) * 40                     // replayed: name and slice per header
 	for k, vs := range e.Header {

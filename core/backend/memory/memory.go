@@ -1,6 +1,7 @@
-// Package memory is the in-process backend (memory://): entries in
-// ristretto bounded by a byte budget, counters in a map that is never
-// evicted. It registers the "memory" scheme on import.
+// Package memory is the in-process backend (memory://): entries in a
+// clockstore map bounded by a byte budget (lock-free reads, CLOCK
+// eviction), counters in a map that is never evicted. It registers the
+// "memory" scheme on import.
 package memory
 
 import (
@@ -15,11 +16,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/dgraph-io/ristretto/v2"
-	"github.com/eko/gocache/lib/v4/store"
-	ristrettostore "github.com/eko/gocache/store/ristretto/v4"
-
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/internal/clockstore"
 )
 
 // DefaultMaxBytes is the byte budget of "memory://" without max_bytes.
@@ -34,13 +32,13 @@ var (
 	_ backend.SoftBumper = (*Backend)(nil)
 )
 
-// Backend keeps entries in ristretto (through gocache's ristretto
-// store), bounded by a byte budget, and counters in a map of atomics that
+// Backend keeps entries in a clockstore map bounded by a byte budget: a
+// hit takes no lock and writes no shared cache line, and a stored entry is
+// visible to the next Load at once. Counters are in a map of atomics that
 // is never evicted: a missing counter therefore reads as the constant
 // backend.BaseCounter, which bump never produces.
 type Backend struct {
-	client   *ristretto.Cache[string, *backend.Entry]
-	st       *ristrettostore.RistrettoStore[string, *backend.Entry]
+	entries  *clockstore.Map[*backend.Entry]
 	counterM counterMap
 	soft     softMap
 	maxBytes int64
@@ -179,45 +177,17 @@ func Open(u *url.URL) (*Backend, error) {
 
 // New opens a memory backend bounded by maxBytes.
 func New(maxBytes int64) (*Backend, error) {
-	// Ristretto wants about ten counters per item it will hold when full;
-	// an item costs its body plus about 1 KiB of bookkeeping (memSize), so
-	// assume items of at least 1 KiB.
-	counters := maxBytes / 1024 * 10
-	if counters < 1000 {
-		counters = 1000
-	}
-	// The budget bounds the whole store: what ristretto allocates up
-	// front (its admission sketch, doorkeeper and buffers) is taken off
-	// what the entries may cost, leaving at least half for them.
-	maxCost := max(maxBytes-ristrettoFixedBytes(counters), maxBytes/2)
-	seed := maphash.MakeSeed()
-	client, err := ristretto.NewCache(&ristretto.Config[string, *backend.Entry]{
-		NumCounters: counters,
-		MaxCost:     maxCost,
-		BufferItems: 64,
-		// One hash of the key instead of ristretto's two (memhash for the
-		// slot, xxhash to detect collisions): the region compares every
-		// entry's key text with the request's, so a collision can only
-		// cost a miss, never serve another key's response.
-		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
-	})
-	if err != nil {
-		return nil, fmt.Errorf("memory backend: %w", err)
-	}
 	return &Backend{
-		client:   client,
-		st:       ristrettostore.NewRistretto[string, *backend.Entry](client),
+		entries:  clockstore.New[*backend.Entry](maxBytes),
 		counterM: counterMap{seed: maphash.MakeSeed()},
 		maxBytes: maxBytes,
 	}, nil
 }
 
-// Load reads the entry with ristretto's own Get rather than through the
-// gocache store: the store's Get takes the key as an interface value,
-// which costs an allocation on every hit. Writes go through the store.
+// Load reads the counters and the entry: no lock, no allocation.
 func (m *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	_ = m.Counters(ctx, names, vals)
-	e, _ := m.client.Get(key)
+	e, _ := m.entries.Load(key)
 	return e, nil
 }
 
@@ -238,26 +208,11 @@ func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 	return m.Counters(ctx, names, vals)
 }
 
-// ristrettoFixedBytes is the heap a ristretto cache with numCounters
-// counters allocates whatever it holds: the count-min sketch (4 rows of
-// 4-bit counters, rounded up to a power of two), the doorkeeper bloom
-// filter (1% false positives, a power of two of bits), the 32 Ki-slot set
-// buffer and the read stripes.
-func ristrettoFixedBytes(numCounters int64) int64 {
-	n := int64(1)
-	for n < numCounters {
-		n <<= 1
-	}
-	sketch := 4 * n / 2
-	bits := int64(1)
-	for float64(bits) < float64(numCounters)*9.6 {
-		bits <<= 1
-	}
-	return sketch + bits/8 + 32<<10*8 + 64<<10
-}
-
-// Store keeps the entry, charged its MemSize against the budget.
-func (m *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl time.Duration) error {
+// Store keeps the entry, charged its MemSize and its key's bytes (and
+// the store's clockstore.ItemOverhead) against the budget, evicting
+// others by CLOCK to stay within it. The entry is visible to the next
+// Load as soon as Store returns.
+func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	// A recorded body grew by append and may hold up to twice its length
 	// in capacity, all of it kept alive by the entry: keep an exactly
 	// sized copy instead (the entry is not shared before it is stored),
@@ -267,21 +222,13 @@ func (m *Backend) Store(ctx context.Context, key string, e *backend.Entry, ttl t
 			e.Body = b
 		}
 	}
-	cost := e.MemSize() + int64(len(key))
-	if cost > m.maxBytes {
-		return backend.ErrTooLarge
-	}
-	// No ristretto TTL: with one, every Get reads the clock (68 ns here).
+	// No expiry in the store: with one, every hit reads the clock.
 	// Expired entries are never served (the region checks their times);
 	// they are replaced by the next fill of their key or evicted by budget
-	// pressure like any other entry. SynchronousSet waits for ristretto's
-	// buffers so the next read sees the entry.
+	// pressure like any other entry.
 	_ = ttl
-	if err := m.st.Set(ctx, key, e, store.WithCost(cost), store.WithSynchronousSet()); err != nil {
-		// Ristretto drops a set when its buffers are busy or its policy
-		// rejects the item; gocache's error prints the whole value (the
-		// response body), which must not reach logs.
-		return backend.ErrDropped
+	if !m.entries.Set(key, e, e.MemSize()+int64(len(key)), 0) {
+		return backend.ErrTooLarge
 	}
 	return nil
 }
@@ -300,12 +247,14 @@ func (m *Backend) Remote() bool { return false }
 // MaxBytes is the byte budget.
 func (m *Backend) MaxBytes() int64 { return m.maxBytes }
 
-// Wait waits for ristretto's buffered writes to apply.
-func (m *Backend) Wait() { m.client.Wait() }
+// Wait returns at once: a Store is visible when it returns, with nothing
+// buffered. It stays for callers (tests) written against a store that
+// buffered its writes.
+func (m *Backend) Wait() {}
 
-// Close releases the store.
+// Close releases the entries.
 func (m *Backend) Close() error {
-	m.client.Close()
+	m.entries.Clear()
 	return nil
 }
 

@@ -17,8 +17,8 @@ func TestNearLocalCountersClock(t *testing.T) {
 			t.Fatalf("the counter read before every insertion was evicted at %d", i)
 		}
 		l.put(fmt.Sprintf("k%05d", i), nearCounter{v: uint64(i)})
-		if l.len() > 10 || l.bytes > l.budget {
-			t.Fatalf("%d counters, %d bytes for a budget of %d", l.len(), l.bytes, l.budget)
+		if l.len() > 10 || l.bytes() > l.budget() {
+			t.Fatalf("%d counters, %d bytes for a budget of %d", l.len(), l.bytes(), l.budget())
 		}
 	}
 	if c, ok := l.get("k00999"); !ok || c.v != 999 {
@@ -29,7 +29,7 @@ func TestNearLocalCountersClock(t *testing.T) {
 		t.Fatal("dropped counter still held")
 	}
 	l.reset()
-	if l.len() != 0 || l.bytes != 0 {
-		t.Fatalf("after reset: %d counters, %d bytes", l.len(), l.bytes)
+	if l.len() != 0 || l.bytes() != 0 {
+		t.Fatalf("after reset: %d counters, %d bytes", l.len(), l.bytes())
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +13,8 @@ import (
 	redisbe "github.com/routecache/routecache/core/backend/redis"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/internal/clockstore"
 
-	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -42,14 +40,16 @@ const DefaultStaleness = time.Second
 // unseen for that long, and is never reported (nothing carries it).
 type Cache struct {
 	inner     backend.Backend
-	redis     *redisbe.Backend // inner, when it is Redis (set by Wrap)
-	l1        *ristretto.Cache[string, *backend.Entry]
+	redis     *redisbe.Backend                // inner, when it is Redis (set by Wrap)
+	l1        *clockstore.Map[*backend.Entry] // lock-free reads, CLOCK eviction
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
 
-	mu sync.RWMutex
+	// mu serialises the writes to local (install, drop, dropAll) with the
+	// epoch check; reads of local take no lock.
+	mu sync.Mutex
 	// local holds the counter values read, bounded by a quarter of
-	// near_max_bytes (nearcounters.go); the entries get the rest.
+	// near_max_bytes (counters.go); the entries get the rest.
 	local localCounters
 	// epoch moves on every invalidation seen; a remote read started in an
 	// older epoch does not install its counter values (they may be stale).
@@ -95,20 +95,11 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: near_max_bytes: %w", backend.DisplayURL(u), err)
 	}
-	seed := maphash.MakeSeed()
 	// near_max_bytes bounds the entries and the local counters together:
 	// the counters may take a quarter of it.
 	counterBytes := maxBytes / 4
-	client, err := ristretto.NewCache(&ristretto.Config[string, *backend.Entry]{
-		NumCounters: max(maxBytes/256*10, 1000), MaxCost: maxBytes - counterBytes, BufferItems: 64,
-		// One hash per lookup, as in the memory backend: the region
-		// compares the entry's key text, so a collision is only a miss.
-		KeyToHash: func(k string) (uint64, uint64) { return maphash.String(seed, k), 0 },
-	})
-	if err != nil {
-		return nil, fmt.Errorf("backend %q: near cache: %w", backend.DisplayURL(u), err)
-	}
-	n := &Cache{inner: inner, l1: client, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
+	l1 := clockstore.New[*backend.Entry](maxBytes - counterBytes)
+	n := &Cache{inner: inner, l1: l1, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
 	rb, isRedis := inner.(*redisbe.Backend)
 	n.redis = rb
 	switch {
@@ -227,7 +218,7 @@ func (n *Cache) trusted() bool {
 // Load reads the entry under key and the named counters (backend.Backend).
 func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
-		if e, ok := n.l1.Get(key); ok && n.localCounters(names, vals) {
+		if e, ok := n.l1.Load(key); ok && n.localCounters(names, vals) {
 			n.localHits.Add(1)
 			return e, nil
 		}
@@ -243,8 +234,7 @@ func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uin
 		return nil, nil
 	}
 	if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
-		n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
-		n.l1.Wait() // ristretto buffers sets; make this one visible now
+		n.l1.Set(key, e, int64(e.Size()+len(key)), ttl) // visible to the next Load at once
 	}
 	return e, nil
 }
@@ -256,8 +246,6 @@ func (n *Cache) localCounters(names []string, vals []uint64) bool {
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
 	for i, name := range names {
 		c, ok := n.local.get(name)
 		if !ok || c.checked < oldest {
@@ -307,8 +295,7 @@ func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl tim
 	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
-	n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
-	n.l1.Wait()
+	n.l1.Set(key, e, int64(e.Size()+len(key)), ttl)
 	return nil
 }
 
@@ -382,7 +369,7 @@ func (n *Cache) Close() error {
 		n.psMu.Unlock()
 		<-n.done
 	}
-	n.l1.Close()
+	n.l1.Clear()
 	return n.inner.Close()
 }
 
@@ -442,8 +429,7 @@ func (n *Cache) Poll(ctx context.Context, key, lkey string, names []string, vals
 	n.install(epoch, names, vals)
 	if e != nil {
 		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
-			n.l1.SetWithTTL(strings.Clone(key), e, int64(e.Size()+len(key)), ttl)
-			n.l1.Wait()
+			n.l1.Set(key, e, int64(e.Size()+len(key)), ttl)
 		}
 	}
 	return e, held, nil
@@ -485,16 +471,10 @@ func (n *Cache) OnApplied(f func(counter string)) { n.applied.Store(&f) }
 func (n *Cache) Remember(names []string, vals []uint64) { n.install(n.epoch.Load(), names, vals) }
 
 // LocalCounters is the number of counter values kept locally.
-func (n *Cache) LocalCounters() int {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.local.len()
-}
+func (n *Cache) LocalCounters() int { return n.local.len() }
 
 // HasLocal reports whether a counter's value is kept locally.
 func (n *Cache) HasLocal(name string) bool {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	_, ok := n.local.idx[name]
+	_, ok := n.local.get(name)
 	return ok
 }
