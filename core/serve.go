@@ -139,8 +139,9 @@ func setMiss(rw *recorder) {
 }
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
-// then call.serve.
-func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
+// then call.serve. The route's parameters are p, or when cp is not nil
+// cp's (copied into the request's state).
+func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
 	r := rt.r
 	var reason BypassReason
 	switch {
@@ -161,6 +162,10 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	}
 	st := getState()
 	defer putState(st)
+	if cp != nil {
+		st.params = *cp
+		p = &st.params
+	}
 	if !rt.build(st, req, p, pattern) {
 		r.recordBypassIn(req.Context(), BypassKey, false)
 		setBypass(w, BypassKey)
