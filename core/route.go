@@ -17,6 +17,11 @@ type Route struct {
 	tags []*template
 	// staticTags holds the counter names of tags without placeholders.
 	staticTags []string
+	// tagLeads holds, for each tag with placeholders, the start of its
+	// counter name: the region's tag counter prefix and the template's
+	// leading literal part, whose index tagFrom gives the next of.
+	tagLeads []string
+	tagFrom  []int
 	// namesFromKey is set when the route's counter names are a function of
 	// its canonical key (the default key, no {header:...} in a tag): an
 	// entry this route stored under the request's key then depends on
@@ -54,10 +59,17 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 		return nil, err
 	}
 	rt.staticTags = make([]string, len(rt.tags))
+	rt.tagLeads, rt.tagFrom = make([]string, len(rt.tags)), make([]int, len(rt.tags))
 	rt.namesFromKey = rt.key == nil
 	for i, t := range rt.tags {
 		if t.static {
 			rt.staticTags[i] = r.tagCounter(t.text)
+		} else {
+			rt.tagLeads[i] = r.tagCounterPrefix
+			if t.parts[0].kind == tplLiteral {
+				rt.tagLeads[i] += t.parts[0].text
+				rt.tagFrom[i] = 1
+			}
 		}
 		for _, part := range t.parts {
 			if part.kind == tplHeader {

@@ -150,9 +150,9 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 			continue
 		}
 		ts := len(st.nbuf)
-		st.nbuf = append(st.nbuf, r.tagCounterPrefix...)
+		st.nbuf = append(st.nbuf, rt.tagLeads[i]...)
 		var ok bool
-		if st.nbuf, ok = t.appendTo(st.nbuf, req, p); !ok {
+		if st.nbuf, ok = t.appendFrom(st.nbuf, req, p, rt.tagFrom[i]); !ok {
 			return false
 		}
 		st.tagNames = append(st.tagNames, span{ts, len(st.nbuf)})
