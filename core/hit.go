@@ -68,7 +68,8 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Ent
 // replayAs is replay with the representation's headers, ETag and body.
 func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, replayed []backend.HeaderValues, etag string, body []byte, now int64, state string) {
 	h := w.Header()
-	for _, hv := range replayed {
+	for i := range replayed {
+		hv := &replayed[i] // not copied: the loop keeps less across the map calls
 		h[hv.Name] = hv.Values
 	}
 	age := (now - e.Created) / int64(time.Second)
