@@ -31,6 +31,9 @@ func init() {
 	bridge.ServeRoute = func(rt any, w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
 		return rt.(*Route).handle(w, req, p, pattern, next)
 	}
+	bridge.ServeRouteCtx = func(rt any, w http.ResponseWriter, req *http.Request, pattern string, ctx, next any, f *bridge.Funcs) (bool, error) {
+		return rt.(*Route).handleCtx(w, req, pattern, ctx, next, f)
+	}
 	bridge.ServeInvalidator = func(iv any, w http.ResponseWriter, req *http.Request, p params, next nextFunc) error {
 		return iv.(*Invalidator).handle(w, req, p, next)
 	}

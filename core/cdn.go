@@ -49,13 +49,15 @@ func (c *call) tagTexts() []string {
 	}
 	st, r := c.st, c.r
 	var out []string
-	for i, t := range c.rt.tags {
+	j := 0 // the next templated tag's name
+	for _, t := range c.rt.tags {
 		if t.static {
 			out = append(out, t.text)
 			continue
 		}
-		ref := st.refs[2+i]
-		out = append(out, string(st.nbuf[ref.s+len(r.tagCounterPrefix):ref.e]))
+		sp := st.tagNames[j]
+		j++
+		out = append(out, string(st.nbuf[sp.s+len(r.tagCounterPrefix):sp.e]))
 	}
 	if c.rtags != nil {
 		for _, t := range c.rtags.list() {

@@ -14,10 +14,12 @@ import (
 // etag and lastModified are the representation's (compress.go replays
 // a gzip entry decoded, with its identity ETag).
 func notModified(req *http.Request, etag string, lastModified time.Time) bool {
-	if inm := req.Header.Get("If-None-Match"); inm != "" {
+	// The names are canonical: indexed directly, without Header.Get's
+	// canonicalisation of its argument.
+	if inm := headerValue(req.Header, "If-None-Match"); inm != "" {
 		return etagMatches(inm, etag)
 	}
-	if ims := req.Header.Get("If-Modified-Since"); ims != "" && !lastModified.IsZero() {
+	if ims := headerValue(req.Header, "If-Modified-Since"); ims != "" && !lastModified.IsZero() {
 		t, err := http.ParseTime(ims)
 		if err != nil {
 			return false
@@ -25,6 +27,14 @@ func notModified(req *http.Request, etag string, lastModified time.Time) bool {
 		return !lastModified.Truncate(time.Second).After(t)
 	}
 	return false
+}
+
+// headerValue is h.Get(name) for a name in canonical form.
+func headerValue(h http.Header, name string) string {
+	if vs := h[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // etagMatches applies the weak comparison of an If-None-Match list.
@@ -58,7 +68,8 @@ func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Ent
 // replayAs is replay with the representation's headers, ETag and body.
 func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, replayed []backend.HeaderValues, etag string, body []byte, now int64, state string) {
 	h := w.Header()
-	for _, hv := range replayed {
+	for i := range replayed {
+		hv := &replayed[i] // not copied: the loop keeps less across the map calls
 		h[hv.Name] = hv.Values
 	}
 	age := (now - e.Created) / int64(time.Second)

@@ -224,11 +224,18 @@ func FuzzRemoteCounterNames(f *testing.F) {
 			return
 		}
 		r := rt.r
-		for i, ref := range st.refs {
-			if ref.static != "" {
-				continue
+		built := []span{st.keyName}
+		idx := []int{1}
+		j := 0
+		for i, tg := range rt.tags {
+			if !tg.static {
+				built, idx = append(built, st.tagNames[j]), append(idx, 2+i)
+				j++
 			}
-			logical := string(st.nbuf[ref.s:ref.e])
+		}
+		for k, sp := range built {
+			i := idx[k]
+			logical := string(st.nbuf[sp.s:sp.e])
 			if want := r.counterName(logical); st.names[i] != want {
 				t.Fatalf("name %d: built %q, counterName gives %q", i, st.names[i], want)
 			}

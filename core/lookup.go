@@ -22,11 +22,30 @@ func (c *call) recheck() (*backend.Entry, error) { return c.read(false) }
 
 func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 	r := c.r
+	if r.c.obs.p.Load() == nil {
+		// No Observer, no Tracer: nothing to time or trace.
+		e, err := r.be.Load(c.ctx, c.skey, c.names, c.vals)
+		if err == nil {
+			r.brk.done(nil)
+			return e, nil
+		}
+		return c.readFailed(e, err, countCorrupt)
+	}
 	o, t0 := r.obsStart()
 	ctx, sp := r.startOp(c.ctx, OpGet)
 	e, err := r.be.Load(ctx, c.skey, c.names, c.vals)
 	endOp(sp, err)
 	r.obsLatency(o, "get", t0)
+	if err == nil {
+		r.brk.done(nil)
+		return e, nil
+	}
+	return c.readFailed(e, err, countCorrupt)
+}
+
+// readFailed accounts for a failed read: a corrupt entry is a miss.
+func (c *call) readFailed(e *backend.Entry, err error, countCorrupt bool) (*backend.Entry, error) {
+	r := c.r
 	if errors.Is(err, backend.ErrCorrupt) {
 		if countCorrupt {
 			r.record(evCorrupt)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/routecache/routecache/core/internal/bridge"
 )
 
 // Route is a compiled cache decorator: one region, a key and tags. It is
@@ -15,6 +17,11 @@ type Route struct {
 	tags []*template
 	// staticTags holds the counter names of tags without placeholders.
 	staticTags []string
+	// tagLeads holds, for each tag with placeholders, the start of its
+	// counter name: the region's tag counter prefix and the template's
+	// leading literal part, whose index tagFrom gives the next of.
+	tagLeads []string
+	tagFrom  []int
 	// namesFromKey is set when the route's counter names are a function of
 	// its canonical key (the default key, no {header:...} in a tag): an
 	// entry this route stored under the request's key then depends on
@@ -52,10 +59,17 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 		return nil, err
 	}
 	rt.staticTags = make([]string, len(rt.tags))
+	rt.tagLeads, rt.tagFrom = make([]string, len(rt.tags)), make([]int, len(rt.tags))
 	rt.namesFromKey = rt.key == nil
 	for i, t := range rt.tags {
 		if t.static {
 			rt.staticTags[i] = r.tagCounter(t.text)
+		} else {
+			rt.tagLeads[i] = r.tagCounterPrefix
+			if t.parts[0].kind == tplLiteral {
+				rt.tagLeads[i] += t.parts[0].text
+				rt.tagFrom[i] = 1
+			}
 		}
 		for _, part := range t.parts {
 			if part.kind == tplHeader {
@@ -73,11 +87,43 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 // the route's parameters. It returns next's error, if next ran, except
 // errSkipStore. Adapters reach it through adapter.ServeRoute.
 func (rt *Route) handle(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
-	err := rt.serve(w, req, p, pattern, next)
-	if errors.Is(err, errSkipStore) {
+	err := rt.serve(w, req, p, nil, pattern, next)
+	if err != nil && errors.Is(err, errSkipStore) {
 		return nil
 	}
 	return err
+}
+
+// handleCtx is handle for an adapter passing its framework's request
+// context, its next handler and its functions (adapter.ServeRouteCtx):
+// the parameters and the rest of the chain are reached through them, so
+// that neither the adapter nor the engine allocates, or pools, anything
+// to carry them. ran reports whether f.Next ran.
+func (rt *Route) handleCtx(w http.ResponseWriter, req *http.Request, pattern string, ctx, next any, f *bridge.Funcs) (ran bool, err error) {
+	cp := ctxParams{ctx: ctx, get: f.Params}
+	err = rt.serve(w, req, nil, &cp, pattern, func(w http.ResponseWriter, r *http.Request) error {
+		ran = true
+		return f.Next(ctx, next, w, r)
+	})
+	if err != nil && errors.Is(err, errSkipStore) {
+		return ran, nil
+	}
+	return ran, err
+}
+
+// ctxParams are a route's parameters read from an adapter's request
+// context (handleCtx); kept in the request's pooled state while it runs.
+type ctxParams struct {
+	ctx any
+	get func(ctx any, name string) (string, bool)
+}
+
+// Get returns the value of the named route parameter.
+func (p *ctxParams) Get(name string) (string, bool) {
+	if p.get == nil {
+		return "", false
+	}
+	return p.get(p.ctx, name)
 }
 
 // Region returns the route's region.

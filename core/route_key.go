@@ -16,27 +16,26 @@ import (
 // pool: whatever outlives the request (an entry, a flight key, a counter
 // snapshot) is cloned first.
 type reqState struct {
-	key   []byte
-	skey  []byte // the storage key of a remote entry
-	nbuf  []byte
-	refs  []nameRef
-	names []string
-	vals  []uint64
+	key  []byte
+	skey []byte // the storage key of a remote entry
+	nbuf []byte
+	// keyName is where the key counter's name is in nbuf, tagNames
+	// where each templated tag's is (in the route's order).
+	keyName  span
+	tagNames []span
+	names    []string
+	vals     []uint64
 	// call and front are the request's lifecycle state (serve.go), kept
 	// here so that a hit allocates neither.
 	call  call
 	front routeFront
+	// params are the route's parameters when an adapter passed them
+	// through its request context (Route.handleCtx).
+	params ctxParams
 }
 
-// nameRef is a counter name: a static string, or nbuf[s:e]. printable
-// is set when the built name is known to be visible ASCII (its fixed
-// parts were checked once, its values are escaped), so that only its
-// length decides whether a remote store keeps it as it is.
-type nameRef struct {
-	static    string
-	s, e      int
-	printable bool
-}
+// span is nbuf[s:e].
+type span struct{ s, e int }
 
 var statePool = sync.Pool{New: func() any {
 	return &reqState{key: make([]byte, 0, 256), nbuf: make([]byte, 0, 256)}
@@ -44,16 +43,19 @@ var statePool = sync.Pool{New: func() any {
 
 func getState() *reqState {
 	st := statePool.Get().(*reqState)
-	st.key, st.skey, st.nbuf, st.refs, st.names, st.vals = st.key[:0], st.skey[:0], st.nbuf[:0], st.refs[:0], st.names[:0], st.vals[:0]
+	st.key, st.skey, st.nbuf, st.tagNames, st.names, st.vals = st.key[:0], st.skey[:0], st.nbuf[:0], st.tagNames[:0], st.names[:0], st.vals[:0]
 	return st
 }
 
 func putState(st *reqState) {
-	clear(st.names) // drop views and strings before pooling
+	for i := range st.names {
+		st.names[i] = "" // drop views and strings before pooling
+	}
 	// Drop what outlives the request (its writer, request, entries).
 	st.call.ctx, st.call.fallback, st.call.rtags = nil, nil, nil
 	clear(st.call.xnames) // entries' counter names
 	st.front = routeFront{}
+	st.params = ctxParams{}
 	if cap(st.key) > 64<<10 || cap(st.nbuf) > 64<<10 {
 		return // do not pool huge buffers
 	}
@@ -76,7 +78,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 		kb.b = append(kb.b, r.keyHead...)
 		kb.field(m)
 	}
-	st.refs = append(st.refs, nameRef{static: r.regionCounter})
+	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
 	if rt.key != nil {
@@ -112,7 +114,8 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 			kb.field(req.URL.RawQuery)
 		}
 	}
-	st.refs = append(st.refs, nameRef{s: ks, e: len(st.nbuf), printable: r.prefixPrintable && (rt.key == nil || rt.key.printable)})
+	st.keyName = span{ks, len(st.nbuf)}
+	st.names = append(st.names, r.nameView(st.nbuf[ks:], rt.key == nil || rt.key.printable))
 	// Whether the connection was TLS: Echo's Scheme() reads it first.
 	if req.TLS != nil {
 		kb.field("tls")
@@ -143,31 +146,35 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	st.key = kb.b
 	for i, t := range rt.tags {
 		if t.static {
-			st.refs = append(st.refs, nameRef{static: rt.staticTags[i]})
+			st.names = append(st.names, rt.staticTags[i])
 			continue
 		}
 		ts := len(st.nbuf)
-		st.nbuf = append(st.nbuf, r.tagCounterPrefix...)
+		st.nbuf = append(st.nbuf, rt.tagLeads[i]...)
 		var ok bool
-		if st.nbuf, ok = t.appendTo(st.nbuf, req, p); !ok {
+		if st.nbuf, ok = t.appendFrom(st.nbuf, req, p, rt.tagFrom[i]); !ok {
 			return false
 		}
-		st.refs = append(st.refs, nameRef{s: ts, e: len(st.nbuf), printable: r.prefixPrintable && t.printable})
-	}
-	// Views are taken only now that nbuf has stopped growing.
-	remote := r.keys != backend.KeysPlain
-	for _, ref := range st.refs {
-		n := ref.static
-		if n == "" {
-			n = unsafeString(st.nbuf[ref.s:ref.e])
-			if remote && !(ref.printable && len(n) <= maxPlainCounterName) {
-				n = r.counterName(n)
-			}
-		}
-		st.names = append(st.names, n)
+		st.tagNames = append(st.tagNames, span{ts, len(st.nbuf)})
+		st.names = append(st.names, r.nameView(st.nbuf[ts:], t.printable))
 	}
 	st.vals = slices.Grow(st.vals, len(st.names))[:len(st.names)]
 	return true
+}
+
+// nameView returns a counter name built in a request state's nbuf as a
+// view of it, or its stored form for a remote store. A view taken while
+// nbuf still grows stays right: appends write only past its end, and one
+// that reallocates leaves the old array, which the view keeps alive,
+// unchanged. printable is set when the name is known to be visible ASCII
+// (its fixed parts were checked once, its values are escaped), so that
+// only its length decides whether a remote store keeps it as it is.
+func (r *Region) nameView(b []byte, printable bool) string {
+	n := unsafeString(b)
+	if r.keys != backend.KeysPlain && !(r.prefixPrintable && printable && len(n) <= maxPlainCounterName) {
+		n = r.counterName(n)
+	}
+	return n
 }
 
 // appendKeyedHeaders appends every line of each keyed header, in the order
@@ -211,6 +218,6 @@ func (rt *Route) canonicalKey(req *http.Request, p params, pattern string) (cano
 	if !rt.build(st, req, p, pattern) {
 		return "", "", false
 	}
-	kn := string(st.nbuf[st.refs[1].s:st.refs[1].e])
+	kn := string(st.nbuf[st.keyName.s:st.keyName.e])
 	return string(st.key), strings.TrimPrefix(kn, rt.r.keyCounterPrefix), true
 }

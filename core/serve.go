@@ -139,8 +139,9 @@ func setMiss(rw *recorder) {
 }
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
-// then call.serve.
-func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
+// then call.serve. The route's parameters are p, or when cp is not nil
+// cp's (copied into the request's state).
+func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
 	r := rt.r
 	var reason BypassReason
 	switch {
@@ -159,9 +160,15 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 		setBypass(w, reason)
 		return next(w, req)
 	}
+	// The state goes back to the pool when the call returns, not deferred:
+	// a handler's panic leaves it to the collector, unpooled.
 	st := getState()
-	defer putState(st)
+	if cp != nil {
+		st.params = *cp
+		p = &st.params
+	}
 	if !rt.build(st, req, p, pattern) {
+		putState(st)
 		r.recordBypassIn(req.Context(), BypassKey, false)
 		setBypass(w, BypassKey)
 		return next(w, req)
@@ -175,7 +182,9 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, patte
 	c.skey = r.storageKeyIn(st, c.canonical)
 	c.names, c.vals = st.names, st.vals
 	c.fills, c.abandonAfter = req.Method != http.MethodHead, r.cfg.FillTimeout
-	return c.serve(next)
+	err := c.serve(next)
+	putState(st)
+	return err
 }
 
 // serve looks the key up and answers: a fresh entry is replayed (and

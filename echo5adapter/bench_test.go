@@ -24,7 +24,7 @@ func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len
 
 var body1K = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
 
-func benchEcho(b *testing.B, cached bool) *echo.Echo {
+func benchEcho(b testing.TB, cached bool) *echo.Echo {
 	e := echo.New()
 	h := func(c *echo.Context) error { return c.Blob(200, "application/json", body1K) }
 	if cached {

@@ -8,7 +8,6 @@ package echoadapter
 
 import (
 	"net/http"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/routecache/routecache/core"
@@ -34,38 +33,20 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (echo.Mid
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			k := calls.Get().(*call)
-			k.c, k.next = c, next
-			err := adapter.ServeRoute(rt, c.Response(), c.Request(), k, c.Path(), k.run)
-			k.c, k.next = nil, nil
-			calls.Put(k)
+			_, err := adapter.ServeRouteCtx(rt, c.Response(), c.Request(), c.Path(), c, next, &funcs)
 			return err
 		}
 	}, nil
 }
 
-// call carries one request through adapter.ServeRoute: it is the route's Params and,
-// through run, the Next that runs the handler. Pooled, so a hit allocates
-// neither an interface value nor a closure; the core calls both only
-// while ServeRoute runs.
-type call struct {
-	c    echo.Context
-	next echo.HandlerFunc
-	run  adapter.Next // serveNext, bound once
+// funcs reach a request's route parameters and its next handler through
+// its context: a hit allocates nothing.
+var funcs = adapter.Funcs{
+	Params: func(ctx any, name string) (string, bool) { return params{ctx.(echo.Context)}.Get(name) },
+	Next: func(ctx, next any, w http.ResponseWriter, r *http.Request) error {
+		return runNext(ctx.(echo.Context), next.(echo.HandlerFunc), w, r, true)
+	},
 }
-
-var calls = sync.Pool{New: func() any {
-	k := &call{}
-	k.run = k.serveNext
-	return k
-}}
-
-func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
-	return runNext(k.c, k.next, w, r, true)
-}
-
-// Get returns the value of the route parameter name.
-func (k *call) Get(name string) (string, bool) { return params{k.c}.Get(name) }
 
 // Invalidate returns route middleware for mutating routes: after the
 // handler answers 2xx (and returned nil), before the answer is sent, it

@@ -28,7 +28,7 @@ func (w *discardWriter) reset() {
 
 var body1K = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
 
-func benchEngine(b *testing.B, cached bool) *gin.Engine {
+func benchEngine(b testing.TB, cached bool) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	h := func(c *gin.Context) { c.Data(200, "application/json", body1K) }

@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"sync"
 
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
@@ -36,36 +35,20 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.Hand
 		return nil, err
 	}
 	return func(c *gin.Context) {
-		k := calls.Get().(*call)
-		k.c, k.ran = c, false
-		_ = adapter.ServeRoute(rt, c.Writer, c.Request, &c.Params, c.FullPath(), k.run)
-		ran := k.ran
-		k.c = nil
-		calls.Put(k)
+		ran, _ := adapter.ServeRouteCtx(rt, c.Writer, c.Request, c.FullPath(), c, nil, &funcs)
 		if !ran {
 			c.Abort() // served from the cache: the handler must not run
 		}
 	}, nil
 }
 
-// call carries one request through adapter.ServeRoute; its run is the Next that
-// runs the rest of the chain. Pooled, so a hit allocates no closure; the
-// core calls run only while ServeRoute runs.
-type call struct {
-	c   *gin.Context
-	ran bool
-	run adapter.Next // serveNext, bound once
-}
-
-var calls = sync.Pool{New: func() any {
-	k := &call{}
-	k.run = k.serveNext
-	return k
-}}
-
-func (k *call) serveNext(w http.ResponseWriter, r *http.Request) error {
-	k.ran = true
-	return runNext(k.c, w, r)
+// funcs reach a request's parameters and the rest of its chain through
+// its *gin.Context: a hit allocates nothing.
+var funcs = adapter.Funcs{
+	Params: func(ctx any, name string) (string, bool) { return ctx.(*gin.Context).Params.Get(name) },
+	Next: func(ctx, _ any, w http.ResponseWriter, r *http.Request) error {
+		return runNext(ctx.(*gin.Context), w, r)
+	},
 }
 
 // Invalidate returns a handler for mutating routes: after the rest of the

@@ -65,6 +65,27 @@ func ServeRoute(rt *core.Route, w http.ResponseWriter, req *http.Request, p Para
 	return bridge.ServeRoute(rt, w, req, p, pattern, next)
 }
 
+// Funcs are an adapter's functions for ServeRouteCtx, built once (a
+// package variable). Params(ctx, name) returns the value of a route
+// parameter and whether it exists (nil: routes have none); Next(ctx, next,
+// w, r) runs the rest of the chain as a Next does. ctx and next are the
+// values the adapter passed to ServeRouteCtx.
+type Funcs = bridge.Funcs
+
+// ServeRouteCtx is ServeRoute for an adapter whose framework has a
+// request context (gin.Context, echo.Context): instead of a Params and a
+// Next, which would be a closure or an interface value made per request,
+// it takes that context as ctx, the framework's next handler (Echo's
+// echo.HandlerFunc; nil for Gin) as next, and the adapter's Funcs, which
+// reach the parameters and the rest of the chain through them. Pass
+// pointers, interface values or funcs as ctx and next: converting those
+// to any allocates nothing, so a hit through ServeRouteCtx allocates
+// nothing, without pooling. ran reports whether f.Next ran (false on a
+// hit: the framework must then not run the chain).
+func ServeRouteCtx(rt *core.Route, w http.ResponseWriter, req *http.Request, pattern string, ctx, next any, f *Funcs) (ran bool, err error) {
+	return bridge.ServeRouteCtx(rt, w, req, pattern, ctx, next, f)
+}
+
 // ServeInvalidator runs an invalidating route for one request: it runs
 // next with a ResponseWriter and, when the response is a 2xx, applies
 // iv's invalidations before the status line is sent.

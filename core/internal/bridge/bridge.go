@@ -39,12 +39,26 @@ func (p PathValues) Get(name string) (string, bool) {
 	return v, v != ""
 }
 
+// Funcs are an adapter's functions for ServeRouteCtx. Both take the
+// framework's request context as ctx; Next also the framework's next
+// handler as next.
+type Funcs struct {
+	// Params returns the value of a route parameter; nil: no parameters.
+	Params func(ctx any, name string) (string, bool)
+	// Next runs the rest of the handler chain.
+	Next func(ctx, next any, w http.ResponseWriter, r *http.Request) error
+}
+
 // The engine's entry points, set by core's init. rt is a *core.Route, iv
 // a *core.Invalidator (core/adapter's functions take those types; they
 // travel as any only because this package cannot import core).
 var (
 	// ServeRoute runs a cached route's lifecycle for one request.
 	ServeRoute func(rt any, w http.ResponseWriter, req *http.Request, p Params, pattern string, next Next) error
+	// ServeRouteCtx is ServeRoute with the request's context, the
+	// framework's next handler and the adapter's Funcs instead of a Params
+	// and a Next; ran reports whether Next ran.
+	ServeRouteCtx func(rt any, w http.ResponseWriter, req *http.Request, pattern string, ctx, next any, f *Funcs) (ran bool, err error)
 	// ServeInvalidator runs an invalidating route for one request.
 	ServeInvalidator func(iv any, w http.ResponseWriter, req *http.Request, p Params, next Next) error
 	// IsRecorder reports whether w is the engine's recording writer (the

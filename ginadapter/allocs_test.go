@@ -1,0 +1,28 @@
+package ginadapter_test
+
+import (
+	"net/http"
+	"testing"
+)
+
+// A hit allocates nothing: neither the adapter nor the engine makes a
+// closure, an interface value or anything else per request.
+func TestHitAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are checked without -race")
+	}
+	r := benchEngine(t, true)
+	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
+	w := &discardWriter{h: http.Header{}}
+	r.ServeHTTP(w, req) // fill
+	n := testing.AllocsPerRun(200, func() {
+		w.reset()
+		r.ServeHTTP(w, req)
+	})
+	if got := w.h.Get("X-Cache"); got != "HIT" || w.n != len(body1K) {
+		t.Fatalf("X-Cache %q, %d bytes: not a hit", got, w.n)
+	}
+	if n != 0 {
+		t.Fatalf("a hit allocates %v times", n)
+	}
+}
