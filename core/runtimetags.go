@@ -135,6 +135,13 @@ func (ts *tagSet) list() []string {
 	return slices.Clone(ts.tags)
 }
 
+// isOver reports whether more than MaxTags distinct tags were added so far.
+func (ts *tagSet) isOver() bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.over
+}
+
 // close ends the collection and returns the tags, and whether there were
 // more than MaxTags.
 func (ts *tagSet) close() (tags []string, over bool) {

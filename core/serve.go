@@ -116,8 +116,10 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 // knows its region: its Cache-Status then says (RFC 9211) "stored" when
 // the response is storable as its headers go out, or the reason it is not
 // in detail=, so that curl -i tells why a route is not cached. A body
-// that outgrows MaxEntryBytes after the headers went out, or a store that
-// fails, is not stored despite "stored" (counted in Stats.NotStored).
+// that outgrows MaxEntryBytes after the headers went out, runtime tags
+// past MaxTags added after them, a tag invalidation during the fill, or
+// a store that fails, leave it not stored despite "stored" (counted in
+// Stats.NotStored).
 func setMiss(rw *recorder) {
 	h := rw.Header()
 	h["X-Cache"] = []string{"MISS"}
@@ -127,7 +129,13 @@ func setMiss(rw *recorder) {
 		return
 	}
 	ch := canonicalHeader(h)
-	if reason := c.r.commitReason(c.rt, rw.status, canonicalHeader(rw.before), ch); reason != "" {
+	reason := c.r.commitReason(c.rt, rw.status, canonicalHeader(rw.before), ch)
+	if reason == "" && c.rtags != nil && c.rtags.isOver() {
+		// Runtime tags added before the headers went out (AddTags, the
+		// tag headers just taken) already number more than MaxTags.
+		reason = NotStoredTooManyTags
+	}
+	if reason != "" {
 		h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
 		return
 	}

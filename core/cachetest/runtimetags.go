@@ -243,8 +243,13 @@ func (s *suite) maxTags(t *testing.T) {
 	// Three distinct tags (the header repeats one): stored.
 	e.expect(e.get("/t/t1"), 200, "MISS", "#1")
 	e.expect(e.get("/t/t1"), 200, "HIT", "#1")
-	// A fourth: not stored.
-	e.expect(e.get("/t/t3"), 200, "MISS", "#2")
+	// A fourth: not stored, and the miss says why (the tags were all
+	// added before the headers went out).
+	r := e.get("/t/t3")
+	e.expect(r, 200, "MISS", "#2")
+	if cs := r.Header.Get("Cache-Status"); !strings.Contains(cs, "detail="+string(core.NotStoredTooManyTags)) {
+		t.Fatalf("miss over MaxTags: Cache-Status %q, want detail=%s", cs, core.NotStoredTooManyTags)
+	}
 	e.expect(e.get("/t/t3"), 200, "MISS", "#3")
 	st := e.stats("r")
 	if st.NotStored[core.NotStoredTooManyTags] != 2 || st.Stores != 1 {
