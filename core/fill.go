@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // fill leads a key's flight: it takes the entry another fill (here or on
@@ -96,8 +97,14 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
-	defer cancelStore()
+	storeCtx := context.WithoutCancel(fctx)
+	if _, inProcess := r.be.(*memory.Backend); !inProcess {
+		// The memory backend's Store and Counters never wait: no timer
+		// for them.
+		var cancelStore context.CancelFunc
+		storeCtx, cancelStore = context.WithTimeout(storeCtx, r.cfg.FillTimeout)
+		defer cancelStore()
+	}
 	skey := c.skey
 	if p.skey != "" {
 		skey = p.skey // the key of the response's coding (compress.go)
@@ -375,12 +382,16 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
+	// e.Header is canonical (storedHeader): indexed, not Get.
+	if vs := e.Header["Etag"]; len(vs) > 0 {
+		e.ETag = vs[0]
+	}
+	if e.ETag == "" {
 		e.ETag = strongETag(e.Body)
 		e.Header["Etag"] = []string{e.ETag}
 	}
-	if e.Header.Get("Last-Modified") == "" {
-		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	if vs := e.Header["Last-Modified"]; len(vs) == 0 || vs[0] == "" {
+		e.Header["Last-Modified"] = []string{httpDate(start)}
 	}
 	p.skey = c.encodeEntry(e, rf.req, keyed)
 	e.Prepare()

@@ -115,7 +115,7 @@ var notReplayed = map[string]bool{
 func canonicalHeader(h http.Header) http.Header {
 	canonical := true
 	for k := range h {
-		if http.CanonicalHeaderKey(k) != k {
+		if !caseCanonical(k) && http.CanonicalHeaderKey(k) != k {
 			canonical = false
 			break
 		}
@@ -129,6 +129,22 @@ func canonicalHeader(h http.Header) http.Header {
 		out[ck] = append(out[ck], h[k]...)
 	}
 	return out
+}
+
+// caseCanonical reports, without the work of http.CanonicalHeaderKey,
+// that it would return k unchanged because every letter already has the
+// case it gives: upper first and after a hyphen, lower elsewhere (a name
+// with other bytes it returns unchanged too). false means only "ask it".
+func caseCanonical(k string) bool {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // responseReason returns why a finished response must not be stored, or "".

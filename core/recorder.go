@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"strconv"
 )
 
 // recorder is the writer the cache hands to the downstream handler on
@@ -85,6 +86,9 @@ func (rw *recorder) Write(b []byte) (int, error) {
 			}
 			rw.over, rw.body = true, nil
 		} else {
+			if rw.body == nil {
+				rw.body = make([]byte, 0, rw.sizeHint(len(b)))
+			}
 			rw.body = append(rw.body, b...)
 			if rw.hold {
 				return len(b), nil
@@ -100,6 +104,18 @@ func (rw *recorder) Write(b []byte) (int, error) {
 		return 0, rw.clientErr
 	}
 	return len(b), nil
+}
+
+// sizeHint is the capacity the recorded body starts with, at a first
+// write of n bytes: the response's Content-Length when the handler set
+// one within the cap (the body then grows by no copy), else n.
+func (rw *recorder) sizeHint(n int) int {
+	if vs := rw.Header()["Content-Length"]; len(vs) == 1 {
+		if l, err := strconv.ParseInt(vs[0], 10, 64); err == nil && l > int64(n) && l <= rw.max {
+			return int(l)
+		}
+	}
+	return n
 }
 
 // WriteString is Write for strings.
