@@ -171,7 +171,7 @@ func BenchmarkMiss(b *testing.B) {
 // (the default MaxEntryBytes) in 32 KiB writes, as io.Copy does, with no
 // Content-Length, so the recorder grows its buffer by append. The
 // instruction count of the 1MiB pair needs a small N (GOGC=off under
-// callgrind keeps every body): N1=200 N2=600.
+// callgrind keeps every body): N1=100 N2=300.
 func BenchmarkMissSize(b *testing.B) {
 	for _, size := range []struct {
 		name string
