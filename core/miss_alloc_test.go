@@ -71,3 +71,31 @@ func TestHTTPDateMatchesTimeFormat(t *testing.T) {
 		}
 	}
 }
+
+// A body recorded in many writes with no Content-Length grows by
+// doubling, bounded by the cap: a 1 MiB body in 32 KiB writes ends in a
+// buffer of exactly 1 MiB (nothing for the store to trim), after copies
+// totalling less than its length.
+func TestRecorderGrowsBodyByDoublingToTheCap(t *testing.T) {
+	rw := &recorder{w: httptest.NewRecorder(), record: true, max: 1 << 20}
+	chunk := make([]byte, 32<<10)
+	grows := 0
+	for i := 0; i < 32; i++ {
+		c := cap(rw.body)
+		_, _ = rw.Write(chunk)
+		if cap(rw.body) != c {
+			grows++
+		}
+	}
+	if len(rw.body) != 1<<20 || cap(rw.body) != 1<<20 || grows != 6 {
+		t.Fatalf("len %d cap %d after %d allocations, want 1 MiB, 1 MiB, 6", len(rw.body), cap(rw.body), grows)
+	}
+	// The cap bounds the last step: 40 KiB of a 48 KiB cap.
+	rw = &recorder{w: httptest.NewRecorder(), record: true, max: 48 << 10}
+	for i := 0; i < 5; i++ {
+		_, _ = rw.Write(chunk[:8<<10])
+	}
+	if cap(rw.body) > 48<<10 || rw.over {
+		t.Fatalf("cap %d over the 48 KiB cap (over %v)", cap(rw.body), rw.over)
+	}
+}
