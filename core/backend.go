@@ -1,13 +1,12 @@
 package core
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/eko/gocache/lib/v4/store"
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/gocache"
@@ -142,8 +141,38 @@ func (cl *counterLives) need(r *Region, rt *Route) {
 // schemeList names the registered schemes for error messages.
 func schemeList() string { return strings.Join(backend.Schemes(), ", ") }
 
-// strongETag derives a strong validator from the body (128 bits of SHA-256).
+// strongETag derives a strong validator from the body: its 64-bit xxHash
+// (XXH64, seed 0) and its length, in hex, quoted ("<hash>-<length>"). It
+// depends on the body alone, so every replica derives the same one; two
+// bodies of different lengths never share it, and two of the same length
+// do with probability 2^-64. It is not a cryptographic digest: whoever
+// controls a body can make another of their own collide with it, which
+// only lets a client keep a copy of that same URL it already received
+// (docs/http-semantics.md, Validators). Entries stored with the earlier
+// SHA-256 form keep the ETag stored with them.
 func strongETag(body []byte) string {
-	sum := sha256.Sum256(body)
-	return `"` + hex.EncodeToString(sum[:16]) + `"`
+	const digits = "0123456789abcdef"
+	var b [2 + 16 + 1 + 16]byte
+	b[0] = '"'
+	h := xxhash.Sum64(body)
+	for i := 16; i >= 1; i-- {
+		b[i] = digits[h&15]
+		h >>= 4
+	}
+	b[17] = '-'
+	n := 18
+	l := uint64(len(body))
+	var tmp [16]byte
+	t := len(tmp)
+	for {
+		t--
+		tmp[t] = digits[l&15]
+		l >>= 4
+		if l == 0 {
+			break
+		}
+	}
+	n += copy(b[n:], tmp[t:])
+	b[n] = '"'
+	return string(b[:n+1])
 }

@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -162,6 +163,63 @@ func BenchmarkMiss(b *testing.B) {
 				h.ServeHTTP(w, reqs[i])
 			}
 		})
+	}
+}
+
+// BenchmarkMissSize: BenchmarkMiss by body size, each miss beside the
+// same handler uncached. The 1KiB body is written at once; 64KiB and 1MiB
+// (the default MaxEntryBytes) in 32 KiB writes, as io.Copy does, with no
+// Content-Length, so the recorder grows its buffer by append. The
+// instruction count of the 1MiB pair needs a small N (GOGC=off under
+// callgrind keeps every body): N1=100 N2=300.
+func BenchmarkMissSize(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"1KiB", 1 << 10}, {"64KiB", 64 << 10}, {"1MiB", 1 << 20}} {
+		body := bytes.Repeat([]byte("0123456789abcdef"), size.n/16)
+		handler := func(w http.ResponseWriter, _ *http.Request) {
+			w.Header()["Content-Type"] = []string{"application/octet-stream"}
+			for b := body; len(b) > 0; {
+				n := min(len(b), 32<<10)
+				_, _ = w.Write(b[:n])
+				b = b[n:]
+			}
+		}
+		for _, name := range []string{"uncached", "memory-miss"} {
+			b.Run(size.name+"/"+name, func(b *testing.B) {
+				mux := http.NewServeMux()
+				if name == "uncached" {
+					mux.HandleFunc("GET /blobs/{id}", handler)
+				} else {
+					mw, err := benchCache(b, "memory://?max_bytes=256MiB").Middleware("r", core.Tags("blob:{id}", "blobs"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					mux.Handle("GET /blobs/{id}", mw(http.HandlerFunc(handler)))
+				}
+				reqs := make([]*http.Request, b.N)
+				for i := range reqs {
+					reqs[i], _ = http.NewRequest("GET", fmt.Sprintf("/blobs/%d", i), nil)
+				}
+				w := &benchWriter{h: http.Header{}}
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					clear(w.h)
+					w.n = 0
+					mux.ServeHTTP(w, reqs[i])
+				}
+				b.StopTimer()
+				if w.n != len(body) {
+					b.Fatalf("wrote %d bytes, want %d", w.n, len(body))
+				}
+				if name != "uncached" && w.h.Get("X-Cache") != "MISS" {
+					b.Fatalf("X-Cache %q, want MISS", w.h.Get("X-Cache"))
+				}
+			})
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // fill leads a key's flight: it takes the entry another fill (here or on
@@ -17,7 +18,7 @@ import (
 func (c *call) fill(f *flight, next nextFunc) {
 	r := c.r
 	// The flight and the entry outlive the request's pooled state.
-	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
+	c.skey, c.canonical = cloneTwo(c.skey, c.canonical)
 	defer r.flights.land(c.skey, f)
 	e, release := c.claim()
 	if release != nil {
@@ -47,6 +48,27 @@ func (c *call) fill(f *flight, next nextFunc) {
 	c.epoch, c.epochOK = vals[n], true
 	r.record(evMiss)
 	c.produce(f, false, next)
+}
+
+// cloneTwo copies a and b in one allocation.
+func cloneTwo(a, b string) (string, string) {
+	ab := concat(a, b)
+	return ab[:len(a)], ab[len(a):]
+}
+
+// concat is a fresh copy of the strings joined, in one allocation (the
+// + operator and strings.Join return a lone non-empty string as it is).
+func concat(ss ...string) string {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range ss {
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // claim looks for an entry stored since the call's lookup: across
@@ -96,8 +118,14 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx, cancelStore := context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
-	defer cancelStore()
+	storeCtx := context.WithoutCancel(fctx)
+	if _, inProcess := r.be.(*memory.Backend); !inProcess {
+		// The memory backend's Store and Counters never wait: no timer
+		// for them.
+		var cancelStore context.CancelFunc
+		storeCtx, cancelStore = context.WithTimeout(storeCtx, r.cfg.FillTimeout)
+		defer cancelStore()
+	}
 	skey := c.skey
 	if p.skey != "" {
 		skey = p.skey // the key of the response's coding (compress.go)
@@ -148,8 +176,12 @@ func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
 // snapshot is the counter snapshot an entry produced now will carry.
 func (c *call) snapshot() []backend.CounterSnap {
 	snap := make([]backend.CounterSnap, len(c.names))
+	// The names outlive the request's pooled state: one copy of them all,
+	// sliced.
+	all := concat(c.names...)
 	for i, n := range c.names {
-		snap[i] = backend.CounterSnap{Name: strings.Clone(n), Value: c.vals[i]}
+		snap[i] = backend.CounterSnap{Name: all[:len(n)], Value: c.vals[i]}
+		all = all[len(n):]
 	}
 	return snap
 }
@@ -293,7 +325,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		if r.cfg.Compress {
 			onMiss = setMissVary
 		}
-		rw = &recorder{w: rf.w, before: rf.w.Header().Clone(), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
+		rw = &recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
 		if c.fallback != nil {
 			rw.hold, rw.hdr = true, rf.w.Header().Clone()
 		}
@@ -375,17 +407,29 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	if e.ETag = e.Header.Get("Etag"); e.ETag == "" {
+	// e.Header is canonical (storedHeader): indexed, not Get.
+	if vs := e.Header["Etag"]; len(vs) > 0 {
+		e.ETag = vs[0]
+	}
+	if e.ETag == "" {
 		e.ETag = strongETag(e.Body)
 		e.Header["Etag"] = []string{e.ETag}
 	}
-	if e.Header.Get("Last-Modified") == "" {
-		e.Header["Last-Modified"] = []string{start.UTC().Format(http.TimeFormat)}
+	if vs := e.Header["Last-Modified"]; len(vs) == 0 || vs[0] == "" {
+		e.Header["Last-Modified"] = []string{httpDate(start)}
 	}
 	p.skey = c.encodeEntry(e, rf.req, keyed)
 	e.Prepare()
 	p.store = e
 	return p
+}
+
+// cloneNonEmpty is h.Clone(), or nil for an empty h (read only).
+func cloneNonEmpty(h http.Header) http.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	return h.Clone()
 }
 
 // sharedFailure is the failure a failed fill's waiters may answer: the

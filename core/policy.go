@@ -115,7 +115,7 @@ var notReplayed = map[string]bool{
 func canonicalHeader(h http.Header) http.Header {
 	canonical := true
 	for k := range h {
-		if http.CanonicalHeaderKey(k) != k {
+		if !caseCanonical(k) && http.CanonicalHeaderKey(k) != k {
 			canonical = false
 			break
 		}
@@ -129,6 +129,22 @@ func canonicalHeader(h http.Header) http.Header {
 		out[ck] = append(out[ck], h[k]...)
 	}
 	return out
+}
+
+// caseCanonical reports, without the work of http.CanonicalHeaderKey,
+// that it would return k unchanged because every letter already has the
+// case it gives: upper first and after a hyphen, lower elsewhere (a name
+// with other bytes it returns unchanged too). false means only "ask it".
+func caseCanonical(k string) bool {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // responseReason returns why a finished response must not be stored, or "".
@@ -210,13 +226,20 @@ func hasTrailers(h http.Header) bool {
 // hop-by-hop headers, headers named by Connection, and per-response ones.
 // before and after must be canonical (canonicalHeader).
 func storedHeader(before, after http.Header) http.Header {
-	drop := map[string]bool{}
+	var drop map[string]bool
 	for _, v := range after["Connection"] {
 		for _, n := range strings.Split(v, ",") {
+			if drop == nil {
+				drop = map[string]bool{}
+			}
 			drop[http.CanonicalHeaderKey(strings.TrimSpace(n))] = true
 		}
 	}
 	out := make(http.Header, len(after))
+	// The values are copied into one slice (one value per header
+	// expected; it grows for more), as http.Header.Clone does; each key's
+	// part is capped, so an append to one copies it.
+	all := make([]string, 0, len(after))
 	for k, vs := range after {
 		if hopByHop[k] || notReplayed[k] || drop[k] || len(vs) == 0 {
 			continue
@@ -224,7 +247,8 @@ func storedHeader(before, after http.Header) http.Header {
 		if bv, ok := before[k]; ok && equalValues(bv, vs) {
 			continue
 		}
-		out[k] = append([]string(nil), vs...)
+		all = append(all, vs...)
+		out[k] = all[len(all)-len(vs) : len(all) : len(all)]
 	}
 	return out
 }

@@ -142,14 +142,16 @@ func (e *Entry) Prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
 	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
 	if e.Replayed == nil {                          // parseEntry lists them as it decodes
-		e.Replayed = make([]HeaderValues, 0, len(e.Header)+1)
-		for _, k := range sortedKeys(e.Header) {
+		rp := make([]HeaderValues, 0, len(e.Header)+1)
+		for k, vs := range e.Header {
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
-			vs := e.Header[k]
-			e.Replayed = append(e.Replayed, HeaderValues{k, vs[:len(vs):len(vs)]})
+			rp = append(rp, HeaderValues{k, vs[:len(vs):len(vs)]})
 		}
+		// In name order, sorted in place (no slice of names to allocate).
+		slices.SortFunc(rp, func(a, b HeaderValues) int { return strings.Compare(a.Name, b.Name) })
+		e.Replayed = rp
 	}
 	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
 	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {

@@ -1,0 +1,101 @@
+package core
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// caseCanonical never claims a name canonical that
+// http.CanonicalHeaderKey would change.
+func TestCaseCanonicalAgreesWithCanonicalHeaderKey(t *testing.T) {
+	for _, k := range []string{"", "A", "a", "Content-Type", "content-type", "Content-type", "X-B3-Traceid",
+		"X-b3", "ETag", "Etag", "WWW-Authenticate", "Www-Authenticate", "-A", "A-", "a b", "A B", "Foo_bar", "X-1a", "X--Y", "x\xffy"} {
+		if caseCanonical(k) && http.CanonicalHeaderKey(k) != k {
+			t.Errorf("caseCanonical(%q) but CanonicalHeaderKey gives %q", k, http.CanonicalHeaderKey(k))
+		}
+	}
+	for _, k := range []string{"Content-Type", "Etag", "X-Cache", "Last-Modified", "X-B3-Traceid"} {
+		if !caseCanonical(k) {
+			t.Errorf("caseCanonical(%q) = false for a canonical name", k)
+		}
+	}
+}
+
+// A recorder whose handler set Content-Length records the body into one
+// buffer of that size: no growth copies, and nothing for the store to trim.
+func TestRecorderPresizesBodyFromContentLength(t *testing.T) {
+	w := httptest.NewRecorder()
+	rw := &recorder{w: w, record: true, max: 1 << 20}
+	rw.Header().Set("Content-Length", "10000")
+	chunk := make([]byte, 1000)
+	for i := 0; i < 10; i++ {
+		_, _ = rw.Write(chunk)
+	}
+	if len(rw.body) != 10000 || cap(rw.body) != 10000 {
+		t.Fatalf("recorded len %d cap %d, want 10000 and 10000", len(rw.body), cap(rw.body))
+	}
+	// A Content-Length over the cap is not trusted for the allocation.
+	rw = &recorder{w: httptest.NewRecorder(), record: true, max: 4096}
+	rw.Header().Set("Content-Length", "1000000")
+	_, _ = rw.Write(chunk)
+	if cap(rw.body) > 4096 {
+		t.Fatalf("cap %d over MaxEntryBytes", cap(rw.body))
+	}
+}
+
+// storedHeader's values are copies: an append to one stored header's
+// values changes neither another's nor the response's.
+func TestStoredHeaderValuesAreIndependent(t *testing.T) {
+	after := http.Header{"A": {"1"}, "B": {"2", "3"}, "C": {"4"}, "Connection": {"x-hop"}, "X-Hop": {"h"}}
+	out := storedHeader(nil, after)
+	if _, ok := out["X-Hop"]; ok {
+		t.Fatal("a header named by Connection was stored")
+	}
+	out["A"] = append(out["A"], "changed")
+	out["B"][0] = "changed"
+	if len(out["C"]) != 1 || out["C"][0] != "4" || after["B"][0] != "2" || len(out["B"]) != 2 {
+		t.Fatalf("values shared: out %v after %v", out, after)
+	}
+}
+
+// httpDate is time.Format with http.TimeFormat, in UTC, whichever second
+// comes.
+func TestHTTPDateMatchesTimeFormat(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 21, 0, 0, 5, time.FixedZone("X", 3600))
+	for _, d := range []time.Duration{0, 10, time.Second, time.Second + 1, 0, time.Hour} {
+		tm := t0.Add(d)
+		if got, want := httpDate(tm), tm.UTC().Format(http.TimeFormat); got != want {
+			t.Fatalf("httpDate(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
+// A body recorded in many writes with no Content-Length grows by
+// doubling, bounded by the cap: a 1 MiB body in 32 KiB writes ends in a
+// buffer of exactly 1 MiB (nothing for the store to trim), after copies
+// totalling less than its length.
+func TestRecorderGrowsBodyByDoublingToTheCap(t *testing.T) {
+	rw := &recorder{w: httptest.NewRecorder(), record: true, max: 1 << 20}
+	chunk := make([]byte, 32<<10)
+	grows := 0
+	for i := 0; i < 32; i++ {
+		c := cap(rw.body)
+		_, _ = rw.Write(chunk)
+		if cap(rw.body) != c {
+			grows++
+		}
+	}
+	if len(rw.body) != 1<<20 || cap(rw.body) != 1<<20 || grows != 6 {
+		t.Fatalf("len %d cap %d after %d allocations, want 1 MiB, 1 MiB, 6", len(rw.body), cap(rw.body), grows)
+	}
+	// The cap bounds the last step: 40 KiB of a 48 KiB cap.
+	rw = &recorder{w: httptest.NewRecorder(), record: true, max: 48 << 10}
+	for i := 0; i < 5; i++ {
+		_, _ = rw.Write(chunk[:8<<10])
+	}
+	if cap(rw.body) > 48<<10 || rw.over {
+		t.Fatalf("cap %d over the 48 KiB cap (over %v)", cap(rw.body), rw.over)
+	}
+}
