@@ -8,19 +8,8 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/echo5adapter"
+	"github.com/routecache/routecache/internal/benchwriter"
 )
-
-// discardWriter is a minimal reusable ResponseWriter, so the benchmark
-// measures the framework and the cache, not a recorder's allocations.
-type discardWriter struct {
-	h      http.Header
-	status int
-	n      int
-}
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) WriteHeader(s int)           { w.status = s }
-func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
 
 var body1K = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
 
@@ -42,18 +31,18 @@ func benchEcho(b testing.TB, cached bool) *echo.Echo {
 
 func runBench(b *testing.B, h http.Handler) {
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
-	w := &discardWriter{h: http.Header{}}
+	w := benchwriter.New()
 	h.ServeHTTP(w, req) // fill
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		clear(w.h)
-		w.n = 0
+		clear(w.H)
+		w.N = 0
 		h.ServeHTTP(w, req)
 	}
 	b.StopTimer()
-	if w.n != len(body1K) || w.status != 200 {
-		b.Fatalf("status %d, wrote %d bytes", w.status, w.n)
+	if w.N != len(body1K) || w.Status != 200 {
+		b.Fatalf("status %d, wrote %d bytes", w.Status, w.N)
 	}
 }
 

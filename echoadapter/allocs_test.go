@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/routecache/routecache/internal/benchwriter"
 )
 
 // A hit allocates nothing of its own. Echo v4 applies route middleware
@@ -18,21 +19,21 @@ func TestHitAllocatesNothingOfItsOwn(t *testing.T) {
 	}
 	allocs := func(e *echo.Echo) float64 {
 		req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
-		w := &discardWriter{h: http.Header{}}
+		w := benchwriter.New()
 		e.ServeHTTP(w, req) // fill
 		return testing.AllocsPerRun(200, func() {
-			clear(w.h)
-			w.n = 0
+			clear(w.H)
+			w.N = 0
 			e.ServeHTTP(w, req)
 		})
 	}
 	hitEcho := benchEcho(t, true)
 	hit := allocs(hitEcho)
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
-	w := &discardWriter{h: http.Header{}}
+	w := benchwriter.New()
 	hitEcho.ServeHTTP(w, req)
-	if got := w.h.Get("X-Cache"); got != "HIT" || w.n != len(body1K) {
-		t.Fatalf("X-Cache %q, %d bytes: not a hit", got, w.n)
+	if got := w.H.Get("X-Cache"); got != "HIT" || w.N != len(body1K) {
+		t.Fatalf("X-Cache %q, %d bytes: not a hit", got, w.N)
 	}
 	plain := echo.New()
 	pass := func(next echo.HandlerFunc) echo.HandlerFunc {

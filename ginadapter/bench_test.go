@@ -8,23 +8,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/ginadapter"
+	"github.com/routecache/routecache/internal/benchwriter"
 )
-
-// discardWriter is a minimal reusable ResponseWriter, so the benchmark
-// measures the framework and the cache, not a recorder's allocations.
-type discardWriter struct {
-	h      http.Header
-	status int
-	n      int
-}
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) WriteHeader(s int)           { w.status = s }
-func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
-func (w *discardWriter) reset() {
-	clear(w.h)
-	w.status, w.n = 0, 0
-}
 
 var body1K = []byte(`{"id":42,"title":"` + strings.Repeat("x", 1000) + `"}`)
 
@@ -47,20 +32,20 @@ func benchEngine(b testing.TB, cached bool) *gin.Engine {
 
 func runBench(b *testing.B, r http.Handler) {
 	req, _ := http.NewRequest("GET", "/articles/42?page=2&sort=title", nil)
-	w := &discardWriter{h: http.Header{}}
+	w := benchwriter.New()
 	r.ServeHTTP(w, req) // fill
-	if w.status != 200 {
-		b.Fatalf("status %d", w.status)
+	if w.Status != 200 {
+		b.Fatalf("status %d", w.Status)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		w.reset()
+		w.Reset()
 		r.ServeHTTP(w, req)
 	}
 	b.StopTimer()
-	if w.n != len(body1K) {
-		b.Fatalf("wrote %d bytes", w.n)
+	if w.N != len(body1K) {
+		b.Fatalf("wrote %d bytes", w.N)
 	}
 }
 

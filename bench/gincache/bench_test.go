@@ -3,6 +3,8 @@ package gincache_test
 import (
 	"net/http"
 	"testing"
+
+	"github.com/routecache/routecache/internal/benchwriter"
 )
 
 // BenchmarkGinCache serves the same 1 KiB response uncached, replayed by
@@ -15,17 +17,17 @@ func BenchmarkGinCache(b *testing.B) {
 		b.Run(v, func(b *testing.B) {
 			s := newSetup(b, v, false)
 			req := request()
-			w := &discardWriter{h: http.Header{}}
+			w := benchwriter.New()
 			s.serve(b, w, req) // fill
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				w.reset()
+				w.Reset()
 				s.engine.ServeHTTP(w, req)
 			}
 			b.StopTimer()
-			if w.status != http.StatusOK || w.n != len(body1K) {
-				b.Fatalf("status %d, %d bytes", w.status, w.n)
+			if w.Status != http.StatusOK || w.N != len(body1K) {
+				b.Fatalf("status %d, %d bytes", w.Status, w.N)
 			}
 			s.checkHits(b, v, int64(b.N)+1, v == routeHit)
 		})
@@ -38,17 +40,17 @@ func BenchmarkGinCacheParallel(b *testing.B) {
 	for _, v := range variants {
 		b.Run(v, func(b *testing.B) {
 			s := newSetup(b, v, false)
-			s.serve(b, &discardWriter{h: http.Header{}}, request()) // fill
+			s.serve(b, benchwriter.New(), request()) // fill
 			b.ReportAllocs()
 			b.ResetTimer()
 			var requests int64 = 1
 			var served = make(chan int64, 64)
 			b.RunParallel(func(pb *testing.PB) {
 				req := request()
-				w := &discardWriter{h: http.Header{}}
+				w := benchwriter.New()
 				var n int64
 				for pb.Next() {
-					w.reset()
+					w.Reset()
 					s.engine.ServeHTTP(w, req)
 					n++
 				}

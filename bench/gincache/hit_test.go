@@ -2,8 +2,9 @@ package gincache_test
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
+
+	"github.com/routecache/routecache/internal/benchwriter"
 )
 
 // TestBenchmarkSetupsHit: in the benchmarks' set-up, both caches answer
@@ -15,7 +16,7 @@ func TestBenchmarkSetupsHit(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			s := newSetup(t, v, true)
 			req := request()
-			w := &discardWriter{h: http.Header{}}
+			w := benchwriter.New()
 			for range requests {
 				s.serve(t, w, req)
 			}
@@ -31,7 +32,7 @@ func TestCheckHitsFailsACacheThatNeverHits(t *testing.T) {
 	for _, v := range []string{peerHit, routeHit} {
 		s := newSetup(t, v, true)
 		req := request()
-		w := &discardWriter{h: http.Header{}}
+		w := benchwriter.New()
 		for i := range 3 {
 			req.RequestURI = fmt.Sprintf("/articles/%d", i) // three keys: three misses
 			req.URL.Path = req.RequestURI

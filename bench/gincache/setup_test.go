@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/ginadapter"
+	"github.com/routecache/routecache/internal/benchwriter"
 )
 
 // The route, body and query string of ginadapter's BenchmarkGin.
@@ -39,22 +40,6 @@ type setup struct {
 	engine *gin.Engine
 	origin atomic.Int64
 	hits   func() int64
-}
-
-// discardWriter is a minimal reusable ResponseWriter (as in ginadapter's
-// benchmark), so the figures are the framework's and the cache's.
-type discardWriter struct {
-	h      http.Header
-	status int
-	n      int
-}
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) WriteHeader(s int)           { w.status = s }
-func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
-func (w *discardWriter) reset() {
-	clear(w.h)
-	w.status, w.n = 0, 0
 }
 
 func newSetup(tb testing.TB, variant string, peerHits bool) *setup {
@@ -102,11 +87,11 @@ func request() *http.Request {
 }
 
 // serve answers req into w and checks the answer is the whole body.
-func (s *setup) serve(tb testing.TB, w *discardWriter, req *http.Request) {
-	w.reset()
+func (s *setup) serve(tb testing.TB, w *benchwriter.Discard, req *http.Request) {
+	w.Reset()
 	s.engine.ServeHTTP(w, req)
-	if w.status != http.StatusOK || w.n != len(body1K) {
-		tb.Fatalf("status %d, %d bytes; want 200, %d bytes", w.status, w.n, len(body1K))
+	if w.Status != http.StatusOK || w.N != len(body1K) {
+		tb.Fatalf("status %d, %d bytes; want 200, %d bytes", w.Status, w.N, len(body1K))
 	}
 }
 
