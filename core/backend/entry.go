@@ -230,6 +230,35 @@ func (e *Entry) Size() int {
 	return n
 }
 
+// TrimBody gives the body a backing array of its own length when its
+// capacity is more than the allocator would have made of that length: a
+// recorded body grows by doubling (or is pre-sized from a Content-Length
+// that may overstate it), and an in-process store keeps the whole
+// allocation alive. Call it before the entry is shared; a body within the
+// allocator's rounding is kept as it is, copying it would free nothing.
+func (e *Entry) TrimBody() {
+	if c, n := cap(e.Body), len(e.Body); roundsAbove(n, c) {
+		if b := append([]byte(nil), e.Body...); cap(b) < c {
+			e.Body = b
+		}
+	}
+}
+
+// roundsAbove reports whether capacity c is more than the allocator makes
+// of a slice of length n: size classes waste at most an eighth above
+// 256 bytes, and large objects are rounded to 8 KiB pages.
+func roundsAbove(n, c int) bool {
+	switch {
+	case c <= n:
+		return false
+	case n <= 256:
+		return true // copying a small body is cheap; cap(b) < c decides
+	case n > 32<<10:
+		return c > (n+8191)&^8191
+	}
+	return c-n > n/8
+}
+
 // MemSize estimates the heap an entry holds once decoded: its bytes plus
 // the Go structures around them (struct, header map and slices, string
 // headers, counter snapshot). The memory backend charges this against its

@@ -213,17 +213,7 @@ func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 // others by CLOCK to stay within it. The entry is visible to the next
 // Load as soon as Store returns.
 func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl time.Duration) error {
-	// A recorded body grew by append and may hold up to twice its length
-	// in capacity, all of it kept alive by the entry (and charged, by
-	// MemSize): keep an exactly sized copy instead (the entry is not
-	// shared before it is stored). A body within the allocator's rounding
-	// of its length (one write, or pre-sized from Content-Length) is kept
-	// as it is: copying it would free nothing.
-	if c, n := cap(e.Body), len(e.Body); roundsAbove(n, c) {
-		if b := append([]byte(nil), e.Body...); cap(b) < c {
-			e.Body = b
-		}
-	}
+	e.TrimBody()
 	// No expiry in the store: with one, every hit reads the clock.
 	// Expired entries are never served (the region checks their times);
 	// they are replaced by the next fill of their key or evicted by budget
@@ -233,21 +223,6 @@ func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl tim
 		return backend.ErrTooLarge
 	}
 	return nil
-}
-
-// roundsAbove reports whether capacity c is more than the allocator makes
-// of a slice of length n: size classes waste at most an eighth above
-// 256 bytes, and large objects are rounded to 8 KiB pages.
-func roundsAbove(n, c int) bool {
-	switch {
-	case c <= n:
-		return false
-	case n <= 256:
-		return true // copying a small body is cheap; cap(b) < c decides
-	case n > 32<<10:
-		return c > (n+8191)&^8191
-	}
-	return c-n > n/8
 }
 
 // Bump moves the counter on (a fresh random value when it is created).

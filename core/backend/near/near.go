@@ -295,6 +295,9 @@ func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl tim
 	if err := n.inner.Store(ctx, backend.RemoteEntryKey(key), e, ttl); err != nil {
 		return err
 	}
+	// The L1 keeps this very entry: its body's whole allocation must be
+	// what the budget is charged for.
+	e.TrimBody()
 	n.l1.Set(key, e, int64(e.Size()+len(key)), ttl)
 	return nil
 }
