@@ -69,7 +69,7 @@ const (
 	NotStoredPanic        NotStoredReason = "panic"         // the handler panicked
 	NotStoredTooLarge     NotStoredReason = "too-large"     // body over MaxEntryBytes or the backend's limit
 	NotStoredBackend      NotStoredReason = "backend-error" // the store call failed
-	NotStoredDropped      NotStoredReason = "dropped"       // the memory store's admission policy declined it
+	NotStoredDropped      NotStoredReason = "dropped"       // an in-process store declined it (backend.ErrDropped; no built-in store does)
 	NotStoredEncode       NotStoredReason = "encode"        // a memoized value the codec could not encode
 	NotStoredTrailer      NotStoredReason = "trailer"       // the response declares or sends trailers (computed per response)
 	// A tag the entry carries was invalidated while it was produced

@@ -72,8 +72,10 @@ type Backend interface {
 // ErrTooLarge reports an entry larger than the backend accepts.
 var ErrTooLarge = errors.New("routecache: entry larger than the backend accepts")
 
-// ErrDropped reports an entry an in-process store declined to keep (its
-// admission policy or busy buffers); the request is served uncached.
+// ErrDropped reports an entry an in-process store declined to keep (an
+// admission policy or busy buffers); the request is served uncached. No
+// built-in store returns it (the memory store admits every entry within
+// its budget); it is there for backends of your own.
 var ErrDropped = errors.New("routecache: memory store dropped the entry")
 
 // ErrQueued marks a failure that never reached the store: the operation
