@@ -109,30 +109,8 @@ func TestTracerHitPathAllocs(t *testing.T) {
 	if observerTestRace {
 		t.Skip("allocation counts of pooled paths vary under -race (sync.Pool drops items at random)")
 	}
-	allocs := func(o Observer) float64 {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}, Observer: o, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		rt, err := c.Route("r", Tags("item:{id}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := httptest.NewRequest("GET", "/items/1", nil)
-		p := mapParams{"id": "1"}
-		next := func(w http.ResponseWriter, r *http.Request) error { _, err := io.WriteString(w, "body"); return err }
-		w := &discardWriter{h: http.Header{}}
-		_ = rt.handle(w, req, p, "/items/:id", next) // fill
-		return testing.AllocsPerRun(200, func() {
-			clear(w.h)
-			if err := rt.handle(w, req, p, "/items/:id", next); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
 	nop := &nopTracer{}
-	without, with := allocs(nil), allocs(nop)
+	without, with := hitPathAllocs(t, nil), hitPathAllocs(t, nop)
 	if with != without {
 		t.Fatalf("hit path allocations: %v with a Tracer, %v without", with, without)
 	}
