@@ -464,6 +464,9 @@ func (n *Cache) Stats() Stats {
 // Memcached).
 func (n *Cache) Client() redis.UniversalClient { return n.client }
 
+// Inner is the backend the near cache is in front of.
+func (n *Cache) Inner() backend.Backend { return n.inner }
+
 // OnApplied sets a function told of each counter an invalidation message
 // dropped, after it was dropped and another instance's event was handed
 // to backend.Options.OnRemote (tests wait on it).

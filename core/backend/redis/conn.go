@@ -303,6 +303,11 @@ type restartGuard struct {
 	log     *slog.Logger
 	noInfo  atomic.Bool   // INFO is refused: restarts cannot be detected
 	resets  atomic.Uint64 // region counters reset after a restart
+	// gen moves on whenever what the check vouches for may have changed (a
+	// node's run_id or verification, the regions): the lean read path
+	// (lean.go) reuses a connection only under the generation it was
+	// vouched for.
+	gen atomic.Uint64
 }
 
 type nodeEpoch struct {
@@ -350,6 +355,41 @@ func (g *restartGuard) logger() *slog.Logger {
 // nodes already seen are checked again at their next connection.
 func (g *restartGuard) setRegions(groups []backend.RegionCounters) {
 	g.groups.Store(&groups)
+	g.gen.Add(1)
+}
+
+// seen reports whether a connection to addr has been checked (a hint:
+// vouches decides).
+func (g *restartGuard) seen(addr string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodes[addr] != nil
+}
+
+// vouches reports whether a connection to the node at addr, whose server
+// runs as runID, may be read from as checkNode would let a go-redis
+// connection: the node was checked under that run_id (or there are no
+// region counters to check yet, as checkNode lets connections through
+// then), and returns the generation under which that holds. A check in
+// progress on the node answers no: the caller then reads through
+// go-redis, whose connection waits for the check.
+func (g *restartGuard) vouches(addr, runID string) (uint64, bool) {
+	g.mu.Lock()
+	n := g.nodes[addr]
+	g.mu.Unlock()
+	if n == nil {
+		return 0, false
+	}
+	select {
+	case n.lock <- struct{}{}:
+	default:
+		return 0, false
+	}
+	defer func() { <-n.lock }()
+	gen := g.gen.Load()
+	groups := g.groups.Load()
+	ok := n.runID == runID && (n.verified || groups == nil || len(*groups) == 0)
+	return gen, ok
 }
 
 // onConnect is the go-redis OnConnect hook of the node at addr.
@@ -390,6 +430,9 @@ func (b *Backend) checkNode(ctx context.Context, cn *redis.Conn, addr string) er
 		return nil
 	}
 	changed := n.runID != "" && n.runID != runID
+	if n.runID != runID || n.verified {
+		g.gen.Add(1) // lean connections vouched for before no longer are
+	}
 	n.runID, n.verified = runID, false
 	if changed {
 		defer g.reset()

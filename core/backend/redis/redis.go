@@ -91,6 +91,9 @@ type Backend struct {
 	warmConns int
 	guard     restartGuard
 	nodeOpt   *redis.Options // cluster: a node's options (restart check's own connections)
+	// lean is the single node's lean read path (lean.go); nil when every
+	// read goes through go-redis (a cluster, TLS, RESP3...: see leanFor).
+	lean *leanPool
 }
 
 // InvalidationChannel is the pub/sub channel every invalidation on a Redis
@@ -230,6 +233,7 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 		b.adm = newAdmission(size, cmp.Or(opt.PoolTimeout, timeout+time.Second), timeout)
 		b.warmConns = min(max(opt.MinIdleConns, min(size, maxWarmConns)), size)
 		b.client = redis.NewClient(opt)
+		b.lean = leanFor(opt, &b.guard, size)
 	}
 	b.client.AddHook(connHook{b.adm})
 	b.st = redisstore.NewRedis(b.client)
@@ -252,6 +256,11 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 // client instructions, and the server's script call cost about 10µs per
 // hit.)
 func (b *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
+	if b.lean != nil {
+		if e, err, ok := b.leanLoad(ctx, key, names, vals); ok {
+			return e, err
+		}
+	}
 	ctx, cancel, admitted := b.begin(ctx)
 	defer b.end(cancel, admitted)
 	op := b.loadOp(len(names) + 1)
@@ -632,6 +641,9 @@ func (b *Backend) Remote() bool { return true }
 // Close releases the backend's resources.
 func (b *Backend) Close() error {
 	redisLogs.unregister(b.logReg)
+	if b.lean != nil {
+		b.lean.close()
+	}
 	return b.client.Close()
 }
 
