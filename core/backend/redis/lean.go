@@ -56,19 +56,19 @@ import (
 
 // leanPool is the lean path's idle connections to the one node.
 type leanPool struct {
-	addr      string
-	hello     []byte // AUTH, SELECT, CLIENT SETNAME as one pipeline; INFO follows
-	helloN    int    // commands in hello
-	maxIdle   int
-	idleTime  time.Duration // conn_max_idle_time (go-redis's default 30 min); <= 0: none
-	lifetime  time.Duration // conn_max_lifetime; <= 0: none
-	dialer    net.Dialer
-	guard     *restartGuard
-	loads     atomic.Uint64 // Loads answered on this path (LeanLoads)
-	mu        sync.Mutex
-	idle      []*leanConn
-	closed    bool
-	dialHook  func(net.Conn) net.Conn // tests: wraps each connection dialled
+	addr     string
+	hello    []byte // AUTH, SELECT, CLIENT SETNAME as one pipeline; INFO follows
+	helloN   int    // commands in hello
+	maxIdle  int
+	idleTime time.Duration // conn_max_idle_time (go-redis's default 30 min); <= 0: none
+	lifetime time.Duration // conn_max_lifetime; <= 0: none
+	dialer   net.Dialer
+	guard    *restartGuard
+	loads    atomic.Uint64 // Loads answered on this path (LeanLoads)
+	mu       sync.Mutex
+	idle     []*leanConn
+	closed   bool
+	dialHook func(net.Conn) net.Conn // tests: wraps each connection dialled
 }
 
 // leanConn is one raw connection.
@@ -121,9 +121,9 @@ func leanFor(opt *redis.Options, g *restartGuard, size int) *leanPool {
 type leanOutcome int
 
 const (
-	leanAnswered  leanOutcome = iota // the server answered every command
-	leanFailed                       // a timeout or a broken reply: err stands
-	leanFallback                     // serve this Load by go-redis
+	leanAnswered leanOutcome = iota // the server answered every command
+	leanFailed                      // a timeout or a broken reply: err stands
+	leanFallback                    // serve this Load by go-redis
 )
 
 // leanLoad is Load on the lean path; ok is false when go-redis must serve
