@@ -57,12 +57,14 @@ func (b *Backend) Prepare(regions []backend.RegionCounters) {
 var _ backend.Preparer = (*Backend)(nil)
 
 // Backend reads with the native go-redis client, so that a lookup is
-// one pipeline of a bounded GETRANGE of the entry and an MGET of its
+// one pipeline of a bounded GETRANGE of the entry and one of each of its
 // counters (one round trip), and writes entries as gocache's redis store
 // does (a SET with expiry; through the store itself when the entry records
 // no counter), pipelined with the renewal of the entry's counters. On a
-// cluster the keys of one lookup live in several slots; the lookup is then
-// one pipeline of GETRANGE and GETs, sent to the nodes concerned in
+// single node the lookup (Load) is written and read on connections of the
+// backend's own, speaking RESP2 directly (lean.go), with go-redis as its
+// fallback. On a cluster the keys of one lookup live in several slots; the
+// lookup is then one go-redis pipeline, sent to the nodes concerned in
 // parallel.
 type Backend struct {
 	client  redis.UniversalClient
@@ -250,7 +252,11 @@ func openRedis(u *url.URL, cluster bool) (*Backend, error) {
 //
 // The read is one round trip: one pipeline of the entry's GETRANGE and a
 // bounded GETRANGE per counter (smallRead), which a cluster client splits
-// by node and sends in parallel. No read is unbounded: a huge value planted
+// by node and sends in parallel. A single node sends it on the lean path
+// (leanLoad, lean.go), which reads the replies by the same rules
+// (readReplies), and falls back to the go-redis pipeline below when that
+// path cannot serve the Load (a server the restart check has not verified
+// yet, a connection the server closed, TLS, RESP3: see lean.go). No read is unbounded: a huge value planted
 // under a counter costs a few dozen bytes, as one under an entry key costs
 // maxEntry. (A script doing it all on the server was measured slower: more
 // client instructions, and the server's script call cost about 10µs per
@@ -294,7 +300,8 @@ func (b *Backend) Load(ctx context.Context, key string, names []string, vals []u
 // see nothing new), set afresh before each use; a StringCmd keeps no state
 // past its result, which Load reads before the loadOp goes back to the
 // pool. (The pipeline of a single-node client is reused too; a cluster's
-// is not, as before.)
+// is not, as before.) A single node's Loads use it only when the lean path
+// falls back to go-redis.
 type loadOp struct {
 	pipe  *redis.Pipeline
 	reads []*boundedRead // the entry's, then one per counter

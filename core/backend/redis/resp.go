@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -166,28 +167,25 @@ func readSmall(rd *bufio.Reader) (v uint64, rerr error, err error) {
 	return v, nil, err
 }
 
-// parseDecimal is backend.ParseDecimal of b, without converting b to a
-// string on the common path (at most 19 digits).
+// parseDecimal is backend.ParseDecimal of b (strconv.ParseUint base 10,
+// 0 when that fails), without converting b to a string: our counters are
+// random 64-bit values, often of 20 digits, past ParseDecimal's fast path.
 func parseDecimal(b []byte) uint64 {
-	if n := len(b); n > 0 && n <= 19 {
-		var v uint64
-		for _, c := range b {
-			if c < '0' || c > '9' {
-				return parseDecimalSlow(b)
-			}
-			v = v*10 + uint64(c-'0')
-		}
-		return v
-	}
-	return parseDecimalSlow(b)
-}
-
-func parseDecimalSlow(b []byte) uint64 {
-	n, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
+	if len(b) == 0 {
 		return 0
 	}
-	return n
+	var v uint64
+	for i, c := range b {
+		d := uint64(c) - '0'
+		if d > 9 {
+			return 0
+		}
+		if i >= 19 && v > (math.MaxUint64-d)/10 {
+			return 0 // overflows a uint64 (leading zeros do not count)
+		}
+		v = v*10 + d
+	}
+	return v
 }
 
 // readReplies reads a Load's replies: the entry's GETRANGE (readEntry),

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"strconv"
 	"testing"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // FuzzReadReplies feeds arbitrary bytes to the lean path's reply parser as
@@ -155,4 +157,17 @@ func referenceReplies(data []byte, n int) (refResult, bool) {
 	}
 	r.used = pos
 	return r, true
+}
+
+// parseDecimal reads what backend.ParseDecimal reads.
+func FuzzParseDecimal(f *testing.F) {
+	for _, s := range []string{"", "0", "123", "18446744073709551615", "18446744073709551616", "000000000000000000000000042",
+		"99999999999999999999", "1844674407370955161", "12x", "-1", "+1", "1_000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := parseDecimal([]byte(s)), backend.ParseDecimal(s); got != want {
+			t.Fatalf("parseDecimal(%q) = %d, ParseDecimal %d", s, got, want)
+		}
+	})
 }
