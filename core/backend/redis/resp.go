@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -170,13 +171,24 @@ func readSmall(rd *bufio.Reader) (v uint64, rerr error, err error) {
 // parseDecimal is backend.ParseDecimal of b (strconv.ParseUint base 10,
 // 0 when that fails), without converting b to a string: our counters are
 // random 64-bit values, often of 20 digits, past ParseDecimal's fast path.
+// The first 16 digits are read 8 at a time (a counter is read on every
+// hit: this was a fifth of the lean path's own cost).
 func parseDecimal(b []byte) uint64 {
-	if len(b) == 0 {
+	n := len(b)
+	if n == 0 {
 		return 0
 	}
 	var v uint64
-	for i, c := range b {
-		d := uint64(c) - '0'
+	i := 0
+	for ; i+8 <= n && i < 16; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if x&0xF0F0F0F0F0F0F0F0 != 0x3030303030303030 || (x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0 != 0x3030303030303030 {
+			return 0 // a byte that is not a digit
+		}
+		v = v*100000000 + eightDigits(x)
+	}
+	for ; i < n; i++ {
+		d := uint64(b[i]) - '0'
 		if d > 9 {
 			return 0
 		}
@@ -186,6 +198,14 @@ func parseDecimal(b []byte) uint64 {
 		v = v*10 + d
 	}
 	return v
+}
+
+// eightDigits is the value of 8 ASCII digits, the first in x's lowest
+// byte: pairs, then quadruples, then the whole, each step one multiply.
+func eightDigits(x uint64) uint64 {
+	x -= 0x3030303030303030
+	x = x*10 + x>>8 // even bytes: two digits
+	return ((x&0x000000FF000000FF)*(100+1000000<<32) + (x>>16&0x000000FF000000FF)*(1+10000<<32)) >> 32
 }
 
 // readReplies reads a Load's replies: the entry's GETRANGE (readEntry),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/routecache/routecache/core/backend"
@@ -170,4 +171,22 @@ func FuzzParseDecimal(f *testing.F) {
 			t.Fatalf("parseDecimal(%q) = %d, ParseDecimal %d", s, got, want)
 		}
 	})
+}
+
+// parseDecimal reads every length and kind of digit string as
+// ParseDecimal does (8-digit chunks, their edges, overflow).
+func TestParseDecimalMatchesParseDecimal(t *testing.T) {
+	cases := []string{"", "0", "7", "12345678", "123456789", "1234567890123456", "12345678901234567",
+		"18446744073709551615", "18446744073709551616", "99999999999999999999", "00000000000000000018446744073709551615",
+		"0000000000000000000000000000000000000000", "1234567:", "12345678/", "123456789012345a", "ab", "1/"}
+	for d := 0; d <= 9; d++ {
+		for l := 1; l <= 22; l++ {
+			cases = append(cases, strings.Repeat(strconv.Itoa(d), l))
+		}
+	}
+	for _, s := range cases {
+		if got, want := parseDecimal([]byte(s)), backend.ParseDecimal(s); got != want {
+			t.Errorf("parseDecimal(%q) = %d, ParseDecimal %d", s, got, want)
+		}
+	}
 }
