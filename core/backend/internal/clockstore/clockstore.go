@@ -112,7 +112,14 @@ func (m *Map[V]) Load(key string) (v V, ok bool) {
 			return v, false
 		}
 		if it.hash == h && it != m.tomb && it.key == key {
-			return m.read(it)
+			// read, written out: the memory backend's hit comes here.
+			if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
+				return v, false
+			}
+			if it.ref.Load() == 0 {
+				it.ref.Store(1)
+			}
+			return it.val, true
 		}
 	}
 }
