@@ -36,6 +36,14 @@ func newLocalCounters(budget int64) localCounters {
 // counter as recently used. It takes no lock.
 func (l *localCounters) get(name string) (nearCounter, bool) { return l.m.Load(name) }
 
+// getRefs is get for each of names, through the refs kept with them
+// (clockstore.Map.LoadRefs: no hashing of a name whose ref finds its
+// counter); it fills cs and returns how many it found, stopping at the
+// first it did not. Its answer for each name is get's.
+func (l *localCounters) getRefs(names []string, refs []clockstore.Ref, cs []nearCounter) int {
+	return l.m.LoadRefs(names, refs, cs)
+}
+
 // put stores a counter's value, evicting others to stay within budget.
 func (l *localCounters) put(name string, c nearCounter) {
 	l.m.Set(name, c, localCost(name)-clockstore.ItemOverhead, 0)

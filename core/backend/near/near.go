@@ -40,10 +40,11 @@ const DefaultStaleness = time.Second
 // unseen for that long, and is never reported (nothing carries it).
 type Cache struct {
 	inner     backend.Backend
-	redis     *redisbe.Backend                // inner, when it is Redis (set by Wrap)
-	l1        *clockstore.Map[*backend.Entry] // lock-free reads, CLOCK eviction
+	redis     *redisbe.Backend          // inner, when it is Redis (set by Wrap)
+	l1        *clockstore.Map[*l1Entry] // lock-free reads, CLOCK eviction
 	maxBytes  int64
 	staleness time.Duration // ttl mode (memcache); 0 in pub/sub mode
+	clock     atomic.Bool   // a user of clockstore's clock until Close
 
 	// mu serialises the writes to local (install, drop, dropAll) with the
 	// epoch check; reads of local take no lock.
@@ -78,6 +79,36 @@ type nearCounter struct {
 	checked int64
 }
 
+// l1Entry is what the L1 keeps under an entry's key: the entry, and
+// where the local counters its hits read are held, so that a hit finds
+// their local copies without hashing their names (localCounters). ref[i]
+// is for the i-th name of the lookup that set it: a hit whose i-th name is
+// another, or whose counter is no longer held (dropped by an
+// invalidation, evicted, replaced by a newer read), does not find it
+// there and looks the name up in full.
+//
+// A ref only says where to look, and remembers no value: a counter's
+// value is always read from the local counters as they are at the time of
+// the hit, where an invalidation removed it. So a ref cannot make a hit
+// serve a value an invalidation dropped.
+type l1Entry struct {
+	e   *backend.Entry
+	ref [l1Refs]clockstore.Ref
+}
+
+// l1Refs is how many counters of an entry have a ref kept (the region's,
+// the key's and five tags'); further counters are looked up in full.
+const l1Refs = 7
+
+// l1EntryCost is what the L1 charges an entry besides its Size and its
+// key: the l1Entry (120 bytes) in its allocation size class.
+const l1EntryCost = 128
+
+// setL1 keeps e in the L1 under key for ttl.
+func (n *Cache) setL1(key string, e *backend.Entry, ttl time.Duration) {
+	n.l1.Set(key, &l1Entry{e: e}, int64(e.Size()+len(key))+l1EntryCost, ttl)
+}
+
 // Wrap puts a near cache in front of inner when the URL asks for one
 // (near_max_bytes, near_staleness in q; u names the backend in errors).
 // On Redis its coherence comes from the backend's pub/sub channel; on
@@ -98,7 +129,7 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 	// near_max_bytes bounds the entries and the local counters together:
 	// the counters may take a quarter of it.
 	counterBytes := maxBytes / 4
-	l1 := clockstore.New[*backend.Entry](maxBytes - counterBytes)
+	l1 := clockstore.New[*l1Entry](maxBytes - counterBytes)
 	n := &Cache{inner: inner, l1: l1, maxBytes: maxBytes, local: newLocalCounters(counterBytes), log: opts.Log(), onRemote: opts.OnRemote}
 	rb, isRedis := inner.(*redisbe.Backend)
 	n.redis = rb
@@ -128,6 +159,8 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 			n.staleness = d
 		}
 	}
+	clockstore.StartClock() // the L1's expiry checks; Close stops it
+	n.clock.Store(true)
 	return n, nil
 }
 
@@ -218,9 +251,9 @@ func (n *Cache) trusted() bool {
 // Load reads the entry under key and the named counters (backend.Backend).
 func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
-		if e, ok := n.l1.Load(key); ok && n.localCounters(names, vals) {
+		if le, ok := n.l1.Load(key); ok && n.localCounters(le, names, vals) {
 			n.localHits.Add(1)
-			return e, nil
+			return le.e, nil
 		}
 	}
 	n.remoteLoads.Add(1)
@@ -234,20 +267,39 @@ func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uin
 		return nil, nil
 	}
 	if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
-		n.l1.Set(key, e, int64(e.Size()+len(key)), ttl) // visible to the next Load at once
+		n.setL1(key, e, ttl) // visible to the next Load at once
 	}
 	return e, nil
 }
 
 // localCounters fills vals from local copies, if all are present and
-// (on Memcached) recent enough.
-func (n *Cache) localCounters(names []string, vals []uint64) bool {
+// (on Memcached) recent enough. The first names are looked up through the
+// refs le keeps for them (l1Entry).
+func (n *Cache) localCounters(le *l1Entry, names []string, vals []uint64) bool {
 	var oldest int64
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
 	}
-	for i, name := range names {
-		c, ok := n.local.get(name)
+	var cs [l1Refs]nearCounter
+	k := min(len(names), l1Refs)
+	if n.local.getRefs(names[:k], le.ref[:k], cs[:k]) != k {
+		return false
+	}
+	if oldest == 0 { // pub/sub: every counter held is current
+		vs := vals[:k]
+		for i, c := range cs[:len(vs)] {
+			vs[i] = c.v
+		}
+	} else {
+		for i, c := range cs[:k] {
+			if c.checked < oldest {
+				return false
+			}
+			vals[i] = c.v
+		}
+	}
+	for i := k; i < len(names); i++ {
+		c, ok := n.local.get(names[i])
 		if !ok || c.checked < oldest {
 			return false
 		}
@@ -298,7 +350,7 @@ func (n *Cache) Store(ctx context.Context, key string, e *backend.Entry, ttl tim
 	// The L1 keeps this very entry: its body's whole allocation must be
 	// what the budget is charged for.
 	e.TrimBody()
-	n.l1.Set(key, e, int64(e.Size()+len(key)), ttl)
+	n.setL1(key, e, ttl)
 	return nil
 }
 
@@ -373,6 +425,9 @@ func (n *Cache) Close() error {
 		<-n.done
 	}
 	n.l1.Clear()
+	if n.clock.Swap(false) {
+		clockstore.StopClock()
+	}
 	return n.inner.Close()
 }
 
@@ -432,7 +487,7 @@ func (n *Cache) Poll(ctx context.Context, key, lkey string, names []string, vals
 	n.install(epoch, names, vals)
 	if e != nil {
 		if ttl := time.Duration(e.StaleUntil - time.Now().UnixNano()); ttl > 0 {
-			n.l1.Set(key, e, int64(e.Size()+len(key)), ttl)
+			n.setL1(key, e, ttl)
 		}
 	}
 	return e, held, nil

@@ -17,14 +17,21 @@
 // Eviction is CLOCK: when the total cost passes the budget, the writer
 // that passed it moves a hand over the shards' slots, clearing reference
 // flags and evicting the first item found unreferenced (or expired).
+//
+// Expiry is on the monotonic clock (a step of the wall clock neither
+// shortens nor lengthens a lifetime), read through a coarse copy while
+// the package's clock runs (StartClock; clock.go): a hit on an item far
+// from its expiry reads no clock at all.
 package clockstore
 
 import (
 	"hash/maphash"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // ItemOverhead is the cost the map adds to each item's own: the item
@@ -74,7 +81,7 @@ type item[V any] struct {
 	key     string
 	val     V
 	cost    int64
-	expires int64 // UnixNano; 0 never
+	expires int64 // on the package's clock (since); 0 never
 	ref     atomic.Uint32
 }
 
@@ -105,13 +112,120 @@ func (m *Map[V]) Load(key string) (v V, ok bool) {
 			return v, false
 		}
 		if it.hash == h && it != m.tomb && it.key == key {
-			if it.expires != 0 && it.expires <= time.Now().UnixNano() {
+			// read, written out: the memory backend's hit comes here.
+			if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
 				return v, false
 			}
 			if it.ref.Load() == 0 {
 				it.ref.Store(1)
 			}
 			return it.val, true
+		}
+	}
+}
+
+// read returns a held item's value unless it expired, and marks it
+// referenced.
+func (m *Map[V]) read(it *item[V]) (v V, ok bool) {
+	if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
+		return v, false
+	}
+	if it.ref.Load() == 0 {
+		it.ref.Store(1)
+	}
+	return it.val, true
+}
+
+// Ref remembers where a Map holds a key's item, for LoadRefs: the item's
+// hash and address. It keeps nothing alive (the address is a number, only
+// ever compared with the pointers the map's slots hold), so a Ref to an
+// item the map has dropped costs nothing but its 16 bytes. Its zero value
+// remembers nothing. It is safe for concurrent use.
+type Ref struct {
+	hash atomic.Uint64
+	addr atomic.Uintptr
+}
+
+// Remembers reports whether r remembers an item (one LoadRefs found).
+func (r *Ref) Remembers() bool { return r.addr.Load() != 0 }
+
+// LoadRefs looks keys up as Load would, each through the Ref of the same
+// index (refs is at least as long as keys), for a caller that looks the
+// same keys up again and again: the item refs[i] remembers is found
+// without hashing keys[i]; a key whose Ref finds nothing there is looked
+// up in full, and the item found remembered. It fills vals[i] (vals is at
+// least as long as keys) with the value under keys[i], and returns how
+// many keys it found, stopping at the first it did not: len(keys) when
+// all are held.
+//
+// Its answer for each key is Load's: the item refs[i] remembers is used
+// only if the map holds it now, in the current table of its shard, under
+// keys[i] itself. A Ref remembering another key's item, an item since
+// deleted or replaced, or one whose memory was reused, finds nothing.
+func (m *Map[V]) LoadRefs(keys []string, refs []Ref, vals []V) int {
+	refs, vals = refs[:len(keys)], vals[:len(keys)]
+	for i, key := range keys {
+		r := &refs[i]
+		// The item r remembers, if the current table of its shard holds
+		// it under key (written out here: a call per key costs a hit more
+		// than the probe does).
+		var it *item[V]
+		if addr := r.addr.Load(); addr != 0 {
+			h := r.hash.Load()
+			if t := m.shards[h>>(64-shardBits)].table.Load(); t != nil {
+				for j := h & t.mask; ; j = (j + 1) & t.mask {
+					s := t.slots[j].Load()
+					if s == nil {
+						break
+					}
+					if uintptr(unsafe.Pointer(s)) == addr {
+						if s.key == key {
+							it = s
+						}
+						break
+					}
+				}
+			}
+		}
+		if it == nil {
+			v, ok := m.loadRemember(key, r)
+			if !ok {
+				return i
+			}
+			vals[i] = v
+			continue
+		}
+		if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
+			return i
+		}
+		if it.ref.Load() == 0 {
+			it.ref.Store(1)
+		}
+		vals[i] = it.val
+	}
+	return len(keys)
+}
+
+// loadRemember is Load, remembering in r the item it finds.
+func (m *Map[V]) loadRemember(key string, r *Ref) (v V, ok bool) {
+	h := maphash.String(m.seed, key)
+	t := m.shards[h>>(64-shardBits)].table.Load()
+	if t == nil {
+		return v, false
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		it := t.slots[i].Load()
+		if it == nil {
+			return v, false
+		}
+		if it.hash == h && it != m.tomb && it.key == key {
+			// A concurrent loadRemember may store another item's hash
+			// and address between these two stores: the pair then finds
+			// nothing, or a held item under the key asked, which is
+			// still right.
+			r.hash.Store(h)
+			r.addr.Store(uintptr(unsafe.Pointer(it)))
+			return m.read(it)
 		}
 	}
 }
@@ -134,7 +248,10 @@ func (m *Map[V]) Set(key string, val V, cost int64, ttl time.Duration) bool {
 	}
 	it := &item[V]{hash: h, key: strings.Clone(key), val: val, cost: cost}
 	if ttl > 0 {
-		it.expires = time.Now().Add(ttl).UnixNano()
+		it.expires = since() + int64(ttl)
+		if it.expires < 0 { // overflowed: as good as never
+			it.expires = math.MaxInt64
+		}
 	}
 	// A new item's flag is clear: items never read since they were
 	// stored (a scan's) go before those that were. The eviction this Set
@@ -271,7 +388,7 @@ func (s *shard[V]) remove(m *Map[V], t *table[V], i uint64, it *item[V]) {
 // sparing keep (the item the caller just stored). It locks one shard at a
 // time.
 func (m *Map[V]) evict(keep *item[V]) {
-	now := time.Now().UnixNano()
+	now := since()
 	for idle := 0; m.total.Load() > m.maxCost && idle < 4*numShards; {
 		s := &m.shards[m.hand.Add(1)%numShards]
 		s.mu.Lock()
