@@ -23,6 +23,10 @@ const keyFormat = "rk3"
 type keyBuilder struct{ b []byte }
 
 func (k *keyBuilder) field(s string) {
+	if s == "" {
+		k.b = append(k.b, 0) // (no copy of nothing: RawPath, often Host)
+		return
+	}
 	k.b = binary.AppendUvarint(k.b, uint64(len(s)))
 	k.b = append(k.b, s...)
 }
