@@ -129,14 +129,15 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	}
 	st.keyName = span{ks, len(st.nbuf)}
 	st.names = append(st.names, r.nameView(st.nbuf[ks:], rt.key == nil || rt.key.printable))
-	if req.TLS == nil && rt.plainTail && !rt.codingKeyed.Load() && !r.keyedIn(req.Header) {
+	keyed, masked := r.keyedMask(req.Header) // one pass over the headers
+	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
 		// The common tail, encoded once (Region.keyTailPlain): what the
 		// general case below appends for a request without TLS and
 		// without keyed headers, on a route keying no credential, no
 		// KeyFunc and no content coding.
 		kb.b = append(kb.b, r.keyTailPlain...)
 	} else {
-		rt.appendTail(&kb, req)
+		rt.appendTail(&kb, req, keyed, masked)
 	}
 	st.key = kb.b
 	for i, t := range rt.tags {
@@ -158,9 +159,9 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 }
 
 // appendTail appends the end of a request's key: whether the connection
-// was TLS, the keyed headers, the credentials' HMAC, KeyFunc's part and
-// the content coding.
-func (rt *Route) appendTail(kb *keyBuilder, req *http.Request) {
+// was TLS, the keyed headers (keyed and masked: Region.keyedMask of its
+// headers), the credentials' HMAC, KeyFunc's part and the content coding.
+func (rt *Route) appendTail(kb *keyBuilder, req *http.Request, keyed uint64, masked bool) {
 	r := rt.r
 	// Whether the connection was TLS: Echo's Scheme() reads it first.
 	if req.TLS != nil {
@@ -168,7 +169,7 @@ func (rt *Route) appendTail(kb *keyBuilder, req *http.Request) {
 	} else {
 		kb.field("")
 	}
-	r.appendKeyedHeaders(kb, req.Header)
+	r.appendKeyed(kb, req.Header, keyed, masked)
 	// Credentials enter the key as an HMAC of all their values, never in
 	// clear: the key is stored in the entry, and the entry in the backend.
 	for _, name := range r.varyCookies {
@@ -189,27 +190,6 @@ func (rt *Route) appendTail(kb *keyBuilder, req *http.Request) {
 	} else {
 		kb.field("")
 	}
-}
-
-// keyedIn reports whether a request carries any of the keyed headers.
-func (r *Region) keyedIn(h http.Header) bool {
-	if len(h) == 0 {
-		return false
-	}
-	if len(h) >= len(r.keyedHeaders) {
-		for _, name := range r.keyedHeaders {
-			if _, ok := h[name]; ok {
-				return true
-			}
-		}
-		return false
-	}
-	for name := range h {
-		if _, ok := r.keyedIndex[name]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // nameView returns a counter name built in a request state's nbuf as a
@@ -236,34 +216,54 @@ func (r *Region) storedNameView(b []byte, printable bool) string {
 }
 
 // appendKeyedHeaders appends every line of each keyed header, in the order
-// of keyedHeaders (an absent header is an empty list). Whichever of the
-// request's headers and the keyed ones are fewer is the one looked up.
+// of keyedHeaders (an absent header is an empty list).
 func (r *Region) appendKeyedHeaders(kb *keyBuilder, h http.Header) {
-	if len(h) == 0 {
-		kb.b = append(kb.b, r.keyedNone...)
-		return
+	keyed, masked := r.keyedMask(h)
+	r.appendKeyed(kb, h, keyed, masked)
+}
+
+// keyedMask returns which keyed headers h carries, bit i standing for
+// keyedHeaders[i], looking up whichever of the request's headers and the
+// keyed ones are fewer. masked is false when there are more than 64
+// keyed headers: no mask then.
+func (r *Region) keyedMask(h http.Header) (keyed uint64, masked bool) {
+	switch {
+	case len(r.keyedHeaders) > 64:
+		return 0, false
+	case len(h) == 0:
+		return 0, true
+	case len(h) >= len(r.keyedHeaders):
+		for i, name := range r.keyedHeaders {
+			if _, ok := h[name]; ok {
+				keyed |= 1 << i
+			}
+		}
+	default:
+		for name := range h {
+			if i, ok := r.keyedIndex[name]; ok {
+				keyed |= 1 << i
+			}
+		}
 	}
-	if len(h) >= len(r.keyedHeaders) || len(r.keyedHeaders) > 64 {
+	return keyed, true
+}
+
+// appendKeyed is appendKeyedHeaders with h's keyedMask.
+func (r *Region) appendKeyed(kb *keyBuilder, h http.Header, keyed uint64, masked bool) {
+	switch {
+	case !masked:
 		for _, name := range r.keyedHeaders {
 			kb.values(h[name])
 		}
-		return
-	}
-	var present uint64
-	for name := range h {
-		if i, ok := r.keyedIndex[name]; ok {
-			present |= 1 << i
-		}
-	}
-	if present == 0 {
+	case keyed == 0:
 		kb.b = append(kb.b, r.keyedNone...)
-		return
-	}
-	for i, name := range r.keyedHeaders {
-		if present&(1<<i) != 0 {
-			kb.values(h[name])
-		} else {
-			kb.b = append(kb.b, 0) // an empty list
+	default:
+		for i, name := range r.keyedHeaders {
+			if keyed&(1<<i) != 0 {
+				kb.values(h[name])
+			} else {
+				kb.b = append(kb.b, 0) // an empty list
+			}
 		}
 	}
 }

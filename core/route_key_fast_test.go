@@ -89,22 +89,23 @@ func generalKey(t *testing.T, rt *Route, req *http.Request, p params, pattern st
 		kb.field(req.URL.RawPath)
 		kb.field(req.URL.RawQuery)
 	}
-	rt.appendTail(&kb, req)
+	keyed, masked := r.keyedMask(req.Header)
+	rt.appendTail(&kb, req, keyed, masked)
 	return string(kb.b)
 }
 
-// keyedIn agrees with a lookup of every keyed header, whichever of the
+// keyedMask agrees with a lookup of every keyed header, whichever of the
 // two maps it iterates.
-func TestKeyedIn(t *testing.T) {
+func TestKeyedMask(t *testing.T) {
 	rt := testRoute(t, RegionConfig{VaryHeaders: []string{"X-V"}})
 	r := rt.r
-	naive := func(h http.Header) bool {
-		for _, name := range r.keyedHeaders {
+	naive := func(h http.Header) (m uint64) {
+		for i, name := range r.keyedHeaders {
 			if _, ok := h[name]; ok {
-				return true
+				m |= 1 << i
 			}
 		}
-		return false
+		return m
 	}
 	many := http.Header{}
 	for i := 0; i < 40; i++ {
@@ -112,16 +113,18 @@ func TestKeyedIn(t *testing.T) {
 	}
 	manyKeyed := many.Clone()
 	manyKeyed["X-V"] = []string{""}
+	manyKeyed["Forwarded"] = []string{"for=x"}
 	for _, h := range []http.Header{
 		nil,
 		{"Accept": {"*/*"}},
 		{"X-V": {""}},
-		{"X-Real-Ip": {"1"}, "Accept": {"*/*"}},
+		{"X-Real-Ip": {"1"}, "Accept": {"*/*"}, "X-Forwarded-For": {"a", "b"}},
 		many,
 		manyKeyed,
 	} {
-		if got, want := r.keyedIn(h), naive(h); got != want {
-			t.Errorf("%v: keyedIn %v, want %v", h, got, want)
+		got, masked := r.keyedMask(h)
+		if want := naive(h); got != want || !masked {
+			t.Errorf("%v: keyedMask %b (%v), want %b", h, got, masked, want)
 		}
 	}
 }
