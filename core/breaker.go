@@ -77,9 +77,13 @@ func newBreaker(cfg BreakerConfig) *breaker {
 // is replaced by another after a further cooldown, so the breaker cannot
 // stay half-open for ever.
 func (b *breaker) allow() bool {
-	if b == nil {
-		return true
-	}
+	// Written to inline: a nil breaker (the memory store) or a closed one
+	// costs no call.
+	return b == nil || b.state.Load() == stClosed || b.allowSlow()
+}
+
+// allowSlow is allow for an open or half-open breaker.
+func (b *breaker) allowSlow() bool {
 	switch b.state.Load() {
 	case stClosed:
 		return true
@@ -103,7 +107,14 @@ func (b *breaker) allow() bool {
 // one of its own process's connections (backend.ErrQueued: a burst, not a dead
 // server) counts neither way.
 func (b *breaker) done(err error) {
-	if b == nil || errors.Is(err, backend.ErrQueued) {
+	if b != nil { // inlined: nothing to do for the memory store's nil breaker
+		b.record(err)
+	}
+}
+
+// record is done for a breaker.
+func (b *breaker) record(err error) {
+	if errors.Is(err, backend.ErrQueued) {
 		return
 	}
 	if err == nil {

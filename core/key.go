@@ -23,6 +23,10 @@ const keyFormat = "rk3"
 type keyBuilder struct{ b []byte }
 
 func (k *keyBuilder) field(s string) {
+	if s == "" {
+		k.b = append(k.b, 0) // (no copy of nothing: RawPath, often Host)
+		return
+	}
 	k.b = binary.AppendUvarint(k.b, uint64(len(s)))
 	k.b = append(k.b, s...)
 }
@@ -230,12 +234,19 @@ func (t *template) appendTo(dst []byte, r *http.Request, p params) ([]byte, bool
 
 // appendFrom is appendTo of a template's parts from the from'th on.
 func (t *template) appendFrom(dst []byte, r *http.Request, p params, from int) ([]byte, bool) {
-	for _, part := range t.parts[from:] {
+	for i := from; i < len(t.parts); i++ {
+		part := &t.parts[i] // not copied
 		switch part.kind {
 		case tplLiteral:
 			dst = append(dst, part.text...)
 		case tplParam:
-			v, ok := p.Get(part.text)
+			var v string
+			var ok bool
+			if cp, isCtx := p.(*ctxParams); isCtx {
+				v, ok = cp.Get(part.text) // an adapter's: the call devirtualised
+			} else {
+				v, ok = p.Get(part.text)
+			}
 			if !ok {
 				return dst, false
 			}

@@ -130,21 +130,22 @@ func xfetch(e *backend.Entry, now int64, beta float64) bool {
 // producer started.
 func (c *call) valid(e *backend.Entry) bool {
 	names, vals, rt := c.names, c.vals, c.rt
-	for _, v := range vals {
-		if v == 0 {
-			return false
-		}
-	}
 	// Stored by this very route under this key (classify compared the key
 	// text): its counters are the ones named here, in the same order, then
-	// its runtime tags' if it has any (runtimetags.go).
+	// its runtime tags' if it has any (runtimetags.go). A value read as 0
+	// (a counter a remote store lost) is never valid.
 	if rt != nil && e.Producer == rt && rt.namesFromKey && len(e.Counters) >= len(vals) {
 		for i, c := range e.Counters[:len(vals)] {
-			if c.Value != vals[i] {
+			if v := vals[i]; v == 0 || c.Value != v {
 				return false
 			}
 		}
 		return len(e.Counters) == len(vals) || c.validRuntime(e.Counters[len(vals):])
+	}
+	for _, v := range vals {
+		if v == 0 {
+			return false
+		}
 	}
 	// Fast path: the entry was stored by this route, same counters in order
 	// (then maybe runtime tags').

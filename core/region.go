@@ -28,10 +28,12 @@ type Region struct {
 	// keyCounterPrefix and tagCounterPrefix start the logical names of key
 	// and tag counters.
 	keyCounterPrefix, tagCounterPrefix string
-	// keyHead and keyHeadGET start every canonical key of the region: the
-	// namespace, key format and region name, and for GET (and HEAD) the
-	// method too, encoded once instead of on every request.
-	keyHead, keyHeadGET []byte
+	// keyHead starts every canonical key of the region: the namespace, key
+	// format and region name. keyHeadGETt and keyHeadGETd are it with the
+	// method of GET (and HEAD) and the key's kind ("t": a key template,
+	// "d": the default key) after it, encoded once instead of on every
+	// request.
+	keyHead, keyHeadGETt, keyHeadGETd []byte
 	// prefixPrintable is set when the key and tag counter prefixes are
 	// visible ASCII (the Prefix and region name are the user's).
 	prefixPrintable bool
@@ -46,8 +48,12 @@ type Region struct {
 	keyedHeaders []string
 	// keyedIndex maps a keyed header to its position in keyedHeaders, and
 	// keyedNone is the encoding of a request carrying none of them.
-	keyedIndex   map[string]int
-	keyedNone    []byte
+	keyedIndex map[string]int
+	keyedNone  []byte
+	// keyTailPlain ends the key of a request without TLS and keyed
+	// headers on a route keying no credential, KeyFunc or content coding
+	// (Route.plainTail): Route.appendTail's bytes for it, encoded once.
+	keyTailPlain []byte
 	varyHeader   map[string]bool
 	varyCookies  []string // sorted
 	varyCookie   map[string]bool
@@ -87,7 +93,13 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 	r.keyHead = kb.b
 	kb = keyBuilder{b: slices.Clone(r.keyHead)}
 	kb.field(http.MethodGet)
-	r.keyHeadGET = kb.b
+	get := kb.b
+	kb = keyBuilder{b: slices.Clone(get)}
+	kb.field("t")
+	r.keyHeadGETt = kb.b
+	kb = keyBuilder{b: slices.Clone(get)}
+	kb.field("d")
+	r.keyHeadGETd = kb.b
 	for _, s := range cfg.Statuses {
 		r.status[s] = true
 	}
@@ -118,6 +130,11 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 		r.keyedIndex[h] = i
 		r.keyedNone = binary.AppendUvarint(r.keyedNone, 0)
 	}
+	kb = keyBuilder{}
+	kb.field("") // no TLS
+	kb.b = append(kb.b, r.keyedNone...)
+	kb.field("") // no content coding
+	r.keyTailPlain = kb.b
 	for _, ck := range cfg.VaryCookies {
 		if !r.varyCookie[ck] {
 			r.varyCookie[ck] = true

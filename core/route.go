@@ -33,6 +33,11 @@ type Route struct {
 	ttl, stale, staleIfError time.Duration
 	skip                     func(*http.Request) bool   // SkipIf
 	keyFn                    func(*http.Request) string // KeyFunc
+	// plainTail is set when the route keys no credential (VaryCookies,
+	// VaryAuthorization), no KeyFunc and, in its region's configuration,
+	// no content coding: the key of a request without TLS and keyed
+	// headers then ends with Region.keyTailPlain.
+	plainTail bool
 	// codingKeyed is set once a response of the route varied on
 	// Accept-Encoding: its keys then hold the request's coding (compress.go).
 	codingKeyed atomic.Bool
@@ -61,6 +66,7 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 	rt.staticTags = make([]string, len(rt.tags))
 	rt.tagLeads, rt.tagFrom = make([]string, len(rt.tags)), make([]int, len(rt.tags))
 	rt.namesFromKey = rt.key == nil
+	rt.plainTail = len(r.varyCookies) == 0 && !r.cfg.VaryAuthorization && rt.keyFn == nil && !r.keyCoding
 	for i, t := range rt.tags {
 		if t.static {
 			rt.staticTags[i] = r.tagCounter(t.text)

@@ -48,9 +48,12 @@ func getState() *reqState {
 }
 
 func putState(st *reqState) {
-	for i := range st.names {
-		st.names[i] = "" // drop views and strings before pooling
-	}
+	// st.names is not cleared: its strings are the region's and route's
+	// own, views of nbuf, or (remote stores) names derived from those,
+	// overwritten by the next request; a view of an nbuf array that grew
+	// keeps at most that array (under 64 KiB) until then, and the pool
+	// drops the state at the next collections anyway. Clearing them cost
+	// a bulk clear with write barriers on every hit.
 	// Drop what outlives the request (its writer, request, entries).
 	st.call.ctx, st.call.fallback, st.call.rtags = nil, nil, nil
 	clear(st.call.xnames) // entries' counter names
@@ -72,11 +75,23 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string) bool {
 	r := rt.r
 	kb := keyBuilder{b: st.key}
+	// The region's head, the method and the key's kind ("t" for a key
+	// template, "d" for the default key): for GET and HEAD one append of
+	// the bytes encoded once (Region.keyHeadGETt and keyHeadGETd).
 	if m := req.Method; m == http.MethodGet || m == http.MethodHead {
-		kb.b = append(kb.b, r.keyHeadGET...)
+		if rt.key != nil {
+			kb.b = append(kb.b, r.keyHeadGETt...)
+		} else {
+			kb.b = append(kb.b, r.keyHeadGETd...)
+		}
 	} else {
 		kb.b = append(kb.b, r.keyHead...)
 		kb.field(m)
+		if rt.key != nil {
+			kb.field("t")
+		} else {
+			kb.field("d")
+		}
 	}
 	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
@@ -87,7 +102,6 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 		if st.nbuf, ok = rt.key.appendTo(st.nbuf, req, p); !ok {
 			return false
 		}
-		kb.field("t")
 		kb.field(unsafeString(st.nbuf[vs:]))
 		if rt.key.exact {
 			rt.key.appendExact(&kb, req)
@@ -99,7 +113,6 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 		// that form), which Echo's router and Gin's UseRawPath read.
 		path := canonicalPath(req.URL)
 		st.nbuf = append(st.nbuf, path...)
-		kb.field("d")
 		kb.field(req.Host)
 		kb.field(pattern)
 		kb.field(path)
@@ -116,32 +129,15 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	}
 	st.keyName = span{ks, len(st.nbuf)}
 	st.names = append(st.names, r.nameView(st.nbuf[ks:], rt.key == nil || rt.key.printable))
-	// Whether the connection was TLS: Echo's Scheme() reads it first.
-	if req.TLS != nil {
-		kb.field("tls")
+	keyed, masked := r.keyedMask(req.Header) // one pass over the headers
+	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
+		// The common tail, encoded once (Region.keyTailPlain): what the
+		// general case below appends for a request without TLS and
+		// without keyed headers, on a route keying no credential, no
+		// KeyFunc and no content coding.
+		kb.b = append(kb.b, r.keyTailPlain...)
 	} else {
-		kb.field("")
-	}
-	r.appendKeyedHeaders(&kb, req.Header)
-	// Credentials enter the key as an HMAC of all their values, never in
-	// clear: the key is stored in the entry, and the entry in the backend.
-	for _, name := range r.varyCookies {
-		kb.mac(r.c, cookieValues(req, name))
-	}
-	if r.cfg.VaryAuthorization {
-		kb.mac(r.c, req.Header["Authorization"])
-	}
-	if rt.keyFn != nil {
-		// The application's part (KeyFunc), keyed by HMAC like a
-		// credential: it may be a tenant or user id.
-		kb.macOne(r.c, rt.keyFn(req))
-	}
-	// Last, the request's content coding, normalised (compress.go): ""
-	// until the route's responses vary on Accept-Encoding.
-	if r.keyCoding || rt.codingKeyed.Load() {
-		kb.field(normalizedCoding(req.Header))
-	} else {
-		kb.field("")
+		rt.appendTail(&kb, req, keyed, masked)
 	}
 	st.key = kb.b
 	for i, t := range rt.tags {
@@ -162,6 +158,40 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	return true
 }
 
+// appendTail appends the end of a request's key: whether the connection
+// was TLS, the keyed headers (keyed and masked: Region.keyedMask of its
+// headers), the credentials' HMAC, KeyFunc's part and the content coding.
+func (rt *Route) appendTail(kb *keyBuilder, req *http.Request, keyed uint64, masked bool) {
+	r := rt.r
+	// Whether the connection was TLS: Echo's Scheme() reads it first.
+	if req.TLS != nil {
+		kb.field("tls")
+	} else {
+		kb.field("")
+	}
+	r.appendKeyed(kb, req.Header, keyed, masked)
+	// Credentials enter the key as an HMAC of all their values, never in
+	// clear: the key is stored in the entry, and the entry in the backend.
+	for _, name := range r.varyCookies {
+		kb.mac(r.c, cookieValues(req, name))
+	}
+	if r.cfg.VaryAuthorization {
+		kb.mac(r.c, req.Header["Authorization"])
+	}
+	if rt.keyFn != nil {
+		// The application's part (KeyFunc), keyed by HMAC like a
+		// credential: it may be a tenant or user id.
+		kb.macOne(r.c, rt.keyFn(req))
+	}
+	// Last, the request's content coding, normalised (compress.go): ""
+	// until the route's responses vary on Accept-Encoding.
+	if r.keyCoding || rt.codingKeyed.Load() {
+		kb.field(normalizedCoding(req.Header))
+	} else {
+		kb.field("")
+	}
+}
+
 // nameView returns a counter name built in a request state's nbuf as a
 // view of it, or its stored form for a remote store. A view taken while
 // nbuf still grows stays right: appends write only past its end, and one
@@ -170,42 +200,70 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 // (its fixed parts were checked once, its values are escaped), so that
 // only its length decides whether a remote store keeps it as it is.
 func (r *Region) nameView(b []byte, printable bool) string {
+	if r.keys == backend.KeysPlain {
+		return unsafeString(b) // the memory store's: inlined, no call
+	}
+	return r.storedNameView(b, printable)
+}
+
+// storedNameView is nameView for a remote store.
+func (r *Region) storedNameView(b []byte, printable bool) string {
 	n := unsafeString(b)
-	if r.keys != backend.KeysPlain && !(r.prefixPrintable && printable && len(n) <= maxPlainCounterName) {
+	if !(r.prefixPrintable && printable && len(n) <= maxPlainCounterName) {
 		n = r.counterName(n)
 	}
 	return n
 }
 
 // appendKeyedHeaders appends every line of each keyed header, in the order
-// of keyedHeaders (an absent header is an empty list). Whichever of the
-// request's headers and the keyed ones are fewer is the one looked up.
+// of keyedHeaders (an absent header is an empty list).
 func (r *Region) appendKeyedHeaders(kb *keyBuilder, h http.Header) {
-	if len(h) == 0 {
-		kb.b = append(kb.b, r.keyedNone...)
-		return
+	keyed, masked := r.keyedMask(h)
+	r.appendKeyed(kb, h, keyed, masked)
+}
+
+// keyedMask returns which keyed headers h carries, bit i standing for
+// keyedHeaders[i], looking up whichever of the request's headers and the
+// keyed ones are fewer. masked is false when there are more than 64
+// keyed headers: no mask then.
+func (r *Region) keyedMask(h http.Header) (keyed uint64, masked bool) {
+	switch {
+	case len(r.keyedHeaders) > 64:
+		return 0, false
+	case len(h) == 0:
+		return 0, true
+	case len(h) >= len(r.keyedHeaders):
+		for i, name := range r.keyedHeaders {
+			if _, ok := h[name]; ok {
+				keyed |= 1 << i
+			}
+		}
+	default:
+		for name := range h {
+			if i, ok := r.keyedIndex[name]; ok {
+				keyed |= 1 << i
+			}
+		}
 	}
-	if len(h) >= len(r.keyedHeaders) || len(r.keyedHeaders) > 64 {
+	return keyed, true
+}
+
+// appendKeyed is appendKeyedHeaders with h's keyedMask.
+func (r *Region) appendKeyed(kb *keyBuilder, h http.Header, keyed uint64, masked bool) {
+	switch {
+	case !masked:
 		for _, name := range r.keyedHeaders {
 			kb.values(h[name])
 		}
-		return
-	}
-	var present uint64
-	for name := range h {
-		if i, ok := r.keyedIndex[name]; ok {
-			present |= 1 << i
-		}
-	}
-	if present == 0 {
+	case keyed == 0:
 		kb.b = append(kb.b, r.keyedNone...)
-		return
-	}
-	for i, name := range r.keyedHeaders {
-		if present&(1<<i) != 0 {
-			kb.values(h[name])
-		} else {
-			kb.b = append(kb.b, 0) // an empty list
+	default:
+		for i, name := range r.keyedHeaders {
+			if keyed&(1<<i) != 0 {
+				kb.values(h[name])
+			} else {
+				kb.b = append(kb.b, 0) // an empty list
+			}
 		}
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"github.com/routecache/routecache/internal/benchwriter"
 )
 
-// A hit allocates nothing of its own. Echo v4 applies route middleware
-// on every request, so the handler a middleware returns (a closure over
-// next) is made per request whatever the middleware: a hit allocates no
-// more than a pass-through middleware in front of a handler that writes
-// nothing.
-func TestHitAllocatesNothingOfItsOwn(t *testing.T) {
+// A hit allocates nothing. Echo v4 applies route middleware on every
+// request; the handler the middleware makes around the route's handler
+// is made once and remembered (handlermemo.go), so a hit allocates less
+// than a pass-through middleware in front of a handler that writes
+// nothing (which makes its closure per request).
+func TestHitAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are checked without -race")
 	}
@@ -40,7 +40,7 @@ func TestHitAllocatesNothingOfItsOwn(t *testing.T) {
 		return func(c echo.Context) error { return next(c) }
 	}
 	plain.GET("/articles/:id", func(echo.Context) error { return nil }, pass)
-	if base := allocs(plain); hit > base {
-		t.Fatalf("a hit allocates %v times, a pass-through middleware %v", hit, base)
+	if hit != 0 {
+		t.Fatalf("a hit allocates %v times (a pass-through middleware: %v)", hit, allocs(plain))
 	}
 }

@@ -31,12 +31,16 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (echo.Mid
 	if err != nil {
 		return nil, err
 	}
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
+	handler := func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			_, err := adapter.ServeRouteCtx(rt, c.Response(), c.Request(), c.Path(), c, next, &funcs)
 			return err
 		}
-	}, nil
+	}
+	// Echo v4 applies route middleware per request: the memo hands out
+	// the handler made for the same next before (handlermemo.go).
+	memo := new(handlerMemo)
+	return func(next echo.HandlerFunc) echo.HandlerFunc { return memo.wrap(next, handler) }, nil
 }
 
 // funcs reach a request's route parameters and its next handler through
