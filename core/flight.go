@@ -23,6 +23,9 @@ const failureMemory = time.Second
 // Its result fields are written by the fill before done is closed.
 type flight struct {
 	done chan struct{}
+	// key is the flight's key, a copy of the caller's (which may view a
+	// pooled buffer): the fill's call takes it as its own.
+	key string
 	// e is the entry the callers may answer from: stored (and, for a
 	// route, checked against the counters after storing), found stored by
 	// the fill, or a memoized value computed but not stored. nil: none.
@@ -130,8 +133,8 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{done: make(chan struct{}), started: now}
-	g.m[strings.Clone(key)] = f // key may view a pooled buffer
+	f := &flight{done: make(chan struct{}), started: now, key: strings.Clone(key)} // key may view a pooled buffer
+	g.m[f.key] = f
 	return f, true
 }
 

@@ -99,3 +99,37 @@ func TestRecorderGrowsBodyByDoublingToTheCap(t *testing.T) {
 		t.Fatalf("cap %d over the 48 KiB cap (over %v)", cap(rw.body), rw.over)
 	}
 }
+
+// unstored names exactly the hop-by-hop and per-response headers.
+func TestUnstoredHeaders(t *testing.T) {
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Set-Cookie", "Date", "Content-Length", "Age", "X-Cache", "Cache-Status"} {
+		if !unstored(k) {
+			t.Errorf("%s stored", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Etag", "Last-Modified", "Vary", "Cache-Control", "Content-Encoding", "X-Custom", "set-cookie"} {
+		if unstored(k) {
+			t.Errorf("%s not stored", k)
+		}
+	}
+}
+
+// The snapshot a fill's recorder takes at commit is the headers sent,
+// values copied, without the X-Cache and Cache-Status the cache set.
+func TestSnapshotHeader(t *testing.T) {
+	h := http.Header{"A": {"1", "2"}, "B": {"3"}, "Nil": nil, "X-Cache": {"MISS"}, "Cache-Status": {"x"}, "x-cache": {"kept"}}
+	s := snapshotHeader(h)
+	if len(s) != 4 || len(s["A"]) != 2 || s["B"][0] != "3" || s["Nil"] != nil || s["x-cache"][0] != "kept" {
+		t.Fatalf("snapshot %v", s)
+	}
+	if _, ok := s["Nil"]; !ok {
+		t.Fatal("a nil value was dropped")
+	}
+	s["A"] = append(s["A"], "more")
+	s["B"][0] = "changed"
+	if h["B"][0] != "3" || len(h["A"]) != 2 || s["B"][0] != "changed" {
+		t.Fatalf("values shared: %v %v", h, s)
+	}
+}

@@ -36,7 +36,14 @@ type recorder struct {
 	flushed   bool
 	hijacked  bool
 	clientErr error
-	snapshot  http.Header
+	// snapshot is a copy of the headers as committed (or as released): the
+	// recorded response's, private to the recorder.
+	snapshot http.Header
+	// verdict is the storage rules' verdict on the committed headers
+	// (setMiss judges them for Cache-Status), kept for building the entry;
+	// cleared when the snapshot is retaken from headers that may have
+	// changed since (a held response).
+	verdict verdict
 	// onCommit runs once, just before the status line goes to the client.
 	onCommit func(rw *recorder)
 	// fill is the call whose fill this recorder records (nil otherwise):
@@ -180,7 +187,7 @@ func (rw *recorder) doCommit() {
 		rw.onCommit(rw)
 	}
 	if rw.record {
-		rw.snapshot = rw.Header().Clone()
+		rw.snapshot = snapshotHeader(rw.Header())
 	}
 	if !rw.hold {
 		rw.w.WriteHeader(rw.status)
@@ -198,7 +205,7 @@ func (rw *recorder) release() {
 	}
 	rw.hold = false
 	if rw.record {
-		rw.snapshot = rw.hdr.Clone() // what the client gets
+		rw.resnapshot() // what the client gets
 	}
 	h := rw.w.Header()
 	clear(h)
@@ -212,6 +219,41 @@ func (rw *recorder) release() {
 			rw.clientErr = err
 		}
 	}
+}
+
+// snapshotHeader is h.Clone() without the X-Cache and Cache-Status the
+// cache set (setMiss): what the recorder keeps of the headers sent, for
+// judging and storing them, which never keeps those two. Values share one
+// backing array, each key's part capped, as in http.Header.Clone.
+func snapshotHeader(h http.Header) http.Header {
+	nv, nk := 0, 0
+	for k, vs := range h {
+		if k != "X-Cache" && k != "Cache-Status" {
+			nv += len(vs)
+			nk++
+		}
+	}
+	sv := make([]string, nv)
+	out := make(http.Header, nk)
+	for k, vs := range h {
+		switch {
+		case k == "X-Cache" || k == "Cache-Status":
+		case vs == nil:
+			out[k] = nil // as Clone: a nil value stays nil
+		default:
+			n := copy(sv, vs)
+			out[k] = sv[:n:n]
+			sv = sv[n:]
+		}
+	}
+	return out
+}
+
+// resnapshot takes the snapshot again from a held response's headers,
+// which the handler may have changed since the commit judged them.
+func (rw *recorder) resnapshot() {
+	rw.snapshot = rw.hdr.Clone()
+	rw.verdict = verdict{}
 }
 
 // finish commits a response the handler left uncommitted (an implicit 200,
