@@ -27,7 +27,7 @@ func TestFillContextDetachedWithDeadline(t *testing.T) {
 	var (
 		child        context.Context
 		cancelChild  context.CancelFunc = func() {}
-		afterRan     = make(chan struct{})
+		afterRan                        = make(chan struct{})
 		deadline     time.Time
 		hasDeadline  bool
 		errAfterStop error
