@@ -460,7 +460,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	// e.Header is canonical (storedHeader): indexed, not Get.
+	// e.Header is canonical (keepStored): indexed, not Get.
 	if vs := e.Header["Etag"]; len(vs) > 0 {
 		e.ETag = vs[0]
 	}

@@ -223,27 +223,21 @@ func (rw *recorder) release() {
 
 // snapshotHeader is h.Clone() without the X-Cache and Cache-Status the
 // cache set (setMiss): what the recorder keeps of the headers sent, for
-// judging and storing them, which never keeps those two. Values share one
-// backing array, each key's part capped, as in http.Header.Clone.
+// judging and storing them, which never keeps those two. In one pass over
+// h: the values are appended to one slice sized for one value per header
+// (a header with more grows it; the parts already taken keep the old
+// array), each key's part capped, so that an append to one copies it.
 func snapshotHeader(h http.Header) http.Header {
-	nv, nk := 0, 0
-	for k, vs := range h {
-		if k != "X-Cache" && k != "Cache-Status" {
-			nv += len(vs)
-			nk++
-		}
-	}
-	sv := make([]string, nv)
-	out := make(http.Header, nk)
+	sv := make([]string, 0, len(h))
+	out := make(http.Header, len(h))
 	for k, vs := range h {
 		switch {
 		case k == "X-Cache" || k == "Cache-Status":
 		case vs == nil:
 			out[k] = nil // as Clone: a nil value stays nil
 		default:
-			n := copy(sv, vs)
-			out[k] = sv[:n:n]
-			sv = sv[n:]
+			sv = append(sv, vs...)
+			out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
 		}
 	}
 	return out
