@@ -402,7 +402,10 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		// here would preempt it.
 		rw.finish()
 	}
-	p.failed = p.err != nil || rw.status >= 500 || ctx.Err() != nil
+	// Whether the fill outlived FillTimeout (or the context ended) by the
+	// time its handler returned: asked once.
+	ended := ctx.Err() != nil
+	p.failed = p.err != nil || rw.status >= 500 || ended
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
@@ -412,7 +415,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		rw.resnapshot()
 	}
 	if p.failed {
-		p.fail = sharedFailure(rw, ctx.Err() != nil)
+		p.fail = sharedFailure(rw, ended)
 	}
 	// The headers were judged as they went out (setMiss), unless the
 	// response was held (its snapshot retaken since) or is a refresh's.
@@ -435,7 +438,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		reason = NotStoredFlushed
 	case rw.over:
 		reason = NotStoredTooLarge
-	case ctx.Err() != nil:
+	case ended:
 		reason = NotStoredError
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
