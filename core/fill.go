@@ -457,8 +457,14 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	}
 	p.snap = c.snapshot()
 	// The snapshot is the recorder's own copy, not used after this: the
-	// entry's headers are made of it in place.
-	e := r.newEntry(rw.status, keepStored(before, sent), rw.body, c.canonical, p.snap, start, life)
+	// entry's headers are made of it in place. A clean snapshot
+	// (snapshotHeader) of canonical headers, with none set before the cache
+	// ran, has nothing to remove.
+	stored := sent
+	if !(rw.snapClean && v.canonical && len(before) == 0) {
+		stored = keepStored(before, sent)
+	}
+	e := r.newEntry(rw.status, stored, rw.body, c.canonical, p.snap, start, life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}

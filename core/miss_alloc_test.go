@@ -117,19 +117,33 @@ func TestUnstoredHeaders(t *testing.T) {
 }
 
 // The snapshot a fill's recorder takes at commit is the headers sent,
-// values copied, without the X-Cache and Cache-Status the cache set.
+// values copied, without those never stored that nothing judges (X-Cache
+// and Cache-Status the cache set, Date, Content-Length, hop-by-hop ones);
+// Set-Cookie and Connection stay, and make it unclean for keepStored, as
+// does a header without a value.
 func TestSnapshotHeader(t *testing.T) {
-	h := http.Header{"A": {"1", "2"}, "B": {"3"}, "Nil": nil, "X-Cache": {"MISS"}, "Cache-Status": {"x"}, "x-cache": {"kept"}}
-	s := snapshotHeader(h)
-	if len(s) != 4 || len(s["A"]) != 2 || s["B"][0] != "3" || s["Nil"] != nil || s["x-cache"][0] != "kept" {
-		t.Fatalf("snapshot %v", s)
-	}
-	if _, ok := s["Nil"]; !ok {
-		t.Fatal("a nil value was dropped")
+	h := http.Header{"A": {"1", "2"}, "B": {"3"}, "X-Cache": {"MISS"}, "Cache-Status": {"x"}, "x-cache": {"kept"},
+		"Date": {"d"}, "Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}}
+	s, clean := snapshotHeader(h)
+	if len(s) != 3 || len(s["A"]) != 2 || s["B"][0] != "3" || s["x-cache"][0] != "kept" || !clean {
+		t.Fatalf("snapshot %v (clean %v)", s, clean)
 	}
 	s["A"] = append(s["A"], "more")
 	s["B"][0] = "changed"
 	if h["B"][0] != "3" || len(h["A"]) != 2 || s["B"][0] != "changed" {
 		t.Fatalf("values shared: %v %v", h, s)
+	}
+	for _, extra := range []http.Header{{"Set-Cookie": {"a=b"}}, {"Connection": {"x-hop"}}, {"Nil": nil}, {"Empty": {}}} {
+		h := http.Header{"A": {"1"}}
+		for k, vs := range extra {
+			h[k] = vs
+		}
+		s, clean := snapshotHeader(h)
+		if clean || len(s) != 2 {
+			t.Fatalf("%v: snapshot %v, clean %v", extra, s, clean)
+		}
+		if _, ok := s["Nil"]; ok && s["Nil"] != nil {
+			t.Fatal("a nil value became non-nil")
+		}
 	}
 }

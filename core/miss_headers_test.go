@@ -78,3 +78,49 @@ func TestFillLastModifiedAnswersIfModifiedSince(t *testing.T) {
 		t.Fatalf("If-Modified-Since a second before: %d %q %q", w.Code, w.Body.String(), w.Header().Get("Last-Modified"))
 	}
 }
+
+// An entry keeps the handler's replayable headers only, whether or not
+// its snapshot needed keepStored's pass (a clean one skips it): not the
+// Date or Content-Length it sent, nor a header named by Connection, nor
+// one without a value, nor a header an outer middleware had set to the
+// same value before the cache ran.
+func TestFillStoresReplayableHeadersOnly(t *testing.T) {
+	for i, extra := range []http.Header{nil, {"Connection": {"X-Hop"}, "X-Hop": {"h"}}, {"Empty": {}}, {"X-Outer": {"o"}}} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			rt := testRoute(t, core.RegionConfig{})
+			next := func(w http.ResponseWriter, r *http.Request) error {
+				h := w.Header()
+				h["Content-Type"] = []string{"text/plain"}
+				h["Date"] = []string{"Mon, 02 Jan 2006 15:04:05 GMT"}
+				h["Content-Length"] = []string{"2"}
+				for k, vs := range extra {
+					h[k] = vs
+				}
+				_, _ = w.Write([]byte("ok"))
+				return nil
+			}
+			serve := func() *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				if _, ok := extra["X-Outer"]; ok {
+					w.Header().Set("X-Outer", "o") // set before the cache ran
+				}
+				_ = adapter.ServeRoute(rt, w, httptest.NewRequest("GET", "/items/1", nil), noParams, staleTestPattern, next)
+				return w
+			}
+			if w := serve(); xc(w) != "MISS" {
+				t.Fatalf("fill: %q", xc(w))
+			}
+			w := httptest.NewRecorder() // no outer middleware: what the entry holds
+			_ = adapter.ServeRoute(rt, w, httptest.NewRequest("GET", "/items/1", nil), noParams, staleTestPattern, next)
+			h := w.Header()
+			if xc(w) != "HIT" || h.Get("Content-Type") != "text/plain" || h.Get("Content-Length") != "2" || w.Body.String() != "ok" {
+				t.Fatalf("hit: %q %v %q", xc(w), h, w.Body.String())
+			}
+			for _, k := range []string{"Date", "Connection", "X-Hop", "Empty", "X-Outer"} {
+				if _, ok := h[k]; ok {
+					t.Errorf("%s replayed: %v", k, h)
+				}
+			}
+		})
+	}
+}

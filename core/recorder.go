@@ -39,6 +39,8 @@ type recorder struct {
 	// snapshot is a copy of the headers as committed (or as released): the
 	// recorded response's, private to the recorder.
 	snapshot http.Header
+	// snapClean: snapshotHeader found the snapshot clean (see there).
+	snapClean bool
 	// verdict is the storage rules' verdict on the committed headers
 	// (setMiss judges them for Cache-Status), kept for building the entry;
 	// cleared when the snapshot is retaken from headers that may have
@@ -187,7 +189,7 @@ func (rw *recorder) doCommit() {
 		rw.onCommit(rw)
 	}
 	if rw.record {
-		rw.snapshot = snapshotHeader(rw.Header())
+		rw.snapshot, rw.snapClean = snapshotHeader(rw.Header())
 	}
 	if !rw.hold {
 		rw.w.WriteHeader(rw.status)
@@ -221,32 +223,43 @@ func (rw *recorder) release() {
 	}
 }
 
-// snapshotHeader is h.Clone() without the X-Cache and Cache-Status the
-// cache set (setMiss): what the recorder keeps of the headers sent, for
-// judging and storing them, which never keeps those two. In one pass over
-// h: the values are appended to one slice sized for one value per header
-// (a header with more grows it; the parts already taken keep the old
-// array), each key's part capped, so that an append to one copies it.
-func snapshotHeader(h http.Header) http.Header {
+// snapshotHeader is h.Clone() without the headers never stored that
+// nothing judges either (unstored, but for Set-Cookie, which refuses a
+// response, and Connection, which names more headers not to store): what
+// the recorder keeps of the headers sent, for judging and storing them.
+// clean reports that keepStored would find nothing to remove but for the
+// headers equal to those set before the cache ran: no Set-Cookie, no
+// Connection, no header without a value. In one pass over h: the values
+// are appended to one slice sized for one value per header (a header with
+// more grows it; the parts already taken keep the old array), each key's
+// part capped, so that an append to one copies it.
+func snapshotHeader(h http.Header) (snap http.Header, clean bool) {
 	sv := make([]string, 0, len(h))
 	out := make(http.Header, len(h))
+	clean = true
 	for k, vs := range h {
 		switch {
-		case k == "X-Cache" || k == "Cache-Status":
-		case vs == nil:
-			out[k] = nil // as Clone: a nil value stays nil
-		default:
-			sv = append(sv, vs...)
-			out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
+		case k == "Set-Cookie" || k == "Connection":
+			clean = false
+		case unstored(k):
+			continue
+		case len(vs) == 0:
+			clean = false
 		}
+		if vs == nil {
+			out[k] = nil // as Clone: a nil value stays nil
+			continue
+		}
+		sv = append(sv, vs...)
+		out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
 	}
-	return out
+	return out, clean
 }
 
 // resnapshot takes the snapshot again from a held response's headers,
 // which the handler may have changed since the commit judged them.
 func (rw *recorder) resnapshot() {
-	rw.snapshot = rw.hdr.Clone()
+	rw.snapshot, rw.snapClean = rw.hdr.Clone(), false
 	rw.verdict = verdict{}
 }
 
