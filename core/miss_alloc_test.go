@@ -147,3 +147,37 @@ func TestSnapshotHeader(t *testing.T) {
 		}
 	}
 }
+
+// judge's verdict says what responseReason and responseLifetime say of
+// the canonical headers, whichever shortcut it takes.
+func TestJudgeAgreesWithTheRules(t *testing.T) {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {UseCacheControl: true, VaryHeaders: []string{"Accept-Language"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := c.Route("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.Region()
+	for _, h := range []http.Header{
+		nil, {}, {"Content-Type": {"text/plain"}},
+		{"Set-Cookie": {"a=b"}}, {"set-cookie": {"a=b"}}, {"Set-Cookie": nil},
+		{"Cache-Control": {"private"}}, {"cache-control": {"no-store"}}, {"Cache-Control": {"max-age=0"}}, {"Cache-Control": {"max-age=60"}},
+		{"Vary": {"Accept-Language"}}, {"Vary": {"*"}}, {"vary": {"Cookie"}}, {"Vary": {"Accept-Encoding"}},
+		{"Trailer": {"X-Sum"}}, {"Content-Type": {"a"}, "trailer:x-sum": {"1"}},
+	} {
+		for _, status := range []int{200, 404} {
+			v, ch := r.judge(rt, status, nil, h)
+			want := r.responseReason(status, nil, canonicalHeader(h))
+			life, fresh := r.responseLifetime(rt, status, canonicalHeader(h))
+			if v.reason != want || (want == "" && (v.life != life || v.fresh != fresh)) || v.trailers != hasTrailers(h) {
+				t.Errorf("%d %v: verdict %+v, want reason %q lifetime %v %v trailers %v", status, h, v, want, life, fresh, hasTrailers(h))
+			}
+			if len(ch) != len(canonicalHeader(h)) {
+				t.Errorf("%v: canonical form %v", h, ch)
+			}
+		}
+	}
+}

@@ -230,8 +230,10 @@ type verdict struct {
 // headers. before (the headers set before the cache ran) and h are as
 // recorded, canonical or not; ch is h's canonical form.
 func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict, ch http.Header) {
-	// One pass over the keys for both questions.
+	// One pass over the keys: are they canonical, is there a trailer, and
+	// is any header responseReason reads beyond the status there at all.
 	v.canonical = true
+	read := false
 	for k := range h {
 		if v.canonical && !keyCanonical(k) {
 			v.canonical = false
@@ -239,13 +241,21 @@ func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict,
 		if !v.trailers && isTrailerKey(k) {
 			v.trailers = true
 		}
+		switch k {
+		case "Set-Cookie", "Cache-Control", "Vary":
+			read = true
+		}
 	}
 	ch = h
 	if !v.canonical {
 		ch = mergeCanonical(h)
 	}
 	v.judged, v.before = true, canonicalHeader(before)
-	v.reason = r.responseReason(status, v.before, ch)
+	if read || !v.canonical {
+		v.reason = r.responseReason(status, v.before, ch)
+	} else if !r.status[status] {
+		v.reason = NotStoredStatus // all responseReason could say
+	}
 	if v.reason == "" {
 		// A refused response's lifetime is never used: not computed.
 		v.life, v.fresh = r.responseLifetime(rt, status, ch)
