@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +18,7 @@ import (
 // from it too, in await).
 func (c *call) fill(f *flight, next nextFunc) {
 	r := c.r
-	// The flight and the entry outlive the request's pooled state.
-	c.skey, c.canonical = cloneTwo(c.skey, c.canonical)
+	c.own(f)
 	defer r.flights.land(c.skey, f)
 	e, release := c.claim()
 	if release != nil {
@@ -33,8 +33,10 @@ func (c *call) fill(f *flight, next nextFunc) {
 	// tag epoch is read with them, outside the entry's snapshot
 	// (runtimetags.go).
 	n := len(c.names)
-	names, vals := append(c.names[:n:n], r.epochCounter), make([]uint64, n+1)
+	names, vals := c.scratch(n + 1)
+	copy(names, c.names)
 	copy(vals, c.vals)
+	names[n], vals[n] = r.epochCounter, 0
 	ectx, sp := r.startOp(c.ctx, OpEnsureCounters)
 	err := r.be.Ensure(ectx, names, vals)
 	endOp(sp, err)
@@ -50,10 +52,24 @@ func (c *call) fill(f *flight, next nextFunc) {
 	c.produce(f, false, next)
 }
 
-// cloneTwo copies a and b in one allocation.
-func cloneTwo(a, b string) (string, string) {
-	ab := concat(a, b)
-	return ab[:len(a)], ab[len(a):]
+// own gives the call, leading flight f, strings of its own where they
+// may view the request's pooled state, since the flight and the entry
+// outlive it: the storage key is the flight's copy; the canonical key and
+// the counter names (for snapshot) are copied in one allocation.
+func (c *call) own(f *flight) {
+	c.skey = f.key
+	n := len(c.canonical)
+	for _, s := range c.names {
+		n += len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(c.canonical)
+	for _, s := range c.names {
+		b.WriteString(s)
+	}
+	all := b.String()
+	c.canonical, c.namesText = all[:len(c.canonical)], all[len(c.canonical):]
 }
 
 // concat is a fresh copy of the strings joined, in one allocation (the
@@ -109,16 +125,19 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	fctx, sp := c.startFill(refresh)
 	var p produced
 	defer c.endFill(sp, refresh, &p)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
-	defer cancel()
-	ctx, tags := r.newTagSet(ctx)
+	// The producer's context: detached, bounded by FillTimeout, with the
+	// fill's tag set (fillCtx).
+	detached := context.WithoutCancel(fctx)
+	ctx := r.newFillCtx(detached)
+	defer ctx.end()
+	tags := &ctx.tags
 	p = c.runProducer(ctx, refresh, next)
 	c.addRuntimeTags(ctx, tags, &p)
 	f.ran, f.val, f.err, f.panicked, f.failed, f.fail, f.snap = true, p.val, p.err, p.panicked, p.failed, p.fail, p.snap
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx := context.WithoutCancel(fctx)
+	storeCtx := detached
 	if _, inProcess := r.be.(*memory.Backend); !inProcess {
 		// The memory backend's Store and Counters never wait: no timer
 		// for them.
@@ -158,7 +177,7 @@ func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
 			names[i], want[i] = s.Name, s.Value
 		}
 	}
-	now := make([]uint64, len(names))
+	_, now := c.scratch(len(names))
 	ctx, sp := c.r.startOp(ctx, OpGetCounters)
 	err := c.r.be.Counters(ctx, names, now)
 	endOp(sp, err)
@@ -173,17 +192,40 @@ func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
 	return true
 }
 
+// scratch returns the call's scratch slices (xnames, xvals) with length n,
+// grown if need be and kept with the call: for backend reads whose names
+// and values are not kept.
+func (c *call) scratch(n int) ([]string, []uint64) {
+	c.xnames = slices.Grow(c.xnames[:0], n)[:n]
+	c.xvals = slices.Grow(c.xvals[:0], n)[:n]
+	return c.xnames, c.xvals
+}
+
 // snapshot is the counter snapshot an entry produced now will carry.
 func (c *call) snapshot() []backend.CounterSnap {
 	snap := make([]backend.CounterSnap, len(c.names))
-	// The names outlive the request's pooled state: one copy of them all,
-	// sliced.
-	all := concat(c.names...)
+	// The names outlive the request's pooled state: one copy of them all
+	// (made by own), sliced.
+	all := c.namesText
+	if !joins(all, c.names) {
+		all = concat(c.names...)
+	}
 	for i, n := range c.names {
 		snap[i] = backend.CounterSnap{Name: all[:len(n)], Value: c.vals[i]}
 		all = all[len(n):]
 	}
 	return snap
+}
+
+// joins reports whether s is the names concatenated.
+func joins(s string, names []string) bool {
+	for _, n := range names {
+		if len(s) < len(n) || s[:len(n)] != n {
+			return false
+		}
+		s = s[len(n):]
+	}
+	return s == ""
 }
 
 // refresh recomputes an entry after its (stale or early-expiring) copy
@@ -223,7 +265,7 @@ func (c *call) refresh(next nextFunc) {
 func (c *call) refill(f *flight, next nextFunc) {
 	r := c.r
 	defer func() { <-r.refreshSem }()
-	c.skey, c.canonical = strings.Clone(c.skey), strings.Clone(c.canonical)
+	c.own(f)
 	defer r.flights.land(c.skey, f)
 	if c.leasing() {
 		release, got := c.acquireLease()
@@ -360,19 +402,31 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		// here would preempt it.
 		rw.finish()
 	}
-	p.failed = p.err != nil || rw.status >= 500 || ctx.Err() != nil
+	// Whether the fill outlived FillTimeout (or the context ended) by the
+	// time its handler returned: asked once.
+	ended := ctx.Err() != nil
+	p.failed = p.err != nil || rw.status >= 500 || ended
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
 		// until then, not just those present at its first write.
 		if tags != nil {
 			tags.takeHeaders(rw.hdr)
 		}
-		rw.snapshot = rw.hdr.Clone()
+		rw.resnapshot()
 	}
 	if p.failed {
-		p.fail = sharedFailure(rw, ctx.Err() != nil)
+		p.fail = sharedFailure(rw, ended)
 	}
-	sent, before := canonicalHeader(rw.snapshot), canonicalHeader(rw.before)
+	// The headers were judged as they went out (setMiss), unless the
+	// response was held (its snapshot retaken since) or is a refresh's.
+	v := rw.verdict
+	sent := rw.snapshot
+	if !v.judged {
+		v, sent = r.judge(c.rt, rw.status, rw.before, rw.snapshot)
+	} else if !v.canonical {
+		sent = canonicalHeader(rw.snapshot)
+	}
+	before := v.before
 	var reason NotStoredReason
 	keyed := false // keyed on the request's content coding (compress.go)
 	switch {
@@ -384,17 +438,17 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		reason = NotStoredFlushed
 	case rw.over:
 		reason = NotStoredTooLarge
-	case ctx.Err() != nil:
+	case ended:
 		reason = NotStoredError
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
 	default:
-		if reason = r.responseReason(rw.status, before, sent); reason == "" {
+		if reason = v.reason; reason == "" {
 			reason, keyed = r.encodingReason(rf.req, before, sent)
 		}
 	}
-	life, fresh := r.responseLifetime(c.rt, rw.status, sent)
-	if reason == "" && !fresh {
+	life := v.life
+	if reason == "" && !v.fresh {
 		reason = NotStoredCacheControl // max-age=0 with UseCacheControl
 	}
 	if reason != "" {
@@ -402,21 +456,39 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		return p
 	}
 	p.snap = c.snapshot()
-	e := r.newEntry(rw.status, storedHeader(before, sent), rw.body, c.canonical, p.snap, start, life)
+	// The snapshot is the recorder's own copy, not used after this: the
+	// entry's headers are made of it in place. A clean snapshot
+	// (snapshotHeader) of canonical headers, with none set before the cache
+	// ran, has nothing to remove.
+	stored := sent
+	if !(rw.snapClean && v.canonical && len(before) == 0) {
+		stored = keepStored(before, sent)
+	}
+	e := r.newEntry(rw.status, stored, rw.body, c.canonical, p.snap, start, life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	// e.Header is canonical (storedHeader): indexed, not Get.
+	// e.Header is canonical (keepStored): indexed, not Get.
 	if vs := e.Header["Etag"]; len(vs) > 0 {
 		e.ETag = vs[0]
 	}
+	lm := e.Header["Last-Modified"]
+	addLM := len(lm) == 0 || lm[0] == ""
+	var added []string // the values the cache adds, in one allocation
+	if e.ETag == "" || addLM {
+		added = make([]string, 0, 2)
+	}
 	if e.ETag == "" {
 		e.ETag = strongETag(e.Body)
-		e.Header["Etag"] = []string{e.ETag}
+		added = append(added, e.ETag)
+		e.Header["Etag"] = added[len(added)-1 : len(added) : len(added)]
 	}
-	if vs := e.Header["Last-Modified"]; len(vs) == 0 || vs[0] == "" {
-		e.Header["Last-Modified"] = []string{httpDate(start)}
+	if addLM {
+		added = append(added, httpDate(start))
+		e.Header["Last-Modified"] = added[len(added)-1 : len(added) : len(added)]
+		// The date just formatted, without parsing it back (Prepare).
+		e.LastModified = time.Unix(start.Unix(), 0).UTC()
 	}
 	p.skey = c.encodeEntry(e, rf.req, keyed)
 	e.Prepare()

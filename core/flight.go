@@ -22,7 +22,16 @@ const failureMemory = time.Second
 // that arrive while it runs wait for it instead of running the producer.
 // Its result fields are written by the fill before done is closed.
 type flight struct {
-	done chan struct{}
+	// done is closed when the flight lands. It is made by the first call
+	// that waits for it (flightGroup.doneOf), under flightGroup.mu: a
+	// fill nobody waited for (the leader answers after landing it, on its
+	// own goroutine) makes none. landed (guarded by flightGroup.mu)
+	// reports the landing.
+	done   chan struct{}
+	landed bool
+	// key is the flight's key, a copy of the caller's (which may view a
+	// pooled buffer): the fill's call takes it as its own.
+	key string
 	// e is the entry the callers may answer from: stored (and, for a
 	// route, checked against the counters after storing), found stored by
 	// the fill, or a memoized value computed but not stored. nil: none.
@@ -130,8 +139,8 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{done: make(chan struct{}), started: now}
-	g.m[strings.Clone(key)] = f // key may view a pooled buffer
+	f := &flight{started: now, key: strings.Clone(key)} // key may view a pooled buffer
+	g.m[f.key] = f
 	return f, true
 }
 
@@ -152,8 +161,35 @@ func (g *flightGroup) land(key string, f *flight) {
 			delete(g.m, key)
 		}
 	}
+	f.landed = true
+	done := f.done
 	g.mu.Unlock()
-	close(f.done)
+	if done != nil {
+		close(done)
+	}
+}
+
+// closedDone is the done channel of a flight that landed before anyone
+// asked for it.
+var closedDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// doneOf returns the channel closed when f lands (closed already if it
+// did), making it if need be.
+func (g *flightGroup) doneOf(f *flight) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case f.done != nil:
+	case f.landed:
+		return closedDone
+	default:
+		f.done = make(chan struct{})
+	}
+	return f.done
 }
 
 // forget ends a failed flight's memory.
@@ -171,8 +207,9 @@ func (g *flightGroup) forget(key string, f *flight) {
 func (c *call) await(f *flight, leader bool, next nextFunc) error {
 	r := c.r
 	timedOut := false
+	done := r.flights.doneOf(f)
 	select {
-	case <-f.done:
+	case <-done:
 	default:
 		if !leader && testhook.Enter(testhook.Flight) {
 			defer testhook.Leave(testhook.Flight)
@@ -180,7 +217,7 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 		timer := time.NewTimer(r.cfg.FillTimeout)
 		defer timer.Stop()
 		select {
-		case <-f.done:
+		case <-done:
 		case <-c.ctx.Done():
 			return c.settle(f, outGone, next)
 		case <-timer.C:

@@ -99,3 +99,85 @@ func TestRecorderGrowsBodyByDoublingToTheCap(t *testing.T) {
 		t.Fatalf("cap %d over the 48 KiB cap (over %v)", cap(rw.body), rw.over)
 	}
 }
+
+// unstored names exactly the hop-by-hop and per-response headers.
+func TestUnstoredHeaders(t *testing.T) {
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Set-Cookie", "Date", "Content-Length", "Age", "X-Cache", "Cache-Status"} {
+		if !unstored(k) {
+			t.Errorf("%s stored", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Etag", "Last-Modified", "Vary", "Cache-Control", "Content-Encoding", "X-Custom", "set-cookie"} {
+		if unstored(k) {
+			t.Errorf("%s not stored", k)
+		}
+	}
+}
+
+// The snapshot a fill's recorder takes at commit is the headers sent,
+// values copied, without those never stored that nothing judges (X-Cache
+// and Cache-Status the cache set, Date, Content-Length, hop-by-hop ones);
+// Set-Cookie and Connection stay, and make it unclean for keepStored, as
+// does a header without a value.
+func TestSnapshotHeader(t *testing.T) {
+	h := http.Header{"A": {"1", "2"}, "B": {"3"}, "X-Cache": {"MISS"}, "Cache-Status": {"x"}, "x-cache": {"kept"},
+		"Date": {"d"}, "Content-Length": {"5"}, "Transfer-Encoding": {"chunked"}}
+	s, clean := snapshotHeader(h)
+	if len(s) != 3 || len(s["A"]) != 2 || s["B"][0] != "3" || s["x-cache"][0] != "kept" || !clean {
+		t.Fatalf("snapshot %v (clean %v)", s, clean)
+	}
+	s["A"] = append(s["A"], "more")
+	s["B"][0] = "changed"
+	if h["B"][0] != "3" || len(h["A"]) != 2 || s["B"][0] != "changed" {
+		t.Fatalf("values shared: %v %v", h, s)
+	}
+	for _, extra := range []http.Header{{"Set-Cookie": {"a=b"}}, {"Connection": {"x-hop"}}, {"Nil": nil}, {"Empty": {}}} {
+		h := http.Header{"A": {"1"}}
+		for k, vs := range extra {
+			h[k] = vs
+		}
+		s, clean := snapshotHeader(h)
+		if clean || len(s) != 2 {
+			t.Fatalf("%v: snapshot %v, clean %v", extra, s, clean)
+		}
+		if _, ok := s["Nil"]; ok && s["Nil"] != nil {
+			t.Fatal("a nil value became non-nil")
+		}
+	}
+}
+
+// judge's verdict says what responseReason and responseLifetime say of
+// the canonical headers, whichever shortcut it takes.
+func TestJudgeAgreesWithTheRules(t *testing.T) {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {UseCacheControl: true, VaryHeaders: []string{"Accept-Language"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := c.Route("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.Region()
+	for _, h := range []http.Header{
+		nil, {}, {"Content-Type": {"text/plain"}},
+		{"Set-Cookie": {"a=b"}}, {"set-cookie": {"a=b"}}, {"Set-Cookie": nil},
+		{"Cache-Control": {"private"}}, {"cache-control": {"no-store"}}, {"Cache-Control": {"max-age=0"}}, {"Cache-Control": {"max-age=60"}},
+		{"Vary": {"Accept-Language"}}, {"Vary": {"*"}}, {"vary": {"Cookie"}}, {"Vary": {"Accept-Encoding"}},
+		{"Trailer": {"X-Sum"}}, {"Content-Type": {"a"}, "trailer:x-sum": {"1"}},
+	} {
+		for _, status := range []int{200, 404} {
+			v, ch := r.judge(rt, status, nil, h)
+			want := r.responseReason(status, nil, canonicalHeader(h))
+			life, fresh := r.responseLifetime(rt, status, canonicalHeader(h))
+			if v.reason != want || (want == "" && (v.life != life || v.fresh != fresh)) || v.trailers != hasTrailers(h) {
+				t.Errorf("%d %v: verdict %+v, want reason %q lifetime %v %v trailers %v", status, h, v, want, life, fresh, hasTrailers(h))
+			}
+			if len(ch) != len(canonicalHeader(h)) {
+				t.Errorf("%v: canonical form %v", h, ch)
+			}
+		}
+	}
+}

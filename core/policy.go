@@ -93,18 +93,21 @@ func (r *Region) requestBypass(req *http.Request) BypassReason {
 	return ""
 }
 
-// hopByHop headers describe one connection, never a stored response.
-var hopByHop = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Proxy-Connection": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// notReplayed are headers the cache sets itself on every response, or that
-// must be recomputed for each one.
-var notReplayed = map[string]bool{
-	"Set-Cookie": true, "Date": true, "Content-Length": true, "Age": true,
-	"X-Cache": true, "Cache-Status": true,
+// unstored reports whether a header (canonical name) is never stored:
+// hop-by-hop, describing one connection (Connection, Keep-Alive,
+// Proxy-Authenticate, Proxy-Authorization, Proxy-Connection, Te,
+// Trailer, Transfer-Encoding, Upgrade); or set by the cache itself on
+// every response, or recomputed for each one (Set-Cookie, Date,
+// Content-Length, Age, X-Cache, Cache-Status). A switch: no map lookup
+// per header of every miss.
+func unstored(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Set-Cookie", "Date", "Content-Length", "Age", "X-Cache", "Cache-Status":
+		return true
+	}
+	return false
 }
 
 // canonicalHeader returns h with every key in canonical form: h itself
@@ -113,16 +116,33 @@ var notReplayed = map[string]bool{
 // net/http sends a key as the handler wrote it, so checks and storage
 // must see "cache-control" as Cache-Control.
 func canonicalHeader(h http.Header) http.Header {
+	ch, _ := canonicalize(h)
+	return ch
+}
+
+// canonicalize is canonicalHeader, also reporting whether h was canonical
+// already (and is returned itself).
+func canonicalize(h http.Header) (http.Header, bool) {
 	canonical := true
 	for k := range h {
-		if !caseCanonical(k) && http.CanonicalHeaderKey(k) != k {
+		if !keyCanonical(k) {
 			canonical = false
 			break
 		}
 	}
 	if canonical {
-		return h
+		return h, true
 	}
+	return mergeCanonical(h), false
+}
+
+// keyCanonical reports whether http.CanonicalHeaderKey leaves k as it is.
+func keyCanonical(k string) bool {
+	return caseCanonical(k) || http.CanonicalHeaderKey(k) == k
+}
+
+// mergeCanonical is canonicalHeader's copy of a non-canonical h.
+func mergeCanonical(h http.Header) http.Header {
 	out := make(http.Header, len(h))
 	for _, k := range sortedKeys(h) {
 		ck := http.CanonicalHeaderKey(k)
@@ -185,21 +205,79 @@ func (r *Region) responseReason(status int, before, h http.Header) NotStoredReas
 	return ""
 }
 
-// commitReason predicts, as a fill's headers go out, why its response
-// will not be stored, or "" when it is storable so far. before (the
-// headers set before the cache ran) and h must be canonical.
-func (r *Region) commitReason(rt *Route, status int, before, h http.Header) NotStoredReason {
-	if reason := r.responseReason(status, before, h); reason != "" {
-		return reason
+// verdict is what the storage rules say of a response's headers: the
+// rules that depend on the headers and status alone, evaluated once when
+// a fill's headers go out (setMiss, for Cache-Status) and used again when
+// its entry is built, as long as the headers it was judged on are the ones
+// recorded (recorder.verdict).
+type verdict struct {
+	judged bool
+	// canonical reports that the headers judged were canonical
+	// (canonicalHeader returned them as they were): their snapshot, with
+	// only setMiss's canonical keys added, is canonical too.
+	canonical bool
+	// before is the canonical form of the headers set before the cache ran.
+	before http.Header
+	// trailers reports a trailer declared or set in the headers judged
+	// (hasTrailers; one set later is seen only in the live headers).
+	trailers bool
+	reason   NotStoredReason // responseReason's
+	life     lifetime        // responseLifetime's
+	fresh    bool            // responseLifetime's ok: some freshness allowed
+}
+
+// judge evaluates responseReason and responseLifetime on a response's
+// headers. before (the headers set before the cache ran) and h are as
+// recorded, canonical or not; ch is h's canonical form.
+func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict, ch http.Header) {
+	// One pass over the keys: are they canonical, is there a trailer, and
+	// is any header responseReason reads beyond the status there at all.
+	v.canonical = true
+	read := false
+	for k := range h {
+		if v.canonical && !keyCanonical(k) {
+			v.canonical = false
+		}
+		if !v.trailers && isTrailerKey(k) {
+			v.trailers = true
+		}
+		switch k {
+		case "Set-Cookie", "Cache-Control", "Vary":
+			read = true
+		}
 	}
-	if hasTrailers(h) {
+	ch = h
+	if !v.canonical {
+		ch = mergeCanonical(h)
+	}
+	v.judged, v.before = true, canonicalHeader(before)
+	if read || !v.canonical {
+		v.reason = r.responseReason(status, v.before, ch)
+	} else if !r.status[status] {
+		v.reason = NotStoredStatus // all responseReason could say
+	}
+	if v.reason == "" {
+		// A refused response's lifetime is never used: not computed.
+		v.life, v.fresh = r.responseLifetime(rt, status, ch)
+	}
+	return v, ch
+}
+
+// commitReason predicts, as a fill's headers go out, why its response
+// will not be stored, or "" when it is storable so far. v is the verdict
+// on the headers going out, h their canonical form.
+func (r *Region) commitReason(v verdict, h http.Header) NotStoredReason {
+	if v.reason != "" {
+		return v.reason
+	}
+	if v.trailers {
 		return NotStoredTrailer
 	}
-	if _, ok := r.responseLifetime(rt, status, h); !ok {
+	if !v.fresh {
 		return NotStoredCacheControl
 	}
-	if cl := h.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > r.cfg.MaxEntryBytes {
+	if cl := h["Content-Length"]; len(cl) > 0 && cl[0] != "" {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n > r.cfg.MaxEntryBytes {
 			return NotStoredTooLarge
 		}
 	}
@@ -212,12 +290,23 @@ func (r *Region) commitReason(rt *Route, status int, before, h http.Header) NotS
 // live header map, not of the headers recorded at the first write.
 func hasTrailers(h http.Header) bool {
 	for k := range h {
-		if strings.EqualFold(k, "Trailer") ||
-			len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix) {
+		if isTrailerKey(k) {
 			return true
 		}
 	}
 	return false
+}
+
+// isTrailerKey reports whether header name k, in any spelling, is Trailer
+// or begins with net/http's TrailerPrefix.
+func isTrailerKey(k string) bool {
+	// Both begin with a T (7 and 8 bytes): most names are ruled out
+	// before EqualFold.
+	if len(k) < len("Trailer") || k[0]|0x20 != 't' {
+		return false
+	}
+	return strings.EqualFold(k, "Trailer") ||
+		len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix)
 }
 
 // storedHeader returns the headers of a response worth replaying: those the
@@ -226,8 +315,41 @@ func hasTrailers(h http.Header) bool {
 // hop-by-hop headers, headers named by Connection, and per-response ones.
 // before and after must be canonical (canonicalHeader).
 func storedHeader(before, after http.Header) http.Header {
+	drop := connectionNamed(after)
+	out := make(http.Header, len(after))
+	// The values are copied into one slice (one value per header
+	// expected; it grows for more), as http.Header.Clone does; each key's
+	// part is capped, so an append to one copies it.
+	all := make([]string, 0, len(after))
+	for k, vs := range after {
+		if !replayable(before, drop, k, vs) {
+			continue
+		}
+		all = append(all, vs...)
+		out[k] = all[len(all)-len(vs) : len(all) : len(all)]
+	}
+	return out
+}
+
+// keepStored is storedHeader made of after itself, by deleting what is
+// not stored: after must be a copy of the response's headers nothing else
+// uses (the recorder's snapshot), whose values are slices of their own
+// (http.Header.Clone's, or canonicalHeader's merged ones).
+func keepStored(before, after http.Header) http.Header {
+	drop := connectionNamed(after)
+	for k, vs := range after {
+		if !replayable(before, drop, k, vs) {
+			delete(after, k)
+		}
+	}
+	return after
+}
+
+// connectionNamed is the set of headers the Connection header names (nil
+// for none): hop-by-hop for this response.
+func connectionNamed(h http.Header) map[string]bool {
 	var drop map[string]bool
-	for _, v := range after["Connection"] {
+	for _, v := range h["Connection"] {
 		for _, n := range strings.Split(v, ",") {
 			if drop == nil {
 				drop = map[string]bool{}
@@ -235,22 +357,19 @@ func storedHeader(before, after http.Header) http.Header {
 			drop[http.CanonicalHeaderKey(strings.TrimSpace(n))] = true
 		}
 	}
-	out := make(http.Header, len(after))
-	// The values are copied into one slice (one value per header
-	// expected; it grows for more), as http.Header.Clone does; each key's
-	// part is capped, so an append to one copies it.
-	all := make([]string, 0, len(after))
-	for k, vs := range after {
-		if hopByHop[k] || notReplayed[k] || drop[k] || len(vs) == 0 {
-			continue
-		}
-		if bv, ok := before[k]; ok && equalValues(bv, vs) {
-			continue
-		}
-		all = append(all, vs...)
-		out[k] = all[len(all)-len(vs) : len(all) : len(all)]
+	return drop
+}
+
+// replayable reports whether header k with values vs, of a response whose
+// Connection header named drop, is stored: not hop-by-hop, not
+// per-response, and set or changed by the handler's side (not as it was
+// before the cache ran).
+func replayable(before http.Header, drop map[string]bool, k string, vs []string) bool {
+	if len(vs) == 0 || unstored(k) || drop[k] {
+		return false
 	}
-	return out
+	bv, ok := before[k]
+	return !ok || !equalValues(bv, vs)
 }
 
 func equalValues(a, b []string) bool {

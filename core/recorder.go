@@ -36,7 +36,16 @@ type recorder struct {
 	flushed   bool
 	hijacked  bool
 	clientErr error
-	snapshot  http.Header
+	// snapshot is a copy of the headers as committed (or as released): the
+	// recorded response's, private to the recorder.
+	snapshot http.Header
+	// snapClean: snapshotHeader found the snapshot clean (see there).
+	snapClean bool
+	// verdict is the storage rules' verdict on the committed headers
+	// (setMiss judges them for Cache-Status), kept for building the entry;
+	// cleared when the snapshot is retaken from headers that may have
+	// changed since (a held response).
+	verdict verdict
 	// onCommit runs once, just before the status line goes to the client.
 	onCommit func(rw *recorder)
 	// fill is the call whose fill this recorder records (nil otherwise):
@@ -180,7 +189,7 @@ func (rw *recorder) doCommit() {
 		rw.onCommit(rw)
 	}
 	if rw.record {
-		rw.snapshot = rw.Header().Clone()
+		rw.snapshot, rw.snapClean = snapshotHeader(rw.Header())
 	}
 	if !rw.hold {
 		rw.w.WriteHeader(rw.status)
@@ -198,7 +207,7 @@ func (rw *recorder) release() {
 	}
 	rw.hold = false
 	if rw.record {
-		rw.snapshot = rw.hdr.Clone() // what the client gets
+		rw.resnapshot() // what the client gets
 	}
 	h := rw.w.Header()
 	clear(h)
@@ -212,6 +221,46 @@ func (rw *recorder) release() {
 			rw.clientErr = err
 		}
 	}
+}
+
+// snapshotHeader is h.Clone() without the headers never stored that
+// nothing judges either (unstored, but for Set-Cookie, which refuses a
+// response, and Connection, which names more headers not to store): what
+// the recorder keeps of the headers sent, for judging and storing them.
+// clean reports that keepStored would find nothing to remove but for the
+// headers equal to those set before the cache ran: no Set-Cookie, no
+// Connection, no header without a value. In one pass over h: the values
+// are appended to one slice sized for one value per header (a header with
+// more grows it; the parts already taken keep the old array), each key's
+// part capped, so that an append to one copies it.
+func snapshotHeader(h http.Header) (snap http.Header, clean bool) {
+	sv := make([]string, 0, len(h))
+	out := make(http.Header, len(h))
+	clean = true
+	for k, vs := range h {
+		switch {
+		case k == "Set-Cookie" || k == "Connection":
+			clean = false
+		case unstored(k):
+			continue
+		case len(vs) == 0:
+			clean = false
+		}
+		if vs == nil {
+			out[k] = nil // as Clone: a nil value stays nil
+			continue
+		}
+		sv = append(sv, vs...)
+		out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
+	}
+	return out, clean
+}
+
+// resnapshot takes the snapshot again from a held response's headers,
+// which the handler may have changed since the commit judged them.
+func (rw *recorder) resnapshot() {
+	rw.snapshot, rw.snapClean = rw.hdr.Clone(), false
+	rw.verdict = verdict{}
 }
 
 // finish commits a response the handler left uncommitted (an implicit 200,

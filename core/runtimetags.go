@@ -182,12 +182,6 @@ func (r *Region) tagHeaderHook(ts *tagSet, base func(*recorder)) func(*recorder)
 	return func(rw *recorder) { ts.takeHeaders(rw.Header()) }
 }
 
-// newTagSet puts a fresh tagSet in a fill's context.
-func (r *Region) newTagSet(ctx context.Context) (context.Context, *tagSet) {
-	ts := &tagSet{r: r}
-	return context.WithValue(ctx, tagSetKey{}, ts), ts
-}
-
 // tagSetOf returns the fill's tagSet in ctx, nil if none.
 func tagSetOf(ctx context.Context) *tagSet {
 	ts, _ := ctx.Value(tagSetKey{}).(*tagSet)

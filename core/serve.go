@@ -36,6 +36,9 @@ type call struct {
 	// values at each read (lookup, lease poll, ensure).
 	names []string
 	vals  []uint64
+	// namesText is the names concatenated, in a string of the call's own
+	// (made with the owned keys when it leads a fill: see own).
+	namesText string
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
 	fallback *backend.Entry
@@ -52,7 +55,8 @@ type call struct {
 	epoch   uint64
 	epochOK bool
 	// xnames and xvals are scratch for reading an entry's runtime tags'
-	// counters on a hit (call.validRuntime), kept with the pooled call.
+	// counters on a hit (call.validRuntime), and the counters a fill
+	// ensures and checks (call.scratch), kept with the pooled call.
 	xnames []string
 	xvals  []uint64
 	// abandonAfter is the age past which a running flight of the key is
@@ -122,14 +126,17 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 // Stats.NotStored).
 func setMiss(rw *recorder) {
 	h := rw.Header()
-	h["X-Cache"] = []string{"MISS"}
+	h["X-Cache"] = xCacheMiss
 	c := rw.fill
 	if c == nil {
-		h["Cache-Status"] = []string{"routecache; fwd=uri-miss"}
+		h["Cache-Status"] = missPlain
 		return
 	}
-	ch := canonicalHeader(h)
-	reason := c.r.commitReason(c.rt, rw.status, canonicalHeader(rw.before), ch)
+	// The verdict is kept for the entry (routeFront.produce): the headers
+	// are judged once. What setMiss adds below changes none of it.
+	v, ch := c.r.judge(c.rt, rw.status, rw.before, h)
+	rw.verdict = v
+	reason := c.r.commitReason(v, ch)
 	if reason == "" && c.rtags != nil && c.rtags.isOver() {
 		// Runtime tags added before the headers went out (AddTags, the
 		// tag headers just taken) already number more than MaxTags.
@@ -139,12 +146,19 @@ func setMiss(rw *recorder) {
 		h["Cache-Status"] = []string{"routecache; fwd=uri-miss; detail=" + string(reason)}
 		return
 	}
-	h["Cache-Status"] = []string{"routecache; fwd=uri-miss; stored"}
+	h["Cache-Status"] = missStored
 	if c.r.cfg.CDNHeaders {
-		life, _ := c.r.responseLifetime(c.rt, rw.status, ch)
-		c.setCDNHeaders(h, life)
+		c.setCDNHeaders(h, v.life)
 	}
 }
+
+// The header values setMiss sets, shared by every miss (read-only; len ==
+// cap, so an append by later code copies instead of writing into them).
+var (
+	xCacheMiss = []string{"MISS"}
+	missPlain  = []string{"routecache; fwd=uri-miss"}
+	missStored = []string{"routecache; fwd=uri-miss; stored"}
+)
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
 // then call.serve. The route's parameters are p, or when cp is not nil
@@ -263,6 +277,7 @@ func (c *call) miss(next nextFunc) error {
 func (c *call) detach() *call {
 	d := *c
 	d.vals = append([]uint64(nil), c.vals...)
+	d.xnames, d.xvals = nil, nil // scratch: not shared with c
 	d.ctx = context.WithoutCancel(c.ctx)
 	return &d
 }

@@ -137,7 +137,9 @@ func (e *Entry) HitHeaders(age, ttl int64) *HitHeaders {
 	return h
 }
 
-// Prepare computes the derived fields used on every hit.
+// Prepare computes the derived fields used on every hit. LastModified is
+// parsed from the Last-Modified header unless already set (by a creator
+// that formatted the header from it).
 func (e *Entry) Prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
 	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
@@ -154,7 +156,7 @@ func (e *Entry) Prepare() {
 		e.Replayed = rp
 	}
 	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
-	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
+	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" && e.LastModified.IsZero() {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
 			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
