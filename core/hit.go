@@ -59,13 +59,9 @@ var (
 	xCacheStale = []string{"STALE"}
 )
 
-// replay writes an entry to w as the answer to req. state is "HIT" or
-// "STALE". Header values are the entry's own slices, shared read-only.
-func (r *Region) replay(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, state string) {
-	r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, state)
-}
-
-// replayAs is replay with the representation's headers, ETag and body.
+// replayAs writes an entry to w as the answer to req, with the given
+// representation's headers, ETag and body. state is "HIT" or "STALE".
+// Header values are shared read-only.
 func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, replayed []backend.HeaderValues, etag string, body []byte, now int64, state string) {
 	h := w.Header()
 	for i := range replayed {

@@ -143,11 +143,11 @@ func (b *Backend) leanLoad(ctx context.Context, key string, names []string, vals
 	}
 	p := b.lean
 	for retried := false; ; retried = true {
-		c, err, out := p.get(ctx, start, deadline)
+		c, out, err := p.get(ctx, start, deadline)
 		var v []byte
 		var corrupt bool
 		if out == leanAnswered {
-			v, corrupt, err, out = p.load(c, start, deadline, key, names, vals, b.maxEntry, b.maxEntryArg.(string))
+			v, corrupt, out, err = p.load(c, start, deadline, key, names, vals, b.maxEntry, b.maxEntryArg.(string))
 		}
 		switch out {
 		case leanAnswered:
@@ -182,13 +182,13 @@ func (b *Backend) leanLoad(ctx context.Context, key string, names []string, vals
 // with the connection; leanFailed with the error when the dial or the
 // set-up timed out; leanFallback when the pool is closed, the dial failed
 // otherwise, or the restart check has not vouched for the server.
-func (p *leanPool) get(ctx context.Context, start, deadline time.Time) (*leanConn, error, leanOutcome) {
+func (p *leanPool) get(ctx context.Context, start, deadline time.Time) (*leanConn, leanOutcome, error) {
 	now := start.UnixNano()
 	gen := p.guard.gen.Load()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, nil, leanFallback
+		return nil, leanFallback, nil
 	}
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
@@ -197,22 +197,22 @@ func (p *leanPool) get(ctx context.Context, start, deadline time.Time) (*leanCon
 		if c.gen == gen && (p.idleTime <= 0 || now-c.used < int64(p.idleTime)) &&
 			(p.lifetime <= 0 || now-c.created < int64(p.lifetime)) {
 			p.mu.Unlock()
-			return c, nil, leanAnswered
+			return c, leanAnswered, nil
 		}
 		_ = c.nc.Close()
 	}
 	p.mu.Unlock()
 	if !p.guard.noInfo.Load() && !p.guard.seen(p.addr) {
-		return nil, nil, leanFallback // go-redis's first connection checks the server
+		return nil, leanFallback, nil // go-redis's first connection checks the server
 	}
 	c, err := p.dial(ctx, deadline)
 	switch {
 	case err == nil:
-		return c, nil, leanAnswered
+		return c, leanAnswered, nil
 	case isTimeout(err):
-		return nil, err, leanFailed
+		return nil, leanFailed, err
 	}
-	return nil, nil, leanFallback
+	return nil, leanFallback, nil
 }
 
 // errUnvouched: the server's run_id is not one the restart check verified.
@@ -286,7 +286,7 @@ func (c *leanConn) hello(p *leanPool, deadline time.Time) error {
 
 // load sends the pipeline on c and reads its replies; c goes back to the
 // pool only if every reply was read whole.
-func (p *leanPool) load(c *leanConn, start, deadline time.Time, key string, names []string, vals []uint64, max int64, maxArg string) (v []byte, corrupt bool, err error, out leanOutcome) {
+func (p *leanPool) load(c *leanConn, start, deadline time.Time, key string, names []string, vals []uint64, max int64, maxArg string) (v []byte, corrupt bool, out leanOutcome, err error) {
 	wb := appendGetRange(c.wb[:0], key, maxArg)
 	for _, n := range names {
 		wb = appendGetRange(wb, n, smallEnd)
@@ -308,9 +308,9 @@ func (p *leanPool) load(c *leanConn, start, deadline time.Time, key string, name
 	c.used = start.UnixNano()
 	p.put(c)
 	if rerr != nil {
-		return nil, false, rerr, leanAnswered
+		return nil, false, leanAnswered, rerr
 	}
-	return v, corrupt, nil, leanAnswered
+	return v, corrupt, leanAnswered, nil
 }
 
 // smallEnd is smallReadEnd as text.
@@ -320,13 +320,13 @@ var smallEnd = strconv.Itoa(smallReadMax)
 // read stands (leanFailed); a connection that failed otherwise (closed
 // by the server, reset) asks for the go-redis path, and the idle
 // connections, likely as dead, are closed.
-func (p *leanPool) broken(c *leanConn, err error) ([]byte, bool, error, leanOutcome) {
+func (p *leanPool) broken(c *leanConn, err error) ([]byte, bool, leanOutcome, error) {
 	_ = c.nc.Close()
 	if isTimeout(err) || errors.Is(err, errProtocol) {
-		return nil, false, err, leanFailed
+		return nil, false, leanFailed, err
 	}
 	p.drain()
-	return nil, false, err, leanFallback
+	return nil, false, leanFallback, err
 }
 
 // put returns a connection whose replies were all read (c.used set).
