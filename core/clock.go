@@ -45,7 +45,7 @@ func startClock() {
 			case <-stop:
 				return
 			case now := <-t.C:
-				coarse.now.Store(now.UnixNano())
+				tick(stop, now)
 			}
 		}
 	}()
@@ -58,7 +58,19 @@ func stopClock() {
 	coarse.users--
 	if coarse.users == 0 {
 		close(coarse.stop)
+		coarse.stop = nil
 		coarse.now.Store(0)
+	}
+}
+
+// tick stores a tick of the ticker started with stop, unless that ticker
+// was stopped meanwhile: a tick received just before stopClock must not
+// land after it, leaving a frozen time that nowNano would return for good.
+func tick(stop chan struct{}, now time.Time) {
+	coarse.mu.Lock()
+	defer coarse.mu.Unlock()
+	if coarse.stop == stop {
+		coarse.now.Store(now.UnixNano())
 	}
 }
 
