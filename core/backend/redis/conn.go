@@ -243,6 +243,9 @@ func (b *Backend) warm(ctx context.Context) {
 	switch c := b.client.(type) {
 	case *redis.Client:
 		warmClient(ctx, c, n)
+		if b.lean != nil {
+			b.lean.warm(ctx, n) // after go-redis's: its connections ran the restart check
+		}
 	case *redis.ClusterClient:
 		_ = c.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
 			warmClient(ctx, node, n)
@@ -370,10 +373,11 @@ func (g *restartGuard) seen(addr string) bool {
 // runs as runID, may be read from as checkNode would let a go-redis
 // connection: the node was checked under that run_id (or there are no
 // region counters to check yet, as checkNode lets connections through
-// then), and returns the generation under which that holds. A check in
-// progress on the node answers no: the caller then reads through
-// go-redis, whose connection waits for the check.
-func (g *restartGuard) vouches(addr, runID string) (uint64, bool) {
+// then), and returns the generation under which that holds. It waits
+// for a check in progress on the node (or another connection's vouching)
+// until deadline, and answers no if that does not end by then: the caller
+// then reads through go-redis, whose connection waits for the check.
+func (g *restartGuard) vouches(addr, runID string, deadline time.Time) (uint64, bool) {
 	g.mu.Lock()
 	n := g.nodes[addr]
 	g.mu.Unlock()
@@ -383,7 +387,13 @@ func (g *restartGuard) vouches(addr, runID string) (uint64, bool) {
 	select {
 	case n.lock <- struct{}{}:
 	default:
-		return 0, false
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case n.lock <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return 0, false
+		}
 	}
 	defer func() { <-n.lock }()
 	gen := g.gen.Load()

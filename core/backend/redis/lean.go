@@ -276,7 +276,7 @@ func (c *leanConn) hello(p *leanPool, deadline time.Time) error {
 	if rerr != nil || runID == "" {
 		return errUnvouched // go-redis's check will see the refusal, and log it
 	}
-	gen, ok := p.guard.vouches(p.addr, runID)
+	gen, ok := p.guard.vouches(p.addr, runID, deadline)
 	if !ok {
 		return errUnvouched
 	}
@@ -327,6 +327,31 @@ func (p *leanPool) broken(c *leanConn, err error) ([]byte, bool, leanOutcome, er
 	}
 	p.drain()
 	return nil, false, leanFallback, err
+}
+
+// warm opens up to n connections at once (at most the idle limit) and
+// leaves them idle, so that a burst of hits after New does not dial on the
+// request path. It fails open, and returns when ctx ends.
+func (p *leanPool) warm(ctx context.Context, n int) {
+	if !p.guard.noInfo.Load() && !p.guard.seen(p.addr) {
+		return // go-redis reached no server: a Load dials once one answers
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Second)
+	}
+	var wg sync.WaitGroup
+	for range min(n, p.maxIdle) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := p.dial(ctx, deadline); err == nil {
+				c.used = time.Now().UnixNano()
+				p.put(c)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // put returns a connection whose replies were all read (c.used set).
