@@ -9,7 +9,7 @@ import (
 // TestRunSmoke drives each in-process variant briefly: every request
 // succeeds, and the cached variant calls its origin once (the warm-up).
 func TestRunSmoke(t *testing.T) {
-	for _, v := range []variant{{"uncached", ""}, {"memory", "memory://"}} {
+	for _, v := range []variant{{name: "uncached"}, {name: "static+hdr", hitHeaders: true}, {name: "memory", backend: "memory://"}} {
 		rps, _, _, origin, err := run(v, 200*time.Millisecond, 4)
 		if err != nil {
 			t.Fatalf("%s: %v", v.name, err)
@@ -29,7 +29,7 @@ func TestRunSmoke(t *testing.T) {
 // TestReportPrintsRatiosToUncached: each cached variant's line carries its
 // requests/s and p99 over the uncached variant's, from the median round.
 func TestReportPrintsRatiosToUncached(t *testing.T) {
-	vs := []variant{{"uncached", ""}, {"memory", "memory://"}}
+	vs := []variant{{name: "uncached"}, {name: "memory", backend: "memory://"}}
 	results := [][]result{
 		{{rps: 1000, p99: 4 * time.Millisecond}, {rps: 900, p99: 5 * time.Millisecond}, {rps: 1100, p99: 3 * time.Millisecond}},
 		{{rps: 3000, p99: 2 * time.Millisecond}, {rps: 2000, p99: 1 * time.Millisecond}, {rps: 4000, p99: 8 * time.Millisecond}},
