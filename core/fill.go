@@ -357,22 +357,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	r := c.r
 	tags := tagSetOf(ctx)
 	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
-	var rw *recorder
-	if refresh {
-		_ = http.NewResponseController(rf.w).Flush()
-		rw = &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
-		rw.onCommit = r.tagHeaderHook(tags, nil)
-	} else {
-		onMiss := setMiss
-		if r.cfg.Compress {
-			onMiss = setMissVary
-		}
-		rw = &recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
-		if c.fallback != nil {
-			rw.hold, rw.hdr = true, rf.w.Header().Clone()
-		}
-		rf.rw = rw
-	}
+	rw := rf.newRecorder(c, tags, refresh)
 	start := time.Now()
 	func() {
 		defer func() {
@@ -469,13 +454,48 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	// e.Header is canonical (keepStored): indexed, not Get.
+	addValidators(e, start)
+	p.skey = c.encodeEntry(e, rf.req, keyed)
+	e.Prepare()
+	p.store = e
+	return p
+}
+
+// newRecorder returns the recorder a fill's handler writes to: the
+// client's writer for a request's fill (held back when a stale-if-error
+// fallback may replace the response), a sink for a refresh's, whose
+// client was answered already (flushed here).
+func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder {
+	r := c.r
+	if refresh {
+		_ = http.NewResponseController(rf.w).Flush()
+		rw := &recorder{w: &sinkWriter{h: http.Header{}}, before: http.Header{}, record: true, max: r.cfg.MaxEntryBytes, hold: true, hdr: http.Header{}}
+		rw.onCommit = r.tagHeaderHook(tags, nil)
+		return rw
+	}
+	onMiss := setMiss
+	if r.cfg.Compress {
+		onMiss = setMissVary
+	}
+	rw := &recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
+	if c.fallback != nil {
+		rw.hold, rw.hdr = true, rf.w.Header().Clone()
+	}
+	rf.rw = rw
+	return rw
+}
+
+// addValidators gives an entry built at start the validators its
+// response lacks: a strong ETag of its body, and Last-Modified at start.
+// The values the cache adds take one allocation; e.Header is canonical
+// (keepStored), so it is indexed, not read with Get.
+func addValidators(e *backend.Entry, start time.Time) {
 	if vs := e.Header["Etag"]; len(vs) > 0 {
 		e.ETag = vs[0]
 	}
 	lm := e.Header["Last-Modified"]
 	addLM := len(lm) == 0 || lm[0] == ""
-	var added []string // the values the cache adds, in one allocation
+	var added []string
 	if e.ETag == "" || addLM {
 		added = make([]string, 0, 2)
 	}
@@ -490,10 +510,6 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		// The date just formatted, without parsing it back (Prepare).
 		e.LastModified = time.Unix(start.Unix(), 0).UTC()
 	}
-	p.skey = c.encodeEntry(e, rf.req, keyed)
-	e.Prepare()
-	p.store = e
-	return p
 }
 
 // cloneNonEmpty is h.Clone(), or nil for an empty h (read only).
