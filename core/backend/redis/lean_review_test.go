@@ -78,12 +78,8 @@ func TestLeanClientKillNeverMixesAnswers(t *testing.T) {
 					continue
 				}
 				ok.Add(1)
-				if e == nil || e.Key != f.key || vals[0] != f.val {
-					got := "<nil>"
-					if e != nil {
-						got = e.Key
-					}
-					t.Errorf("Load(%s) read entry %s, counter %d (want %d)", f.key, got, vals[0], f.val)
+				if m := misread(e, vals[0], f.key, "", f.val); m != "" {
+					t.Errorf("Load(%s) %s", f.key, m)
 					return
 				}
 			}

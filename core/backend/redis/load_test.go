@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -16,16 +15,7 @@ import (
 // openTest opens a single-node backend on the test server with rawQuery.
 func openTest(t *testing.T, rawQuery string) *Backend {
 	t.Helper()
-	u, err := url.Parse("redis://" + backendtest.Server(t, "ROUTECACHE_TEST_REDIS") + "/0?timeout=2s" + rawQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := openRedis(u, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return openURL(t, "redis://"+backendtest.Server(t, "ROUTECACHE_TEST_REDIS")+"/0?timeout=2s"+rawQuery)
 }
 
 // testEntry is an entry under key recording counters.
