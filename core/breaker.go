@@ -114,16 +114,16 @@ func (b *breaker) done(err error) {
 
 // record is done for a breaker.
 func (b *breaker) record(err error) {
-	if errors.Is(err, backend.ErrQueued) {
-		return
-	}
-	if err == nil {
+	if err == nil { // first: errors.Is costs a call, even for nil
 		if b.fails.Load() != 0 {
 			b.fails.Store(0)
 		}
 		if b.state.Load() != stClosed {
 			b.state.Store(stClosed)
 		}
+		return
+	}
+	if errors.Is(err, backend.ErrQueued) {
 		return
 	}
 	n := b.fails.Add(1)
