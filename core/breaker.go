@@ -112,18 +112,27 @@ func (b *breaker) done(err error) {
 	}
 }
 
-// record is done for a breaker.
-func (b *breaker) record(err error) {
-	if errors.Is(err, backend.ErrQueued) {
-		return
-	}
-	if err == nil {
+// succeeded is done(nil): a success closes the breaker and clears its
+// failures. It inlines: a successful read costs no call, only the two
+// loads that find a healthy store's breaker closed.
+func (b *breaker) succeeded() {
+	if b != nil {
 		if b.fails.Load() != 0 {
 			b.fails.Store(0)
 		}
 		if b.state.Load() != stClosed {
 			b.state.Store(stClosed)
 		}
+	}
+}
+
+// record is done for a breaker.
+func (b *breaker) record(err error) {
+	if err == nil { // first: errors.Is costs a call, even for nil
+		b.succeeded()
+		return
+	}
+	if errors.Is(err, backend.ErrQueued) {
 		return
 	}
 	n := b.fails.Add(1)

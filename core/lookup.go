@@ -26,7 +26,7 @@ func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 		// No Observer, no Tracer: nothing to time or trace.
 		e, err := r.be.Load(c.ctx, c.skey, c.names, c.vals)
 		if err == nil {
-			r.brk.done(nil)
+			r.brk.succeeded()
 			return e, nil
 		}
 		return c.readFailed(e, err, countCorrupt)

@@ -16,8 +16,10 @@ import (
 
 // The l1Entry is charged what it takes on the heap.
 func TestL1EntryCost(t *testing.T) {
-	if s := int64(unsafe.Sizeof(l1Entry{})); s > l1EntryCost || s <= l1EntryCost-16 {
-		t.Fatalf("l1Entry is %d bytes, charged %d", s, l1EntryCost)
+	// Each in its size class: 128 and 80 bytes.
+	e, s := int64(unsafe.Sizeof(l1Entry{})), int64(unsafe.Sizeof(l1Snap{}))
+	if e > 128 || e <= 112 || s > 80 || s <= 64 || l1EntryCost != 128+80 {
+		t.Fatalf("l1Entry is %d bytes and l1Snap %d, charged %d", e, s, l1EntryCost)
 	}
 }
 

@@ -55,6 +55,11 @@ type Cache struct {
 	// epoch moves on every invalidation seen; a remote read started in an
 	// older epoch does not install its counter values (they may be stale).
 	epoch atomic.Uint64
+	// gen moves after every change to local (a value installed, whatever
+	// it evicted; a counter dropped; all dropped), under mu: values read
+	// from local after gen was g are still what local holds for as long
+	// as gen is g (l1Snap).
+	gen atomic.Uint64
 
 	// pub/sub (Redis only)
 	client   redis.UniversalClient
@@ -91,9 +96,28 @@ type nearCounter struct {
 // value is always read from the local counters as they are at the time of
 // the hit, where an invalidation removed it. So a ref cannot make a hit
 // serve a value an invalidation dropped.
+//
+// snap, when set, holds the counter values a hit read through the refs
+// (l1Snap): a hit finds them there, with no lookup at all, for as long as
+// the local counters have not changed since.
 type l1Entry struct {
-	e   *backend.Entry
-	ref [l1Refs]clockstore.Ref
+	e    *backend.Entry
+	snap atomic.Pointer[l1Snap]
+	ref  [l1Refs]clockstore.Ref
+}
+
+// l1Snap is what a hit read from the local counters for an L1 entry, and
+// when: the values of the entry's first n counters (e.Counters[:n], the
+// names a hit passes when the route that stored the entry looks it up
+// again), read after Cache.gen was gen. A hit uses them only if gen is
+// still gen (no value installed, dropped or evicted since they were read:
+// local holds these very values now) and it names these counters: it then
+// returns what reading local would return, without reading it. It is
+// immutable once published.
+type l1Snap struct {
+	gen  uint64
+	n    int
+	vals [l1Refs]uint64
 }
 
 // l1Refs is how many counters of an entry have a ref kept (the region's,
@@ -101,8 +125,9 @@ type l1Entry struct {
 const l1Refs = 7
 
 // l1EntryCost is what the L1 charges an entry besides its Size and its
-// key: the l1Entry (120 bytes) in its allocation size class.
-const l1EntryCost = 128
+// key: the l1Entry (128 bytes) and its l1Snap (72 bytes), each in its
+// allocation size class.
+const l1EntryCost = 128 + 80
 
 // setL1 keeps e in the L1 under key for ttl.
 func (n *Cache) setL1(key string, e *backend.Entry, ttl time.Duration) {
@@ -230,6 +255,7 @@ func (n *Cache) drop(counter string) {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.del(counter)
+	n.gen.Add(1) // after the change: see l1Snap
 	n.mu.Unlock()
 }
 
@@ -237,6 +263,7 @@ func (n *Cache) dropAll() {
 	n.epoch.Add(1)
 	n.mu.Lock()
 	n.local.reset()
+	n.gen.Add(1)
 	n.mu.Unlock()
 }
 
@@ -251,9 +278,18 @@ func (n *Cache) trusted() bool {
 // Load reads the entry under key and the named counters (backend.Backend).
 func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	if n.trusted() {
-		if le, ok := n.l1.Load(key); ok && n.localCounters(le, names, vals) {
-			n.localHits.Add(1)
-			return le.e, nil
+		if le, ok := n.l1.Load(key); ok {
+			// The values a previous hit read, if local has not changed
+			// since (l1Snap) and these are the counters they are for.
+			if s := le.snap.Load(); s != nil && s.gen == n.gen.Load() && s.n == len(names) && namesOf(le.e, names) {
+				copy(vals, s.vals[:s.n])
+				n.localHits.Add(1)
+				return le.e, nil
+			}
+			if n.localCounters(le, names, vals) {
+				n.localHits.Add(1)
+				return le.e, nil
+			}
 		}
 	}
 	n.remoteLoads.Add(1)
@@ -280,6 +316,7 @@ func (n *Cache) localCounters(le *l1Entry, names []string, vals []uint64) bool {
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
 	}
+	gen := n.gen.Load() // before any value is read (l1Snap)
 	var cs [l1Refs]nearCounter
 	k := min(len(names), l1Refs)
 	if n.local.getRefs(names[:k], le.ref[:k], cs[:k]) != k {
@@ -305,6 +342,28 @@ func (n *Cache) localCounters(le *l1Entry, names []string, vals []uint64) bool {
 		}
 		vals[i] = c.v
 	}
+	// Pub/sub mode (on Memcached a value also ages, which gen does not
+	// tell): keep the values for the next hits, if they are for the
+	// entry's own counters and local has not changed while they were read.
+	if oldest == 0 && k == len(names) && namesOf(le.e, names) && n.gen.Load() == gen {
+		s := &l1Snap{gen: gen, n: k}
+		copy(s.vals[:], vals[:k])
+		le.snap.Store(s)
+	}
+	return true
+}
+
+// namesOf reports whether names are the first counters of e, in order.
+func namesOf(e *backend.Entry, names []string) bool {
+	if len(e.Counters) < len(names) {
+		return false
+	}
+	cs := e.Counters[:len(names)]
+	for i, name := range names {
+		if cs[i].Name != name {
+			return false
+		}
+	}
 	return true
 }
 
@@ -320,10 +379,15 @@ func (n *Cache) install(epoch uint64, names []string, vals []uint64) {
 	if n.epoch.Load() != epoch {
 		return
 	}
+	put := false
 	for i, name := range names {
 		if vals[i] != 0 {
 			n.local.put(name, nearCounter{v: vals[i], checked: now})
+			put = true
 		}
+	}
+	if put {
+		n.gen.Add(1) // after the change (and any eviction it made): l1Snap
 	}
 }
 
