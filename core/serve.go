@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // The request lifecycle, shared by cached routes and memoized values:
@@ -189,11 +190,18 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 		st.params = *cp
 		p = &st.params
 	}
-	if !rt.build(st, req, p, pattern) {
-		putState(st)
-		r.recordBypassIn(req.Context(), BypassKey, false)
-		setBypass(w, BypassKey)
-		return next(w, req)
+	// On the memory store, a route whose counter names are a function of
+	// its key (namesFromKey: the default key) builds only the key first:
+	// a fresh hit reads its counters by the names its entry holds
+	// (memoryHit), and anything else builds the names and goes the
+	// general way. Without an Observer only (the general read is timed
+	// and traced), and without Compress (whose replay may turn a hit into
+	// a miss).
+	mem := r.mem != nil && rt.namesFromKey && !r.cfg.Compress && r.c.obs.p.Load() == nil
+	if mem {
+		rt.buildKey(st, req, pattern)
+	} else if !rt.build(st, req, p, pattern) {
+		return rt.bypassKey(st, w, req, next)
 	}
 	// Field by field: the state is pooled (putState cleared what it must),
 	// and one store per field costs less than copying a whole literal.
@@ -204,9 +212,71 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	c.skey = r.storageKeyIn(st, c.canonical)
 	c.names, c.vals = st.names, st.vals
 	c.fills, c.abandonAfter = req.Method != http.MethodHead, r.cfg.FillTimeout
+	if mem {
+		if c.memoryHit(r.mem, p, next) {
+			putState(st)
+			return nil
+		}
+		if !rt.buildNames(st, req, p) {
+			return rt.bypassKey(st, w, req, next)
+		}
+		c.names, c.vals = st.names, st.vals
+	}
 	err := c.serve(next)
 	putState(st)
 	return err
+}
+
+// bypassKey runs next uncached for a request whose key or counter names
+// could not be built (a template naming a missing route parameter).
+func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Request, next nextFunc) error {
+	putState(st)
+	rt.r.recordBypassIn(req.Context(), BypassKey, false)
+	setBypass(w, BypassKey)
+	return next(w, req)
+}
+
+// memoryHit answers a fresh hit on the memory store m for a call whose
+// key is built but not its counter names, and reports whether it did.
+// The entry is read first: stored by this route under this very key
+// (namesFromKey), it depends on the counters the request would name, in
+// the same order, then its runtime tags'; their names are the entry's
+// own, and each is read after the entry and compared with its snapshot
+// (Backend.Unchanged), as valid compares the values a lookup read. A
+// counter bumped before the request began is seen; an entry stored
+// after it holds the bumped value. Anything but a fresh, valid entry
+// (none, another route's, expired, stale, a pending invalidation, a
+// changed counter) is left to the general lookup.
+func (c *call) memoryHit(m *memory.Backend, p params, next nextFunc) bool {
+	r, rt := c.r, c.rt
+	e := m.Entry(c.skey)
+	if e == nil || e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != c.canonical || r.invalidationPending() {
+		return false
+	}
+	now := nowNano()
+	if e.FreshUntil-now < int64(clockGuard) {
+		// Near or past expiry: decide on the real clock, not the coarse one.
+		now = time.Now().UnixNano()
+	}
+	if now >= e.FreshUntil || !m.Unchanged(e.Counters) {
+		return false
+	}
+	r.brk.done(nil)
+	c.route.replay(c, e, now, evHit)
+	if r.cfg.EarlyRefresh > 0 && c.fills && xfetch(e, now, r.cfg.EarlyRefresh) {
+		// The refresh needs the names, and the values read: the entry's,
+		// which Unchanged found current.
+		st := c.st
+		if rt.buildNames(st, c.route.req, p) {
+			c.names, c.vals = st.names, st.vals
+			for i := range c.vals {
+				c.vals[i] = e.Counters[i].Value
+			}
+			r.record(evEarlyRefresh)
+			c.refresh(next)
+		}
+	}
+	return true
 }
 
 // serve looks the key up and answers: a fresh entry is replayed (and
