@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -94,3 +95,54 @@ func TestMemoryHitEarlyRefreshStoresTheRequestCounters(t *testing.T) {
 }
 
 func xcache(w *httptest.ResponseRecorder) string { return w.Header().Get("X-Cache") }
+
+// A key too long for the buffer on the stack (appendStackKey), or one
+// with keyed headers, is built in the pooled state: its hits are hits
+// all the same, and allocate nothing.
+func TestMemoryHitBeyondTheStackKey(t *testing.T) {
+	if observerTestRace {
+		t.Skip("allocation counts are checked without -race (sync.Pool drops items at random under -race)")
+	}
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt, err := c.Route("r", Tags("item:{id}", "items"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "/items/1?q=" + strings.Repeat("x", stackKeyBytes)
+	for _, tc := range []struct {
+		name string
+		req  *http.Request
+	}{
+		{"long key", httptest.NewRequest("GET", long, nil)},
+		{"keyed header", func() *http.Request {
+			r := httptest.NewRequest("GET", "/items/1", nil)
+			r.Header.Set("X-Forwarded-Host", "example.com")
+			return r
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, ok := rt.appendStackKey(make([]byte, 0, stackKeyBytes), tc.req, "/items/:id"); ok {
+				t.Fatal("built on the stack")
+			}
+			next := func(w http.ResponseWriter, _ *http.Request) error { _, err := io.WriteString(w, "body"); return err }
+			w := &discardWriter{h: http.Header{}}
+			p := mapParams{"id": "1"}
+			if err := rt.handle(w, tc.req, p, "/items/:id", next); err != nil || w.h.Get("X-Cache") != "MISS" {
+				t.Fatalf("fill: %q %v", w.h.Get("X-Cache"), err)
+			}
+			n := testing.AllocsPerRun(100, func() {
+				clear(w.h)
+				if err := rt.handle(w, tc.req, p, "/items/:id", next); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if w.h.Get("X-Cache") != "HIT" || n != 0 {
+				t.Fatalf("X-Cache %q, %v allocations", w.h.Get("X-Cache"), n)
+			}
+		})
+	}
+}

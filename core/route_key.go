@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/binary"
 	"net/http"
 	"slices"
 	"strings"
@@ -100,29 +101,64 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 
 // buildKey is build's key (st.key) for a route with the default key,
 // without the counter names (buildNames): a hit on the memory store reads
-// its counters by the names its entry holds (Route.serveMemoryHit).
+// its counters by the names its entry holds (Route.serveMemory).
 func (rt *Route) buildKey(st *reqState, req *http.Request, pattern string) {
-	kb := keyBuilder{b: rt.appendHead(st.key, req)}
+	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, canonicalPath(req.URL), rt.query(req))}
+	rt.appendKeyTail(&kb, req)
+	st.key = kb.b
+}
+
+// stackKeyBytes is the size of the buffer on the stack a hit on the
+// memory store builds its key in (Route.serveMemory).
+const stackKeyBytes = 256
+
+// appendStackKey appends to b, of capacity stackKeyBytes and on the
+// caller's stack, what buildKey would build, when it fits and ends with
+// Region.keyTailPlain; ok is false otherwise (the general tail may
+// hand the buffer to an HMAC, which would move it to the heap).
+func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern string) (key []byte, ok bool) {
+	r := rt.r
+	keyed, masked := r.keyedMask(req.Header)
+	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
+		return nil, false
+	}
+	path, query := canonicalPath(req.URL), rt.query(req)
+	// Each of the five fields takes its length and a length prefix of at
+	// most binary.MaxVarintLen64 bytes.
+	n := len(r.keyHead) + 2*binary.MaxVarintLen64 + len(req.Host) + len(pattern) + len(path) + len(req.URL.RawPath) + len(query) + 5*binary.MaxVarintLen64 + len(r.keyTailPlain)
+	if n > cap(b)-len(b) {
+		return nil, false
+	}
+	return append(rt.appendDefaultKey(b, req, pattern, path, query), r.keyTailPlain...), true
+}
+
+// appendDefaultKey appends the default key up to its tail: the head, then
+// the host, the pattern, the path in its canonical escaped form and as
+// sent, and the query (path and query: canonicalPath and Route.query of
+// the request).
+func (rt *Route) appendDefaultKey(b []byte, req *http.Request, pattern, path, query string) []byte {
+	b = rt.appendHead(b, req)
 	// The key counter names the path in its one escaped form (see
 	// buildNames), so that InvalidateKey reaches every spelling of it; the
 	// key itself also holds the raw path as sent (RawPath, set when it
 	// differs from that form), which Echo's router and Gin's UseRawPath
 	// read.
-	kb.field(req.Host)
-	kb.field(pattern)
-	kb.field(canonicalPath(req.URL))
-	kb.field(req.URL.RawPath)
-	// The query as sent: Echo's QueryString (and any handler reading
-	// RawQuery) sees "?b=2&a=1" and "?a=1&b=2" apart. CanonicalQuery
-	// opts in to sorting and re-encoding it, for handlers that read
-	// only parsed values.
+	b = appendField(b, req.Host)
+	b = appendField(b, pattern)
+	b = appendField(b, path)
+	b = appendField(b, req.URL.RawPath)
+	return appendField(b, query)
+}
+
+// query is the query as the key holds it: as sent, since Echo's
+// QueryString (and any handler reading RawQuery) sees "?b=2&a=1" and
+// "?a=1&b=2" apart. CanonicalQuery opts in to sorting and re-encoding
+// it, for handlers that read only parsed values.
+func (rt *Route) query(req *http.Request) string {
 	if rt.r.cfg.CanonicalQuery {
-		kb.field(canonicalQuery(req.URL.RawQuery))
-	} else {
-		kb.field(req.URL.RawQuery)
+		return canonicalQuery(req.URL.RawQuery)
 	}
-	rt.appendKeyTail(&kb, req)
-	st.key = kb.b
+	return req.URL.RawQuery
 }
 
 // buildNames is build's counter names (st.names, st.vals sized to match)
@@ -151,14 +187,11 @@ func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
 		}
 		return append(b, r.keyHeadGETd...)
 	}
-	kb := keyBuilder{b: append(b, r.keyHead...)}
-	kb.field(m)
+	b = appendField(append(b, r.keyHead...), m)
 	if rt.key != nil {
-		kb.field("t")
-	} else {
-		kb.field("d")
+		return appendField(b, "t")
 	}
-	return kb.b
+	return appendField(b, "d")
 }
 
 // appendKeyTail appends the end of a key: Region.keyTailPlain, encoded
