@@ -186,10 +186,10 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	// a handler's panic leaves it to the collector, unpooled.
 	// On the memory store, a route whose counter names are a function of
 	// its key (namesFromKey: the default key) answers a fresh hit from its
-	// key alone (serveMemory). Without an Observer only (the general read
-	// is timed and traced), and without Compress (whose replay may turn a
-	// hit into a miss).
-	if r.mem != nil && rt.namesFromKey && !r.cfg.Compress && r.c.obs.p.Load() == nil {
+	// key alone (serveMemory). Without Compress (whose replay may turn a
+	// hit into a miss), and without an Observer (the general read is
+	// timed and traced).
+	if rt.memoryKeyed && r.c.obs.p.Load() == nil {
 		return rt.serveMemory(w, req, p, cp, pattern, next)
 	}
 	st := rt.getState(cp, &p)
