@@ -75,8 +75,12 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // when a template names a missing route parameter.
 func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string) bool {
 	if rt.key == nil {
-		rt.buildKey(st, req, pattern)
-		return rt.buildNames(st, req, p)
+		// buildKey and buildNames, the path computed once.
+		path := canonicalPath(req.URL)
+		kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
+		rt.appendKeyTail(&kb, req)
+		st.key = kb.b
+		return rt.buildNames(st, req, p, path)
 	}
 	r := rt.r
 	kb := keyBuilder{b: rt.appendHead(st.key, req)}
@@ -101,9 +105,10 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 
 // buildKey is build's key (st.key) for a route with the default key,
 // without the counter names (buildNames): a hit on the memory store reads
-// its counters by the names its entry holds (Route.serveMemory).
-func (rt *Route) buildKey(st *reqState, req *http.Request, pattern string) {
-	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, canonicalPath(req.URL), rt.query(req))}
+// its counters by the names its entry holds (Route.serveMemory). path is
+// canonicalPath of the request's URL.
+func (rt *Route) buildKey(st *reqState, req *http.Request, pattern, path string) {
+	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
 	rt.appendKeyTail(&kb, req)
 	st.key = kb.b
 }
@@ -115,14 +120,15 @@ const stackKeyBytes = 256
 // appendStackKey appends to b, of capacity stackKeyBytes and on the
 // caller's stack, what buildKey would build, when it fits and ends with
 // Region.keyTailPlain; ok is false otherwise (the general tail may
-// hand the buffer to an HMAC, which would move it to the heap).
-func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern string) (key []byte, ok bool) {
+// hand the buffer to an HMAC, which would move it to the heap). path is
+// canonicalPath of the request's URL.
+func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
 	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
 		return nil, false
 	}
-	path, query := canonicalPath(req.URL), rt.query(req)
+	query := rt.query(req)
 	// Each of the five fields takes its length and a length prefix of at
 	// most binary.MaxVarintLen64 bytes.
 	n := len(r.keyHead) + 2*binary.MaxVarintLen64 + len(req.Host) + len(pattern) + len(path) + len(req.URL.RawPath) + len(query) + 5*binary.MaxVarintLen64 + len(r.keyTailPlain)
@@ -162,13 +168,14 @@ func (rt *Route) query(req *http.Request) string {
 }
 
 // buildNames is build's counter names (st.names, st.vals sized to match)
-// for a route with the default key, its key built by buildKey.
-func (rt *Route) buildNames(st *reqState, req *http.Request, p params) bool {
+// for a route with the default key, its key built by buildKey (path is
+// canonicalPath of the request's URL).
+func (rt *Route) buildNames(st *reqState, req *http.Request, p params, path string) bool {
 	r := rt.r
 	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
-	st.nbuf = append(st.nbuf, canonicalPath(req.URL)...)
+	st.nbuf = append(st.nbuf, path...)
 	st.keyName = span{ks, len(st.nbuf)}
 	st.names = append(st.names, r.nameView(st.nbuf[ks:], true))
 	return rt.appendTagNames(st, req, p)

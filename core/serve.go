@@ -245,11 +245,13 @@ func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Reques
 func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
 	r := rt.r
 	var buf [stackKeyBytes]byte
-	key, onStack := rt.appendStackKey(buf[:0], req, pattern)
+	path := canonicalPath(req.URL)
+	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
 	var e *backend.Entry
 	var now int64
+	absent := false
 	if onStack {
-		if e, now = rt.memoryHit(unsafeString(key)); e != nil {
+		if e, now, absent = rt.memoryHit(unsafeString(key)); e != nil {
 			// routeFront.replay of a hit, without Observer and Compress.
 			r.stats.n[cHits].Add(1)
 			r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, "HIT")
@@ -262,9 +264,9 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 	if onStack {
 		st.key = append(st.key, key...)
 	} else {
-		rt.buildKey(st, req, pattern)
+		rt.buildKey(st, req, pattern, path)
 	}
-	if !rt.buildNames(st, req, p) {
+	if !rt.buildNames(st, req, p, path) {
 		if e != nil {
 			putState(st) // answered: no refresh
 			return nil
@@ -283,13 +285,33 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 		putState(st)
 		return nil
 	}
-	err := c.serve(next)
+	var err error
+	if absent {
+		err = c.serveAbsent(next)
+	} else {
+		err = c.serve(next)
+	}
 	putState(st)
 	return err
 }
 
+// serveAbsent is serve for a call whose entry the memory store was just
+// found not to hold (memoryHit): the counters are read as the lookup
+// would have read them, and the call misses, without a second read of
+// the entry (the leader of the fill re-checks the store: claim).
+func (c *call) serveAbsent(next nextFunc) error {
+	_ = c.r.mem.Counters(c.ctx, c.names, c.vals) // never fails
+	if !c.fills {
+		// A HEAD response has no body to store for GET; run it uncached.
+		c.recordBypass(BypassHead)
+		return c.bypass(BypassHead, next)
+	}
+	return c.miss(next)
+}
+
 // memoryHit returns the entry a fresh hit on the memory store answers
-// with for key, and the time it is judged at, or nil. The entry is read
+// with for key, and the time it is judged at, or nil (absent: the store
+// holds no entry under key). The entry is read
 // first: stored by this route under this very key (namesFromKey), it
 // depends on the counters the request would name, in the same order,
 // then its runtime tags'; their names are the entry's own, and each is
@@ -299,22 +321,25 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 // stored after the bump holds the bumped value. Anything but a fresh,
 // valid entry (none, another route's, expired, stale, a pending
 // invalidation, a changed counter) is left to the general lookup.
-func (rt *Route) memoryHit(key string) (*backend.Entry, int64) {
+func (rt *Route) memoryHit(key string) (_ *backend.Entry, now int64, absent bool) {
 	r := rt.r
 	e := r.mem.Entry(key)
-	if e == nil || e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
-		return nil, 0
+	if e == nil {
+		return nil, 0, true
 	}
-	now := nowNano()
+	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
+		return nil, 0, false
+	}
+	now = nowNano()
 	if e.FreshUntil-now < int64(clockGuard) {
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
 	if now >= e.FreshUntil || !r.mem.Unchanged(e.Counters) {
-		return nil, 0
+		return nil, 0, false
 	}
 	r.brk.done(nil)
-	return e, now
+	return e, now, false
 }
 
 // serve looks the key up and answers: a fresh entry is replayed (and
