@@ -22,13 +22,17 @@ const keyFormat = "rk3"
 // boundary can never be forged by what a value holds.
 type keyBuilder struct{ b []byte }
 
-func (k *keyBuilder) field(s string) {
+func (k *keyBuilder) field(s string) { k.b = appendField(k.b, s) }
+
+// appendField is keyBuilder.field on a slice: b leaks only to the result,
+// so that a key built in a buffer on the stack stays there (a method's
+// k.b = append(k.b, ...) through the pointer moves it to the heap).
+func appendField(b []byte, s string) []byte {
 	if s == "" {
-		k.b = append(k.b, 0) // (no copy of nothing: RawPath, often Host)
-		return
+		return append(b, 0) // (no copy of nothing: RawPath, often Host)
 	}
-	k.b = binary.AppendUvarint(k.b, uint64(len(s)))
-	k.b = append(k.b, s...)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // values appends a list of values: its count, then each value as a field.

@@ -7,16 +7,20 @@ import (
 	"sort"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 	"github.com/routecache/routecache/core/internal/throttle"
 )
 
 // Region is a named cache policy with its backend. Get one from
 // Cache.Region; routes reach it through Cache.Route.
 type Region struct {
-	c             *Cache
-	name          string
-	cfg           RegionConfig
-	be            backend.Backend
+	c    *Cache
+	name string
+	cfg  RegionConfig
+	be   backend.Backend
+	// mem is be when it is the memory store: a hit on it reads the entry
+	// first and its counters by the entry's names (Route.serve).
+	mem           *memory.Backend
 	keys          backend.KeyForm // how keys and counter names are shaped for be
 	ns            string          // Prefix + ":"
 	regionCounter string
@@ -75,6 +79,7 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 		varyCookie:   map[string]bool{},
 		ignoreCookie: map[string]bool{},
 	}
+	r.mem, _ = be.(*memory.Backend)
 	r.refreshSem = make(chan struct{}, cfg.MaxRefreshes)
 	r.flights.memory = failureMemory
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)

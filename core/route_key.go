@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/binary"
 	"net/http"
 	"slices"
 	"strings"
@@ -73,73 +74,151 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // length-prefixed, so no two different requests share a key. ok is false
 // when a template names a missing route parameter.
 func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string) bool {
-	r := rt.r
-	kb := keyBuilder{b: st.key}
-	// The region's head, the method and the key's kind ("t" for a key
-	// template, "d" for the default key): for GET and HEAD one append of
-	// the bytes encoded once (Region.keyHeadGETt and keyHeadGETd).
-	if m := req.Method; m == http.MethodGet || m == http.MethodHead {
-		if rt.key != nil {
-			kb.b = append(kb.b, r.keyHeadGETt...)
-		} else {
-			kb.b = append(kb.b, r.keyHeadGETd...)
-		}
-	} else {
-		kb.b = append(kb.b, r.keyHead...)
-		kb.field(m)
-		if rt.key != nil {
-			kb.field("t")
-		} else {
-			kb.field("d")
-		}
+	if rt.key == nil {
+		// buildKey and buildNames, the path computed once.
+		path := canonicalPath(req.URL)
+		kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
+		rt.appendKeyTail(&kb, req)
+		st.key = kb.b
+		return rt.buildNames(st, req, p, path)
 	}
+	r := rt.r
+	kb := keyBuilder{b: rt.appendHead(st.key, req)}
 	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
-	if rt.key != nil {
-		vs := len(st.nbuf)
-		var ok bool
-		if st.nbuf, ok = rt.key.appendTo(st.nbuf, req, p); !ok {
-			return false
-		}
-		kb.field(unsafeString(st.nbuf[vs:]))
-		if rt.key.exact {
-			rt.key.appendExact(&kb, req)
-		}
-	} else {
-		// The key counter names the path in its one escaped form, so that
-		// InvalidateKey reaches every spelling of it; the key itself also
-		// holds the raw path as sent (RawPath, set when it differs from
-		// that form), which Echo's router and Gin's UseRawPath read.
-		path := canonicalPath(req.URL)
-		st.nbuf = append(st.nbuf, path...)
-		kb.field(req.Host)
-		kb.field(pattern)
-		kb.field(path)
-		kb.field(req.URL.RawPath)
-		// The query as sent: Echo's QueryString (and any handler reading
-		// RawQuery) sees "?b=2&a=1" and "?a=1&b=2" apart. CanonicalQuery
-		// opts in to sorting and re-encoding it, for handlers that read
-		// only parsed values.
-		if r.cfg.CanonicalQuery {
-			kb.field(canonicalQuery(req.URL.RawQuery))
-		} else {
-			kb.field(req.URL.RawQuery)
-		}
+	vs := len(st.nbuf)
+	var ok bool
+	if st.nbuf, ok = rt.key.appendTo(st.nbuf, req, p); !ok {
+		return false
+	}
+	kb.field(unsafeString(st.nbuf[vs:]))
+	if rt.key.exact {
+		rt.key.appendExact(&kb, req)
 	}
 	st.keyName = span{ks, len(st.nbuf)}
-	st.names = append(st.names, r.nameView(st.nbuf[ks:], rt.key == nil || rt.key.printable))
-	keyed, masked := r.keyedMask(req.Header) // one pass over the headers
-	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
-		// The common tail, encoded once (Region.keyTailPlain): what the
-		// general case below appends for a request without TLS and
-		// without keyed headers, on a route keying no credential, no
-		// KeyFunc and no content coding.
-		kb.b = append(kb.b, r.keyTailPlain...)
-	} else {
-		rt.appendTail(&kb, req, keyed, masked)
-	}
+	st.names = append(st.names, r.nameView(st.nbuf[ks:], rt.key.printable))
+	rt.appendKeyTail(&kb, req)
 	st.key = kb.b
+	return rt.appendTagNames(st, req, p)
+}
+
+// buildKey is build's key (st.key) for a route with the default key,
+// without the counter names (buildNames): a hit on the memory store reads
+// its counters by the names its entry holds (Route.serveMemory). path is
+// canonicalPath of the request's URL.
+func (rt *Route) buildKey(st *reqState, req *http.Request, pattern, path string) {
+	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
+	rt.appendKeyTail(&kb, req)
+	st.key = kb.b
+}
+
+// stackKeyBytes is the size of the buffer on the stack a hit on the
+// memory store builds its key in (Route.serveMemory).
+const stackKeyBytes = 256
+
+// appendStackKey appends to b, of capacity stackKeyBytes and on the
+// caller's stack, what buildKey would build, when it fits and ends with
+// Region.keyTailPlain; ok is false otherwise (the general tail may
+// hand the buffer to an HMAC, which would move it to the heap). path is
+// canonicalPath of the request's URL.
+func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path string) (key []byte, ok bool) {
+	r := rt.r
+	keyed, masked := r.keyedMask(req.Header)
+	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
+		return nil, false
+	}
+	query := rt.query(req)
+	// Each of the five fields takes its length and a length prefix of at
+	// most binary.MaxVarintLen64 bytes.
+	n := len(r.keyHead) + 2*binary.MaxVarintLen64 + len(req.Host) + len(pattern) + len(path) + len(req.URL.RawPath) + len(query) + 5*binary.MaxVarintLen64 + len(r.keyTailPlain)
+	if n > cap(b)-len(b) {
+		return nil, false
+	}
+	return append(rt.appendDefaultKey(b, req, pattern, path, query), r.keyTailPlain...), true
+}
+
+// appendDefaultKey appends the default key up to its tail: the head, then
+// the host, the pattern, the path in its canonical escaped form and as
+// sent, and the query (path and query: canonicalPath and Route.query of
+// the request).
+func (rt *Route) appendDefaultKey(b []byte, req *http.Request, pattern, path, query string) []byte {
+	b = rt.appendHead(b, req)
+	// The key counter names the path in its one escaped form (see
+	// buildNames), so that InvalidateKey reaches every spelling of it; the
+	// key itself also holds the raw path as sent (RawPath, set when it
+	// differs from that form), which Echo's router and Gin's UseRawPath
+	// read.
+	b = appendField(b, req.Host)
+	b = appendField(b, pattern)
+	b = appendField(b, path)
+	b = appendField(b, req.URL.RawPath)
+	return appendField(b, query)
+}
+
+// query is the query as the key holds it: as sent, since Echo's
+// QueryString (and any handler reading RawQuery) sees "?b=2&a=1" and
+// "?a=1&b=2" apart. CanonicalQuery opts in to sorting and re-encoding
+// it, for handlers that read only parsed values.
+func (rt *Route) query(req *http.Request) string {
+	if rt.r.cfg.CanonicalQuery {
+		return canonicalQuery(req.URL.RawQuery)
+	}
+	return req.URL.RawQuery
+}
+
+// buildNames is build's counter names (st.names, st.vals sized to match)
+// for a route with the default key, its key built by buildKey (path is
+// canonicalPath of the request's URL).
+func (rt *Route) buildNames(st *reqState, req *http.Request, p params, path string) bool {
+	r := rt.r
+	st.names = append(st.names, r.regionCounter)
+	ks := len(st.nbuf)
+	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
+	st.nbuf = append(st.nbuf, path...)
+	st.keyName = span{ks, len(st.nbuf)}
+	st.names = append(st.names, r.nameView(st.nbuf[ks:], true))
+	return rt.appendTagNames(st, req, p)
+}
+
+// appendHead appends the start of a key to b: the region's head, the
+// method and the key's kind ("t" for a key template, "d" for the default
+// key), for GET and HEAD in one append of the bytes encoded once
+// (Region.keyHeadGETt and keyHeadGETd).
+func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
+	r := rt.r
+	m := req.Method
+	if m == http.MethodGet || m == http.MethodHead {
+		if rt.key != nil {
+			return append(b, r.keyHeadGETt...)
+		}
+		return append(b, r.keyHeadGETd...)
+	}
+	b = appendField(append(b, r.keyHead...), m)
+	if rt.key != nil {
+		return appendField(b, "t")
+	}
+	return appendField(b, "d")
+}
+
+// appendKeyTail appends the end of a key: Region.keyTailPlain, encoded
+// once, for a request without TLS and without keyed headers on a route
+// keying no credential, no KeyFunc and no content coding; appendTail's
+// general encoding otherwise.
+func (rt *Route) appendKeyTail(kb *keyBuilder, req *http.Request) {
+	keyed, masked := rt.r.keyedMask(req.Header) // one pass over the headers
+	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
+		kb.b = append(kb.b, rt.r.keyTailPlain...)
+	} else {
+		rt.appendTail(kb, req, keyed, masked)
+	}
+}
+
+// appendTagNames appends the names of the route's tag counters to
+// st.names (a templated one built in st.nbuf) and sizes st.vals to
+// match. ok is false when a template names a missing route parameter.
+func (rt *Route) appendTagNames(st *reqState, req *http.Request, p params) bool {
+	r := rt.r
 	for i, t := range rt.tags {
 		if t.static {
 			st.names = append(st.names, rt.staticTags[i])

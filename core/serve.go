@@ -184,17 +184,37 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	}
 	// The state goes back to the pool when the call returns, not deferred:
 	// a handler's panic leaves it to the collector, unpooled.
+	// On the memory store, a route whose counter names are a function of
+	// its key (namesFromKey: the default key) answers a fresh hit from its
+	// key alone (serveMemory). Without Compress (whose replay may turn a
+	// hit into a miss), and without an Observer (the general read is
+	// timed and traced).
+	if rt.memoryKeyed && r.c.obs.p.Load() == nil {
+		return rt.serveMemory(w, req, p, cp, pattern, next)
+	}
+	st := rt.getState(cp, &p)
+	if !rt.build(st, req, p, pattern) {
+		return rt.bypassKey(st, w, req, next)
+	}
+	err := rt.call(st, w, req).serve(next)
+	putState(st)
+	return err
+}
+
+// getState takes a request state from the pool; when cp is not nil, its
+// parameters are copied into it and *p points to them.
+func (rt *Route) getState(cp *ctxParams, p *params) *reqState {
 	st := getState()
 	if cp != nil {
 		st.params = *cp
-		p = &st.params
+		*p = &st.params
 	}
-	if !rt.build(st, req, p, pattern) {
-		putState(st)
-		r.recordBypassIn(req.Context(), BypassKey, false)
-		setBypass(w, BypassKey)
-		return next(w, req)
-	}
+	return st
+}
+
+// call sets up the request's call in st, its key and names built.
+func (rt *Route) call(st *reqState, w http.ResponseWriter, req *http.Request) *call {
+	r := rt.r
 	// Field by field: the state is pooled (putState cleared what it must),
 	// and one store per field costs less than copying a whole literal.
 	f, c := &st.front, &st.call
@@ -204,9 +224,122 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	c.skey = r.storageKeyIn(st, c.canonical)
 	c.names, c.vals = st.names, st.vals
 	c.fills, c.abandonAfter = req.Method != http.MethodHead, r.cfg.FillTimeout
-	err := c.serve(next)
+	return c
+}
+
+// bypassKey runs next uncached for a request whose key or counter names
+// could not be built (a template naming a missing route parameter).
+func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Request, next nextFunc) error {
+	putState(st)
+	rt.r.recordBypassIn(req.Context(), BypassKey, false)
+	setBypass(w, BypassKey)
+	return next(w, req)
+}
+
+// serveMemory is serve on the memory store for a route whose counter
+// names are a function of its key. The key is built on the stack, and a
+// fresh hit (memoryHit) is answered from it alone: no request state, no
+// counter names, no call. Anything else takes a pooled state, builds the
+// names and goes the general way; so does an early refresh, after the
+// hit, with the values of the counters the hit read.
+func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+	r := rt.r
+	var buf [stackKeyBytes]byte
+	path := canonicalPath(req.URL)
+	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
+	var e *backend.Entry
+	var now int64
+	absent := false
+	if onStack {
+		if e, now, absent = rt.memoryHit(unsafeString(key)); e != nil {
+			// routeFront.replay of a hit, without Observer and Compress.
+			r.stats.n[cHits].Add(1)
+			r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, "HIT")
+			if r.cfg.EarlyRefresh == 0 || req.Method == http.MethodHead || !xfetch(e, now, r.cfg.EarlyRefresh) {
+				return nil
+			}
+		}
+	}
+	st := rt.getState(cp, &p)
+	if onStack {
+		st.key = append(st.key, key...)
+	} else {
+		rt.buildKey(st, req, pattern, path)
+	}
+	if !rt.buildNames(st, req, p, path) {
+		if e != nil {
+			putState(st) // answered: no refresh
+			return nil
+		}
+		return rt.bypassKey(st, w, req, next)
+	}
+	c := rt.call(st, w, req)
+	if e != nil {
+		// An early refresh after the hit: the values read are the entry's,
+		// which memoryHit found current.
+		for i := range c.vals {
+			c.vals[i] = e.Counters[i].Value
+		}
+		r.record(evEarlyRefresh)
+		c.refresh(next)
+		putState(st)
+		return nil
+	}
+	var err error
+	if absent {
+		err = c.serveAbsent(next)
+	} else {
+		err = c.serve(next)
+	}
 	putState(st)
 	return err
+}
+
+// serveAbsent is serve for a call whose entry the memory store was just
+// found not to hold (memoryHit): the counters are read as the lookup
+// would have read them, and the call misses, without a second read of
+// the entry (the leader of the fill re-checks the store: claim).
+func (c *call) serveAbsent(next nextFunc) error {
+	_ = c.r.mem.Counters(c.ctx, c.names, c.vals) // never fails
+	if !c.fills {
+		// A HEAD response has no body to store for GET; run it uncached.
+		c.recordBypass(BypassHead)
+		return c.bypass(BypassHead, next)
+	}
+	return c.miss(next)
+}
+
+// memoryHit returns the entry a fresh hit on the memory store answers
+// with for key, and the time it is judged at, or nil (absent: the store
+// holds no entry under key). The entry is read
+// first: stored by this route under this very key (namesFromKey), it
+// depends on the counters the request would name, in the same order,
+// then its runtime tags'; their names are the entry's own, and each is
+// read after the entry and compared with its snapshot
+// (memory.Backend.Unchanged), as valid compares the values a lookup
+// read. A counter bumped before the request began is seen; an entry
+// stored after the bump holds the bumped value. Anything but a fresh,
+// valid entry (none, another route's, expired, stale, a pending
+// invalidation, a changed counter) is left to the general lookup.
+func (rt *Route) memoryHit(key string) (_ *backend.Entry, now int64, absent bool) {
+	r := rt.r
+	e := r.mem.Entry(key)
+	if e == nil {
+		return nil, 0, true
+	}
+	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
+		return nil, 0, false
+	}
+	now = nowNano()
+	if e.FreshUntil-now < int64(clockGuard) {
+		// Near or past expiry: decide on the real clock, not the coarse one.
+		now = time.Now().UnixNano()
+	}
+	if now >= e.FreshUntil || !r.mem.Unchanged(e.Counters) {
+		return nil, 0, false
+	}
+	r.brk.done(nil)
+	return e, now, false
 }
 
 // serve looks the key up and answers: a fresh entry is replayed (and

@@ -214,6 +214,34 @@ func (m *Backend) Counters(_ context.Context, names []string, vals []uint64) err
 	return nil
 }
 
+// Entry returns the entry stored under key, or nil, without reading any
+// counter: a caller that checks the entry's counters itself (Unchanged)
+// reads them after it, by the names the entry holds.
+func (m *Backend) Entry(key string) *backend.Entry {
+	e, _ := m.entries.Load(key)
+	return e
+}
+
+// Unchanged reports whether every counter of snap holds its snapshot
+// value now, read as Counters reads it (a missing one is BaseCounter),
+// and none is 0. Like Counters, it takes no lock and writes nothing.
+func (m *Backend) Unchanged(snap []backend.CounterSnap) bool {
+	cm := &m.counterM
+	for i := range snap {
+		s := &snap[i]
+		v := uint64(backend.BaseCounter)
+		if h := quickHash(s.Name); cm.exists[h>>6&63].Load()&(1<<(h&63)) != 0 {
+			if c := cm.find(s.Name); c != nil {
+				v = c.Load()
+			}
+		}
+		if v != s.Value || v == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Ensure is Counters: a memory counter is never missing.
 func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) error {
 	return m.Counters(ctx, names, vals)
