@@ -151,8 +151,18 @@ func schemeList() string { return strings.Join(backend.Schemes(), ", ") }
 // (docs/http-semantics.md, Validators). Entries stored with the earlier
 // SHA-256 form keep the ETag stored with them.
 func strongETag(body []byte) string {
+	var b [strongETagMax]byte
+	return string(appendStrongETag(b[:0], body))
+}
+
+// strongETagMax is the longest strongETag: two quotes, 16 hex digits of
+// the hash, a hyphen and up to 16 of the length.
+const strongETagMax = 2 + 16 + 1 + 16
+
+// appendStrongETag appends strongETag(body) to dst.
+func appendStrongETag(dst, body []byte) []byte {
 	const digits = "0123456789abcdef"
-	var b [2 + 16 + 1 + 16]byte
+	var b [strongETagMax]byte
 	b[0] = '"'
 	h := xxhash.Sum64(body)
 	for i := 16; i >= 1; i-- {
@@ -174,5 +184,5 @@ func strongETag(body []byte) string {
 	}
 	n += copy(b[n:], tmp[t:])
 	b[n] = '"'
-	return string(b[:n+1])
+	return append(dst, b[:n+1]...)
 }

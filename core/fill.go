@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/memory"
@@ -202,8 +203,17 @@ func (c *call) scratch(n int) ([]string, []uint64) {
 }
 
 // snapshot is the counter snapshot an entry produced now will carry.
-func (c *call) snapshot() []backend.CounterSnap {
-	snap := make([]backend.CounterSnap, len(c.names))
+func (c *call) snapshot() []backend.CounterSnap { return c.snapshotIn(nil) }
+
+// snapshotIn is snapshot, made in buf (capped to its length) when it has
+// room enough.
+func (c *call) snapshotIn(buf []backend.CounterSnap) []backend.CounterSnap {
+	var snap []backend.CounterSnap
+	if n := len(c.names); n <= cap(buf) {
+		snap = buf[:n:n]
+	} else {
+		snap = make([]backend.CounterSnap, n)
+	}
 	// The names outlive the request's pooled state: one copy of them all
 	// (made by own), sliced.
 	all := c.namesText
@@ -286,17 +296,35 @@ func (c *call) refill(f *flight, next nextFunc) {
 // producer started at start, with the counter snapshot read before it ran
 // and its lifetime.
 func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) *backend.Entry {
-	e := &backend.Entry{
-		Status:    status,
-		Header:    header,
-		Body:      body,
-		Created:   start.UnixNano(),
-		FillNanos: int64(time.Since(start)),
-		Key:       canonical,
-		Counters:  snap,
-	}
-	l.apply(e)
+	e := new(backend.Entry)
+	r.initEntry(e, status, header, body, canonical, snap, start, l)
 	return e
+}
+
+// initEntry is newEntry building the entry in e (new, zero).
+func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) {
+	e.Status, e.Header, e.Body = status, header, body
+	e.Created, e.FillNanos = start.UnixNano(), int64(time.Since(start))
+	e.Key, e.Counters = canonical, snap
+	l.apply(e)
+}
+
+// entryAlloc is a fill's entry allocated together with room for what its
+// slices usually hold: the counter snapshot, the recorded header values
+// (the recorder's snapshot, which becomes the entry's headers in place),
+// the replayed list (Prepare), the validators the cache adds and the
+// strong ETag's text. Building an entry then takes one allocation, not
+// six. Everything in it belongs to that one entry (and, until the entry
+// is built, to the recorder's snapshot that becomes its headers): it is
+// written before the entry is stored, never after, and never pooled or
+// reused. A response that is not stored leaves it to the collector.
+type entryAlloc struct {
+	e        backend.Entry
+	counters [4]backend.CounterSnap
+	values   [5]string
+	replayed [6]backend.HeaderValues
+	added    [2]string
+	etag     [strongETagMax]byte
 }
 
 // storeEntry writes e for its kept lifetime (until StaleUntil) and accounts for the outcome:
@@ -440,7 +468,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		p.notStored(r, reason)
 		return p
 	}
-	p.snap = c.snapshot()
+	ea := rw.alloc()
+	p.snap = c.snapshotIn(ea.counters[:0])
 	// The snapshot is the recorder's own copy, not used after this: the
 	// entry's headers are made of it in place. A clean snapshot
 	// (snapshotHeader) of canonical headers, with none set before the cache
@@ -449,13 +478,15 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if !(rw.snapClean && v.canonical && len(before) == 0) {
 		stored = keepStored(before, sent)
 	}
-	e := r.newEntry(rw.status, stored, rw.body, c.canonical, p.snap, start, life)
+	e := &ea.e
+	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	addValidators(e, start)
+	addValidatorsIn(e, start, ea)
 	p.skey = c.encodeEntry(e, rf.req, keyed)
+	e.Replayed = ea.replayed[:0] // Prepare lists them in it
 	e.Prepare()
 	p.store = e
 	return p
@@ -489,18 +520,31 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder
 // response lacks: a strong ETag of its body, and Last-Modified at start.
 // The values the cache adds take one allocation; e.Header is canonical
 // (keepStored), so it is indexed, not read with Get.
-func addValidators(e *backend.Entry, start time.Time) {
+func addValidators(e *backend.Entry, start time.Time) { addValidatorsIn(e, start, nil) }
+
+// addValidatorsIn is addValidators keeping what it adds in ea, the
+// entry's own allocation, when not nil.
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc) {
 	if vs := e.Header["Etag"]; len(vs) > 0 {
 		e.ETag = vs[0]
 	}
 	lm := e.Header["Last-Modified"]
 	addLM := len(lm) == 0 || lm[0] == ""
 	var added []string
-	if e.ETag == "" || addLM {
+	switch {
+	case ea != nil:
+		added = ea.added[:0]
+	case e.ETag == "" || addLM:
 		added = make([]string, 0, 2)
 	}
 	if e.ETag == "" {
-		e.ETag = strongETag(e.Body)
+		if ea != nil {
+			// Written once, here, and viewed: ea is the entry's alone.
+			b := appendStrongETag(ea.etag[:0], e.Body)
+			e.ETag = unsafe.String(&b[0], len(b))
+		} else {
+			e.ETag = strongETag(e.Body)
+		}
 		added = append(added, e.ETag)
 		e.Header["Etag"] = added[len(added)-1 : len(added) : len(added)]
 	}

@@ -230,11 +230,22 @@ type verdict struct {
 // headers. before (the headers set before the cache ran) and h are as
 // recorded, canonical or not; ch is h's canonical form.
 func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict, ch http.Header) {
+	v, ch, _, _ = r.judgeSnapshot(rt, status, before, h, false, nil)
+	return v, ch
+}
+
+// judgeSnapshot is judge; with take set it also takes h's snapshot in
+// the same pass over h (snapshotHeaderInto's, appending the values to
+// sv).
+func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, take bool, sv []string) (v verdict, ch, snap http.Header, clean bool) {
 	// One pass over the keys: are they canonical, is there a trailer, and
 	// is any header responseReason reads beyond the status there at all.
 	v.canonical = true
 	read := false
-	for k := range h {
+	if take {
+		snap, clean = make(http.Header, len(h)), true
+	}
+	for k, vs := range h {
 		if v.canonical && !keyCanonical(k) {
 			v.canonical = false
 		}
@@ -244,6 +255,12 @@ func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict,
 		switch k {
 		case "Set-Cookie", "Cache-Control", "Vary":
 			read = true
+		}
+		if take {
+			var unclean bool
+			if sv, unclean = snapshotAdd(snap, sv, k, vs); unclean {
+				clean = false
+			}
 		}
 	}
 	ch = h
@@ -260,7 +277,7 @@ func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict,
 		// A refused response's lifetime is never used: not computed.
 		v.life, v.fresh = r.responseLifetime(rt, status, ch)
 	}
-	return v, ch
+	return v, ch, snap, clean
 }
 
 // commitReason predicts, as a fill's headers go out, why its response

@@ -41,6 +41,12 @@ type recorder struct {
 	snapshot http.Header
 	// snapClean: snapshotHeader found the snapshot clean (see there).
 	snapClean bool
+	// snapTaken: setMiss took the snapshot as it judged the headers
+	// (nothing it adds after is stored), so the commit takes none.
+	snapTaken bool
+	// ea is the allocation of the entry the recorded response may become
+	// (made with the snapshot, whose values it holds): see entryAlloc.
+	ea *entryAlloc
 	// verdict is the storage rules' verdict on the committed headers
 	// (setMiss judges them for Cache-Status), kept for building the entry;
 	// cleared when the snapshot is retaken from headers that may have
@@ -188,8 +194,8 @@ func (rw *recorder) doCommit() {
 	if rw.onCommit != nil {
 		rw.onCommit(rw)
 	}
-	if rw.record {
-		rw.snapshot, rw.snapClean = snapshotHeader(rw.Header())
+	if rw.record && !rw.snapTaken {
+		rw.snapshot, rw.snapClean = snapshotHeaderInto(rw.Header(), rw.alloc().values[:0])
 	}
 	if !rw.hold {
 		rw.w.WriteHeader(rw.status)
@@ -234,26 +240,50 @@ func (rw *recorder) release() {
 // more grows it; the parts already taken keep the old array), each key's
 // part capped, so that an append to one copies it.
 func snapshotHeader(h http.Header) (snap http.Header, clean bool) {
-	sv := make([]string, 0, len(h))
+	return snapshotHeaderInto(h, make([]string, 0, len(h)))
+}
+
+// snapshotHeaderInto is snapshotHeader appending the values to sv (an
+// empty slice whose capacity is used first: an entryAlloc's values).
+func snapshotHeaderInto(h http.Header, sv []string) (snap http.Header, clean bool) {
 	out := make(http.Header, len(h))
 	clean = true
 	for k, vs := range h {
-		switch {
-		case k == "Set-Cookie" || k == "Connection":
-			clean = false
-		case unstored(k):
-			continue
-		case len(vs) == 0:
+		var unclean bool
+		if sv, unclean = snapshotAdd(out, sv, k, vs); unclean {
 			clean = false
 		}
-		if vs == nil {
-			out[k] = nil // as Clone: a nil value stays nil
-			continue
-		}
-		sv = append(sv, vs...)
-		out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
 	}
 	return out, clean
+}
+
+// snapshotAdd is snapshotHeader's step for one header k with values vs:
+// it adds them to out (their copy appended to sv, which it returns), and
+// reports a header that makes the snapshot unclean.
+func snapshotAdd(out http.Header, sv []string, k string, vs []string) (_ []string, unclean bool) {
+	switch {
+	case k == "Set-Cookie" || k == "Connection":
+		unclean = true
+	case unstored(k):
+		return sv, false
+	case len(vs) == 0:
+		unclean = true
+	}
+	if vs == nil {
+		out[k] = nil // as Clone: a nil value stays nil
+		return sv, unclean
+	}
+	sv = append(sv, vs...)
+	out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
+	return sv, unclean
+}
+
+// alloc returns the recorder's entryAlloc, made at its first use.
+func (rw *recorder) alloc() *entryAlloc {
+	if rw.ea == nil {
+		rw.ea = new(entryAlloc)
+	}
+	return rw.ea
 }
 
 // resnapshot takes the snapshot again from a held response's headers,

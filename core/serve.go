@@ -133,10 +133,22 @@ func setMiss(rw *recorder) {
 		return
 	}
 	// The verdict is kept for the entry (routeFront.produce): the headers
-	// are judged once. What setMiss adds below changes none of it.
-	v, ch := c.r.judge(c.rt, rw.status, rw.before, h)
+	// are judged once. What setMiss adds below changes none of it. Unless
+	// more headers are added after it (CDN headers, a compressing
+	// region's Vary), the recorder's snapshot is taken in the same pass:
+	// X-Cache and Cache-Status are not kept in it anyway.
+	r := c.r
+	take := rw.record && !r.cfg.CDNHeaders && !r.cfg.Compress
+	var sv []string
+	if take {
+		sv = rw.alloc().values[:0]
+	}
+	v, ch, snap, clean := r.judgeSnapshot(c.rt, rw.status, rw.before, h, take, sv)
 	rw.verdict = v
-	reason := c.r.commitReason(v, ch)
+	if take {
+		rw.snapshot, rw.snapClean, rw.snapTaken = snap, clean, true
+	}
+	reason := r.commitReason(v, ch)
 	if reason == "" && c.rtags != nil && c.rtags.isOver() {
 		// Runtime tags added before the headers went out (AddTags, the
 		// tag headers just taken) already number more than MaxTags.
@@ -147,7 +159,7 @@ func setMiss(rw *recorder) {
 		return
 	}
 	h["Cache-Status"] = missStored
-	if c.r.cfg.CDNHeaders {
+	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(h, v.life)
 	}
 }

@@ -139,20 +139,25 @@ func (e *Entry) HitHeaders(age, ttl int64) *HitHeaders {
 
 // Prepare computes the derived fields used on every hit. LastModified is
 // parsed from the Last-Modified header unless already set (by a creator
-// that formatted the header from it).
+// that formatted the header from it). Replayed is listed from Header
+// unless it lists some already (a decoder's); a creator may give it an
+// empty slice whose capacity the list is built in.
 func (e *Entry) Prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
 	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
-	if e.Replayed == nil {                          // parseEntry lists them as it decodes
-		rp := make([]HeaderValues, 0, len(e.Header)+1)
+	if len(e.Replayed) == 0 {                       // parseEntry lists them as it decodes
+		// Built in the capacity a creator gave Replayed (empty), if enough.
+		rp := e.Replayed[:0]
+		if cap(rp) < len(e.Header)+1 {
+			rp = make([]HeaderValues, 0, len(e.Header)+1)
+		}
 		for k, vs := range e.Header {
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
 			rp = append(rp, HeaderValues{k, vs[:len(vs):len(vs)]})
 		}
-		// In name order, sorted in place (no slice of names to allocate).
-		slices.SortFunc(rp, func(a, b HeaderValues) int { return strings.Compare(a.Name, b.Name) })
+		sortHeaderValues(rp)
 		e.Replayed = rp
 	}
 	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
@@ -161,6 +166,21 @@ func (e *Entry) Prepare() {
 			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
 			e.LastModified = t
+		}
+	}
+}
+
+// sortHeaderValues sorts headers in name order, in place (no slice of
+// names to allocate): by insertion for the few headers of most responses,
+// where the general sort's set-up costs more than the sort.
+func sortHeaderValues(rp []HeaderValues) {
+	if len(rp) > 12 {
+		slices.SortFunc(rp, func(a, b HeaderValues) int { return strings.Compare(a.Name, b.Name) })
+		return
+	}
+	for i := 1; i < len(rp); i++ {
+		for j := i; j > 0 && rp[j].Name < rp[j-1].Name; j-- {
+			rp[j], rp[j-1] = rp[j-1], rp[j]
 		}
 	}
 }
