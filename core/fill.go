@@ -105,7 +105,7 @@ func (c *call) claim() (e *backend.Entry, release func()) {
 		}
 		return e, release
 	}
-	if e, err := c.recheck(); err == nil && c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e) {
+	if e, err := c.recheck(); err == nil && e != nil && c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e) {
 		return e, nil
 	}
 	return nil, nil
@@ -318,11 +318,18 @@ func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, bod
 // is built, to the recorder's snapshot that becomes its headers): it is
 // written before the entry is stored, never after, and never pooled or
 // reused. A response that is not stored leaves it to the collector.
+//
+// Its arrays are sized for a small response (two header values, three
+// replayed headers besides Content-Length, four counters) so that the
+// whole (with the allocator's header for an object of its size) takes
+// the 640-byte size class: what the separate allocations took together.
+// A response with more headers or counters has those slices allocated
+// apart, as they were.
 type entryAlloc struct {
 	e        backend.Entry
 	counters [4]backend.CounterSnap
-	values   [5]string
-	replayed [6]backend.HeaderValues
+	values   [2]string
+	replayed [4]backend.HeaderValues
 	added    [2]string
 	etag     [strongETagMax]byte
 }
@@ -440,6 +447,11 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		sent = canonicalHeader(rw.snapshot)
 	}
 	before := v.before
+	// Which headers the snapshot holds, where it tells (canonical keys).
+	keys := rw.snapKeys
+	if !v.canonical {
+		keys |= snapAll
+	}
 	var reason NotStoredReason
 	keyed := false // keyed on the request's content coding (compress.go)
 	switch {
@@ -456,7 +468,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
 	default:
-		if reason = v.reason; reason == "" {
+		// encodingReason has nothing to say of a response without Vary.
+		if reason = v.reason; reason == "" && keys&snapVary != 0 {
 			reason, keyed = r.encodingReason(rf.req, before, sent)
 		}
 	}
@@ -484,7 +497,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	addValidatorsIn(e, start, ea)
+	addValidatorsIn(e, start, ea, keys)
 	p.skey = c.encodeEntry(e, rf.req, keyed)
 	e.Replayed = ea.replayed[:0] // Prepare lists them in it
 	e.Prepare()
@@ -520,16 +533,22 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder
 // response lacks: a strong ETag of its body, and Last-Modified at start.
 // The values the cache adds take one allocation; e.Header is canonical
 // (keepStored), so it is indexed, not read with Get.
-func addValidators(e *backend.Entry, start time.Time) { addValidatorsIn(e, start, nil) }
+func addValidators(e *backend.Entry, start time.Time) { addValidatorsIn(e, start, nil, snapAll) }
 
 // addValidatorsIn is addValidators keeping what it adds in ea, the
-// entry's own allocation, when not nil.
-func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc) {
-	if vs := e.Header["Etag"]; len(vs) > 0 {
-		e.ETag = vs[0]
+// entry's own allocation, when not nil. The headers e.Header may hold
+// are in keys (snapKeys): those known absent are not looked up.
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) {
+	if keys&snapEtag != 0 {
+		if vs := e.Header["Etag"]; len(vs) > 0 {
+			e.ETag = vs[0]
+		}
 	}
-	lm := e.Header["Last-Modified"]
-	addLM := len(lm) == 0 || lm[0] == ""
+	addLM := true
+	if keys&snapLastModified != 0 {
+		lm := e.Header["Last-Modified"]
+		addLM = len(lm) == 0 || lm[0] == ""
+	}
 	var added []string
 	switch {
 	case ea != nil:

@@ -65,6 +65,9 @@ type flight struct {
 	// waiters counts the calls that joined the running flight (guarded
 	// by flightGroup.mu).
 	waiters int
+	// listed reports that the group's map holds the flight under its key
+	// (guarded by flightGroup.mu): landing needs no lookup to tell.
+	listed bool
 }
 
 // failure is a failed fill's response as the requests that waited for it
@@ -135,11 +138,12 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 			f.waiters++
 			return f, false
 		}
+		f.listed = false // abandoned, or its failure memory ended: replaced
 	}
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{started: now, key: strings.Clone(key)} // key may view a pooled buffer
+	f := &flight{started: now, key: strings.Clone(key), listed: true} // key may view a pooled buffer
 	g.m[f.key] = f
 	return f, true
 }
@@ -153,12 +157,13 @@ func (g *flightGroup) land(key string, f *flight) {
 		f.fail = nil
 	}
 	g.mu.Lock()
-	if g.m[key] == f {
+	if f.listed { // g.m[key] == f
 		if f.fail != nil && f.waiters > 0 && g.memory > 0 {
 			f.until = time.Now().Add(g.memory).UnixNano()
 			time.AfterFunc(g.memory, func() { g.forget(key, f) })
 		} else {
 			delete(g.m, key)
+			f.listed = false
 		}
 	}
 	f.landed = true
@@ -195,8 +200,9 @@ func (g *flightGroup) doneOf(f *flight) <-chan struct{} {
 // forget ends a failed flight's memory.
 func (g *flightGroup) forget(key string, f *flight) {
 	g.mu.Lock()
-	if g.m[key] == f {
+	if f.listed {
 		delete(g.m, key)
+		f.listed = false
 	}
 	g.mu.Unlock()
 }

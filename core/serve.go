@@ -143,10 +143,10 @@ func setMiss(rw *recorder) {
 	if take {
 		sv = rw.alloc().values[:0]
 	}
-	v, ch, snap, clean := r.judgeSnapshot(c.rt, rw.status, rw.before, h, take, sv)
+	v, ch, snap, keys := r.judgeSnapshot(c.rt, rw.status, rw.before, h, take, sv)
 	rw.verdict = v
 	if take {
-		rw.snapshot, rw.snapClean, rw.snapTaken = snap, clean, true
+		rw.snapshot, rw.snapClean, rw.snapKeys, rw.snapTaken = snap, keys&snapUnclean == 0, keys, true
 	}
 	reason := r.commitReason(v, ch)
 	if reason == "" && c.rtags != nil && c.rtags.isOver() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -77,8 +78,13 @@ type Entry struct {
 	Counters  []CounterSnap
 
 	// derived on creation or decode, never stored
-	CLValue      [1]string // the Content-Length header value, shared by hits
-	clDigits     [20]byte  // CLValue[0]'s bytes
+	CLValue  [1]string // the Content-Length header value, shared by hits
+	clDigits [20]byte  // CLValue[0]'s bytes
+	// headerMem is MemSize's share of Header, summed as Replayed was
+	// listed (by Prepare or the decoder), the entry being immutable
+	// since; 0: not summed. (In the padding after clDigits: an Entry
+	// allocated with more (core's) stays within its size class.)
+	headerMem    uint32
 	LastModified time.Time
 	// Producer identifies what stored the entry in this process: the
 	// engine sets it (to its route) before the store and compares it by
@@ -151,7 +157,12 @@ func (e *Entry) Prepare() {
 		if cap(rp) < len(e.Header)+1 {
 			rp = make([]HeaderValues, 0, len(e.Header)+1)
 		}
+		mem := int64(0) // MemSize's share of the headers, in the same pass
 		for k, vs := range e.Header {
+			mem += int64(len(k)) + 24
+			for _, v := range vs {
+				mem += int64(len(v)) + 16
+			}
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
@@ -159,9 +170,20 @@ func (e *Entry) Prepare() {
 		}
 		sortHeaderValues(rp)
 		e.Replayed = rp
+		e.headerMem = 0
+		if mem <= math.MaxUint32 {
+			e.headerMem = uint32(mem)
+		}
 	}
 	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
-	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" && e.LastModified.IsZero() {
+	if e.LastModified.IsZero() {
+		e.parseLastModified()
+	}
+}
+
+// parseLastModified sets LastModified from the Last-Modified header.
+func (e *Entry) parseLastModified() {
+	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
 			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
@@ -294,10 +316,14 @@ func (e *Entry) MemSize() int64 {
 	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 320 // entry struct, hit headers
 	n += 64 + int64(len(e.Header))*80                    // map buckets per key
 	n += int64(len(e.Header)+1) * 40                     // replayed: name and slice per header
-	for k, vs := range e.Header {
-		n += int64(len(k)) + 24
-		for _, v := range vs {
-			n += int64(len(v)) + 16
+	if e.headerMem != 0 {
+		n += int64(e.headerMem) // summed as Replayed was listed
+	} else {
+		for k, vs := range e.Header {
+			n += int64(len(k)) + 24
+			for _, v := range vs {
+				n += int64(len(v)) + 16
+			}
 		}
 	}
 	for _, c := range e.Counters {
@@ -482,6 +508,7 @@ func parseEntry(b []byte) (*Entry, error) {
 	// reader copies instead of writing over the next header's values.
 	all := de.values[:0]
 	e.Replayed = de.replayed[:0]
+	hmem := int64(0) // MemSize's share of the headers
 	prev := ""
 	for i := 0; i < nh && !d.err; i++ {
 		k := d.str()
@@ -501,6 +528,10 @@ func parseEntry(b []byte) (*Entry, error) {
 			break
 		}
 		e.Header[k] = all[first:len(all):len(all)]
+		hmem += int64(len(k)) + 24
+		for _, v := range all[first:] {
+			hmem += int64(len(v)) + 16
+		}
 		if k != "Content-Length" {
 			e.Replayed = append(e.Replayed, HeaderValues{k, e.Header[k]})
 		}
@@ -510,6 +541,9 @@ func parseEntry(b []byte) (*Entry, error) {
 	}
 	if d.err || len(d.b) != 0 || e.Status < 100 || e.Status > 999 {
 		return nil, ErrCorrupt
+	}
+	if hmem <= math.MaxUint32 {
+		e.headerMem = uint32(hmem) // summed above, with Replayed listed
 	}
 	e.Prepare()
 	return e, nil
