@@ -1,7 +1,10 @@
 package core
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -161,28 +164,13 @@ const strongETagMax = 2 + 16 + 1 + 16
 
 // appendStrongETag appends strongETag(body) to dst.
 func appendStrongETag(dst, body []byte) []byte {
-	const digits = "0123456789abcdef"
+	var h [8]byte
+	binary.BigEndian.PutUint64(h[:], xxhash.Sum64(body))
 	var b [strongETagMax]byte
 	b[0] = '"'
-	h := xxhash.Sum64(body)
-	for i := 16; i >= 1; i-- {
-		b[i] = digits[h&15]
-		h >>= 4
-	}
+	hex.Encode(b[1:17], h[:])
 	b[17] = '-'
-	n := 18
-	l := uint64(len(body))
-	var tmp [16]byte
-	t := len(tmp)
-	for {
-		t--
-		tmp[t] = digits[l&15]
-		l >>= 4
-		if l == 0 {
-			break
-		}
-	}
-	n += copy(b[n:], tmp[t:])
-	b[n] = '"'
-	return append(dst, b[:n+1]...)
+	t := strconv.AppendUint(b[:18], uint64(len(body)), 16)
+	t = append(t, '"')
+	return append(dst, t...)
 }

@@ -393,7 +393,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	tags := tagSetOf(ctx)
 	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
 	rw := rf.newRecorder(c, tags, refresh)
-	start := time.Now()
+	start := fillStart(ctx) // one clock read for the context and the entry
 	func() {
 		defer func() {
 			if v := recover(); v != nil {

@@ -23,6 +23,7 @@ import (
 // deadline pass all the same.
 type fillCtx struct {
 	parent   context.Context // detached (context.WithoutCancel): Value only
+	start    time.Time       // when the fill started (newFillCtx)
 	deadline time.Time
 	tags     tagSet
 
@@ -40,9 +41,19 @@ type fillAfter struct{ f func() }
 // detached from the caller's cancellation), ending at FillTimeout. The
 // caller ends it (end) when the fill returns.
 func (r *Region) newFillCtx(parent context.Context) *fillCtx {
-	fc := &fillCtx{parent: parent, deadline: time.Now().Add(r.cfg.FillTimeout)}
+	now := time.Now()
+	fc := &fillCtx{parent: parent, start: now, deadline: now.Add(r.cfg.FillTimeout)}
 	fc.tags.r = r
 	return fc
+}
+
+// fillStart is when the fill whose context is ctx started: its fillCtx's
+// start, read from the clock for another context.
+func fillStart(ctx context.Context) time.Time {
+	if fc, ok := ctx.(*fillCtx); ok {
+		return fc.start
+	}
+	return time.Now()
 }
 
 // Deadline returns the fill's deadline.

@@ -141,6 +141,10 @@ func canonicalize(h http.Header) (http.Header, bool) {
 
 // keyCanonical reports whether http.CanonicalHeaderKey leaves k as it is.
 func keyCanonical(k string) bool {
+	switch k {
+	case "Content-Type", "X-Cache", "Cache-Control", "Etag", "Last-Modified", "Vary", "Content-Length", "Content-Encoding":
+		return true // the usual ones, told by one comparison
+	}
 	return caseCanonical(k) || http.CanonicalHeaderKey(k) == k
 }
 
