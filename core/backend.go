@@ -1,10 +1,7 @@
 package core
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -164,13 +161,37 @@ const strongETagMax = 2 + 16 + 1 + 16
 
 // appendStrongETag appends strongETag(body) to dst.
 func appendStrongETag(dst, body []byte) []byte {
-	var h [8]byte
-	binary.BigEndian.PutUint64(h[:], xxhash.Sum64(body))
 	var b [strongETagMax]byte
 	b[0] = '"'
-	hex.Encode(b[1:17], h[:])
+	h := xxhash.Sum64(body)
+	for i := 1; i < 17; i += 2 { // a byte of the hash at a time, high first
+		p := hexPairs[h>>56]
+		b[i], b[i+1] = p[0], p[1]
+		h <<= 8
+	}
 	b[17] = '-'
-	t := strconv.AppendUint(b[:18], uint64(len(body)), 16)
-	t = append(t, '"')
-	return append(dst, t...)
+	n := 18
+	l := uint64(len(body))
+	var tmp [16]byte
+	t := len(tmp)
+	for {
+		t--
+		tmp[t] = hexPairs[l&15][1]
+		l >>= 4
+		if l == 0 {
+			break
+		}
+	}
+	n += copy(b[n:], tmp[t:])
+	b[n] = '"'
+	return append(dst, b[:n+1]...)
 }
+
+// hexPairs holds each byte's two lower-case hex digits.
+var hexPairs = func() (t [256][2]byte) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = [2]byte{digits[i>>4], digits[i&15]}
+	}
+	return t
+}()

@@ -1,10 +1,13 @@
 package core
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // caseCanonical never claims a name canonical that
@@ -179,6 +182,24 @@ func TestJudgeAgreesWithTheRules(t *testing.T) {
 			if len(ch) != len(canonicalHeader(h)) {
 				t.Errorf("%v: canonical form %v", h, ch)
 			}
+		}
+	}
+}
+
+// appendStrongETag (table-driven hex) writes what fmt writes for the hash
+// and the length, whatever the length's number of digits.
+func TestStrongETagFormatMatchesFmt(t *testing.T) {
+	for _, n := range []int{0, 1, 15, 16, 255, 256, 4095, 4096, 1 << 20, 3<<20 + 7} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(i * 7)
+		}
+		want := fmt.Sprintf(`"%016x-%x"`, xxhash.Sum64(body), n)
+		if got := strongETag(body); got != want {
+			t.Fatalf("%d bytes: %s, want %s", n, got, want)
+		}
+		if got := string(appendStrongETag([]byte("x"), body)); got != "x"+want {
+			t.Fatalf("%d bytes: appended %s", n, got)
 		}
 	}
 }
