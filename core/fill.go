@@ -20,7 +20,7 @@ import (
 func (c *call) fill(f *flight, next nextFunc) {
 	r := c.r
 	c.own(f)
-	defer r.flights.land(c.skey, f)
+	defer c.landOwned(f)
 	e, release := c.claim()
 	if release != nil {
 		defer release()
@@ -71,6 +71,14 @@ func (c *call) own(f *flight) {
 	}
 	all := b.String()
 	c.canonical, c.namesText = all[:len(c.canonical)], all[len(c.canonical):]
+	c.namesOwned = c.names
+}
+
+// landOwned lands the flight f that the call, having owned its strings
+// (own), led; the names own copied are no longer trusted (sameSlice).
+func (c *call) landOwned(f *flight) {
+	c.namesOwned = nil
+	c.r.flights.land(c.skey, f)
 }
 
 // concat is a fresh copy of the strings joined, in one allocation (the
@@ -217,7 +225,7 @@ func (c *call) snapshotIn(buf []backend.CounterSnap) []backend.CounterSnap {
 	// The names outlive the request's pooled state: one copy of them all
 	// (made by own), sliced.
 	all := c.namesText
-	if !joins(all, c.names) {
+	if !sameSlice(c.namesOwned, c.names) && !joins(all, c.names) {
 		all = concat(c.names...)
 	}
 	for i, n := range c.names {
@@ -225,6 +233,15 @@ func (c *call) snapshotIn(buf []backend.CounterSnap) []backend.CounterSnap {
 		all = all[len(n):]
 	}
 	return snap
+}
+
+// sameSlice reports whether a and b are the same slice (array and
+// length): the names own copied, unchanged since (nothing writes a call's
+// names while it runs), whose text need not be compared again. own sets
+// namesOwned, and landOwned clears it when the fill lands: a pooled
+// call's later request never trusts a text copied for an earlier one.
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && len(a) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
 // joins reports whether s is the names concatenated.
@@ -276,7 +293,7 @@ func (c *call) refill(f *flight, next nextFunc) {
 	r := c.r
 	defer func() { <-r.refreshSem }()
 	c.own(f)
-	defer r.flights.land(c.skey, f)
+	defer c.landOwned(f)
 	if c.leasing() {
 		release, got := c.acquireLease()
 		if !got {

@@ -203,3 +203,23 @@ func TestStrongETagFormatMatchesFmt(t *testing.T) {
 		}
 	}
 }
+
+// A fill's snapshot takes the counter names from the copy own made only
+// for the fill that made it: once the flight landed, the pooled call's
+// names array, rewritten in place by a later request, is compared again,
+// never trusted for being the same slice.
+func TestSnapshotNeverTrustsNamesOwnedForAnEarlierFill(t *testing.T) {
+	r := &Region{}
+	names := []string{"n:a", "n:b"}
+	c := &call{r: r, names: names, vals: []uint64{1, 2}, canonical: "k"}
+	f, _ := r.flights.join("k", 0)
+	c.own(f)
+	if s := c.snapshot(); s[0].Name != "n:a" || s[1].Name != "n:b" || s[1].Value != 2 {
+		t.Fatalf("snapshot %v", s)
+	}
+	c.landOwned(f)
+	names[0], names[1] = "n:x", "n:y" // the same array, the next request's names
+	if s := c.snapshot(); s[0].Name != "n:x" || s[1].Name != "n:y" {
+		t.Fatalf("snapshot %v after the fill landed, want n:x and n:y", s)
+	}
+}

@@ -39,6 +39,9 @@ type call struct {
 	// namesText is the names concatenated, in a string of the call's own
 	// (made with the owned keys when it leads a fill: see own).
 	namesText string
+	// namesOwned is the names slice own copied into namesText, for the
+	// fill it leads (nil otherwise): see sameSlice.
+	namesOwned []string
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
 	fallback *backend.Entry
