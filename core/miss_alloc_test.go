@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -221,5 +222,15 @@ func TestSnapshotNeverTrustsNamesOwnedForAnEarlierFill(t *testing.T) {
 	names[0], names[1] = "n:x", "n:y" // the same array, the next request's names
 	if s := c.snapshot(); s[0].Name != "n:x" || s[1].Name != "n:y" {
 		t.Fatalf("snapshot %v after the fill landed, want n:x and n:y", s)
+	}
+}
+
+// entryAlloc, with the 8-byte header the allocator adds to an object with
+// pointers over 512 bytes, takes the 640-byte size class: no more than
+// the entry's parts took allocated apart (the memory budget's accounting
+// is calibrated on them).
+func TestEntryAllocFitsItsSizeClass(t *testing.T) {
+	if s := unsafe.Sizeof(entryAlloc{}) + 8; s > 640 {
+		t.Fatalf("entryAlloc takes %d bytes with its header, over the 640-byte class", s)
 	}
 }
