@@ -139,6 +139,9 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	detached := context.WithoutCancel(fctx)
 	ctx := r.newFillCtx(detached)
 	defer ctx.end()
+	if c.route != nil && !refresh {
+		ctx.rec = &f.rec // a request's recorder, allocated with its flight
+	}
 	tags := &ctx.tags
 	p = c.runProducer(ctx, refresh, next)
 	c.addRuntimeTags(ctx, tags, &p)
@@ -409,7 +412,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	r := c.r
 	tags := tagSetOf(ctx)
 	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
-	rw := rf.newRecorder(c, tags, refresh)
+	rw := rf.newRecorder(c, tags, refresh, ctx)
 	start := fillStart(ctx) // one clock read for the context and the entry
 	func() {
 		defer func() {
@@ -526,7 +529,10 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 // client's writer for a request's fill (held back when a stale-if-error
 // fallback may replace the response), a sink for a refresh's, whose
 // client was answered already (flushed here).
-func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder {
+//
+// A request's recorder is the one its flight holds (the fill context
+// hands it over once: takeRecorder), if any.
+func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx context.Context) *recorder {
 	r := c.r
 	if refresh {
 		_ = http.NewResponseController(rf.w).Flush()
@@ -538,7 +544,11 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder
 	if r.cfg.Compress {
 		onMiss = setMissVary
 	}
-	rw := &recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
+	rw := takeRecorder(ctx)
+	if rw == nil {
+		rw = new(recorder)
+	}
+	*rw = recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
 	if c.fallback != nil {
 		rw.hold, rw.hdr = true, rf.w.Header().Clone()
 	}

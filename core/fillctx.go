@@ -26,6 +26,10 @@ type fillCtx struct {
 	start    time.Time       // when the fill started (newFillCtx)
 	deadline time.Time
 	tags     tagSet
+	// rec is the recorder a request's fill writes to, allocated with its
+	// flight (flight.rec), until the producer takes it (takeRecorder):
+	// the context, which a handler may keep, does not hold on to it.
+	rec *recorder
 
 	mu     sync.Mutex
 	err    error         // set once ended
@@ -54,6 +58,18 @@ func fillStart(ctx context.Context) time.Time {
 		return fc.start
 	}
 	return time.Now()
+}
+
+// takeRecorder returns the recorder ctx (a fill's) was given for its
+// producer, once, or nil.
+func takeRecorder(ctx context.Context) *recorder {
+	fc, ok := ctx.(*fillCtx)
+	if !ok {
+		return nil
+	}
+	rw := fc.rec
+	fc.rec = nil
+	return rw
 }
 
 // Deadline returns the fill's deadline.

@@ -68,6 +68,12 @@ type flight struct {
 	// listed reports that the group's map holds the flight under its key
 	// (guarded by flightGroup.mu): landing needs no lookup to tell.
 	listed bool
+	// rec is the recorder of a request's fill, allocated with the flight
+	// (one allocation less per miss), used by the leader alone: no
+	// waiter reads it. A flight runs one fill, so it is never reused; it
+	// is garbage once landed and left by its callers, as a recorder of
+	// its own would be.
+	rec recorder
 }
 
 // failure is a failed fill's response as the requests that waited for it
