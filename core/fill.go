@@ -58,6 +58,12 @@ func (c *call) fill(f *flight, next nextFunc) {
 // outlive it: the storage key is the flight's copy; the canonical key and
 // the counter names (for snapshot) are copied in one allocation.
 func (c *call) own(f *flight) {
+	if f.tail != "" && c.canonical == f.key && len(f.tail) == textLen(c.names) {
+		// The key is the canonical key, and the flight's copy of it was
+		// made with the names after it (ownTail): nothing more to copy.
+		c.skey, c.canonical, c.namesText, c.namesOwned = f.key, f.key, f.tail, c.names
+		return
+	}
 	c.skey = f.key
 	n := len(c.canonical)
 	for _, s := range c.names {
@@ -72,6 +78,26 @@ func (c *call) own(f *flight) {
 	all := b.String()
 	c.canonical, c.namesText = all[:len(c.canonical)], all[len(c.canonical):]
 	c.namesOwned = c.names
+}
+
+// ownTail is what a call about to lead a flight has copied after the
+// flight's key (flightGroup.joinWith) for own: its counter names, when
+// its storage key is its canonical key (an unhashed key), so that the
+// key, the canonical key and the names take one allocation; else nil.
+func (c *call) ownTail() []string {
+	if len(c.skey) != len(c.canonical) || unsafe.StringData(c.skey) != unsafe.StringData(c.canonical) {
+		return nil
+	}
+	return c.names
+}
+
+// textLen is the length of the strings joined.
+func textLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	return n
 }
 
 // landOwned lands the flight f that the call, having owned its strings
@@ -270,7 +296,7 @@ func (c *call) refresh(next nextFunc) {
 	// Join first: a call finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
 	// MaxRefreshes, which bounds refreshes of distinct keys.
-	f, leader := r.flights.join(c.skey, c.abandonAfter)
+	f, leader := r.flights.joinWith(c.skey, c.abandonAfter, c.ownTail())
 	if !leader {
 		return
 	}

@@ -30,8 +30,10 @@ type flight struct {
 	done   chan struct{}
 	landed bool
 	// key is the flight's key, a copy of the caller's (which may view a
-	// pooled buffer): the fill's call takes it as its own.
-	key string
+	// pooled buffer): the fill's call takes it as its own. tail is what
+	// the leader had copied after it (joinWith): its counter names, when
+	// the key is its canonical key too (see call.own).
+	key, tail string
 	// e is the entry the callers may answer from: stored (and, for a
 	// route, checked against the counters after storing), found stored by
 	// the fill, or a memoized value computed but not stored. nil: none.
@@ -132,6 +134,12 @@ type flightGroup struct {
 // A contended flight that failed within the failure memory is returned as
 // landed: the caller shares its failure.
 func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
+	return g.joinWith(key, maxAge, nil)
+}
+
+// joinWith is join; a new flight's copy of the key is made with tail
+// (the strings joined) after it, in the same allocation (flight.tail).
+func (g *flightGroup) joinWith(key string, maxAge time.Duration, tail []string) (*flight, bool) {
 	now := time.Now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -149,7 +157,19 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{started: now, key: strings.Clone(key), listed: true} // key may view a pooled buffer
+	f := &flight{started: now, listed: true}
+	if len(tail) == 0 {
+		f.key = strings.Clone(key) // key may view a pooled buffer
+	} else {
+		var b strings.Builder
+		b.Grow(len(key) + textLen(tail))
+		b.WriteString(key)
+		for _, t := range tail {
+			b.WriteString(t)
+		}
+		all := b.String()
+		f.key, f.tail = all[:len(key)], all[len(key):]
+	}
 	g.m[f.key] = f
 	return f, true
 }

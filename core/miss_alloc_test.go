@@ -234,3 +234,30 @@ func TestEntryAllocFitsItsSizeClass(t *testing.T) {
 		t.Fatalf("entryAlloc takes %d bytes with its header, over the 640-byte class", s)
 	}
 }
+
+// A leader whose storage key is its canonical key has the flight copy
+// its counter names with the key (joinWith): own takes the canonical key
+// and the names from that one copy, and the snapshot names them right. A
+// call whose storage key differs (hashed) copies them itself.
+func TestOwnTakesTheNamesCopiedWithTheFlightsKey(t *testing.T) {
+	r := &Region{}
+	key := string([]byte("canon")) // as a request's view would be, not a constant
+	names := []string{"n:a", "n:bb"}
+	c := &call{r: r, canonical: key, skey: key, names: names, vals: []uint64{1, 2}}
+	f, leader := r.flights.joinWith(c.skey, 0, c.ownTail())
+	if !leader || f.key != "canon" || f.tail != "n:an:bb" {
+		t.Fatalf("flight key %q tail %q (leader %v)", f.key, f.tail, leader)
+	}
+	c.own(f)
+	if c.canonical != "canon" || unsafe.StringData(c.canonical) != unsafe.StringData(f.key) || c.skey != "canon" || c.namesText != "n:an:bb" {
+		t.Fatalf("own: canonical %q skey %q names %q", c.canonical, c.skey, c.namesText)
+	}
+	if s := c.snapshot(); len(s) != 2 || s[0].Name != "n:a" || s[1].Name != "n:bb" || s[1].Value != 2 {
+		t.Fatalf("snapshot %v", s)
+	}
+	c.landOwned(f)
+	hashed := &call{r: r, canonical: "canon", skey: "hashed-key", names: names}
+	if hashed.ownTail() != nil {
+		t.Fatal("a hashed storage key took the names with it")
+	}
+}

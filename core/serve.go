@@ -273,7 +273,7 @@ func (c *call) serve(next nextFunc) error {
 // the background for a detached front), and every caller answers from
 // the flight once it lands.
 func (c *call) miss(next nextFunc) error {
-	f, leader := c.r.flights.join(c.skey, c.abandonAfter)
+	f, leader := c.r.flights.joinWith(c.skey, c.abandonAfter, c.ownTail())
 	if leader {
 		if !c.detached() {
 			c.fill(f, next)
