@@ -165,8 +165,8 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	detached := context.WithoutCancel(fctx)
 	ctx := r.newFillCtx(detached)
 	defer ctx.end()
-	if c.route != nil && !refresh {
-		ctx.rec = &f.rec // a request's recorder, allocated with its flight
+	if c.route != nil && !refresh && !f.ran {
+		ctx.rec = &f.rec // a request's recorder, allocated with its flight (zero: unused yet)
 	}
 	tags := &ctx.tags
 	p = c.runProducer(ctx, refresh, next)
@@ -570,11 +570,14 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx conte
 	if r.cfg.Compress {
 		onMiss = setMissVary
 	}
-	rw := takeRecorder(ctx)
+	rw := takeRecorder(ctx) // zero: its flight's, used once
 	if rw == nil {
 		rw = new(recorder)
 	}
-	*rw = recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
+	// Field by field: the recorder is zero, and in the flight (on the
+	// heap) a whole literal is copied with barriers.
+	rw.w, rw.before, rw.record, rw.max = rf.w, cloneNonEmpty(rf.w.Header()), true, r.cfg.MaxEntryBytes
+	rw.onCommit, rw.fill = r.tagHeaderHook(tags, onMiss), c
 	if c.fallback != nil {
 		rw.hold, rw.hdr = true, rf.w.Header().Clone()
 	}
