@@ -56,7 +56,9 @@ func (c *call) fill(f *flight, next nextFunc) {
 // own gives the call, leading flight f, strings of its own where they
 // may view the request's pooled state, since the flight and the entry
 // outlive it: the storage key is the flight's copy; the canonical key and
-// the counter names (for snapshot) are copied in one allocation.
+// the counter names (for snapshot) are copied in one allocation, or, when
+// the storage key is the canonical key, are the flight's copy and the
+// names it made with it (ownTail).
 func (c *call) own(f *flight) {
 	if f.tail != "" && c.canonical == f.key && len(f.tail) == textLen(c.names) {
 		// The key is the canonical key, and the flight's copy of it was
