@@ -151,13 +151,23 @@ func schemeList() string { return strings.Join(backend.Schemes(), ", ") }
 // (docs/http-semantics.md, Validators). Entries stored with the earlier
 // SHA-256 form keep the ETag stored with them.
 func strongETag(body []byte) string {
-	const digits = "0123456789abcdef"
-	var b [2 + 16 + 1 + 16]byte
+	var b [strongETagMax]byte
+	return string(appendStrongETag(b[:0], body))
+}
+
+// strongETagMax is the longest strongETag: two quotes, 16 hex digits of
+// the hash, a hyphen and up to 16 of the length.
+const strongETagMax = 2 + 16 + 1 + 16
+
+// appendStrongETag appends strongETag(body) to dst.
+func appendStrongETag(dst, body []byte) []byte {
+	var b [strongETagMax]byte
 	b[0] = '"'
 	h := xxhash.Sum64(body)
-	for i := 16; i >= 1; i-- {
-		b[i] = digits[h&15]
-		h >>= 4
+	for i := 1; i < 17; i += 2 { // a byte of the hash at a time, high first
+		p := hexPairs[h>>56]
+		b[i], b[i+1] = p[0], p[1]
+		h <<= 8
 	}
 	b[17] = '-'
 	n := 18
@@ -166,7 +176,7 @@ func strongETag(body []byte) string {
 	t := len(tmp)
 	for {
 		t--
-		tmp[t] = digits[l&15]
+		tmp[t] = hexPairs[l&15][1]
 		l >>= 4
 		if l == 0 {
 			break
@@ -174,5 +184,14 @@ func strongETag(body []byte) string {
 	}
 	n += copy(b[n:], tmp[t:])
 	b[n] = '"'
-	return string(b[:n+1])
+	return append(dst, b[:n+1]...)
 }
+
+// hexPairs holds each byte's two lower-case hex digits.
+var hexPairs = func() (t [256][2]byte) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = [2]byte{digits[i>>4], digits[i&15]}
+	}
+	return t
+}()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/memory"
@@ -19,7 +20,7 @@ import (
 func (c *call) fill(f *flight, next nextFunc) {
 	r := c.r
 	c.own(f)
-	defer r.flights.land(c.skey, f)
+	defer c.landOwned(f)
 	e, release := c.claim()
 	if release != nil {
 		defer release()
@@ -55,8 +56,16 @@ func (c *call) fill(f *flight, next nextFunc) {
 // own gives the call, leading flight f, strings of its own where they
 // may view the request's pooled state, since the flight and the entry
 // outlive it: the storage key is the flight's copy; the canonical key and
-// the counter names (for snapshot) are copied in one allocation.
+// the counter names (for snapshot) are copied in one allocation, or, when
+// the storage key is the canonical key, are the flight's copy and the
+// names it made with it (ownTail).
 func (c *call) own(f *flight) {
+	if f.tail != "" && c.canonical == f.key && len(f.tail) == textLen(c.names) {
+		// The key is the canonical key, and the flight's copy of it was
+		// made with the names after it (ownTail): nothing more to copy.
+		c.skey, c.canonical, c.namesText, c.namesOwned = f.key, f.key, f.tail, c.names
+		return
+	}
 	c.skey = f.key
 	n := len(c.canonical)
 	for _, s := range c.names {
@@ -70,6 +79,34 @@ func (c *call) own(f *flight) {
 	}
 	all := b.String()
 	c.canonical, c.namesText = all[:len(c.canonical)], all[len(c.canonical):]
+	c.namesOwned = c.names
+}
+
+// ownTail is what a call about to lead a flight has copied after the
+// flight's key (flightGroup.joinWith) for own: its counter names, when
+// its storage key is its canonical key (an unhashed key), so that the
+// key, the canonical key and the names take one allocation; else nil.
+func (c *call) ownTail() []string {
+	if len(c.skey) != len(c.canonical) || unsafe.StringData(c.skey) != unsafe.StringData(c.canonical) {
+		return nil
+	}
+	return c.names
+}
+
+// textLen is the length of the strings joined.
+func textLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	return n
+}
+
+// landOwned lands the flight f that the call, having owned its strings
+// (own), led; the names own copied are no longer trusted (sameSlice).
+func (c *call) landOwned(f *flight) {
+	c.namesOwned = nil
+	c.r.flights.land(c.skey, f)
 }
 
 // concat is a fresh copy of the strings joined, in one allocation (the
@@ -104,7 +141,7 @@ func (c *call) claim() (e *backend.Entry, release func()) {
 		}
 		return e, release
 	}
-	if e, err := c.recheck(); err == nil && c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e) {
+	if e, err := c.recheck(); err == nil && e != nil && c.classify(e, time.Now().UnixNano()) == fresh && c.accepts(e) {
 		return e, nil
 	}
 	return nil, nil
@@ -130,6 +167,9 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	detached := context.WithoutCancel(fctx)
 	ctx := r.newFillCtx(detached)
 	defer ctx.end()
+	if c.route != nil && !refresh && !f.ran {
+		ctx.rec = &f.rec // a request's recorder, allocated with its flight (zero: unused yet)
+	}
 	tags := &ctx.tags
 	p = c.runProducer(ctx, refresh, next)
 	c.addRuntimeTags(ctx, tags, &p)
@@ -202,12 +242,21 @@ func (c *call) scratch(n int) ([]string, []uint64) {
 }
 
 // snapshot is the counter snapshot an entry produced now will carry.
-func (c *call) snapshot() []backend.CounterSnap {
-	snap := make([]backend.CounterSnap, len(c.names))
+func (c *call) snapshot() []backend.CounterSnap { return c.snapshotIn(nil) }
+
+// snapshotIn is snapshot, made in buf (capped to its length) when it has
+// room enough.
+func (c *call) snapshotIn(buf []backend.CounterSnap) []backend.CounterSnap {
+	var snap []backend.CounterSnap
+	if n := len(c.names); n <= cap(buf) {
+		snap = buf[:n:n]
+	} else {
+		snap = make([]backend.CounterSnap, n)
+	}
 	// The names outlive the request's pooled state: one copy of them all
 	// (made by own), sliced.
 	all := c.namesText
-	if !joins(all, c.names) {
+	if !sameSlice(c.namesOwned, c.names) && !joins(all, c.names) {
 		all = concat(c.names...)
 	}
 	for i, n := range c.names {
@@ -215,6 +264,15 @@ func (c *call) snapshot() []backend.CounterSnap {
 		all = all[len(n):]
 	}
 	return snap
+}
+
+// sameSlice reports whether a and b are the same slice (array and
+// length): the names own copied, unchanged since (nothing writes a call's
+// names while it runs), whose text need not be compared again. own sets
+// namesOwned, and landOwned clears it when the fill lands: a pooled
+// call's later request never trusts a text copied for an earlier one.
+func sameSlice(a, b []string) bool {
+	return len(a) == len(b) && len(a) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
 // joins reports whether s is the names concatenated.
@@ -240,7 +298,7 @@ func (c *call) refresh(next nextFunc) {
 	// Join first: a call finding the key already being filled or
 	// refreshed has nothing to do, and must not count as skipped for
 	// MaxRefreshes, which bounds refreshes of distinct keys.
-	f, leader := r.flights.join(c.skey, c.abandonAfter)
+	f, leader := r.flights.joinWith(c.skey, c.abandonAfter, c.ownTail())
 	if !leader {
 		return
 	}
@@ -266,7 +324,7 @@ func (c *call) refill(f *flight, next nextFunc) {
 	r := c.r
 	defer func() { <-r.refreshSem }()
 	c.own(f)
-	defer r.flights.land(c.skey, f)
+	defer c.landOwned(f)
 	if c.leasing() {
 		release, got := c.acquireLease()
 		if !got {
@@ -286,17 +344,42 @@ func (c *call) refill(f *flight, next nextFunc) {
 // producer started at start, with the counter snapshot read before it ran
 // and its lifetime.
 func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) *backend.Entry {
-	e := &backend.Entry{
-		Status:    status,
-		Header:    header,
-		Body:      body,
-		Created:   start.UnixNano(),
-		FillNanos: int64(time.Since(start)),
-		Key:       canonical,
-		Counters:  snap,
-	}
-	l.apply(e)
+	e := new(backend.Entry)
+	r.initEntry(e, status, header, body, canonical, snap, start, l)
 	return e
+}
+
+// initEntry is newEntry building the entry in e (new, zero).
+func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) {
+	e.Status, e.Header, e.Body = status, header, body
+	e.Created, e.FillNanos = start.UnixNano(), int64(time.Since(start))
+	e.Key, e.Counters = canonical, snap
+	l.apply(e)
+}
+
+// entryAlloc is a fill's entry allocated together with room for what its
+// slices usually hold: the counter snapshot, the recorded header values
+// (the recorder's snapshot, which becomes the entry's headers in place),
+// the replayed list (Prepare), the validators the cache adds and the
+// strong ETag's text. Building an entry then takes one allocation, not
+// six. Everything in it belongs to that one entry (and, until the entry
+// is built, to the recorder's snapshot that becomes its headers): it is
+// written before the entry is stored, never after, and never pooled or
+// reused. A response that is not stored leaves it to the collector.
+//
+// Its arrays are sized for a small response (two header values, three
+// replayed headers besides Content-Length, four counters) so that the
+// whole (with the allocator's header for an object of its size) takes
+// the 640-byte size class: what the separate allocations took together.
+// A response with more headers or counters has those slices allocated
+// apart, as they were.
+type entryAlloc struct {
+	e        backend.Entry
+	counters [4]backend.CounterSnap
+	values   [2]string
+	replayed [4]backend.HeaderValues
+	added    [2]string
+	etag     [strongETagMax]byte
 }
 
 // storeEntry writes e for its kept lifetime (until StaleUntil) and accounts for the outcome:
@@ -357,8 +440,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	r := c.r
 	tags := tagSetOf(ctx)
 	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
-	rw := rf.newRecorder(c, tags, refresh)
-	start := time.Now()
+	rw := rf.newRecorder(c, tags, refresh, ctx)
+	start := fillStart(ctx) // one clock read for the context and the entry
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
@@ -412,6 +495,11 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		sent = canonicalHeader(rw.snapshot)
 	}
 	before := v.before
+	// Which headers the snapshot holds, where it tells (canonical keys).
+	keys := rw.snapKeys
+	if !v.canonical {
+		keys |= snapAll
+	}
 	var reason NotStoredReason
 	keyed := false // keyed on the request's content coding (compress.go)
 	switch {
@@ -428,7 +516,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
 	default:
-		if reason = v.reason; reason == "" {
+		// encodingReason has nothing to say of a response without Vary.
+		if reason = v.reason; reason == "" && keys&snapVary != 0 {
 			reason, keyed = r.encodingReason(rf.req, before, sent)
 		}
 	}
@@ -440,7 +529,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		p.notStored(r, reason)
 		return p
 	}
-	p.snap = c.snapshot()
+	ea := rw.alloc()
+	p.snap = c.snapshotIn(ea.counters[:0])
 	// The snapshot is the recorder's own copy, not used after this: the
 	// entry's headers are made of it in place. A clean snapshot
 	// (snapshotHeader) of canonical headers, with none set before the cache
@@ -449,13 +539,15 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if !(rw.snapClean && v.canonical && len(before) == 0) {
 		stored = keepStored(before, sent)
 	}
-	e := r.newEntry(rw.status, stored, rw.body, c.canonical, p.snap, start, life)
+	e := &ea.e
+	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	addValidators(e, start)
+	addValidatorsIn(e, start, ea, keys)
 	p.skey = c.encodeEntry(e, rf.req, keyed)
+	e.Replayed = ea.replayed[:0] // Prepare lists them in it
 	e.Prepare()
 	p.store = e
 	return p
@@ -465,7 +557,10 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 // client's writer for a request's fill (held back when a stale-if-error
 // fallback may replace the response), a sink for a refresh's, whose
 // client was answered already (flushed here).
-func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder {
+//
+// A request's recorder is the one its flight holds (the fill context
+// hands it over once: takeRecorder), if any.
+func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx context.Context) *recorder {
 	r := c.r
 	if refresh {
 		_ = http.NewResponseController(rf.w).Flush()
@@ -477,7 +572,14 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder
 	if r.cfg.Compress {
 		onMiss = setMissVary
 	}
-	rw := &recorder{w: rf.w, before: cloneNonEmpty(rf.w.Header()), record: true, max: r.cfg.MaxEntryBytes, onCommit: r.tagHeaderHook(tags, onMiss), fill: c}
+	rw := takeRecorder(ctx) // zero: its flight's, used once
+	if rw == nil {
+		rw = new(recorder)
+	}
+	// Field by field: the recorder is zero, and in the flight (on the
+	// heap) a whole literal is copied with barriers.
+	rw.w, rw.before, rw.record, rw.max = rf.w, cloneNonEmpty(rf.w.Header()), true, r.cfg.MaxEntryBytes
+	rw.onCommit, rw.fill = r.tagHeaderHook(tags, onMiss), c
 	if c.fallback != nil {
 		rw.hold, rw.hdr = true, rf.w.Header().Clone()
 	}
@@ -489,18 +591,37 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool) *recorder
 // response lacks: a strong ETag of its body, and Last-Modified at start.
 // The values the cache adds take one allocation; e.Header is canonical
 // (keepStored), so it is indexed, not read with Get.
-func addValidators(e *backend.Entry, start time.Time) {
-	if vs := e.Header["Etag"]; len(vs) > 0 {
-		e.ETag = vs[0]
+func addValidators(e *backend.Entry, start time.Time) { addValidatorsIn(e, start, nil, snapAll) }
+
+// addValidatorsIn is addValidators keeping what it adds in ea, the
+// entry's own allocation, when not nil. The headers e.Header may hold
+// are in keys (snapKeys): those known absent are not looked up.
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) {
+	if keys&snapEtag != 0 {
+		if vs := e.Header["Etag"]; len(vs) > 0 {
+			e.ETag = vs[0]
+		}
 	}
-	lm := e.Header["Last-Modified"]
-	addLM := len(lm) == 0 || lm[0] == ""
+	addLM := true
+	if keys&snapLastModified != 0 {
+		lm := e.Header["Last-Modified"]
+		addLM = len(lm) == 0 || lm[0] == ""
+	}
 	var added []string
-	if e.ETag == "" || addLM {
+	switch {
+	case ea != nil:
+		added = ea.added[:0]
+	case e.ETag == "" || addLM:
 		added = make([]string, 0, 2)
 	}
 	if e.ETag == "" {
-		e.ETag = strongETag(e.Body)
+		if ea != nil {
+			// Written once, here, and viewed: ea is the entry's alone.
+			b := appendStrongETag(ea.etag[:0], e.Body)
+			e.ETag = unsafe.String(&b[0], len(b))
+		} else {
+			e.ETag = strongETag(e.Body)
+		}
 		added = append(added, e.ETag)
 		e.Header["Etag"] = added[len(added)-1 : len(added) : len(added)]
 	}

@@ -23,8 +23,13 @@ import (
 // deadline pass all the same.
 type fillCtx struct {
 	parent   context.Context // detached (context.WithoutCancel): Value only
+	start    time.Time       // when the fill started (newFillCtx)
 	deadline time.Time
 	tags     tagSet
+	// rec is the recorder a request's fill writes to, allocated with its
+	// flight (flight.rec), until the producer takes it (takeRecorder):
+	// the context, which a handler may keep, does not hold on to it.
+	rec *recorder
 
 	mu     sync.Mutex
 	err    error         // set once ended
@@ -40,9 +45,31 @@ type fillAfter struct{ f func() }
 // detached from the caller's cancellation), ending at FillTimeout. The
 // caller ends it (end) when the fill returns.
 func (r *Region) newFillCtx(parent context.Context) *fillCtx {
-	fc := &fillCtx{parent: parent, deadline: time.Now().Add(r.cfg.FillTimeout)}
+	now := time.Now()
+	fc := &fillCtx{parent: parent, start: now, deadline: now.Add(r.cfg.FillTimeout)}
 	fc.tags.r = r
 	return fc
+}
+
+// fillStart is when the fill whose context is ctx started: its fillCtx's
+// start, read from the clock for another context.
+func fillStart(ctx context.Context) time.Time {
+	if fc, ok := ctx.(*fillCtx); ok {
+		return fc.start
+	}
+	return time.Now()
+}
+
+// takeRecorder returns the recorder ctx (a fill's) was given for its
+// producer, once, or nil.
+func takeRecorder(ctx context.Context) *recorder {
+	fc, ok := ctx.(*fillCtx)
+	if !ok {
+		return nil
+	}
+	rw := fc.rec
+	fc.rec = nil
+	return rw
 }
 
 // Deadline returns the fill's deadline.

@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -56,5 +58,44 @@ func TestFillCtxDeadlineWithoutTimer(t *testing.T) {
 	fc.end()
 	if !errors.Is(fc.Err(), context.DeadlineExceeded) {
 		t.Fatalf("Err %v after the end, want context.DeadlineExceeded still", fc.Err())
+	}
+}
+
+// A request's fill writes to the recorder allocated with its flight,
+// handed over once: the context the handler may keep holds no recorder
+// once the handler runs, and every fill has a recorder of its own.
+func TestFillRecorderIsTheFlightsAndNotKeptByTheContext(t *testing.T) {
+	c, err := New(Config{Regions: map[string]RegionConfig{"r": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mw, err := c.Middleware("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctxs []context.Context
+	var writers []http.ResponseWriter
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctxs, writers = append(ctxs, r.Context()), append(writers, w)
+		_, _ = w.Write([]byte("x"))
+	}))
+	for _, path := range []string{"/a", "/b"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	if len(ctxs) != 2 {
+		t.Fatalf("%d fills, want 2", len(ctxs))
+	}
+	for i, ctx := range ctxs {
+		fc, ok := ctx.(*fillCtx)
+		if !ok {
+			t.Fatalf("fill %d: context %T, want *fillCtx", i, ctx)
+		}
+		if fc.rec != nil {
+			t.Fatalf("fill %d: the context still holds the recorder", i)
+		}
+	}
+	if writers[0] == writers[1] {
+		t.Fatal("two fills wrote to one recorder")
 	}
 }

@@ -30,8 +30,10 @@ type flight struct {
 	done   chan struct{}
 	landed bool
 	// key is the flight's key, a copy of the caller's (which may view a
-	// pooled buffer): the fill's call takes it as its own.
-	key string
+	// pooled buffer): the fill's call takes it as its own. tail is what
+	// the leader had copied after it (joinWith): its counter names, when
+	// the key is its canonical key too (see call.own).
+	key, tail string
 	// e is the entry the callers may answer from: stored (and, for a
 	// route, checked against the counters after storing), found stored by
 	// the fill, or a memoized value computed but not stored. nil: none.
@@ -65,6 +67,15 @@ type flight struct {
 	// waiters counts the calls that joined the running flight (guarded
 	// by flightGroup.mu).
 	waiters int
+	// listed reports that the group's map holds the flight under its key
+	// (guarded by flightGroup.mu): landing needs no lookup to tell.
+	listed bool
+	// rec is the recorder of a request's fill, allocated with the flight
+	// (one allocation less per miss), used by the leader alone: no
+	// waiter reads it. A flight runs one fill, so it is never reused; it
+	// is garbage once landed and left by its callers, as a recorder of
+	// its own would be.
+	rec recorder
 }
 
 // failure is a failed fill's response as the requests that waited for it
@@ -123,6 +134,12 @@ type flightGroup struct {
 // A contended flight that failed within the failure memory is returned as
 // landed: the caller shares its failure.
 func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
+	return g.joinWith(key, maxAge, nil)
+}
+
+// joinWith is join; a new flight's copy of the key is made with tail
+// (the strings joined) after it, in the same allocation (flight.tail).
+func (g *flightGroup) joinWith(key string, maxAge time.Duration, tail []string) (*flight, bool) {
 	now := time.Now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -135,11 +152,24 @@ func (g *flightGroup) join(key string, maxAge time.Duration) (*flight, bool) {
 			f.waiters++
 			return f, false
 		}
+		f.listed = false // abandoned, or its failure memory ended: replaced
 	}
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
-	f := &flight{started: now, key: strings.Clone(key)} // key may view a pooled buffer
+	f := &flight{started: now, listed: true}
+	if len(tail) == 0 {
+		f.key = strings.Clone(key) // key may view a pooled buffer
+	} else {
+		var b strings.Builder
+		b.Grow(len(key) + textLen(tail))
+		b.WriteString(key)
+		for _, t := range tail {
+			b.WriteString(t)
+		}
+		all := b.String()
+		f.key, f.tail = all[:len(key)], all[len(key):]
+	}
 	g.m[f.key] = f
 	return f, true
 }
@@ -153,12 +183,13 @@ func (g *flightGroup) land(key string, f *flight) {
 		f.fail = nil
 	}
 	g.mu.Lock()
-	if g.m[key] == f {
+	if f.listed { // g.m[key] == f
 		if f.fail != nil && f.waiters > 0 && g.memory > 0 {
 			f.until = time.Now().Add(g.memory).UnixNano()
 			time.AfterFunc(g.memory, func() { g.forget(key, f) })
 		} else {
 			delete(g.m, key)
+			f.listed = false
 		}
 	}
 	f.landed = true
@@ -195,8 +226,9 @@ func (g *flightGroup) doneOf(f *flight) <-chan struct{} {
 // forget ends a failed flight's memory.
 func (g *flightGroup) forget(key string, f *flight) {
 	g.mu.Lock()
-	if g.m[key] == f {
+	if f.listed {
 		delete(g.m, key)
+		f.listed = false
 	}
 	g.mu.Unlock()
 }

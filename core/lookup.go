@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // lookup loads the call's entry and reads its counters into c.vals; a
@@ -18,7 +19,18 @@ func (c *call) lookup() (*backend.Entry, error) { return c.read(true) }
 // recheck is lookup for a second read of a key in the same call (a fill's
 // re-check, polls for another instance's fill): a corrupt value the first
 // read counted is not counted again.
-func (c *call) recheck() (*backend.Entry, error) { return c.read(false) }
+func (c *call) recheck() (*backend.Entry, error) {
+	if m, ok := c.r.be.(*memory.Backend); ok && c.r.c.obs.p.Load() == nil {
+		// In process, with nothing to time or trace: look for the entry
+		// first, and read it with its counters only if there is one (a
+		// fill that just landed); a miss's re-check mostly finds none.
+		// Counters read after the entry are no older than with it.
+		if e, err := m.Load(c.ctx, c.skey, nil, nil); e == nil || err != nil {
+			return nil, err
+		}
+	}
+	return c.read(false)
+}
 
 func (c *call) read(countCorrupt bool) (*backend.Entry, error) {
 	r := c.r

@@ -1,10 +1,14 @@
 package core
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // caseCanonical never claims a name canonical that
@@ -180,5 +184,80 @@ func TestJudgeAgreesWithTheRules(t *testing.T) {
 				t.Errorf("%v: canonical form %v", h, ch)
 			}
 		}
+	}
+}
+
+// appendStrongETag (table-driven hex) writes what fmt writes for the hash
+// and the length, whatever the length's number of digits.
+func TestStrongETagFormatMatchesFmt(t *testing.T) {
+	for _, n := range []int{0, 1, 15, 16, 255, 256, 4095, 4096, 1 << 20, 3<<20 + 7} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(i * 7)
+		}
+		want := fmt.Sprintf(`"%016x-%x"`, xxhash.Sum64(body), n)
+		if got := strongETag(body); got != want {
+			t.Fatalf("%d bytes: %s, want %s", n, got, want)
+		}
+		if got := string(appendStrongETag([]byte("x"), body)); got != "x"+want {
+			t.Fatalf("%d bytes: appended %s", n, got)
+		}
+	}
+}
+
+// A fill's snapshot takes the counter names from the copy own made only
+// for the fill that made it: once the flight landed, the pooled call's
+// names array, rewritten in place by a later request, is compared again,
+// never trusted for being the same slice.
+func TestSnapshotNeverTrustsNamesOwnedForAnEarlierFill(t *testing.T) {
+	r := &Region{}
+	names := []string{"n:a", "n:b"}
+	c := &call{r: r, names: names, vals: []uint64{1, 2}, canonical: "k"}
+	f, _ := r.flights.join("k", 0)
+	c.own(f)
+	if s := c.snapshot(); s[0].Name != "n:a" || s[1].Name != "n:b" || s[1].Value != 2 {
+		t.Fatalf("snapshot %v", s)
+	}
+	c.landOwned(f)
+	names[0], names[1] = "n:x", "n:y" // the same array, the next request's names
+	if s := c.snapshot(); s[0].Name != "n:x" || s[1].Name != "n:y" {
+		t.Fatalf("snapshot %v after the fill landed, want n:x and n:y", s)
+	}
+}
+
+// entryAlloc, with the 8-byte header the allocator adds to an object with
+// pointers over 512 bytes, takes the 640-byte size class: no more than
+// the entry's parts took allocated apart (the memory budget's accounting
+// is calibrated on them).
+func TestEntryAllocFitsItsSizeClass(t *testing.T) {
+	if s := unsafe.Sizeof(entryAlloc{}) + 8; s > 640 {
+		t.Fatalf("entryAlloc takes %d bytes with its header, over the 640-byte class", s)
+	}
+}
+
+// A leader whose storage key is its canonical key has the flight copy
+// its counter names with the key (joinWith): own takes the canonical key
+// and the names from that one copy, and the snapshot names them right. A
+// call whose storage key differs (hashed) copies them itself.
+func TestOwnTakesTheNamesCopiedWithTheFlightsKey(t *testing.T) {
+	r := &Region{}
+	key := string([]byte("canon")) // as a request's view would be, not a constant
+	names := []string{"n:a", "n:bb"}
+	c := &call{r: r, canonical: key, skey: key, names: names, vals: []uint64{1, 2}}
+	f, leader := r.flights.joinWith(c.skey, 0, c.ownTail())
+	if !leader || f.key != "canon" || f.tail != "n:an:bb" {
+		t.Fatalf("flight key %q tail %q (leader %v)", f.key, f.tail, leader)
+	}
+	c.own(f)
+	if c.canonical != "canon" || unsafe.StringData(c.canonical) != unsafe.StringData(f.key) || c.skey != "canon" || c.namesText != "n:an:bb" {
+		t.Fatalf("own: canonical %q skey %q names %q", c.canonical, c.skey, c.namesText)
+	}
+	if s := c.snapshot(); len(s) != 2 || s[0].Name != "n:a" || s[1].Name != "n:bb" || s[1].Value != 2 {
+		t.Fatalf("snapshot %v", s)
+	}
+	c.landOwned(f)
+	hashed := &call{r: r, canonical: "canon", skey: "hashed-key", names: names}
+	if hashed.ownTail() != nil {
+		t.Fatal("a hashed storage key took the names with it")
 	}
 }

@@ -123,6 +123,9 @@ func canonicalHeader(h http.Header) http.Header {
 // canonicalize is canonicalHeader, also reporting whether h was canonical
 // already (and is returned itself).
 func canonicalize(h http.Header) (http.Header, bool) {
+	if len(h) == 0 {
+		return h, true
+	}
 	canonical := true
 	for k := range h {
 		if !keyCanonical(k) {
@@ -138,6 +141,10 @@ func canonicalize(h http.Header) (http.Header, bool) {
 
 // keyCanonical reports whether http.CanonicalHeaderKey leaves k as it is.
 func keyCanonical(k string) bool {
+	switch k {
+	case "Content-Type", "X-Cache", "Cache-Control", "Etag", "Last-Modified", "Vary", "Content-Length", "Content-Encoding":
+		return true // the usual ones, told by one comparison
+	}
 	return caseCanonical(k) || http.CanonicalHeaderKey(k) == k
 }
 
@@ -221,20 +228,34 @@ type verdict struct {
 	// trailers reports a trailer declared or set in the headers judged
 	// (hasTrailers; one set later is seen only in the live headers).
 	trailers bool
-	reason   NotStoredReason // responseReason's
-	life     lifetime        // responseLifetime's
-	fresh    bool            // responseLifetime's ok: some freshness allowed
+	// contentLength reports a Content-Length in the headers judged (or
+	// one under another spelling maybe: not canonical).
+	contentLength bool
+	reason        NotStoredReason // responseReason's
+	life          lifetime        // responseLifetime's
+	fresh         bool            // responseLifetime's ok: some freshness allowed
 }
 
 // judge evaluates responseReason and responseLifetime on a response's
 // headers. before (the headers set before the cache ran) and h are as
 // recorded, canonical or not; ch is h's canonical form.
 func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict, ch http.Header) {
+	v, ch, _, _ = r.judgeSnapshot(rt, status, before, h, false, nil)
+	return v, ch
+}
+
+// judgeSnapshot is judge; with take set it also takes h's snapshot in
+// the same pass over h (snapshotHeaderInto's, appending the values to
+// sv, and its keys).
+func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, take bool, sv []string) (v verdict, ch, snap http.Header, keys snapKeys) {
 	// One pass over the keys: are they canonical, is there a trailer, and
 	// is any header responseReason reads beyond the status there at all.
 	v.canonical = true
 	read := false
-	for k := range h {
+	if take {
+		snap = make(http.Header, len(h))
+	}
+	for k, vs := range h {
 		if v.canonical && !keyCanonical(k) {
 			v.canonical = false
 		}
@@ -244,7 +265,17 @@ func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict,
 		switch k {
 		case "Set-Cookie", "Cache-Control", "Vary":
 			read = true
+		case "Content-Length":
+			v.contentLength = true
 		}
+		if take {
+			var kk snapKeys
+			sv, kk = snapshotAdd(snap, sv, k, vs)
+			keys |= kk
+		}
+	}
+	if !v.canonical {
+		v.contentLength = true // under some spelling, maybe
 	}
 	ch = h
 	if !v.canonical {
@@ -260,7 +291,7 @@ func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict,
 		// A refused response's lifetime is never used: not computed.
 		v.life, v.fresh = r.responseLifetime(rt, status, ch)
 	}
-	return v, ch
+	return v, ch, snap, keys
 }
 
 // commitReason predicts, as a fill's headers go out, why its response
@@ -275,6 +306,9 @@ func (r *Region) commitReason(v verdict, h http.Header) NotStoredReason {
 	}
 	if !v.fresh {
 		return NotStoredCacheControl
+	}
+	if !v.contentLength {
+		return ""
 	}
 	if cl := h["Content-Length"]; len(cl) > 0 && cl[0] != "" {
 		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n > r.cfg.MaxEntryBytes {

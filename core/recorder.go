@@ -41,6 +41,14 @@ type recorder struct {
 	snapshot http.Header
 	// snapClean: snapshotHeader found the snapshot clean (see there).
 	snapClean bool
+	// snapKeys tells which headers the snapshot may hold (snapKeys).
+	snapKeys snapKeys
+	// snapTaken: setMiss took the snapshot as it judged the headers
+	// (nothing it adds after is stored), so the commit takes none.
+	snapTaken bool
+	// ea is the allocation of the entry the recorded response may become
+	// (made with the snapshot, whose values it holds): see entryAlloc.
+	ea *entryAlloc
 	// verdict is the storage rules' verdict on the committed headers
 	// (setMiss judges them for Cache-Status), kept for building the entry;
 	// cleared when the snapshot is retaken from headers that may have
@@ -135,6 +143,9 @@ func (rw *recorder) grow(n int) {
 // write of n bytes: the response's Content-Length when the handler set
 // one within the cap (the body then grows by no copy), else n.
 func (rw *recorder) sizeHint(n int) int {
+	if v := rw.verdict; v.judged && !v.contentLength {
+		return n // none in the headers judged at the commit, just now
+	}
 	if vs := rw.Header()["Content-Length"]; len(vs) == 1 {
 		if l, err := strconv.ParseInt(vs[0], 10, 64); err == nil && l > int64(n) && l <= rw.max {
 			return int(l)
@@ -188,8 +199,8 @@ func (rw *recorder) doCommit() {
 	if rw.onCommit != nil {
 		rw.onCommit(rw)
 	}
-	if rw.record {
-		rw.snapshot, rw.snapClean = snapshotHeader(rw.Header())
+	if rw.record && !rw.snapTaken {
+		rw.snapshot, rw.snapClean, rw.snapKeys = snapshotHeaderInto(rw.Header(), rw.alloc().values[:0])
 	}
 	if !rw.hold {
 		rw.w.WriteHeader(rw.status)
@@ -234,32 +245,81 @@ func (rw *recorder) release() {
 // more grows it; the parts already taken keep the old array), each key's
 // part capped, so that an append to one copies it.
 func snapshotHeader(h http.Header) (snap http.Header, clean bool) {
-	sv := make([]string, 0, len(h))
+	snap, clean, _ = snapshotHeaderInto(h, make([]string, 0, len(h)))
+	return snap, clean
+}
+
+// snapshotHeaderInto is snapshotHeader appending the values to sv (an
+// empty slice whose capacity is used first: an entryAlloc's values),
+// also telling which headers the snapshot holds.
+func snapshotHeaderInto(h http.Header, sv []string) (snap http.Header, clean bool, keys snapKeys) {
 	out := make(http.Header, len(h))
-	clean = true
 	for k, vs := range h {
-		switch {
-		case k == "Set-Cookie" || k == "Connection":
-			clean = false
-		case unstored(k):
-			continue
-		case len(vs) == 0:
-			clean = false
-		}
-		if vs == nil {
-			out[k] = nil // as Clone: a nil value stays nil
-			continue
-		}
-		sv = append(sv, vs...)
-		out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
+		var kk snapKeys
+		sv, kk = snapshotAdd(out, sv, k, vs)
+		keys |= kk
 	}
-	return out, clean
+	return out, keys&snapUnclean == 0, keys
+}
+
+// snapKeys records, of a snapshot the recorder took, whether it is
+// unclean (snapshotHeader) and which of the few headers the fill reads
+// from it it holds under their canonical names, so that the fill looks up
+// only those present. The snapshot's keys must all be canonical for an
+// absent bit to mean an absent header (the fill checks it: verdict's
+// canonical).
+type snapKeys uint8
+
+const (
+	snapUnclean snapKeys = 1 << iota
+	snapEtag
+	snapLastModified
+	snapVary
+	// snapAll: the headers the snapshot holds are not known.
+	snapAll = snapEtag | snapLastModified | snapVary
+)
+
+// snapshotAdd is snapshotHeader's step for one header k with values vs:
+// it adds them to out (their copy appended to sv, which it returns), and
+// tells what k is among snapKeys.
+func snapshotAdd(out http.Header, sv []string, k string, vs []string) (_ []string, keys snapKeys) {
+	switch {
+	case k == "Set-Cookie" || k == "Connection":
+		keys = snapUnclean
+	case unstored(k):
+		return sv, 0
+	case len(vs) == 0:
+		keys = snapUnclean
+	}
+	switch k {
+	case "Etag":
+		keys |= snapEtag
+	case "Last-Modified":
+		keys |= snapLastModified
+	case "Vary":
+		keys |= snapVary
+	}
+	if vs == nil {
+		out[k] = nil // as Clone: a nil value stays nil
+		return sv, keys
+	}
+	sv = append(sv, vs...)
+	out[k] = sv[len(sv)-len(vs) : len(sv) : len(sv)]
+	return sv, keys
+}
+
+// alloc returns the recorder's entryAlloc, made at its first use.
+func (rw *recorder) alloc() *entryAlloc {
+	if rw.ea == nil {
+		rw.ea = new(entryAlloc)
+	}
+	return rw.ea
 }
 
 // resnapshot takes the snapshot again from a held response's headers,
 // which the handler may have changed since the commit judged them.
 func (rw *recorder) resnapshot() {
-	rw.snapshot, rw.snapClean = rw.hdr.Clone(), false
+	rw.snapshot, rw.snapClean, rw.snapKeys = rw.hdr.Clone(), false, snapUnclean|snapAll
 	rw.verdict = verdict{}
 }
 

@@ -39,6 +39,9 @@ type call struct {
 	// namesText is the names concatenated, in a string of the call's own
 	// (made with the owned keys when it leads a fill: see own).
 	namesText string
+	// namesOwned is the names slice own copied into namesText, for the
+	// fill it leads (nil otherwise): see sameSlice.
+	namesOwned []string
 	// fallback is a stale-if-error entry the call may answer with if its
 	// fill fails.
 	fallback *backend.Entry
@@ -133,10 +136,22 @@ func setMiss(rw *recorder) {
 		return
 	}
 	// The verdict is kept for the entry (routeFront.produce): the headers
-	// are judged once. What setMiss adds below changes none of it.
-	v, ch := c.r.judge(c.rt, rw.status, rw.before, h)
+	// are judged once. What setMiss adds below changes none of it. Unless
+	// more headers are added after it (CDN headers, a compressing
+	// region's Vary), the recorder's snapshot is taken in the same pass:
+	// X-Cache and Cache-Status are not kept in it anyway.
+	r := c.r
+	take := rw.record && !r.cfg.CDNHeaders && !r.cfg.Compress
+	var sv []string
+	if take {
+		sv = rw.alloc().values[:0]
+	}
+	v, ch, snap, keys := r.judgeSnapshot(c.rt, rw.status, rw.before, h, take, sv)
 	rw.verdict = v
-	reason := c.r.commitReason(v, ch)
+	if take {
+		rw.snapshot, rw.snapClean, rw.snapKeys, rw.snapTaken = snap, keys&snapUnclean == 0, keys, true
+	}
+	reason := r.commitReason(v, ch)
 	if reason == "" && c.rtags != nil && c.rtags.isOver() {
 		// Runtime tags added before the headers went out (AddTags, the
 		// tag headers just taken) already number more than MaxTags.
@@ -147,7 +162,7 @@ func setMiss(rw *recorder) {
 		return
 	}
 	h["Cache-Status"] = missStored
-	if c.r.cfg.CDNHeaders {
+	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(h, v.life)
 	}
 }
@@ -391,7 +406,7 @@ func (c *call) serve(next nextFunc) error {
 // the background for a detached front), and every caller answers from
 // the flight once it lands.
 func (c *call) miss(next nextFunc) error {
-	f, leader := c.r.flights.join(c.skey, c.abandonAfter)
+	f, leader := c.r.flights.joinWith(c.skey, c.abandonAfter, c.ownTail())
 	if leader {
 		if !c.detached() {
 			c.fill(f, next)

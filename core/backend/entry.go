@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -77,8 +78,13 @@ type Entry struct {
 	Counters  []CounterSnap
 
 	// derived on creation or decode, never stored
-	CLValue      [1]string // the Content-Length header value, shared by hits
-	clDigits     [20]byte  // CLValue[0]'s bytes
+	CLValue  [1]string // the Content-Length header value, shared by hits
+	clDigits [20]byte  // CLValue[0]'s bytes
+	// headerMem is MemSize's share of Header, summed as Replayed was
+	// listed (by Prepare or the decoder), the entry being immutable
+	// since; 0: not summed. (In the padding after clDigits: an Entry
+	// allocated with more (core's) stays within its size class.)
+	headerMem    uint32
 	LastModified time.Time
 	// Producer identifies what stored the entry in this process: the
 	// engine sets it (to its route) before the store and compares it by
@@ -139,28 +145,64 @@ func (e *Entry) HitHeaders(age, ttl int64) *HitHeaders {
 
 // Prepare computes the derived fields used on every hit. LastModified is
 // parsed from the Last-Modified header unless already set (by a creator
-// that formatted the header from it).
+// that formatted the header from it). Replayed is listed from Header
+// unless it lists some already (a decoder's); a creator may give it an
+// empty slice whose capacity the list is built in.
 func (e *Entry) Prepare() {
 	n := len(strconv.AppendInt(e.clDigits[:0], int64(len(e.Body)), 10))
 	e.CLValue[0] = unsafe.String(&e.clDigits[0], n) // written once, here
-	if e.Replayed == nil {                          // parseEntry lists them as it decodes
-		rp := make([]HeaderValues, 0, len(e.Header)+1)
+	if len(e.Replayed) == 0 {                       // parseEntry lists them as it decodes
+		// Built in the capacity a creator gave Replayed (empty), if enough.
+		rp := e.Replayed[:0]
+		if cap(rp) < len(e.Header)+1 {
+			rp = make([]HeaderValues, 0, len(e.Header)+1)
+		}
+		mem := int64(0) // MemSize's share of the headers, in the same pass
 		for k, vs := range e.Header {
+			mem += int64(len(k)) + 24
+			for _, v := range vs {
+				mem += int64(len(v)) + 16
+			}
 			if k == "Content-Length" {
 				continue // always the body's own length
 			}
 			rp = append(rp, HeaderValues{k, vs[:len(vs):len(vs)]})
 		}
-		// In name order, sorted in place (no slice of names to allocate).
-		slices.SortFunc(rp, func(a, b HeaderValues) int { return strings.Compare(a.Name, b.Name) })
+		sortHeaderValues(rp)
 		e.Replayed = rp
+		e.headerMem = 0
+		if mem <= math.MaxUint32 {
+			e.headerMem = uint32(mem)
+		}
 	}
 	e.Replayed = append(e.Replayed, HeaderValues{"Content-Length", e.CLValue[:]})
-	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" && e.LastModified.IsZero() {
+	if e.LastModified.IsZero() {
+		e.parseLastModified()
+	}
+}
+
+// parseLastModified sets LastModified from the Last-Modified header.
+func (e *Entry) parseLastModified() {
+	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {
 		if t, ok := parseIMFFixdate(lm[0]); ok {
 			e.LastModified = t
 		} else if t, err := http.ParseTime(lm[0]); err == nil {
 			e.LastModified = t
+		}
+	}
+}
+
+// sortHeaderValues sorts headers in name order, in place (no slice of
+// names to allocate): by insertion for the few headers of most responses,
+// where the general sort's set-up costs more than the sort.
+func sortHeaderValues(rp []HeaderValues) {
+	if len(rp) > 12 {
+		slices.SortFunc(rp, func(a, b HeaderValues) int { return strings.Compare(a.Name, b.Name) })
+		return
+	}
+	for i := 1; i < len(rp); i++ {
+		for j := i; j > 0 && rp[j].Name < rp[j-1].Name; j-- {
+			rp[j], rp[j-1] = rp[j-1], rp[j]
 		}
 	}
 }
@@ -274,10 +316,14 @@ func (e *Entry) MemSize() int64 {
 	n := int64(cap(e.Body)+len(e.Key)+len(e.ETag)) + 320 // entry struct, hit headers
 	n += 64 + int64(len(e.Header))*80                    // map buckets per key
 	n += int64(len(e.Header)+1) * 40                     // replayed: name and slice per header
-	for k, vs := range e.Header {
-		n += int64(len(k)) + 24
-		for _, v := range vs {
-			n += int64(len(v)) + 16
+	if e.headerMem != 0 {
+		n += int64(e.headerMem) // summed as Replayed was listed
+	} else {
+		for k, vs := range e.Header {
+			n += int64(len(k)) + 24
+			for _, v := range vs {
+				n += int64(len(v)) + 16
+			}
 		}
 	}
 	for _, c := range e.Counters {
@@ -462,6 +508,7 @@ func parseEntry(b []byte) (*Entry, error) {
 	// reader copies instead of writing over the next header's values.
 	all := de.values[:0]
 	e.Replayed = de.replayed[:0]
+	hmem := int64(0) // MemSize's share of the headers
 	prev := ""
 	for i := 0; i < nh && !d.err; i++ {
 		k := d.str()
@@ -481,6 +528,10 @@ func parseEntry(b []byte) (*Entry, error) {
 			break
 		}
 		e.Header[k] = all[first:len(all):len(all)]
+		hmem += int64(len(k)) + 24
+		for _, v := range all[first:] {
+			hmem += int64(len(v)) + 16
+		}
 		if k != "Content-Length" {
 			e.Replayed = append(e.Replayed, HeaderValues{k, e.Header[k]})
 		}
@@ -490,6 +541,9 @@ func parseEntry(b []byte) (*Entry, error) {
 	}
 	if d.err || len(d.b) != 0 || e.Status < 100 || e.Status > 999 {
 		return nil, ErrCorrupt
+	}
+	if hmem <= math.MaxUint32 {
+		e.headerMem = uint32(hmem) // summed above, with Replayed listed
 	}
 	e.Prepare()
 	return e, nil
