@@ -278,7 +278,7 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 	// may have completed between that check and this call's own lookup:
 	// the entry must also match what this call read, or it predates an
 	// invalidation this call already saw.
-	if f.e == nil || !snapshotAgrees(f.snap, c.names, c.vals) || r.invalidationPending() {
+	if f.e == nil || !snapshotAgrees(f.snap, c.names, c.vals) || !c.othersAgree(f.snap) || r.invalidationPending() {
 		return c.settle(f, outUnshared, next)
 	}
 	ev := evCoalescedHit
@@ -310,6 +310,31 @@ func snapshotAgrees(snap []backend.CounterSnap, names []string, vals []uint64) b
 		}
 	}
 	return true
+}
+
+// othersAgree reports whether the counters of a result's snapshot that
+// the call did not read (the runtime tags its producer added) still hold
+// their snapshot values, read now: the fill checked them after storing,
+// but a tag invalidation may have completed since, before this call
+// looked up; what it read agrees with the snapshot all the same
+// (snapshotAgrees), since the runtime tags are not among its counters.
+func (c *call) othersAgree(snap []backend.CounterSnap) bool {
+	n := 0
+	for _, s := range snap {
+		if !slices.Contains(c.names, s.Name) {
+			n++
+		}
+	}
+	if n == 0 {
+		return true
+	}
+	others := make([]backend.CounterSnap, 0, n)
+	for _, s := range snap {
+		if !slices.Contains(c.names, s.Name) {
+			others = append(others, s)
+		}
+	}
+	return c.validRuntime(others)
 }
 
 // background tracks the fills and refreshes running in the background

@@ -418,7 +418,7 @@ func (mf *memoFront[T]) settle(c *call, f *flight, o outcome) error {
 	}
 	// outUnshared: a value that could not be encoded (or decoded back) is
 	// shared as is, if computed under what this caller read.
-	if v, ok := f.val.(T); ok && f.ran && snapshotAgrees(f.snap, c.names, c.vals) {
+	if v, ok := f.val.(T); ok && f.ran && snapshotAgrees(f.snap, c.names, c.vals) && c.othersAgree(f.snap) {
 		mf.v = v
 		c.r.record(evCoalescedHit)
 		return nil
