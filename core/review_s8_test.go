@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -589,6 +590,151 @@ func TestNoStaleAnswerUnderConcurrentInvalidation(t *testing.T) {
 			wg.Wait()
 			if v := bad.Load(); v != nil {
 				t.Fatal(v)
+			}
+		})
+	}
+}
+
+// On the memory store, requests whose keys differ only in what the hit
+// path built on the stack leaves to the general one (a keyed header, a
+// key past the stack buffer, TLS, a KeyFunc, a varied header) or in the
+// path's spelling never answer each other, whichever fills first.
+func TestMemoryHitKeysKeepRequestsApart(t *testing.T) {
+	long := "/items/1?q=" + strings.Repeat("x", 300)
+	type req struct {
+		target string
+		hdr    http.Header
+		tls    bool
+	}
+	groups := map[string][]req{
+		"forwarded": {
+			{"/items/1", nil, false},
+			{"/items/1", http.Header{"X-Forwarded-Host": {"a.example"}}, false},
+			{"/items/1", http.Header{"X-Forwarded-Host": {"b.example"}}, false},
+			{"/items/1", http.Header{"X-Forwarded-Proto": {"https"}}, false},
+			{"/items/1", http.Header{"X-Real-Ip": {"10.0.0.1"}}, false},
+			{"/items/1", nil, true},
+		},
+		"long": {
+			{long, nil, false},
+			{long + "y", nil, false},
+			{long[:250], nil, false},
+		},
+		"path": {
+			{"/items/a%2Fb", nil, false},
+			{"/items/a/b", nil, false},
+			{"/items/a%2fb", nil, false},
+			{"/items/%61", nil, false},
+			{"/items/a", nil, false},
+		},
+		"vary": {
+			{"/items/1", nil, false},
+			{"/items/1", http.Header{"Accept-Language": {"fr"}}, false},
+			{"/items/1", http.Header{"Accept-Language": {"de"}}, false},
+		},
+	}
+	for name, reqs := range groups {
+		for first := range reqs {
+			c := rvCache(t, core.RegionConfig{VaryHeaders: []string{"Accept-Language"}})
+			rt := rvRoute(t, c, core.Tags("item:{id}"))
+			h := func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, r.Host, "|", r.URL.RequestURI(), "|", r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Proto"),
+					r.Header.Get("X-Real-Ip"), r.Header.Get("Accept-Language"), "|", r.TLS != nil)
+			}
+			serve := func(q req) *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				target := q.target
+				if q.tls {
+					target = "https://example.com" + target
+				}
+				r := httptest.NewRequest("GET", target, nil)
+				for k, vs := range q.hdr {
+					r.Header[k] = vs
+				}
+				_ = adapter.ServeRoute(rt, w, r, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+					h(w, r)
+					return nil
+				})
+				return w
+			}
+			order := append([]req{reqs[first]}, reqs[:first]...)
+			order = append(order, reqs[first+1:]...)
+			bodies := map[string]int{}
+			own := make([]string, len(order))
+			for round := 0; round < 2; round++ {
+				for i, q := range order {
+					w := serve(q)
+					if round == 0 && xc(w) != "MISS" {
+						t.Fatalf("%s, %d first: request %d (%+v) answered %s: %q", name, first, i, q, xc(w), w.Body.String())
+					}
+					if round == 1 && xc(w) != "HIT" {
+						t.Fatalf("%s, %d first: request %d (%+v) not a hit: %s", name, first, i, q, xc(w))
+					}
+					if round == 0 {
+						bodies[w.Body.String()]++
+						own[i] = w.Body.String()
+					} else if bodies[w.Body.String()] != 1 || w.Body.String() != own[i] {
+						t.Fatalf("%s: request %d (%+v) got %q", name, i, q, w.Body.String())
+					}
+				}
+			}
+		}
+	}
+}
+
+// What the one pass over a miss's headers judges: a Content-Length past
+// MaxEntryBytes (under any spelling) is not stored and says so; a
+// response with trailers (declared, or set after the body) is not stored;
+// one with Vary on a header the region does not key is not stored.
+func TestMissHeaderVerdicts(t *testing.T) {
+	cases := map[string]http.HandlerFunc{
+		"content-length": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "2000")
+			fmt.Fprint(w, strings.Repeat("x", 2000))
+		},
+		"content-length-lower": func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["content-length"] = []string{"2000"}
+			fmt.Fprint(w, strings.Repeat("x", 2000))
+		},
+		"trailer-declared": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Sum")
+			fmt.Fprint(w, "x")
+			w.Header().Set("X-Sum", "1")
+		},
+		"trailer-late": func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "x")
+			w.Header().Set(http.TrailerPrefix+"X-Sum", "1")
+		},
+		"vary-unkeyed": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Vary", "X-Unkeyed")
+			fmt.Fprint(w, "x")
+		},
+		"vary-lower": func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["vary"] = []string{"X-Unkeyed"}
+			fmt.Fprint(w, "x")
+		},
+	}
+	for name, h := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := rvCache(t, core.RegionConfig{MaxEntryBytes: 1000})
+			rt := rvRoute(t, c)
+			var calls atomic.Int64
+			hh := func(w http.ResponseWriter, r *http.Request) { calls.Add(1); h(w, r) }
+			for i := 0; i < 2; i++ {
+				w := rvServe(rt, "GET", "/items/1", nil, mapParams{"id": "1"}, hh)
+				if xc(w) != "MISS" {
+					t.Fatalf("request %d: %s (%v)", i, xc(w), w.Header())
+				}
+				// Known as the headers go out: Cache-Status tells why.
+				if cs := w.Header().Get("Cache-Status"); name != "trailer-late" && (strings.Contains(cs, "stored") || !strings.Contains(cs, "detail=")) {
+					t.Fatalf("request %d: Cache-Status %q", i, cs)
+				}
+			}
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("%d origin calls, want 2", n)
+			}
+			if st := c.Stats()["r"]; len(st.NotStored) == 0 {
+				t.Fatalf("no reason counted: %+v", st)
 			}
 		})
 	}
