@@ -26,7 +26,7 @@ func memServe(t *testing.T, rt *Route, target, id, body string) *httptest.Respon
 }
 
 // A hit on the memory store reads its entry before building the counter
-// names (Route.serve, memoryHit): an early refresh started by such a hit
+// names (Route.serve, keyedHit): an early refresh started by such a hit
 // builds them then, and the entry it stores depends on exactly the
 // counters a lookup names, so that invalidating any of them (the region,
 // the key, a static tag, a templated tag) still ends its hits.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/memory"
+	"github.com/routecache/routecache/core/backend/near"
 	"github.com/routecache/routecache/core/internal/throttle"
 )
 
@@ -20,7 +21,10 @@ type Region struct {
 	be   backend.Backend
 	// mem is be when it is the memory store: a hit on it reads the entry
 	// first and its counters by the entry's names (Route.serve).
-	mem           *memory.Backend
+	mem *memory.Backend
+	// near is be when it is a near cache: a hit on it asks the L1 for an
+	// entry whose counters are known unchanged (Route.serveKeyed).
+	near          *near.Cache
 	keys          backend.KeyForm // how keys and counter names are shaped for be
 	ns            string          // Prefix + ":"
 	regionCounter string
@@ -80,6 +84,7 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 		ignoreCookie: map[string]bool{},
 	}
 	r.mem, _ = be.(*memory.Backend)
+	r.near, _ = be.(*near.Cache)
 	r.refreshSem = make(chan struct{}, cfg.MaxRefreshes)
 	r.flights.memory = failureMemory
 	r.regionCounter = r.counterName(r.ns + "v:r:" + name)

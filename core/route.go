@@ -28,10 +28,10 @@ type Route struct {
 	// exactly the counters the request named, and a hit compares values
 	// only.
 	namesFromKey bool
-	// memoryKeyed is set when the route's hits may be answered from the
-	// key alone (Route.serveMemory): its region is on the memory store and
-	// does not compress, and namesFromKey.
-	memoryKeyed bool
+	// keyedHits is set when the route's hits may be answered from the
+	// key alone (Route.serveKeyed): its region is on the memory store or
+	// a near cache and does not compress, and namesFromKey.
+	keyedHits bool
 	// ttl, stale and staleIfError are the route's own lifetime (TTL,
 	// StaleFor): 0 and -1 mean its region's.
 	ttl, stale, staleIfError time.Duration
@@ -87,7 +87,7 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 			}
 		}
 	}
-	rt.memoryKeyed = r.mem != nil && rt.namesFromKey && !r.cfg.Compress
+	rt.keyedHits = (r.mem != nil || r.near != nil) && rt.namesFromKey && !r.cfg.Compress
 	c.lives.need(r, rt)
 	return rt, nil
 }

@@ -105,7 +105,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 
 // buildKey is build's key (st.key) for a route with the default key,
 // without the counter names (buildNames): a hit on the memory store reads
-// its counters by the names its entry holds (Route.serveMemory). path is
+// its counters by the names its entry holds (Route.serveKeyed). path is
 // canonicalPath of the request's URL.
 func (rt *Route) buildKey(st *reqState, req *http.Request, pattern, path string) {
 	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
@@ -114,7 +114,7 @@ func (rt *Route) buildKey(st *reqState, req *http.Request, pattern, path string)
 }
 
 // stackKeyBytes is the size of the buffer on the stack a hit on the
-// memory store builds its key in (Route.serveMemory).
+// memory store or a near cache builds its key in (Route.serveKeyed).
 const stackKeyBytes = 256
 
 // appendStackKey appends to b, of capacity stackKeyBytes and on the

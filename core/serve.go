@@ -199,13 +199,13 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	}
 	// The state goes back to the pool when the call returns, not deferred:
 	// a handler's panic leaves it to the collector, unpooled.
-	// On the memory store, a route whose counter names are a function of
-	// its key (namesFromKey: the default key) answers a fresh hit from its
-	// key alone (serveMemory). Without Compress (whose replay may turn a
-	// hit into a miss), and without an Observer (the general read is
-	// timed and traced).
-	if rt.memoryKeyed && r.c.obs.p.Load() == nil {
-		return rt.serveMemory(w, req, p, cp, pattern, next)
+	// On the memory store or a near cache, a route whose counter names
+	// are a function of its key (namesFromKey: the default key) answers a
+	// fresh hit from its key alone (serveKeyed). Without Compress (whose
+	// replay may turn a hit into a miss), and without an Observer (the
+	// general read is timed and traced).
+	if rt.keyedHits && r.c.obs.p.Load() == nil {
+		return rt.serveKeyed(w, req, p, cp, pattern, next)
 	}
 	st := rt.getState(cp, &p)
 	if !rt.build(st, req, p, pattern) {
@@ -251,13 +251,13 @@ func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Reques
 	return next(w, req)
 }
 
-// serveMemory is serve on the memory store for a route whose counter
-// names are a function of its key. The key is built on the stack, and a
-// fresh hit (memoryHit) is answered from it alone: no request state, no
-// counter names, no call. Anything else takes a pooled state, builds the
-// names and goes the general way; so does an early refresh, after the
-// hit, with the values of the counters the hit read.
-func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+// serveKeyed is serve on the memory store or a near cache for a route
+// whose counter names are a function of its key. The key is built on the
+// stack, and a fresh hit (keyedHit) is answered from it alone: no request
+// state, no counter names, no call. Anything else takes a pooled state,
+// builds the names and goes the general way; so does an early refresh,
+// after the hit, with the values of the counters the hit read.
+func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
 	r := rt.r
 	var buf [stackKeyBytes]byte
 	path := canonicalPath(req.URL)
@@ -266,7 +266,7 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 	var now int64
 	absent := false
 	if onStack {
-		if e, now, absent = rt.memoryHit(unsafeString(key)); e != nil {
+		if e, now, absent = rt.keyedHit(unsafeString(key)); e != nil {
 			// routeFront.replay of a hit, without Observer and Compress.
 			r.stats.n[cHits].Add(1)
 			r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, "HIT")
@@ -291,7 +291,7 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 	c := rt.call(st, w, req)
 	if e != nil {
 		// An early refresh after the hit: the values read are the entry's,
-		// which memoryHit found current.
+		// which keyedHit found current.
 		for i := range c.vals {
 			c.vals[i] = e.Counters[i].Value
 		}
@@ -311,7 +311,7 @@ func (rt *Route) serveMemory(w http.ResponseWriter, req *http.Request, p params,
 }
 
 // serveAbsent is serve for a call whose entry the memory store was just
-// found not to hold (memoryHit): the counters are read as the lookup
+// found not to hold (keyedHit): the counters are read as the lookup
 // would have read them, and the call misses, without a second read of
 // the entry (the leader of the fill re-checks the store: claim).
 func (c *call) serveAbsent(next nextFunc) error {
@@ -324,23 +324,31 @@ func (c *call) serveAbsent(next nextFunc) error {
 	return c.miss(next)
 }
 
-// memoryHit returns the entry a fresh hit on the memory store answers
-// with for key, and the time it is judged at, or nil (absent: the store
-// holds no entry under key). The entry is read
+// keyedHit returns the entry a fresh hit on the memory store or a near
+// cache answers with for key, and the time it is judged at, or nil
+// (absent: the memory store holds no entry under key). The entry is read
 // first: stored by this route under this very key (namesFromKey), it
 // depends on the counters the request would name, in the same order,
-// then its runtime tags'; their names are the entry's own, and each is
-// read after the entry and compared with its snapshot
+// then its runtime tags'; their names are the entry's own. On the memory
+// store each is read after the entry and compared with its snapshot
 // (memory.Backend.Unchanged), as valid compares the values a lookup
-// read. A counter bumped before the request began is seen; an entry
-// stored after the bump holds the bumped value. Anything but a fresh,
-// valid entry (none, another route's, expired, stale, a pending
-// invalidation, a changed counter) is left to the general lookup.
-func (rt *Route) memoryHit(key string) (_ *backend.Entry, now int64, absent bool) {
+// read. A near cache returns the entry only when the values of all of
+// them, as its local counters hold them now, equal its snapshot
+// (near.Cache.Fresh): what its Load would read and valid conclude. A
+// counter bumped before the request began is seen; an entry stored after
+// the bump holds the bumped value. Anything but a fresh, valid entry
+// (none, another route's, expired, stale, a pending invalidation, a
+// changed counter, counters a near cache would read remotely) is left to
+// the general lookup.
+func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool) {
 	r := rt.r
-	e := r.mem.Entry(key)
-	if e == nil {
-		return nil, 0, true
+	var e *backend.Entry
+	if m := r.mem; m != nil {
+		if e = m.Entry(key); e == nil {
+			return nil, 0, true
+		}
+	} else if e = r.near.Fresh(key); e == nil {
+		return nil, 0, false
 	}
 	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
 		return nil, 0, false
@@ -350,10 +358,10 @@ func (rt *Route) memoryHit(key string) (_ *backend.Entry, now int64, absent bool
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
-	if now >= e.FreshUntil || !r.mem.Unchanged(e.Counters) {
+	if now >= e.FreshUntil || r.mem != nil && !r.mem.Unchanged(e.Counters) {
 		return nil, 0, false
 	}
-	r.brk.done(nil)
+	r.brk.succeeded() // as a successful read (call.read)
 	return e, now, false
 }
 

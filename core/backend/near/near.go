@@ -308,6 +308,38 @@ func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uin
 	return e, nil
 }
 
+// Fresh returns the entry the L1 holds under key when the counter
+// values its last hit read (l1Snap) are still what the local counters
+// hold, cover every counter of the entry, and equal the entry's own
+// snapshot of them: a Load by the entry's own names would return the
+// entry with these values, which its validity check would find
+// unchanged since it was stored. It returns nil otherwise (no L1 entry,
+// no such record, local changed since, a counter moved, the pub/sub
+// subscription down, or a near cache on Memcached, which keeps no
+// record), and the caller looks the entry up in full (Load). The entry
+// is not checked for expiry, its key or its producer.
+func (n *Cache) Fresh(key string) *backend.Entry {
+	if !n.trusted() {
+		return nil
+	}
+	le, ok := n.l1.Load(key)
+	if !ok {
+		return nil
+	}
+	s, cs := le.snap.Load(), le.e.Counters
+	if s == nil || s.gen != n.gen.Load() || s.n != len(cs) {
+		return nil
+	}
+	vs := s.vals[:len(cs)]
+	for i, c := range cs {
+		if v := vs[i]; v == 0 || v != c.Value {
+			return nil
+		}
+	}
+	n.localHits.Add(1)
+	return le.e
+}
+
 // localCounters fills vals from local copies, if all are present and
 // (on Memcached) recent enough. The first names are looked up through the
 // refs le keeps for them (l1Entry).

@@ -215,3 +215,145 @@ func TestNearHitSnapshotSeesConcurrentChanges(t *testing.T) {
 		})
 	}
 }
+
+// Fresh returns the L1 entry only while the values the last hit read
+// (l1Snap) are current, cover every counter of the entry and equal its
+// own snapshot: never after an invalidation dropped a counter, a newer
+// value was read, or every local counter was dropped (a restart or a
+// resubscription), and never in ttl mode (Memcached), which keeps no
+// record.
+func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
+	f := newSnapFixture(t)
+	n, ctx := f.n, context.Background()
+	load := func(names []string) {
+		t.Helper()
+		if e, err := n.Load(ctx, f.key, names, make([]uint64, len(names))); err != nil || e == nil {
+			t.Fatalf("Load = %v, %v", e, err)
+		}
+	}
+	fresh := func(step string, want bool) {
+		t.Helper()
+		if got := n.Fresh(f.key) != nil; got != want {
+			t.Fatalf("%s: Fresh found the entry %v, want %v", step, got, want)
+		}
+	}
+	fresh("stored, no hit yet", false)
+	load(f.names)
+	fresh("after a hit", true)
+	fresh("again", true)
+	if n.Fresh("/other") != nil {
+		t.Fatal("Fresh found an entry under another key")
+	}
+
+	// Fewer names: the record does not cover the entry's counters.
+	load(f.names[:3])
+	fresh("a record of fewer counters", false)
+	load(f.names)
+	fresh("the entry's names again", true)
+
+	// Every local counter dropped (OnReset, a resubscription).
+	n.dropAll()
+	fresh("after dropAll", false)
+	load(f.names) // read remotely
+	load(f.names) // local again: the record is rebuilt
+	fresh("hit after dropAll", true)
+
+	// Another instance's invalidation, its message arriving.
+	if err := f.inner.Bump(ctx, f.names[1]); err != nil {
+		t.Fatal(err)
+	}
+	n.drop(f.names[1])
+	fresh("after the message", false)
+	load(f.names)
+	load(f.names) // a record of the new values, not the entry's
+	if le, _ := n.l1.Load(f.key); le.snap.Load() == nil || le.snap.Load().gen != n.gen.Load() {
+		t.Fatal("no current record after the re-read")
+	}
+	fresh("a record of values the entry does not hold", false)
+
+	// A local invalidation.
+	g := newSnapFixture(t)
+	if _, err := g.n.Load(ctx, g.key, g.names, make([]uint64, len(g.names))); err != nil {
+		t.Fatal(err)
+	}
+	if g.n.Fresh(g.key) == nil {
+		t.Fatal("no fast hit before the Bump")
+	}
+	if err := g.n.Bump(ctx, g.names[3]); err != nil {
+		t.Fatal(err)
+	}
+	if g.n.Fresh(g.key) != nil {
+		t.Fatal("a fast hit after the Bump returned")
+	}
+
+	// ttl mode: local values age, no record is kept.
+	h := newSnapFixture(t)
+	h.n.staleness = time.Hour
+	for range 2 {
+		if _, err := h.n.Load(ctx, h.key, h.names, make([]uint64, len(h.names))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.n.Fresh(h.key) != nil {
+		t.Fatal("a near cache in ttl mode answered Fresh")
+	}
+}
+
+// No Fresh that starts after an invalidation completed (the store
+// bumped, then the local copy dropped) returns the entry, while hits run
+// concurrently and rebuild their records. Run with the race detector.
+func TestNearFreshSeesConcurrentInvalidation(t *testing.T) {
+	f := newSnapFixture(t)
+	n, ctx := f.n, context.Background()
+	if _, err := n.Load(ctx, f.key, f.names, make([]uint64, len(f.names))); err != nil {
+		t.Fatal(err)
+	}
+	if n.Fresh(f.key) == nil {
+		t.Fatal("no fast hit before the invalidation")
+	}
+	var invalidated atomic.Bool
+	var fastHits atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vals := make([]uint64, len(f.names))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				after := invalidated.Load() // completed before this Fresh starts
+				if n.Fresh(f.key) != nil {
+					if after {
+						t.Errorf("Fresh returned the entry after the invalidation completed")
+						return
+					}
+					fastHits.Add(1)
+				}
+				if _, err := n.Load(ctx, f.key, f.names, vals); err != nil {
+					t.Errorf("Load: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	// Let the readers hit from the record first.
+	for fastHits.Load() < 8 && !t.Failed() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := f.inner.Bump(ctx, f.names[2]); err != nil {
+		t.Fatal(err)
+	}
+	n.drop(f.names[2])
+	invalidated.Store(true)
+	// Let the readers rebuild records of the new values.
+	for h := n.Stats().LocalHits; n.Stats().LocalHits < h+100 && !t.Failed(); {
+		time.Sleep(time.Millisecond)
+	}
+	close(done)
+	wg.Wait()
+}
