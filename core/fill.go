@@ -587,15 +587,12 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx conte
 	return rw
 }
 
-// addValidators gives an entry built at start the validators its
+// addValidatorsIn gives an entry built at start the validators its
 // response lacks: a strong ETag of its body, and Last-Modified at start.
-// The values the cache adds take one allocation; e.Header is canonical
-// (keepStored), so it is indexed, not read with Get.
-func addValidators(e *backend.Entry, start time.Time) { addValidatorsIn(e, start, nil, snapAll) }
-
-// addValidatorsIn is addValidators keeping what it adds in ea, the
-// entry's own allocation, when not nil. The headers e.Header may hold
-// are in keys (snapKeys): those known absent are not looked up.
+// The values the cache adds go in ea, the entry's own allocation, when
+// not nil. e.Header is canonical (keepStored), so it is indexed, not read
+// with Get; the headers it may hold are in keys (snapKeys): those known
+// absent are not looked up.
 func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) {
 	if keys&snapEtag != 0 {
 		if vs := e.Header["Etag"]; len(vs) > 0 {
