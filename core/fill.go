@@ -442,18 +442,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	c.rtags = tags // the CDN's Surrogate-Key lists them too (cdn.go)
 	rw := rf.newRecorder(c, tags, refresh, ctx)
 	start := fillStart(ctx) // one clock read for the context and the entry
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				p.notStored(r, NotStoredPanic)
-				p.failed, p.panicked, p.fail = true, v, panicFailure
-				if refresh || rw.hold {
-					r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
-				}
-			}
-		}()
-		p.err = next(rw, rf.req.WithContext(ctx))
-	}()
+	rf.runHandler(c, ctx, rw, refresh, next, &p)
 	if p.panicked != nil {
 		// A fill whose response already started streaming (too large to
 		// hold back) re-raises it, or the client would take a truncated
@@ -551,6 +540,23 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	e.Prepare()
 	p.store = e
 	return p
+}
+
+// runHandler runs the fill's handler on rw with the fill's context. A
+// panic is recovered into p: not stored, failed, and kept to be raised
+// again where the response already went out (produce's caller).
+func (rf *routeFront) runHandler(c *call, ctx context.Context, rw *recorder, refresh bool, next nextFunc, p *produced) {
+	r := c.r
+	defer func() {
+		if v := recover(); v != nil {
+			p.notStored(r, NotStoredPanic)
+			p.failed, p.panicked, p.fail = true, v, panicFailure
+			if refresh || rw.hold {
+				r.c.log.Error("routecache: handler panicked (stale entry served, or refresh dropped)", "region", r.name, "panic", v)
+			}
+		}
+	}()
+	p.err = next(rw, rf.req.WithContext(ctx))
 }
 
 // newRecorder returns the recorder a fill's handler writes to: the
