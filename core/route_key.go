@@ -77,9 +77,7 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	if rt.key == nil {
 		// buildKey and buildNames, the path computed once.
 		path := canonicalPath(req.URL)
-		kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
-		rt.appendKeyTail(&kb, req)
-		st.key = kb.b
+		rt.buildKey(st, req, pattern, path)
 		return rt.buildNames(st, req, p, path)
 	}
 	r := rt.r
