@@ -358,12 +358,26 @@ func (b *Backend) loadOp(n int) *loadOp {
 // the pool): nil when the server answered, even if some command's answer
 // is an error reply (WRONGTYPE, nil), which each command's own result
 // tells. A pipeline a hook refused never reaches its commands, so their
-// results must not be read as answers.
-func execErr(_ []redis.Cmder, err error) error {
-	if err == nil || errors.Is(err, redis.Nil) || isRedisReply(err) {
+// results must not be read as answers. Nor does an error reply that no
+// command carries answer them: the server refused the connection before
+// any command ran (WRONGPASS or NOAUTH from AUTH, LOADING, a full client
+// table), and the commands hold no results, which would read as absent.
+func execErr(cmds []redis.Cmder, err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || isRedisReply(err) && anyAnswered(cmds) {
 		return nil
 	}
 	return err
+}
+
+// anyAnswered reports whether some command of a pipeline holds an error
+// reply: go-redis's Exec then returned the first of them.
+func anyAnswered(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // smallReadMax bounds what one read of a counter, a soft mark, a lease
@@ -493,7 +507,7 @@ func (b *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 	if len(idx) == 0 {
 		return nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isRedisReply(err) {
+	if err := execErr(pipe.Exec(ctx)); err != nil {
 		return err
 	}
 	var junk []int
