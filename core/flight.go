@@ -294,19 +294,29 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 // snapshotAgrees reports whether a result's counter snapshot agrees with
 // the values a waiting call read. A counter that call found missing (0)
 // agrees with anything: had an invalidation completed before the call
-// looked, it would have created the counter.
+// looked, it would have created the counter. Any other counter it read
+// must be in the snapshot: a producer on another route sharing the key
+// may not have read it.
 func snapshotAgrees(snap []backend.CounterSnap, names []string, vals []uint64) bool {
 	if snap == nil {
 		return false
 	}
 	for i, n := range names {
 		if vals[i] == 0 {
-			continue
+			continue // never created: nothing invalidated it
 		}
+		found := false
 		for _, c := range snap {
-			if c.Name == n && c.Value != vals[i] {
-				return false
+			if c.Name == n {
+				if c.Value != vals[i] {
+					return false
+				}
+				found = true
+				break
 			}
+		}
+		if !found {
+			return false // a counter the producer did not read (another route's tag)
 		}
 	}
 	return true

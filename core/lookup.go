@@ -176,9 +176,12 @@ func (c *call) valid(e *backend.Entry) bool {
 			return len(e.Counters) == len(names) || c.validRuntime(e.Counters[len(names):])
 		}
 	}
-	// The entry depends on counters this route did not fetch (another route
-	// sharing the key declared other tags): fetch them too.
+	// Another route sharing the key stored the entry. It must depend on
+	// every counter this route names (a tag only this route declares may
+	// have been invalidated: the entry's producer never read it), and on
+	// counters this route did not fetch, which are read now.
 	var extra []string
+	matched := 0
 	for _, c := range e.Counters {
 		found := false
 		for i, n := range names {
@@ -190,9 +193,14 @@ func (c *call) valid(e *backend.Entry) bool {
 				break
 			}
 		}
-		if !found {
+		if found {
+			matched++
+		} else {
 			extra = append(extra, c.Name)
 		}
+	}
+	if matched < len(names) {
+		return false
 	}
 	if len(extra) == 0 {
 		return true

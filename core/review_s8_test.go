@@ -438,8 +438,8 @@ func TestHandlerKeepingItsContext(t *testing.T) {
 
 // Two routes in one region with the same pattern and different tags
 // share a key: each one's hit on the entry ends when a tag of the entry's
-// own is invalidated. (The entry depends on the counters its producer
-// named: invalidating b:1 does not end b's hits on a's entry.)
+// own is invalidated. (TestRoutesSharingAKeyHonourTheirOwnTags covers the
+// tags only one of them declares.)
 func TestMemoryHitSharedKeyDifferentTags(t *testing.T) {
 	c := rvCache(t, core.RegionConfig{})
 	a := rvRoute(t, c, core.Tags("a:{id}"))
