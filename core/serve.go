@@ -347,10 +347,13 @@ func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool)
 		if e = m.Entry(key); e == nil {
 			return nil, 0, true
 		}
-	} else if e = r.near.Fresh(key); e == nil {
+		if e.Producer != rt {
+			return nil, 0, false
+		}
+	} else if e = r.near.Fresh(key, rt); e == nil { // rt's, or vouched for (call.vouch)
 		return nil, 0, false
 	}
-	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
+	if len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
 		return nil, 0, false
 	}
 	now = nowNano()
@@ -382,6 +385,9 @@ func (c *call) serve(next nextFunc) error {
 	}
 	switch c.classify(e, now) {
 	case fresh:
+		if r.near != nil && e.Producer == nil {
+			c.vouch(e)
+		}
 		if c.replay(e, now, evHit) {
 			if r.cfg.EarlyRefresh > 0 && c.fills && xfetch(e, now, r.cfg.EarlyRefresh) {
 				r.record(evEarlyRefresh)
@@ -408,6 +414,25 @@ func (c *call) serve(next nextFunc) error {
 		return c.bypass(BypassHead, next)
 	}
 	return c.miss(next)
+}
+
+// vouch tells the near cache that c's route may answer from e by its key
+// alone (keyedHit), as if it had stored e: e, which another instance
+// stored, was found fresh under c's key, and its first counters are the
+// ones c's route names, which are a function of route and key
+// (namesFromKey), in order. Its further counters (runtime tags) are
+// checked on every hit, as for the route's own entries.
+func (c *call) vouch(e *backend.Entry) {
+	rt := c.rt
+	if rt == nil || !rt.namesFromKey || e.Key != c.canonical || len(e.Counters) < len(c.names) {
+		return
+	}
+	for i, n := range c.names {
+		if e.Counters[i].Name != n {
+			return
+		}
+	}
+	c.r.near.Vouch(c.skey, e, rt)
 }
 
 // miss joins the key's flight: its leader fills (on this goroutine, or in

@@ -118,7 +118,8 @@ if [[ -n "${ROUTECACHE_TEST_REDIS:-}" ]]; then
     # Client side only: the Redis server's work is another process's.
     pair core 'BenchmarkRedis/redis-hit' 'BenchmarkRedis/raw-mget' "Redis hit vs raw MGET of its keys"
     pair core 'BenchmarkRedis/redis-hit' 'BenchmarkRedis/raw-get' "Redis hit vs raw GET of the entry"
-    pair core 'BenchmarkRedis/near-hit' 'BenchmarkRedis/memory-hit' "near hit vs memory hit"
+    pair core 'BenchmarkRedis/near-hit$' 'BenchmarkRedis/memory-hit' "near hit vs memory hit"
+    pair core 'BenchmarkRedis/near-hit-filled-elsewhere' 'BenchmarkRedis/memory-hit' "near hit, entry stored elsewhere"
 else
     echo "(Redis pairs skipped: ROUTECACHE_TEST_REDIS is not set; make bench-instr starts a Redis)"
 fi

@@ -90,6 +90,7 @@ var pairs = []struct {
 	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-get", "ratio <= 1.10, one round trip"},
 	{"BenchmarkRedis/redis-hit", "BenchmarkRedis/raw-mget", "reported: the hit's own keys in one raw MGET"},
 	{"BenchmarkRedis/near-hit", "BenchmarkRedis/memory-hit", "ratio <= 1.10, no round trip"},
+	{"BenchmarkRedis/near-hit-filled-elsewhere", "BenchmarkRedis/memory-hit", "ratio <= 1.10, on an entry another instance stored"},
 	{"BenchmarkMemcache/memcache-hit", "BenchmarkMemcache/raw-getmulti", "ratio <= 1.10, one GetMulti"},
 	{"BenchmarkMemcache/memcache-hit", "BenchmarkMemcache/raw-getmulti-all", "reported: the hit's own keys in one raw GetMulti"},
 	{"BenchmarkMemcache/one-server/memcache-hit", "BenchmarkMemcache/one-server/raw-getmulti", "ratio <= 1.10 (one memcached server)"},

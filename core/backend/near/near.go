@@ -104,6 +104,10 @@ type l1Entry struct {
 	e    *backend.Entry
 	snap atomic.Pointer[l1Snap]
 	ref  [l1Refs]clockstore.Ref
+	// by is the producer a hit vouched for (Vouch): for an entry decoded
+	// from the remote store (Producer nil), the route whose counter names
+	// the entry was found to start with.
+	by atomic.Value
 }
 
 // l1Snap is what a hit read from the local counters for an L1 entry, and
@@ -125,9 +129,9 @@ type l1Snap struct {
 const l1Refs = 7
 
 // l1EntryCost is what the L1 charges an entry besides its Size and its
-// key: the l1Entry (128 bytes) and its l1Snap (72 bytes), each in its
+// key: the l1Entry (144 bytes) and its l1Snap (72 bytes), each in its
 // allocation size class.
-const l1EntryCost = 128 + 80
+const l1EntryCost = 144 + 80
 
 // setL1 keeps e in the L1 under key for ttl.
 func (n *Cache) setL1(key string, e *backend.Entry, ttl time.Duration) {
@@ -308,6 +312,16 @@ func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uin
 	return e, nil
 }
 
+// Vouch records, for the entry e the L1 holds under key, that producer
+// names e's first counters for key just as e's own producer would (the
+// caller checked it): Fresh then answers producer for an entry another
+// instance stored. Nothing is recorded if the L1 holds another entry.
+func (n *Cache) Vouch(key string, e *backend.Entry, producer any) {
+	if le, ok := n.l1.Load(key); ok && le.e == e && le.by.Load() == nil {
+		le.by.CompareAndSwap(nil, producer)
+	}
+}
+
 // Fresh returns the entry the L1 holds under key when the counter
 // values its last hit read (l1Snap) are still what the local counters
 // hold, cover every counter of the entry, and equal the entry's own
@@ -316,14 +330,15 @@ func (n *Cache) Load(ctx context.Context, key string, names []string, vals []uin
 // unchanged since it was stored. It returns nil otherwise (no L1 entry,
 // no such record, local changed since, a counter moved, the pub/sub
 // subscription down, or a near cache on Memcached, which keeps no
-// record), and the caller looks the entry up in full (Load). The entry
-// is not checked for expiry, its key or its producer.
-func (n *Cache) Fresh(key string) *backend.Entry {
+// record), and the caller looks the entry up in full (Load). It also
+// returns nil unless producer stored the entry (its Producer) or was
+// vouched for it (Vouch). The entry is not checked for expiry or its key.
+func (n *Cache) Fresh(key string, producer any) *backend.Entry {
 	if !n.trusted() {
 		return nil
 	}
 	le, ok := n.l1.Load(key)
-	if !ok {
+	if !ok || le.e.Producer != producer && le.by.Load() != producer {
 		return nil
 	}
 	s, cs := le.snap.Load(), le.e.Counters

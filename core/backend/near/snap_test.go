@@ -233,7 +233,7 @@ func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
 	}
 	fresh := func(step string, want bool) {
 		t.Helper()
-		if got := n.Fresh(f.key) != nil; got != want {
+		if got := n.Fresh(f.key, nil) != nil; got != want {
 			t.Fatalf("%s: Fresh found the entry %v, want %v", step, got, want)
 		}
 	}
@@ -241,7 +241,7 @@ func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
 	load(f.names)
 	fresh("after a hit", true)
 	fresh("again", true)
-	if n.Fresh("/other") != nil {
+	if n.Fresh("/other", nil) != nil {
 		t.Fatal("Fresh found an entry under another key")
 	}
 
@@ -276,13 +276,13 @@ func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
 	if _, err := g.n.Load(ctx, g.key, g.names, make([]uint64, len(g.names))); err != nil {
 		t.Fatal(err)
 	}
-	if g.n.Fresh(g.key) == nil {
+	if g.n.Fresh(g.key, nil) == nil {
 		t.Fatal("no fast hit before the Bump")
 	}
 	if err := g.n.Bump(ctx, g.names[3]); err != nil {
 		t.Fatal(err)
 	}
-	if g.n.Fresh(g.key) != nil {
+	if g.n.Fresh(g.key, nil) != nil {
 		t.Fatal("a fast hit after the Bump returned")
 	}
 
@@ -294,7 +294,7 @@ func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if h.n.Fresh(h.key) != nil {
+	if h.n.Fresh(h.key, nil) != nil {
 		t.Fatal("a near cache in ttl mode answered Fresh")
 	}
 }
@@ -308,7 +308,7 @@ func TestNearFreshSeesConcurrentInvalidation(t *testing.T) {
 	if _, err := n.Load(ctx, f.key, f.names, make([]uint64, len(f.names))); err != nil {
 		t.Fatal(err)
 	}
-	if n.Fresh(f.key) == nil {
+	if n.Fresh(f.key, nil) == nil {
 		t.Fatal("no fast hit before the invalidation")
 	}
 	var invalidated atomic.Bool
@@ -327,7 +327,7 @@ func TestNearFreshSeesConcurrentInvalidation(t *testing.T) {
 				default:
 				}
 				after := invalidated.Load() // completed before this Fresh starts
-				if n.Fresh(f.key) != nil {
+				if n.Fresh(f.key, nil) != nil {
 					if after {
 						t.Errorf("Fresh returned the entry after the invalidation completed")
 						return
