@@ -96,30 +96,42 @@ func BenchmarkNetHTTP(b *testing.B) {
 	b.Run("memory-hit", func(b *testing.B) { runHTTPBench(b, benchMux(b, benchCache(b, "")), "HIT") })
 }
 
-// BenchmarkRuntimeTags: a memory-region hit on an entry whose handler
-// added 0, 1 or 8 tags with core.AddTags (the route also declares its two
-// static tags, as in BenchmarkNetHTTP). A hit on an entry with runtime
-// tags reads their counters in one more backend call.
+// BenchmarkRuntimeTags: a memory-region hit, and with ROUTECACHE_TEST_REDIS
+// a near-cache hit, on an entry whose handler added 0, 1 or 8 tags with
+// core.AddTags (the route also declares its two static tags, as in
+// BenchmarkNetHTTP). A hit on an entry with runtime tags reads their
+// counters in one more backend call.
 func BenchmarkRuntimeTags(b *testing.B) {
-	for _, n := range []int{0, 1, 8} {
-		b.Run(fmt.Sprintf("memory-hit-%d", n), func(b *testing.B) {
-			tags := make([]string, n)
-			for i := range tags {
-				tags[i] = fmt.Sprintf("item:%d", i)
-			}
-			c := benchCache(b, "")
-			mw, err := c.Middleware("r", core.Tags("article:{id}", "articles"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			mux := http.NewServeMux()
-			mux.Handle("GET /articles/{id}", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				core.AddTags(r.Context(), tags...)
-				benchHandler(w, r)
-			})))
-			runHTTPBench(b, mux, "HIT")
-		})
+	stores := []struct{ name, url string }{{"memory", ""}}
+	if addr := os.Getenv("ROUTECACHE_TEST_REDIS"); addr != "" {
+		stores = append(stores, struct{ name, url string }{"near", "redis://" + addr + "/0?near_max_bytes=16MiB"})
 	}
+	for _, st := range stores {
+		for _, n := range []int{0, 1, 8} {
+			benchRuntimeTags(b, st.name, st.url, n)
+		}
+	}
+}
+
+// benchRuntimeTags is BenchmarkRuntimeTags's case of n tags on a store.
+func benchRuntimeTags(b *testing.B, store, url string, n int) {
+	b.Run(fmt.Sprintf("%s-hit-%d", store, n), func(b *testing.B) {
+		tags := make([]string, n)
+		for i := range tags {
+			tags[i] = fmt.Sprintf("item:%d", i)
+		}
+		c := benchCache(b, url)
+		mw, err := c.Middleware("r", core.Tags("article:{id}", "articles"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /articles/{id}", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			core.AddTags(r.Context(), tags...)
+			benchHandler(w, r)
+		})))
+		runHTTPBench(b, mux, "HIT")
+	})
 }
 
 // BenchmarkNetHTTPParallel shows scaling with -cpu 1,2: the hit path takes

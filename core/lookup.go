@@ -236,7 +236,10 @@ func (c *call) validRuntime(snap []backend.CounterSnap) bool {
 	}
 	vals := slices.Grow(c.xvals[:0], len(names))[:len(names)]
 	c.xnames, c.xvals = names, vals
-	if err := c.r.be.Counters(c.ctx, names, vals); err != nil {
+	if n := c.r.near; n != nil && n.ReadLocal(names, vals) {
+		// The near cache's local copies, current as those its Load read
+		// for the entry's other counters: no round trip.
+	} else if err := c.r.be.Counters(c.ctx, names, vals); err != nil {
 		c.r.opDone(c.ctx, OpGetCounters, err)
 		return false
 	}

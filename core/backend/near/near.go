@@ -74,6 +74,7 @@ type Cache struct {
 	log      *slog.Logger
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
+	remoteCounters                                 atomic.Uint64 // Counters calls
 	// applied, when set (by tests), is told of each counter a message
 	// dropped, after it was dropped and the message handed to onRemote.
 	applied atomic.Pointer[func(counter string)]
@@ -400,6 +401,30 @@ func (n *Cache) localCounters(le *l1Entry, names []string, vals []uint64) bool {
 	return true
 }
 
+// ReadLocal fills vals from the local copies of the named counters,
+// as Load reads an entry's, and reports whether it could: every copy held
+// and current (the pub/sub subscription up; on Memcached, checked within
+// the staleness bound). Otherwise vals is undefined and the caller reads
+// the counters with Counters. A hit checks the counters of an entry's
+// runtime tags this way, which its Load did not name.
+func (n *Cache) ReadLocal(names []string, vals []uint64) bool {
+	if !n.trusted() {
+		return false
+	}
+	var oldest int64
+	if n.staleness > 0 {
+		oldest = time.Now().UnixNano() - int64(n.staleness)
+	}
+	for i, name := range names {
+		c, ok := n.local.get(name)
+		if !ok || c.checked < oldest {
+			return false
+		}
+		vals[i] = c.v
+	}
+	return true
+}
+
 // namesOf reports whether names are the first counters of e, in order.
 func namesOf(e *backend.Entry, names []string) bool {
 	if len(e.Counters) < len(names) {
@@ -440,6 +465,7 @@ func (n *Cache) install(epoch uint64, names []string, vals []uint64) {
 
 // Counters reads the named counters (0 = missing).
 func (n *Cache) Counters(ctx context.Context, names []string, vals []uint64) error {
+	n.remoteCounters.Add(1)
 	epoch := n.epoch.Load()
 	if err := n.inner.Counters(ctx, names, vals); err != nil {
 		return err
@@ -609,6 +635,9 @@ type Stats struct {
 	// LocalHits are lookups answered from the process (entry and every
 	// counter local); RemoteLoads went to the remote store.
 	LocalHits, RemoteLoads uint64
+	// RemoteCounterReads are reads of counters alone (Counters), which
+	// always go to the remote store.
+	RemoteCounterReads uint64
 	// Messages are the invalidation messages received; Resubscribes the
 	// (re)subscriptions to the channel.
 	Messages, Resubscribes uint64
@@ -620,7 +649,7 @@ type Stats struct {
 // Stats returns the near cache's counts.
 func (n *Cache) Stats() Stats {
 	return Stats{
-		LocalHits: n.localHits.Load(), RemoteLoads: n.remoteLoads.Load(),
+		LocalHits: n.localHits.Load(), RemoteLoads: n.remoteLoads.Load(), RemoteCounterReads: n.remoteCounters.Load(),
 		Messages: n.messages.Load(), Resubscribes: n.resubscribes.Load(),
 		Coherent: n.trusted(),
 	}

@@ -1,0 +1,123 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/backendtest"
+)
+
+// A near-cache hit on an entry whose handler added tags at run time
+// (AddTags) reads those tags' counters from the local copies, as it reads
+// the route's own, with no round trip (near.Cache.ReadLocal); and an
+// invalidation of such a tag, made here or by another instance once its
+// message was applied, ends the hits all the same.
+func TestNearHitReadsRuntimeTagsLocally(t *testing.T) {
+	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
+	prefix := fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
+	open := func(url string) *Cache {
+		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := open("redis://"+addr+"/0?timeout=5s"), open("redis://"+addr+"/0?timeout=5s&near_max_bytes=4MiB")
+	rt, err := b.Route("r", Tags("item:{id}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := rt.r.near
+	for deadline := time.Now().Add(30 * time.Second); !nb.Stats().Coherent; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("B never subscribed")
+		}
+	}
+	applied := make(chan string, 64)
+	nb.OnApplied(func(counter string) { applied <- counter })
+	version := 0
+	serve := func() *httptest.ResponseRecorder {
+		t.Helper()
+		w := httptest.NewRecorder()
+		err := rt.handle(w, httptest.NewRequest("GET", "/items/1", nil), mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+			AddTags(r.Context(), "owner:1", "group:1")
+			_, err := fmt.Fprintf(w, "v%d", version)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	want := func() string { return fmt.Sprintf("v%d", version) }
+	// warm fills the current version if need be and hits it until a hit needs no
+	// counter read from Redis; then several hits read none.
+	warm := func(step string) {
+		t.Helper()
+		if w := serve(); w.Body.String() != want() {
+			t.Fatalf("%s: first: %q %q", step, xcache(w), w.Body.String())
+		}
+		for i := 0; ; i++ {
+			before := nb.Stats().RemoteCounterReads
+			if w := serve(); xcache(w) != "HIT" || w.Body.String() != want() {
+				t.Fatalf("%s: hit %d: %q %q", step, i, xcache(w), w.Body.String())
+			}
+			if nb.Stats().RemoteCounterReads == before {
+				break
+			}
+			if i > 3 {
+				t.Fatalf("%s: every hit read the runtime tags' counters from Redis", step)
+			}
+		}
+		before := nb.Stats().RemoteCounterReads
+		for i := 0; i < 5; i++ {
+			if w := serve(); xcache(w) != "HIT" || w.Body.String() != want() {
+				t.Fatalf("%s: local hit %d: %q %q", step, i, xcache(w), w.Body.String())
+			}
+		}
+		if n := nb.Stats().RemoteCounterReads - before; n != 0 {
+			t.Fatalf("%s: 5 hits read counters from Redis %d times", step, n)
+		}
+	}
+	ended := func(step string) {
+		t.Helper()
+		version++
+		if w := serve(); xcache(w) != "MISS" || w.Body.String() != want() {
+			t.Fatalf("%s: after the invalidation: %q %q", step, xcache(w), w.Body.String())
+		}
+		if w := serve(); xcache(w) != "HIT" || w.Body.String() != want() {
+			t.Fatalf("%s: the refill: %q %q", step, xcache(w), w.Body.String())
+		}
+	}
+	ctx := context.Background()
+
+	warm("first")
+	if err := b.InvalidateTags(ctx, "owner:1"); err != nil {
+		t.Fatal(err)
+	}
+	ended("B's invalidation of a runtime tag")
+
+	warm("before A's invalidation")
+	counter := b.regions["r"].tagCounter("group:1") // a tag B never invalidated
+	if err := a.InvalidateTags(ctx, "group:1"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.After(30 * time.Second); ; {
+		select {
+		case c := <-applied:
+			if c != counter {
+				continue
+			}
+		case <-deadline:
+			t.Fatal("B never applied A's invalidation")
+		}
+		break
+	}
+	ended("A's invalidation of a runtime tag")
+}
