@@ -424,7 +424,7 @@ func (c *call) serve(next nextFunc) error {
 // checked on every hit, as for the route's own entries.
 func (c *call) vouch(e *backend.Entry) {
 	rt := c.rt
-	if rt == nil || !rt.namesFromKey || e.Key != c.canonical || len(e.Counters) < len(c.names) {
+	if rt == nil || !rt.keyedHits || e.Key != c.canonical || len(e.Counters) < len(c.names) {
 		return
 	}
 	for i, n := range c.names {
