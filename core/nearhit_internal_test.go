@@ -2,13 +2,11 @@ package core
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/backendtest"
 )
 
@@ -22,16 +20,8 @@ import (
 func TestNearFastHitEndsWithInvalidation(t *testing.T) {
 	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
 	url := "redis://" + addr + "/0?timeout=5s&near_max_bytes=4MiB"
-	prefix := fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
-	open := func() *Cache {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a, b := open(), open()
+	prefix := testPrefix()
+	a, b := openRegion(t, url, prefix), openRegion(t, url, prefix)
 	rt, err := b.Route("r", Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +38,7 @@ func TestNearFastHitEndsWithInvalidation(t *testing.T) {
 			}
 		}
 	}
-	until("B's subscription", func() bool { return nb.Stats().Coherent })
+	waitCoherent(t, nb)
 	req := httptest.NewRequest("GET", "/items/1", nil)
 	var buf [stackKeyBytes]byte
 	k, ok := rt.appendStackKey(buf[:0], req, "/items/:id", canonicalPath(req.URL))

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/backendtest"
 )
 
@@ -19,26 +18,15 @@ import (
 // message was applied, ends the hits all the same.
 func TestNearHitReadsRuntimeTagsLocally(t *testing.T) {
 	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
-	prefix := fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
-	open := func(url string) *Cache {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	prefix := testPrefix()
+	open := func(url string) *Cache { return openRegion(t, url, prefix) }
 	a, b := open("redis://"+addr+"/0?timeout=5s"), open("redis://"+addr+"/0?timeout=5s&near_max_bytes=4MiB")
 	rt, err := b.Route("r", Tags("item:{id}"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	nb := rt.r.near
-	for deadline := time.Now().Add(30 * time.Second); !nb.Stats().Coherent; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("B never subscribed")
-		}
-	}
+	waitCoherent(t, nb)
 	applied := make(chan string, 64)
 	nb.OnApplied(func(counter string) { applied <- counter })
 	version := 0

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/backendtest"
 )
 
@@ -23,15 +22,8 @@ import (
 func TestNearFastHitOnAnEntryStoredElsewhere(t *testing.T) {
 	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
 	url := "redis://" + addr + "/0?timeout=5s&near_max_bytes=4MiB"
-	prefix := fmt.Sprintf("t%d", backend.FreshCounter()%1e12)
-	open := func(url string) *Cache {
-		c, err := New(Config{Regions: map[string]RegionConfig{"r": {Backend: url, Prefix: prefix, TTL: time.Hour}}, Logger: quietLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	prefix := testPrefix()
+	open := func(url string) *Cache { return openRegion(t, url, prefix) }
 	// A reads Redis directly, so its fills see every invalidation at once.
 	a, b := open("redis://"+addr+"/0?timeout=5s"), open(url)
 	route := func(c *Cache, tags ...string) *Route {
@@ -46,11 +38,7 @@ func TestNearFastHitOnAnEntryStoredElsewhere(t *testing.T) {
 	if nb == nil || !rtb.keyedHits {
 		t.Fatal("not the near fast hit path")
 	}
-	for deadline := time.Now().Add(30 * time.Second); !nb.Stats().Coherent; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("B never subscribed")
-		}
-	}
+	waitCoherent(t, nb)
 	applied := make(chan string, 64)
 	nb.OnApplied(func(counter string) { applied <- counter })
 	req := httptest.NewRequest("GET", "/items/1", nil)
