@@ -164,8 +164,7 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	defer c.endFill(sp, refresh, &p)
 	// The producer's context: detached, bounded by FillTimeout, with the
 	// fill's tag set (fillCtx).
-	detached := context.WithoutCancel(fctx)
-	ctx := r.newFillCtx(detached)
+	ctx := r.newFillCtx(fctx)
 	defer ctx.end()
 	if c.route != nil && !refresh && !f.ran {
 		ctx.rec = &f.rec // a request's recorder, allocated with its flight (zero: unused yet)
@@ -177,12 +176,15 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx := detached
+	// The memory backend's Store and Counters never wait (nor read their
+	// context): no timer for them, and the fill's context, detached from
+	// the caller's cancellation, will do. Another store's are bounded by
+	// FillTimeout, detached from the caller's cancellation and from the
+	// end of the fill's context.
+	var storeCtx context.Context = ctx
 	if _, inProcess := r.be.(*memory.Backend); !inProcess {
-		// The memory backend's Store and Counters never wait: no timer
-		// for them.
 		var cancelStore context.CancelFunc
-		storeCtx, cancelStore = context.WithTimeout(storeCtx, r.cfg.FillTimeout)
+		storeCtx, cancelStore = context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
 		defer cancelStore()
 	}
 	skey := c.skey

@@ -7,7 +7,7 @@ import (
 )
 
 // fillCtx is the context a producer runs with for a fill or refresh: the
-// caller's values without its cancellation (parent is detached), ended at
+// caller's values without its cancellation (hidden: see parent), ended at
 // the region's FillTimeout (context.DeadlineExceeded) or when the fill
 // returns (context.Canceled), whichever comes first, and carrying the
 // fill's tag set. It is what
@@ -22,8 +22,11 @@ import (
 // reads the clock while no timer runs, so a handler polling Err sees the
 // deadline pass all the same.
 type fillCtx struct {
-	parent   context.Context // detached (context.WithoutCancel): Value only
-	start    time.Time       // when the fill started (newFillCtx)
+	// parent is the caller's context, read for its values only (Value),
+	// with its cancellation hidden (cancelCtxKey): what
+	// context.WithoutCancel gives, without the allocation of one.
+	parent   context.Context
+	start    time.Time // when the fill started (newFillCtx)
 	deadline time.Time
 	tags     tagSet
 	// rec is the recorder a request's fill writes to, allocated with its
@@ -41,10 +44,51 @@ type fillCtx struct {
 // fillAfter is a function registered with fillCtx.AfterFunc, run once.
 type fillAfter struct{ f func() }
 
-// newFillCtx returns the context of a fill starting now on parent (already
-// detached from the caller's cancellation), ending at FillTimeout. The
-// caller ends it (end) when the fill returns.
+// cancelCtxKey is the key package context's cancelable contexts answer
+// Value with themselves for: context.Cause, and a context derived from a
+// fill's looking for a cancelable parent, ask a context's Value for it.
+// A fill's context must not answer with its caller's (whose cause Cause
+// would then report, or whose cancellation a derived context would
+// follow): it answers nil, as context.WithoutCancel's does. The key is
+// unexported; it is found once by asking context.Cause about a context
+// that records the key it is asked for (nil if Cause asks none: a
+// fill's parent is then detached with context.WithoutCancel).
+var cancelCtxKey = probeCancelCtxKey()
+
+// keyProbe is an ended context recording the first key its Value is
+// asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Err() error { return context.Canceled }
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+// probeCancelCtxKey returns the key context.Cause asks an ended context's
+// Value for: package context's cancelCtxKey.
+func probeCancelCtxKey() any {
+	p := &keyProbe{Context: context.Background()}
+	_ = context.Cause(p)
+	if _, ok := p.key.(*int); !ok {
+		return nil // not the key (a pointer to an int) it is known to be
+	}
+	return p.key
+}
+
+// newFillCtx returns the context of a fill starting now on parent,
+// detached from its cancellation, ending at FillTimeout. The caller ends
+// it (end) when the fill returns.
 func (r *Region) newFillCtx(parent context.Context) *fillCtx {
+	if cancelCtxKey == nil {
+		parent = context.WithoutCancel(parent)
+	}
 	now := time.Now()
 	fc := &fillCtx{parent: parent, start: now, deadline: now.Add(r.cfg.FillTimeout)}
 	fc.tags.r = r
@@ -102,10 +146,15 @@ func (fc *fillCtx) Err() error {
 	return fc.err
 }
 
-// Value returns the fill's tag set for tagSetKey, else the parent's value.
+// Value returns the fill's tag set for tagSetKey, nothing for
+// cancelCtxKey (the parent's cancellation is not the fill's), else the
+// parent's value.
 func (fc *fillCtx) Value(key any) any {
 	if _, ok := key.(tagSetKey); ok {
 		return &fc.tags
+	}
+	if key == cancelCtxKey {
+		return nil
 	}
 	return fc.parent.Value(key)
 }

@@ -99,3 +99,16 @@ func TestFillRecorderIsTheFlightsAndNotKeptByTheContext(t *testing.T) {
 		t.Fatal("two fills wrote to one recorder")
 	}
 }
+
+// The probe finds package context's key: a cancelable context answers it
+// with itself. (Without it, every fill pays context.WithoutCancel.)
+func TestCancelCtxKeyIsContexts(t *testing.T) {
+	if cancelCtxKey == nil {
+		t.Fatal("cancelCtxKey not found: fills fall back to context.WithoutCancel")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if got := ctx.Value(cancelCtxKey); got != ctx {
+		t.Fatalf("a cancelable context answers the key with %v, want itself", got)
+	}
+}
