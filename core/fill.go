@@ -29,10 +29,35 @@ func (c *call) fill(f *flight, next nextFunc) {
 		f.e, f.snap = e, e.Counters
 		return
 	}
-	// The counters this entry will carry are the ones read before the
-	// producer runs: an invalidation while it runs makes it unusable. The
-	// tag epoch is read with them, outside the entry's snapshot
-	// (runtimetags.go).
+	if !c.ensure() {
+		c.recordBypass(BypassBackend)
+		f.bypassed = true
+		return
+	}
+	r.record(evMiss)
+	c.produce(f, false, next)
+}
+
+// ensure reads, before the producer runs, the counters the entry will
+// carry (an invalidation while it runs makes it unusable), creating
+// those a remote store lacks, and the tag epoch, outside the entry's
+// snapshot (runtimetags.go), after them. It reports false when the store
+// failed.
+//
+// The memory store's counters are never missing, and the lookup read
+// them just now: only the epoch is read. One moved since the lookup
+// leaves the entry with its value before the move: stored but never
+// served, nor handed to waiters (the check after storing), as if the
+// move had come while the producer ran.
+func (c *call) ensure() bool {
+	r := c.r
+	if m, ok := r.be.(*memory.Backend); ok {
+		names, vals := c.scratch(1)
+		names[0] = r.epochCounter
+		_ = m.Counters(c.ctx, names, vals) // never fails
+		c.epoch, c.epochOK = vals[0], true
+		return true
+	}
 	n := len(c.names)
 	names, vals := c.scratch(n + 1)
 	copy(names, c.names)
@@ -43,14 +68,11 @@ func (c *call) fill(f *flight, next nextFunc) {
 	endOp(sp, err)
 	if err != nil {
 		r.opDone(c.ctx, "ensure-counters", err)
-		c.recordBypass(BypassBackend)
-		f.bypassed = true
-		return
+		return false
 	}
 	copy(c.vals, vals)
 	c.epoch, c.epochOK = vals[n], true
-	r.record(evMiss)
-	c.produce(f, false, next)
+	return true
 }
 
 // own gives the call, leading flight f, strings of its own where they
