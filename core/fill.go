@@ -549,7 +549,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	// (snapshotHeader) of canonical headers, with none set before the cache
 	// ran, has nothing to remove.
 	stored := sent
-	if !(rw.snapClean && v.canonical && len(before) == 0) {
+	asTaken := rw.snapClean && v.canonical && len(before) == 0
+	if !asTaken {
 		stored = keepStored(before, sent)
 	}
 	e := &ea.e
@@ -558,12 +559,38 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	addValidatorsIn(e, start, ea, keys)
+	etag, lm := addValidatorsIn(e, start, ea, keys)
 	p.skey = c.encodeEntry(e, rf.req, keyed)
-	e.Replayed = ea.replayed[:0] // Prepare lists them in it
-	e.Prepare()
+	rf.prepare(e, ea, rw.listed && asTaken && !r.cfg.CDNHeaders && !r.cfg.Compress, keys, etag, lm)
 	p.store = e
 	return p
+}
+
+// prepare lists a fill's entry's headers for its hits (its Replayed, in
+// ea) and sums their share of its MemSize. When its headers are the
+// snapshot setMiss listed (listed), with nothing added since but the
+// validators addValidatorsIn added under names the snapshot did not hold
+// (etag, lm), the list is setMiss's with those: no walk of the map
+// (backend.Entry.PrepareListed). Else Prepare walks it.
+func (rf *routeFront) prepare(e *backend.Entry, ea *entryAlloc, listed bool, keys snapKeys, etag, lm bool) {
+	rw := rf.rw
+	if !listed || etag && keys&snapEtag != 0 || lm && keys&snapLastModified != 0 {
+		// A validator replaced a header (without a value) the snapshot
+		// listed, or the headers are not the snapshot as listed.
+		e.Replayed = ea.replayed[:0] // Prepare lists them in it
+		e.Prepare()
+		return
+	}
+	rp, mem := rw.list, rw.listMem
+	if etag {
+		vs := e.Header["Etag"]
+		rp, mem = append(rp, backend.HeaderValues{Name: "Etag", Values: vs}), mem+backend.HeaderMem("Etag", vs)
+	}
+	if lm {
+		vs := e.Header["Last-Modified"]
+		rp, mem = append(rp, backend.HeaderValues{Name: "Last-Modified", Values: vs}), mem+backend.HeaderMem("Last-Modified", vs)
+	}
+	e.PrepareListed(rp, mem)
 }
 
 // runHandler runs the fill's handler on rw with the fill's context. A
@@ -623,7 +650,9 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx conte
 // not nil. e.Header is canonical (keepStored), so it is indexed, not read
 // with Get; the headers it may hold are in keys (snapKeys): those known
 // absent are not looked up.
-func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) {
+//
+// It reports which it added (their values have len == cap).
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) (etag, lm bool) {
 	if keys&snapEtag != 0 {
 		if vs := e.Header["Etag"]; len(vs) > 0 {
 			e.ETag = vs[0]
@@ -631,8 +660,8 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 	}
 	addLM := true
 	if keys&snapLastModified != 0 {
-		lm := e.Header["Last-Modified"]
-		addLM = len(lm) == 0 || lm[0] == ""
+		vs := e.Header["Last-Modified"]
+		addLM = len(vs) == 0 || vs[0] == ""
 	}
 	var added []string
 	switch {
@@ -642,6 +671,7 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 		added = make([]string, 0, 2)
 	}
 	if e.ETag == "" {
+		etag = true
 		if ea != nil {
 			// Written once, here, and viewed: ea is the entry's alone.
 			b := appendStrongETag(ea.etag[:0], e.Body)
@@ -658,6 +688,7 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 		// The date just formatted, without parsing it back (Prepare).
 		e.LastModified = time.Unix(start.Unix(), 0).UTC()
 	}
+	return etag, addLM
 }
 
 // cloneNonEmpty is h.Clone(), or nil for an empty h (read only).

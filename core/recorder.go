@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // recorder is the writer the cache hands to the downstream handler on
@@ -46,6 +48,12 @@ type recorder struct {
 	// snapTaken: setMiss took the snapshot as it judged the headers
 	// (nothing it adds after is stored), so the commit takes none.
 	snapTaken bool
+	// listed: setMiss listed the snapshot's headers (list, built in ea's
+	// replayed array) with their share of MemSize (listMem) as it took
+	// it (see taken); cleared when the snapshot is retaken.
+	list    []backend.HeaderValues
+	listMem int64
+	listed  bool
 	// ea is the allocation of the entry the recorded response may become
 	// (made with the snapshot, whose values it holds): see entryAlloc.
 	ea *entryAlloc
@@ -320,7 +328,7 @@ func (rw *recorder) alloc() *entryAlloc {
 // which the handler may have changed since the commit judged them.
 func (rw *recorder) resnapshot() {
 	rw.snapshot, rw.snapClean, rw.snapKeys = rw.hdr.Clone(), false, snapUnclean|snapAll
-	rw.verdict = verdict{}
+	rw.verdict, rw.list, rw.listed = verdict{}, nil, false
 }
 
 // finish commits a response the handler left uncommitted (an implicit 200,
