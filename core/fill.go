@@ -570,11 +570,12 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 // ea) and sums their share of its MemSize. When its headers are the
 // snapshot setMiss listed (listed), with nothing added since but the
 // validators addValidatorsIn added under names the snapshot did not hold
-// (etag, lm), the list is setMiss's with those: no walk of the map
-// (backend.Entry.PrepareListed). Else Prepare walks it.
-func (rf *routeFront) prepare(e *backend.Entry, ea *entryAlloc, listed bool, keys snapKeys, etag, lm bool) {
+// (etag, lm: their values, nil if not added), the list is setMiss's with
+// those: no walk of the map (backend.Entry.PrepareListed). Else Prepare
+// walks it.
+func (rf *routeFront) prepare(e *backend.Entry, ea *entryAlloc, listed bool, keys snapKeys, etag, lm []string) {
 	rw := rf.rw
-	if !listed || etag && keys&snapEtag != 0 || lm && keys&snapLastModified != 0 {
+	if !listed || etag != nil && keys&snapEtag != 0 || lm != nil && keys&snapLastModified != 0 {
 		// A validator replaced a header (without a value) the snapshot
 		// listed, or the headers are not the snapshot as listed.
 		e.Replayed = ea.replayed[:0] // Prepare lists them in it
@@ -582,13 +583,11 @@ func (rf *routeFront) prepare(e *backend.Entry, ea *entryAlloc, listed bool, key
 		return
 	}
 	rp, mem := rw.list, rw.listMem
-	if etag {
-		vs := e.Header["Etag"]
-		rp, mem = append(rp, backend.HeaderValues{Name: "Etag", Values: vs}), mem+backend.HeaderMem("Etag", vs)
+	if etag != nil {
+		rp, mem = append(rp, backend.HeaderValues{Name: "Etag", Values: etag}), mem+backend.HeaderMem("Etag", etag)
 	}
-	if lm {
-		vs := e.Header["Last-Modified"]
-		rp, mem = append(rp, backend.HeaderValues{Name: "Last-Modified", Values: vs}), mem+backend.HeaderMem("Last-Modified", vs)
+	if lm != nil {
+		rp, mem = append(rp, backend.HeaderValues{Name: "Last-Modified", Values: lm}), mem+backend.HeaderMem("Last-Modified", lm)
 	}
 	e.PrepareListed(rp, mem)
 }
@@ -651,8 +650,9 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx conte
 // with Get; the headers it may hold are in keys (snapKeys): those known
 // absent are not looked up.
 //
-// It reports which it added (their values have len == cap).
-func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) (etag, lm bool) {
+// It returns the values of those it added (len == cap), nil for one it
+// did not add.
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) (etag, lm []string) {
 	if keys&snapEtag != 0 {
 		if vs := e.Header["Etag"]; len(vs) > 0 {
 			e.ETag = vs[0]
@@ -671,7 +671,6 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 		added = make([]string, 0, 2)
 	}
 	if e.ETag == "" {
-		etag = true
 		if ea != nil {
 			// Written once, here, and viewed: ea is the entry's alone.
 			b := appendStrongETag(ea.etag[:0], e.Body)
@@ -680,15 +679,17 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 			e.ETag = strongETag(e.Body)
 		}
 		added = append(added, e.ETag)
-		e.Header["Etag"] = added[len(added)-1 : len(added) : len(added)]
+		etag = added[len(added)-1 : len(added) : len(added)]
+		e.Header["Etag"] = etag
 	}
 	if addLM {
 		added = append(added, httpDate(start))
-		e.Header["Last-Modified"] = added[len(added)-1 : len(added) : len(added)]
+		lm = added[len(added)-1 : len(added) : len(added)]
+		e.Header["Last-Modified"] = lm
 		// The date just formatted, without parsing it back (Prepare).
 		e.LastModified = time.Unix(start.Unix(), 0).UTC()
 	}
-	return etag, addLM
+	return etag, lm
 }
 
 // cloneNonEmpty is h.Clone(), or nil for an empty h (read only).
