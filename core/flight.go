@@ -248,6 +248,13 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 			return c.settle(f, outGone, next)
 		}
 	}
+	return c.answer(f, leader, timedOut, next)
+}
+
+// answer is await's answer once the flight landed, or once the caller
+// stopped waiting for it (timedOut).
+func (c *call) answer(f *flight, leader, timedOut bool, next nextFunc) error {
+	r := c.r
 	switch {
 	case timedOut:
 		if c.staleIfError() {

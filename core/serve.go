@@ -418,6 +418,7 @@ func (c *call) miss(next nextFunc) error {
 	if leader {
 		if !c.detached() {
 			c.fill(f, next)
+			return c.answer(f, true, false, next) // landed by fill: no wait
 		} else if d := c.detach(); !c.r.c.bg.run(func() { d.fill(f, nil) }) {
 			// The Cache is closing: no new background work; the caller
 			// runs its producer uncached.
