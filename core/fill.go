@@ -369,14 +369,15 @@ func (c *call) refill(f *flight, next nextFunc) {
 // and its lifetime.
 func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) *backend.Entry {
 	e := new(backend.Entry)
-	r.initEntry(e, status, header, body, canonical, snap, start, l)
+	r.initEntry(e, status, header, body, canonical, snap, start, time.Since(start), l)
 	return e
 }
 
-// initEntry is newEntry building the entry in e (new, zero).
-func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) {
+// initEntry is newEntry building the entry in e (new, zero), its
+// producer having taken took.
+func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, took time.Duration, l lifetime) {
 	e.Status, e.Header, e.Body = status, header, body
-	e.Created, e.FillNanos = start.UnixNano(), int64(time.Since(start))
+	e.Created, e.FillNanos = start.UnixNano(), int64(took)
 	e.Key, e.Counters = canonical, snap
 	l.apply(e)
 }
@@ -484,8 +485,10 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		rw.finish()
 	}
 	// Whether the fill outlived FillTimeout (or the context ended) by the
-	// time its handler returned: asked once.
-	ended := ctx.Err() != nil
+	// time its handler returned: asked once, at the time the entry's
+	// FillNanos is taken from.
+	done := time.Now()
+	ended := endedAt(ctx, done)
 	p.failed = p.err != nil || rw.status >= 500 || ended
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
@@ -554,7 +557,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		stored = keepStored(before, sent)
 	}
 	e := &ea.e
-	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, life)
+	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, done.Sub(start), life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}

@@ -146,6 +146,26 @@ func (fc *fillCtx) Err() error {
 	return fc.err
 }
 
+// endedAt reports whether ctx ended: for a fill's context, by now (its
+// deadline judged at now when no timer tells it: errAt), else ctx.Err.
+func endedAt(ctx context.Context, now time.Time) bool {
+	if fc, ok := ctx.(*fillCtx); ok {
+		return fc.errAt(now) != nil
+	}
+	return ctx.Err() != nil
+}
+
+// errAt is Err with the clock read at now, by a caller that has read it
+// already.
+func (fc *fillCtx) errAt(now time.Time) error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.err == nil && fc.timer == nil && !now.Before(fc.deadline) {
+		fc.endLocked(context.DeadlineExceeded)
+	}
+	return fc.err
+}
+
 // Value returns the fill's tag set for tagSetKey, nothing for
 // cancelCtxKey (the parent's cancellation is not the fill's), else the
 // parent's value.
