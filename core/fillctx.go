@@ -25,10 +25,13 @@ type fillCtx struct {
 	// parent is the caller's context, read for its values only (Value),
 	// with its cancellation hidden (cancelCtxKey): what
 	// context.WithoutCancel gives, without the allocation of one.
-	parent   context.Context
-	start    time.Time // when the fill started (newFillCtx)
-	deadline time.Time
-	tags     tagSet
+	parent context.Context
+	start  time.Time // when the fill started (newFillCtx)
+	// timeout is FillTimeout: the deadline is start plus timeout, told
+	// by the monotonic clock (an addition of times costs more than the
+	// subtraction judging it).
+	timeout time.Duration
+	tags    tagSet
 	// rec is the recorder a request's fill writes to, allocated with its
 	// flight (flight.rec), until the producer takes it (takeRecorder):
 	// the context, which a handler may keep, does not hold on to it.
@@ -90,7 +93,7 @@ func (r *Region) newFillCtx(parent context.Context) *fillCtx {
 		parent = context.WithoutCancel(parent)
 	}
 	now := time.Now()
-	fc := &fillCtx{parent: parent, start: now, deadline: now.Add(r.cfg.FillTimeout)}
+	fc := &fillCtx{parent: parent, start: now, timeout: r.cfg.FillTimeout}
 	fc.tags.r = r
 	return fc
 }
@@ -117,7 +120,10 @@ func takeRecorder(ctx context.Context) *recorder {
 }
 
 // Deadline returns the fill's deadline.
-func (fc *fillCtx) Deadline() (time.Time, bool) { return fc.deadline, true }
+func (fc *fillCtx) Deadline() (time.Time, bool) { return fc.start.Add(fc.timeout), true }
+
+// pastAt reports whether the deadline has come by now.
+func (fc *fillCtx) pastAt(now time.Time) bool { return now.Sub(fc.start) >= fc.timeout }
 
 // Done returns a channel closed when the fill ends or its deadline passes.
 func (fc *fillCtx) Done() <-chan struct{} {
@@ -139,7 +145,7 @@ func (fc *fillCtx) Done() <-chan struct{} {
 func (fc *fillCtx) Err() error {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if fc.err == nil && fc.timer == nil && !time.Now().Before(fc.deadline) {
+	if fc.err == nil && fc.timer == nil && fc.pastAt(time.Now()) {
 		// No timer to say it: the clock does.
 		fc.endLocked(context.DeadlineExceeded)
 	}
@@ -160,7 +166,7 @@ func endedAt(ctx context.Context, now time.Time) bool {
 func (fc *fillCtx) errAt(now time.Time) error {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if fc.err == nil && fc.timer == nil && !now.Before(fc.deadline) {
+	if fc.err == nil && fc.timer == nil && fc.pastAt(now) {
 		fc.endLocked(context.DeadlineExceeded)
 	}
 	return fc.err
@@ -216,7 +222,7 @@ func (fc *fillCtx) startTimerLocked() {
 	if fc.timer != nil {
 		return
 	}
-	d := time.Until(fc.deadline)
+	d := fc.timeout - time.Since(fc.start)
 	if d <= 0 {
 		fc.endLocked(context.DeadlineExceeded)
 		return
