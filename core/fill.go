@@ -29,10 +29,35 @@ func (c *call) fill(f *flight, next nextFunc) {
 		f.e, f.snap = e, e.Counters
 		return
 	}
-	// The counters this entry will carry are the ones read before the
-	// producer runs: an invalidation while it runs makes it unusable. The
-	// tag epoch is read with them, outside the entry's snapshot
-	// (runtimetags.go).
+	if !c.ensure() {
+		c.recordBypass(BypassBackend)
+		f.bypassed = true
+		return
+	}
+	r.record(evMiss)
+	c.produce(f, false, next)
+}
+
+// ensure reads, before the producer runs, the counters the entry will
+// carry (an invalidation while it runs makes it unusable), creating
+// those a remote store lacks, and the tag epoch, outside the entry's
+// snapshot (runtimetags.go), after them. It reports false when the store
+// failed.
+//
+// The memory store's counters are never missing, and the lookup read
+// them just now: only the epoch is read. One moved since the lookup
+// leaves the entry with its value before the move: stored but never
+// served, nor handed to waiters (the check after storing), as if the
+// move had come while the producer ran.
+func (c *call) ensure() bool {
+	r := c.r
+	if m, ok := r.be.(*memory.Backend); ok {
+		names, vals := c.scratch(1)
+		names[0] = r.epochCounter
+		_ = m.Counters(c.ctx, names, vals) // never fails
+		c.epoch, c.epochOK = vals[0], true
+		return true
+	}
 	n := len(c.names)
 	names, vals := c.scratch(n + 1)
 	copy(names, c.names)
@@ -43,14 +68,11 @@ func (c *call) fill(f *flight, next nextFunc) {
 	endOp(sp, err)
 	if err != nil {
 		r.opDone(c.ctx, "ensure-counters", err)
-		c.recordBypass(BypassBackend)
-		f.bypassed = true
-		return
+		return false
 	}
 	copy(c.vals, vals)
 	c.epoch, c.epochOK = vals[n], true
-	r.record(evMiss)
-	c.produce(f, false, next)
+	return true
 }
 
 // own gives the call, leading flight f, strings of its own where they
@@ -164,8 +186,7 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	defer c.endFill(sp, refresh, &p)
 	// The producer's context: detached, bounded by FillTimeout, with the
 	// fill's tag set (fillCtx).
-	detached := context.WithoutCancel(fctx)
-	ctx := r.newFillCtx(detached)
+	ctx := r.newFillCtx(fctx)
 	defer ctx.end()
 	if c.route != nil && !refresh && !f.ran {
 		ctx.rec = &f.rec // a request's recorder, allocated with its flight (zero: unused yet)
@@ -177,12 +198,15 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.store == nil && p.share == nil {
 		return
 	}
-	storeCtx := detached
+	// The memory backend's Store and Counters never wait (nor read their
+	// context): no timer for them, and the fill's context, detached from
+	// the caller's cancellation, will do. Another store's are bounded by
+	// FillTimeout, detached from the caller's cancellation and from the
+	// end of the fill's context.
+	var storeCtx context.Context = ctx
 	if _, inProcess := r.be.(*memory.Backend); !inProcess {
-		// The memory backend's Store and Counters never wait: no timer
-		// for them.
 		var cancelStore context.CancelFunc
-		storeCtx, cancelStore = context.WithTimeout(storeCtx, r.cfg.FillTimeout)
+		storeCtx, cancelStore = context.WithTimeout(context.WithoutCancel(fctx), r.cfg.FillTimeout)
 		defer cancelStore()
 	}
 	skey := c.skey
@@ -345,14 +369,15 @@ func (c *call) refill(f *flight, next nextFunc) {
 // and its lifetime.
 func (r *Region) newEntry(status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) *backend.Entry {
 	e := new(backend.Entry)
-	r.initEntry(e, status, header, body, canonical, snap, start, l)
+	r.initEntry(e, status, header, body, canonical, snap, start, time.Since(start), l)
 	return e
 }
 
-// initEntry is newEntry building the entry in e (new, zero).
-func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, l lifetime) {
+// initEntry is newEntry building the entry in e (new, zero), its
+// producer having taken took.
+func (r *Region) initEntry(e *backend.Entry, status int, header http.Header, body []byte, canonical string, snap []backend.CounterSnap, start time.Time, took time.Duration, l lifetime) {
 	e.Status, e.Header, e.Body = status, header, body
-	e.Created, e.FillNanos = start.UnixNano(), int64(time.Since(start))
+	e.Created, e.FillNanos = start.UnixNano(), int64(took)
 	e.Key, e.Counters = canonical, snap
 	l.apply(e)
 }
@@ -460,8 +485,10 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		rw.finish()
 	}
 	// Whether the fill outlived FillTimeout (or the context ended) by the
-	// time its handler returned: asked once.
-	ended := ctx.Err() != nil
+	// time its handler returned: asked once, at the time the entry's
+	// FillNanos is taken from.
+	done := time.Now()
+	ended := endedAt(ctx, done)
 	p.failed = p.err != nil || rw.status >= 500 || ended
 	if rw.hold && rw.commit {
 		// A held response goes out when released, with every header set
@@ -525,21 +552,47 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	// (snapshotHeader) of canonical headers, with none set before the cache
 	// ran, has nothing to remove.
 	stored := sent
-	if !(rw.snapClean && v.canonical && len(before) == 0) {
+	asTaken := rw.snapClean && v.canonical && len(before) == 0
+	if !asTaken {
 		stored = keepStored(before, sent)
 	}
 	e := &ea.e
-	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, life)
+	r.initEntry(e, rw.status, stored, rw.body, c.canonical, p.snap, start, done.Sub(start), life)
 	if r.cfg.CDNHeaders {
 		c.setCDNHeaders(e.Header, life) // a refresh's response was not committed with them
 	}
 	e.Producer = c.rt
-	addValidatorsIn(e, start, ea, keys)
+	etag, lm := addValidatorsIn(e, start, ea, keys)
 	p.skey = c.encodeEntry(e, rf.req, keyed)
-	e.Replayed = ea.replayed[:0] // Prepare lists them in it
-	e.Prepare()
+	rf.prepare(e, ea, rw.listed && asTaken && !r.cfg.CDNHeaders && !r.cfg.Compress, keys, etag, lm)
 	p.store = e
 	return p
+}
+
+// prepare lists a fill's entry's headers for its hits (its Replayed, in
+// ea) and sums their share of its MemSize. When its headers are the
+// snapshot setMiss listed (listed), with nothing added since but the
+// validators addValidatorsIn added under names the snapshot did not hold
+// (etag, lm: their values, nil if not added), the list is setMiss's with
+// those: no walk of the map (backend.Entry.PrepareListed). Else Prepare
+// walks it.
+func (rf *routeFront) prepare(e *backend.Entry, ea *entryAlloc, listed bool, keys snapKeys, etag, lm []string) {
+	rw := rf.rw
+	if !listed || etag != nil && keys&snapEtag != 0 || lm != nil && keys&snapLastModified != 0 {
+		// A validator replaced a header (without a value) the snapshot
+		// listed, or the headers are not the snapshot as listed.
+		e.Replayed = ea.replayed[:0] // Prepare lists them in it
+		e.Prepare()
+		return
+	}
+	rp, mem := rw.list, rw.listMem
+	if etag != nil {
+		rp, mem = append(rp, backend.HeaderValues{Name: "Etag", Values: etag}), mem+backend.HeaderMem("Etag", etag)
+	}
+	if lm != nil {
+		rp, mem = append(rp, backend.HeaderValues{Name: "Last-Modified", Values: lm}), mem+backend.HeaderMem("Last-Modified", lm)
+	}
+	e.PrepareListed(rp, mem)
 }
 
 // runHandler runs the fill's handler on rw with the fill's context. A
@@ -599,7 +652,10 @@ func (rf *routeFront) newRecorder(c *call, tags *tagSet, refresh bool, ctx conte
 // not nil. e.Header is canonical (keepStored), so it is indexed, not read
 // with Get; the headers it may hold are in keys (snapKeys): those known
 // absent are not looked up.
-func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) {
+//
+// It returns the values of those it added (len == cap), nil for one it
+// did not add.
+func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys snapKeys) (etag, lm []string) {
 	if keys&snapEtag != 0 {
 		if vs := e.Header["Etag"]; len(vs) > 0 {
 			e.ETag = vs[0]
@@ -607,8 +663,8 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 	}
 	addLM := true
 	if keys&snapLastModified != 0 {
-		lm := e.Header["Last-Modified"]
-		addLM = len(lm) == 0 || lm[0] == ""
+		vs := e.Header["Last-Modified"]
+		addLM = len(vs) == 0 || vs[0] == ""
 	}
 	var added []string
 	switch {
@@ -626,14 +682,17 @@ func addValidatorsIn(e *backend.Entry, start time.Time, ea *entryAlloc, keys sna
 			e.ETag = strongETag(e.Body)
 		}
 		added = append(added, e.ETag)
-		e.Header["Etag"] = added[len(added)-1 : len(added) : len(added)]
+		etag = added[len(added)-1 : len(added) : len(added)]
+		e.Header["Etag"] = etag
 	}
 	if addLM {
 		added = append(added, httpDate(start))
-		e.Header["Last-Modified"] = added[len(added)-1 : len(added) : len(added)]
+		lm = added[len(added)-1 : len(added) : len(added)]
+		e.Header["Last-Modified"] = lm
 		// The date just formatted, without parsing it back (Prepare).
 		e.LastModified = time.Unix(start.Unix(), 0).UTC()
 	}
+	return etag, lm
 }
 
 // cloneNonEmpty is h.Clone(), or nil for an empty h (read only).

@@ -7,7 +7,7 @@ import (
 )
 
 // fillCtx is the context a producer runs with for a fill or refresh: the
-// caller's values without its cancellation (parent is detached), ended at
+// caller's values without its cancellation (hidden: see parent), ended at
 // the region's FillTimeout (context.DeadlineExceeded) or when the fill
 // returns (context.Canceled), whichever comes first, and carrying the
 // fill's tag set. It is what
@@ -22,10 +22,16 @@ import (
 // reads the clock while no timer runs, so a handler polling Err sees the
 // deadline pass all the same.
 type fillCtx struct {
-	parent   context.Context // detached (context.WithoutCancel): Value only
-	start    time.Time       // when the fill started (newFillCtx)
-	deadline time.Time
-	tags     tagSet
+	// parent is the caller's context, read for its values only (Value),
+	// with its cancellation hidden (cancelCtxKey): what
+	// context.WithoutCancel gives, without the allocation of one.
+	parent context.Context
+	start  time.Time // when the fill started (newFillCtx)
+	// timeout is FillTimeout: the deadline is start plus timeout, told
+	// by the monotonic clock (an addition of times costs more than the
+	// subtraction judging it).
+	timeout time.Duration
+	tags    tagSet
 	// rec is the recorder a request's fill writes to, allocated with its
 	// flight (flight.rec), until the producer takes it (takeRecorder):
 	// the context, which a handler may keep, does not hold on to it.
@@ -41,12 +47,53 @@ type fillCtx struct {
 // fillAfter is a function registered with fillCtx.AfterFunc, run once.
 type fillAfter struct{ f func() }
 
-// newFillCtx returns the context of a fill starting now on parent (already
-// detached from the caller's cancellation), ending at FillTimeout. The
-// caller ends it (end) when the fill returns.
+// cancelCtxKey is the key package context's cancelable contexts answer
+// Value with themselves for: context.Cause, and a context derived from a
+// fill's looking for a cancelable parent, ask a context's Value for it.
+// A fill's context must not answer with its caller's (whose cause Cause
+// would then report, or whose cancellation a derived context would
+// follow): it answers nil, as context.WithoutCancel's does. The key is
+// unexported; it is found once by asking context.Cause about a context
+// that records the key it is asked for (nil if Cause asks none: a
+// fill's parent is then detached with context.WithoutCancel).
+var cancelCtxKey = probeCancelCtxKey()
+
+// keyProbe is an ended context recording the first key its Value is
+// asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Err() error { return context.Canceled }
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+// probeCancelCtxKey returns the key context.Cause asks an ended context's
+// Value for: package context's cancelCtxKey.
+func probeCancelCtxKey() any {
+	p := &keyProbe{Context: context.Background()}
+	_ = context.Cause(p)
+	if _, ok := p.key.(*int); !ok {
+		return nil // not the key (a pointer to an int) it is known to be
+	}
+	return p.key
+}
+
+// newFillCtx returns the context of a fill starting now on parent,
+// detached from its cancellation, ending at FillTimeout. The caller ends
+// it (end) when the fill returns.
 func (r *Region) newFillCtx(parent context.Context) *fillCtx {
+	if cancelCtxKey == nil {
+		parent = context.WithoutCancel(parent)
+	}
 	now := time.Now()
-	fc := &fillCtx{parent: parent, start: now, deadline: now.Add(r.cfg.FillTimeout)}
+	fc := &fillCtx{parent: parent, start: now, timeout: r.cfg.FillTimeout}
 	fc.tags.r = r
 	return fc
 }
@@ -73,7 +120,10 @@ func takeRecorder(ctx context.Context) *recorder {
 }
 
 // Deadline returns the fill's deadline.
-func (fc *fillCtx) Deadline() (time.Time, bool) { return fc.deadline, true }
+func (fc *fillCtx) Deadline() (time.Time, bool) { return fc.start.Add(fc.timeout), true }
+
+// pastAt reports whether the deadline has come by now.
+func (fc *fillCtx) pastAt(now time.Time) bool { return now.Sub(fc.start) >= fc.timeout }
 
 // Done returns a channel closed when the fill ends or its deadline passes.
 func (fc *fillCtx) Done() <-chan struct{} {
@@ -95,17 +145,42 @@ func (fc *fillCtx) Done() <-chan struct{} {
 func (fc *fillCtx) Err() error {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if fc.err == nil && fc.timer == nil && !time.Now().Before(fc.deadline) {
+	if fc.err == nil && fc.timer == nil && fc.pastAt(time.Now()) {
 		// No timer to say it: the clock does.
 		fc.endLocked(context.DeadlineExceeded)
 	}
 	return fc.err
 }
 
-// Value returns the fill's tag set for tagSetKey, else the parent's value.
+// endedAt reports whether ctx ended: for a fill's context, by now (its
+// deadline judged at now when no timer tells it: errAt), else ctx.Err.
+func endedAt(ctx context.Context, now time.Time) bool {
+	if fc, ok := ctx.(*fillCtx); ok {
+		return fc.errAt(now) != nil
+	}
+	return ctx.Err() != nil
+}
+
+// errAt is Err with the clock read at now, by a caller that has read it
+// already.
+func (fc *fillCtx) errAt(now time.Time) error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.err == nil && fc.timer == nil && fc.pastAt(now) {
+		fc.endLocked(context.DeadlineExceeded)
+	}
+	return fc.err
+}
+
+// Value returns the fill's tag set for tagSetKey, nothing for
+// cancelCtxKey (the parent's cancellation is not the fill's), else the
+// parent's value.
 func (fc *fillCtx) Value(key any) any {
 	if _, ok := key.(tagSetKey); ok {
 		return &fc.tags
+	}
+	if key == cancelCtxKey {
+		return nil
 	}
 	return fc.parent.Value(key)
 }
@@ -147,7 +222,7 @@ func (fc *fillCtx) startTimerLocked() {
 	if fc.timer != nil {
 		return
 	}
-	d := time.Until(fc.deadline)
+	d := fc.timeout - time.Since(fc.start)
 	if d <= 0 {
 		fc.endLocked(context.DeadlineExceeded)
 		return

@@ -21,8 +21,8 @@ func TestFillCtxDerivedContextsFollowTheFill(t *testing.T) {
 	defer cancelChild()
 	timed, cancelTimed := context.WithTimeout(fc, 2*time.Hour)
 	defer cancelTimed()
-	if dl, _ := timed.Deadline(); !dl.Equal(fc.deadline) {
-		t.Fatalf("derived deadline %v, want the fill's %v", dl, fc.deadline)
+	if dl, _ := timed.Deadline(); !dl.Equal(fc.start.Add(fc.timeout)) {
+		t.Fatalf("derived deadline %v, want the fill's %v", dl, fc.start.Add(fc.timeout))
 	}
 	if child.Value(k{}) != "v" || tagSetOf(child) != &fc.tags {
 		t.Fatal("a derived context lost the caller's value or the tag set")

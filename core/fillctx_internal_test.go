@@ -99,3 +99,39 @@ func TestFillRecorderIsTheFlightsAndNotKeptByTheContext(t *testing.T) {
 		t.Fatal("two fills wrote to one recorder")
 	}
 }
+
+// The probe finds package context's key: a cancelable context answers it
+// with itself. (Without it, every fill pays context.WithoutCancel.)
+func TestCancelCtxKeyIsContexts(t *testing.T) {
+	if cancelCtxKey == nil {
+		t.Fatal("cancelCtxKey not found: fills fall back to context.WithoutCancel")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if got := ctx.Value(cancelCtxKey); got != ctx {
+		t.Fatalf("a cancelable context answers the key with %v, want itself", got)
+	}
+}
+
+// A fillCtx's deadline is its start plus FillTimeout: Deadline says so,
+// and with no timer running it has not passed a nanosecond before and
+// has at it (errAt, as Err judges it at the clock's now).
+func TestFillCtxDeadlineIsStartPlusTimeout(t *testing.T) {
+	r := &Region{}
+	r.cfg.FillTimeout = time.Hour
+	fc := r.newFillCtx(context.Background())
+	if dl, ok := fc.Deadline(); !ok || !dl.Equal(fc.start.Add(time.Hour)) {
+		t.Fatalf("Deadline %v %v, want %v", dl, ok, fc.start.Add(time.Hour))
+	}
+	if err := fc.errAt(fc.start.Add(time.Hour - 1)); err != nil {
+		t.Fatalf("a nanosecond before the deadline: %v", err)
+	}
+	if err := fc.errAt(fc.start.Add(time.Hour)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("at the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	fc2 := r.newFillCtx(context.Background())
+	fc2.start = fc2.start.Add(-time.Hour) // started an hour ago: past its deadline
+	if err := fc2.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Err past the deadline: %v", err)
+	}
+}

@@ -116,3 +116,40 @@ func TestFillContextDeadlinePassesWithoutDone(t *testing.T) {
 		})
 	}
 }
+
+// A fill's context hides its request's cancellation from context.Cause
+// too: a handler whose client went away with a cause, keeping its context
+// (and one derived from it) past the fill, finds them ended by the fill
+// (context.Canceled), never with the request's cause.
+func TestFillContextHidesTheRequestsCause(t *testing.T) {
+	rt := testRoute(t, core.RegionConfig{FillTimeout: time.Hour})
+	reqCtx, cancelReq := context.WithCancelCause(context.Background())
+	defer cancelReq(nil)
+	errGone := errors.New("client gone")
+	var kept, child context.Context
+	var cancelChild context.CancelFunc = func() {}
+	var causeDuring error
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/items/1", nil).WithContext(reqCtx)
+	_ = adapter.ServeRoute(rt, w, req, noParams, staleTestPattern, func(w http.ResponseWriter, r *http.Request) error {
+		kept = r.Context()
+		cancelReq(errGone)
+		child, cancelChild = context.WithCancel(kept)
+		causeDuring = context.Cause(child)
+		fmt.Fprint(w, "ok")
+		return nil
+	})
+	defer cancelChild()
+	if xc(w) != "MISS" || w.Body.String() != "ok" {
+		t.Fatalf("fill: %q %q", xc(w), w.Body.String())
+	}
+	if causeDuring != nil {
+		t.Fatalf("a context derived during the fill has Cause %v, want none", causeDuring)
+	}
+	<-child.Done()
+	for name, c := range map[string]context.Context{"fill's": kept, "derived": child} {
+		if got := context.Cause(c); !errors.Is(got, context.Canceled) || errors.Is(got, errGone) {
+			t.Fatalf("%s context: Cause %v, want context.Canceled (the fill's end)", name, got)
+		}
+	}
+}

@@ -243,21 +243,18 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 	select {
 	case <-done:
 	default:
-		if !leader && testhook.Enter(testhook.Flight) {
-			defer testhook.Leave(testhook.Flight)
-		}
-		timer := time.NewTimer(r.cfg.FillTimeout)
-		defer timer.Stop()
-		select {
-		case <-done:
-		case <-c.ctx.Done():
+		var gone bool
+		if gone, timedOut = c.wait(done, leader); gone {
 			return c.settle(f, outGone, next)
-		case <-timer.C:
-			// The fill outlived FillTimeout (a producer ignoring its
-			// context): stop waiting for it, as for a failed fill.
-			timedOut = true
 		}
 	}
+	return c.answer(f, leader, timedOut, next)
+}
+
+// answer is await's answer once the flight landed, or once the caller
+// stopped waiting for it (timedOut).
+func (c *call) answer(f *flight, leader, timedOut bool, next nextFunc) error {
+	r := c.r
 	switch {
 	case timedOut:
 		if c.staleIfError() {
@@ -289,6 +286,29 @@ func (c *call) await(f *flight, leader bool, next nextFunc) error {
 		return c.settle(f, outUnshared, next)
 	}
 	return nil
+}
+
+// wait waits for a flight's done channel, not closed yet, at most the
+// region's FillTimeout: gone when the caller's context ended first,
+// timedOut when the fill outlived FillTimeout (a producer ignoring its
+// context; the caller then stops waiting for it, as for a failed fill).
+// Its defers are here, not in await: a function with as many returns as
+// await and a defer runs its defers through runtime.deferreturn, which
+// every miss (whose leader's flight has landed) would pay for nothing.
+func (c *call) wait(done <-chan struct{}, leader bool) (gone, timedOut bool) {
+	if !leader && testhook.Enter(testhook.Flight) {
+		defer testhook.Leave(testhook.Flight)
+	}
+	timer := time.NewTimer(c.r.cfg.FillTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return false, false
+	case <-c.ctx.Done():
+		return true, false
+	case <-timer.C:
+		return false, true
+	}
 }
 
 // snapshotAgrees reports whether a result's counter snapshot agrees with

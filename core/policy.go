@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // overrideHeaders change how some frameworks and proxies route or interpret
@@ -240,20 +242,33 @@ type verdict struct {
 // headers. before (the headers set before the cache ran) and h are as
 // recorded, canonical or not; ch is h's canonical form.
 func (r *Region) judge(rt *Route, status int, before, h http.Header) (v verdict, ch http.Header) {
-	v, ch, _, _ = r.judgeSnapshot(rt, status, before, h, false, nil)
+	v, ch, _ = r.judgeSnapshot(rt, status, before, h, nil)
 	return v, ch
 }
 
-// judgeSnapshot is judge; with take set it also takes h's snapshot in
-// the same pass over h (snapshotHeaderInto's, appending the values to
-// sv, and its keys).
-func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, take bool, sv []string) (v verdict, ch, snap http.Header, keys snapKeys) {
+// taken is what judgeSnapshot took of the headers it judged: their
+// snapshot (snapshotHeaderInto's) and which headers it holds, and the
+// snapshot's headers listed (never a Content-Length: unstored) with
+// their share of MemSize: the entry's Replayed to be, when the snapshot
+// becomes its headers as it is (backend.Entry.PrepareListed).
+type taken struct {
+	snap http.Header
+	keys snapKeys
+	list []backend.HeaderValues
+	mem  int64
+}
+
+// judgeSnapshot is judge; with ea (not nil) it also takes h's snapshot
+// in the same pass over h, its values appended to ea's and its list made
+// in ea's replayed array.
+func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, ea *entryAlloc) (v verdict, ch http.Header, t taken) {
 	// One pass over the keys: are they canonical, is there a trailer, and
 	// is any header responseReason reads beyond the status there at all.
 	v.canonical = true
 	read := false
-	if take {
-		snap = make(http.Header, len(h))
+	var sv []string
+	if ea != nil {
+		t.snap, sv, t.list = make(http.Header, len(h)), ea.values[:0], ea.replayed[:0]
 	}
 	for k, vs := range h {
 		if v.canonical && !keyCanonical(k) {
@@ -268,10 +283,18 @@ func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, tak
 		case "Content-Length":
 			v.contentLength = true
 		}
-		if take {
+		if ea != nil {
 			var kk snapKeys
-			sv, kk = snapshotAdd(snap, sv, k, vs)
-			keys |= kk
+			n := len(sv)
+			sv, kk = snapshotAdd(t.snap, sv, k, vs)
+			t.keys |= kk
+			if len(sv) > n {
+				// Taken, with its values (the snapshot's: a header
+				// without values, not listed, makes it unclean; a
+				// Content-Length is never taken, unstored).
+				t.mem += backend.HeaderMem(k, vs)
+				t.list = append(t.list, backend.HeaderValues{Name: k, Values: sv[n:len(sv):len(sv)]})
+			}
 		}
 	}
 	if !v.canonical {
@@ -291,7 +314,7 @@ func (r *Region) judgeSnapshot(rt *Route, status int, before, h http.Header, tak
 		// A refused response's lifetime is never used: not computed.
 		v.life, v.fresh = r.responseLifetime(rt, status, ch)
 	}
-	return v, ch, snap, keys
+	return v, ch, t
 }
 
 // commitReason predicts, as a fill's headers go out, why its response

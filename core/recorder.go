@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/routecache/routecache/core/backend"
 )
 
 // recorder is the writer the cache hands to the downstream handler on
@@ -19,33 +21,22 @@ import (
 // handler returns; as in net/http, the first WriteHeader wins (the Gin
 // adapter applies Gin's "last before the first write wins" itself).
 type recorder struct {
-	w http.ResponseWriter
-	// hold keeps the response from the client (headers in hdr, body in
-	// body) until release: used when a stale entry can stand in for a
-	// failing handler, and for background refreshes.
-	hold      bool
+	w         http.ResponseWriter
 	hdr       http.Header
 	before    http.Header // copy of the headers before the handler ran
 	status    int
 	size      int
-	commit    bool
-	record    bool
 	max       int64
 	body      []byte
-	over      bool
-	flushed   bool
-	hijacked  bool
 	clientErr error
 	// snapshot is a copy of the headers as committed (or as released): the
 	// recorded response's, private to the recorder.
 	snapshot http.Header
-	// snapClean: snapshotHeader found the snapshot clean (see there).
-	snapClean bool
-	// snapKeys tells which headers the snapshot may hold (snapKeys).
-	snapKeys snapKeys
-	// snapTaken: setMiss took the snapshot as it judged the headers
-	// (nothing it adds after is stored), so the commit takes none.
-	snapTaken bool
+	// list: setMiss listed the snapshot's headers (built in ea's replayed
+	// array) with their share of MemSize (listMem) as it took it (see
+	// taken), when listed; cleared when the snapshot is retaken.
+	list    []backend.HeaderValues
+	listMem int64
 	// ea is the allocation of the entry the recorded response may become
 	// (made with the snapshot, whose values it holds): see entryAlloc.
 	ea *entryAlloc
@@ -59,6 +50,27 @@ type recorder struct {
 	// fill is the call whose fill this recorder records (nil otherwise):
 	// setMiss reads its region, route and tags.
 	fill *call
+
+	// The flags, together (no padding after each).
+
+	// hold keeps the response from the client (headers in hdr, body in
+	// body) until release: used when a stale entry can stand in for a
+	// failing handler, and for background refreshes.
+	hold     bool
+	commit   bool
+	record   bool
+	over     bool
+	flushed  bool
+	hijacked bool
+	// snapClean: snapshotHeader found the snapshot clean (see there).
+	snapClean bool
+	// snapKeys tells which headers the snapshot may hold (snapKeys).
+	snapKeys snapKeys
+	// snapTaken: setMiss took the snapshot as it judged the headers
+	// (nothing it adds after is stored), so the commit takes none.
+	snapTaken bool
+	// listed: list is setMiss's (see list).
+	listed bool
 }
 
 var (
@@ -320,7 +332,7 @@ func (rw *recorder) alloc() *entryAlloc {
 // which the handler may have changed since the commit judged them.
 func (rw *recorder) resnapshot() {
 	rw.snapshot, rw.snapClean, rw.snapKeys = rw.hdr.Clone(), false, snapUnclean|snapAll
-	rw.verdict = verdict{}
+	rw.verdict, rw.list, rw.listed = verdict{}, nil, false
 }
 
 // finish commits a response the handler left uncommitted (an implicit 200,

@@ -141,15 +141,15 @@ func setMiss(rw *recorder) {
 	// region's Vary), the recorder's snapshot is taken in the same pass:
 	// X-Cache and Cache-Status are not kept in it anyway.
 	r := c.r
-	take := rw.record && !r.cfg.CDNHeaders && !r.cfg.Compress
-	var sv []string
-	if take {
-		sv = rw.alloc().values[:0]
+	var ea *entryAlloc
+	if rw.record && !r.cfg.CDNHeaders && !r.cfg.Compress {
+		ea = rw.alloc()
 	}
-	v, ch, snap, keys := r.judgeSnapshot(c.rt, rw.status, rw.before, h, take, sv)
+	v, ch, t := r.judgeSnapshot(c.rt, rw.status, rw.before, h, ea)
 	rw.verdict = v
-	if take {
-		rw.snapshot, rw.snapClean, rw.snapKeys, rw.snapTaken = snap, keys&snapUnclean == 0, keys, true
+	if ea != nil {
+		rw.snapshot, rw.snapClean, rw.snapKeys, rw.snapTaken = t.snap, t.keys&snapUnclean == 0, t.keys, true
+		rw.list, rw.listMem, rw.listed = t.list, t.mem, true
 	}
 	reason := r.commitReason(v, ch)
 	if reason == "" && c.rtags != nil && c.rtags.isOver() {
@@ -443,6 +443,7 @@ func (c *call) miss(next nextFunc) error {
 	if leader {
 		if !c.detached() {
 			c.fill(f, next)
+			return c.answer(f, true, false, next) // landed by fill: no wait
 		} else if d := c.detach(); !c.r.c.bg.run(func() { d.fill(f, nil) }) {
 			// The Cache is closing: no new background work; the caller
 			// runs its producer uncached.

@@ -39,7 +39,9 @@ import (
 // hold on to it. The vals (and marks) slices belong to the caller too;
 // the backend writes its results into them and keeps no reference. An
 // Entry handed to Store is immutable from then on and may be shared with
-// readers; a backend may keep it (an in-process store) but must not
+// readers (the bytes of its strings are never written either: a backend
+// may keep its Key as the key it stores it under, without a copy); a
+// backend may keep it (an in-process store) but must not
 // modify it, except that before storing it may replace its Body with an
 // exactly sized copy holding the same bytes. An Entry returned by Load or
 // Poll may be shared (with other readers, with the backend's own cache):

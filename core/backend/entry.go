@@ -181,6 +181,32 @@ func (e *Entry) Prepare() {
 	}
 }
 
+// PrepareListed is Prepare for a creator that listed the headers itself,
+// as it built e.Header, so that Prepare need not walk the map: rp holds
+// every header of e.Header but Content-Length, once, with the values the
+// map holds (len == cap), in any order (it is sorted in place and becomes
+// Replayed); mem is the headers' share of MemSize, Content-Length's
+// included: per header, the length of its name plus 24, and per value its
+// length plus 16.
+func (e *Entry) PrepareListed(rp []HeaderValues, mem int64) {
+	sortHeaderValues(rp)
+	e.Replayed = rp
+	e.headerMem = 0
+	if mem <= math.MaxUint32 {
+		e.headerMem = uint32(mem)
+	}
+	e.Prepare()
+}
+
+// HeaderMem is one header's share of MemSize (see PrepareListed).
+func HeaderMem(name string, values []string) int64 {
+	n := int64(len(name)) + 24
+	for _, v := range values {
+		n += int64(len(v)) + 16
+	}
+	return n
+}
+
 // parseLastModified sets LastModified from the Last-Modified header.
 func (e *Entry) parseLastModified() {
 	if lm := e.Header["Last-Modified"]; len(lm) > 0 && lm[0] != "" {

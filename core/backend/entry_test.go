@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"net/http"
 	"reflect"
@@ -194,5 +195,29 @@ func TestDecodeViews(t *testing.T) {
 	}
 	if _, err := DecodeShared([]byte(s[:len(s)-1])); err == nil {
 		t.Fatal("truncated value decoded")
+	}
+}
+
+// PrepareListed, given the headers listed in any order with their share
+// of MemSize (HeaderMem), prepares the entry as Prepare does walking them.
+func TestPrepareListedAsPrepare(t *testing.T) {
+	h := http.Header{"B": {"2", "3"}, "A": {"1"}, "Etag": {`"e"`}, "Content-Length": {"9"}, "Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}}
+	walked := &Entry{Status: 200, Header: h, Body: []byte("body")}
+	walked.Prepare()
+	listed := &Entry{Status: 200, Header: h, Body: []byte("body")}
+	var rp []HeaderValues
+	var mem int64
+	for _, k := range []string{"Last-Modified", "B", "Etag", "A"} {
+		rp = append(rp, HeaderValues{Name: k, Values: h[k][:len(h[k]):len(h[k])]})
+	}
+	for k, vs := range h {
+		mem += HeaderMem(k, vs)
+	}
+	listed.PrepareListed(rp, mem)
+	if fmt.Sprint(listed.Replayed) != fmt.Sprint(walked.Replayed) {
+		t.Fatalf("replayed %v, Prepare's %v", listed.Replayed, walked.Replayed)
+	}
+	if listed.MemSize() != walked.MemSize() || !listed.LastModified.Equal(walked.LastModified) || listed.CLValue != walked.CLValue {
+		t.Fatalf("MemSize %d LastModified %v CL %v; Prepare's %d %v %v", listed.MemSize(), listed.LastModified, listed.CLValue, walked.MemSize(), walked.LastModified, walked.CLValue)
 	}
 }

@@ -258,7 +258,18 @@ func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl tim
 	// they are replaced by the next fill of their key or evicted by budget
 	// pressure like any other entry.
 	_ = ttl
-	if !m.entries.Set(key, e, e.MemSize()+int64(len(key)), 0) {
+	// The key is charged as if copied, whether or not it is.
+	cost := e.MemSize() + int64(len(key))
+	var ok bool
+	if key == e.Key {
+		// The entry's own copy of the key (a key that is its canonical
+		// key: unhashed), which nobody writes (see backend.Backend),
+		// serves as the store's: no copy of it.
+		ok = m.entries.SetOwned(e.Key, e, cost, 0)
+	} else {
+		ok = m.entries.Set(key, e, cost, 0)
+	}
+	if !ok {
 		return backend.ErrTooLarge
 	}
 	return nil

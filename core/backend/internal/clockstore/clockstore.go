@@ -237,6 +237,18 @@ func (m *Map[V]) loadRemember(key string, r *Ref) (v V, ok bool) {
 // dropping any value held under key, when the item alone costs more than
 // the budget. The key is copied.
 func (m *Map[V]) Set(key string, val V, cost int64, ttl time.Duration) bool {
+	return m.set(key, false, val, cost, ttl)
+}
+
+// SetOwned is Set keeping key itself, not a copy: for a key whose bytes
+// nobody writes ever again (a string the caller owns and keeps, such as
+// the stored value's own copy of it).
+func (m *Map[V]) SetOwned(key string, val V, cost int64, ttl time.Duration) bool {
+	return m.set(key, true, val, cost, ttl)
+}
+
+// set is Set, copying key unless owned.
+func (m *Map[V]) set(key string, owned bool, val V, cost int64, ttl time.Duration) bool {
 	cost += ItemOverhead
 	h := maphash.String(m.seed, key)
 	s := &m.shards[h>>(64-shardBits)]
@@ -246,7 +258,10 @@ func (m *Map[V]) Set(key string, val V, cost int64, ttl time.Duration) bool {
 		s.mu.Unlock()
 		return false
 	}
-	it := &item[V]{hash: h, key: strings.Clone(key), val: val, cost: cost}
+	if !owned {
+		key = strings.Clone(key)
+	}
+	it := &item[V]{hash: h, key: key, val: val, cost: cost}
 	if ttl > 0 {
 		it.expires = since() + int64(ttl)
 		if it.expires < 0 { // overflowed: as good as never
