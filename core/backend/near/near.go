@@ -325,10 +325,11 @@ func (n *Cache) Vouch(key string, e *backend.Entry, producer any) {
 
 // Fresh returns the entry the L1 holds under key when the counter
 // values its last hit read (l1Snap) are still what the local counters
-// hold, cover every counter of the entry, and equal the entry's own
-// snapshot of them: a Load by the entry's own names would return the
-// entry with these values, which its validity check would find
-// unchanged since it was stored. It returns nil otherwise (no L1 entry,
+// hold and equal the entry's own snapshot of them, and the local copies
+// of its further counters (runtime tags) equal it too: a Load by the
+// entry's own names would return the entry with these values, which its
+// validity check (reading the runtime tags' local copies: ReadLocal)
+// would find unchanged since it was stored. It returns nil otherwise (no L1 entry,
 // no such record, local changed since, a counter moved, the pub/sub
 // subscription down, or a near cache on Memcached, which keeps no
 // record), and the caller looks the entry up in full (Load). It also
@@ -343,12 +344,19 @@ func (n *Cache) Fresh(key string, producer any) *backend.Entry {
 		return nil
 	}
 	s, cs := le.snap.Load(), le.e.Counters
-	if s == nil || s.gen != n.gen.Load() || s.n != len(cs) {
+	if s == nil || s.gen != n.gen.Load() || s.n > len(cs) {
 		return nil
 	}
-	vs := s.vals[:len(cs)]
-	for i, c := range cs {
+	vs := s.vals[:s.n]
+	for i, c := range cs[:s.n] {
 		if v := vs[i]; v == 0 || v != c.Value {
+			return nil
+		}
+	}
+	// Counters past the record (an entry's runtime tags, which its
+	// lookups do not name) are read from local as they are now.
+	for _, c := range cs[s.n:] {
+		if lc, ok := n.local.get(c.Name); !ok || lc.v == 0 || lc.v != c.Value {
 			return nil
 		}
 	}

@@ -217,8 +217,8 @@ func TestNearHitSnapshotSeesConcurrentChanges(t *testing.T) {
 }
 
 // Fresh returns the L1 entry only while the values the last hit read
-// (l1Snap) are current, cover every counter of the entry and equal its
-// own snapshot: never after an invalidation dropped a counter, a newer
+// (l1Snap) are current and equal its own snapshot, and the local copies
+// of its further counters equal it too: never after an invalidation dropped a counter, a newer
 // value was read, or every local counter was dropped (a restart or a
 // resubscription), and never in ttl mode (Memcached), which keeps no
 // record.
@@ -245,11 +245,25 @@ func TestNearFreshOnlyWhileUnchangedSinceStored(t *testing.T) {
 		t.Fatal("Fresh found an entry under another key")
 	}
 
-	// Fewer names: the record does not cover the entry's counters.
+	// Fewer names (a lookup not naming the entry's runtime tags): the
+	// counters past the record are compared as local holds them now.
 	load(f.names[:3])
-	fresh("a record of fewer counters", false)
+	fresh("a record of fewer counters, the rest unchanged", true)
+	last := f.names[3:]
+	if err := f.inner.Bump(ctx, last[0]); err != nil { // another instance's invalidation,
+		t.Fatal(err)
+	}
+	if err := n.Counters(ctx, last, make([]uint64, 1)); err != nil { // read here before its message came
+		t.Fatal(err)
+	}
+	load(f.names[:3]) // a current record of the first three
+	fresh("a record of fewer counters, the last one changed", false)
 	load(f.names)
-	fresh("the entry's names again", true)
+	fresh("the entry's names, the last one changed", false)
+	f = newSnapFixture(t)
+	n = f.n
+	load(f.names)
+	fresh("the entry's names, a new fixture", true)
 
 	// Every local counter dropped (OnReset, a resubscription).
 	n.dropAll()
