@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // The request lifecycle, shared by cached routes and memoized values:
@@ -331,7 +332,7 @@ func (c *call) serveAbsent(next nextFunc) error {
 // depends on the counters the request would name, in the same order,
 // then its runtime tags'; their names are the entry's own. On the memory
 // store each is read after the entry and compared with its snapshot
-// (memory.Backend.Unchanged), as valid compares the values a lookup
+// (memory.Backend.HeldUnchanged), as valid compares the values a lookup
 // read. A near cache returns the entry only when the values of all of
 // them, as its local counters hold them now, equal its snapshot
 // (near.Cache.Fresh): what its Load would read and valid conclude. A
@@ -343,14 +344,18 @@ func (c *call) serveAbsent(next nextFunc) error {
 func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool) {
 	r := rt.r
 	var e *backend.Entry
+	var h *memory.Held
 	if m := r.mem; m != nil {
-		if e = m.Entry(key); e == nil {
+		if h = m.Held(key); h == nil {
 			return nil, 0, true
 		}
+		e = h.Entry()
 	} else if e = r.near.Fresh(key); e == nil {
 		return nil, 0, false
 	}
-	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
+	// An entry the memory store holds under its own Key was found under
+	// key: its Key is key, compared once already.
+	if e.Producer != rt || len(e.Counters) < 2+len(rt.tags) || (h == nil || !h.OwnKey()) && e.Key != key || r.invalidationPending() {
 		return nil, 0, false
 	}
 	now = nowNano()
@@ -358,7 +363,7 @@ func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool)
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
-	if now >= e.FreshUntil || r.mem != nil && !r.mem.Unchanged(e.Counters) {
+	if now >= e.FreshUntil || h != nil && !r.mem.HeldUnchanged(h) {
 		return nil, 0, false
 	}
 	r.brk.succeeded() // as a successful read (call.read)
