@@ -14,19 +14,30 @@ type Held struct {
 	e *backend.Entry
 	// gen is counterMap.created, read before the counters were resolved.
 	// While created still holds it, no counter was created since: a name
-	// ctrs has no counter for still has none (it reads BaseCounter), and
-	// every counter ctrs holds is the name's (counters are never removed).
+	// that had no counter then still has none (it reads BaseCounter), and
+	// every counter in refs is its name's (counters are never removed).
 	// A counter created during the resolution, and missed by it, moves
 	// created after it is published, so after gen was read.
 	gen uint64
-	// ctrs[i] is the counter of e.Counters[i] when the entry was stored,
-	// nil for a name that had none; ctrs is nil when none had one.
-	ctrs []*atomic.Uint64
+	// refs are the counters of the snapshot that existed when the entry
+	// was stored, each with its snapshot value (never 0: moved is set
+	// instead).
+	refs []heldCounter
+	// moved is set when the snapshot was found changed as it was
+	// resolved: a name without a counter whose value is not BaseCounter,
+	// a value of 0.
+	moved bool
 	// ownKey is set when the entry is held under e.Key itself.
 	ownKey bool
 }
 
-// heldBytes is what a Held adds to an entry's cost, besides 8 bytes per
+// heldCounter is a counter of a Held's snapshot and its value there.
+type heldCounter struct {
+	c *atomic.Uint64
+	v uint64
+}
+
+// heldBytes is what a Held adds to an entry's cost, besides 16 bytes per
 // counter resolved: its own allocation (size class 48).
 const heldBytes = 48
 
@@ -34,19 +45,20 @@ const heldBytes = 48
 func (m *Backend) hold(key string, e *backend.Entry) *Held {
 	cm := &m.counterM
 	h := &Held{e: e, gen: cm.created.Load(), ownKey: key == e.Key}
-	for i := range e.Counters {
-		if c := cm.get(e.Counters[i].Name); c != nil {
-			if h.ctrs == nil {
-				h.ctrs = make([]*atomic.Uint64, len(e.Counters))
-			}
-			h.ctrs[i] = c
+	for _, s := range e.Counters {
+		c := cm.get(s.Name)
+		switch {
+		case s.Value == 0 || c == nil && s.Value != backend.BaseCounter:
+			h.moved = true
+		case c != nil:
+			h.refs = append(h.refs, heldCounter{c, s.Value})
 		}
 	}
 	return h
 }
 
 // memSize is the heap a Held takes besides its entry.
-func (h *Held) memSize() int64 { return heldBytes + 8*int64(len(h.ctrs)) }
+func (h *Held) memSize() int64 { return heldBytes + 16*int64(cap(h.refs)) }
 
 // Entry is the entry held.
 func (h *Held) Entry() *backend.Entry { return h.e }
@@ -65,28 +77,17 @@ func (m *Backend) Held(key string) *Held {
 // HeldUnchanged is Unchanged(h.Entry().Counters): whether every counter
 // of the entry's snapshot holds its snapshot value now (a missing one
 // reads BaseCounter), and none is 0. Unless a counter was created since
-// the entry was stored, it reads the counters resolved then, hashing no
-// name; otherwise it looks every name up, as Unchanged does.
+// the entry was stored, it reads only the counters that existed then,
+// hashing no name; otherwise it looks every name up, as Unchanged does.
 func (m *Backend) HeldUnchanged(h *Held) bool {
-	snap := h.e.Counters
 	if m.counterM.created.Load() != h.gen {
-		return m.Unchanged(snap)
+		return m.Unchanged(h.e.Counters)
 	}
-	if h.ctrs == nil {
-		for i := range snap {
-			if snap[i].Value != backend.BaseCounter {
-				return false
-			}
-		}
-		return true
+	if h.moved {
+		return false
 	}
-	ctrs := h.ctrs[:len(snap)]
-	for i := range snap {
-		v := uint64(backend.BaseCounter)
-		if c := ctrs[i]; c != nil {
-			v = c.Load()
-		}
-		if v != snap[i].Value || v == 0 {
+	for i := range h.refs {
+		if r := &h.refs[i]; r.c.Load() != r.v {
 			return false
 		}
 	}

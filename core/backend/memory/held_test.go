@@ -62,7 +62,7 @@ func TestHeldUnchangedSeesEveryBumpAndCreation(t *testing.T) {
 			}
 			h := heldEntry(t, m, "k", "k", names...)
 			if tc.bump == "" {
-				if h.ctrs != nil {
+				if h.refs != nil {
 					t.Fatal("counters resolved where none existed")
 				}
 				tc.bump = "new"
@@ -89,8 +89,19 @@ func TestHeldUnchangedSeesEveryBumpAndCreation(t *testing.T) {
 	if h := heldEntry(t, m, "k2", "k"); h.OwnKey() {
 		t.Fatal("an entry under another key than its Key is OwnKey")
 	}
-	if m.HeldUnchanged(&Held{e: &backend.Entry{Counters: []backend.CounterSnap{{Name: "x", Value: 0}}}}) {
-		t.Fatal("a value of 0 read as unchanged")
+	_ = m.Bump(ctx, "y")
+	for _, snap := range [][]backend.CounterSnap{
+		{{Name: "x", Value: 0}},                            // 0, no counter
+		{{Name: "y", Value: 0}},                            // 0, a counter
+		{{Name: "x", Value: backend.BaseCounter + 1}},      // no counter, not BaseCounter
+		{{Name: "x", Value: 1}, {Name: "y", Value: 12345}}, // a counter moved
+	} {
+		if err := m.Store(ctx, "z", &backend.Entry{Key: "z", Counters: snap}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if m.HeldUnchanged(m.Held("z")) {
+			t.Fatalf("snapshot %v read as unchanged", snap)
+		}
 	}
 }
 
