@@ -17,7 +17,9 @@ func (c *Cache) Middleware(region string, opts ...RouteOption) (func(http.Handle
 	}
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = rt.handle(w, req, pathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
+			// Route.serve, not handle: the error, which handle only
+			// filters (errSkipStore), is dropped anyway.
+			_ = rt.serve(w, req, pathValues{R: req}, nil, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
 				h.ServeHTTP(w, r2)
 				return nil
 			})
