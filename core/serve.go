@@ -270,7 +270,7 @@ func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, 
 		if e, now, absent = rt.keyedHit(unsafeString(key)); e != nil {
 			// routeFront.replay of a hit, without Observer and Compress.
 			r.stats.n[cHits].Add(1)
-			r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, "HIT")
+			r.replayAs(w, req, e, now, false, nil)
 			if r.cfg.EarlyRefresh == 0 || req.Method == http.MethodHead || !xfetch(e, now, r.cfg.EarlyRefresh) {
 				return nil
 			}
