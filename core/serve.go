@@ -178,36 +178,47 @@ var (
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
 // then call.serve. The route's parameters are p, or when cp is not nil
-// cp's (copied into the request's state).
+// cp's (copied into the request's state). A route that may answer a hit
+// from its key alone (keyedHits) goes to serveKeyed, which checks the
+// bypasses itself: one call less on its hits.
 func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
-	r := rt.r
-	var reason BypassReason
-	switch {
-	case r.c.closed.Load():
-		reason = BypassClosed
-	case rt.skip != nil && rt.skip(req):
-		reason = BypassSkip
-	default:
-		reason = r.requestBypass(req)
-		if reason == "" && !r.brk.allow() {
-			reason = BypassBreaker
-		}
-	}
-	if reason != "" {
-		r.recordBypassIn(req.Context(), reason, false)
-		setBypass(w, reason)
-		return next(w, req)
-	}
-	// The state goes back to the pool when the call returns, not deferred:
-	// a handler's panic leaves it to the collector, unpooled.
-	// On the memory store or a near cache, a route whose counter names
-	// are a function of its key (namesFromKey: the default key) answers a
-	// fresh hit from its key alone (serveKeyed). Without Compress (whose
-	// replay may turn a hit into a miss), and without an Observer (the
-	// general read is timed and traced).
-	if rt.keyedHits && r.c.obs.p.Load() == nil {
+	if rt.keyedHits {
 		return rt.serveKeyed(w, req, p, cp, pattern, next)
 	}
+	if reason := rt.bypassReason(req); reason != "" {
+		return rt.serveBypass(w, req, reason, next)
+	}
+	return rt.serveGeneral(w, req, p, cp, pattern, next)
+}
+
+// bypassReason is why the request is run uncached, or "".
+func (rt *Route) bypassReason(req *http.Request) BypassReason {
+	r := rt.r
+	switch {
+	case r.c.closed.Load():
+		return BypassClosed
+	case rt.skip != nil && rt.skip(req):
+		return BypassSkip
+	}
+	reason := r.requestBypass(req)
+	if reason == "" && !r.brk.allow() {
+		reason = BypassBreaker
+	}
+	return reason
+}
+
+// serveBypass runs next uncached, for reason.
+func (rt *Route) serveBypass(w http.ResponseWriter, req *http.Request, reason BypassReason, next nextFunc) error {
+	rt.r.recordBypassIn(req.Context(), reason, false)
+	setBypass(w, reason)
+	return next(w, req)
+}
+
+// serveGeneral is serve past the bypasses, the general way: the key and
+// counter names built in a pooled state, then call.serve.
+func (rt *Route) serveGeneral(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+	// The state goes back to the pool when the call returns, not deferred:
+	// a handler's panic leaves it to the collector, unpooled.
 	st := rt.getState(cp, &p)
 	if !rt.build(st, req, p, pattern) {
 		return rt.bypassKey(st, w, req, next)
@@ -253,13 +264,22 @@ func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Reques
 }
 
 // serveKeyed is serve on the memory store or a near cache for a route
-// whose counter names are a function of its key. The key is built on the
-// stack, and a fresh hit (keyedHit) is answered from it alone: no request
-// state, no counter names, no call. Anything else takes a pooled state,
-// builds the names and goes the general way; so does an early refresh,
-// after the hit, with the values of the counters the hit read.
+// whose counter names are a function of its key (namesFromKey: the
+// default key), without Compress (whose replay may turn a hit into a
+// miss). Past the bypasses, and without an Observer (the general read is
+// timed and traced: serveGeneral), the key is built on the stack, and a
+// fresh hit (keyedHit) is answered from it alone: no request state, no
+// counter names, no call. Anything else takes a pooled state, builds the
+// names and goes the general way; so does an early refresh, after the
+// hit, with the values of the counters the hit read.
 func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+	if reason := rt.bypassReason(req); reason != "" {
+		return rt.serveBypass(w, req, reason, next)
+	}
 	r := rt.r
+	if r.c.obs.p.Load() != nil {
+		return rt.serveGeneral(w, req, p, cp, pattern, next)
+	}
 	var buf [stackKeyBytes]byte
 	path := canonicalPath(req.URL)
 	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
