@@ -27,6 +27,9 @@ type Held struct {
 	// resolved: a name without a counter whose value is not BaseCounter,
 	// a value of 0.
 	moved bool
+	// none is set when no counter of the snapshot existed and it was
+	// found unchanged (no refs, not moved).
+	none bool
 	// ownKey is set when the entry is held under e.Key itself.
 	ownKey bool
 }
@@ -54,6 +57,7 @@ func (m *Backend) hold(key string, e *backend.Entry) *Held {
 			h.refs = append(h.refs, heldCounter{c, s.Value})
 		}
 	}
+	h.none = len(h.refs) == 0 && !h.moved
 	return h
 }
 
@@ -79,7 +83,16 @@ func (m *Backend) Held(key string) *Held {
 // reads BaseCounter), and none is 0. Unless a counter was created since
 // the entry was stored, it reads only the counters that existed then,
 // hashing no name; otherwise it looks every name up, as Unchanged does.
+// Written to inline when none of them existed.
 func (m *Backend) HeldUnchanged(h *Held) bool {
+	if h.none && m.counterM.created.Load() == h.gen {
+		return true
+	}
+	return m.heldUnchanged(h)
+}
+
+// heldUnchanged is HeldUnchanged past its first case.
+func (m *Backend) heldUnchanged(h *Held) bool {
 	if m.counterM.created.Load() != h.gen {
 		return m.Unchanged(h.e.Counters)
 	}
