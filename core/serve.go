@@ -191,22 +191,6 @@ func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *c
 	return rt.serveGeneral(w, req, p, cp, pattern, next)
 }
 
-// bypassReason is why the request is run uncached, or "".
-func (rt *Route) bypassReason(req *http.Request) BypassReason {
-	r := rt.r
-	switch {
-	case r.c.closed.Load():
-		return BypassClosed
-	case rt.skip != nil && rt.skip(req):
-		return BypassSkip
-	}
-	reason := r.requestBypass(req)
-	if reason == "" && !r.brk.allow() {
-		reason = BypassBreaker
-	}
-	return reason
-}
-
 // serveBypass runs next uncached, for reason.
 func (rt *Route) serveBypass(w http.ResponseWriter, req *http.Request, reason BypassReason, next nextFunc) error {
 	rt.r.recordBypassIn(req.Context(), reason, false)
