@@ -449,7 +449,7 @@ func (rf *routeFront) replayCoded(c *call, e *backend.Entry, now int64, ev event
 	}
 	c.r.record(ev)
 	c.traceReplay(e, now, ev)
-	c.r.replayAs(rf.w, req, e, v.replayed, v.etag, body, now, replayState(ev))
+	c.r.replayAs(rf.w, req, e, now, isStale(ev), &representation{v.replayed, v.etag, body})
 	return true, true
 }
 

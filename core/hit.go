@@ -59,10 +59,24 @@ var (
 	xCacheStale = []string{"STALE"}
 )
 
-// replayAs writes an entry to w as the answer to req, with the given
-// representation's headers, ETag and body. state is "HIT" or "STALE".
-// Header values are shared read-only.
-func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, replayed []backend.HeaderValues, etag string, body []byte, now int64, state string) {
+// representation is a representation of an entry other than its own
+// (compress.go: a gzip entry decoded): the headers, ETag and body a
+// replay writes instead of the entry's.
+type representation struct {
+	replayed []backend.HeaderValues
+	etag     string
+	body     []byte
+}
+
+// replayAs writes an entry to w as the answer to req, with its own
+// headers, ETag and body, or alt's when alt is not nil. stale marks a
+// stale answer (X-Cache: STALE), HIT otherwise. Header values are shared
+// read-only.
+func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.Entry, now int64, stale bool, alt *representation) {
+	replayed := e.Replayed
+	if alt != nil {
+		replayed = alt.replayed
+	}
 	h := w.Header()
 	for i := range replayed {
 		hv := &replayed[i] // not copied: the loop keeps less across the map calls
@@ -75,10 +89,15 @@ func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.E
 	hh := e.HitHeaders(age, (e.FreshUntil-now)/int64(time.Second))
 	h["Age"] = hh.AgeV
 	h["Cache-Status"] = hh.CacheStatus
-	if state == "STALE" {
+	if stale {
 		h["X-Cache"] = xCacheStale
 	} else {
 		h["X-Cache"] = xCacheHit
+	}
+	// The ETag and body are read here, not kept across the map calls.
+	etag, body := e.ETag, e.Body
+	if alt != nil {
+		etag, body = alt.etag, alt.body
 	}
 	if e.Status == http.StatusOK && (len(req.Header) > 0 && notModified(req, etag, e.LastModified)) {
 		delete(h, "Content-Type")
@@ -120,16 +139,12 @@ func (rf *routeFront) replay(c *call, e *backend.Entry, now int64, ev event) boo
 		r.record(ev)
 		c.traceReplay(e, now, ev)
 	}
-	r.replayAs(rf.w, rf.req, e, e.Replayed, e.ETag, e.Body, now, replayState(ev))
+	r.replayAs(rf.w, rf.req, e, now, isStale(ev), nil)
 	return true
 }
 
-func replayState(ev event) string {
-	if ev == evStale || ev == evStaleIfError {
-		return "STALE"
-	}
-	return "HIT"
-}
+// isStale reports whether a replay counted as ev answers stale.
+func isStale(ev event) bool { return ev == evStale || ev == evStaleIfError }
 
 func (rf *routeFront) bypass(reason BypassReason, next nextFunc) error {
 	setBypass(rf.w, reason)

@@ -16,11 +16,20 @@ func (c *Cache) Middleware(region string, opts ...RouteOption) (func(http.Handle
 		return nil, err
 	}
 	return func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			_ = rt.handle(w, req, pathValues{R: req}, req.Pattern, func(w http.ResponseWriter, r2 *http.Request) error {
-				h.ServeHTTP(w, r2)
-				return nil
+		next := func(w http.ResponseWriter, r2 *http.Request) error {
+			h.ServeHTTP(w, r2)
+			return nil
+		}
+		// Route.serve, or serveKeyed (see serve), whichever the route
+		// takes, not handle: the error, which handle only filters
+		// (errSkipStore), is dropped anyway.
+		if rt.keyedHits {
+			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				_ = rt.serveKeyed(w, req, pathValues{R: req}, nil, req.Pattern, next)
 			})
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			_ = rt.serve(w, req, pathValues{R: req}, nil, req.Pattern, next)
 		})
 	}, nil
 }

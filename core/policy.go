@@ -50,17 +50,35 @@ var credentialHeaders = map[string]bool{"Authorization": true, "Proxy-Authorizat
 // cache itself.
 var preconditionHeaders = []string{"If-Match", "If-Range", "If-Unmodified-Since", "Range"}
 
-// requestBypass returns why a request must not use the cache, or "".
-func (r *Region) requestBypass(req *http.Request) BypassReason {
-	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+// bypassReason is why a request to the route is run uncached, or "":
+// the Cache is closed, the route's Skip, the request's method, body or
+// headers (headerBypass), the breaker.
+func (rt *Route) bypassReason(req *http.Request) BypassReason {
+	r := rt.r
+	switch {
+	case r.c.closed.Load():
+		return BypassClosed
+	case rt.skip != nil && rt.skip(req):
+		return BypassSkip
+	case req.Method != http.MethodGet && req.Method != http.MethodHead:
 		return BypassMethod
-	}
-	if req.ContentLength > 0 || len(req.TransferEncoding) > 0 {
+	case req.ContentLength > 0 || len(req.TransferEncoding) > 0:
 		return BypassBody
 	}
-	if len(req.Header) == 0 {
-		return ""
+	if len(req.Header) > 0 {
+		if reason := r.headerBypass(req); reason != "" {
+			return reason
+		}
 	}
+	if !r.brk.allow() {
+		return BypassBreaker
+	}
+	return ""
+}
+
+// headerBypass returns why a request's headers keep it from the cache,
+// or "".
+func (r *Region) headerBypass(req *http.Request) BypassReason {
 	// Any Authorization line bypasses, whatever its value: a framework
 	// may authenticate from a later line than the first (an empty line
 	// followed by a token).

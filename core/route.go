@@ -98,7 +98,12 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 // the route's parameters. It returns next's error, if next ran, except
 // errSkipStore. Adapters reach it through adapter.ServeRoute.
 func (rt *Route) handle(w http.ResponseWriter, req *http.Request, p params, pattern string, next nextFunc) error {
-	err := rt.serve(w, req, p, nil, pattern, next)
+	var err error
+	if rt.keyedHits { // serve's first step, without its call
+		err = rt.serveKeyed(w, req, p, nil, pattern, next)
+	} else {
+		err = rt.serve(w, req, p, nil, pattern, next)
+	}
 	if err != nil && errors.Is(err, errSkipStore) {
 		return nil
 	}
@@ -112,10 +117,15 @@ func (rt *Route) handle(w http.ResponseWriter, req *http.Request, p params, patt
 // to carry them. ran reports whether f.Next ran.
 func (rt *Route) handleCtx(w http.ResponseWriter, req *http.Request, pattern string, ctx, next any, f *bridge.Funcs) (ran bool, err error) {
 	cp := ctxParams{ctx: ctx, get: f.Params}
-	err = rt.serve(w, req, nil, &cp, pattern, func(w http.ResponseWriter, r *http.Request) error {
+	nx := func(w http.ResponseWriter, r *http.Request) error {
 		ran = true
 		return f.Next(ctx, next, w, r)
-	})
+	}
+	if rt.keyedHits { // serve's first step, without its call
+		err = rt.serveKeyed(w, req, nil, &cp, pattern, nx)
+	} else {
+		err = rt.serve(w, req, nil, &cp, pattern, nx)
+	}
 	if err != nil && errors.Is(err, errSkipStore) {
 		return ran, nil
 	}

@@ -10,7 +10,8 @@ import (
 
 // The bytes build encodes once (Region.keyHeadGETt, keyHeadGETd and
 // keyTailPlain) are the ones the general encoding gives: a key built
-// through the fast paths equals the key built field by field.
+// through the fast paths, build's and the stack key of a keyed hit
+// (appendStackKey), equals the key built field by field.
 func TestKeyFastPathsEqualGeneralEncoding(t *testing.T) {
 	configs := []struct {
 		name string
@@ -54,8 +55,25 @@ func TestKeyFastPathsEqualGeneralEncoding(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s: no key", cfg.name)
 					}
-					if want := generalKey(t, rt, req, p, "/a/:id"); fast != want {
+					want := generalKey(t, rt, req, p, "/a/:id")
+					if fast != want {
 						t.Errorf("%s %s %v tls=%v:\n fast    %q\n general %q", cfg.name, method, h, withTLS, fast, want)
+					}
+					// The key a keyed hit builds on the stack (serveKeyed,
+					// for a route of the default key), when it builds one:
+					// always for a plain request.
+					if rt.key != nil {
+						continue
+					}
+					var buf [stackKeyBytes]byte
+					sk, ok := rt.appendStackKey(buf[:0], req, "/a/:id", canonicalPath(req.URL))
+					if ok && string(sk) != want {
+						t.Errorf("%s %s %v tls=%v:\n stack   %q\n general %q", cfg.name, method, h, withTLS, sk, want)
+					}
+					never := withTLS || !rt.plainTail
+					plain := cfg.name == "plain" && !withTLS && (h == nil || h["User-Agent"] != nil)
+					if ok && never || !ok && plain {
+						t.Errorf("%s %s %v tls=%v: stack key built %v", cfg.name, method, h, withTLS, ok)
 					}
 				}
 			}

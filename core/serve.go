@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/routecache/routecache/core/backend"
+	"github.com/routecache/routecache/core/backend/memory"
 )
 
 // The request lifecycle, shared by cached routes and memoized values:
@@ -177,36 +178,31 @@ var (
 
 // serve is the route's entry into the lifecycle: the bypasses, the key,
 // then call.serve. The route's parameters are p, or when cp is not nil
-// cp's (copied into the request's state).
+// cp's (copied into the request's state). A route that may answer a hit
+// from its key alone (keyedHits) goes to serveKeyed, which checks the
+// bypasses itself: one call less on its hits.
 func (rt *Route) serve(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
-	r := rt.r
-	var reason BypassReason
-	switch {
-	case r.c.closed.Load():
-		reason = BypassClosed
-	case rt.skip != nil && rt.skip(req):
-		reason = BypassSkip
-	default:
-		reason = r.requestBypass(req)
-		if reason == "" && !r.brk.allow() {
-			reason = BypassBreaker
-		}
-	}
-	if reason != "" {
-		r.recordBypassIn(req.Context(), reason, false)
-		setBypass(w, reason)
-		return next(w, req)
-	}
-	// The state goes back to the pool when the call returns, not deferred:
-	// a handler's panic leaves it to the collector, unpooled.
-	// On the memory store or a near cache, a route whose counter names
-	// are a function of its key (namesFromKey: the default key) answers a
-	// fresh hit from its key alone (serveKeyed). Without Compress (whose
-	// replay may turn a hit into a miss), and without an Observer (the
-	// general read is timed and traced).
-	if rt.keyedHits && r.c.obs.p.Load() == nil {
+	if rt.keyedHits {
 		return rt.serveKeyed(w, req, p, cp, pattern, next)
 	}
+	if reason := rt.bypassReason(req); reason != "" {
+		return rt.serveBypass(w, req, reason, next)
+	}
+	return rt.serveGeneral(w, req, p, cp, pattern, next)
+}
+
+// serveBypass runs next uncached, for reason.
+func (rt *Route) serveBypass(w http.ResponseWriter, req *http.Request, reason BypassReason, next nextFunc) error {
+	rt.r.recordBypassIn(req.Context(), reason, false)
+	setBypass(w, reason)
+	return next(w, req)
+}
+
+// serveGeneral is serve past the bypasses, the general way: the key and
+// counter names built in a pooled state, then call.serve.
+func (rt *Route) serveGeneral(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+	// The state goes back to the pool when the call returns, not deferred:
+	// a handler's panic leaves it to the collector, unpooled.
 	st := rt.getState(cp, &p)
 	if !rt.build(st, req, p, pattern) {
 		return rt.bypassKey(st, w, req, next)
@@ -252,13 +248,22 @@ func (rt *Route) bypassKey(st *reqState, w http.ResponseWriter, req *http.Reques
 }
 
 // serveKeyed is serve on the memory store or a near cache for a route
-// whose counter names are a function of its key. The key is built on the
-// stack, and a fresh hit (keyedHit) is answered from it alone: no request
-// state, no counter names, no call. Anything else takes a pooled state,
-// builds the names and goes the general way; so does an early refresh,
-// after the hit, with the values of the counters the hit read.
+// whose counter names are a function of its key (namesFromKey: the
+// default key), without Compress (whose replay may turn a hit into a
+// miss). Past the bypasses, and without an Observer (the general read is
+// timed and traced: serveGeneral), the key is built on the stack, and a
+// fresh hit (keyedHit) is answered from it alone: no request state, no
+// counter names, no call. Anything else takes a pooled state, builds the
+// names and goes the general way; so does an early refresh, after the
+// hit, with the values of the counters the hit read.
 func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, cp *ctxParams, pattern string, next nextFunc) error {
+	if reason := rt.bypassReason(req); reason != "" {
+		return rt.serveBypass(w, req, reason, next)
+	}
 	r := rt.r
+	if r.c.obs.p.Load() != nil {
+		return rt.serveGeneral(w, req, p, cp, pattern, next)
+	}
 	var buf [stackKeyBytes]byte
 	path := canonicalPath(req.URL)
 	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
@@ -269,7 +274,7 @@ func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, 
 		if e, now, absent = rt.keyedHit(unsafeString(key)); e != nil {
 			// routeFront.replay of a hit, without Observer and Compress.
 			r.stats.n[cHits].Add(1)
-			r.replayAs(w, req, e, e.Replayed, e.ETag, e.Body, now, "HIT")
+			r.replayAs(w, req, e, now, false, nil)
 			if r.cfg.EarlyRefresh == 0 || req.Method == http.MethodHead || !xfetch(e, now, r.cfg.EarlyRefresh) {
 				return nil
 			}
@@ -331,7 +336,7 @@ func (c *call) serveAbsent(next nextFunc) error {
 // depends on the counters the request would name, in the same order,
 // then its runtime tags'; their names are the entry's own. On the memory
 // store each is read after the entry and compared with its snapshot
-// (memory.Backend.Unchanged), as valid compares the values a lookup
+// (memory.Backend.HeldUnchanged), as valid compares the values a lookup
 // read. A near cache returns the entry only when the values of all of
 // them, as its local counters hold them now, equal its snapshot
 // (near.Cache.Fresh): what its Load would read and valid conclude. A
@@ -343,17 +348,21 @@ func (c *call) serveAbsent(next nextFunc) error {
 func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool) {
 	r := rt.r
 	var e *backend.Entry
+	var h *memory.Held
 	if m := r.mem; m != nil {
-		if e = m.Entry(key); e == nil {
+		if h = m.Held(key); h == nil {
 			return nil, 0, true
 		}
+		e = h.Entry()
 		if e.Producer != rt {
 			return nil, 0, false
 		}
 	} else if e = r.near.Fresh(key, rt); e == nil { // rt's, or vouched for (call.vouch)
 		return nil, 0, false
 	}
-	if len(e.Counters) < 2+len(rt.tags) || e.Key != key || r.invalidationPending() {
+	// An entry the memory store holds under its own Key was found under
+	// key: its Key is key, compared once already.
+	if len(e.Counters) < 2+len(rt.tags) || (h == nil || !h.OwnKey()) && e.Key != key || r.invalidationPending() {
 		return nil, 0, false
 	}
 	now = nowNano()
@@ -361,7 +370,7 @@ func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool)
 		// Near or past expiry: decide on the real clock, not the coarse one.
 		now = time.Now().UnixNano()
 	}
-	if now >= e.FreshUntil || r.mem != nil && !r.mem.Unchanged(e.Counters) {
+	if now >= e.FreshUntil || h != nil && !r.mem.HeldUnchanged(h) {
 		return nil, 0, false
 	}
 	r.brk.succeeded() // as a successful read (call.read)

@@ -38,7 +38,7 @@ var (
 // is never evicted: a missing counter therefore reads as the constant
 // backend.BaseCounter, which bump never produces.
 type Backend struct {
-	entries  *clockstore.Map[*backend.Entry]
+	entries  *clockstore.Map[*Held]
 	counterM counterMap
 	soft     softMap
 	maxBytes int64
@@ -60,6 +60,11 @@ type counterMap struct {
 	// without hashing the whole name. Counters are never removed, so bits
 	// are never cleared; a set bit only sends the lookup on to its shard.
 	exists [64]atomic.Uint64
+	// created counts the counters created, each after it is published:
+	// while it holds the value read before a lookup of a name that found
+	// nothing, that name still has no counter (see Held). Counters are
+	// never removed; code that ever removes one must move it too.
+	created atomic.Uint64
 }
 
 // quickHash mixes a name's length and last eight bytes: counter names
@@ -149,6 +154,9 @@ func (c *counterMap) getOrCreate(name string, init func() uint64) (v *atomic.Uin
 	c.exists[qh>>6&63].Or(1 << (qh & 63))
 	next[h] = n
 	s.m.Store(&next)
+	// After the publication: a Held whose resolution missed the counter
+	// read created before it (see Held.gen).
+	c.created.Add(1)
 	return &n.v, true
 }
 
@@ -183,7 +191,7 @@ func Open(u *url.URL) (*Backend, error) {
 // New opens a memory backend bounded by maxBytes.
 func New(maxBytes int64) (*Backend, error) {
 	return &Backend{
-		entries:  clockstore.New[*backend.Entry](maxBytes),
+		entries:  clockstore.New[*Held](maxBytes),
 		counterM: counterMap{seed: maphash.MakeSeed()},
 		maxBytes: maxBytes,
 	}, nil
@@ -192,8 +200,10 @@ func New(maxBytes int64) (*Backend, error) {
 // Load reads the counters and the entry: no lock, no allocation.
 func (m *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	_ = m.Counters(ctx, names, vals)
-	e, _ := m.entries.Load(key)
-	return e, nil
+	if h, _ := m.entries.Load(key); h != nil {
+		return h.e, nil
+	}
+	return nil, nil
 }
 
 // Counters reads the counters: a missing one is BaseCounter. The filter
@@ -218,8 +228,10 @@ func (m *Backend) Counters(_ context.Context, names []string, vals []uint64) err
 // counter: a caller that checks the entry's counters itself (Unchanged)
 // reads them after it, by the names the entry holds.
 func (m *Backend) Entry(key string) *backend.Entry {
-	e, _ := m.entries.Load(key)
-	return e
+	if h, _ := m.entries.Load(key); h != nil {
+		return h.e
+	}
+	return nil
 }
 
 // Unchanged reports whether every counter of snap holds its snapshot
@@ -247,10 +259,10 @@ func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 	return m.Counters(ctx, names, vals)
 }
 
-// Store keeps the entry, charged its MemSize and its key's bytes (and
-// the store's clockstore.ItemOverhead) against the budget, evicting
-// others by CLOCK to stay within it. The entry is visible to the next
-// Load as soon as Store returns.
+// Store keeps the entry, charged its MemSize, its key's bytes and its
+// Held's (and the store's clockstore.ItemOverhead) against the budget,
+// evicting others by CLOCK to stay within it. The entry is visible to the
+// next Load as soon as Store returns.
 func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl time.Duration) error {
 	e.TrimBody()
 	// No expiry in the store: with one, every hit reads the clock.
@@ -258,16 +270,17 @@ func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl tim
 	// they are replaced by the next fill of their key or evicted by budget
 	// pressure like any other entry.
 	_ = ttl
+	h := m.hold(key, e)
 	// The key is charged as if copied, whether or not it is.
-	cost := e.MemSize() + int64(len(key))
+	cost := e.MemSize() + int64(len(key)) + h.memSize()
 	var ok bool
 	if key == e.Key {
 		// The entry's own copy of the key (a key that is its canonical
 		// key: unhashed), which nobody writes (see backend.Backend),
 		// serves as the store's: no copy of it.
-		ok = m.entries.SetOwned(e.Key, e, cost, 0)
+		ok = m.entries.SetOwned(e.Key, h, cost, 0)
 	} else {
-		ok = m.entries.Set(key, e, cost, 0)
+		ok = m.entries.Set(key, h, cost, 0)
 	}
 	if !ok {
 		return backend.ErrTooLarge
