@@ -30,6 +30,7 @@ type s9Env struct {
 	nb      *near.Cache
 	applied chan string
 	admin   *redis.Client
+	name    string // B's connections' client name
 }
 
 func s9Open(t *testing.T, url, prefix string, soft bool) *Cache {
@@ -45,9 +46,9 @@ func s9Open(t *testing.T, url, prefix string, soft bool) *Cache {
 func s9NewEnv(t *testing.T, soft bool) *s9Env {
 	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
 	prefix := fmt.Sprintf("s9%d", backend.FreshCounter()%1e12)
-	env := &s9Env{t: t, applied: make(chan string, 256)}
+	env := &s9Env{t: t, applied: make(chan string, 256), name: "rc-s9-b-" + prefix}
 	env.a = s9Open(t, "redis://"+addr+"/0?timeout=5s", prefix, soft)
-	env.b = s9Open(t, "redis://"+addr+"/0?timeout=5s&near_max_bytes=4MiB", prefix, soft)
+	env.b = s9Open(t, "redis://"+addr+"/0?timeout=5s&near_max_bytes=4MiB&client_name="+env.name, prefix, soft)
 	env.nb = env.b.regions["r"].near
 	if env.nb == nil {
 		t.Fatal("B has no near cache")
@@ -257,9 +258,7 @@ func TestReviewS9PubSubCutWhileVouchedAndRuntimeLocal(t *testing.T) {
 		t.Fatal("B not vouched")
 	}
 	resubs := env.nb.Stats().Resubscribes
-	if err := env.admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
-		t.Fatal(err)
-	}
+	env.killPubSub()
 	if err := env.a.InvalidateTags(context.Background(), "item:1", "owner:2"); err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +271,31 @@ func TestReviewS9PubSubCutWhileVouchedAndRuntimeLocal(t *testing.T) {
 	}
 	env.notOld("declared tag invalidated during the cut", rtb, "1", "one-v0")
 	env.notOld("runtime tag invalidated during the cut", rtb, "2", "two-v0", "owner:2")
+}
+
+// killPubSub closes B's pub/sub connection on the server (by its client
+// name: other tests' subscribers are left alone).
+func (env *s9Env) killPubSub() {
+	env.t.Helper()
+	ctx := context.Background()
+	list, err := env.admin.Do(ctx, "CLIENT", "LIST", "TYPE", "pubsub").Text()
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+env.name+" ") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+		if err := env.admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+			env.t.Fatal(err)
+		}
+		killed++
+	}
+	if killed == 0 {
+		env.t.Fatalf("no pub/sub connection named %s in %q", env.name, list)
+	}
 }
 
 // Attack: soft invalidation of a vouched entry's tag by A. Once applied,
