@@ -6,7 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -499,4 +502,85 @@ func s9Keys(ctx context.Context, uc redis.UniversalClient, prefix string) ([]str
 		return out, err
 	}
 	return out, scan(ctx, uc.(*redis.Client))
+}
+
+// Attack: races. B's readers hit two keys (one answered by its key alone
+// once vouched, one with a runtime tag read locally) while A refills them
+// and invalidations alternate between A (waited for until B applied them)
+// and B (complete when they return); L1 replacements, vouches and local
+// counter drops interleave. No request that began after an invalidation
+// completed (here, or applied from A) answers a body produced before it.
+func TestReviewS9StressVouchAndRuntimeLocal(t *testing.T) {
+	env := s9NewEnv(t, false)
+	rta, rtb := s9Route(t, env.a, "item:{id}"), s9Route(t, env.b, "item:{id}")
+	var version atomic.Int64
+	floors := map[string]*atomic.Int64{"1": new(atomic.Int64), "2": new(atomic.Int64)}
+	handler := func(rt *Route, id string) *httptest.ResponseRecorder {
+		var runtime []string
+		if id == "2" {
+			runtime = []string{"owner:2"}
+		}
+		w := httptest.NewRecorder()
+		err := rt.handle(w, httptest.NewRequest("GET", "/items/"+id, nil), mapParams{"id": id}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
+			AddTags(r.Context(), runtime...)
+			_, err := fmt.Fprint(w, version.Load())
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		return w
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	reader := func(rt *Route, id string) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			min := floors[id].Load()
+			w := handler(rt, id)
+			got, err := strconv.ParseInt(w.Body.String(), 10, 64)
+			if err != nil || got < min {
+				if !failed.Swap(true) {
+					t.Errorf("/items/%s: %s %q, began after the invalidation of version %d completed", id, xcache(w), w.Body.String(), min-1)
+				}
+				return
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		wg.Add(2)
+		go reader(rtb, "1")
+		go reader(rtb, "2")
+	}
+	wg.Add(2)
+	go reader(rta, "1")
+	go reader(rta, "2")
+	ctx := context.Background()
+	for round := 0; round < 150 && !failed.Load(); round++ {
+		tag := []string{"item:1", "owner:2", "item:2"}[round%3]
+		v := version.Add(1)
+		if round%2 == 0 {
+			if err := env.a.InvalidateTags(ctx, tag); err != nil {
+				t.Fatal(err)
+			}
+			env.waitApplied(tag)
+		} else if err := env.b.InvalidateTags(ctx, tag); err != nil {
+			t.Fatal(err)
+		}
+		// The invalidation completed (applied at B): no request to the key
+		// the tag covers, beginning now, may answer a body from before it.
+		if tag == "item:1" {
+			floors["1"].Store(v)
+		} else {
+			floors["2"].Store(v)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
