@@ -46,12 +46,22 @@ func s9Open(t *testing.T, url, prefix string, soft bool) *Cache {
 	return c
 }
 
-func s9NewEnv(t *testing.T, soft bool) *s9Env {
-	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
+func s9NewEnv(t *testing.T, soft bool) *s9Env { return s9NewEnvOn(t, soft, false) }
+
+// s9NewEnvOn is s9NewEnv on the test cluster when cluster is set.
+func s9NewEnvOn(t *testing.T, soft, cluster bool) *s9Env {
+	url, addr := "", ""
+	if cluster {
+		addrs := backendtest.Server(t, "ROUTECACHE_TEST_REDIS_CLUSTER")
+		url, addr = "redis+cluster://"+addrs+"?timeout=5s", strings.Split(addrs, ",")[0]
+	} else {
+		addr = backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
+		url = "redis://" + addr + "/0?timeout=5s"
+	}
 	prefix := fmt.Sprintf("s9%d", backend.FreshCounter()%1e12)
 	env := &s9Env{t: t, applied: make(chan string, 256), name: "rc-s9-b-" + prefix}
-	env.a = s9Open(t, "redis://"+addr+"/0?timeout=5s", prefix, soft)
-	env.b = s9Open(t, "redis://"+addr+"/0?timeout=5s&near_max_bytes=4MiB&client_name="+env.name, prefix, soft)
+	env.a = s9Open(t, url, prefix, soft)
+	env.b = s9Open(t, url+"&near_max_bytes=4MiB&client_name="+env.name, prefix, soft)
 	env.nb = env.b.regions["r"].near
 	if env.nb == nil {
 		t.Fatal("B has no near cache")
@@ -166,7 +176,12 @@ func (env *s9Env) notOld(step string, rt *Route, id, old string, runtime ...stri
 // from its local copy (ReadLocal). An invalidation of the runtime tag made
 // by A ends B's hits once its message was applied; one made by B, at once.
 func TestReviewS9VouchedEntryWithRuntimeTagEndsOnInvalidation(t *testing.T) {
-	env := s9NewEnv(t, false)
+	t.Run("redis", func(t *testing.T) { s9VouchedRuntime(t, false) })
+	t.Run("cluster", func(t *testing.T) { s9VouchedRuntime(t, true) })
+}
+
+func s9VouchedRuntime(t *testing.T, cluster bool) {
+	env := s9NewEnvOn(t, false, cluster)
 	rta, rtb := s9Route(t, env.a, "item:{id}"), s9Route(t, env.b, "item:{id}")
 	if w := s9Serve(t, rta, "1", "v0", "owner:1"); xcache(w) != "MISS" {
 		t.Fatalf("A's fill: %q", xcache(w))
@@ -511,7 +526,12 @@ func s9Keys(ctx context.Context, uc redis.UniversalClient, prefix string) ([]str
 // counter drops interleave. No request that began after an invalidation
 // completed (here, or applied from A) answers a body produced before it.
 func TestReviewS9StressVouchAndRuntimeLocal(t *testing.T) {
-	env := s9NewEnv(t, false)
+	t.Run("redis", func(t *testing.T) { s9Stress(t, false) })
+	t.Run("cluster", func(t *testing.T) { s9Stress(t, true) })
+}
+
+func s9Stress(t *testing.T, cluster bool) {
+	env := s9NewEnvOn(t, false, cluster)
 	rta, rtb := s9Route(t, env.a, "item:{id}"), s9Route(t, env.b, "item:{id}")
 	var version atomic.Int64
 	floors := map[string]*atomic.Int64{"1": new(atomic.Int64), "2": new(atomic.Int64)}
@@ -570,8 +590,14 @@ func TestReviewS9StressVouchAndRuntimeLocal(t *testing.T) {
 				t.Fatal(err)
 			}
 			env.waitApplied(tag)
-		} else if err := env.b.InvalidateTags(ctx, tag); err != nil {
-			t.Fatal(err)
+		} else {
+			if err := env.b.InvalidateTags(ctx, tag); err != nil {
+				t.Fatal(err)
+			}
+			floors[map[bool]string{true: "1", false: "2"}[tag == "item:1"]].Store(v) // complete here
+			// B hears its own message too: wait for it, so that a later
+			// wait for A's message on this tag is not answered by it.
+			env.waitApplied(tag)
 		}
 		// The invalidation completed (applied at B): no request to the key
 		// the tag covers, beginning now, may answer a body from before it.
