@@ -18,6 +18,7 @@ import (
 	"github.com/routecache/routecache/core/backend"
 	"github.com/routecache/routecache/core/backend/backendtest"
 	"github.com/routecache/routecache/core/backend/near"
+	redisbe "github.com/routecache/routecache/core/backend/redis"
 )
 
 // Session 9 review: attacks on the near cache's vouched key-alone hits
@@ -376,10 +377,10 @@ func TestReviewS9MemcacheNearRuntimeTagStaleness(t *testing.T) {
 }
 
 // Attack on execErr: a server that answers every command with an error
-// reply naming the command (the user may not run GETRANGE), after a
-// connection it accepted, refuses this process as much as a wrong
-// password does: the breaker opens. On one node (the lean path first) and
-// on a cluster.
+// reply naming the command (the user may no longer run GETRANGE: taken
+// away while connections were open) refuses this process as much as a
+// wrong password does: the breaker opens after Failures requests. On one
+// node (on the lean path's open connections) and on a cluster.
 func TestReviewS9BreakerOpensOnCommandRefusal(t *testing.T) {
 	for _, srv := range []struct{ name, env, scheme string }{
 		{"redis", "ROUTECACHE_TEST_REDIS", "redis://%s@%s/0?timeout=2s"},
@@ -394,8 +395,20 @@ func TestReviewS9BreakerOpensOnCommandRefusal(t *testing.T) {
 					admin.Do(context.Background(), "ACL", "DELUSER", user)
 					admin.Close()
 				})
-				if err := admin.Do(context.Background(), "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-getrange").Err(); err != nil {
+				if err := admin.Do(context.Background(), "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
 					t.Fatal(err)
+				}
+			}
+			// refuse takes GETRANGE away from the user, on connections
+			// already open too.
+			refuse := func() {
+				for _, a := range strings.Split(addrs, ",") {
+					admin := redis.NewClient(&redis.Options{Addr: a})
+					err := admin.Do(context.Background(), "ACL", "SETUSER", user, "-getrange").Err()
+					admin.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			c, err := New(Config{
@@ -408,6 +421,18 @@ func TestReviewS9BreakerOpensOnCommandRefusal(t *testing.T) {
 			}
 			t.Cleanup(func() { c.Close() })
 			rt := s9Route(t, c, "item:{id}")
+			// Served while allowed: the lean path's connections are open
+			// when the refusal comes.
+			rb, _ := c.regions["r"].be.(*redisbe.Backend)
+			s9WaitFor(t, "hits while allowed (on the lean path on one node)", func() bool {
+				w := s9Serve(t, rt, "1", "allowed")
+				return xcache(w) == "HIT" && (srv.name != "redis" || rb.LeanLoads() > 0)
+			})
+			lean := uint64(0)
+			if rb != nil {
+				lean = rb.LeanLoads()
+			}
+			refuse()
 			n := 0
 			for ; n < 30 && c.Stats()["r"].Breaker != BreakerOpen; n++ {
 				if w := s9Serve(t, rt, "1", fmt.Sprint("origin ", n)); w.Body.String() != fmt.Sprint("origin ", n) {
@@ -416,6 +441,12 @@ func TestReviewS9BreakerOpensOnCommandRefusal(t *testing.T) {
 			}
 			if st := c.Stats()["r"]; st.Breaker != BreakerOpen {
 				t.Fatalf("after %d requests refused GETRANGE: breaker %s; stats %+v", n, st.Breaker, st)
+			}
+			if srv.name == "redis" && rb.LeanLoads() == lean {
+				t.Fatal("no refused Load took the lean path: its rule was not exercised")
+			}
+			if n > 3 {
+				t.Errorf("the breaker opened after %d refused requests, want 3", n)
 			}
 		})
 	}
@@ -609,4 +640,68 @@ func s9Stress(t *testing.T, cluster bool) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// Attack: the scripts (bump, soft mark) are flushed from the server's
+// script cache (SCRIPT FLUSH; as after a restart): EVALSHA answers
+// NOSCRIPT. Invalidations, hard and soft, still complete, end the hits at
+// B and at A, and open no breaker. On one node and on a cluster.
+func TestReviewS9ScriptFlushInvalidationsComplete(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		t.Run(map[bool]string{false: "redis", true: "cluster"}[cluster], func(t *testing.T) {
+			env := s9NewEnvOn(t, true, cluster)
+			rta, rtb := s9Route(t, env.a, "item:{id}"), s9Route(t, env.b, "item:{id}")
+			flush := func() {
+				t.Helper()
+				addrs := []string{env.admin.Options().Addr}
+				if cluster {
+					addrs = strings.Split(backendtest.Server(t, "ROUTECACHE_TEST_REDIS_CLUSTER"), ",")
+				}
+				for _, a := range addrs {
+					c := redis.NewClient(&redis.Options{Addr: a})
+					err := c.ScriptFlush(context.Background()).Err()
+					c.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			ctx := context.Background()
+			for round, inv := range []struct {
+				by   *Cache
+				soft bool
+			}{{env.b, false}, {env.a, false}, {env.b, true}, {env.a, true}} {
+				old := fmt.Sprint("v", round)
+				s9Serve(t, rta, "1", old)
+				env.hits(fmt.Sprint("round ", round), rtb, "1", old, 3)
+				flush()
+				var err error
+				if inv.soft {
+					err = inv.by.InvalidateTagsSoft(ctx, "item:1")
+				} else {
+					err = inv.by.InvalidateTags(ctx, "item:1")
+				}
+				if err != nil {
+					t.Fatalf("round %d: the invalidation after SCRIPT FLUSH failed: %v", round, err)
+				}
+				env.waitApplied("item:1")
+				for _, rt := range []*Route{rta, rtb} {
+					w := s9Serve(t, rt, "1", fmt.Sprint("v", round+1))
+					if w.Body.String() == old && !(inv.soft && xcache(w) == "STALE") {
+						t.Fatalf("round %d: %q %q after the invalidation completed", round, xcache(w), w.Body.String())
+					}
+				}
+				for _, c := range []*Cache{env.a, env.b} {
+					if st := c.Stats()["r"]; st.Breaker != BreakerClosed {
+						t.Fatalf("round %d: breaker %s after NOSCRIPT", round, st.Breaker)
+					}
+				}
+				// Let a soft round's refresh land before the next round.
+				s9WaitFor(t, "the refill", func() bool {
+					w := s9Serve(t, rta, "1", fmt.Sprint("v", round+1))
+					return w.Body.String() != old
+				})
+			}
+		})
+	}
 }
