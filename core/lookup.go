@@ -180,8 +180,12 @@ func (c *call) valid(e *backend.Entry) bool {
 	// every counter this route names (a tag only this route declares may
 	// have been invalidated: the entry's producer never read it), and on
 	// counters this route did not fetch, which are read now.
+	for _, n := range names {
+		if !hasCounter(e.Counters, n) {
+			return false
+		}
+	}
 	var extra []string
-	matched := 0
 	for _, c := range e.Counters {
 		found := false
 		for i, n := range names {
@@ -193,14 +197,9 @@ func (c *call) valid(e *backend.Entry) bool {
 				break
 			}
 		}
-		if found {
-			matched++
-		} else {
+		if !found {
 			extra = append(extra, c.Name)
 		}
-	}
-	if matched < len(names) {
-		return false
 	}
 	if len(extra) == 0 {
 		return true
@@ -224,6 +223,20 @@ func (c *call) valid(e *backend.Entry) bool {
 		}
 	}
 	return true
+}
+
+// hasCounter reports whether cs holds a counter named name. Each of a
+// request's names is looked up on its own: counting the entry's counters
+// found among the names would let a counter the entry repeats (a tag
+// declared twice, two placeholders of one value) stand for a name it
+// lacks.
+func hasCounter(cs []backend.CounterSnap, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // validRuntime reports whether the counters of an entry's runtime tags,
