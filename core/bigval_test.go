@@ -165,7 +165,10 @@ func TestOversizedValueIsCorruptNotOutage(t *testing.T) {
 				sent := netOutput(t, pc) - out0
 				after := r.Stats()
 				t.Logf("%s: the servers sent %d bytes for the lookup and fill of the planted key", p.what, sent)
-				if sent > 8<<20 {
+				// The count is the servers', so other tests' traffic on
+				// them adds to it (9 MiB seen beside the other packages);
+				// an unbounded read would send all of the planted value.
+				if sent > planted/2 {
 					t.Errorf("%s: the servers sent %d bytes for one request: the read of the planted value is not bounded", p.what, sent)
 				}
 				if after.Corrupt != before.Corrupt+1 || after.Errors != before.Errors {
