@@ -349,20 +349,19 @@ func (rt *Route) keyedHit(key string) (_ *backend.Entry, now int64, absent bool)
 	r := rt.r
 	var e *backend.Entry
 	var h *memory.Held
+	ownKey := true // e was found under key and its Key is key, compared once already
 	if m := r.mem; m != nil {
 		if h = m.Held(key); h == nil {
 			return nil, 0, true
 		}
-		e = h.Entry()
+		e, ownKey = h.Entry(), h.OwnKey()
 		if e.Producer != rt {
 			return nil, 0, false
 		}
-	} else if e = r.near.Fresh(key, rt); e == nil { // rt's, or vouched for (call.vouch)
+	} else if e = r.near.Fresh(key, rt); e == nil { // rt's, or vouched for (call.vouch); its own key
 		return nil, 0, false
 	}
-	// An entry the memory store holds under its own Key was found under
-	// key: its Key is key, compared once already.
-	if len(e.Counters) < 2+len(rt.tags) || (h == nil || !h.OwnKey()) && e.Key != key || r.invalidationPending() {
+	if len(e.Counters) < 2+len(rt.tags) || !ownKey && e.Key != key || r.invalidationPending() {
 		return nil, 0, false
 	}
 	now = nowNano()

@@ -135,7 +135,13 @@ const l1Refs = 7
 const l1EntryCost = 144 + 80
 
 // setL1 keeps e in the L1 under key for ttl.
+// Only an entry whose Key is key is kept (another, read under a
+// colliding remote key, is of no use to a lookup of key), so what the L1
+// holds under a key is that key's entry.
 func (n *Cache) setL1(key string, e *backend.Entry, ttl time.Duration) {
+	if e.Key != key {
+		return
+	}
 	n.l1.Set(key, &l1Entry{e: e}, int64(e.Size()+len(key))+l1EntryCost, ttl)
 }
 
@@ -334,7 +340,8 @@ func (n *Cache) Vouch(key string, e *backend.Entry, producer any) {
 // subscription down, or a near cache on Memcached, which keeps no
 // record), and the caller looks the entry up in full (Load). It also
 // returns nil unless producer stored the entry (its Producer) or was
-// vouched for it (Vouch). The entry is not checked for expiry or its key.
+// vouched for it (Vouch). The entry is not checked for expiry; its Key
+// is key (setL1).
 func (n *Cache) Fresh(key string, producer any) *backend.Entry {
 	if !n.trusted() {
 		return nil
@@ -355,9 +362,11 @@ func (n *Cache) Fresh(key string, producer any) *backend.Entry {
 	}
 	// Counters past the record (an entry's runtime tags, which its
 	// lookups do not name) are read from local as they are now.
-	for _, c := range cs[s.n:] {
-		if lc, ok := n.local.get(c.Name); !ok || lc.v == 0 || lc.v != c.Value {
-			return nil
+	if len(cs) > s.n {
+		for _, c := range cs[s.n:] {
+			if lc, ok := n.local.get(c.Name); !ok || lc.v == 0 || lc.v != c.Value {
+				return nil
+			}
 		}
 	}
 	n.localHits.Add(1)

@@ -371,3 +371,34 @@ func TestNearFreshSeesConcurrentInvalidation(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// The L1 keeps an entry only under its own Key: one read from the remote
+// store under a key whose remote form another key's entry holds (a
+// collision of hashed remote keys) is returned to the lookup, which finds
+// its Key is not the one it asked for, but never kept, so no hit answered
+// from the key alone (Fresh) can serve it for the other key.
+func TestL1KeepsOnlyEntriesUnderTheirOwnKey(t *testing.T) {
+	f := newSnapFixture(t)
+	n, ctx := f.n, context.Background()
+	now := time.Now().UnixNano()
+	other := &backend.Entry{
+		Status: 200, Header: http.Header{}, Body: []byte("b's"), Key: "/b",
+		Created: now, FreshUntil: now + int64(time.Hour), StaleUntil: now + int64(time.Hour), SWRUntil: now + int64(time.Hour),
+	}
+	other.Prepare()
+	if err := f.inner.Store(ctx, backend.RemoteEntryKey("/c"), other, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		e, err := n.Load(ctx, "/c", f.names, make([]uint64, len(f.names)))
+		if err != nil || e == nil || e.Key != "/b" {
+			t.Fatalf("Load(/c) = %v, %v: want the entry stored under its remote key", e, err)
+		}
+	}
+	if _, ok := n.l1.Load("/c"); ok {
+		t.Fatal("the L1 keeps /b's entry under /c")
+	}
+	if n.Fresh("/c", nil) != nil {
+		t.Fatal("Fresh answered /c with /b's entry")
+	}
+}
