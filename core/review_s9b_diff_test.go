@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routecache/routecache/core"
 	"github.com/routecache/routecache/core/adapter"
@@ -48,6 +49,12 @@ var rv9Handlers = map[string]http.HandlerFunc{
 		w.Header().Add("X-Multi", "2")
 		fmt.Fprint(w, "cc")
 	},
+	"tagged": func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tags", "owner:7 extra")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"a":1}`)
+		w.Header().Set("X-After-Body", "late") // after the commit: neither sent nor stored
+	},
 	"etagonly": func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `W/"weak"`)
 		fmt.Fprint(w, "weak etag")
@@ -61,6 +68,8 @@ var rv9Configs = map[string]core.RegionConfig{
 	"cdn":      {CDNHeaders: true},
 	"compress": {Compress: true},
 	"ucc":      {UseCacheControl: true},
+	"tags":     {TagHeaders: []string{"X-Tags"}},
+	"sie":      {StaleIfError: time.Minute, Stale: time.Minute},
 }
 
 // rv9Step is one request of a transcript.
@@ -144,8 +153,8 @@ func rv9Dump(w *httptest.ResponseRecorder) string {
 
 func TestReviewS9bResponseTranscript(t *testing.T) {
 	var out strings.Builder
-	cfgNames := []string{"cdn", "compress", "default", "ucc"}
-	hNames := []string{"cachecontrol", "etagonly", "odd", "plain", "validators"}
+	cfgNames := []string{"cdn", "compress", "default", "ucc", "tags", "sie"}
+	hNames := []string{"cachecontrol", "etagonly", "odd", "plain", "validators", "tagged"}
 	for _, cn := range cfgNames {
 		for _, hn := range hNames {
 			for _, via := range []string{"middleware", "route"} {
