@@ -453,3 +453,102 @@ func TestReviewS9bFirstInvalidationAfterStore(t *testing.T) {
 		})
 	}
 }
+
+// A memoized value computed while an invalidation of its tag completed
+// (its first, or a later one) is never returned afterwards, and a caller
+// that waited on that computation after the invalidation completed gets
+// a value computed after it: the memory fill trusting the lookup's
+// counters holds for Load as for routes. The client's context ending
+// while the function runs does not end the function's.
+func TestReviewS9bLoadInvalidatedDuringFill(t *testing.T) {
+	ctx := context.Background()
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first-invalidation=%v", first), func(t *testing.T) {
+			c := rvCache(t, core.RegionConfig{})
+			if !first {
+				_ = c.InvalidateTags(ctx, "items")
+			}
+			var version atomic.Int64
+			var leaderOnce sync.Once
+			started, release := make(chan struct{}), make(chan struct{})
+			var fnErr atomic.Value
+			fn := func(fctx context.Context) (string, error) {
+				v := version.Load()
+				leader := false
+				leaderOnce.Do(func() { leader = true })
+				if leader {
+					close(started)
+					<-release
+					if err := fctx.Err(); err != nil {
+						fnErr.Store(err)
+					}
+				}
+				return fmt.Sprint("v", v), nil
+			}
+			clientCtx, cancelClient := context.WithCancel(ctx)
+			lres := make(chan string)
+			go func() {
+				v, _ := core.Load(clientCtx, c, "r", "item-1", fn, core.WithTags("items"))
+				lres <- v
+			}()
+			<-started
+			version.Add(1)
+			if err := c.InvalidateTags(ctx, "items"); err != nil {
+				t.Fatal(err)
+			}
+			wres := make(chan string)
+			go func() {
+				v, err := core.Load(ctx, c, "r", "item-1", fn, core.WithTags("items"))
+				if err != nil {
+					v = err.Error()
+				}
+				wres <- v
+			}()
+			waitUntil(t, "the second Load waits on the flight", func() bool { return flightWaiters() == 1 })
+			cancelClient()
+			close(release)
+			<-lres
+			if err, _ := fnErr.Load().(error); err != nil {
+				t.Fatalf("the function's context ended with its caller's: %v", err)
+			}
+			if v := <-wres; v != "v1" {
+				t.Fatalf("the Load that looked up after the invalidation got %q, want v1", v)
+			}
+			for i := 0; i < 2; i++ {
+				if v, err := core.Load(ctx, c, "r", "item-1", fn, core.WithTags("items")); err != nil || v != "v1" {
+					t.Fatalf("Load %d after the invalidation: %q %v, want v1", i, v, err)
+				}
+			}
+		})
+	}
+}
+
+// A HEAD request finding no entry runs uncached (BypassHead) on the
+// keyed path (serveAbsent) and through Middleware, and stores nothing:
+// the GET after it misses.
+func TestReviewS9bHeadOnEmptyStore(t *testing.T) {
+	c := rvCache(t, core.RegionConfig{})
+	rt := rvRoute(t, c)
+	mw, err := c.Middleware("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "page ", r.URL.Path) }
+	p := mapParams{"id": "1"}
+	if w := rvServe(rt, "HEAD", "/items/1", nil, p, h); xc(w) != "BYPASS" || !strings.HasSuffix(w.Header().Get("Cache-Status"), "detail=head-miss") {
+		t.Fatalf("route HEAD: %s %q", xc(w), w.Header().Get("Cache-Status"))
+	}
+	if w := rvServe(rt, "GET", "/items/1", nil, p, h); xc(w) != "MISS" {
+		t.Fatalf("route GET after HEAD: %s", xc(w))
+	}
+	w := httptest.NewRecorder()
+	mw(http.HandlerFunc(h)).ServeHTTP(w, httptest.NewRequest("HEAD", "/m/1", nil))
+	if xc(w) != "BYPASS" || !strings.HasSuffix(w.Header().Get("Cache-Status"), "detail=head-miss") {
+		t.Fatalf("middleware HEAD: %s %q", xc(w), w.Header().Get("Cache-Status"))
+	}
+	w = httptest.NewRecorder()
+	mw(http.HandlerFunc(h)).ServeHTTP(w, httptest.NewRequest("GET", "/m/1", nil))
+	if xc(w) != "MISS" {
+		t.Fatalf("middleware GET after HEAD: %s", xc(w))
+	}
+}
