@@ -70,6 +70,8 @@ var rv9Configs = map[string]core.RegionConfig{
 	"ucc":      {UseCacheControl: true},
 	"tags":     {TagHeaders: []string{"X-Tags"}},
 	"sie":      {StaleIfError: time.Minute, Stale: time.Minute},
+	"vary":     {VaryHeaders: []string{"Accept-Language"}, VaryCookies: []string{"lang"}, IgnoreCookies: []string{"_ga"}, VaryAuthorization: true},
+	"observer": {}, // with an Observer: the general path on every request
 }
 
 // rv9Step is one request of a transcript.
@@ -103,6 +105,15 @@ func rv9Steps(etag, lm string) []rv9Step {
 		{name: "cc-no-store", method: "GET", hdr: http.Header{"Cache-Control": {"no-store"}}},
 		{name: "cc-no-cache", method: "GET", hdr: http.Header{"Cache-Control": {"no-cache"}}},
 		{name: "pragma", method: "GET", hdr: http.Header{"Pragma": {"no-cache"}}},
+		{name: "vary-lang", method: "GET", hdr: http.Header{"Accept-Language": {"fr"}}},
+		{name: "vary-lang-hit", method: "GET", hdr: http.Header{"Accept-Language": {"fr"}}},
+		{name: "cookie-lang", method: "GET", hdr: http.Header{"Cookie": {"lang=fr"}}},
+		{name: "cookie-lang-hit", method: "GET", hdr: http.Header{"Cookie": {"lang=fr"}}},
+		{name: "cookie-ga", method: "GET", hdr: http.Header{"Cookie": {"_ga=1"}}},
+		{name: "cookie-ga-sid", method: "GET", hdr: http.Header{"Cookie": {"_ga=1; sid=2"}}},
+		{name: "auth-u2", method: "GET", hdr: http.Header{"Authorization": {"Bearer u2"}}},
+		{name: "auth-u2-again", method: "GET", hdr: http.Header{"Authorization": {"Bearer u2"}}},
+		{name: "auth-u3", method: "GET", hdr: http.Header{"Authorization": {"Bearer u3"}}},
 		{name: "hit-again", method: "GET"},
 	}
 	if etag != "" {
@@ -153,13 +164,17 @@ func rv9Dump(w *httptest.ResponseRecorder) string {
 
 func TestReviewS9bResponseTranscript(t *testing.T) {
 	var out strings.Builder
-	cfgNames := []string{"cdn", "compress", "default", "ucc", "tags", "sie"}
+	cfgNames := []string{"cdn", "compress", "default", "ucc", "tags", "sie", "observer", "vary"}
 	hNames := []string{"cachecontrol", "etagonly", "odd", "plain", "validators", "tagged"}
 	for _, cn := range cfgNames {
 		for _, hn := range hNames {
 			for _, via := range []string{"middleware", "route"} {
 				rc := rv9Configs[cn]
-				c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Logger: quietLogger()})
+				cfg := core.Config{Regions: map[string]core.RegionConfig{"r": rc}, Logger: quietLogger()}
+				if cn == "observer" {
+					cfg.Observer = core.NopObserver{}
+				}
+				c, err := core.New(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
