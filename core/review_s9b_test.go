@@ -72,16 +72,7 @@ func TestReviewS9bBypassReasonsUnchanged(t *testing.T) {
 		return func(c *core.Cache, t *testing.T) func(string, http.Header, string, http.HandlerFunc) *httptest.ResponseRecorder {
 			rt := rvRoute(t, c, opts...)
 			return func(method string, hdr http.Header, body string, h http.HandlerFunc) *httptest.ResponseRecorder {
-				w := httptest.NewRecorder()
-				var req *http.Request
-				if body != "" {
-					req = httptest.NewRequest(method, "/items/1", strings.NewReader(body))
-				} else {
-					req = httptest.NewRequest(method, "/items/1", nil)
-				}
-				for k, vs := range hdr {
-					req.Header[k] = vs
-				}
+				w, req := httptest.NewRecorder(), s9bRequest(method, hdr, body)
 				_ = adapter.ServeRoute(rt, w, req, mapParams{"id": "1"}, "/items/:id", func(w http.ResponseWriter, r *http.Request) error {
 					h(w, r)
 					return nil
@@ -96,16 +87,7 @@ func TestReviewS9bBypassReasonsUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func(method string, hdr http.Header, body string, h http.HandlerFunc) *httptest.ResponseRecorder {
-			w := httptest.NewRecorder()
-			var req *http.Request
-			if body != "" {
-				req = httptest.NewRequest(method, "/items/1", strings.NewReader(body))
-			} else {
-				req = httptest.NewRequest(method, "/items/1", nil)
-			}
-			for k, vs := range hdr {
-				req.Header[k] = vs
-			}
+			w, req := httptest.NewRecorder(), s9bRequest(method, hdr, body)
 			mw(h).ServeHTTP(w, req)
 			return w
 		}
@@ -551,4 +533,18 @@ func TestReviewS9bHeadOnEmptyStore(t *testing.T) {
 	if xc(w) != "MISS" {
 		t.Fatalf("middleware GET after HEAD: %s", xc(w))
 	}
+}
+
+// s9bRequest is a request for /items/1 with hdr set and body, if any.
+func s9bRequest(method string, hdr http.Header, body string) *http.Request {
+	var req *http.Request
+	if body != "" {
+		req = httptest.NewRequest(method, "/items/1", strings.NewReader(body))
+	} else {
+		req = httptest.NewRequest(method, "/items/1", nil)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	return req
 }
