@@ -176,10 +176,16 @@ func (c *call) valid(e *backend.Entry) bool {
 			return len(e.Counters) == len(names) || c.validRuntime(e.Counters[len(names):])
 		}
 	}
-	// Another route sharing the key stored the entry. It must depend on
-	// every counter this route names (a tag only this route declares may
-	// have been invalidated: the entry's producer never read it), and on
-	// counters this route did not fetch, which are read now.
+	return c.validShared(e)
+}
+
+// validShared is valid for an entry another route sharing the key
+// stored. It must depend on every counter this route names (a tag only
+// this route declares may have been invalidated: the entry's producer
+// never read it), and on counters this route did not fetch, which are
+// read now.
+func (c *call) validShared(e *backend.Entry) bool {
+	names, vals := c.names, c.vals
 	for _, n := range names {
 		if !hasCounter(e.Counters, n) {
 			return false
