@@ -200,10 +200,7 @@ func New(maxBytes int64) (*Backend, error) {
 // Load reads the counters and the entry: no lock, no allocation.
 func (m *Backend) Load(ctx context.Context, key string, names []string, vals []uint64) (*backend.Entry, error) {
 	_ = m.Counters(ctx, names, vals)
-	if h, _ := m.entries.Load(key); h != nil {
-		return h.e, nil
-	}
-	return nil, nil
+	return m.Entry(key), nil
 }
 
 // Counters reads the counters: a missing one is BaseCounter. The filter

@@ -400,12 +400,8 @@ func (n *Cache) localCounters(le *l1Entry, names []string, vals []uint64) bool {
 			vals[i] = c.v
 		}
 	}
-	for i := k; i < len(names); i++ {
-		c, ok := n.local.get(names[i])
-		if !ok || c.checked < oldest {
-			return false
-		}
-		vals[i] = c.v
+	if !n.readLocal(names[k:], vals[k:], oldest) {
+		return false
 	}
 	// Pub/sub mode (on Memcached a value also ages, which gen does not
 	// tell): keep the values for the next hits, if they are for the
@@ -432,6 +428,12 @@ func (n *Cache) ReadLocal(names []string, vals []uint64) bool {
 	if n.staleness > 0 {
 		oldest = time.Now().UnixNano() - int64(n.staleness)
 	}
+	return n.readLocal(names, vals, oldest)
+}
+
+// readLocal fills vals from the local copies of names, each held and
+// checked at oldest or later, and reports whether it could.
+func (n *Cache) readLocal(names []string, vals []uint64, oldest int64) bool {
 	for i, name := range names {
 		c, ok := n.local.get(name)
 		if !ok || c.checked < oldest {
