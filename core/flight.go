@@ -313,17 +313,18 @@ func (c *call) wait(done <-chan struct{}, leader bool) (gone, timedOut bool) {
 
 // snapshotAgrees reports whether a result's counter snapshot agrees with
 // the values a waiting call read. A counter that call found missing (0)
-// agrees with anything: had an invalidation completed before the call
-// looked, it would have created the counter. Any other counter it read
-// must be in the snapshot: a producer on another route sharing the key
-// may not have read it.
+// is not judged here (othersAgree reads it again): missing, it was either
+// never created (the producer created it, and its snapshot holds the new
+// value) or evicted after an invalidation, and the value alone does not
+// tell which. Any other counter it read must be in the snapshot: a
+// producer on another route sharing the key may not have read it.
 func snapshotAgrees(snap []backend.CounterSnap, names []string, vals []uint64) bool {
 	if snap == nil {
 		return false
 	}
 	for i, n := range names {
 		if vals[i] == 0 {
-			continue // never created: nothing invalidated it
+			continue // read again by othersAgree, if the snapshot names it
 		}
 		found := false
 		for _, c := range snap {
@@ -343,15 +344,18 @@ func snapshotAgrees(snap []backend.CounterSnap, names []string, vals []uint64) b
 }
 
 // othersAgree reports whether the counters of a result's snapshot that
-// the call did not read (the runtime tags its producer added) still hold
-// their snapshot values, read now: the fill checked them after storing,
-// but a tag invalidation may have completed since, before this call
-// looked up; what it read agrees with the snapshot all the same
-// (snapshotAgrees), since the runtime tags are not among its counters.
+// the call holds no value for still hold their snapshot values, read now.
+// Those are the runtime tags its producer added (not among the call's
+// counters: the fill checked them after storing, but a tag invalidation
+// may have completed since, before this call looked up), and the counters
+// the call found missing but the producer read: created by the fill since
+// the call looked, they still hold the snapshot's value; evicted (or
+// expired) after an invalidation that completed before the call looked,
+// they no longer do, and the result predates that invalidation.
 func (c *call) othersAgree(snap []backend.CounterSnap) bool {
 	n := 0
 	for _, s := range snap {
-		if !slices.Contains(c.names, s.Name) {
+		if c.unread(s) {
 			n++
 		}
 	}
@@ -360,11 +364,19 @@ func (c *call) othersAgree(snap []backend.CounterSnap) bool {
 	}
 	others := make([]backend.CounterSnap, 0, n)
 	for _, s := range snap {
-		if !slices.Contains(c.names, s.Name) {
+		if c.unread(s) {
 			others = append(others, s)
 		}
 	}
 	return c.validRuntime(others)
+}
+
+// unread reports whether the call holds no value of the snapshot's
+// counter s to compare with: not among its counters, or read missing (0)
+// where the producer read a value.
+func (c *call) unread(s backend.CounterSnap) bool {
+	i := slices.Index(c.names, s.Name)
+	return i < 0 || c.vals[i] == 0 && s.Value != 0
 }
 
 // background tracks the fills and refreshes running in the background
