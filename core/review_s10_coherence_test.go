@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,3 +138,252 @@ func TestRefreshWithRuntimeTagsAcrossALostEpochIsNotServed(t *testing.T) {
 
 var _ = io.Discard
 var _ redis.UniversalClient
+
+// s10Cluster is a private Redis Cluster of three masters, no replicas,
+// started by the test (and stopped by PID at its end): a short
+// cluster-node-timeout, so that a node stopped for a second loses its
+// cluster bus links, and cluster-require-full-coverage off, so that the
+// other nodes serve their slots meanwhile.
+type s10Cluster struct {
+	t     *testing.T
+	addrs []string
+	cmds  map[string]*exec.Cmd
+	admin *redis.ClusterClient
+}
+
+// s10ClusterPort finds a port free with its cluster bus port (+10000).
+func s10ClusterPort(t *testing.T) string {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		p := 29000 + int(backend.FreshCounter()%1000)
+		a, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+10000))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return strconv.Itoa(p)
+	}
+	t.Fatal("no free port pair for a cluster node")
+	return ""
+}
+
+func s10StartCluster(t *testing.T) *s10Cluster {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found under CI=true", bin)
+			}
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	dir := t.TempDir()
+	cl := &s10Cluster{t: t, cmds: map[string]*exec.Cmd{}}
+	t.Cleanup(cl.stop)
+	for i := 0; i < 3; i++ {
+		port := s10ClusterPort(t)
+		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+port+".conf",
+			"--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.0.0.1:" + port
+		cl.addrs = append(cl.addrs, addr)
+		cl.cmds[addr] = cmd
+	}
+	for _, a := range cl.addrs {
+		s9WaitFor(t, a+" to answer", func() bool {
+			c := redis.NewClient(&redis.Options{Addr: a})
+			defer c.Close()
+			return c.Ping(context.Background()).Err() == nil
+		})
+	}
+	args := append([]string{"--cluster", "create"}, cl.addrs...)
+	if out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	cl.waitHealthy()
+	cl.admin = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.addrs})
+	t.Cleanup(func() { cl.admin.Close() })
+	return cl
+}
+
+// stop kills every node by its PID and reaps it.
+func (cl *s10Cluster) stop() {
+	for _, cmd := range cl.cmds {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+}
+
+// waitHealthy waits until every node reports the cluster ok and every
+// bus link connected.
+func (cl *s10Cluster) waitHealthy() {
+	cl.t.Helper()
+	s9WaitFor(cl.t, "the cluster to be healthy", func() bool {
+		for _, a := range cl.addrs {
+			c := redis.NewClient(&redis.Options{Addr: a})
+			info, err1 := c.ClusterInfo(context.Background()).Result()
+			nodes, err2 := c.ClusterNodes(context.Background()).Result()
+			c.Close()
+			if err1 != nil || err2 != nil || !strings.Contains(info, "cluster_state:ok") || strings.Contains(nodes, "disconnected") || strings.Contains(nodes, "fail") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// owner is the address of the node serving key's slot.
+func (cl *s10Cluster) owner(key string) string {
+	cl.t.Helper()
+	slot, err := cl.admin.ClusterKeySlot(context.Background(), key).Result()
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	slots, err := cl.admin.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	for _, s := range slots {
+		if int64(s.Start) <= slot && slot <= int64(s.End) {
+			return s.Nodes[0].Addr
+		}
+	}
+	cl.t.Fatalf("no node serves slot %d", slot)
+	return ""
+}
+
+// failed reports whether the node at from flags the node at to as
+// failed (past cluster-node-timeout without an answer: its bus link was
+// dropped on the way, at half that time).
+func (cl *s10Cluster) failed(from, to string) bool {
+	c := redis.NewClient(&redis.Options{Addr: from})
+	defer c.Close()
+	nodes, err := c.ClusterNodes(context.Background()).Result()
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 8 && strings.HasPrefix(f[1], to+"@") {
+			return strings.Contains(f[2], "fail") && !strings.Contains(f[2], "fail?")
+		}
+	}
+	return false
+}
+
+// Promise (docs/invalidation.md, "Several instances"): with a near cache
+// on Redis, another instance's invalidation reaches this one's near cache
+// through pub/sub; it may serve an invalidated entry for the time the
+// message takes to arrive, and uses no local counter while its
+// subscription is down.
+//
+// Fault: on a Redis Cluster, the near cache subscribes on one node (the
+// channel's slot's), and an invalidation is published by the node holding
+// the counter, which forwards it over the cluster bus. That node is
+// stopped (SIGSTOP) for a while, long enough for the others to drop their
+// bus links to it; its subscribers' connections stay up. Messages
+// published while a link is down are never forwarded: the subscription
+// never learns of them, and the near cache served the invalidated entries
+// from its local counters for as long as they lived (here an hour).
+func TestNearCacheOnClusterLosesNoInvalidationOverABusOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	cl := s10StartCluster(t)
+	url := "redis+cluster://" + strings.Join(cl.addrs, ",") + "?timeout=5s"
+	subNode := cl.owner(redisbe.InvalidationChannel) // where B's subscription lives
+	// A prefix whose tag epoch lives on another node than subNode, and
+	// items whose tags' counters too: those invalidations are forwarded
+	// over the bus to subNode's subscribers.
+	var prefix string
+	var a, b *Cache
+	for {
+		prefix = fmt.Sprintf("s10c%d", backend.FreshCounter()%1e12)
+		a = s9Open(t, url, prefix, false)
+		if cl.owner(a.regions["r"].epochCounter) != subNode {
+			break
+		}
+	}
+	b = s9Open(t, url+"&near_max_bytes=16MiB", prefix, false)
+	nb := b.regions["r"].near
+	s9WaitFor(t, "B to subscribe", func() bool { return nb.Stats().Coherent })
+	ra := a.regions["r"]
+	var ids []string
+	for i := 0; len(ids) < 300; i++ {
+		id := strconv.Itoa(i)
+		if cl.owner(ra.tagCounter("item:"+id)) != subNode {
+			ids = append(ids, id)
+		}
+	}
+	rtA, rtB := s9Route(t, a, "item:{id}"), s9Route(t, b, "item:{id}")
+	for _, id := range ids {
+		s9Serve(t, rtB, id, "old "+id)
+		for i := 0; i < 2; i++ { // the second hit reads B's local counters
+			if w := s9Serve(t, rtB, id, "new "+id); xcache(w) != "HIT" || w.Body.String() != "old "+id {
+				t.Fatalf("item %s at B: %s %q, want HIT old", id, xcache(w), w.Body.String())
+			}
+		}
+	}
+	_ = rtA
+	cmd := cl.cmds[subNode]
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	var origins []string
+	for _, addr := range cl.addrs {
+		if addr != subNode {
+			origins = append(origins, addr)
+		}
+	}
+	s9WaitFor(t, "the other nodes to flag the stopped one failed", func() bool {
+		return cl.failed(origins[0], subNode) && cl.failed(origins[1], subNode)
+	})
+	// Each item changes once, and its invalidation completes, while the
+	// node is stopped; spread over a few of the links' reconnection
+	// cycles (node timeout 1 s: a cycle is about half a second).
+	tick := time.NewTicker(5 * time.Millisecond)
+	for _, id := range ids {
+		<-tick.C
+		if err := a.InvalidateTags(context.Background(), "item:"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick.Stop()
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	cl.waitHealthy()
+	// Every invalidation returned nil before these requests began: B may
+	// serve an old entry only until the message reaches it.
+	var old []string
+	logged := 0
+	s9WaitFor(t, "B to stop serving invalidated entries", func() bool {
+		old = old[:0]
+		for _, id := range ids {
+			if w := s9Serve(t, rtB, id, "new "+id); w.Body.String() == "old "+id {
+				old = append(old, id)
+			}
+		}
+		if len(old) > 0 && len(old) != logged {
+			logged = len(old)
+			t.Logf("B still serves %d of %d invalidated entries (e.g. item %s)", len(old), len(ids), old[0])
+		}
+		return len(old) == 0
+	})
+}

@@ -72,6 +72,17 @@ type Cache struct {
 	psMu     sync.Mutex
 	ps       *redis.PubSub
 	log      *slog.Logger
+	// On a Redis Cluster, guards subscribe on every master as well
+	// (guards.go): a message forwarded over the cluster bus is lost when
+	// a bus link is down, while the subscription that would have received
+	// it stays up. guardsDown counts the guards not subscribed now (and,
+	// until the masters were first listed, one more): local counters are
+	// trusted only while it is 0.
+	guardsDown atomic.Int32
+	gmu        sync.Mutex
+	guards     map[string]*guard
+	listed     bool
+	gdone      chan struct{}
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
 	remoteCounters                                 atomic.Uint64 // Counters calls
@@ -179,6 +190,11 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 		n.instance = rb.Instance() // its messages are published by rb
 		ctx, cancel := context.WithCancel(context.Background())
 		n.cancel, n.done = cancel, make(chan struct{})
+		if cc, ok := n.client.(*redis.ClusterClient); ok {
+			n.guardsDown.Store(1) // the masters are not listed yet
+			n.guards, n.gdone = map[string]*guard{}, make(chan struct{})
+			go n.watchMasters(ctx, cc)
+		}
 		ready := make(chan struct{})
 		go n.subscribe(ctx, ready)
 		select { // wait briefly for the first subscription, not forever
@@ -278,10 +294,11 @@ func (n *Cache) dropAll() {
 	n.mu.Unlock()
 }
 
-// usableLocally reports whether local counters may be trusted now.
+// trusted reports whether local counters may be trusted now: on Redis,
+// while the subscription (and on a cluster every master's guard) is up.
 func (n *Cache) trusted() bool {
 	if n.client != nil {
-		return n.coherent.Load()
+		return n.coherent.Load() && n.guardsDown.Load() == 0
 	}
 	return true
 }
@@ -579,6 +596,9 @@ func (n *Cache) Close() error {
 		}
 		n.psMu.Unlock()
 		<-n.done
+		if n.gdone != nil {
+			<-n.gdone
+		}
 	}
 	n.l1.Clear()
 	if n.clock.Swap(false) {
