@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -386,4 +387,142 @@ func TestNearCacheOnClusterLosesNoInvalidationOverABusOutage(t *testing.T) {
 		}
 		return len(old) == 0
 	})
+}
+
+// s10Proxy forwards TCP connections to a server and can hold everything
+// it forwards, both ways, while keeping the connections open: a network
+// partition between one instance and its Redis (a link blackholed, a
+// peer unreachable) in which writes still succeed into socket buffers.
+type s10Proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	gate   chan struct{} // closed while traffic flows
+	conns  []net.Conn
+}
+
+func s10StartProxy(t *testing.T, target string) *s10Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &s10Proxy{ln: ln, target: target, gate: make(chan struct{})}
+	close(p.gate)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *s10Proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *s10Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		go p.pipe(c, s)
+		go p.pipe(s, c)
+	}
+}
+
+// pipe copies from src to dst, holding each chunk while the gate is shut.
+func (p *s10Proxy) pipe(src, dst net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			gate := p.gate
+			p.mu.Unlock()
+			<-gate
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// hold stops all traffic (connections stay open); flow resumes it.
+func (p *s10Proxy) hold() {
+	p.mu.Lock()
+	p.gate = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *s10Proxy) flow() {
+	p.mu.Lock()
+	select {
+	case <-p.gate:
+	default:
+		close(p.gate)
+	}
+	p.mu.Unlock()
+}
+
+func (p *s10Proxy) close() {
+	p.flow()
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// Promise (docs/invalidation.md, "Several instances"): a near cache on
+// Redis serves an entry another instance invalidated only for the time
+// the message takes to reach it, and uses no local counter while its
+// subscription is down.
+//
+// Fault: the network between B and Redis goes silent (a partition, a
+// blackholed route) while A still reaches Redis; B's connections stay
+// open and its writes succeed into socket buffers. B's subscription
+// pinged every 5 s of quiet and counted only a failed write as a lost
+// subscription, never a ping left unanswered: it stayed "coherent", and B
+// answered from its local counters the entries A had invalidated, for as
+// long as the partition lasted.
+func TestNearCacheStopsTrustingASilentSubscription(t *testing.T) {
+	addr := backendtest.Server(t, "ROUTECACHE_TEST_REDIS")
+	px := s10StartProxy(t, addr)
+	prefix := fmt.Sprintf("s10p%d", backend.FreshCounter()%1e12)
+	a := s9Open(t, "redis://"+addr+"/0?timeout=5s", prefix, false)
+	b := s9Open(t, "redis://"+px.addr()+"/0?timeout=500ms&near_max_bytes=4MiB", prefix, false)
+	nb := b.regions["r"].near
+	s9WaitFor(t, "B to subscribe", func() bool { return nb.Stats().Coherent })
+	rtB := s9Route(t, b, "item:{id}")
+	s9Serve(t, rtB, "1", "old")
+	for i := 0; i < 2; i++ {
+		if w := s9Serve(t, rtB, "1", "new"); xcache(w) != "HIT" || w.Body.String() != "old" {
+			t.Fatalf("B: %s %q, want HIT old", xcache(w), w.Body.String())
+		}
+	}
+	if !s9Fast(t, rtB, "1") {
+		t.Fatal("B does not answer from its near cache alone")
+	}
+	px.hold()
+	defer px.flow()
+	if err := a.InvalidateTags(context.Background(), "item:1"); err != nil {
+		t.Fatal(err)
+	}
+	// The invalidation returned; its message cannot reach B. B may serve
+	// the old entry only until it stops trusting its subscription.
+	s9WaitFor(t, "B to stop answering the invalidated entry", func() bool {
+		return s9Serve(t, rtB, "1", "new").Body.String() != "old"
+	})
+	px.flow()
+	s9WaitFor(t, "B to trust its subscription again", func() bool { return nb.Stats().Coherent })
 }

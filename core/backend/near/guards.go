@@ -2,7 +2,6 @@ package near
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -130,39 +129,18 @@ func (n *Cache) runGuard(ctx context.Context, g *guard, c *redis.Client) {
 	g.ps = ps
 	g.psMu.Unlock()
 	defer ps.Close()
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				if perr := ps.Ping(ctx); perr != nil {
-					n.guardDown(g, perr)
-				}
-				continue
-			}
-			n.guardDown(g, err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				n.dropAll() // anything may have been missed meanwhile
-				n.guardUp(g)
-			}
-		case *redis.Message:
+	n.listen(ctx, ps, listener{
+		down: func(err error) { n.guardDown(g, err) },
+		up: func(bool) {
+			n.dropAll() // anything may have been missed meanwhile
+			n.guardUp(g)
+		},
+		msg: func(m *redis.Message) {
 			if _, ev, ok := redisbe.ParseMessage(m.Payload); ok {
 				n.drop(ev.Counter)
 			}
-		}
-	}
+		},
+	})
 }
 
 // guardUp marks g subscribed.

@@ -197,9 +197,14 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 		}
 		ready := make(chan struct{})
 		go n.subscribe(ctx, ready)
+		deadline := time.Now().Add(2 * time.Second)
 		select { // wait briefly for the first subscription, not forever
 		case <-ready:
 		case <-time.After(2 * time.Second):
+		}
+		// On a cluster, as briefly for every master's guard (guards.go).
+		for !n.trusted() && n.coherent.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
 	default:
 		n.staleness = DefaultStaleness
@@ -226,38 +231,22 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 	n.psMu.Unlock()
 	defer ps.Close()
 	var once sync.Once
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel: ping so a dead connection shows up.
-				if perr := ps.Ping(ctx); perr != nil {
-					n.lose(perr)
-				}
-				continue
-			}
-			n.lose(err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				// (Re)subscribed: anything may have been missed meanwhile.
-				n.dropAll()
+	n.listen(ctx, ps, listener{
+		down: n.lose,
+		up: func(resubscribed bool) {
+			// Anything may have been missed meanwhile.
+			n.dropAll()
+			if resubscribed {
 				n.resubscribes.Add(1)
-				n.coherent.Store(true)
-				once.Do(func() { close(ready) })
 			}
-		case *redis.Message:
+			n.coherent.Store(true)
+			once.Do(func() { close(ready) })
+		},
+		msg: func(m *redis.Message) {
 			n.messages.Add(1)
 			inst, ev, ok := redisbe.ParseMessage(m.Payload)
 			if !ok {
-				continue
+				return
 			}
 			n.drop(ev.Counter)
 			if inst != n.instance && n.onRemote != nil {
@@ -266,7 +255,76 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 			if f := n.applied.Load(); f != nil {
 				(*f)(ev.Counter)
 			}
-		case *redis.Pong:
+		},
+	})
+}
+
+// pingEvery is how long a subscription may stay quiet before it is
+// pinged. A ping left unanswered for as long again marks it down: the
+// link may be silent (a partition, a blackholed route) with every write
+// still succeeding into socket buffers, and the messages published
+// meanwhile not arriving.
+const pingEvery = time.Second
+
+// errSilent is why a subscription that answers no ping is down.
+var errSilent = errors.New("no answer to a ping within " + pingEvery.String())
+
+// listener is what listen tells its subscription's owner.
+type listener struct {
+	// down: the subscription is not known to be live (an error, or a ping
+	// unanswered); local counters must not be trusted.
+	down func(err error)
+	// up: (re)subscribed, or heard from again on the same connection
+	// after silence (what was sent meanwhile arrives in order after it):
+	// drop every local counter, then trust.
+	up func(resubscribed bool)
+	// msg: a message on the channel.
+	msg func(m *redis.Message)
+}
+
+// listen receives on ps until ctx ends, pinging it when quiet.
+func (n *Cache) listen(ctx context.Context, ps *redis.PubSub, l listener) {
+	pinged, silent := false, false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				if pinged && !silent {
+					silent = true
+					l.down(errSilent)
+				}
+				// Quiet channel: ping so a dead or silent link shows up.
+				if perr := ps.Ping(ctx); perr != nil {
+					l.down(perr)
+				}
+				pinged = true
+				continue
+			}
+			pinged = false
+			l.down(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		pinged = false
+		if silent {
+			silent = false
+			l.up(false)
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				l.up(true)
+			}
+		case *redis.Message:
+			l.msg(m)
 		}
 	}
 }
