@@ -18,8 +18,9 @@ import (
 // never learn of them: their connections stay up, nothing tells them.
 // The near cache's one subscription (on the node of the channel's slot)
 // would then keep counters an invalidation moved, for as long as they
-// live (TestNearCacheOnClusterLosesNoInvalidationOverABusOutage: 26 of
-// 300 invalidations lost over a one-second pause of that node).
+// live (TestNearCacheOnClusterLosesNoInvalidationOverABusOutage: 100 of
+// 300 invalidations lost over a 0.6 s pause of that node, with a
+// cluster-node-timeout of 200 ms).
 //
 // So a near cache on a cluster also subscribes on every master (a guard
 // per master, kept in step with the cluster's masters every
