@@ -417,8 +417,10 @@ func (mf *memoFront[T]) settle(c *call, f *flight, o outcome) error {
 		return f.err
 	}
 	// outUnshared: a value that could not be encoded (or decoded back) is
-	// shared as is, if computed under what this caller read.
-	if v, ok := f.val.(T); ok && f.ran && snapshotAgrees(f.snap, c.names, c.vals) && c.othersAgree(f.snap) {
+	// shared as is, if computed under what this caller read, and unless an
+	// invalidation is pending on the backend: the counters cannot tell
+	// then what it would invalidate (invalqueue.go).
+	if v, ok := f.val.(T); ok && f.ran && !c.r.invalidationPending() && snapshotAgrees(f.snap, c.names, c.vals) && c.othersAgree(f.snap) {
 		mf.v = v
 		c.r.record(evCoalescedHit)
 		return nil

@@ -189,12 +189,21 @@ func tagSetOf(ctx context.Context) *tagSet {
 }
 
 // readEpoch reads the tag epoch before a producer runs that had no Ensure
-// to read it with (a refresh).
+// to read it with (a refresh), creating it when it is missing, as a
+// fill's Ensure does: the epoch expires one counter lifetime after the
+// last tag invalidation (no entry records it, so no store renews it),
+// and a refresh that began with it missing could not tell it from an
+// epoch the invalidation re-created and an eviction removed again before
+// addRuntimeTags read it (both 0).
 func (c *call) readEpoch(ctx context.Context) {
-	v := []uint64{0}
-	err := c.r.be.Counters(ctx, []string{c.r.epochCounter}, v)
+	names, v := []string{c.r.epochCounter}, []uint64{0}
+	err := c.r.be.Counters(ctx, names, v)
 	c.r.opDone(ctx, OpGetCounters, err)
-	c.epoch, c.epochOK = v[0], err == nil
+	if err == nil && v[0] == 0 {
+		err = c.r.be.Ensure(ctx, names, v)
+		c.r.opDone(ctx, OpEnsureCounters, err)
+	}
+	c.epoch, c.epochOK = v[0], err == nil && v[0] != 0
 }
 
 // addRuntimeTags closes the fill's tag set and, when the producer added

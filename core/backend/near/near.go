@@ -72,6 +72,17 @@ type Cache struct {
 	psMu     sync.Mutex
 	ps       *redis.PubSub
 	log      *slog.Logger
+	// On a Redis Cluster, guards subscribe on every master as well
+	// (guards.go): a message forwarded over the cluster bus is lost when
+	// a bus link is down, while the subscription that would have received
+	// it stays up. guardsDown counts the guards not subscribed now (and,
+	// until the masters were first listed, one more): local counters are
+	// trusted only while it is 0.
+	guardsDown atomic.Int32
+	gmu        sync.Mutex
+	guards     map[string]*guard
+	listed     bool
+	gdone      chan struct{}
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
 	remoteCounters                                 atomic.Uint64 // Counters calls
@@ -179,11 +190,21 @@ func Wrap(inner backend.Backend, u *url.URL, q url.Values, opts backend.Options)
 		n.instance = rb.Instance() // its messages are published by rb
 		ctx, cancel := context.WithCancel(context.Background())
 		n.cancel, n.done = cancel, make(chan struct{})
+		if cc, ok := n.client.(*redis.ClusterClient); ok {
+			n.guardsDown.Store(1) // the masters are not listed yet
+			n.guards, n.gdone = map[string]*guard{}, make(chan struct{})
+			go n.watchMasters(ctx, cc)
+		}
 		ready := make(chan struct{})
 		go n.subscribe(ctx, ready)
+		deadline := time.Now().Add(2 * time.Second)
 		select { // wait briefly for the first subscription, not forever
 		case <-ready:
 		case <-time.After(2 * time.Second):
+		}
+		// On a cluster, as briefly for every master's guard (guards.go).
+		for !n.trusted() && n.coherent.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
 	default:
 		n.staleness = DefaultStaleness
@@ -210,38 +231,22 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 	n.psMu.Unlock()
 	defer ps.Close()
 	var once sync.Once
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel: ping so a dead connection shows up.
-				if perr := ps.Ping(ctx); perr != nil {
-					n.lose(perr)
-				}
-				continue
-			}
-			n.lose(err)
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				// (Re)subscribed: anything may have been missed meanwhile.
-				n.dropAll()
+	n.listen(ctx, ps, listener{
+		down: n.lose,
+		up: func(resubscribed bool) {
+			// Anything may have been missed meanwhile.
+			n.dropAll()
+			if resubscribed {
 				n.resubscribes.Add(1)
-				n.coherent.Store(true)
-				once.Do(func() { close(ready) })
 			}
-		case *redis.Message:
+			n.coherent.Store(true)
+			once.Do(func() { close(ready) })
+		},
+		msg: func(m *redis.Message) {
 			n.messages.Add(1)
 			inst, ev, ok := redisbe.ParseMessage(m.Payload)
 			if !ok {
-				continue
+				return
 			}
 			n.drop(ev.Counter)
 			if inst != n.instance && n.onRemote != nil {
@@ -250,7 +255,76 @@ func (n *Cache) subscribe(ctx context.Context, ready chan struct{}) {
 			if f := n.applied.Load(); f != nil {
 				(*f)(ev.Counter)
 			}
-		case *redis.Pong:
+		},
+	})
+}
+
+// pingEvery is how long a subscription may stay quiet before it is
+// pinged. A ping left unanswered for as long again marks it down: the
+// link may be silent (a partition, a blackholed route) with every write
+// still succeeding into socket buffers, and the messages published
+// meanwhile not arriving.
+const pingEvery = time.Second
+
+// errSilent is why a subscription that answers no ping is down.
+var errSilent = errors.New("no answer to a ping within " + pingEvery.String())
+
+// listener is what listen tells its subscription's owner.
+type listener struct {
+	// down: the subscription is not known to be live (an error, or a ping
+	// unanswered); local counters must not be trusted.
+	down func(err error)
+	// up: (re)subscribed, or heard from again on the same connection
+	// after silence (what was sent meanwhile arrives in order after it):
+	// drop every local counter, then trust.
+	up func(resubscribed bool)
+	// msg: a message on the channel.
+	msg func(m *redis.Message)
+}
+
+// listen receives on ps until ctx ends, pinging it when quiet.
+func (n *Cache) listen(ctx context.Context, ps *redis.PubSub, l listener) {
+	pinged, silent := false, false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				if pinged && !silent {
+					silent = true
+					l.down(errSilent)
+				}
+				// Quiet channel: ping so a dead or silent link shows up.
+				if perr := ps.Ping(ctx); perr != nil {
+					l.down(perr)
+				}
+				pinged = true
+				continue
+			}
+			pinged = false
+			l.down(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		pinged = false
+		if silent {
+			silent = false
+			l.up(false)
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				l.up(true)
+			}
+		case *redis.Message:
+			l.msg(m)
 		}
 	}
 }
@@ -278,10 +352,11 @@ func (n *Cache) dropAll() {
 	n.mu.Unlock()
 }
 
-// usableLocally reports whether local counters may be trusted now.
+// trusted reports whether local counters may be trusted now: on Redis,
+// while the subscription (and on a cluster every master's guard) is up.
 func (n *Cache) trusted() bool {
 	if n.client != nil {
-		return n.coherent.Load()
+		return n.coherent.Load() && n.guardsDown.Load() == 0
 	}
 	return true
 }
@@ -579,6 +654,9 @@ func (n *Cache) Close() error {
 		}
 		n.psMu.Unlock()
 		<-n.done
+		if n.gdone != nil {
+			<-n.gdone
+		}
 	}
 	n.l1.Clear()
 	if n.clock.Swap(false) {
