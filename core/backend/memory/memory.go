@@ -38,7 +38,7 @@ var (
 // is never evicted: a missing counter therefore reads as the constant
 // backend.BaseCounter, which bump never produces.
 type Backend struct {
-	entries  *clockstore.Map[*Held]
+	entries  *clockstore.Map[Held]
 	counterM counterMap
 	soft     softMap
 	maxBytes int64
@@ -191,7 +191,7 @@ func Open(u *url.URL) (*Backend, error) {
 // New opens a memory backend bounded by maxBytes.
 func New(maxBytes int64) (*Backend, error) {
 	return &Backend{
-		entries:  clockstore.New[*Held](maxBytes),
+		entries:  clockstore.New[Held](maxBytes),
 		counterM: counterMap{seed: maphash.MakeSeed()},
 		maxBytes: maxBytes,
 	}, nil
@@ -225,7 +225,7 @@ func (m *Backend) Counters(_ context.Context, names []string, vals []uint64) err
 // counter: a caller that checks the entry's counters itself (Unchanged)
 // reads them after it, by the names the entry holds.
 func (m *Backend) Entry(key string) *backend.Entry {
-	if h, _ := m.entries.Load(key); h != nil {
+	if h := m.entries.LoadPtr(key); h != nil {
 		return h.e
 	}
 	return nil

@@ -124,6 +124,35 @@ func (m *Map[V]) Load(key string) (v V, ok bool) {
 	}
 }
 
+// LoadPtr is Load returning the address of the value held, or nil: the
+// value as the item holds it, not a copy, for a V too large to copy on
+// every read. Items are immutable once published: the caller must never
+// write through it. The value stays valid (and unchanged) however long
+// the caller keeps it, whatever the map does with the key since.
+func (m *Map[V]) LoadPtr(key string) *V {
+	h := maphash.String(m.seed, key)
+	t := m.shards[h>>(64-shardBits)].table.Load()
+	if t == nil {
+		return nil
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		it := t.slots[i].Load()
+		if it == nil {
+			return nil
+		}
+		if it.hash == h && it != m.tomb && it.key == key {
+			// read, written out, as in Load.
+			if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
+				return nil
+			}
+			if it.ref.Load() == 0 {
+				it.ref.Store(1)
+			}
+			return &it.val
+		}
+	}
+}
+
 // read returns a held item's value unless it expired, and marks it
 // referenced.
 func (m *Map[V]) read(it *item[V]) (v V, ok bool) {
