@@ -261,28 +261,37 @@ func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 // evicting others by CLOCK to stay within it. The entry is visible to the
 // next Load as soon as Store returns.
 func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl time.Duration) error {
-	e.TrimBody()
 	// No expiry in the store: with one, every hit reads the clock.
 	// Expired entries are never served (the region checks their times);
 	// they are replaced by the next fill of their key or evicted by budget
 	// pressure like any other entry.
 	_ = ttl
+	_, err := m.StoreHeld(key, e)
+	return err
+}
+
+// StoreHeld is Store, returning what the store holds for the entry: its
+// Held, as Held(key) returns it while the key is not stored again, for a
+// caller that checks the entry's counters once it is stored
+// (HeldUnchanged, which reads no name's hash while no counter was
+// created since). It returns nil and backend.ErrTooLarge for an entry
+// the budget cannot hold.
+func (m *Backend) StoreHeld(key string, e *backend.Entry) (*Held, error) {
+	e.TrimBody()
 	h := m.hold(key, e)
 	// The key is charged as if copied, whether or not it is.
 	cost := e.MemSize() + int64(len(key)) + h.memSize()
-	var ok bool
-	if key == e.Key {
-		// The entry's own copy of the key (a key that is its canonical
-		// key: unhashed), which nobody writes (see backend.Backend),
-		// serves as the store's: no copy of it.
-		ok = m.entries.SetOwned(e.Key, h, cost, 0)
-	} else {
-		ok = m.entries.Set(key, h, cost, 0)
+	// The entry's own copy of the key (a key that is its canonical key:
+	// unhashed), which nobody writes (see backend.Backend), serves as the
+	// store's: no copy of it.
+	owned := key == e.Key
+	if owned {
+		key = e.Key
 	}
-	if !ok {
-		return backend.ErrTooLarge
+	if p := m.entries.SetPtr(key, owned, h, cost, 0); p != nil {
+		return p, nil
 	}
-	return nil
+	return nil, backend.ErrTooLarge
 }
 
 // Bump moves the counter on (a fresh random value when it is created).
