@@ -51,11 +51,8 @@ func (c *call) fill(f *flight, next nextFunc) {
 // move had come while the producer ran.
 func (c *call) ensure() bool {
 	r := c.r
-	if m, ok := r.be.(*memory.Backend); ok {
-		names, vals := c.scratch(1)
-		names[0] = r.epochCounter
-		_ = m.Counters(c.ctx, names, vals) // never fails
-		c.epoch, c.epochOK = vals[0], true
+	if m := r.mem; m != nil {
+		c.epoch, c.epochOK = m.Counter(r.epochCounter), true
 		return true
 	}
 	n := len(c.names)

@@ -52,7 +52,12 @@ func (m *Backend) hold(key string, e *backend.Entry) (h Held) {
 	cm := &m.counterM
 	h = Held{e: e, gen: cm.created.Load(), ownKey: key == e.Key}
 	for _, s := range e.Counters {
-		c := cm.get(s.Name)
+		// get, its filter written out (as in Counters): most counters of
+		// a new entry were never created.
+		var c *atomic.Uint64
+		if qh := quickHash(s.Name); cm.exists[qh>>6&63].Load()&(1<<(qh&63)) != 0 {
+			c = cm.find(s.Name)
+		}
 		switch {
 		case s.Value == 0 || c == nil && s.Value != backend.BaseCounter:
 			h.moved = true

@@ -165,3 +165,20 @@ func TestStoreHeldReturnsTheHeldAndSeesLaterMoves(t *testing.T) {
 		t.Fatalf("too large: %p, %v", h, err)
 	}
 }
+
+// Counter reads one counter as Counters does: BaseCounter while it was
+// never created, then its value, bumps included.
+func TestCounterIsCountersOfOneName(t *testing.T) {
+	ctx := context.Background()
+	m, _ := New(1 << 20)
+	vals := make([]uint64, 1)
+	for i, step := range []string{"missing", "created", "bumped"} {
+		if i > 0 {
+			_ = m.Bump(ctx, "c")
+		}
+		_ = m.Counters(ctx, []string{"c"}, vals)
+		if got := m.Counter("c"); got != vals[0] || i == 0 && got != backend.BaseCounter {
+			t.Fatalf("%s: Counter %d, Counters %d", step, got, vals[0])
+		}
+	}
+}

@@ -221,6 +221,17 @@ func (m *Backend) Counters(_ context.Context, names []string, vals []uint64) err
 	return nil
 }
 
+// Counter is Counters of one name: its value, BaseCounter if missing.
+func (m *Backend) Counter(name string) uint64 {
+	cm := &m.counterM
+	if h := quickHash(name); cm.exists[h>>6&63].Load()&(1<<(h&63)) != 0 {
+		if c := cm.find(name); c != nil {
+			return c.Load()
+		}
+	}
+	return backend.BaseCounter
+}
+
 // Entry returns the entry stored under key, or nil, without reading any
 // counter: a caller that checks the entry's counters itself (Unchanged)
 // reads them after it, by the names the entry holds.
