@@ -51,11 +51,8 @@ func (c *call) fill(f *flight, next nextFunc) {
 // move had come while the producer ran.
 func (c *call) ensure() bool {
 	r := c.r
-	if m, ok := r.be.(*memory.Backend); ok {
-		names, vals := c.scratch(1)
-		names[0] = r.epochCounter
-		_ = m.Counters(c.ctx, names, vals) // never fails
-		c.epoch, c.epochOK = vals[0], true
+	if m := r.mem; m != nil {
+		c.epoch, c.epochOK = m.Counter(r.epochCounter), true
 		return true
 	}
 	n := len(c.names)
@@ -213,10 +210,11 @@ func (c *call) produce(f *flight, refresh bool, next nextFunc) {
 	if p.skey != "" {
 		skey = p.skey // the key of the response's coding (compress.go)
 	}
+	var held *memory.Held
 	if p.store != nil {
-		p.reason = r.storeEntry(storeCtx, skey, p.store)
+		p.reason, held = r.storeEntry(storeCtx, skey, p.store)
 	}
-	if p.store != nil && p.reason == "" && p.share == nil && c.unchanged(storeCtx, p.snap) {
+	if p.store != nil && p.reason == "" && p.share == nil && c.storedUnchanged(storeCtx, p.snap, held) {
 		// Hand the entry to waiters only if no invalidation landed meanwhile.
 		f.e = p.store
 	}
@@ -254,6 +252,22 @@ func (c *call) unchanged(ctx context.Context, snap []backend.CounterSnap) bool {
 		}
 	}
 	return true
+}
+
+// storedUnchanged is unchanged for the entry just stored, whose snapshot
+// is snap: on the memory store, what the store holds for it (held, the
+// entry's Held, its snapshot snap itself) answers, reading the counters
+// now as a hit would (memory.Backend.HeldUnchanged: while no counter was
+// created since the store, those of the snapshot that existed then, with
+// no name hashed; else every name looked up). Else (held nil) unchanged
+// reads them from the store.
+func (c *call) storedUnchanged(ctx context.Context, snap []backend.CounterSnap, held *memory.Held) bool {
+	if held != nil {
+		if cs := held.Entry().Counters; len(cs) == len(snap) && unsafe.SliceData(cs) == unsafe.SliceData(snap) {
+			return c.r.mem.HeldUnchanged(held)
+		}
+	}
+	return c.unchanged(ctx, snap)
 }
 
 // scratch returns the call's scratch slices (xnames, xvals) with length n,
@@ -409,28 +423,35 @@ type entryAlloc struct {
 
 // storeEntry writes e for its kept lifetime (until StaleUntil) and accounts for the outcome:
 // a refusal is counted as a not-stored reason, a failure also as a backend
-// error. It returns why the entry was not stored, "" once stored.
-func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) NotStoredReason {
+// error. It returns why the entry was not stored, "" once stored; and, on
+// the memory store, what it holds for e (for the check after storing:
+// call.storedUnchanged), else nil.
+func (r *Region) storeEntry(ctx context.Context, skey string, e *backend.Entry) (_ NotStoredReason, held *memory.Held) {
 	o, t0 := r.obsStart()
 	sctx, sp := r.startOp(ctx, OpSet)
-	err := r.be.Store(sctx, skey, e, time.Duration(e.StaleUntil-e.Created))
+	var err error
+	if r.mem != nil {
+		held, err = r.mem.StoreHeld(skey, e) // Store, but for what it returns
+	} else {
+		err = r.be.Store(sctx, skey, e, time.Duration(e.StaleUntil-e.Created))
+	}
 	endOp(sp, err)
 	r.obsLatency(o, "set", t0)
 	switch {
 	case err == nil:
 	case errors.Is(err, backend.ErrTooLarge):
 		r.recordNotStored(NotStoredTooLarge)
-		return NotStoredTooLarge
+		return NotStoredTooLarge, nil
 	case errors.Is(err, backend.ErrDropped):
 		r.recordNotStored(NotStoredDropped)
-		return NotStoredDropped
+		return NotStoredDropped, nil
 	default:
 		r.opDone(ctx, "set", err)
 		r.recordNotStored(NotStoredBackend)
-		return NotStoredBackend
+		return NotStoredBackend, nil
 	}
 	r.recordStore(len(e.Body))
-	return ""
+	return "", held
 }
 
 // produced is the outcome of one run of a producer.

@@ -130,23 +130,25 @@ func setBypass(w http.ResponseWriter, reason BypassReason) {
 // Stats.NotStored).
 func setMiss(rw *recorder) {
 	h := rw.Header()
-	h["X-Cache"] = xCacheMiss
 	c := rw.fill
 	if c == nil {
-		h["Cache-Status"] = missPlain
+		h["X-Cache"], h["Cache-Status"] = xCacheMiss, missPlain
 		return
 	}
 	// The verdict is kept for the entry (routeFront.produce): the headers
-	// are judged once. What setMiss adds below changes none of it. Unless
-	// more headers are added after it (CDN headers, a compressing
-	// region's Vary), the recorder's snapshot is taken in the same pass:
-	// X-Cache and Cache-Status are not kept in it anyway.
+	// are judged once. What setMiss adds changes none of it: X-Cache and
+	// Cache-Status, never stored, are read by no rule, and are canonical
+	// (they leave the headers canonical or not, as they were), so they are
+	// set after the judging pass, which then has two keys fewer to walk.
+	// Unless more headers are added after it (CDN headers, a compressing
+	// region's Vary), the recorder's snapshot is taken in the same pass.
 	r := c.r
 	var ea *entryAlloc
 	if rw.record && !r.cfg.CDNHeaders && !r.cfg.Compress {
 		ea = rw.alloc()
 	}
 	v, ch, t := r.judgeSnapshot(c.rt, rw.status, rw.before, h, ea)
+	h["X-Cache"] = xCacheMiss
 	rw.verdict = v
 	if ea != nil {
 		rw.snapshot, rw.snapClean, rw.snapKeys, rw.snapTaken = t.snap, t.keys&snapUnclean == 0, t.keys, true

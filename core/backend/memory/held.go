@@ -9,7 +9,8 @@ import (
 // Held is an entry as the memory store holds it, with what a hit checks
 // resolved when it was stored: the counters of its snapshot (so that
 // HeldUnchanged reads them without hashing their names) and whether it is
-// held under its own Key. It is immutable once stored.
+// held under its own Key. It is immutable once stored. The store holds it
+// in its item (clockstore.Map.LoadPtr), not in an allocation of its own.
 type Held struct {
 	e *backend.Entry
 	// gen is counterMap.created, read before the counters were resolved.
@@ -41,15 +42,22 @@ type heldCounter struct {
 }
 
 // heldBytes is what a Held adds to an entry's cost, besides 16 bytes per
-// counter resolved: its own allocation (size class 48).
-const heldBytes = 48
+// counter resolved: what it adds to the store's item (the item holding
+// a Held takes the 96-byte size class, where clockstore.ItemOverhead
+// counts 64 for an item holding a pointer).
+const heldBytes = 32
 
 // hold resolves e's counters for its Held under key.
-func (m *Backend) hold(key string, e *backend.Entry) *Held {
+func (m *Backend) hold(key string, e *backend.Entry) (h Held) {
 	cm := &m.counterM
-	h := &Held{e: e, gen: cm.created.Load(), ownKey: key == e.Key}
+	h = Held{e: e, gen: cm.created.Load(), ownKey: key == e.Key}
 	for _, s := range e.Counters {
-		c := cm.get(s.Name)
+		// get, its filter written out (as in Counters): most counters of
+		// a new entry were never created.
+		var c *atomic.Uint64
+		if qh := quickHash(s.Name); cm.exists[qh>>6&63].Load()&(1<<(qh&63)) != 0 {
+			c = cm.find(s.Name)
+		}
 		switch {
 		case s.Value == 0 || c == nil && s.Value != backend.BaseCounter:
 			h.moved = true
@@ -74,8 +82,7 @@ func (h *Held) OwnKey() bool { return h.ownKey }
 // Held returns what is held under key, or nil, without reading any
 // counter: a caller checks the entry's counters after it (HeldUnchanged).
 func (m *Backend) Held(key string) *Held {
-	h, _ := m.entries.Load(key)
-	return h
+	return m.entries.LoadPtr(key)
 }
 
 // HeldUnchanged is Unchanged(h.Entry().Counters): whether every counter

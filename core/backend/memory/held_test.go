@@ -130,3 +130,55 @@ func TestHeldSeesACounterCreatedDuringTheStore(t *testing.T) {
 		}
 	}
 }
+
+// StoreHeld stores as Store does and returns what the store holds for the
+// entry (Held's answer for its key), whose HeldUnchanged sees a counter
+// bumped or created after the store: the check a fill makes after
+// storing. An entry the budget cannot hold is refused, with nothing
+// returned.
+func TestStoreHeldReturnsTheHeldAndSeesLaterMoves(t *testing.T) {
+	ctx := context.Background()
+	for _, bump := range []string{"old", "new", ""} {
+		m, _ := New(1 << 20)
+		_ = m.Bump(ctx, "old")
+		names := []string{"old", "new"}
+		vals := make([]uint64, len(names))
+		_ = m.Counters(ctx, names, vals)
+		e := &backend.Entry{Status: 200, Key: "k", Counters: []backend.CounterSnap{{Name: "old", Value: vals[0]}, {Name: "new", Value: vals[1]}}}
+		h, err := m.StoreHeld("k", e)
+		if err != nil || h == nil || h != m.Held("k") || h.Entry() != e {
+			t.Fatalf("StoreHeld = %p, %v; Held(k) = %p", h, err, m.Held("k"))
+		}
+		if !m.HeldUnchanged(h) {
+			t.Fatal("unchanged snapshot reads as changed")
+		}
+		if bump == "" {
+			continue
+		}
+		_ = m.Bump(ctx, bump)
+		if m.HeldUnchanged(h) {
+			t.Fatalf("counter %q moved after the store: HeldUnchanged still true", bump)
+		}
+	}
+	m, _ := New(100)
+	if h, err := m.StoreHeld("k", &backend.Entry{Status: 200, Key: "k", Body: make([]byte, 1000)}); h != nil || err != backend.ErrTooLarge {
+		t.Fatalf("too large: %p, %v", h, err)
+	}
+}
+
+// Counter reads one counter as Counters does: BaseCounter while it was
+// never created, then its value, bumps included.
+func TestCounterIsCountersOfOneName(t *testing.T) {
+	ctx := context.Background()
+	m, _ := New(1 << 20)
+	vals := make([]uint64, 1)
+	for i, step := range []string{"missing", "created", "bumped"} {
+		if i > 0 {
+			_ = m.Bump(ctx, "c")
+		}
+		_ = m.Counters(ctx, []string{"c"}, vals)
+		if got := m.Counter("c"); got != vals[0] || i == 0 && got != backend.BaseCounter {
+			t.Fatalf("%s: Counter %d, Counters %d", step, got, vals[0])
+		}
+	}
+}

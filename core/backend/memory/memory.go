@@ -38,7 +38,7 @@ var (
 // is never evicted: a missing counter therefore reads as the constant
 // backend.BaseCounter, which bump never produces.
 type Backend struct {
-	entries  *clockstore.Map[*Held]
+	entries  *clockstore.Map[Held]
 	counterM counterMap
 	soft     softMap
 	maxBytes int64
@@ -191,7 +191,7 @@ func Open(u *url.URL) (*Backend, error) {
 // New opens a memory backend bounded by maxBytes.
 func New(maxBytes int64) (*Backend, error) {
 	return &Backend{
-		entries:  clockstore.New[*Held](maxBytes),
+		entries:  clockstore.New[Held](maxBytes),
 		counterM: counterMap{seed: maphash.MakeSeed()},
 		maxBytes: maxBytes,
 	}, nil
@@ -221,11 +221,22 @@ func (m *Backend) Counters(_ context.Context, names []string, vals []uint64) err
 	return nil
 }
 
+// Counter is Counters of one name: its value, BaseCounter if missing.
+func (m *Backend) Counter(name string) uint64 {
+	cm := &m.counterM
+	if h := quickHash(name); cm.exists[h>>6&63].Load()&(1<<(h&63)) != 0 {
+		if c := cm.find(name); c != nil {
+			return c.Load()
+		}
+	}
+	return backend.BaseCounter
+}
+
 // Entry returns the entry stored under key, or nil, without reading any
 // counter: a caller that checks the entry's counters itself (Unchanged)
 // reads them after it, by the names the entry holds.
 func (m *Backend) Entry(key string) *backend.Entry {
-	if h, _ := m.entries.Load(key); h != nil {
+	if h := m.entries.LoadPtr(key); h != nil {
 		return h.e
 	}
 	return nil
@@ -261,28 +272,37 @@ func (m *Backend) Ensure(ctx context.Context, names []string, vals []uint64) err
 // evicting others by CLOCK to stay within it. The entry is visible to the
 // next Load as soon as Store returns.
 func (m *Backend) Store(_ context.Context, key string, e *backend.Entry, ttl time.Duration) error {
-	e.TrimBody()
 	// No expiry in the store: with one, every hit reads the clock.
 	// Expired entries are never served (the region checks their times);
 	// they are replaced by the next fill of their key or evicted by budget
 	// pressure like any other entry.
 	_ = ttl
+	_, err := m.StoreHeld(key, e)
+	return err
+}
+
+// StoreHeld is Store, returning what the store holds for the entry: its
+// Held, as Held(key) returns it while the key is not stored again, for a
+// caller that checks the entry's counters once it is stored
+// (HeldUnchanged, which reads no name's hash while no counter was
+// created since). It returns nil and backend.ErrTooLarge for an entry
+// the budget cannot hold.
+func (m *Backend) StoreHeld(key string, e *backend.Entry) (*Held, error) {
+	e.TrimBody()
 	h := m.hold(key, e)
 	// The key is charged as if copied, whether or not it is.
 	cost := e.MemSize() + int64(len(key)) + h.memSize()
-	var ok bool
-	if key == e.Key {
-		// The entry's own copy of the key (a key that is its canonical
-		// key: unhashed), which nobody writes (see backend.Backend),
-		// serves as the store's: no copy of it.
-		ok = m.entries.SetOwned(e.Key, h, cost, 0)
-	} else {
-		ok = m.entries.Set(key, h, cost, 0)
+	// The entry's own copy of the key (a key that is its canonical key:
+	// unhashed), which nobody writes (see backend.Backend), serves as the
+	// store's: no copy of it.
+	owned := key == e.Key
+	if owned {
+		key = e.Key
 	}
-	if !ok {
-		return backend.ErrTooLarge
+	if p := m.entries.SetPtr(key, owned, h, cost, 0); p != nil {
+		return p, nil
 	}
-	return nil
+	return nil, backend.ErrTooLarge
 }
 
 // Bump moves the counter on (a fresh random value when it is created).

@@ -124,6 +124,35 @@ func (m *Map[V]) Load(key string) (v V, ok bool) {
 	}
 }
 
+// LoadPtr is Load returning the address of the value held, or nil: the
+// value as the item holds it, not a copy, for a V too large to copy on
+// every read. Items are immutable once published: the caller must never
+// write through it. The value stays valid (and unchanged) however long
+// the caller keeps it, whatever the map does with the key since.
+func (m *Map[V]) LoadPtr(key string) *V {
+	h := maphash.String(m.seed, key)
+	t := m.shards[h>>(64-shardBits)].table.Load()
+	if t == nil {
+		return nil
+	}
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		it := t.slots[i].Load()
+		if it == nil {
+			return nil
+		}
+		if it.hash == h && it != m.tomb && it.key == key {
+			// read, written out, as in Load.
+			if e := it.expires; e != 0 && !farFromExpiry(e) && e <= since() {
+				return nil
+			}
+			if it.ref.Load() == 0 {
+				it.ref.Store(1)
+			}
+			return &it.val
+		}
+	}
+}
+
 // read returns a held item's value unless it expired, and marks it
 // referenced.
 func (m *Map[V]) read(it *item[V]) (v V, ok bool) {
@@ -237,18 +266,30 @@ func (m *Map[V]) loadRemember(key string, r *Ref) (v V, ok bool) {
 // dropping any value held under key, when the item alone costs more than
 // the budget. The key is copied.
 func (m *Map[V]) Set(key string, val V, cost int64, ttl time.Duration) bool {
-	return m.set(key, false, val, cost, ttl)
+	return m.set(key, false, val, cost, ttl) != nil
 }
 
 // SetOwned is Set keeping key itself, not a copy: for a key whose bytes
 // nobody writes ever again (a string the caller owns and keeps, such as
 // the stored value's own copy of it).
 func (m *Map[V]) SetOwned(key string, val V, cost int64, ttl time.Duration) bool {
-	return m.set(key, true, val, cost, ttl)
+	return m.set(key, true, val, cost, ttl) != nil
 }
 
-// set is Set, copying key unless owned.
-func (m *Map[V]) set(key string, owned bool, val V, cost int64, ttl time.Duration) bool {
+// SetPtr is Set (SetOwned when owned) returning the address of the value
+// as the new item holds it (what LoadPtr returns for key until the key is
+// set again or dropped), or nil when refused. As with LoadPtr, the caller
+// must never write through it.
+func (m *Map[V]) SetPtr(key string, owned bool, val V, cost int64, ttl time.Duration) *V {
+	if it := m.set(key, owned, val, cost, ttl); it != nil {
+		return &it.val
+	}
+	return nil
+}
+
+// set is Set, copying key unless owned; it returns the item stored, nil
+// when refused.
+func (m *Map[V]) set(key string, owned bool, val V, cost int64, ttl time.Duration) *item[V] {
 	cost += ItemOverhead
 	h := maphash.String(m.seed, key)
 	s := &m.shards[h>>(64-shardBits)]
@@ -256,7 +297,7 @@ func (m *Map[V]) set(key string, owned bool, val V, cost int64, ttl time.Duratio
 		s.mu.Lock()
 		s.delete(m, h, key)
 		s.mu.Unlock()
-		return false
+		return nil
 	}
 	if !owned {
 		key = strings.Clone(key)
@@ -277,7 +318,7 @@ func (m *Map[V]) set(key string, owned bool, val V, cost int64, ttl time.Duratio
 	if m.total.Load() > m.maxCost {
 		m.evict(it)
 	}
-	return true
+	return it
 }
 
 // Delete forgets the value under key, if any.

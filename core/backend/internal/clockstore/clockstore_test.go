@@ -226,3 +226,38 @@ func TestClockEvictsUnreadBeforeRead(t *testing.T) {
 		}
 	}
 }
+
+// LoadPtr answers as Load does (nothing for a key absent, deleted or
+// expired), with the address of the value the item holds: a value read
+// through it stays the one stored, whatever the map does with the key
+// afterwards.
+func TestLoadPtrIsLoadByAddress(t *testing.T) {
+	m := New[[2]int](1 << 20)
+	if m.LoadPtr("a") != nil {
+		t.Fatal("empty map holds a")
+	}
+	m.Set("a", [2]int{1, 1}, 10, 0)
+	p := m.LoadPtr("a")
+	if p == nil || *p != [2]int{1, 1} {
+		t.Fatalf("LoadPtr(a) = %v after Set", p)
+	}
+	if q := m.LoadPtr("a"); q != p {
+		t.Fatal("two reads of one item give two addresses: not the item's value")
+	}
+	m.Set("a", [2]int{2, 2}, 10, 0)
+	if q := m.LoadPtr("a"); q == nil || *q != [2]int{2, 2} {
+		t.Fatalf("LoadPtr(a) = %v after replacement", q)
+	}
+	if *p != [2]int{1, 1} {
+		t.Fatalf("the value read before the replacement changed to %v", *p)
+	}
+	m.Delete("a")
+	if m.LoadPtr("a") != nil {
+		t.Fatal("LoadPtr finds a deleted key")
+	}
+	m.Set("old", [2]int{3, 3}, 10, time.Nanosecond)
+	time.Sleep(time.Millisecond) // the item's expiry, not a synchronisation
+	if m.LoadPtr("old") != nil {
+		t.Fatal("expired item loaded")
+	}
+}
