@@ -119,7 +119,9 @@ const stackKeyBytes = 256
 // caller's stack, what buildKey would build, when it fits and ends with
 // Region.keyTailPlain; ok is false otherwise (the general tail may
 // hand the buffer to an HMAC, which would move it to the heap). path is
-// canonicalPath of the request's URL.
+// canonicalPath of the request's URL. For GET and HEAD (every request
+// serveKeyed builds one for, past its bypasses) the fields of
+// appendDefaultKey are appended here, without its call and appendHead's.
 func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
@@ -133,7 +135,17 @@ func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path strin
 	if n > cap(b)-len(b) {
 		return nil, false
 	}
-	return append(rt.appendDefaultKey(b, req, pattern, path, query), r.keyTailPlain...), true
+	if m := req.Method; (m == http.MethodGet || m == http.MethodHead) && rt.key == nil {
+		b = append(b, r.keyHeadGETd...)
+		b = appendField(b, req.Host)
+		b = appendField(b, pattern)
+		b = appendField(b, path)
+		b = appendField(b, req.URL.RawPath)
+		b = appendField(b, query)
+	} else {
+		b = rt.appendDefaultKey(b, req, pattern, path, query)
+	}
+	return append(b, r.keyTailPlain...), true
 }
 
 // appendDefaultKey appends the default key up to its tail: the head, then

@@ -265,7 +265,12 @@ func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, 
 		return rt.serveGeneral(w, req, p, cp, pattern, next)
 	}
 	var buf [stackKeyBytes]byte
-	path := canonicalPath(req.URL)
+	// canonicalPath, its common case written out: a path needing no
+	// escaping is its own canonical form (no call).
+	path := req.URL.Path
+	if path == "" || !allOf(path, classPath) {
+		path = canonicalPath(req.URL)
+	}
 	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
 	var e *backend.Entry
 	var now int64
