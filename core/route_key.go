@@ -116,9 +116,9 @@ const stackKeyBytes = 256
 // caller's stack, what buildKey would build, when it fits and ends with
 // Region.keyTailPlain; ok is false otherwise (the general tail may
 // hand the buffer to an HMAC, which would move it to the heap). For GET
-// and HEAD (every request
-// serveKeyed builds one for, past its bypasses) the fields of
-// appendDefaultKey are appended here, without its call and appendHead's.
+// and HEAD (every request serveKeyed builds one for, past its bypasses)
+// the fields of appendDefaultKey are appended here, without its call and
+// appendHead's.
 func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
