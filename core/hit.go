@@ -86,7 +86,11 @@ func (r *Region) replayAs(w http.ResponseWriter, req *http.Request, e *backend.E
 	if age < 0 {
 		age = 0
 	}
-	hh := e.HitHeaders(age, (e.FreshUntil-now)/int64(time.Second))
+	ttl := (e.FreshUntil - now) / int64(time.Second)
+	hh := e.LastHitHeaders() // HitHeaders' first case, without its call
+	if hh == nil || hh.Age != age || hh.TTL != ttl {
+		hh = e.HitHeaders(age, ttl)
+	}
 	h["Age"] = hh.AgeV
 	h["Cache-Status"] = hh.CacheStatus
 	if stale {

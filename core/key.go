@@ -15,7 +15,8 @@ import (
 
 // keyFormat is written at the start of every canonical key. Bump it when the
 // layout of canonical keys changes so old entries can never match new keys.
-const keyFormat = "rk3"
+// rk4: the default key holds the path decoded (URL.Path), not escaped.
+const keyFormat = "rk4"
 
 // keyBuilder appends fields prefixed by their length (a uvarint), so
 // that no two different field sequences produce the same bytes: a field

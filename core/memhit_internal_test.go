@@ -125,7 +125,7 @@ func TestMemoryHitBeyondTheStackKey(t *testing.T) {
 		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, ok := rt.appendStackKey(make([]byte, 0, stackKeyBytes), tc.req, "/items/:id", canonicalPath(tc.req.URL)); ok {
+			if _, ok := rt.appendStackKey(make([]byte, 0, stackKeyBytes), tc.req, "/items/:id"); ok {
 				t.Fatal("built on the stack")
 			}
 			next := func(w http.ResponseWriter, _ *http.Request) error { _, err := io.WriteString(w, "body"); return err }

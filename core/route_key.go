@@ -75,10 +75,8 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // when a template names a missing route parameter.
 func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string) bool {
 	if rt.key == nil {
-		// buildKey and buildNames, the path computed once.
-		path := canonicalPath(req.URL)
-		rt.buildKey(st, req, pattern, path)
-		return rt.buildNames(st, req, p, path)
+		rt.buildKey(st, req, pattern)
+		return rt.buildNames(st, req, p, canonicalPath(req.URL))
 	}
 	r := rt.r
 	kb := keyBuilder{b: rt.appendHead(st.key, req)}
@@ -103,10 +101,9 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 
 // buildKey is build's key (st.key) for a route with the default key,
 // without the counter names (buildNames): a hit on the memory store reads
-// its counters by the names its entry holds (Route.serveKeyed). path is
-// canonicalPath of the request's URL.
-func (rt *Route) buildKey(st *reqState, req *http.Request, pattern, path string) {
-	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, path, rt.query(req))}
+// its counters by the names its entry holds (Route.serveKeyed).
+func (rt *Route) buildKey(st *reqState, req *http.Request, pattern string) {
+	kb := keyBuilder{b: rt.appendDefaultKey(st.key, req, pattern, rt.query(req))}
 	rt.appendKeyTail(&kb, req)
 	st.key = kb.b
 }
@@ -118,9 +115,11 @@ const stackKeyBytes = 256
 // appendStackKey appends to b, of capacity stackKeyBytes and on the
 // caller's stack, what buildKey would build, when it fits and ends with
 // Region.keyTailPlain; ok is false otherwise (the general tail may
-// hand the buffer to an HMAC, which would move it to the heap). path is
-// canonicalPath of the request's URL.
-func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path string) (key []byte, ok bool) {
+// hand the buffer to an HMAC, which would move it to the heap). For GET
+// and HEAD (every request serveKeyed builds one for, past its bypasses)
+// the fields of appendDefaultKey are appended here, without its call and
+// appendHead's.
+func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
 	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
@@ -129,27 +128,39 @@ func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path strin
 	query := rt.query(req)
 	// Each of the five fields takes its length and a length prefix of at
 	// most binary.MaxVarintLen64 bytes.
-	n := len(r.keyHead) + 2*binary.MaxVarintLen64 + len(req.Host) + len(pattern) + len(path) + len(req.URL.RawPath) + len(query) + 5*binary.MaxVarintLen64 + len(r.keyTailPlain)
+	n := len(r.keyHead) + 2*binary.MaxVarintLen64 + len(req.Host) + len(pattern) + len(req.URL.Path) + len(req.URL.RawPath) + len(query) + 5*binary.MaxVarintLen64 + len(r.keyTailPlain)
 	if n > cap(b)-len(b) {
 		return nil, false
 	}
-	return append(rt.appendDefaultKey(b, req, pattern, path, query), r.keyTailPlain...), true
+	if m := req.Method; (m == http.MethodGet || m == http.MethodHead) && rt.key == nil {
+		b = append(b, r.keyHeadGETd...)
+		b = appendField(b, req.Host)
+		b = appendField(b, pattern)
+		b = appendField(b, req.URL.Path)
+		b = appendField(b, req.URL.RawPath)
+		b = appendField(b, query)
+	} else {
+		b = rt.appendDefaultKey(b, req, pattern, query)
+	}
+	return append(b, r.keyTailPlain...), true
 }
 
 // appendDefaultKey appends the default key up to its tail: the head, then
-// the host, the pattern, the path in its canonical escaped form and as
-// sent, and the query (path and query: canonicalPath and Route.query of
-// the request).
-func (rt *Route) appendDefaultKey(b []byte, req *http.Request, pattern, path, query string) []byte {
+// the host, the pattern, the path decoded (URL.Path) and as sent
+// (URL.RawPath), and the query (Route.query of the request).
+func (rt *Route) appendDefaultKey(b []byte, req *http.Request, pattern, query string) []byte {
 	b = rt.appendHead(b, req)
-	// The key counter names the path in its one escaped form (see
-	// buildNames), so that InvalidateKey reaches every spelling of it; the
-	// key itself also holds the raw path as sent (RawPath, set when it
-	// differs from that form), which Echo's router and Gin's UseRawPath
+	// The key holds the path as URL.Path has it, decoded: its one escaped
+	// form (canonicalPath, which names the key counter: see buildNames,
+	// so that InvalidateKey reaches every spelling of it) is a one-to-one
+	// function of it, so the two tell the same requests apart, and the
+	// decoded path needs no check for bytes to escape on every hit. The
+	// key also holds the raw path as sent (RawPath, set when it differs
+	// from the escaped form), which Echo's router and Gin's UseRawPath
 	// read.
 	b = appendField(b, req.Host)
 	b = appendField(b, pattern)
-	b = appendField(b, path)
+	b = appendField(b, req.URL.Path)
 	b = appendField(b, req.URL.RawPath)
 	return appendField(b, query)
 }

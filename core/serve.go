@@ -267,8 +267,7 @@ func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, 
 		return rt.serveGeneral(w, req, p, cp, pattern, next)
 	}
 	var buf [stackKeyBytes]byte
-	path := canonicalPath(req.URL)
-	key, onStack := rt.appendStackKey(buf[:0], req, pattern, path)
+	key, onStack := rt.appendStackKey(buf[:0], req, pattern)
 	var e *backend.Entry
 	var now int64
 	absent := false
@@ -286,9 +285,9 @@ func (rt *Route) serveKeyed(w http.ResponseWriter, req *http.Request, p params, 
 	if onStack {
 		st.key = append(st.key, key...)
 	} else {
-		rt.buildKey(st, req, pattern, path)
+		rt.buildKey(st, req, pattern)
 	}
-	if !rt.buildNames(st, req, p, path) {
+	if !rt.buildNames(st, req, p, canonicalPath(req.URL)) {
 		if e != nil {
 			putState(st) // answered: no refresh
 			return nil

@@ -121,6 +121,11 @@ type HitHeaders struct {
 // it reuse the values another entry built for the same age and ttl.
 var sharedHits [64]atomic.Pointer[HitHeaders]
 
+// LastHitHeaders returns the values HitHeaders returned last for the
+// entry, or nil: a caller whose age and ttl they match uses them without
+// HitHeaders' call (this is inlined).
+func (e *Entry) LastHitHeaders() *HitHeaders { return e.hit.Load() }
+
 // HitHeaders returns the Age and Cache-Status values for a hit age
 // seconds after creation with ttl seconds of freshness left, building
 // them at most once per second per entry.
