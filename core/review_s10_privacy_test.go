@@ -1,0 +1,160 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/routecache/routecache/core"
+	"github.com/routecache/routecache/core/adapter"
+)
+
+// Review s10: the promise "never one user's page to another", tried
+// through real requests where earlier reviews did not look.
+
+// statusHookWriter is an outer middleware's writer that sets headers as
+// the status goes out, as session managers do when they save a session
+// the handler changed (alexedwards/scs's LoadAndSave writes its cookie in
+// its writer's WriteHeader) and as Echo's Response.Before hooks do.
+type statusHookWriter struct {
+	http.ResponseWriter
+	hook func(h http.Header)
+	sent bool
+}
+
+func (w *statusHookWriter) WriteHeader(code int) {
+	if !w.sent {
+		w.sent = true
+		w.hook(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusHookWriter) Write(b []byte) (int, error) {
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// A header an outer middleware's writer adds as the status goes out
+// reaches the client with the response: a Set-Cookie, Cache-Control:
+// private or unkeyed Vary added there keeps the response out of the
+// cache, as it would if the handler had set it. Each visitor gets the
+// page made for them. A harmless header added there does not stop
+// storing (and is the middleware's on every response).
+func TestHeadersSetAsTheStatusGoesOutAreJudged(t *testing.T) {
+	type sidKey struct{}
+	for _, tc := range []struct {
+		name   string
+		set    func(h http.Header, sid string)
+		shared bool
+	}{
+		{"set-cookie", func(h http.Header, sid string) { h.Add("Set-Cookie", "session="+sid) }, false},
+		{"set-cookie-lower", func(h http.Header, sid string) { h["set-cookie"] = []string{"session=" + sid} }, false},
+		{"private", func(h http.Header, sid string) { h.Set("Cache-Control", "private") }, false},
+		{"vary", func(h http.Header, sid string) { h.Set("Vary", "Origin") }, false},
+		{"request-id", func(h http.Header, sid string) { h.Set("X-Request-Id", sid) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			mw, err := c.Middleware("r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n atomic.Int32
+			page := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// The handler starts a session and puts its token in the page.
+				sid := fmt.Sprintf("visitor-%d", n.Add(1))
+				*r.Context().Value(sidKey{}).(*string) = sid
+				fmt.Fprintf(w, "form token of %s", sid)
+			}))
+			mux := http.NewServeMux()
+			mux.Handle("GET /page", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// The session middleware, outside the cache.
+				sid := new(string)
+				hw := &statusHookWriter{ResponseWriter: w, hook: func(h http.Header) {
+					if *sid != "" {
+						tc.set(h, *sid)
+					}
+				}}
+				page.ServeHTTP(hw, r.WithContext(context.WithValue(r.Context(), sidKey{}, sid)))
+			}))
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			bodies := map[string]bool{}
+			for i := 0; i < 3; i++ {
+				resp, err := srv.Client().Get(srv.URL + "/page")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				bodies[string(b)] = true
+				if !tc.shared && resp.Header.Get("X-Cache") == "HIT" {
+					t.Fatalf("visitor %d got a stored page sent to another with its %s: %q", i+1, tc.name, b)
+				}
+			}
+			st := c.Stats()["r"]
+			if tc.shared {
+				if len(bodies) != 1 || st.Stores != 1 || st.Hits != 2 {
+					t.Fatalf("a harmless late header stopped storing: %d bodies, %d stores, %d hits", len(bodies), st.Stores, st.Hits)
+				}
+				return
+			}
+			if len(bodies) != 3 || st.Stores != 0 {
+				t.Fatalf("%d distinct pages for 3 visitors, %d stores", len(bodies), st.Stores)
+			}
+		})
+	}
+}
+
+// The same with the response held back for a stale-if-error fallback: it
+// goes out, through the outer middleware's writer, when the handler has
+// returned, and is judged with what that writer added then.
+func TestHeldResponseJudgedWithHeadersSetAsItGoesOut(t *testing.T) {
+	rt := testRoute(t, core.RegionConfig{TTL: 50 * time.Millisecond, StaleIfError: time.Minute})
+	var calls atomic.Int64
+	var sid string
+	next := func(w http.ResponseWriter, r *http.Request) error {
+		n := calls.Add(1)
+		if n > 1 {
+			sid = fmt.Sprintf("visitor-%d", n) // a new session
+		}
+		fmt.Fprintf(w, "page %d", n)
+		return nil
+	}
+	serve := func() (*httptest.ResponseRecorder, string) {
+		rec := httptest.NewRecorder()
+		sid = ""
+		hw := &statusHookWriter{ResponseWriter: rec, hook: func(h http.Header) {
+			if sid != "" {
+				h.Add("Set-Cookie", "session="+sid)
+			}
+		}}
+		_ = adapter.ServeRoute(rt, hw, httptest.NewRequest("GET", "/items/1", nil), noParams, staleTestPattern, next)
+		return rec, rec.Header().Get("Set-Cookie")
+	}
+	if w, _ := serve(); xc(w) != "MISS" {
+		t.Fatalf("fill: %q", xc(w))
+	}
+	waitState(t, rt, "/items/1", core.ErrorOnly)
+	if w, ck := serve(); w.Body.String() != "page 2" || ck != "session=visitor-2" {
+		t.Fatalf("held response: %q with cookie %q", w.Body.String(), ck)
+	}
+	if st := rt.Region().Stats(); st.Stores != 1 {
+		t.Fatalf("the held response sent with a session cookie was stored (%d stores)", st.Stores)
+	}
+	if w, _ := serve(); xc(w) == "HIT" {
+		t.Fatalf("another visitor got the page sent with a session cookie: %q", w.Body.String())
+	}
+}
