@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,5 +157,49 @@ func TestHeldResponseJudgedWithHeadersSetAsItGoesOut(t *testing.T) {
 	}
 	if w, _ := serve(); xc(w) == "HIT" {
 		t.Fatalf("another visitor got the page sent with a session cookie: %q", w.Body.String())
+	}
+}
+
+// A Cookie line holding a cookie Go's parser drops (bytes it refuses in
+// a name or value) still carries it to a handler that reads the header
+// itself or parses it more leniently: such a request bypasses unless the
+// dropped cookie's name is one the region ignores. Anonymous visitors
+// keep sharing their page.
+func TestUnparsedCookieBypasses(t *testing.T) {
+	rc := core.RegionConfig{IgnoreCookies: []string{"_ga"}}
+	_, srv := secApp(t, rc, "GET /page", func(w http.ResponseWriter, r *http.Request) {
+		// A lenient reader of the raw header.
+		for _, line := range r.Header.Values("Cookie") {
+			for _, part := range strings.Split(line, ";") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(part), "session="); ok {
+					fmt.Fprintf(w, "page of %s", v)
+					return
+				}
+			}
+		}
+		fmt.Fprint(w, "anonymous page")
+	})
+	anon := func(want string) {
+		t.Helper()
+		if v := rawDo(t, srv, "/page"); v.body != "anonymous page" || v.xcache != want {
+			t.Fatalf("anonymous visitor: %s %q, want %s", v.xcache, v.body, want)
+		}
+	}
+	anon("MISS")
+	anon("HIT")
+	for _, line := range []string{
+		"Cookie: session=caf\xc3\xa9",
+		"Cookie: _ga=1; session=\"alice",
+		"Cookie: session=al\\ice",
+	} {
+		v := rawDo(t, srv, "/page", line)
+		if v.xcache != "BYPASS" || !strings.Contains(v.detail, "detail=cookie") || !strings.HasPrefix(v.body, "page of ") {
+			t.Fatalf("%q: %s %q %q", line, v.xcache, v.detail, v.body)
+		}
+	}
+	anon("HIT")
+	// A dropped cookie the region ignores by name does not bypass.
+	if v := rawDo(t, srv, "/page", `Cookie: _ga={"id":"x y"}`); v.xcache != "HIT" || v.body != "anonymous page" {
+		t.Fatalf("an ignored cookie Go drops: %s %q", v.xcache, v.body)
 	}
 }
