@@ -203,3 +203,29 @@ func TestUnparsedCookieBypasses(t *testing.T) {
 		t.Fatalf("an ignored cookie Go drops: %s %q", v.xcache, v.body)
 	}
 }
+
+// A request target in absolute form ("GET javascript://host/page", which
+// clients send to proxies) reaches the handler with the same host and path
+// as "GET /page" but with a scheme (URL.Scheme) and a RequestURI of its
+// own: a handler building links from them would store the attacker's
+// scheme for every visitor of the page. The key holds the target as sent,
+// so each form has its own entry.
+func TestAbsoluteFormTargetIsKeyedAsSent(t *testing.T) {
+	_, srv := secApp(t, core.RegionConfig{}, "GET /page", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "scheme=%q uri=%q", r.URL.Scheme, r.RequestURI)
+	})
+	targets := []string{"javascript://example.test/page", "http://example.test/page", "https://example.test/page", "http://alice@example.test/page"}
+	for _, want := range []string{"MISS", "HIT"} {
+		for _, target := range targets {
+			a := rawDo(t, srv, target)
+			scheme, _, _ := strings.Cut(target, ":")
+			if a.xcache != want || a.body != fmt.Sprintf("scheme=%q uri=%q", scheme, target) {
+				t.Fatalf("%s: %s %q, want %s", target, a.xcache, a.body, want)
+			}
+			v := rawDo(t, srv, "/page")
+			if v.body != `scheme="" uri="/page"` {
+				t.Fatalf("after %s, a visitor got %s %q", target, v.xcache, v.body)
+			}
+		}
+	}
+}

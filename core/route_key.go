@@ -123,7 +123,7 @@ const stackKeyBytes = 256
 func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern, path string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
-	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
+	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() || absoluteForm(req) {
 		return nil, false
 	}
 	query := rt.query(req)
@@ -205,7 +205,7 @@ func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
 // general encoding otherwise.
 func (rt *Route) appendKeyTail(kb *keyBuilder, req *http.Request) {
 	keyed, masked := rt.r.keyedMask(req.Header) // one pass over the headers
-	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
+	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() && !absoluteForm(req) {
 		kb.b = append(kb.b, rt.r.keyTailPlain...)
 	} else {
 		rt.appendTail(kb, req, keyed, masked)
@@ -235,16 +235,33 @@ func (rt *Route) appendTagNames(st *reqState, req *http.Request, p params) bool 
 	return true
 }
 
+// absoluteForm reports whether a request a server received had its target
+// in absolute form ("GET http://host/page", which clients send to
+// proxies): its handler sees a scheme (URL.Scheme) and a RequestURI that
+// a request for the same host and path in origin form ("GET /page") does
+// not, so its key holds the target as sent. A request made by a client,
+// not received, has no RequestURI.
+func absoluteForm(req *http.Request) bool {
+	return len(req.RequestURI) > 0 && req.RequestURI[0] != '/'
+}
+
 // appendTail appends the end of a request's key: whether the connection
-// was TLS, the keyed headers (keyed and masked: Region.keyedMask of its
+// was TLS (and the target as sent when in absolute form), the keyed headers (keyed and masked: Region.keyedMask of its
 // headers), the credentials' HMAC, KeyFunc's part and the content coding.
 func (rt *Route) appendTail(kb *keyBuilder, req *http.Request, keyed uint64, masked bool) {
 	r := rt.r
 	// Whether the connection was TLS: Echo's Scheme() reads it first.
+	tls := ""
 	if req.TLS != nil {
-		kb.field("tls")
+		tls = "tls"
+	}
+	if absoluteForm(req) {
+		// With the request target as sent: its scheme (URL.Scheme) and
+		// RequestURI reach the handler. Never "" nor "tls" (the ';').
+		kb.b = binary.AppendUvarint(kb.b, uint64(len(tls)+1+len(req.RequestURI)))
+		kb.b = append(append(append(kb.b, tls...), ';'), req.RequestURI...)
 	} else {
-		kb.field("")
+		kb.field(tls)
 	}
 	r.appendKeyed(kb, req.Header, keyed, masked)
 	// Credentials enter the key as an HMAC of all their values, never in

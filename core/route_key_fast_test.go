@@ -44,8 +44,12 @@ func TestKeyFastPathsEqualGeneralEncoding(t *testing.T) {
 		rt := testRoute(t, cfg.rc, cfg.opts...)
 		for _, method := range []string{"GET", "HEAD", "POST"} {
 			for _, h := range headers {
-				for _, withTLS := range []bool{false, true} {
-					req := httptest.NewRequest(method, "/a/42?x=1&y=2", nil)
+				for _, form := range []struct {
+					target string
+					tls    bool
+				}{{"/a/42?x=1&y=2", false}, {"/a/42?x=1&y=2", true}, {"http://h.example/a/42?x=1&y=2", false}} {
+					withTLS := form.tls
+					req := httptest.NewRequest(method, form.target, nil)
 					req.Header = h.Clone()
 					if withTLS {
 						req.TLS = &tls.ConnectionState{}
@@ -70,8 +74,8 @@ func TestKeyFastPathsEqualGeneralEncoding(t *testing.T) {
 					if ok && string(sk) != want {
 						t.Errorf("%s %s %v tls=%v:\n stack   %q\n general %q", cfg.name, method, h, withTLS, sk, want)
 					}
-					never := withTLS || !rt.plainTail
-					plain := cfg.name == "plain" && !withTLS && (h == nil || h["User-Agent"] != nil)
+					never := withTLS || !rt.plainTail || form.target[0] != '/'
+					plain := cfg.name == "plain" && !withTLS && form.target[0] == '/' && (h == nil || h["User-Agent"] != nil)
 					if ok && never || !ok && plain {
 						t.Errorf("%s %s %v tls=%v: stack key built %v", cfg.name, method, h, withTLS, ok)
 					}
