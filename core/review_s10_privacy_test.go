@@ -211,10 +211,11 @@ func TestUnparsedCookieBypasses(t *testing.T) {
 // scheme for every visitor of the page. The key holds the target as sent,
 // so each form has its own entry.
 func TestAbsoluteFormTargetIsKeyedAsSent(t *testing.T) {
-	_, srv := secApp(t, core.RegionConfig{}, "GET /page", func(w http.ResponseWriter, r *http.Request) {
+	c, srv := secApp(t, core.RegionConfig{}, "GET /page", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "scheme=%q uri=%q", r.URL.Scheme, r.RequestURI)
 	})
-	targets := []string{"javascript://example.test/page", "http://example.test/page", "https://example.test/page", "http://alice@example.test/page"}
+	const withPassword = "http://alice:s3cret@example.test/page"
+	targets := []string{"javascript://example.test/page", "http://example.test/page", "https://example.test/page", "http://alice@example.test/page", withPassword}
 	for _, want := range []string{"MISS", "HIT"} {
 		for _, target := range targets {
 			a := rawDo(t, srv, target)
@@ -225,6 +226,40 @@ func TestAbsoluteFormTargetIsKeyedAsSent(t *testing.T) {
 			v := rawDo(t, srv, "/page")
 			if v.body != `scheme="" uri="/page"` {
 				t.Fatalf("after %s, a visitor got %s %q", target, v.xcache, v.body)
+			}
+		}
+	}
+	// The target enters the key by HMAC: a password in it never reaches
+	// the key stored in the entry (nor the backend holding it).
+	rt, err := c.Route("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", withPassword, nil) // as the server read it
+	canonical, _, ok := core.CanonicalKey(rt, req, adapter.PathValues{R: req}, "GET /page")
+	e, _ := core.RegionBackend(c, "r").Load(context.Background(), core.StorageKey(rt, req, adapter.PathValues{R: req}, "GET /page"), nil, nil)
+	if !ok || e == nil {
+		t.Fatalf("no entry under the key of %s", withPassword)
+	}
+	if strings.Contains(canonical+e.Key, "s3cret") {
+		t.Fatalf("the password of %s is in the stored key", withPassword)
+	}
+}
+
+// Two sites served by one process, each with its own article 1, never
+// answer each other's visitors on a Key template route, and a client's
+// own Host never reaches another client, while requests to one host share
+// the entry the template names.
+func TestKeyTemplateKeepsHostsApart(t *testing.T) {
+	t.Skip("known break, not fixed (review s10): a Key template replaces the host (docs/http-semantics.md), so a client's Host reaches other clients' pages on template routes; keying it would end the sharing examples/shared-regions shows across two ports")
+	_, srv := secApp(t, core.RegionConfig{}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "item %s of %s", r.PathValue("id"), r.Host)
+	}, core.Key("item:{id}"))
+	for _, host := range []string{"a.example", "b.example"} {
+		for i, want := range []string{"MISS", "HIT"} {
+			v := secDo(t, srv, "GET", "/items/1?ref="+fmt.Sprint(i), nil, "Host", host)
+			if v.body != "item 1 of "+host || v.xcache != want {
+				t.Fatalf("%s, request %d: %s %q", host, i+1, v.xcache, v.body)
 			}
 		}
 	}

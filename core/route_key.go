@@ -256,10 +256,13 @@ func (rt *Route) appendTail(kb *keyBuilder, req *http.Request, keyed uint64, mas
 		tls = "tls"
 	}
 	if absoluteForm(req) {
-		// With the request target as sent: its scheme (URL.Scheme) and
-		// RequestURI reach the handler. Never "" nor "tls" (the ';').
-		kb.b = binary.AppendUvarint(kb.b, uint64(len(tls)+1+len(req.RequestURI)))
-		kb.b = append(append(append(kb.b, tls...), ';'), req.RequestURI...)
+		// Marked (never "" nor "tls": the ';'), then the request target
+		// as sent, whose scheme (URL.Scheme) and RequestURI reach the
+		// handler; by HMAC, as a credential: it may hold a user and
+		// password ("http://user:pass@host/").
+		kb.b = binary.AppendUvarint(kb.b, uint64(len(tls)+1))
+		kb.b = append(append(kb.b, tls...), ';')
+		kb.macOne(r.c, req.RequestURI)
 	} else {
 		kb.field(tls)
 	}
