@@ -67,3 +67,44 @@ func TestGinWriterCookieKeepsPageOutOfCache(t *testing.T) {
 		t.Fatalf("stores %d, not stored %v", st.Stores, st.NotStored)
 	}
 }
+
+// Gin sends the headers of a response without a body only when the whole
+// chain has returned, so an outer middleware can still add a cookie after
+// c.Next() (a session it saves on the way out) and it reaches the client.
+// A response sent with that cookie must not be stored: the next visitor
+// must not get the headers made for the first.
+func TestGinBodilessResponseWithOuterCookieNotShared(t *testing.T) {
+	t.Skip("known break, not fixed (review s10): Gin sends a body-less response's headers after the outer middleware ran on; the cache judged and stored them when the handler chain inside it returned")
+	gin.SetMode(gin.TestMode)
+	rc, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r := gin.New()
+	r.Use(func(c *gin.Context) {
+		c.Next()
+		if sid := c.GetString("sid"); sid != "" {
+			c.SetCookie("session", sid, 0, "/", "", false, false) // Gin has not sent the headers yet
+		}
+	})
+	var n atomic.Int32
+	r.GET("/page", ginadapter.Cache(rc, "r"), func(c *gin.Context) {
+		sid := fmt.Sprintf("visitor-%d", n.Add(1))
+		c.Set("sid", sid) // a new session
+		c.Header("X-Form-Token", sid)
+		c.Status(http.StatusOK)
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	for i := 1; i <= 3; i++ {
+		resp, err := srv.Client().Get(srv.URL + "/page")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tok := resp.Header.Get("X-Form-Token"); tok != fmt.Sprintf("visitor-%d", i) {
+			t.Fatalf("visitor %d: %s with the token %q and cookie %q", i, resp.Header.Get("X-Cache"), tok, resp.Header.Get("Set-Cookie"))
+		}
+	}
+}
