@@ -251,7 +251,7 @@ func TestAbsoluteFormTargetIsKeyedAsSent(t *testing.T) {
 // own Host never reaches another client, while requests to one host share
 // the entry the template names.
 func TestKeyTemplateKeepsHostsApart(t *testing.T) {
-	t.Skip("known break, not fixed (review s10): a Key template replaces the host (docs/http-semantics.md), so a client's Host reaches other clients' pages on template routes; keying it would end the sharing examples/shared-regions shows across two ports")
+	t.Skip("known break, not fixed (review s10): a Key template replaces the host (docs/http-semantics.md), so a client's Host reaches other clients' pages on template routes; keying it would end the sharing examples/shared-regions shows across two ports; {header:Host} or VaryHeaders [Host] keys it")
 	_, srv := secApp(t, core.RegionConfig{}, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "item %s of %s", r.PathValue("id"), r.Host)
 	}, core.Key("item:{id}"))
@@ -262,5 +262,37 @@ func TestKeyTemplateKeepsHostsApart(t *testing.T) {
 				t.Fatalf("%s, request %d: %s %q", host, i+1, v.xcache, v.body)
 			}
 		}
+	}
+}
+
+// Go's server moves the Host header to Request.Host and deletes it from
+// Request.Header: a region that declares it varies on Host (VaryHeaders,
+// or a Key template's {header:Host}) and a handler answering with Vary:
+// Host, or a template naming {header:Host}, must still keep hosts apart, or be refused when the Cache is built.
+func TestVaryHostKeepsHostsApart(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rc   core.RegionConfig
+		opts []core.RouteOption
+		vary string // the handler's Vary
+	}{
+		"VaryHeaders": {core.RegionConfig{VaryHeaders: []string{"Host"}}, []core.RouteOption{core.Key("item:{id}")}, "Host"},
+		"template":    {core.RegionConfig{}, []core.RouteOption{core.Key("item:{id}:{header:Host}")}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": tc.rc}}); err != nil {
+				return // refused: nothing shared
+			}
+			_, srv := secApp(t, tc.rc, "GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+				if tc.vary != "" {
+					w.Header().Set("Vary", tc.vary)
+				}
+				fmt.Fprintf(w, "item %s of %s", r.PathValue("id"), r.Host)
+			}, tc.opts...)
+			for _, host := range []string{"a.example", "b.example"} {
+				if v := secDo(t, srv, "GET", "/items/1", nil, "Host", host); v.body != "item 1 of "+host {
+					t.Fatalf("%s: %s %q", host, v.xcache, v.body)
+				}
+			}
+		})
 	}
 }

@@ -82,6 +82,9 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	}
 	r := rt.r
 	kb := keyBuilder{b: rt.appendHead(st.key, req)}
+	if r.templateKind != "t" {
+		kb.field(req.Host) // VaryHeaders lists Host
+	}
 	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
@@ -194,7 +197,7 @@ func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
 	}
 	b = appendField(append(b, r.keyHead...), m)
 	if rt.key != nil {
-		return appendField(b, "t")
+		return appendField(b, r.templateKind)
 	}
 	return appendField(b, "d")
 }
