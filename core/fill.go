@@ -517,7 +517,14 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		if tags != nil {
 			tags.takeHeaders(rw.hdr)
 		}
-		rw.resnapshot()
+		if !p.failed && rw.fill != nil {
+			// A request's response it will not replace: sent now, so
+			// that what the client's writer adds as it goes out is
+			// judged with it (recorder.sendStatus).
+			rw.release()
+		} else {
+			rw.resnapshot()
+		}
 	}
 	if p.failed {
 		p.fail = sharedFailure(rw, ended)
@@ -552,6 +559,8 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 		reason = NotStoredError
 	case hasTrailers(rw.Header()): // the live map: trailers come after the body
 		reason = NotStoredTrailer
+	case rw.late != "": // headers an outer writer set as the status went out
+		reason = rw.late
 	default:
 		// encodingReason has nothing to say of a response without Vary.
 		if reason = v.reason; reason == "" && keys&snapVary != 0 {

@@ -113,6 +113,7 @@ const (
 	tplHeader
 	tplMethod
 	tplPath
+	tplHost // {header:Host}: Request.Host, where Go's server moves the header
 )
 
 type tplPart struct {
@@ -172,7 +173,7 @@ func parseTemplate(s string) (*template, error) {
 	t.printable = true
 	for _, p := range t.parts {
 		switch p.kind {
-		case tplQuery, tplHeader, tplPath:
+		case tplQuery, tplHeader, tplPath, tplHost:
 			t.exact = true
 		}
 		if p.kind == tplMethod || p.kind == tplLiteral && !allOf(p.text, classPrintable) {
@@ -206,6 +207,9 @@ func placeholder(name string) (tplPart, error) {
 			return tplPart{}, fmt.Errorf("empty header name in {%s}", name)
 		}
 		n = http.CanonicalHeaderKey(n)
+		if n == "Host" {
+			return tplPart{kind: tplHost}, nil // not in Request.Header
+		}
 		if credentialHeaders[n] {
 			return tplPart{}, fmt.Errorf("{%s} reads credentials, which never enter a key or tag in clear (use VaryAuthorization or VaryCookies)", name)
 		}
@@ -267,6 +271,8 @@ func (t *template) appendFrom(dst []byte, r *http.Request, p params, from int) (
 				}
 				dst = appendQueryEscaped(dst, v)
 			}
+		case tplHost:
+			dst = appendQueryEscaped(dst, r.Host)
 		case tplMethod:
 			dst = append(dst, cacheMethod(r.Method)...)
 		case tplPath:
@@ -292,6 +298,8 @@ func (t *template) appendExact(kb *keyBuilder, r *http.Request) {
 			kb.values(r.Header[part.text])
 		case tplPath:
 			kb.field(r.URL.RawPath)
+		case tplHost:
+			kb.field(r.Host)
 		}
 	}
 }

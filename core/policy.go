@@ -2,6 +2,7 @@ package core
 
 import (
 	"net/http"
+	"net/textproto"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,14 +104,53 @@ func (r *Region) headerBypass(req *http.Request) BypassReason {
 		// never by a stored page.
 		return BypassUpgrade
 	}
-	if _, ok := req.Header["Cookie"]; ok {
-		for _, ck := range req.Cookies() {
+	if lines, ok := req.Header["Cookie"]; ok {
+		cks := req.Cookies()
+		for _, ck := range cks {
 			if !r.varyCookie[ck.Name] && !r.ignoreCookie[ck.Name] {
 				return BypassCookie
 			}
 		}
+		if r.droppedCookie(lines, len(cks)) {
+			return BypassCookie
+		}
 	}
 	return ""
+}
+
+// droppedCookie reports whether Cookie lines, of which Go's parser read
+// parsed cookies, hold one it dropped (a byte it refuses in the name or
+// value: "session=café") under a name the region does not ignore. A
+// handler reading the header itself, or a more lenient parser, still
+// sees it; the key does not.
+func (r *Region) droppedCookie(lines []string, parsed int) bool {
+	parts := 0
+	for _, l := range lines {
+		for p := range strings.SplitSeq(l, ";") {
+			if textproto.TrimString(p) != "" {
+				parts++
+			}
+		}
+	}
+	if parts <= parsed {
+		return false // every part was read
+	}
+	for _, l := range lines {
+		for p := range strings.SplitSeq(l, ";") {
+			p = textproto.TrimString(p) // as Go's parser trims a part
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			if r.ignoreCookie[textproto.TrimString(name)] {
+				continue
+			}
+			if _, err := http.ParseCookie(p); err != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unstored reports whether a header (canonical name) is never stored:

@@ -71,6 +71,10 @@ type recorder struct {
 	snapTaken bool
 	// listed: list is setMiss's (see list).
 	listed bool
+	// late is why the response may not be stored, judged on the headers
+	// the client's writer went out with when they differ from those
+	// recorded (sendStatus), or "".
+	late NotStoredReason
 }
 
 var (
@@ -215,8 +219,30 @@ func (rw *recorder) doCommit() {
 		rw.snapshot, rw.snapClean, rw.snapKeys = snapshotHeaderInto(rw.Header(), rw.alloc().values[:0])
 	}
 	if !rw.hold {
-		rw.w.WriteHeader(rw.status)
+		rw.sendStatus()
 	}
+}
+
+// sendStatus sends the status to the client's writer. A writer of an
+// outer middleware may set headers as the status goes out (Echo's
+// Response.Before hooks, a session manager saving the session in its
+// writer's WriteHeader): they reach the client with the response, after
+// the recorder took its snapshot. When that changed the headers, they are
+// judged again as sent, and a Set-Cookie, Cache-Control or Vary that
+// refuses storing keeps the response out of the cache (late).
+func (rw *recorder) sendStatus() {
+	if !rw.record || rw.fill == nil {
+		rw.w.WriteHeader(rw.status)
+		return
+	}
+	h := rw.w.Header()
+	n := len(h)
+	rw.w.WriteHeader(rw.status)
+	if len(h) == n && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
+		equalValues(h["Cache-Control"], rw.snapshot["Cache-Control"]) && equalValues(h["Vary"], rw.snapshot["Vary"]) {
+		return // unchanged, as far as the storage rules read
+	}
+	rw.late = rw.fill.r.responseReason(rw.status, canonicalHeader(rw.before), canonicalHeader(h))
 }
 
 // release sends a held response: its headers replace the client's, then
@@ -238,7 +264,7 @@ func (rw *recorder) release() {
 		h[k] = vs
 	}
 	rw.hdr = nil
-	rw.w.WriteHeader(rw.status)
+	rw.sendStatus()
 	if len(rw.body) > 0 && rw.clientErr == nil {
 		if _, err := rw.w.Write(rw.body); err != nil {
 			rw.clientErr = err

@@ -42,6 +42,9 @@ type Region struct {
 	// "d": the default key) after it, encoded once instead of on every
 	// request.
 	keyHead, keyHeadGETt, keyHeadGETd []byte
+	// templateKind is the kind of a Key template's keys: "th" when they
+	// hold Request.Host (VaryHeaders lists Host), else "t".
+	templateKind string
 	// prefixPrintable is set when the key and tag counter prefixes are
 	// visible ASCII (the Prefix and region name are the user's).
 	prefixPrintable bool
@@ -104,8 +107,18 @@ func newRegion(c *Cache, name string, cfg RegionConfig, be backend.Backend) *Reg
 	kb = keyBuilder{b: slices.Clone(r.keyHead)}
 	kb.field(http.MethodGet)
 	get := kb.b
+	// Go's server moves the Host header to Request.Host: a region that
+	// lists it in VaryHeaders has its template keys hold Request.Host,
+	// under a kind of their own ("th"), so that no key of one layout
+	// equals one of the other (the default key holds the host anyway).
+	r.templateKind = "t"
+	for _, h := range cfg.VaryHeaders {
+		if http.CanonicalHeaderKey(h) == "Host" {
+			r.templateKind = "th"
+		}
+	}
 	kb = keyBuilder{b: slices.Clone(get)}
-	kb.field("t")
+	kb.field(r.templateKind)
 	r.keyHeadGETt = kb.b
 	kb = keyBuilder{b: slices.Clone(get)}
 	kb.field("d")

@@ -82,7 +82,7 @@ func (c *Cache) Route(region string, opts ...RouteOption) (*Route, error) {
 			}
 		}
 		for _, part := range t.parts {
-			if part.kind == tplHeader {
+			if part.kind == tplHeader || part.kind == tplHost {
 				rt.namesFromKey = false
 			}
 		}

@@ -80,6 +80,9 @@ func (rt *Route) build(st *reqState, req *http.Request, p params, pattern string
 	}
 	r := rt.r
 	kb := keyBuilder{b: rt.appendHead(st.key, req)}
+	if r.templateKind != "t" {
+		kb.field(req.Host) // VaryHeaders lists Host
+	}
 	st.names = append(st.names, r.regionCounter)
 	ks := len(st.nbuf)
 	st.nbuf = append(st.nbuf, r.keyCounterPrefix...)
@@ -122,7 +125,7 @@ const stackKeyBytes = 256
 func (rt *Route) appendStackKey(b []byte, req *http.Request, pattern string) (key []byte, ok bool) {
 	r := rt.r
 	keyed, masked := r.keyedMask(req.Header)
-	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() {
+	if req.TLS != nil || !rt.plainTail || !masked || keyed != 0 || rt.codingKeyed.Load() || absoluteForm(req) {
 		return nil, false
 	}
 	query := rt.query(req)
@@ -205,7 +208,7 @@ func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
 	}
 	b = appendField(append(b, r.keyHead...), m)
 	if rt.key != nil {
-		return appendField(b, "t")
+		return appendField(b, r.templateKind)
 	}
 	return appendField(b, "d")
 }
@@ -216,7 +219,7 @@ func (rt *Route) appendHead(b []byte, req *http.Request) []byte {
 // general encoding otherwise.
 func (rt *Route) appendKeyTail(kb *keyBuilder, req *http.Request) {
 	keyed, masked := rt.r.keyedMask(req.Header) // one pass over the headers
-	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() {
+	if req.TLS == nil && rt.plainTail && masked && keyed == 0 && !rt.codingKeyed.Load() && !absoluteForm(req) {
 		kb.b = append(kb.b, rt.r.keyTailPlain...)
 	} else {
 		rt.appendTail(kb, req, keyed, masked)
@@ -246,16 +249,36 @@ func (rt *Route) appendTagNames(st *reqState, req *http.Request, p params) bool 
 	return true
 }
 
+// absoluteForm reports whether a request a server received had its target
+// in absolute form ("GET http://host/page", which clients send to
+// proxies): its handler sees a scheme (URL.Scheme) and a RequestURI that
+// a request for the same host and path in origin form ("GET /page") does
+// not, so its key holds the target as sent. A request made by a client,
+// not received, has no RequestURI.
+func absoluteForm(req *http.Request) bool {
+	return len(req.RequestURI) > 0 && req.RequestURI[0] != '/'
+}
+
 // appendTail appends the end of a request's key: whether the connection
-// was TLS, the keyed headers (keyed and masked: Region.keyedMask of its
+// was TLS (and the target as sent when in absolute form), the keyed headers (keyed and masked: Region.keyedMask of its
 // headers), the credentials' HMAC, KeyFunc's part and the content coding.
 func (rt *Route) appendTail(kb *keyBuilder, req *http.Request, keyed uint64, masked bool) {
 	r := rt.r
 	// Whether the connection was TLS: Echo's Scheme() reads it first.
+	tls := ""
 	if req.TLS != nil {
-		kb.field("tls")
+		tls = "tls"
+	}
+	if absoluteForm(req) {
+		// Marked (never "" nor "tls": the ';'), then the request target
+		// as sent, whose scheme (URL.Scheme) and RequestURI reach the
+		// handler; by HMAC, as a credential: it may hold a user and
+		// password ("http://user:pass@host/").
+		kb.b = binary.AppendUvarint(kb.b, uint64(len(tls)+1))
+		kb.b = append(append(kb.b, tls...), ';')
+		kb.macOne(r.c, req.RequestURI)
 	} else {
-		kb.field("")
+		kb.field(tls)
 	}
 	r.appendKeyed(kb, req.Header, keyed, masked)
 	// Credentials enter the key as an HMAC of all their values, never in

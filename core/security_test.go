@@ -260,7 +260,9 @@ func TestSecurityWebCacheDeception(t *testing.T) {
 		be := core.RegionBackend(c, "r")
 		rt, _ := c.Route("r")
 		for _, auth := range []string{alice, bob} {
-			req := httptest.NewRequest("GET", srv.URL+"/me/x.css", nil)
+			// The origin form the client sent (an absolute target is keyed
+			// as sent).
+			req := httptest.NewRequest("GET", "/me/x.css", nil)
 			req.Host = strings.TrimPrefix(srv.URL, "http://")
 			req.Header.Set("Authorization", auth)
 			req.SetPathValue("rest", "x.css")
