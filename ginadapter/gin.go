@@ -47,7 +47,7 @@ func NewCache(rc *core.Cache, region string, opts ...core.RouteOption) (gin.Hand
 var funcs = adapter.Funcs{
 	Params: func(ctx any, name string) (string, bool) { return ctx.(*gin.Context).Params.Get(name) },
 	Next: func(ctx, _ any, w http.ResponseWriter, r *http.Request) error {
-		return runNext(ctx.(*gin.Context), w, r)
+		return runNext(ctx.(*gin.Context), w, r, true)
 	},
 }
 
@@ -73,7 +73,7 @@ func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFu
 	}
 	return func(c *gin.Context) {
 		_ = adapter.ServeInvalidator(iv, c.Writer, c.Request, &c.Params, func(w http.ResponseWriter, r *http.Request) error {
-			return runNext(c, w, r)
+			return runNext(c, w, r, false)
 		})
 	}, nil
 }
@@ -82,7 +82,15 @@ func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFu
 // c.Request, restoring both afterwards (also when a handler panics).
 // Gin reports failures without an error value; they keep the response
 // out of the cache.
-func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
+//
+// For a cached route (cached), a response the chain sent no body for is
+// not stored either: Gin sends its headers only once the whole chain has
+// returned, after the middleware outside the cache ran on, and a
+// Set-Cookie or private Cache-Control set there would go out with a
+// response stored without it (the next visitor would get the page made
+// for the first). Its status goes to Gin's own writer, which sends it
+// with those headers, as without the cache.
+func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request, cached bool) error {
 	origW, origR := c.Writer, c.Request
 	var gw *writer
 	if cw, ok := adapter.AsResponseWriter(w); ok {
@@ -92,10 +100,18 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request) error {
 	c.Request = r
 	defer func() { c.Writer, c.Request = origW, origR }()
 	c.Next()
+	bodiless := false
 	if gw != nil {
+		status := gw.pending
 		gw.sendPending() // a status set without a body (c.Status(204))
+		if cached && !gw.cw.Written() {
+			bodiless = true
+			if status != 0 {
+				origW.WriteHeader(status) // sent by Gin when the chain returns
+			}
+		}
 	}
-	if c.IsAborted() || len(c.Errors) > 0 {
+	if c.IsAborted() || len(c.Errors) > 0 || bodiless {
 		return adapter.ErrSkipStore
 	}
 	return nil
