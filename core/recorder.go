@@ -238,11 +238,20 @@ func (rw *recorder) sendStatus() {
 	h := rw.w.Header()
 	n := len(h)
 	rw.w.WriteHeader(rw.status)
-	if len(h) == n && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
-		equalValues(h["Cache-Control"], rw.snapshot["Cache-Control"]) && equalValues(h["Vary"], rw.snapshot["Vary"]) {
+	if len(h) == n && rw.asTaken(h, "Set-Cookie", snapSetCookie) &&
+		rw.asTaken(h, "Cache-Control", snapCacheControl) && rw.asTaken(h, "Vary", snapVary) {
 		return // unchanged, as far as the storage rules read
 	}
 	rw.late = rw.fill.r.responseReason(rw.status, canonicalHeader(rw.before), canonicalHeader(h))
+}
+
+// asTaken reports whether h holds the values of k the snapshot holds
+// (none, when its keys say it has no k: no lookup in it).
+func (rw *recorder) asTaken(h http.Header, k string, bit snapKeys) bool {
+	if rw.snapKeys&bit == 0 {
+		return len(h[k]) == 0
+	}
+	return equalValues(h[k], rw.snapshot[k])
 }
 
 // release sends a held response: its headers replace the client's, then
@@ -313,8 +322,10 @@ const (
 	snapEtag
 	snapLastModified
 	snapVary
+	snapSetCookie
+	snapCacheControl
 	// snapAll: the headers the snapshot holds are not known.
-	snapAll = snapEtag | snapLastModified | snapVary
+	snapAll = snapEtag | snapLastModified | snapVary | snapSetCookie | snapCacheControl
 )
 
 // snapshotAdd is snapshotHeader's step for one header k with values vs:
@@ -336,6 +347,10 @@ func snapshotAdd(out http.Header, sv []string, k string, vs []string) (_ []strin
 		keys |= snapLastModified
 	case "Vary":
 		keys |= snapVary
+	case "Set-Cookie":
+		keys |= snapSetCookie
+	case "Cache-Control":
+		keys |= snapCacheControl
 	}
 	if vs == nil {
 		out[k] = nil // as Clone: a nil value stays nil

@@ -61,6 +61,10 @@ func TestHeadersSetAsTheStatusGoesOutAreJudged(t *testing.T) {
 		{"private", func(h http.Header, sid string) { h.Set("Cache-Control", "private") }, false},
 		{"vary", func(h http.Header, sid string) { h.Set("Vary", "Origin") }, false},
 		{"request-id", func(h http.Header, sid string) { h.Set("X-Request-Id", sid) }, true},
+		// As many headers as before: one replaced by another.
+		{"set-cookie-in-place", func(h http.Header, sid string) { h.Del("X-Pending"); h.Add("Set-Cookie", "session="+sid) }, false},
+		{"private-in-place", func(h http.Header, sid string) { h.Del("X-Pending"); h.Set("Cache-Control", "private") }, false},
+		{"vary-in-place", func(h http.Header, sid string) { h.Del("X-Pending"); h.Set("Vary", "Origin") }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := core.New(core.Config{Regions: map[string]core.RegionConfig{"r": {}}})
@@ -77,6 +81,7 @@ func TestHeadersSetAsTheStatusGoesOutAreJudged(t *testing.T) {
 				// The handler starts a session and puts its token in the page.
 				sid := fmt.Sprintf("visitor-%d", n.Add(1))
 				*r.Context().Value(sidKey{}).(*string) = sid
+				w.Header().Set("X-Pending", "1") // what a hook may replace
 				fmt.Fprintf(w, "form token of %s", sid)
 			}))
 			mux := http.NewServeMux()
