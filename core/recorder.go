@@ -71,9 +71,12 @@ type recorder struct {
 	snapTaken bool
 	// listed: list is setMiss's (see list).
 	listed bool
+	// wrote: the first body write reached the client's writer (see
+	// sendBody).
+	wrote bool
 	// late is why the response may not be stored, judged on the headers
 	// the client's writer went out with when they differ from those
-	// recorded (sendStatus), or "".
+	// recorded (sendStatus, sendBody), or "".
 	late NotStoredReason
 }
 
@@ -129,9 +132,7 @@ func (rw *recorder) Write(b []byte) (int, error) {
 		}
 	}
 	if rw.clientErr == nil {
-		if _, err := rw.w.Write(b); err != nil {
-			rw.clientErr = err
-		}
+		rw.sendBody(b)
 	}
 	if !rw.record && rw.clientErr != nil {
 		return 0, rw.clientErr
@@ -238,7 +239,35 @@ func (rw *recorder) sendStatus() {
 	h := rw.w.Header()
 	n := len(h)
 	rw.w.WriteHeader(rw.status)
-	if len(h) == n && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
+	rw.judgeLate(h, n)
+}
+
+// sendBody writes b to the client's writer. The first write is where
+// some writers send the headers (Gin's, which a status alone does not
+// send), and where an outer middleware's writer may still set one (a
+// session cookie set before its first write): as in sendStatus, headers
+// changed by it are judged again as sent.
+func (rw *recorder) sendBody(b []byte) {
+	if rw.wrote || !rw.record || rw.fill == nil {
+		if _, err := rw.w.Write(b); err != nil {
+			rw.clientErr = err
+		}
+		return
+	}
+	rw.wrote = true
+	h := rw.w.Header()
+	n := len(h)
+	if _, err := rw.w.Write(b); err != nil {
+		rw.clientErr = err
+	}
+	rw.judgeLate(h, n)
+}
+
+// judgeLate judges the client's headers h again, of which there were n
+// before the client's writer was handed the status or first write, when
+// that changed them as far as the storage rules read (late).
+func (rw *recorder) judgeLate(h http.Header, n int) {
+	if rw.late != "" || len(h) == n && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
 		equalValues(h["Cache-Control"], rw.snapshot["Cache-Control"]) && equalValues(h["Vary"], rw.snapshot["Vary"]) {
 		return // unchanged, as far as the storage rules read
 	}
@@ -266,9 +295,7 @@ func (rw *recorder) release() {
 	rw.hdr = nil
 	rw.sendStatus()
 	if len(rw.body) > 0 && rw.clientErr == nil {
-		if _, err := rw.w.Write(rw.body); err != nil {
-			rw.clientErr = err
-		}
+		rw.sendBody(rw.body)
 	}
 }
 
