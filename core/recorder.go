@@ -71,12 +71,15 @@ type recorder struct {
 	snapTaken bool
 	// listed: list is setMiss's (see list).
 	listed bool
-	// wrote: the first body write reached the client's writer (see
-	// sendBody).
-	wrote bool
+	// lateDue: the status went to the client's writer, which had lateN
+	// headers before, and the headers it went out with are judged at the
+	// first body write (sendBody), or when the handler is done if there
+	// is none (judgeLateDue).
+	lateDue bool
+	lateN   int
 	// late is why the response may not be stored, judged on the headers
 	// the client's writer went out with when they differ from those
-	// recorded (sendStatus, sendBody), or "".
+	// recorded (judgeLate), or "".
 	late NotStoredReason
 }
 
@@ -227,47 +230,41 @@ func (rw *recorder) doCommit() {
 // sendStatus sends the status to the client's writer. A writer of an
 // outer middleware may set headers as the status goes out (Echo's
 // Response.Before hooks, a session manager saving the session in its
-// writer's WriteHeader): they reach the client with the response, after
-// the recorder took its snapshot. When that changed the headers, they are
-// judged again as sent, and a Set-Cookie, Cache-Control or Vary that
-// refuses storing keeps the response out of the cache (late).
+// writer's WriteHeader), or at the first body write (where Gin's writer
+// sends them): they reach the client with the response, after the
+// recorder took its snapshot. When that changed the headers, they are
+// judged again as sent, once, after the first body write (sendBody) or
+// when the handler is done without one (judgeLateDue), and a
+// Set-Cookie, Cache-Control or Vary that refuses storing keeps the
+// response out of the cache (late).
 func (rw *recorder) sendStatus() {
-	if !rw.record || rw.fill == nil {
-		rw.w.WriteHeader(rw.status)
-		return
+	if rw.record && rw.fill != nil {
+		rw.lateDue, rw.lateN = true, len(rw.w.Header())
 	}
-	h := rw.w.Header()
-	n := len(h)
 	rw.w.WriteHeader(rw.status)
-	rw.judgeLate(h, n)
 }
 
-// sendBody writes b to the client's writer. The first write is where
-// some writers send the headers (Gin's, which a status alone does not
-// send), and where an outer middleware's writer may still set one (a
-// session cookie set before its first write): as in sendStatus, headers
-// changed by it are judged again as sent.
+// sendBody writes b to the client's writer, judging the headers it sent
+// after the first write (sendStatus).
 func (rw *recorder) sendBody(b []byte) {
-	if rw.wrote || !rw.record || rw.fill == nil {
-		if _, err := rw.w.Write(b); err != nil {
-			rw.clientErr = err
-		}
-		return
-	}
-	rw.wrote = true
-	h := rw.w.Header()
-	n := len(h)
 	if _, err := rw.w.Write(b); err != nil {
 		rw.clientErr = err
 	}
-	rw.judgeLate(h, n)
+	if rw.lateDue {
+		rw.judgeLateDue()
+	}
 }
 
-// judgeLate judges the client's headers h again, of which there were n
-// before the client's writer was handed the status or first write, when
-// that changed them as far as the storage rules read (late).
-func (rw *recorder) judgeLate(h http.Header, n int) {
-	if rw.late != "" || len(h) == n && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
+// judgeLateDue judges the client's headers again, as they went out, when
+// the status or first write changed them as far as the storage rules
+// read (late): when sendStatus left that due.
+func (rw *recorder) judgeLateDue() {
+	if !rw.lateDue {
+		return
+	}
+	rw.lateDue = false
+	h := rw.w.Header()
+	if len(h) == rw.lateN && equalValues(h["Set-Cookie"], rw.snapshot["Set-Cookie"]) &&
 		equalValues(h["Cache-Control"], rw.snapshot["Cache-Control"]) && equalValues(h["Vary"], rw.snapshot["Vary"]) {
 		return // unchanged, as far as the storage rules read
 	}
