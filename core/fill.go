@@ -526,6 +526,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 			rw.resnapshot()
 		}
 	}
+	rw.judgeLateDue() // a response without a body: as its status went out
 	if p.failed {
 		p.fail = sharedFailure(rw, ended)
 	}

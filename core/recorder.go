@@ -71,9 +71,15 @@ type recorder struct {
 	snapTaken bool
 	// listed: list is setMiss's (see list).
 	listed bool
+	// lateDue: the status went to the client's writer, which had lateN
+	// headers before, and the headers it went out with are judged at the
+	// first body write (sendBody), or when the handler is done if there
+	// is none (judgeLateDue).
+	lateDue bool
+	lateN   int
 	// late is why the response may not be stored, judged on the headers
 	// the client's writer went out with when they differ from those
-	// recorded (sendStatus), or "".
+	// recorded (judgeLate), or "".
 	late NotStoredReason
 }
 
@@ -129,9 +135,7 @@ func (rw *recorder) Write(b []byte) (int, error) {
 		}
 	}
 	if rw.clientErr == nil {
-		if _, err := rw.w.Write(b); err != nil {
-			rw.clientErr = err
-		}
+		rw.sendBody(b)
 	}
 	if !rw.record && rw.clientErr != nil {
 		return 0, rw.clientErr
@@ -226,19 +230,41 @@ func (rw *recorder) doCommit() {
 // sendStatus sends the status to the client's writer. A writer of an
 // outer middleware may set headers as the status goes out (Echo's
 // Response.Before hooks, a session manager saving the session in its
-// writer's WriteHeader): they reach the client with the response, after
-// the recorder took its snapshot. When that changed the headers, they are
-// judged again as sent, and a Set-Cookie, Cache-Control or Vary that
-// refuses storing keeps the response out of the cache (late).
+// writer's WriteHeader), or at the first body write (where Gin's writer
+// sends them): they reach the client with the response, after the
+// recorder took its snapshot. When that changed the headers, they are
+// judged again as sent, once, after the first body write (sendBody) or
+// when the handler is done without one (judgeLateDue), and a
+// Set-Cookie, Cache-Control or Vary that refuses storing keeps the
+// response out of the cache (late).
 func (rw *recorder) sendStatus() {
-	if !rw.record || rw.fill == nil {
-		rw.w.WriteHeader(rw.status)
+	if rw.record && rw.fill != nil {
+		rw.lateDue, rw.lateN = true, len(rw.w.Header())
+	}
+	rw.w.WriteHeader(rw.status)
+}
+
+// sendBody writes b to the client's writer, judging the headers it sent
+// after the first write (sendStatus).
+func (rw *recorder) sendBody(b []byte) {
+	if _, err := rw.w.Write(b); err != nil {
+		rw.clientErr = err
+	}
+	if rw.lateDue {
+		rw.judgeLateDue()
+	}
+}
+
+// judgeLateDue judges the client's headers again, as they went out, when
+// the status or first write changed them as far as the storage rules
+// read (late): when sendStatus left that due.
+func (rw *recorder) judgeLateDue() {
+	if !rw.lateDue {
 		return
 	}
+	rw.lateDue = false
 	h := rw.w.Header()
-	n := len(h)
-	rw.w.WriteHeader(rw.status)
-	if len(h) == n && rw.asTaken(h, "Set-Cookie", snapSetCookie) &&
+	if len(h) == rw.lateN && rw.asTaken(h, "Set-Cookie", snapSetCookie) &&
 		rw.asTaken(h, "Cache-Control", snapCacheControl) && rw.asTaken(h, "Vary", snapVary) {
 		return // unchanged, as far as the storage rules read
 	}
@@ -275,9 +301,7 @@ func (rw *recorder) release() {
 	rw.hdr = nil
 	rw.sendStatus()
 	if len(rw.body) > 0 && rw.clientErr == nil {
-		if _, err := rw.w.Write(rw.body); err != nil {
-			rw.clientErr = err
-		}
+		rw.sendBody(rw.body)
 	}
 }
 

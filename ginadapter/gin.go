@@ -83,8 +83,8 @@ func NewInvalidate(rc *core.Cache, opts ...core.InvalidateOption) (gin.HandlerFu
 // Gin reports failures without an error value; they keep the response
 // out of the cache.
 //
-// For a cached route (cached), a response the chain sent no body for is
-// not stored either: Gin sends its headers only once the whole chain has
+// For a cached route (cached), a response the chain sent no body for
+// (also one committed by c.Writer.WriteHeaderNow()) is not stored either: Gin sends its headers only once the whole chain has
 // returned, after the middleware outside the cache ran on, and a
 // Set-Cookie or private Cache-Control set there would go out with a
 // response stored without it (the next visitor would get the page made
@@ -104,9 +104,12 @@ func runNext(c *gin.Context, w http.ResponseWriter, r *http.Request, cached bool
 	if gw != nil {
 		status := gw.pending
 		gw.sendPending() // a status set without a body (c.Status(204))
-		if cached && !gw.cw.Written() {
+		// Committed without a body (c.Writer.WriteHeaderNow()), the
+		// headers also wait for the chain to return: Gin sends them at
+		// the first body write, or then.
+		if cached && gw.cw.Size() == 0 {
 			bodiless = true
-			if status != 0 {
+			if status != 0 && !gw.cw.Written() {
 				origW.WriteHeader(status) // sent by Gin when the chain returns
 			}
 		}

@@ -34,16 +34,19 @@ import (
 // guardRefresh is how often the masters are listed again.
 const guardRefresh = time.Second
 
-// guard is one master's subscription. up and removed are guarded by
-// Cache.gmu.
+// guard is one master's subscription. up, removed and warned are
+// guarded by Cache.gmu.
 type guard struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	up      bool
 	removed bool
-	psMu    sync.Mutex
-	ps      *redis.PubSub
-	closed  bool
+	// warned is set once its loss was logged, until it is up again: a
+	// guard that stays down (its node gone) fails every 50 ms.
+	warned bool
+	psMu   sync.Mutex
+	ps     *redis.PubSub
+	closed bool
 }
 
 // watchMasters keeps a guard on every master of the cluster until ctx
@@ -152,17 +155,23 @@ func (n *Cache) guardUp(g *guard) {
 		g.up = true
 		n.guardsDown.Add(-1)
 	}
+	g.warned = false
 }
 
-// guardDown marks g not subscribed and drops the local counters.
+// guardDown marks g not subscribed and drops the local counters. Its
+// loss is logged once until it is up again.
 func (n *Cache) guardDown(g *guard, err error) {
 	n.gmu.Lock()
 	if g.up && !g.removed {
 		g.up = false
 		n.guardsDown.Add(1)
 	}
+	warn := !g.warned && n.coherent.Load()
+	if warn {
+		g.warned = true
+	}
 	n.gmu.Unlock()
-	if n.coherent.Load() {
+	if warn {
 		n.log.Warn("routecache: near cache lost a cluster node's pub/sub; reading through to Redis until it is back", "err", err)
 	}
 	n.dropAll()
