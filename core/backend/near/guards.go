@@ -53,6 +53,7 @@ type guard struct {
 // ends, then stops them all.
 func (n *Cache) watchMasters(ctx context.Context, cc *redis.ClusterClient) {
 	defer close(n.gdone)
+	defer n.gstops.Wait() // the guards of removed masters, stopping
 	t := time.NewTicker(guardRefresh)
 	defer t.Stop()
 	for {
@@ -100,7 +101,11 @@ func (n *Cache) refreshGuards(ctx context.Context, cc *redis.ClusterClient) {
 			if !g.up {
 				n.guardsDown.Add(-1)
 			}
-			go g.stop()
+			n.gstops.Add(1)
+			go func() {
+				defer n.gstops.Done()
+				g.stop()
+			}()
 		}
 	}
 	for addr, c := range masters {

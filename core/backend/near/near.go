@@ -83,6 +83,7 @@ type Cache struct {
 	guards     map[string]*guard
 	listed     bool
 	gdone      chan struct{}
+	gstops     sync.WaitGroup // guards of removed masters being stopped
 	// stats
 	localHits, remoteLoads, messages, resubscribes atomic.Uint64
 	remoteCounters                                 atomic.Uint64 // Counters calls
