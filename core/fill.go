@@ -512,19 +512,7 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	ended := endedAt(ctx, done)
 	p.failed = p.err != nil || rw.status >= 500 || ended
 	if rw.hold && rw.commit {
-		// A held response goes out when released, with every header set
-		// until then, not just those present at its first write.
-		if tags != nil {
-			tags.takeHeaders(rw.hdr)
-		}
-		if !p.failed && rw.fill != nil {
-			// A request's response it will not replace: sent now, so
-			// that what the client's writer adds as it goes out is
-			// judged with it (recorder.sendStatus).
-			rw.release()
-		} else {
-			rw.resnapshot()
-		}
+		rw.settleHeld(tags, p.failed)
 	}
 	rw.judgeLateDue() // a response without a body: as its status went out
 	if p.failed {
@@ -545,24 +533,9 @@ func (rf *routeFront) produce(c *call, ctx context.Context, refresh bool, next n
 	if !v.canonical {
 		keys |= snapAll
 	}
-	var reason NotStoredReason
+	reason := rw.refusal(p.err != nil || skip, ended)
 	keyed := false // keyed on the request's content coding (compress.go)
-	switch {
-	case p.err != nil, skip:
-		reason = NotStoredError
-	case rw.hijacked:
-		reason = NotStoredHijacked
-	case rw.flushed:
-		reason = NotStoredFlushed
-	case rw.over:
-		reason = NotStoredTooLarge
-	case ended:
-		reason = NotStoredError
-	case hasTrailers(rw.Header()): // the live map: trailers come after the body
-		reason = NotStoredTrailer
-	case rw.late != "": // headers an outer writer set as the status went out
-		reason = rw.late
-	default:
+	if reason == "" {
 		// encodingReason has nothing to say of a response without Vary.
 		if reason = v.reason; reason == "" && keys&snapVary != 0 {
 			reason, keyed = r.encodingReason(rf.req, before, sent)

@@ -280,6 +280,47 @@ func (rw *recorder) asTaken(h http.Header, k string, bit snapKeys) bool {
 	return equalValues(h[k], rw.snapshot[k])
 }
 
+// settleHeld is a fill's end for a committed response held back (tags:
+// the fill's runtime tags; failed: the fill failed). It goes out when
+// released, with every header set until then, not just those present at
+// its first write: a request's response it will not replace is sent now,
+// so that what the client's writer adds as it goes out is judged with it
+// (sendStatus); else the snapshot is taken again.
+func (rw *recorder) settleHeld(tags *tagSet, failed bool) {
+	if tags != nil {
+		tags.takeHeaders(rw.hdr)
+	}
+	if !failed && rw.fill != nil {
+		rw.release()
+	} else {
+		rw.resnapshot()
+	}
+}
+
+// refusal is why the recorded response is not stored, as far as how it
+// was written tells ("" when nothing there refuses it; the storage rules
+// judge its headers apart). errored: the producer failed or the framework
+// kept the response out (ErrSkipStore); ended: the fill's context ended.
+func (rw *recorder) refusal(errored, ended bool) NotStoredReason {
+	switch {
+	case errored:
+		return NotStoredError
+	case rw.hijacked:
+		return NotStoredHijacked
+	case rw.flushed:
+		return NotStoredFlushed
+	case rw.over:
+		return NotStoredTooLarge
+	case ended:
+		return NotStoredError
+	case hasTrailers(rw.Header()): // the live map: trailers come after the body
+		return NotStoredTrailer
+	case rw.late != "": // headers an outer writer set as the status went out
+		return rw.late
+	}
+	return ""
+}
+
 // release sends a held response: its headers replace the client's, then
 // the status and the body recorded so far; writes stream from then on.
 func (rw *recorder) release() {
