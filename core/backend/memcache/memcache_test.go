@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -331,21 +332,27 @@ func read2(t testing.TB, b *Backend, name string) uint64 {
 	return v[0]
 }
 
-// mcTTL asks the server holding key for its remaining TTL with the meta
-// command "mg <key> t" (memcached >= 1.6): -1 is "never expires", and
-// ok=false means the key is absent.
+// mcSend sends cmd to the server at addr on a new connection (closed by
+// the caller), to be read within two seconds.
+func mcSend(t testing.TB, addr, cmd string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, cmd); err != nil {
+		t.Fatal(err)
+	}
+	return c, bufio.NewReader(c)
+}
+
 // mcServerTime is the unix time on the clock of the server of addrs that
 // holds key ("stats" time), or fails the test.
 func mcServerTime(t testing.TB, addrs []string, key string) int64 {
 	t.Helper()
 	for _, a := range addrs {
-		c, err := net.DialTimeout("tcp", a, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		r := bufio.NewReader(c)
-		fmt.Fprintf(c, "mg %s\r\nstats\r\n", key)
+		c, r := mcSend(t, a, "mg "+key+"\r\nstats\r\n")
 		line, err := r.ReadString('\n')
 		held := err == nil && !strings.HasPrefix(line, "EN")
 		var now int64
@@ -370,16 +377,14 @@ func mcServerTime(t testing.TB, addrs []string, key string) int64 {
 	return 0
 }
 
+// mcTTL asks the server holding key for its remaining TTL with the meta
+// command "mg <key> t" (memcached >= 1.6): -1 is "never expires", and
+// ok=false means the key is absent.
 func mcTTL(t testing.TB, addrs []string, key string) (ttl int64, ok bool) {
 	t.Helper()
 	for _, a := range addrs {
-		c, err := net.DialTimeout("tcp", a, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(c, "mg %s t\r\n", key)
-		line, err := bufio.NewReader(c).ReadString('\n')
+		c, r := mcSend(t, a, "mg "+key+" t\r\n")
+		line, err := r.ReadString('\n')
 		c.Close()
 		if err != nil {
 			t.Fatal(err)
